@@ -1,0 +1,1 @@
+//! The agent runtime: wires eBPF, proxy, policy, store and admin socket together.
