@@ -5,6 +5,7 @@ pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod ebpf;
+pub mod enroll;
 pub mod identity;
 pub mod policy;
 pub mod proxy;

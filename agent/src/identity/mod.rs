@@ -1,1 +1,81 @@
-//! (being written)
+//! Who is connecting: the cgroup, process and systemd unit behind a redirected socket, turned
+//! into a [`Subject`] that policy matches against workloads.
+pub mod cgroup;
+pub mod process;
+
+use std::{collections::HashMap, sync::Mutex};
+
+use agent_common::ConnMeta;
+
+use crate::policy::Subject;
+pub use cgroup::{CgroupError, CgroupFs};
+
+/// Bound of the cgroup id → path cache; cleared wholesale when full.
+const PATH_CACHE_MAX: usize = 16_384;
+
+/// Resolves connection metadata to a [`Subject`], caching cgroup paths by id.
+pub struct Resolver {
+    cgroupfs: CgroupFs,
+    paths: Mutex<HashMap<u64, String>>,
+}
+
+impl Resolver {
+    /// A resolver over the given cgroup v2 mount.
+    pub fn new(cgroupfs: CgroupFs) -> Self {
+        Self {
+            cgroupfs,
+            paths: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The cgroup v2 mount.
+    pub fn cgroupfs(&self) -> &CgroupFs {
+        &self.cgroupfs
+    }
+
+    /// Path (relative to the cgroup root, leading `/`) of cgroup `id`, learned from the
+    /// process `pid` when it still runs, else by walking the hierarchy.
+    pub fn cgroup_path(&self, id: u64, pid: Option<u32>) -> Option<String> {
+        if let Some(p) = lock(&self.paths).get(&id) {
+            return Some(p.clone());
+        }
+        let path = pid
+            .and_then(|pid| process::cgroup_of(pid))
+            .filter(|p| self.cgroupfs.id_of(p).ok() == Some(id))
+            .or_else(|| self.cgroupfs.find_by_id(id))?;
+        let mut cache = lock(&self.paths);
+        if cache.len() >= PATH_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(id, path.clone());
+        Some(path)
+    }
+
+    /// Remembers a path learned elsewhere (a cgroup the agent created itself).
+    pub fn remember(&self, id: u64, path: String) {
+        lock(&self.paths).insert(id, path);
+    }
+
+    /// Forgets a cgroup (removed).
+    pub fn forget(&self, id: u64) {
+        lock(&self.paths).remove(&id);
+    }
+
+    /// The subject behind a redirected connection.
+    pub fn subject(&self, meta: &ConnMeta) -> Subject {
+        let cgroup_path = self
+            .cgroup_path(meta.cgroup_id, Some(meta.tgid))
+            .unwrap_or_default();
+        Subject {
+            systemd_unit: process::systemd_unit(&cgroup_path).map(str::to_owned),
+            cgroup_path,
+            uid: meta.uid,
+            gid: meta.gid,
+            exe: process::exe_of(meta.tgid),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,1 +1,94 @@
-//! (being written)
+//! Audit store: one record per proxied connection.
+//!
+//! The proxy holds an [`AuditSink`]; every write goes through a bounded queue to ONE writer task
+//! that commits what is queued (up to [`writer::BATCH_MAX`] operations) in one transaction.
+//! Nothing on the data path blocks: a full queue is [`StoreError::QueueFull`] at once, and the
+//! proxy then refuses the connection (fail closed).
+//!
+//! - [`AuditSink::begin`] returns once the open row is **committed**: a connection reaches its
+//!   target only after its record is on disk, so an agent crash never loses it. (WAL with
+//!   `synchronous = NORMAL`: a commit survives a crash of the agent; a power loss may drop the
+//!   last transactions.)
+//! - [`AuditSink::finish`] and [`AuditSink::record`] are queued without waiting.
+//! - On open, rows left open by a crashed agent get `end_reason = "agent-restart"` and keep
+//!   `ended_at` NULL: when those connections really ended is unknown, and a made-up end would
+//!   give them a false duration.
+//! - [`AuditSink::close`] or the drop of every sink makes the writer flush and stop;
+//!   [`Store::shutdown`] waits for it.
+//!
+//! SQL lives in the backend (`sqlite.rs`) behind [`backend::WriteBackend`] and [`StoreReader`], so
+//! that a PostgreSQL backend can be added for fleets. Ids are uuid v7 text; times are INTEGER unix
+//! microseconds, formatted as RFC 3339 on read.
+mod backend;
+mod error;
+mod id;
+mod sink;
+mod sqlite;
+mod time;
+mod types;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+
+use tokio::{sync::mpsc, task::JoinHandle};
+
+pub use error::StoreError;
+pub use sink::AuditSink;
+pub use types::{ConnectionEnd, ConnectionRecord, SessionFilter, SessionRow, StoreStats};
+
+/// Reads sessions back, for the CLI (through the admin socket). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct StoreReader {
+    db: sqlite::SqliteReader,
+}
+
+impl StoreReader {
+    /// Sessions selected by `f`, newest first.
+    pub async fn list(&self, f: &SessionFilter) -> Result<Vec<SessionRow>, StoreError> {
+        self.db.list(f).await
+    }
+
+    /// The session with this id: a full uuid or a unique prefix of at least 8 characters of
+    /// the hyphenated form. [`StoreError::AmbiguousId`] if the prefix matches several sessions.
+    pub async fn get(&self, id: &str) -> Result<Option<SessionRow>, StoreError> {
+        self.db.get(&id::parse_id(id)?).await
+    }
+}
+
+/// Owns the writer task.
+#[derive(Debug)]
+pub struct Store {
+    shared: std::sync::Arc<sink::Shared>,
+    writer: JoinHandle<Result<(), StoreError>>,
+}
+
+impl Store {
+    /// Closes the queue (as [`AuditSink::close`]), lets the writer commit everything queued and
+    /// waits for it to stop. Errors if a final batch could not be written.
+    pub async fn shutdown(self) -> Result<(), StoreError> {
+        self.shared.close();
+        self.writer.await.map_err(StoreError::Writer)?
+    }
+}
+
+/// Opens the SQLite audit database at `path` (created mode 0600; its directory 0750 if missing),
+/// migrates it, closes rows a previous agent left open, and starts the writer with a queue of
+/// `queue_capacity` operations (at least 1).
+pub async fn open_sqlite(
+    path: &Path,
+    queue_capacity: usize,
+) -> Result<(Store, AuditSink, StoreReader), StoreError> {
+    let (writer_db, reader_db) = sqlite::open(path).await?;
+    let (tx, rx) = mpsc::channel(queue_capacity.max(1));
+    let (shared, closed) = sink::Shared::new();
+    let writer = tokio::spawn(writer::run(writer_db, rx, shared.clone(), closed));
+    let sink = AuditSink::new(tx, shared.clone());
+    Ok((
+        Store { shared, writer },
+        sink,
+        StoreReader { db: reader_db },
+    ))
+}

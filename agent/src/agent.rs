@@ -1,1 +1,0 @@
-//! The agent runtime: wires eBPF, proxy, policy, store and admin socket together.

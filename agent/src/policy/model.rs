@@ -1,0 +1,266 @@
+//! The validated policy: workloads in match order, targets and rules sorted by name.
+use std::{cmp::Ordering, fmt};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{
+    address::Address,
+    selector::{Selector, Subject},
+    spiffe::SpiffeId,
+};
+
+/// Whether a workload's denials are enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Denied (and held) connections are refused.
+    #[default]
+    Enforce,
+    /// Denied (and held) connections are let through and recorded as "audit-deny".
+    Audit,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Enforce => "enforce",
+            Mode::Audit => "audit",
+        })
+    }
+}
+
+/// The protocol a target speaks; decides which handler the proxy uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Protocol {
+    /// Opaque TCP: L4 policy, bytes copied as they are.
+    Tcp,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+        })
+    }
+}
+
+/// What a rule (or the policy as a whole) decides for a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Let it through.
+    Allow,
+    /// Refuse it.
+    Deny,
+    /// Hold it until a human approves.
+    Approve,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verdict::Allow => "allow",
+            Verdict::Deny => "deny",
+            Verdict::Approve => "approve",
+        })
+    }
+}
+
+/// A set of process identities with a SPIFFE ID.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// Unique name.
+    pub name: String,
+    /// Identity given to its connections.
+    pub spiffe_id: SpiffeId,
+    /// Enforce or only audit denials.
+    pub mode: Mode,
+    /// Higher is matched first.
+    pub priority: i32,
+    /// Free text from the policy file.
+    pub description: Option<String>,
+    /// Which processes it covers.
+    pub selector: Selector,
+}
+
+impl Workload {
+    /// Whether every selector field matches `s`.
+    pub fn matches(&self, s: &Subject) -> bool {
+        self.selector.matches(s)
+    }
+
+    /// Whether the process-level selector fields (uid, gid, exe) match `s`, ignoring the
+    /// cgroup-level ones: for a cgroup that `tollgate run` bound to this workload.
+    pub fn matches_process(&self, s: &Subject) -> bool {
+        self.selector.matches_process(s)
+    }
+
+    /// Match order: higher priority, then more selector fields, then name ascending.
+    pub(crate) fn match_order(a: &Self, b: &Self) -> Ordering {
+        b.priority
+            .cmp(&a.priority)
+            .then_with(|| b.selector.count().cmp(&a.selector.count()))
+            .then_with(|| a.name.cmp(&b.name))
+    }
+}
+
+/// A named set of destinations.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Unique name.
+    pub name: String,
+    /// Protocol spoken there.
+    pub protocol: Protocol,
+    /// Destinations, as written (normalized).
+    pub addresses: Vec<Address>,
+    /// Free text from the policy file.
+    pub description: Option<String>,
+}
+
+/// The workloads or targets a rule applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Names {
+    /// `"*"`: all of them.
+    All,
+    /// These names (sorted, deduplicated; each one defined).
+    Some(Vec<String>),
+}
+
+impl Names {
+    /// Whether `name` is included.
+    pub fn includes(&self, name: &str) -> bool {
+        match self {
+            Names::All => true,
+            Names::Some(names) => names.binary_search_by(|n| n.as_str().cmp(name)).is_ok(),
+        }
+    }
+}
+
+impl fmt::Display for Names {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Names::All => f.write_str("*"),
+            Names::Some(names) => f.write_str(&names.join(",")),
+        }
+    }
+}
+
+/// Which workloads may reach which targets.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Unique name; reported in decisions.
+    pub name: String,
+    /// Workloads it applies to.
+    pub workloads: Names,
+    /// Targets it applies to.
+    pub targets: Names,
+    /// What it decides.
+    pub action: Verdict,
+    /// Free text from the policy file.
+    pub description: Option<String>,
+}
+
+/// A loaded, validated policy. Cheap enough to clone; share it behind an `Arc`/`ArcSwap`.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// In match order.
+    pub(crate) workloads: Vec<Workload>,
+    /// Sorted by name.
+    pub(crate) targets: Vec<Target>,
+    /// Sorted by name.
+    pub(crate) rules: Vec<Rule>,
+    /// See [`Policy::fingerprint`].
+    pub(crate) fingerprint: String,
+}
+
+impl Policy {
+    /// Builds a policy from validated parts: sorts them and computes the fingerprint.
+    pub(crate) fn new(
+        mut workloads: Vec<Workload>,
+        mut targets: Vec<Target>,
+        mut rules: Vec<Rule>,
+    ) -> Self {
+        workloads.sort_by(Workload::match_order);
+        targets.sort_by(|a, b| a.name.cmp(&b.name));
+        rules.sort_by(|a, b| a.name.cmp(&b.name));
+        let fingerprint = fingerprint(&normalized(&workloads, &targets, &rules));
+        Self {
+            workloads,
+            targets,
+            rules,
+            fingerprint,
+        }
+    }
+
+    /// Workloads, in match order.
+    pub fn workloads(&self) -> &[Workload] {
+        &self.workloads
+    }
+
+    /// The workload called `name`.
+    pub fn workload(&self, name: &str) -> Option<&Workload> {
+        self.workloads.iter().find(|w| w.name == name)
+    }
+
+    /// Targets, sorted by name.
+    pub fn targets(&self) -> &[Target] {
+        &self.targets
+    }
+
+    /// Rules, sorted by name.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// DNS names used by targets (lowercase, no trailing dot), sorted and deduplicated: the keys
+    /// the agent should resolve into a [`super::DnsTable`].
+    pub fn dns_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .targets
+            .iter()
+            .flat_map(|t| &t.addresses)
+            .filter_map(|a| match &a.host {
+                super::Host::Name(n) => Some(n.clone()),
+                _ => None,
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Stable hash (16 hex digits of SHA-256) of the normalized policy: the same rules give the
+    /// same fingerprint whatever the file split, key order, comments, descriptions or spelling
+    /// of addresses (`10.0.0.5/32` and `10.0.0.5`).
+    pub fn fingerprint(&self) -> String {
+        self.fingerprint.clone()
+    }
+}
+
+/// One line per workload (match order), target and rule (name order), in canonical form.
+fn normalized(workloads: &[Workload], targets: &[Target], rules: &[Rule]) -> String {
+    let mut out = String::new();
+    for w in workloads {
+        let (name, id, mode, prio, sel) = (&w.name, &w.spiffe_id, w.mode, w.priority, &w.selector);
+        out += &format!("workload {name:?} {id} {mode} {prio} {sel}\n");
+    }
+    for t in targets {
+        let mut addrs: Vec<String> = t.addresses.iter().map(ToString::to_string).collect();
+        addrs.sort();
+        addrs.dedup();
+        out += &format!("target {:?} {} {}\n", t.name, t.protocol, addrs.join(","));
+    }
+    for r in rules {
+        let (name, ws, ts, action) = (&r.name, &r.workloads, &r.targets, r.action);
+        out += &format!("rule {name:?} {ws} {ts} {action}\n");
+    }
+    out
+}
+
+fn fingerprint(normalized: &str) -> String {
+    let digest = Sha256::digest(normalized.as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,324 @@
+//! The life of one accepted connection: recover who and where, decide, record, hand off to the
+//! target's protocol handler, record the end.
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::SystemTime,
+};
+
+use agent_common::{ConnMeta, TupleKey, v4_mapped};
+use tokio::net::TcpStream;
+use tracing::{debug, info, warn};
+
+use crate::{
+    config::AuditFailure,
+    enroll::WorkloadMatch,
+    policy::{Decision, Subject, Verdict, Workload},
+    proxy::{
+        approval::{ApprovalOutcome, ApprovalRequest},
+        context::{Context, Stats},
+        copy::Transfer,
+        reset, upstream,
+    },
+    store::{ConnectionEnd, ConnectionRecord},
+    tcp,
+};
+
+/// The 4-tuple key under which sockops published this connection (client → proxy).
+pub fn tuple_key(peer: SocketAddr, local: SocketAddr) -> TupleKey {
+    TupleKey {
+        src_ip6: ip_words(peer.ip()),
+        dst_ip6: ip_words(local.ip()),
+        src_port: peer.port(),
+        dst_port: local.port(),
+        _pad: 0,
+    }
+}
+
+fn ip_words(ip: IpAddr) -> [u32; 4] {
+    match ip {
+        IpAddr::V4(v4) => v4_mapped(u32::from_ne_bytes(v4.octets())),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4_mapped(u32::from_ne_bytes(v4.octets())),
+            None => {
+                let o = v6.octets();
+                std::array::from_fn(|i| {
+                    u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
+                })
+            }
+        },
+    }
+}
+
+/// The original destination recorded by the connect hook; v4-mapped addresses become IPv4.
+pub fn original_dst(meta: &ConnMeta) -> SocketAddr {
+    let mut o = [0u8; 16];
+    for (i, w) in meta.dst_ip6.iter().enumerate() {
+        o[4 * i..4 * i + 4].copy_from_slice(&w.to_ne_bytes());
+    }
+    let v6 = std::net::Ipv6Addr::from(o);
+    let ip = v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4);
+    SocketAddr::new(ip, meta.dst_port)
+}
+
+/// Handles one accepted connection to the end.
+pub async fn handle(ctx: Arc<Context>, client: TcpStream, peer: SocketAddr, local: SocketAddr) {
+    let Some(meta) = ctx.programs.take_conn(&tuple_key(peer, local)) else {
+        // Not redirected by our hooks: a direct connection to the proxy port, or one whose
+        // metadata was evicted. Either way we cannot attribute it.
+        Stats::inc(&ctx.stats.no_metadata);
+        warn!(%peer, "connection without redirect metadata refused");
+        reset(client);
+        return;
+    };
+    let dst = original_dst(&meta);
+    let subject = ctx.resolver.subject(&meta);
+    let state = ctx.policy.load_full();
+    let policy = &state.policy;
+    // First use of a cgroup: record its classification so later connections need no hop
+    // (unenrolled) or skip nothing (enrolled).
+    let enrolled = subject.cgroup_path.is_empty()
+        || ctx
+            .enrollment
+            .enrolled(policy, meta.cgroup_id, &subject.cgroup_path);
+    if let Err(e) = ctx.programs.set_cgroup(meta.cgroup_id, enrolled) {
+        warn!(error = %e, cgroup = meta.cgroup_id, "could not record cgroup classification");
+    }
+    let is_self = ctx
+        .settings
+        .listen
+        .iter()
+        .any(|l| l.port() == dst.port() && (l.ip() == dst.ip() || dst.ip().is_unspecified()));
+    let workload = if enrolled {
+        ctx.enrollment.workload(policy, meta.cgroup_id, &subject)
+    } else {
+        WorkloadMatch::None
+    };
+    let decision = match &workload {
+        WorkloadMatch::None if !is_self => {
+            Stats::inc(&ctx.stats.passthrough);
+            debug!(%dst, cgroup = %subject.cgroup_path, "no workload: pass through");
+            return passthrough(&ctx, client, dst).await;
+        }
+        WorkloadMatch::None => fixed_deny("self-call"),
+        WorkloadMatch::Workload(_) if is_self => fixed_deny("self-call"),
+        WorkloadMatch::Workload(w) => policy.evaluate(w, dst, &ctx.dns.load()),
+        WorkloadMatch::BindingMismatch(_) => fixed_deny("run-binding-mismatch"),
+        WorkloadMatch::Unidentified => fixed_deny("unidentified-cgroup"),
+    };
+    let w = match &workload {
+        WorkloadMatch::Workload(w) => Some(*w),
+        _ => None,
+    };
+    let record = record_for(
+        &meta,
+        &subject,
+        w,
+        &workload,
+        dst,
+        &decision,
+        state.generation,
+    );
+    let id = record.id;
+
+    let decision = match decision.verdict {
+        Verdict::Approve if decision.enforced => {
+            hold_for_approval(&ctx, &record, &decision, dst).await
+        }
+        _ => decision,
+    };
+    if !decision.permits() {
+        Stats::inc(&ctx.stats.denied);
+        info!(
+            %dst, workload = ?record.workload, rule = %decision.rule, decision = decision.label(),
+            pid = meta.tgid, "connection denied"
+        );
+        let mut record = record;
+        record.decision = decision.label().into();
+        record.rule = decision.rule.clone();
+        let reason = if decision.rule.ends_with("approval-unavailable") {
+            "approval-unavailable"
+        } else {
+            "denied"
+        };
+        if let Err(e) = ctx.audit.record(record, end(0, 0, reason)) {
+            warn!(error = %e, "audit record of a denied connection dropped");
+        }
+        reset(client);
+        return;
+    }
+
+    // Write-ahead audit: the record is committed before any byte reaches the target.
+    if let Err(e) = ctx.audit.begin(record).await {
+        match ctx.settings.audit_failure {
+            AuditFailure::Closed => {
+                Stats::inc(&ctx.stats.audit_refused);
+                warn!(error = %e, %dst, "audit store cannot record: connection refused (audit_failure = closed)");
+                reset(client);
+                return;
+            }
+            AuditFailure::Open => {
+                warn!(error = %e, %dst, "audit store cannot record: connection let through (audit_failure = open)");
+            }
+        }
+    }
+    let upstream = match upstream::connect(dst, ctx.settings.connect_timeout).await {
+        Ok(u) => u,
+        Err(e) => {
+            Stats::inc(&ctx.stats.upstream_failed);
+            debug!(error = %e, "upstream connect failed");
+            let _ = ctx.audit.finish(id, end(0, 0, &e.label()));
+            reset(client);
+            return;
+        }
+    };
+    Stats::inc(&ctx.stats.allowed);
+    let protocol = decision.target.as_ref().map(|t| t.protocol);
+    let transfer: Transfer = match protocol {
+        // Every protocol of this version is plain TCP; L7 handlers plug in here per target.
+        _ => tcp::serve(&ctx, &client, &upstream).await,
+    };
+    debug!(%dst, up = transfer.up, down = transfer.down, end = %transfer.end.label(), "connection ended");
+    if let Err(e) = ctx
+        .audit
+        .finish(id, end(transfer.up, transfer.down, &transfer.end.label()))
+    {
+        warn!(error = %e, %id, "audit end of connection dropped");
+    }
+}
+
+async fn hold_for_approval(
+    ctx: &Context,
+    record: &ConnectionRecord,
+    decision: &Decision,
+    dst: SocketAddr,
+) -> Decision {
+    let outcome = ctx
+        .approvals
+        .decide(ApprovalRequest {
+            connection_id: record.id,
+            workload: record.workload.clone().unwrap_or_default(),
+            target: record.target.clone(),
+            rule: decision.rule.clone(),
+            summary: format!("connect {dst}"),
+            timeout: ctx.settings.connect_timeout,
+        })
+        .await;
+    match outcome {
+        ApprovalOutcome::Approved { .. } => Decision {
+            verdict: Verdict::Allow,
+            ..decision.clone()
+        },
+        ApprovalOutcome::Denied { reason } => Decision {
+            verdict: Verdict::Deny,
+            rule: format!("{} ({reason})", decision.rule),
+            ..decision.clone()
+        },
+    }
+}
+
+/// A cgroup that turned out to have no workload: connect for it and copy, no policy, no record.
+async fn passthrough(ctx: &Context, client: TcpStream, dst: SocketAddr) {
+    match upstream::connect(dst, ctx.settings.connect_timeout).await {
+        Ok(up) => {
+            let _ = tcp::serve(ctx, &client, &up).await;
+        }
+        Err(e) => {
+            debug!(error = %e, "pass-through connect failed");
+            reset(client);
+        }
+    }
+}
+
+fn fixed_deny(rule: &str) -> Decision {
+    Decision {
+        verdict: Verdict::Deny,
+        enforced: true,
+        rule: rule.into(),
+        target: None,
+    }
+}
+
+fn record_for(
+    meta: &ConnMeta,
+    subject: &Subject,
+    workload: Option<&Workload>,
+    matched: &WorkloadMatch<'_>,
+    dst: SocketAddr,
+    decision: &Decision,
+    generation: u64,
+) -> ConnectionRecord {
+    let workload_name = match matched {
+        WorkloadMatch::BindingMismatch(name) => Some(name.clone()),
+        _ => workload.map(|w| w.name.clone()),
+    };
+    ConnectionRecord {
+        id: uuid::Uuid::now_v7(),
+        started_at: SystemTime::now(),
+        workload: workload_name,
+        spiffe_id: workload.map(|w| w.spiffe_id.to_string()),
+        pid: meta.tgid,
+        uid: meta.uid,
+        gid: meta.gid,
+        exe: subject.exe.as_ref().map(|p| p.display().to_string()),
+        cgroup: subject.cgroup_path.clone(),
+        cgroup_id: meta.cgroup_id,
+        systemd_unit: subject.systemd_unit.clone(),
+        dst,
+        target: decision.target.as_ref().map(|t| t.name.clone()),
+        protocol: decision
+            .target
+            .as_ref()
+            .map_or_else(|| "tcp".to_string(), |t| t.protocol.to_string()),
+        decision: decision.label().into(),
+        rule: decision.rule.clone(),
+        policy_generation: generation,
+    }
+}
+
+fn end(up: u64, down: u64, reason: &str) -> ConnectionEnd {
+    ConnectionEnd {
+        ended_at: SystemTime::now(),
+        bytes_up: up,
+        bytes_down: down,
+        end_reason: reason.into(),
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tuple_key_normalizes_v4_mapped() {
+        let a: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let b: SocketAddr = "[::ffff:127.0.0.1]:40000".parse().unwrap();
+        let l: SocketAddr = "127.0.0.1:915".parse().unwrap();
+        assert_eq!(tuple_key(a, l), tuple_key(b, l));
+        let v6: SocketAddr = "[::1]:40000".parse().unwrap();
+        assert_ne!(tuple_key(v6, l), tuple_key(a, l));
+    }
+
+    #[test]
+    fn original_dst_round_trips() {
+        for s in ["10.1.2.3:5432", "[fd00::1]:443", "[::1]:80"] {
+            let addr: SocketAddr = s.parse().unwrap();
+            let meta = ConnMeta {
+                dst_ip6: ip_words(addr.ip()),
+                dst_port: addr.port(),
+                ..Default::default()
+            };
+            assert_eq!(original_dst(&meta), addr, "{s}");
+        }
+        let mapped = ConnMeta {
+            dst_ip6: ip_words("::ffff:10.0.0.1".parse().unwrap()),
+            dst_port: 80,
+            ..Default::default()
+        };
+        assert_eq!(
+            original_dst(&mapped),
+            "10.0.0.1:80".parse::<SocketAddr>().unwrap()
+        );
+    }
+}

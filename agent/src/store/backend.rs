@@ -1,0 +1,31 @@
+//! The contract between the writer task and a database backend (SQLite today, PostgreSQL later).
+use std::future::Future;
+
+use tokio::sync::oneshot;
+
+use super::{ConnectionEnd, ConnectionRecord, StoreError};
+
+/// One queued write.
+#[derive(Debug)]
+pub(crate) enum Op {
+    /// Insert an open row; `done` is answered once the row is committed (or not).
+    Begin {
+        /// The connection.
+        rec: ConnectionRecord,
+        /// The waiter in [`super::AuditSink::begin`].
+        done: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// Insert a complete row (a connection that never reached upstream).
+    Record(ConnectionRecord, ConnectionEnd),
+    /// Close an open row.
+    Finish(uuid::Uuid, ConnectionEnd),
+}
+
+/// What the writer task needs from a database.
+pub(crate) trait WriteBackend: Send + 'static {
+    /// Applies `ops` in one transaction: all are committed or none is.
+    fn write_batch(&mut self, ops: &[Op]) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+
+    /// Closes the connection cleanly (SQLite checkpoints the WAL).
+    fn close(self) -> impl Future<Output = ()> + Send;
+}

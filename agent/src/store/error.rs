@@ -1,0 +1,48 @@
+//! Errors of the audit store.
+use std::{path::PathBuf, sync::Arc};
+
+/// Errors of the audit store: opening it, queueing records, writing and reading them.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The writer's queue is full: the caller must not let the connection through unrecorded.
+    #[error("audit queue is full")]
+    QueueFull,
+    /// The store is closed (shutting down) or its writer has stopped.
+    #[error("audit store is closed")]
+    Closed,
+    /// The state directory or the database file cannot be created or secured.
+    #[error("cannot create {0}: {1}")]
+    Create(PathBuf, #[source] std::io::Error),
+    /// The database cannot be opened.
+    #[error("cannot open audit database {0}: {1}")]
+    Open(PathBuf, #[source] sqlx::Error),
+    /// The embedded migrations failed.
+    #[error("cannot migrate audit database {0}: {1}")]
+    Migrate(PathBuf, #[source] sqlx::migrate::MigrateError),
+    /// Closing the rows left open by a previous agent failed.
+    #[error("cannot recover open rows in {0}: {1}")]
+    Recover(PathBuf, #[source] sqlx::Error),
+    /// A batch of records could not be committed (shared by every waiter of the batch).
+    #[error("audit write failed: {0}")]
+    Write(#[source] Arc<sqlx::Error>),
+    /// A query of the reader failed.
+    #[error("audit query failed: {0}")]
+    Db(#[from] sqlx::Error),
+    /// A session id given to `get` is neither a uuid nor a prefix of at least 8 hex digits.
+    #[error("invalid session id {0:?}: give a uuid or a prefix of at least 8 characters")]
+    BadId(String),
+    /// A session id prefix matches more than one session.
+    #[error("session id prefix {0:?} is ambiguous")]
+    AmbiguousId(String),
+    /// A stored row cannot be read back (corrupt or foreign data).
+    #[error("invalid stored row {id}: {reason}")]
+    BadRow {
+        /// Id of the row.
+        id: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The writer task panicked or was cancelled.
+    #[error("audit writer task failed: {0}")]
+    Writer(#[source] tokio::task::JoinError),
+}

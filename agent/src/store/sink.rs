@@ -1,0 +1,105 @@
+//! The proxy's handle on the audit store: queues writes for the writer task without blocking.
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::{ConnectionEnd, ConnectionRecord, StoreError, StoreStats, backend::Op};
+
+/// State shared by the sinks, the writer task and the [`super::Store`].
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// Operations committed.
+    pub(crate) written: AtomicU64,
+    /// Operations whose write failed.
+    pub(crate) failed: AtomicU64,
+    /// Operations refused on a full queue.
+    pub(crate) queue_full: AtomicU64,
+    /// Transactions committed.
+    pub(crate) commits: AtomicU64,
+    /// Set to `true` to make the writer flush what is queued and stop.
+    pub(crate) close: watch::Sender<bool>,
+}
+
+impl Shared {
+    pub(crate) fn new() -> (Arc<Self>, watch::Receiver<bool>) {
+        let (close, closed) = watch::channel(false);
+        let shared = Self {
+            written: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            queue_full: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+            close,
+        };
+        (Arc::new(shared), closed)
+    }
+
+    /// Asks the writer to flush and stop; later sends fail with [`StoreError::Closed`].
+    pub(crate) fn close(&self) {
+        self.close.send_replace(true);
+    }
+}
+
+/// Queues audit records for the single writer task. Cheap to clone; never blocks.
+#[derive(Debug, Clone)]
+pub struct AuditSink {
+    tx: mpsc::Sender<Op>,
+    shared: Arc<Shared>,
+}
+
+impl AuditSink {
+    pub(crate) fn new(tx: mpsc::Sender<Op>, shared: Arc<Shared>) -> Self {
+        Self { tx, shared }
+    }
+
+    /// Records a connection about to reach its target and returns once the row is committed.
+    /// Fails at once with [`StoreError::QueueFull`] if the writer is behind: the caller must then
+    /// refuse the connection.
+    pub async fn begin(&self, rec: ConnectionRecord) -> Result<(), StoreError> {
+        let (done, committed) = oneshot::channel();
+        self.send(Op::Begin { rec, done })?;
+        committed.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Queues a complete record (a connection that never reached upstream); does not wait.
+    pub fn record(&self, rec: ConnectionRecord, end: ConnectionEnd) -> Result<(), StoreError> {
+        self.send(Op::Record(rec, end))
+    }
+
+    /// Queues the end of a connection recorded by [`Self::begin`]; does not wait.
+    pub fn finish(&self, id: uuid::Uuid, end: ConnectionEnd) -> Result<(), StoreError> {
+        self.send(Op::Finish(id, end))
+    }
+
+    /// Counters of the writer and the current queue depth.
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            written: self.shared.written.load(Ordering::Relaxed),
+            failed: self.shared.failed.load(Ordering::Relaxed),
+            queue_full: self.shared.queue_full.load(Ordering::Relaxed),
+            commits: self.shared.commits.load(Ordering::Relaxed),
+            queued: self.tx.max_capacity() - self.tx.capacity(),
+        }
+    }
+
+    /// Makes the writer flush everything queued and stop, for every clone of this sink.
+    /// [`super::Store::shutdown`] waits for it.
+    pub fn close(&self) {
+        self.shared.close();
+    }
+
+    fn send(&self, op: Op) -> Result<(), StoreError> {
+        if *self.shared.close.borrow() {
+            return Err(StoreError::Closed);
+        }
+        self.tx.try_send(op).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                self.shared.queue_full.fetch_add(1, Ordering::Relaxed);
+                StoreError::QueueFull
+            }
+            mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+        })
+    }
+}

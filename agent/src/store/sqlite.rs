@@ -1,0 +1,288 @@
+//! The SQLite backend: every SQL statement of the store lives here.
+use std::{path::Path, time::Duration};
+
+use sqlx::{
+    ConnectOptions as _, Connection as _, QueryBuilder, Row as _, Sqlite, SqliteConnection,
+    SqlitePool,
+    sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    },
+};
+use tracing::{info, warn};
+
+use super::{
+    ConnectionEnd, ConnectionRecord, SessionFilter, SessionRow, StoreError,
+    backend::{Op, WriteBackend},
+    id::IdQuery,
+    time,
+};
+
+/// How long a statement waits for a lock held by another connection.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections of the reader pool (CLI queries through the admin socket).
+const READERS: u32 = 4;
+/// `end_reason` of rows left open by an agent that stopped without finishing them.
+pub(crate) const AGENT_RESTART: &str = "agent-restart";
+
+const COLUMNS: &str = "id, started_at, workload, spiffe_id, pid, uid, gid, exe, cgroup, \
+    cgroup_id, systemd_unit, dst, target, protocol, decision, rule, policy_generation, \
+    ended_at, bytes_up, bytes_down, end_reason";
+
+const INSERT: &str = "INSERT INTO connections (id, started_at, workload, spiffe_id, pid, uid, \
+    gid, exe, cgroup, cgroup_id, systemd_unit, dst, target, protocol, decision, rule, \
+    policy_generation, ended_at, bytes_up, bytes_down, end_reason) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
+    ?19, ?20, ?21)";
+
+const FINISH: &str = "UPDATE connections SET ended_at = ?2, bytes_up = ?3, bytes_down = ?4, \
+    end_reason = ?5 WHERE id = ?1 AND end_reason IS NULL";
+
+/// The writer's own connection.
+#[derive(Debug)]
+pub(crate) struct SqliteWriter {
+    conn: SqliteConnection,
+}
+
+/// A pool of query-only connections.
+#[derive(Debug, Clone)]
+pub(crate) struct SqliteReader {
+    pool: SqlitePool,
+}
+
+/// Opens (creating if needed) the database at `path`, migrates it and closes the rows a previous
+/// agent left open. Returns the writer connection and the reader pool.
+pub(crate) async fn open(path: &Path) -> Result<(SqliteWriter, SqliteReader), StoreError> {
+    create_file(path).await?;
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .busy_timeout(BUSY_TIMEOUT)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true);
+    let open_err = |e| StoreError::Open(path.to_owned(), e);
+
+    // Only the writer switches to WAL (a persistent setting that needs an exclusive lock).
+    let mut conn = options
+        .clone()
+        .journal_mode(SqliteJournalMode::Wal)
+        .connect()
+        .await
+        .map_err(open_err)?;
+    sqlx::migrate!("./migrations")
+        .run(&mut conn)
+        .await
+        .map_err(|e| StoreError::Migrate(path.to_owned(), e))?;
+    let recovered = sqlx::query("UPDATE connections SET end_reason = ?1 WHERE end_reason IS NULL")
+        .bind(AGENT_RESTART)
+        .execute(&mut conn)
+        .await
+        .map_err(|e| StoreError::Recover(path.to_owned(), e))?
+        .rows_affected();
+    if recovered > 0 {
+        warn!(path = %path.display(), rows = recovered, "closed audit rows left open by a previous agent");
+    }
+
+    let pool = SqlitePoolOptions::new()
+        .max_connections(READERS)
+        .connect_with(options.pragma("query_only", "ON"))
+        .await
+        .map_err(open_err)?;
+    info!(path = %path.display(), "audit store open");
+    Ok((SqliteWriter { conn }, SqliteReader { pool }))
+}
+
+/// Creates the parent directory (0750) if missing, and the database file with mode 0600
+/// (tightened to 0600 if it exists). SQLite gives its `-wal` and `-shm` files the same mode.
+async fn create_file(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let create_err = |p: &Path| {
+        let p = p.to_owned();
+        move |e| StoreError::Create(p, e)
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !tokio::fs::try_exists(dir).await.map_err(create_err(dir))?
+    {
+        tokio::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(dir)
+            .await
+            .map_err(create_err(dir))?;
+    }
+    tokio::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .await
+        .map_err(create_err(path))?;
+    tokio::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .await
+        .map_err(create_err(path))
+}
+
+impl WriteBackend for SqliteWriter {
+    async fn write_batch(&mut self, ops: &[Op]) -> Result<(), sqlx::Error> {
+        let mut tx = self.conn.begin().await?;
+        for op in ops {
+            match op {
+                Op::Begin { rec, .. } => {
+                    insert(rec, None).execute(&mut *tx).await?;
+                }
+                Op::Record(rec, end) => {
+                    insert(rec, Some(end)).execute(&mut *tx).await?;
+                }
+                Op::Finish(id, end) => {
+                    let done = sqlx::query(FINISH)
+                        .bind(id.hyphenated().to_string())
+                        .bind(time::to_micros(end.ended_at))
+                        .bind(to_i64(end.bytes_up))
+                        .bind(to_i64(end.bytes_down))
+                        .bind(&end.end_reason)
+                        .execute(&mut *tx)
+                        .await?;
+                    if done.rows_affected() == 0 {
+                        warn!(session = %id, "audit finish for a session that is unknown or already ended");
+                    }
+                }
+            }
+        }
+        tx.commit().await
+    }
+
+    async fn close(self) {
+        if let Err(e) = self.conn.close().await {
+            warn!(error = %e, "closing the audit writer connection");
+        }
+    }
+}
+
+type Query<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+fn insert<'q>(rec: &'q ConnectionRecord, end: Option<&'q ConnectionEnd>) -> Query<'q> {
+    sqlx::query(INSERT)
+        .bind(rec.id.hyphenated().to_string())
+        .bind(time::to_micros(rec.started_at))
+        .bind(rec.workload.as_deref())
+        .bind(rec.spiffe_id.as_deref())
+        .bind(i64::from(rec.pid))
+        .bind(i64::from(rec.uid))
+        .bind(i64::from(rec.gid))
+        .bind(rec.exe.as_deref())
+        .bind(&rec.cgroup)
+        .bind(to_i64(rec.cgroup_id))
+        .bind(rec.systemd_unit.as_deref())
+        .bind(rec.dst.to_string())
+        .bind(rec.target.as_deref())
+        .bind(&rec.protocol)
+        .bind(&rec.decision)
+        .bind(&rec.rule)
+        .bind(to_i64(rec.policy_generation))
+        .bind(end.map(|e| time::to_micros(e.ended_at)))
+        .bind(end.map(|e| to_i64(e.bytes_up)))
+        .bind(end.map(|e| to_i64(e.bytes_down)))
+        .bind(end.map(|e| e.end_reason.as_str()))
+}
+
+impl SqliteReader {
+    /// Sessions selected by `f`, newest first.
+    pub(crate) async fn list(&self, f: &SessionFilter) -> Result<Vec<SessionRow>, StoreError> {
+        let mut q =
+            QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM connections WHERE 1 = 1"));
+        if let Some(workload) = &f.workload {
+            q.push(" AND workload = ").push_bind(workload.clone());
+        }
+        if let Some(since) = f.since {
+            q.push(" AND started_at >= ")
+                .push_bind(time::to_micros(since));
+        }
+        if let Some(until) = f.until {
+            q.push(" AND started_at < ")
+                .push_bind(time::to_micros(until));
+        }
+        q.push(" ORDER BY started_at DESC, id DESC");
+        if let Some(limit) = f.limit {
+            q.push(" LIMIT ").push_bind(i64::from(limit));
+        }
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(session_row).collect()
+    }
+
+    /// The session `id` names; [`StoreError::AmbiguousId`] if a prefix names several.
+    pub(crate) async fn get(&self, id: &IdQuery) -> Result<Option<SessionRow>, StoreError> {
+        let rows = match id {
+            IdQuery::Exact(id) => {
+                sqlx::query(&format!("SELECT {COLUMNS} FROM connections WHERE id = ?1"))
+                    .bind(id)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            IdQuery::Prefix(prefix) => {
+                // '~' sorts after every character of a hyphenated uuid: an index range scan.
+                sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM connections WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT 2"
+                ))
+                .bind(prefix)
+                .bind(format!("{prefix}~"))
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        match rows.as_slice() {
+            [] => Ok(None),
+            [row] => session_row(row).map(Some),
+            [_, _, ..] => match id {
+                IdQuery::Exact(id) | IdQuery::Prefix(id) => {
+                    Err(StoreError::AmbiguousId(id.clone()))
+                }
+            },
+        }
+    }
+}
+
+fn session_row(row: &SqliteRow) -> Result<SessionRow, StoreError> {
+    let id: String = row.try_get("id")?;
+    let bad = |column: &str, value: i64| StoreError::BadRow {
+        id: id.clone(),
+        reason: format!("{column} = {value} is out of range"),
+    };
+    let u32_col = |column: &str| -> Result<u32, StoreError> {
+        let v: i64 = row.try_get(column)?;
+        u32::try_from(v).map_err(|_| bad(column, v))
+    };
+    let u64_col = |column: &str| -> Result<Option<u64>, StoreError> {
+        let v: Option<i64> = row.try_get(column)?;
+        v.map(|v| u64::try_from(v).map_err(|_| bad(column, v)))
+            .transpose()
+    };
+    let started_at: i64 = row.try_get("started_at")?;
+    let ended_at: Option<i64> = row.try_get("ended_at")?;
+    Ok(SessionRow {
+        workload: row.try_get("workload")?,
+        spiffe_id: row.try_get("spiffe_id")?,
+        pid: u32_col("pid")?,
+        uid: u32_col("uid")?,
+        gid: u32_col("gid")?,
+        exe: row.try_get("exe")?,
+        cgroup: row.try_get("cgroup")?,
+        systemd_unit: row.try_get("systemd_unit")?,
+        dst: row.try_get("dst")?,
+        target: row.try_get("target")?,
+        protocol: row.try_get("protocol")?,
+        decision: row.try_get("decision")?,
+        rule: row.try_get("rule")?,
+        policy_generation: u64_col("policy_generation")?.unwrap_or_default(),
+        bytes_up: u64_col("bytes_up")?,
+        bytes_down: u64_col("bytes_down")?,
+        started_at: time::format_micros(started_at),
+        ended_at: ended_at.map(time::format_micros),
+        duration_ms: ended_at.and_then(|end| time::duration_ms(started_at, end)),
+        end_reason: row.try_get("end_reason")?,
+        id,
+    })
+}
+
+/// u64 counters are stored as SQLite INTEGER (i64), saturating.
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}

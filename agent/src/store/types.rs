@@ -1,0 +1,133 @@
+//! What the proxy hands to the store and what the reader hands back.
+use std::{net::SocketAddr, time::SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+/// A connection as known when it is accepted and decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionRecord {
+    /// Session id, uuid v7.
+    pub id: uuid::Uuid,
+    /// When the connection was accepted.
+    pub started_at: SystemTime,
+    /// Workload name from policy, if the task was classified.
+    pub workload: Option<String>,
+    /// SPIFFE ID of the workload.
+    pub spiffe_id: Option<String>,
+    /// Process id of the connecting task.
+    pub pid: u32,
+    /// Its user id.
+    pub uid: u32,
+    /// Its group id.
+    pub gid: u32,
+    /// Its executable path, if readable.
+    pub exe: Option<String>,
+    /// Its cgroup v2 path.
+    pub cgroup: String,
+    /// Its cgroup id (inode of the cgroup directory).
+    pub cgroup_id: u64,
+    /// Its systemd unit, if any.
+    pub systemd_unit: Option<String>,
+    /// Original destination.
+    pub dst: SocketAddr,
+    /// Policy target name the destination matched.
+    pub target: Option<String>,
+    /// Protocol handler ("tcp", "postgres", ...).
+    pub protocol: String,
+    /// "allow" | "deny" | "approve" | "audit-deny".
+    pub decision: String,
+    /// Rule that decided.
+    pub rule: String,
+    /// Generation of the policy that decided.
+    pub policy_generation: u64,
+}
+
+/// How a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionEnd {
+    /// When it ended.
+    pub ended_at: SystemTime,
+    /// Bytes from the workload to the upstream.
+    pub bytes_up: u64,
+    /// Bytes from the upstream to the workload.
+    pub bytes_down: u64,
+    /// "closed", "denied", "idle-timeout", "upstream-refused", "error: ...", "agent-shutdown".
+    pub end_reason: String,
+}
+
+/// Counters of the writer (monotonic since open) and the current queue depth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreStats {
+    /// Operations (begin, record, finish) committed.
+    pub written: u64,
+    /// Operations whose write failed.
+    pub failed: u64,
+    /// Operations refused because the queue was full.
+    pub queue_full: u64,
+    /// Transactions committed (several operations each under load).
+    pub commits: u64,
+    /// Operations waiting in the queue now.
+    pub queued: usize,
+}
+
+/// Selection of sessions for [`super::StoreReader::list`]; the default selects all, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionFilter {
+    /// Only this workload.
+    pub workload: Option<String>,
+    /// Only sessions started at or after this time.
+    pub since: Option<SystemTime>,
+    /// Only sessions started before this time.
+    pub until: Option<SystemTime>,
+    /// At most this many sessions (the newest); all if unset.
+    pub limit: Option<u32>,
+}
+
+/// One session as stored, for the CLI and the admin socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRow {
+    /// Session id (uuid v7, hyphenated).
+    pub id: String,
+    /// Workload name.
+    pub workload: Option<String>,
+    /// SPIFFE ID of the workload.
+    pub spiffe_id: Option<String>,
+    /// Process id of the connecting task.
+    pub pid: u32,
+    /// Its user id.
+    pub uid: u32,
+    /// Its group id.
+    pub gid: u32,
+    /// Its executable path.
+    pub exe: Option<String>,
+    /// Its cgroup v2 path.
+    pub cgroup: String,
+    /// Its systemd unit.
+    pub systemd_unit: Option<String>,
+    /// Original destination, "ip:port".
+    pub dst: String,
+    /// Policy target name.
+    pub target: Option<String>,
+    /// Protocol handler.
+    pub protocol: String,
+    /// Policy decision.
+    pub decision: String,
+    /// Rule that decided.
+    pub rule: String,
+    /// Generation of the policy that decided.
+    pub policy_generation: u64,
+    /// Bytes from the workload to the upstream; unset while open.
+    pub bytes_up: Option<u64>,
+    /// Bytes from the upstream to the workload; unset while open.
+    pub bytes_down: Option<u64>,
+    /// Start, RFC 3339 UTC with microseconds.
+    pub started_at: String,
+    /// End, RFC 3339 UTC with microseconds; unset while open or if the agent crashed.
+    pub ended_at: Option<String>,
+    /// Duration in milliseconds, when the end is known.
+    pub duration_ms: Option<u64>,
+    /// Why it ended; unset while open, "agent-restart" if the agent crashed meanwhile.
+    pub end_reason: Option<String>,
+}

@@ -1,0 +1,128 @@
+//! The single writer task: drains the queue in batches, one transaction per batch (group commit).
+use std::sync::{Arc, atomic::Ordering};
+
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, error, trace, warn};
+
+use super::{
+    StoreError,
+    backend::{Op, WriteBackend},
+    sink::Shared,
+};
+
+/// Most operations committed in one transaction.
+pub(crate) const BATCH_MAX: usize = 256;
+
+/// Runs until the queue is closed (by [`Shared::close`] or the drop of every sink) and drained.
+/// Returns the error of a batch that failed after the close signal, so that
+/// [`super::Store::shutdown`] can report records lost while stopping.
+pub(crate) async fn run<B: WriteBackend>(
+    mut db: B,
+    mut rx: mpsc::Receiver<Op>,
+    shared: Arc<Shared>,
+    mut close: watch::Receiver<bool>,
+) -> Result<(), StoreError> {
+    let mut closing = false;
+    let mut closing_error = None;
+    let mut batch = Vec::with_capacity(BATCH_MAX);
+    loop {
+        let first = if closing {
+            rx.recv().await
+        } else {
+            tokio::select! {
+                op = rx.recv() => op,
+                _ = close.wait_for(|closed| *closed) => {
+                    debug!(queued = rx.len(), "audit writer closing: flushing the queue");
+                    closing = true;
+                    rx.close();
+                    continue;
+                }
+            }
+        };
+        let Some(first) = first else { break };
+        batch.push(first);
+        while batch.len() < BATCH_MAX {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = commit(&mut db, &mut batch, &shared).await
+            && closing
+        {
+            closing_error = Some(e);
+        }
+    }
+    db.close().await;
+    debug!("audit writer stopped");
+    closing_error.map_or(Ok(()), |e| Err(StoreError::Write(e)))
+}
+
+/// Writes `batch` (emptied) and answers its waiters. A batch rejected for its data (a constraint)
+/// is retried one operation at a time so that one bad record does not sink the others; any other
+/// error fails the whole batch at once (no retry storm on a locked or full disk).
+async fn commit<B: WriteBackend>(
+    db: &mut B,
+    batch: &mut Vec<Op>,
+    shared: &Shared,
+) -> Result<(), Arc<sqlx::Error>> {
+    let n = batch.len();
+    match db.write_batch(batch).await {
+        Ok(()) => {
+            trace!(ops = n, "audit batch committed");
+            committed(shared, n);
+            batch.drain(..).for_each(|op| answer(op, Ok(())));
+            Ok(())
+        }
+        Err(e) if n > 1 && is_data_error(&e) => {
+            warn!(error = %e, ops = n, "audit batch rejected; writing its records one by one");
+            let mut last = Ok(());
+            for op in batch.drain(..) {
+                let one = std::slice::from_ref(&op);
+                match db.write_batch(one).await {
+                    Ok(()) => {
+                        committed(shared, 1);
+                        answer(op, Ok(()));
+                    }
+                    Err(e) => {
+                        let e = failed(shared, 1, e);
+                        answer(op, Err(StoreError::Write(e.clone())));
+                        last = Err(e);
+                    }
+                }
+            }
+            last
+        }
+        Err(e) => {
+            let e = failed(shared, n, e);
+            batch
+                .drain(..)
+                .for_each(|op| answer(op, Err(StoreError::Write(e.clone()))));
+            Err(e)
+        }
+    }
+}
+
+fn committed(shared: &Shared, ops: usize) {
+    shared.commits.fetch_add(1, Ordering::Relaxed);
+    shared.written.fetch_add(ops as u64, Ordering::Relaxed);
+}
+
+fn failed(shared: &Shared, ops: usize, e: sqlx::Error) -> Arc<sqlx::Error> {
+    error!(error = %e, ops, "audit records not written");
+    shared.failed.fetch_add(ops as u64, Ordering::Relaxed);
+    Arc::new(e)
+}
+
+/// Wakes the waiter of a `begin`; the other operations have none.
+fn answer(op: Op, result: Result<(), StoreError>) {
+    if let Op::Begin { done, .. } = op {
+        // The waiter may have given up (its connection task was cancelled).
+        let _ = done.send(result);
+    }
+}
+
+/// Whether the database refused the data itself (a constraint), not the write as such.
+fn is_data_error(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.kind() != sqlx::error::ErrorKind::Other)
+}
