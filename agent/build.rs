@@ -10,6 +10,8 @@ fn main() -> anyhow::Result<()> {
         .join("agent-ebpf");
     let root = root.to_str().context("non-UTF-8 path")?;
     println!("cargo:rerun-if-changed={root}/../agent-common/src");
+    // sqlx::migrate! embeds these; new files must trigger a rebuild.
+    println!("cargo:rerun-if-changed=migrations");
     aya_build::build_ebpf(
         [aya_build::Package {
             name: "agent-ebpf",

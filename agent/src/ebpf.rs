@@ -37,6 +37,11 @@ const SOCK_ADDR_PROGRAMS: [&str; 4] = [
 /// The sockops program.
 const SOCK_OPS_PROGRAM: &str = "tollgate_sockops";
 
+/// Attach mode. aya attaches through `bpf_link_create` (kernel >= 5.7), where the kernel
+/// requires flags 0 and every link is multi-attach by nature: our programs run beside
+/// systemd's and anyone else's. `AllowMultiple` would pass `BPF_F_ALLOW_MULTI` and get EINVAL.
+const LINK_MODE: CgroupAttachMode = CgroupAttachMode::Single;
+
 /// Errors of this layer.
 #[derive(Debug, thiserror::Error)]
 pub enum EbpfError {
@@ -150,7 +155,7 @@ impl Programs {
             let prog: &mut CgroupSockAddr = program(&mut ebpf, name)?;
             prog.load().map_err(|e| EbpfError::Program(name, e))?;
             let id = prog
-                .attach(cgroup.as_fd(), CgroupAttachMode::AllowMultiple)
+                .attach(cgroup.as_fd(), LINK_MODE)
                 .map_err(|e| EbpfError::Program(name, e))?;
             let link = prog
                 .take_link(id)
@@ -164,7 +169,7 @@ impl Programs {
             let prog: &mut SockOps = program(&mut ebpf, name)?;
             prog.load().map_err(|e| EbpfError::Program(name, e))?;
             let id = prog
-                .attach(cgroup.as_fd(), CgroupAttachMode::AllowMultiple)
+                .attach(cgroup.as_fd(), LINK_MODE)
                 .map_err(|e| EbpfError::Program(name, e))?;
             let link = prog
                 .take_link(id)

@@ -71,7 +71,13 @@ pub struct Agent {
 impl Agent {
     /// Prepares directories, config and the attach cgroup for an agent named after `tag`.
     pub fn new(env: &Env, tag: &str, fail_mode: FailMode) -> Agent {
-        let name = unique_name(tag);
+        Agent::with_attach(env, &unique_name(tag), fail_mode)
+    }
+
+    /// Like [`Agent::new`] with a given name for the attach cgroup (directly below the root)
+    /// and the pin directory; the caller makes it unique.
+    pub fn with_attach(env: &Env, name: &str, fail_mode: FailMode) -> Agent {
+        let name = name.to_owned();
         let dir = tempfile::Builder::new()
             .prefix(&format!("{name}-"))
             .tempdir()
@@ -266,6 +272,35 @@ impl Agent {
         .unwrap_or_else(|| {
             panic!(
                 "no completed audit record for {what} after {AUDIT_TIMEOUT:?}; records:\n{}\nagent log:\n{}",
+                self.sessions_text(),
+                self.log_tail()
+            )
+        })
+    }
+
+    /// Waits until exactly `n` completed records match `pred`, and returns them.
+    pub fn wait_ended_count(
+        &self,
+        what: &str,
+        n: usize,
+        pred: impl Fn(&Session) -> bool,
+    ) -> Vec<Session> {
+        let mut last = Vec::new();
+        let found = poll(AUDIT_TIMEOUT, || {
+            last = self
+                .sessions()
+                .into_iter()
+                .filter(|s| pred(s) && s.ended())
+                .collect();
+            (last.len() == n).then(|| last.clone())
+        });
+        found.unwrap_or_else(|| {
+            panic!(
+                "expected {n} completed records for {what}, found {}; records:
+{}
+agent log:
+{}",
+                last.len(),
                 self.sessions_text(),
                 self.log_tail()
             )

@@ -8,7 +8,7 @@ use std::{
 
 /// Makes `cmd`'s child join the cgroup directory `dir` between fork and exec, so its very first
 /// `connect()` already runs in that cgroup.
-pub fn in_cgroup(cmd: &mut Command, dir: &Path) -> &mut Command {
+pub fn in_cgroup<'a>(cmd: &'a mut Command, dir: &Path) -> &'a mut Command {
     let procs = CString::new(dir.join("cgroup.procs").as_os_str().as_bytes())
         .expect("cgroup path without NUL");
     // SAFETY: the closure only calls async-signal-safe functions (open, write, close) on data

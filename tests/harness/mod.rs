@@ -2,7 +2,7 @@
 //! prerequisites, one agent per test with its own cgroups, pins, state and port, real clients
 //! (curl, Python) started inside a cgroup, a peer-echo server, and a second network namespace.
 //! Every guard cleans up on drop, also when an assertion fails.
-#![allow(dead_code)] // each suite uses a part
+#![allow(dead_code, unused_imports)] // each suite uses a part
 
 pub mod agent;
 pub mod audit;
@@ -10,6 +10,7 @@ pub mod cgroup;
 pub mod cleanup;
 pub mod client;
 pub mod netns;
+pub mod policy;
 pub mod prereq;
 pub mod server;
 
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 pub use agent::{Agent, FailMode};
 pub use client::{curl, python};
 pub use netns::NetNs;
+pub use policy::{PolicyText, addr};
 pub use prereq::{Need, setup};
 pub use server::PeerServer;
 

@@ -5,7 +5,7 @@ use std::{
     net::{SocketAddr, TcpListener, TcpStream},
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     thread,
     time::Duration,
@@ -16,6 +16,7 @@ pub struct PeerServer {
     /// Where it listens.
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
+    hits: Arc<AtomicUsize>,
 }
 
 impl PeerServer {
@@ -24,18 +25,25 @@ impl PeerServer {
         let listener = TcpListener::bind(bind).unwrap_or_else(|e| panic!("bind {bind}: {e}"));
         let addr = listener.local_addr().expect("local addr");
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (flag, count) = (stop.clone(), hits.clone());
         thread::spawn(move || {
             for conn in listener.incoming() {
                 if flag.load(Ordering::Relaxed) {
                     break;
                 }
                 if let Ok(conn) = conn {
+                    count.fetch_add(1, Ordering::Relaxed);
                     thread::spawn(move || serve(conn));
                 }
             }
         });
-        PeerServer { addr, stop }
+        PeerServer { addr, stop, hits }
+    }
+
+    /// Connections accepted so far.
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::Relaxed)
     }
 
     /// `http://<addr>/`.

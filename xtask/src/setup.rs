@@ -12,12 +12,12 @@ use std::{
     collections::BTreeSet,
     fs,
     path::{Path, PathBuf},
-    process::Command,
+    process::{Command, Stdio},
 };
 
 use anyhow::{Context as _, bail};
 
-use crate::util::{self, checked, note, output, step, succeeds};
+use crate::util::{self, checked, note, output, step};
 
 /// Debian packages the tests use (some by later protocol handlers).
 const PACKAGES: &[&str] = &[
@@ -198,11 +198,8 @@ impl Drop for NoServiceStarts {
 /// Builds and installs bpf-linker against nightly's LLVM unless a working one is on PATH.
 fn bpf_linker() -> anyhow::Result<()> {
     step("bpf-linker");
-    // Checked without rustup's LD_LIBRARY_PATH, as a shell would run it.
-    let mut version = Command::new("bpf-linker");
-    version.arg("--version").env_remove("LD_LIBRARY_PATH");
-    if succeeds(&mut version) {
-        note(&format!("installed: {}", output(&mut version)?));
+    if let Some(version) = bpf_linker_version() {
+        note(&format!("installed: {version}"));
         return Ok(());
     }
     let sysroot = PathBuf::from(output(
@@ -249,13 +246,28 @@ fn bpf_linker() -> anyhow::Result<()> {
         install.arg("--force");
     }
     checked(&mut install)?;
-    if !succeeds(&mut version) {
+    let Some(version) = bpf_linker_version() else {
         bail!(
-            "bpf-linker was installed but `bpf-linker --version` still fails; is $CARGO_HOME/bin on PATH?"
+            "bpf-linker was installed but `bpf-linker --version` fails: is $CARGO_HOME/bin on PATH?"
         );
-    }
-    note(&format!("installed: {}", output(&mut version)?));
+    };
+    note(&format!("installed: {version}"));
     Ok(())
+}
+
+/// `bpf-linker --version` if it runs: checked without rustup's `LD_LIBRARY_PATH`, as a shell
+/// would run it, so a linker whose LLVM library is gone counts as missing.
+fn bpf_linker_version() -> Option<String> {
+    let out = Command::new("bpf-linker")
+        .arg("--version")
+        .env_remove("LD_LIBRARY_PATH")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 /// LLVM major version of a nightly sysroot's `libLLVM.so.<major>.<minor>-rust-<version>`.

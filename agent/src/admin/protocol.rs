@@ -242,7 +242,7 @@ mod tests {
             r#"{"op":"run_enroll"}"#,
             r#"{"op":"run_enroll","workload":"w","extra":1}"#,
             r#"{"op":"sessions","filter":{"bogus":1}}"#,
-            r#"["status"]"#,
+            r#""status""#,
         ] {
             assert!(serde_json::from_str::<Request>(bad).is_err(), "{bad}");
         }

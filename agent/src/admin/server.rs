@@ -25,6 +25,8 @@ use super::{
 const MAX_CONNECTIONS: usize = 32;
 /// A connection that sends no request for this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a refused peer is given to send its request before the refusal is written.
+const REFUSAL_WAIT: Duration = Duration::from_secs(2);
 
 /// Creates the admin socket at `path` with mode 0660, group `admin_group` (root's otherwise),
 /// replacing a stale socket file. Returns the listener and the admin group's gid. Must run
@@ -165,15 +167,18 @@ async fn connection(
             .await
             .unwrap_or(false);
     let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
     if !ok {
         warn!(uid, gid, ?pid, "admin peer refused");
+        // Take the first request off the wire so that the client, which writes before it
+        // reads, gets the refusal rather than a broken pipe.
+        let _ = tokio::time::timeout(REFUSAL_WAIT, read_line(&mut reader, MAX_REQUEST_LINE)).await;
         let refusal = Response::error(format!(
             "permission denied: uid {uid} is neither root nor a member of the admin group"
         ));
         let _ = write_line(&mut write, &refusal).await;
         return;
     }
-    let mut reader = BufReader::new(read);
     loop {
         let frame = tokio::select! {
             f = tokio::time::timeout(IDLE_TIMEOUT, read_line(&mut reader, MAX_REQUEST_LINE)) => f,

@@ -133,9 +133,12 @@ fn raw_exchange(path: &Path, lines: &[&[u8]]) -> Vec<serde_json::Value> {
         .unwrap();
     let mut writer = stream.try_clone().unwrap();
     for line in lines {
-        writer.write_all(line).unwrap();
+        // The agent may close early (oversized line): keep what it answered.
+        if writer.write_all(line).is_err() {
+            break;
+        }
     }
-    writer.shutdown(std::net::Shutdown::Write).unwrap();
+    let _ = writer.shutdown(std::net::Shutdown::Write);
     BufReader::new(stream)
         .lines()
         .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
@@ -309,6 +312,7 @@ fn connect_as(path: &Path, uid: u32, gid: u32) -> std::io::Result<Vec<serde_json
         let stream = std::os::unix::net::UnixStream::connect(&path)?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
         (&stream).write_all(b"{\"op\":\"status\"}\n")?;
+        stream.shutdown(std::net::Shutdown::Write)?;
         Ok(BufReader::new(stream)
             .lines()
             .map(|l| serde_json::from_str(&l.unwrap()).unwrap())

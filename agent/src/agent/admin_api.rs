@@ -19,6 +19,9 @@ use crate::{
     store::{SessionFilter, StoreReader},
 };
 
+/// Sessions listed when the caller gives no limit.
+const DEFAULT_LIST_LIMIT: u32 = 1000;
+
 /// Facts fixed at start.
 pub struct StaticInfo {
     /// Attached program names.
@@ -58,7 +61,12 @@ impl Api {
     async fn sessions(&self, q: SessionQuery) -> Response {
         let now = SystemTime::now();
         let filter = match (q.since_time(now), q.until_time(now)) {
-            (Ok(since), Ok(until)) => SessionFilter { workload: q.workload, since, until, limit: q.limit },
+            (Ok(since), Ok(until)) => SessionFilter {
+                workload: q.workload,
+                since,
+                until,
+                limit: Some(q.limit.unwrap_or(DEFAULT_LIST_LIMIT)),
+            },
             (Err(e), _) | (_, Err(e)) => return Response::error(e.0),
         };
         match self.reader.list(&filter).await {

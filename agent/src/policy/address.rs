@@ -140,12 +140,13 @@ impl FromStr for Address {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (host, ports) = if let Some(inner) = s.strip_prefix('[') {
-            let (host, ports) = inner
-                .split_once("]:")
-                .ok_or_else(|| match inner.split_once(']') {
-                    Some((_, "")) => AddressError::MissingPort(s.to_owned()),
-                    _ => AddressError::Brackets(s.to_owned()),
-                })?;
+            let (host, ports) =
+                inner
+                    .split_once("]:")
+                    .ok_or_else(|| match inner.split_once(']') {
+                        Some((_, "")) => AddressError::MissingPort(s.to_owned()),
+                        _ => AddressError::Brackets(s.to_owned()),
+                    })?;
             (parse_v6_host(host)?, ports)
         } else {
             let (host, ports) = s
@@ -226,7 +227,10 @@ fn parse_dns_name(s: &str) -> Result<String, &'static str> {
         if label.is_empty() || label.len() > 63 {
             return Err("DNS labels must be 1 to 63 characters long");
         }
-        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
             return Err("DNS names may only hold letters, digits, '-' and '.'");
         }
         if label.starts_with('-') || label.ends_with('-') {
@@ -302,24 +306,79 @@ mod tests {
     #[test]
     fn parses_valid_addresses() {
         let cases = [
-            ("10.0.0.5:5432", Host::Ip(ip("10.0.0.5")), Ports::One(5432), "10.0.0.5:5432"),
-            ("10.0.0.0/24:5432", net("10.0.0.0/24"), Ports::One(5432), "10.0.0.0/24:5432"),
-            ("10.0.0.5/32:1", Host::Ip(ip("10.0.0.5")), Ports::One(1), "10.0.0.5:1"),
+            (
+                "10.0.0.5:5432",
+                Host::Ip(ip("10.0.0.5")),
+                Ports::One(5432),
+                "10.0.0.5:5432",
+            ),
+            (
+                "10.0.0.0/24:5432",
+                net("10.0.0.0/24"),
+                Ports::One(5432),
+                "10.0.0.0/24:5432",
+            ),
+            (
+                "10.0.0.5/32:1",
+                Host::Ip(ip("10.0.0.5")),
+                Ports::One(1),
+                "10.0.0.5:1",
+            ),
             ("0.0.0.0/0:*", net("0.0.0.0/0"), Ports::Any, "0.0.0.0/0:*"),
-            ("[fd00::1]:443", Host::Ip(ip("fd00::1")), Ports::One(443), "[fd00::1]:443"),
-            ("[fd00::/64]:443", net("fd00::/64"), Ports::One(443), "[fd00::/64]:443"),
-            ("[::1]:8000-8100", Host::Ip(ip("::1")), Ports::Range(8000, 8100), "[::1]:8000-8100"),
+            (
+                "[fd00::1]:443",
+                Host::Ip(ip("fd00::1")),
+                Ports::One(443),
+                "[fd00::1]:443",
+            ),
+            (
+                "[fd00::/64]:443",
+                net("fd00::/64"),
+                Ports::One(443),
+                "[fd00::/64]:443",
+            ),
+            (
+                "[::1]:8000-8100",
+                Host::Ip(ip("::1")),
+                Ports::Range(8000, 8100),
+                "[::1]:8000-8100",
+            ),
             (
                 "Orders-DB.internal.:5432",
                 Host::Name("orders-db.internal".into()),
                 Ports::One(5432),
                 "orders-db.internal:5432",
             ),
-            ("localhost:80", Host::Name("localhost".into()), Ports::One(80), "localhost:80"),
-            ("127.0.0.1:8000-8100", Host::Ip(ip("127.0.0.1")), Ports::Range(8000, 8100), ""),
-            ("127.0.0.1:9-9", Host::Ip(ip("127.0.0.1")), Ports::One(9), "127.0.0.1:9"),
-            ("10.1.2.3:*", Host::Ip(ip("10.1.2.3")), Ports::Any, "10.1.2.3:*"),
-            ("10.1.2.3:65535", Host::Ip(ip("10.1.2.3")), Ports::One(65535), ""),
+            (
+                "localhost:80",
+                Host::Name("localhost".into()),
+                Ports::One(80),
+                "localhost:80",
+            ),
+            (
+                "127.0.0.1:8000-8100",
+                Host::Ip(ip("127.0.0.1")),
+                Ports::Range(8000, 8100),
+                "",
+            ),
+            (
+                "127.0.0.1:9-9",
+                Host::Ip(ip("127.0.0.1")),
+                Ports::One(9),
+                "127.0.0.1:9",
+            ),
+            (
+                "10.1.2.3:*",
+                Host::Ip(ip("10.1.2.3")),
+                Ports::Any,
+                "10.1.2.3:*",
+            ),
+            (
+                "10.1.2.3:65535",
+                Host::Ip(ip("10.1.2.3")),
+                Ports::One(65535),
+                "",
+            ),
         ];
         for (s, host, ports, shown) in cases {
             let a: Address = s.parse().unwrap_or_else(|e| panic!("{s}: {e}"));
@@ -359,7 +418,10 @@ mod tests {
         for (s, want) in cases {
             let err = s.parse::<Address>().map(|a| a.to_string());
             let msg = err.as_ref().map_err(ToString::to_string);
-            assert!(msg.as_ref().is_err_and(|m| m.contains(want)), "{s}: {msg:?}");
+            assert!(
+                msg.as_ref().is_err_and(|m| m.contains(want)),
+                "{s}: {msg:?}"
+            );
         }
     }
 
@@ -390,7 +452,11 @@ mod tests {
         ];
         for (addr, dst, port, want) in cases {
             let a: Address = addr.parse().unwrap();
-            assert_eq!(a.matches(ip(dst), port, &dns), want, "{addr} vs {dst}:{port}");
+            assert_eq!(
+                a.matches(ip(dst), port, &dns),
+                want,
+                "{addr} vs {dst}:{port}"
+            );
         }
     }
 

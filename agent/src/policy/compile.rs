@@ -97,29 +97,26 @@ impl Check<'_, '_> {
         None
     }
 
-    /// Checks a definition's name and returns it with its location.
+    /// Checks a definition's name; returns it, where it is, and whether it is valid.
     fn name(&mut self, kind: &str, name: &Spanned<String>) -> (String, Location, bool) {
-        let at = self.src.locate(name.span());
         let n = name.get_ref();
-        let ok = if n.is_empty() || n.len() > MAX_NAME_LEN {
-            self.fail::<()>(
-                name.span(),
-                format!("{kind} name must be 1 to {MAX_NAME_LEN} characters long"),
-            );
-            false
-        } else if let Some(ch) = n
+        let bad_char = n
             .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
-        {
-            self.fail::<()>(
-                name.span(),
-                format!("{kind} name {n:?}: character {ch:?} is not allowed (letters, digits, '.', '-', '_')"),
-            );
-            false
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')));
+        let problem = if n.is_empty() || n.len() > MAX_NAME_LEN {
+            Some(format!(
+                "{kind} name must be 1 to {MAX_NAME_LEN} characters long"
+            ))
         } else {
-            true
+            bad_char.map(|c| {
+                format!("{kind} name {n:?}: {c:?} is not allowed (letters, digits, '.', '-', '_')")
+            })
         };
-        (n.clone(), at, ok)
+        let ok = problem.is_none();
+        if let Some(reason) = problem {
+            self.fail::<()>(name.span(), reason);
+        }
+        (n.clone(), self.src.locate(name.span()), ok)
     }
 
     fn workload(&mut self, w: WorkloadDef, trust_domain: Option<&str>) -> Defined<Workload> {
@@ -143,12 +140,19 @@ impl Check<'_, '_> {
     fn spiffe_id(&mut self, s: &Spanned<String>, trust_domain: Option<&str>) -> Option<SpiffeId> {
         let id = match SpiffeId::parse(s.get_ref()) {
             Ok(id) => id,
-            Err(e) => return self.fail(s.span(), format!("invalid SPIFFE ID {:?}: {e}", s.get_ref())),
+            Err(e) => {
+                return self.fail(
+                    s.span(),
+                    format!("invalid SPIFFE ID {:?}: {e}", s.get_ref()),
+                );
+            }
         };
         if id.path().is_empty() {
             return self.fail(
                 s.span(),
-                format!("SPIFFE ID {id} names a trust domain, not a workload: add a path, e.g. {id}/etl"),
+                format!(
+                    "SPIFFE ID {id} names a trust domain, not a workload: add a path, e.g. {id}/etl"
+                ),
             );
         }
         if let Some(td) = trust_domain
@@ -211,7 +215,10 @@ impl Check<'_, '_> {
         }
         match Pattern::new(text, paths) {
             Ok(p) => Some(p),
-            Err(e) => self.fail(g.span(), format!("invalid {key} glob {text:?}: {}", e.kind())),
+            Err(e) => self.fail(
+                g.span(),
+                format!("invalid {key} glob {text:?}: {}", e.kind()),
+            ),
         }
     }
 
@@ -236,15 +243,23 @@ impl Check<'_, '_> {
             "tcp" => Some(Protocol::Tcp),
             planned if PLANNED_PROTOCOLS.contains(&planned) => self.fail(
                 p.span(),
-                format!("protocol {planned:?} is not supported yet: only \"tcp\" is in this version"),
+                format!(
+                    "protocol {planned:?} is not supported yet: only \"tcp\" is in this version"
+                ),
             ),
-            other => self.fail(p.span(), format!("unknown protocol {other:?}: expected \"tcp\"")),
+            other => self.fail(
+                p.span(),
+                format!("unknown protocol {other:?}: expected \"tcp\""),
+            ),
         }
     }
 
     fn addresses(&mut self, list: Spanned<Vec<Spanned<String>>>) -> Option<Vec<Address>> {
         if list.get_ref().is_empty() {
-            return self.fail(list.span(), "addresses is empty: give at least one HOST:PORTS");
+            return self.fail(
+                list.span(),
+                "addresses is empty: give at least one HOST:PORTS",
+            );
         }
         let parsed: Vec<Option<Address>> = list
             .into_inner()

@@ -93,9 +93,9 @@ impl Policy {
             };
         };
         let applicable = || {
-            self.rules
-                .iter()
-                .filter(|r| r.workloads.includes(&workload.name) && r.targets.includes(&target.name))
+            self.rules.iter().filter(|r| {
+                r.workloads.includes(&workload.name) && r.targets.includes(&target.name)
+            })
         };
         let decided = [Verdict::Deny, Verdict::Approve, Verdict::Allow]
             .into_iter()

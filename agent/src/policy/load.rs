@@ -39,8 +39,16 @@ pub fn load_dir(dir: &Path, trust_domain: Option<&str>) -> Result<Policy, Policy
 }
 
 /// Loads one policy file's text; `file` is only used in errors.
-pub fn load_str(file: &Path, text: &str, trust_domain: Option<&str>) -> Result<Policy, PolicyErrors> {
-    load_sources(&[(file.to_owned(), text.to_owned())], trust_domain, Vec::new())
+pub fn load_str(
+    file: &Path,
+    text: &str,
+    trust_domain: Option<&str>,
+) -> Result<Policy, PolicyErrors> {
+    load_sources(
+        &[(file.to_owned(), text.to_owned())],
+        trust_domain,
+        Vec::new(),
+    )
 }
 
 /// The policy files of `dir`, sorted: regular files (or links to them) named `*.toml`, not
@@ -81,7 +89,9 @@ fn load_sources(
             Ok(f) => f,
             Err(e) => {
                 let at = e.span().unwrap_or(0..0);
-                errors.push(src.error(at, e.message().trim_end()));
+                // One error per line: toml's messages may span several.
+                let reason: Vec<&str> = e.message().lines().map(str::trim).collect();
+                errors.push(src.error(at, reason.join("; ")));
                 continue;
             }
         };

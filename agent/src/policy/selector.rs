@@ -174,19 +174,73 @@ mod tests {
         let etl = subject("/tollgate.slice/run-etl-42", None, 0, 0, None);
         let cases = [
             (&run_etl, etl.clone(), true),
-            (&run_etl, subject("/tollgate.slice/run-etl-42/child", None, 0, 0, None), false),
-            (&run_etl, subject("/tollgate.slice/run-web-1", None, 0, 0, None), false),
-            (&run_etl, subject("tollgate.slice/run-etl-1", None, 0, 0, None), false),
-            (&ci, subject("/system.slice/gitlab-runner.service", Some("gitlab-runner.service"), 0, 0, None), true),
-            (&ci, subject("/system.slice/gitlab-runner.service", None, 0, 0, None), false),
-            (&ci, subject("/system.slice/x.service", Some("x.service"), 0, 0, None), false),
+            (
+                &run_etl,
+                subject("/tollgate.slice/run-etl-42/child", None, 0, 0, None),
+                false,
+            ),
+            (
+                &run_etl,
+                subject("/tollgate.slice/run-web-1", None, 0, 0, None),
+                false,
+            ),
+            (
+                &run_etl,
+                subject("tollgate.slice/run-etl-1", None, 0, 0, None),
+                false,
+            ),
+            (
+                &ci,
+                subject(
+                    "/system.slice/gitlab-runner.service",
+                    Some("gitlab-runner.service"),
+                    0,
+                    0,
+                    None,
+                ),
+                true,
+            ),
+            (
+                &ci,
+                subject("/system.slice/gitlab-runner.service", None, 0, 0, None),
+                false,
+            ),
+            (
+                &ci,
+                subject("/system.slice/x.service", Some("x.service"), 0, 0, None),
+                false,
+            ),
             (&uids, subject("/", None, 1001, 100, None), true),
             (&uids, subject("/", None, 1002, 100, None), false),
             (&uids, subject("/", None, 1000, 101, None), false),
-            (&py, subject("/user.slice/user-1000.slice/session-2.scope", None, 0, 0, Some("/usr/bin/python3.12")), true),
-            (&py, subject("/user.slice/u/s", None, 0, 0, Some("/usr/local/bin/python3")), false),
+            (
+                &py,
+                subject(
+                    "/user.slice/user-1000.slice/session-2.scope",
+                    None,
+                    0,
+                    0,
+                    Some("/usr/bin/python3.12"),
+                ),
+                true,
+            ),
+            (
+                &py,
+                subject(
+                    "/user.slice/u/s",
+                    None,
+                    0,
+                    0,
+                    Some("/usr/local/bin/python3"),
+                ),
+                false,
+            ),
             (&py, subject("/user.slice/u/s", None, 0, 0, None), false),
-            (&py, subject("/system.slice/s", None, 0, 0, Some("/usr/bin/python3")), false),
+            (
+                &py,
+                subject("/system.slice/s", None, 0, 0, Some("/usr/bin/python3")),
+                false,
+            ),
         ];
         for (i, (sel, subj, want)) in cases.into_iter().enumerate() {
             assert_eq!(sel.matches(&subj), want, "case {i}: {sel} vs {subj:?}");
@@ -206,9 +260,19 @@ mod tests {
         };
         let cases = [
             (&uid_only, "/anything", None, true),
-            (&both, "/system.slice/ci-1.service", Some("ci-1.service"), true),
+            (
+                &both,
+                "/system.slice/ci-1.service",
+                Some("ci-1.service"),
+                true,
+            ),
             (&both, "/system.slice/ci-1.service", None, false),
-            (&both, "/user.slice/ci-1.service", Some("ci-1.service"), false),
+            (
+                &both,
+                "/user.slice/ci-1.service",
+                Some("ci-1.service"),
+                false,
+            ),
         ];
         for (sel, cg, unit, want) in cases {
             assert_eq!(sel.matches_cgroup(cg, unit), want, "{sel} vs {cg} {unit:?}");

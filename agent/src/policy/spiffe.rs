@@ -181,7 +181,11 @@ mod tests {
     #[test]
     fn valid_ids() {
         let cases = [
-            ("spiffe://example.org/etl/nightly", "example.org", "/etl/nightly"),
+            (
+                "spiffe://example.org/etl/nightly",
+                "example.org",
+                "/etl/nightly",
+            ),
             ("spiffe://example.org", "example.org", ""),
             ("spiffe://a-b_c.9/x", "a-b_c.9", "/x"),
             ("spiffe://td/A.b-C_d/..x/.y", "td", "/A.b-C_d/..x/.y"),

@@ -1,1 +1,590 @@
+//! Store tests against a real SQLite file in a temporary directory.
+use std::{
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
+use sqlx::{ConnectOptions as _, Connection as _, SqliteConnection, sqlite::SqliteConnectOptions};
+
+use super::*;
+
+const T0: u64 = 1_700_000_000; // 2023-11-14T22:13:20Z
+
+fn at(secs: u64, micros: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(T0 + secs) + Duration::from_micros(micros)
+}
+
+fn rec(id: uuid::Uuid, workload: Option<&str>, started_at: SystemTime) -> ConnectionRecord {
+    ConnectionRecord {
+        id,
+        started_at,
+        workload: workload.map(str::to_owned),
+        spiffe_id: workload.map(|w| format!("spiffe://example.org/{w}")),
+        pid: 4242,
+        uid: 1000,
+        gid: 100,
+        exe: Some("/usr/bin/psql".into()),
+        cgroup: "/tollgate.slice/run-1.scope".into(),
+        cgroup_id: 9876,
+        systemd_unit: Some("run-1.scope".into()),
+        dst: "[2001:db8::5]:5432".parse().expect("addr"),
+        target: Some("db".into()),
+        protocol: "tcp".into(),
+        decision: "allow".into(),
+        rule: "db-readers".into(),
+        policy_generation: 7,
+    }
+}
+
+fn end(ended_at: SystemTime, reason: &str) -> ConnectionEnd {
+    ConnectionEnd {
+        ended_at,
+        bytes_up: 120,
+        bytes_down: 4096,
+        end_reason: reason.into(),
+    }
+}
+
+fn db_path(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("state").join("audit.db")
+}
+
+/// A connection of its own, outside the store's pools.
+async fn raw(path: &Path) -> SqliteConnection {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .connect()
+        .await
+        .expect("raw connection")
+}
+
+async fn count(path: &Path) -> i64 {
+    let mut conn = raw(path).await;
+    let n = sqlx::query_scalar("SELECT count(*) FROM connections")
+        .fetch_one(&mut conn)
+        .await
+        .expect("count");
+    conn.close().await.expect("close");
+    n
+}
+
+/// Waits until the writer has taken everything out of the queue but `left`.
+async fn wait_queued(sink: &AuditSink, left: usize) {
+    for _ in 0..2000 {
+        if sink.stats().queued == left {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("queue never reached {left}: {:?}", sink.stats());
+}
+
+/// Holds the database's write lock from another connection until dropped (rolled back).
+async fn lock_writes(path: &Path) -> SqliteConnection {
+    let mut conn = raw(path).await;
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut conn)
+        .await
+        .expect("lock");
+    conn
+}
+
+async fn unlock_writes(mut conn: SqliteConnection) {
+    sqlx::query("ROLLBACK")
+        .execute(&mut conn)
+        .await
+        .expect("unlock");
+    conn.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn begin_finish_round_trip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    let (store, sink, reader) = open_sqlite(&path, 16).await.expect("open");
+    let id = uuid::Uuid::now_v7();
+    sink.begin(rec(id, Some("billing"), at(0, 123_456)))
+        .await
+        .expect("begin");
+
+    let open = reader
+        .get(&id.to_string())
+        .await
+        .expect("get")
+        .expect("row");
+    assert_eq!(open.end_reason, None);
+    assert_eq!(open.ended_at, None);
+    assert_eq!(open.bytes_up, None);
+    assert_eq!(open.duration_ms, None);
+
+    sink.finish(id, end(at(2, 623_456), "closed"))
+        .expect("finish");
+    store.shutdown().await.expect("shutdown");
+
+    let want = SessionRow {
+        id: id.hyphenated().to_string(),
+        workload: Some("billing".into()),
+        spiffe_id: Some("spiffe://example.org/billing".into()),
+        pid: 4242,
+        uid: 1000,
+        gid: 100,
+        exe: Some("/usr/bin/psql".into()),
+        cgroup: "/tollgate.slice/run-1.scope".into(),
+        systemd_unit: Some("run-1.scope".into()),
+        dst: "[2001:db8::5]:5432".into(),
+        target: Some("db".into()),
+        protocol: "tcp".into(),
+        decision: "allow".into(),
+        rule: "db-readers".into(),
+        policy_generation: 7,
+        bytes_up: Some(120),
+        bytes_down: Some(4096),
+        started_at: "2023-11-14T22:13:20.123456Z".into(),
+        ended_at: Some("2023-11-14T22:13:22.623456Z".into()),
+        duration_ms: Some(2500),
+        end_reason: Some("closed".into()),
+    };
+    assert_eq!(
+        reader.get(&id.to_string()).await.expect("get"),
+        Some(want.clone())
+    );
+    assert_eq!(
+        reader.list(&SessionFilter::default()).await.expect("list"),
+        vec![want]
+    );
+    let stats = sink.stats();
+    assert_eq!((stats.written, stats.failed, stats.queued), (2, 0, 0));
+}
+
+#[tokio::test]
+async fn files_are_private() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    let (store, sink, _reader) = open_sqlite(&path, 16).await.expect("open");
+    sink.begin(rec(uuid::Uuid::now_v7(), None, at(0, 0)))
+        .await
+        .expect("begin");
+    let mode = |p: &Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(&path.with_extension("db-wal")), 0o600);
+    // The directory is created 0750, less what the umask removes.
+    assert_eq!(mode(path.parent().expect("parent")) & !0o750, 0);
+    store.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn list_filters_newest_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    let (store, sink, reader) = open_sqlite(&path, 64).await.expect("open");
+    // (workload, start second)
+    let rows = [
+        (Some("a"), 10),
+        (Some("b"), 20),
+        (Some("a"), 30),
+        (None, 40),
+        (Some("a"), 50),
+    ];
+    let mut ids = Vec::new();
+    for (workload, secs) in rows {
+        let id = uuid::Uuid::now_v7();
+        ids.push(id.to_string());
+        sink.record(
+            rec(id, workload, at(secs, 0)),
+            end(at(secs + 1, 0), "denied"),
+        )
+        .expect("record");
+    }
+    store.shutdown().await.expect("shutdown");
+
+    let cases: &[(SessionFilter, &[usize])] = &[
+        (SessionFilter::default(), &[4, 3, 2, 1, 0]),
+        (
+            SessionFilter {
+                workload: Some("a".into()),
+                ..Default::default()
+            },
+            &[4, 2, 0],
+        ),
+        (
+            SessionFilter {
+                workload: Some("zzz".into()),
+                ..Default::default()
+            },
+            &[],
+        ),
+        (
+            SessionFilter {
+                since: Some(at(20, 0)),
+                ..Default::default()
+            },
+            &[4, 3, 2, 1],
+        ),
+        (
+            SessionFilter {
+                until: Some(at(30, 0)),
+                ..Default::default()
+            },
+            &[1, 0],
+        ),
+        (
+            SessionFilter {
+                since: Some(at(15, 0)),
+                until: Some(at(45, 0)),
+                ..Default::default()
+            },
+            &[3, 2, 1],
+        ),
+        (
+            SessionFilter {
+                limit: Some(2),
+                ..Default::default()
+            },
+            &[4, 3],
+        ),
+        (
+            SessionFilter {
+                workload: Some("a".into()),
+                since: Some(at(10, 1)),
+                limit: Some(1),
+                ..Default::default()
+            },
+            &[4],
+        ),
+    ];
+    for (filter, want) in cases {
+        let got: Vec<String> = reader
+            .list(filter)
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        let want: Vec<String> = want.iter().map(|&i| ids[i].clone()).collect();
+        assert_eq!(got, want, "{filter:?}");
+    }
+}
+
+#[tokio::test]
+async fn get_by_prefix() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    let (store, sink, reader) = open_sqlite(&path, 16).await.expect("open");
+    let ids = [
+        "0190f3a2-7b4c-7000-8000-000000000001",
+        "0190f3a2-7b4c-7000-8000-000000000002",
+        "0190f3a3-0000-7000-8000-000000000003",
+    ];
+    for id in ids {
+        let id = uuid::Uuid::parse_str(id).expect("uuid");
+        sink.record(rec(id, Some("w"), at(0, 0)), end(at(1, 0), "closed"))
+            .expect("record");
+    }
+    store.shutdown().await.expect("shutdown");
+
+    let found = |r: Result<Option<SessionRow>, StoreError>| r.map(|r| r.map(|r| r.id));
+    let cases: &[(&str, Result<Option<&str>, &str>)] = &[
+        (ids[0], Ok(Some(ids[0]))),
+        ("0190F3A2-7B4C-7000-8000-000000000002", Ok(Some(ids[1]))),
+        ("0190f3a27b4c70008000000000000002", Ok(Some(ids[1]))),
+        ("0190f3a3", Ok(Some(ids[2]))),
+        ("0190f3a2-7b4c-7000-8000-00000000000", Err("ambiguous")),
+        ("0190f3a2-7b4c-7000-8000-0000000000", Err("ambiguous")),
+        ("0190f3a2", Err("ambiguous")),
+        ("0190f3a4", Ok(None)),
+        ("0190f3a2-7b4c-7000-8000-000000000009", Ok(None)),
+        ("0190f3a", Err("bad")),
+        ("0190f3a2%", Err("bad")),
+    ];
+    for (query, want) in cases {
+        match (found(reader.get(query).await), want) {
+            (Ok(got), Ok(want)) => assert_eq!(got.as_deref(), *want, "{query}"),
+            (Err(StoreError::AmbiguousId(_)), Err("ambiguous")) => {}
+            (Err(StoreError::BadId(_)), Err("bad")) => {}
+            (got, want) => panic!("{query}: got {got:?}, want {want:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn begin_returns_after_commit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    let (store, sink, _reader) = open_sqlite(&path, 16).await.expect("open");
+    // While another connection holds the write lock, `begin` cannot commit, so it must not return.
+    let lock = lock_writes(&path).await;
+    let held = uuid::Uuid::now_v7();
+    let waiting = tokio::spawn({
+        let sink = sink.clone();
+        async move { sink.begin(rec(held, Some("w"), at(0, 0))).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !waiting.is_finished(),
+        "begin returned before its row was committed"
+    );
+    unlock_writes(lock).await;
+    waiting.await.expect("join").expect("begin");
+    assert_eq!(count(&path).await, 1);
+
+    for _ in 0..20 {
+        let id = uuid::Uuid::now_v7();
+        sink.begin(rec(id, Some("w"), at(0, 0)))
+            .await
+            .expect("begin");
+        // A connection opened only now, outside the store, sees the row: it is committed.
+        let mut conn = raw(&path).await;
+        let found: Option<String> =
+            sqlx::query_scalar("SELECT id FROM connections WHERE id = ?1 AND end_reason IS NULL")
+                .bind(id.to_string())
+                .fetch_optional(&mut conn)
+                .await
+                .expect("select");
+        assert_eq!(found, Some(id.to_string()));
+        conn.close().await.expect("close");
+    }
+    store.shutdown().await.expect("shutdown");
+}
+
+#[test]
+fn crash_recovery_closes_open_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    let (open, done) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+
+    // An agent that dies: its runtime goes away with the writer task, no shutdown.
+    let crashed = tokio::runtime::Runtime::new().expect("runtime");
+    crashed.block_on(async {
+        let (store, sink, reader) = open_sqlite(&path, 16).await.expect("open");
+        sink.begin(rec(done, Some("w"), at(0, 0)))
+            .await
+            .expect("begin");
+        sink.finish(done, end(at(1, 0), "closed")).expect("finish");
+        // Queued after the finish: once it is committed, so is the finish.
+        sink.begin(rec(open, Some("w"), at(2, 0)))
+            .await
+            .expect("begin");
+        std::mem::forget((store, sink, reader));
+    });
+    crashed.shutdown_background();
+
+    let restarted = tokio::runtime::Runtime::new().expect("runtime");
+    restarted.block_on(async {
+        let (store, _sink, reader) = open_sqlite(&path, 16).await.expect("reopen");
+        let row = reader
+            .get(&open.to_string())
+            .await
+            .expect("get")
+            .expect("row");
+        assert_eq!(row.end_reason.as_deref(), Some("agent-restart"));
+        assert_eq!(
+            (row.ended_at, row.duration_ms, row.bytes_up),
+            (None, None, None)
+        );
+        let row = reader
+            .get(&done.to_string())
+            .await
+            .expect("get")
+            .expect("row");
+        assert_eq!(row.end_reason.as_deref(), Some("closed"));
+        assert_eq!(row.duration_ms, Some(1000));
+        store.shutdown().await.expect("shutdown");
+    });
+}
+
+/// Current-thread runtime: once the writer has taken an operation out of the queue, its batch is
+/// fixed before the test runs again, so the queue contents below are exact.
+#[tokio::test]
+async fn full_queue_fails_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    let (store, sink, reader) = open_sqlite(&path, 1).await.expect("open");
+    let lock = lock_writes(&path).await;
+
+    let ids: Vec<_> = (0..4).map(|_| uuid::Uuid::now_v7()).collect();
+    sink.record(rec(ids[0], None, at(0, 0)), end(at(1, 0), "denied"))
+        .expect("first");
+    wait_queued(&sink, 0).await; // the writer holds it, stuck on the lock
+    sink.record(rec(ids[1], None, at(0, 0)), end(at(1, 0), "denied"))
+        .expect("fills the queue");
+    let full = sink.record(rec(ids[2], None, at(0, 0)), end(at(1, 0), "denied"));
+    assert!(matches!(full, Err(StoreError::QueueFull)), "{full:?}");
+    let begin = tokio::time::timeout(
+        Duration::from_millis(100),
+        sink.begin(rec(ids[3], None, at(0, 0))),
+    )
+    .await
+    .expect("begin must not wait on a full queue");
+    assert!(matches!(begin, Err(StoreError::QueueFull)), "{begin:?}");
+    assert_eq!(sink.stats().queue_full, 2);
+
+    unlock_writes(lock).await;
+    store.shutdown().await.expect("shutdown");
+    for (id, stored) in ids.iter().zip([true, true, false, false]) {
+        let row = reader.get(&id.to_string()).await.expect("get");
+        assert_eq!(row.is_some(), stored, "{id}");
+    }
+    let stats = sink.stats();
+    assert_eq!((stats.written, stats.failed, stats.queue_full), (2, 0, 2));
+}
+
+/// Current-thread runtime, as above: 300 begins wait behind a stuck batch, then go in two
+/// transactions (256 + 44).
+#[tokio::test]
+async fn concurrent_begins_are_group_committed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    let (store, sink, _reader) = open_sqlite(&path, 1024).await.expect("open");
+    let lock = lock_writes(&path).await;
+    sink.record(
+        rec(uuid::Uuid::now_v7(), None, at(0, 0)),
+        end(at(1, 0), "denied"),
+    )
+    .expect("record");
+    wait_queued(&sink, 0).await;
+
+    let waiters: Vec<_> = (0..300)
+        .map(|i| {
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                sink.begin(rec(uuid::Uuid::now_v7(), Some("w"), at(i, 0)))
+                    .await
+            })
+        })
+        .collect();
+    wait_queued(&sink, 300).await;
+    unlock_writes(lock).await;
+    for w in waiters {
+        w.await.expect("join").expect("begin");
+    }
+    let stats = sink.stats();
+    assert_eq!((stats.written, stats.commits, stats.failed), (301, 3, 0));
+    store.shutdown().await.expect("shutdown");
+    assert_eq!(count(&path).await, 301);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_begins_complete() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    let (store, sink, reader) = open_sqlite(&path, 4096).await.expect("open");
+    let tasks: Vec<_> = (0..2000)
+        .map(|i| {
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                let id = uuid::Uuid::now_v7();
+                sink.begin(rec(id, Some("w"), at(i, 0))).await?;
+                sink.finish(id, end(at(i + 1, 0), "closed"))
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("join").expect("begin and finish");
+    }
+    store.shutdown().await.expect("shutdown");
+    let rows = reader.list(&SessionFilter::default()).await.expect("list");
+    assert_eq!(rows.len(), 2000);
+    assert!(
+        rows.iter()
+            .all(|r| r.end_reason.as_deref() == Some("closed"))
+    );
+    let stats = sink.stats();
+    assert_eq!((stats.written, stats.failed), (4000, 0));
+    assert!(stats.commits < stats.written, "{stats:?}");
+}
+
+/// A duplicate id fails its own `begin` only; the rest of its batch is written.
+#[tokio::test]
+async fn bad_record_does_not_sink_its_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    let (store, sink, reader) = open_sqlite(&path, 16).await.expect("open");
+    let lock = lock_writes(&path).await;
+    let (a, b, c) = (
+        uuid::Uuid::now_v7(),
+        uuid::Uuid::now_v7(),
+        uuid::Uuid::now_v7(),
+    );
+    sink.record(rec(a, None, at(0, 0)), end(at(1, 0), "denied"))
+        .expect("record a");
+    wait_queued(&sink, 0).await;
+    sink.record(rec(b, None, at(0, 0)), end(at(1, 0), "denied"))
+        .expect("record b");
+    let dup = tokio::spawn({
+        let sink = sink.clone();
+        async move { sink.begin(rec(b, None, at(5, 0))).await }
+    });
+    wait_queued(&sink, 2).await;
+    sink.record(rec(c, None, at(0, 0)), end(at(1, 0), "denied"))
+        .expect("record c");
+    unlock_writes(lock).await;
+
+    let dup = dup.await.expect("join");
+    assert!(matches!(dup, Err(StoreError::Write(_))), "{dup:?}");
+    store.shutdown().await.expect("shutdown");
+    for id in [a, b, c] {
+        let row = reader
+            .get(&id.to_string())
+            .await
+            .expect("get")
+            .expect("row");
+        assert_eq!(row.end_reason.as_deref(), Some("denied"));
+    }
+    let stats = sink.stats();
+    assert_eq!((stats.written, stats.failed), (3, 1));
+}
+
+#[tokio::test]
+async fn close_flushes_and_refuses_new_work() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    let (store, sink, reader) = open_sqlite(&path, 64).await.expect("open");
+    let ids: Vec<_> = (0..10).map(|_| uuid::Uuid::now_v7()).collect();
+    for id in &ids {
+        sink.record(rec(*id, None, at(0, 0)), end(at(1, 0), "denied"))
+            .expect("record");
+    }
+    sink.clone().close();
+    let late = sink.record(
+        rec(uuid::Uuid::now_v7(), None, at(0, 0)),
+        end(at(1, 0), "denied"),
+    );
+    assert!(matches!(late, Err(StoreError::Closed)), "{late:?}");
+    let late = sink.begin(rec(uuid::Uuid::now_v7(), None, at(0, 0))).await;
+    assert!(matches!(late, Err(StoreError::Closed)), "{late:?}");
+    store.shutdown().await.expect("shutdown");
+    assert_eq!(
+        reader
+            .list(&SessionFilter::default())
+            .await
+            .expect("list")
+            .len(),
+        10
+    );
+}
+
+#[tokio::test]
+async fn dropping_every_sink_stops_the_writer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    let (store, sink, _reader) = open_sqlite(&path, 64).await.expect("open");
+    let id = uuid::Uuid::now_v7();
+    sink.begin(rec(id, None, at(0, 0))).await.expect("begin");
+    sink.finish(id, end(at(1, 0), "agent-shutdown"))
+        .expect("finish");
+    drop(sink);
+    tokio::time::timeout(Duration::from_secs(5), store.writer)
+        .await
+        .expect("writer stops on its own")
+        .expect("join")
+        .expect("writer");
+    let mut conn = raw(&path).await;
+    let reason: Option<String> =
+        sqlx::query_scalar("SELECT end_reason FROM connections WHERE id = ?1")
+            .bind(id.to_string())
+            .fetch_one(&mut conn)
+            .await
+            .expect("select");
+    assert_eq!(reason.as_deref(), Some("agent-shutdown"));
+}

@@ -1,1 +1,0 @@
-//! Tests of the policy module as a whole.
