@@ -40,18 +40,36 @@ fn fail_closed_refuses_enrolled_connections_until_an_agent_is_back() {
     assert!(r.via_proxy(), "before stop: {r:?}");
 
     let status = agent.terminate();
-    assert!(status.success(), "agent exit on SIGTERM: {status}\n{}", agent.log_tail());
-    assert!(!pins(&agent).is_empty(), "fail closed keeps pins in {}", agent.pin_dir.display());
+    assert!(
+        status.success(),
+        "agent exit on SIGTERM: {status}\n{}",
+        agent.log_tail()
+    );
+    assert!(
+        !pins(&agent).is_empty(),
+        "fail closed keeps pins in {}",
+        agent.pin_dir.display()
+    );
 
     let hits = web.hits();
     let r = curl(Some(&client), &web.url());
-    assert_eq!(r.code, 7, "enrolled connection with the agent down must be refused: {r:?}");
+    assert_eq!(
+        r.code, 7,
+        "enrolled connection with the agent down must be refused: {r:?}"
+    );
     // A cgroup the agent never saw is refused too (never direct while unclassified).
     let fresh = agent.cgroup_dir("fresh");
     cgroup::mkdir(&fresh);
     let r = curl(Some(&fresh), &web.url());
-    assert_eq!(r.code, 7, "new cgroup with the agent down must be refused: {r:?}");
-    assert_eq!(web.hits(), hits, "nothing reached the server while the agent was down");
+    assert_eq!(
+        r.code, 7,
+        "new cgroup with the agent down must be refused: {r:?}"
+    );
+    assert_eq!(
+        web.hits(),
+        hits,
+        "nothing reached the server while the agent was down"
+    );
     // Outside the attach cgroup nothing changes.
     let r = curl(None, &web.url());
     assert!(r.direct(), "outside the attach cgroup: {r:?}");
@@ -79,9 +97,16 @@ fn fail_open_lets_enrolled_connections_go_direct_while_no_agent_runs() {
     assert!(r.via_proxy(), "before stop: {r:?}");
 
     let status = agent.terminate();
-    assert!(status.success(), "agent exit on SIGTERM: {status}\n{}", agent.log_tail());
+    assert!(
+        status.success(),
+        "agent exit on SIGTERM: {status}\n{}",
+        agent.log_tail()
+    );
     let r = curl(Some(&client), &web.url());
-    assert!(r.direct(), "fail open: enrolled task goes direct while no agent runs: {r:?}");
+    assert!(
+        r.direct(),
+        "fail open: enrolled task goes direct while no agent runs: {r:?}"
+    );
 
     agent.start();
     let r = curl(Some(&client), &web.url());

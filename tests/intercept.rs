@@ -7,7 +7,7 @@ mod harness;
 use std::net::SocketAddr;
 
 use harness::{
-    Agent, FailMode, NetNs, Need, PeerServer, PolicyText, addr, audit::Session, cgroup, curl,
+    Agent, FailMode, Need, NetNs, PeerServer, PolicyText, addr, audit::Session, cgroup, curl,
     python, setup,
 };
 
@@ -56,7 +56,11 @@ fn enrolled_clients_reach_loopback_and_netns_servers_only_through_the_proxy() {
     ] {
         let r = curl(Some(&client), &format!("http://{dst}/"));
         assert!(r.via_proxy(), "curl → {what}: not through the proxy: {r:?}");
-        assert_eq!(r.remote, Some(dst), "curl → {what}: task must see the original peer");
+        assert_eq!(
+            r.remote,
+            Some(dst),
+            "curl → {what}: task must see the original peer"
+        );
         let s = agent.wait_ended(&format!("curl → {what}"), |s| s.pid() == Some(r.pid));
         assert_allowed(&s, "client", "client-web", target, dst);
         assert!(s.bytes_down() >= 60, "whole reply counted: {}", s.0);
@@ -68,8 +72,16 @@ fn enrolled_clients_reach_loopback_and_netns_servers_only_through_the_proxy() {
         ("netns v6", &ns.peer_v6.to_string() as &str, ns.v6_addr(), 6),
     ] {
         let p = python(&py, Some(&client), host, dst.port(), family);
-        assert!(p.via_proxy(), "python → {what}: not through the proxy: {}", p.raw);
-        assert_eq!(p.peer, Some(dst), "python → {what}: getpeername must show the original peer");
+        assert!(
+            p.via_proxy(),
+            "python → {what}: not through the proxy: {}",
+            p.raw
+        );
+        assert_eq!(
+            p.peer,
+            Some(dst),
+            "python → {what}: getpeername must show the original peer"
+        );
         let s = agent.wait_ended(&format!("python → {what}"), |s| s.pid() == Some(p.pid));
         assert_allowed(&s, "client", "client-web", target_of(dst, web.addr), dst);
     }
@@ -106,7 +118,10 @@ fn the_same_commands_outside_any_workload_are_untouched() {
 
     // Outside the attach cgroup (the test's own cgroup): direct, never recorded.
     let outside = curl(None, &web.url());
-    assert!(outside.direct(), "curl outside the attach cgroup: {outside:?}");
+    assert!(
+        outside.direct(),
+        "curl outside the attach cgroup: {outside:?}"
+    );
     assert_eq!(outside.remote, Some(web.addr));
     let p = python(&py, None, "127.0.0.1", web.addr.port(), 4);
     assert!(p.direct(), "python outside the attach cgroup: {}", p.raw);
@@ -116,7 +131,10 @@ fn the_same_commands_outside_any_workload_are_untouched() {
     let first = curl(Some(&other), &web.url());
     assert!(first.ok(), "curl in an unmatched cgroup: {first:?}");
     let second = curl(Some(&other), &web.url());
-    assert!(second.direct(), "unmatched cgroup, second connection: {second:?}");
+    assert!(
+        second.direct(),
+        "unmatched cgroup, second connection: {second:?}"
+    );
 
     // Give the audit writer time to show anything it would have written, then check.
     agent.wait_ended("a later enrolled curl", {
@@ -173,7 +191,10 @@ fn ungranted_destinations_are_refused_and_audited_with_their_rule() {
 
     // An explicit deny rule, for curl and for Python.
     let r = curl(Some(&client), &forbidden.url());
-    assert!(r.refused(), "explicitly denied destination must be refused: {r:?}");
+    assert!(
+        r.refused(),
+        "explicitly denied destination must be refused: {r:?}"
+    );
     let s = agent.wait_ended("curl → forbidden", |s| s.pid() == Some(r.pid));
     assert_eq!(s.decision(), "deny", "{}", s.0);
     assert_eq!(s.rule(), "no-forbidden", "{}", s.0);
@@ -182,15 +203,31 @@ fn ungranted_destinations_are_refused_and_audited_with_their_rule() {
     let p = python(&py, Some(&client), "127.0.0.1", forbidden.addr.port(), 4);
     assert!(p.refused(), "python → forbidden must be refused: {}", p.raw);
     let s = agent.wait_ended("python → forbidden", |s| s.pid() == Some(p.pid));
-    assert_eq!((s.decision(), s.rule()), ("deny", "no-forbidden"), "{}", s.0);
+    assert_eq!(
+        (s.decision(), s.rule()),
+        ("deny", "no-forbidden"),
+        "{}",
+        s.0
+    );
 
     // The upstream servers never saw a connection.
-    assert_eq!(ungranted.hits(), 0, "the proxy connected to a denied destination");
-    assert_eq!(forbidden.hits(), 0, "the proxy connected to a denied destination");
+    assert_eq!(
+        ungranted.hits(),
+        0,
+        "the proxy connected to a denied destination"
+    );
+    assert_eq!(
+        forbidden.hits(),
+        0,
+        "the proxy connected to a denied destination"
+    );
 
     // An audit-mode workload is let through, and the record says it would have been denied.
     let r = curl(Some(&auditor), &ungranted.url());
-    assert!(r.via_proxy(), "audit mode must let the connection through: {r:?}");
+    assert!(
+        r.via_proxy(),
+        "audit mode must let the connection through: {r:?}"
+    );
     let s = agent.wait_ended("auditor curl → ungranted", |s| s.pid() == Some(r.pid));
     assert_eq!(s.decision(), "audit-deny", "{}", s.0);
     assert_eq!(s.rule(), "default-deny", "{}", s.0);
@@ -232,17 +269,32 @@ fn ipv6_and_v4_mapped_destinations_are_intercepted() {
     // AF_INET6 socket to ::ffff:127.0.0.1 runs connect6, and must still be intercepted.
     let p = python(&py, Some(&client), "::ffff:127.0.0.1", web4.addr.port(), 6);
     assert!(p.via_proxy(), "python → [::ffff:127.0.0.1]: {}", p.raw);
-    assert_eq!(p.peer, Some(web4.addr), "getpeername of the v4-mapped socket");
+    assert_eq!(
+        p.peer,
+        Some(web4.addr),
+        "getpeername of the v4-mapped socket"
+    );
     let s = agent.wait_ended("python → v4-mapped", |s| s.pid() == Some(p.pid));
     assert_allowed(&s, "client", "client-web", "web4", web4.addr);
 
     // A v4-mapped destination that is not granted is refused too (no bypass via connect6).
     let denied = PeerServer::start("127.0.0.1:0");
-    let p = python(&py, Some(&client), "::ffff:127.0.0.1", denied.addr.port(), 6);
+    let p = python(
+        &py,
+        Some(&client),
+        "::ffff:127.0.0.1",
+        denied.addr.port(),
+        6,
+    );
     assert!(p.refused(), "v4-mapped ungranted destination: {}", p.raw);
     assert_eq!(denied.hits(), 0);
     let s = agent.wait_ended("python → v4-mapped denied", |s| s.pid() == Some(p.pid));
-    assert_eq!((s.decision(), s.rule()), ("deny", "default-deny"), "{}", s.0);
+    assert_eq!(
+        (s.decision(), s.rule()),
+        ("deny", "default-deny"),
+        "{}",
+        s.0
+    );
 }
 
 #[test]
@@ -306,12 +358,19 @@ fn a_recreated_cgroup_is_still_intercepted() {
         cgroup::mkdir(&dir);
         ids.push(cgroup::cgroup_id(&dir));
         let r = curl(Some(&dir), &web.url());
-        assert!(r.via_proxy(), "round {round}: recreated cgroup not intercepted: {r:?}");
+        assert!(
+            r.via_proxy(),
+            "round {round}: recreated cgroup not intercepted: {r:?}"
+        );
         let s = agent.wait_ended(&format!("round {round}"), |s| s.pid() == Some(r.pid));
         assert_allowed(&s, "svc", "svc-web", "web", web.addr);
     }
     ids.dedup();
-    assert_eq!(ids.len(), 3, "each recreation must be a new cgroup: {ids:?}");
+    assert_eq!(
+        ids.len(),
+        3,
+        "each recreation must be a new cgroup: {ids:?}"
+    );
 }
 
 #[test]
@@ -337,7 +396,11 @@ fn a_restarted_systemd_transient_unit_is_still_intercepted() {
     };
     let web = PeerServer::start("127.0.0.1:0");
     // The unit lands in /<slice>/<unit>.service; the slice is the attach cgroup.
-    let slice = format!("tollgatetest{}x{}.slice", std::process::id(), harness::cleanup::next_id());
+    let slice = format!(
+        "tollgatetest{}x{}.slice",
+        std::process::id(),
+        harness::cleanup::next_id()
+    );
     let unit = slice.replace(".slice", "-client");
     let mut agent = Agent::with_attach(&env, &slice, FailMode::Open);
     let policy = PolicyText::new()

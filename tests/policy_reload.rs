@@ -62,16 +62,29 @@ fn a_broken_edit_keeps_the_previous_policy_and_a_good_edit_applies() {
     assert_eq!(st["ready"], Value::Bool(true), "{st}");
     let g0 = generation(&st);
     assert!(curl(Some(&client), &a.url()).via_proxy(), "a is allowed");
-    assert!(curl(Some(&client), &b.url()).refused(), "b is not granted yet");
+    assert!(
+        curl(Some(&client), &b.url()).refused(),
+        "b is not granted yet"
+    );
 
     // 1. Not TOML at all.
     agent.write_policy("test.toml", &format!("{}\n[[rule]\nname = ", only_a.text()));
     let st = wait_reload_error(&agent, None);
-    assert_eq!(generation(&st), g0, "a broken edit must not bump the generation: {st}");
+    assert_eq!(
+        generation(&st),
+        g0,
+        "a broken edit must not bump the generation: {st}"
+    );
     let first_error = reload_error(&st);
     let r = curl(Some(&client), &a.url());
-    assert!(r.via_proxy(), "allowed traffic still allowed after a broken edit: {r:?}");
-    assert!(curl(Some(&client), &b.url()).refused(), "b still not granted");
+    assert!(
+        r.via_proxy(),
+        "allowed traffic still allowed after a broken edit: {r:?}"
+    );
+    assert!(
+        curl(Some(&client), &b.url()).refused(),
+        "b still not granted"
+    );
 
     // 2. Valid TOML, invalid policy: a rule naming a target that does not exist.
     let dangling = only_a
@@ -79,9 +92,16 @@ fn a_broken_edit_keeps_the_previous_policy_and_a_good_edit_applies() {
         .rule("client-b", &["client"], &["no-such-target"], "allow");
     agent.write_policy("test.toml", dangling.text());
     let st = wait_reload_error(&agent, first_error.as_deref());
-    assert_eq!(generation(&st), g0, "an invalid policy must not bump the generation: {st}");
+    assert_eq!(
+        generation(&st),
+        g0,
+        "an invalid policy must not bump the generation: {st}"
+    );
     assert!(curl(Some(&client), &a.url()).via_proxy(), "a still allowed");
-    assert!(curl(Some(&client), &b.url()).refused(), "b still not granted");
+    assert!(
+        curl(Some(&client), &b.url()).refused(),
+        "b still not granted"
+    );
 
     // 3. A good edit: b granted. New connections follow the new policy.
     let both = base.rule("client-ab", &["client"], &["a", "b"], "allow");
@@ -91,7 +111,10 @@ fn a_broken_edit_keeps_the_previous_policy_and_a_good_edit_applies() {
         (generation(&st) > g0).then_some(st)
     })
     .unwrap_or_else(|| panic!("generation not bumped by a good edit: {}", agent.status()));
-    assert!(reload_error(&st).is_none(), "a good reload clears the error: {st}");
+    assert!(
+        reload_error(&st).is_none(),
+        "a good reload clears the error: {st}"
+    );
     let r = curl(Some(&client), &b.url());
     assert!(r.via_proxy(), "b allowed after the good edit: {r:?}");
     let s = agent.wait_ended("curl → b", |s| s.pid() == Some(r.pid));

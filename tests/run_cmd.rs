@@ -73,7 +73,12 @@ fn tollgate_run_intercepts_its_child_and_passes_the_exit_code_through() {
     let s = agent.wait_ended("tollgate run denied curl", |s| {
         s.workload() == "runner" && s.dst() == Some(denied.addr)
     });
-    assert_eq!((s.decision(), s.rule()), ("deny", "default-deny"), "{}", s.0);
+    assert_eq!(
+        (s.decision(), s.rule()),
+        ("deny", "default-deny"),
+        "{}",
+        s.0
+    );
 
     // Each run gets its own cgroup below run_cgroup, removed after the child exits.
     let run_dir = agent.abs(&agent.run_cgroup);
@@ -88,5 +93,9 @@ fn tollgate_run_intercepts_its_child_and_passes_the_exit_code_through() {
     let clean = harness::poll(std::time::Duration::from_secs(5), || {
         leftovers().is_empty().then_some(())
     });
-    assert!(clean.is_some(), "run cgroups left behind: {:?}", leftovers());
+    assert!(
+        clean.is_some(),
+        "run cgroups left behind: {:?}",
+        leftovers()
+    );
 }

@@ -53,7 +53,14 @@ pub struct ConnMeta {
     pub uid: u32,
     /// Real gid of the connecting task.
     pub gid: u32,
+    /// [`FLAG_UNCLASSIFIED`] and future flags.
+    pub flags: u32,
+    /// Explicit padding, always zero.
+    pub _pad: u32,
 }
+
+/// [`ConnMeta::flags`]: the hook did not know the cgroup; the agent must classify it.
+pub const FLAG_UNCLASSIFIED: u32 = 1;
 
 /// 4-tuple of a redirected connection as seen from the client socket, the key under which the
 /// sockops program publishes [`ConnMeta`] for the proxy to take after `accept()`.
@@ -126,7 +133,7 @@ mod tests {
 
     #[test]
     fn layouts_have_no_implicit_padding() {
-        assert_eq!(core::mem::size_of::<ConnMeta>(), 16 + 2 + 2 + 4 + 8 + 4 + 4);
+        assert_eq!(core::mem::size_of::<ConnMeta>(), 16 + 2 + 2 + 4 + 8 + 4 + 4 + 4 + 4);
         assert_eq!(core::mem::size_of::<TupleKey>(), 16 + 16 + 2 + 2 + 4);
     }
 

@@ -1,5 +1,5 @@
 //! The decision shared by `connect4` and `connect6`: go direct, redirect, or refuse.
-use agent_common::{ConnMeta, TOLLGATE_MARK, cgroups, counters, settings};
+use agent_common::{ConnMeta, FLAG_UNCLASSIFIED, TOLLGATE_MARK, cgroups, counters, settings};
 use aya_ebpf::{
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
@@ -84,6 +84,8 @@ pub fn decide(ctx: &SockAddrContext, dst_ip6: [u32; 4], dst_port: u16, family: u
         cgroup_id,
         uid: uid_gid as u32,
         gid: (uid_gid >> 32) as u32,
+        flags: if state == cgroups::ENROLLED { 0 } else { FLAG_UNCLASSIFIED },
+        _pad: 0,
     };
     // SAFETY: `ctx` is the program's own context; the storage is keyed by its socket.
     let slot = unsafe { SOCK_META.get_or_insert_ptr_mut(ctx, Some(&mut meta)) };

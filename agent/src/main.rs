@@ -1,3 +1,59 @@
-fn main() {
-    println!("{}", tollgate::ebpf::OBJECT.len());
+//! The `tollgate` binary: parse, load the config, dispatch to `tollgate::cli`.
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser;
+use tollgate::{
+    cli::{self, Cli, Command, PolicyCommand, SessionsCommand},
+    config::Config,
+    telemetry,
+};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match cli.load_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tollgate: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    telemetry::init(config.log_format);
+    let code = match dispatch(&cli, config) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tollgate: {e:#}");
+            1
+        }
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn dispatch(cli: &Cli, config: Config) -> anyhow::Result<i32> {
+    let json = cli.global.json;
+    // The agent needs worker threads; one-shot commands do not.
+    let runtime = match cli.command {
+        Command::Agent(_) => tokio::runtime::Builder::new_multi_thread(),
+        _ => tokio::runtime::Builder::new_current_thread(),
+    }
+    .enable_all()
+    .build()
+    .context("cannot start the async runtime")?;
+    Ok(match &cli.command {
+        Command::Agent(_) => {
+            runtime.block_on(tollgate::agent::run(config))?;
+            cli::EXIT_OK
+        }
+        Command::Run(args) => runtime.block_on(cli::run::run(&config, args)),
+        Command::Status => runtime.block_on(cli::status::run(&config, json)),
+        Command::Sessions {
+            command: SessionsCommand::List(args),
+        } => runtime.block_on(cli::sessions::list(&config, args, json)),
+        Command::Sessions {
+            command: SessionsCommand::Show { id },
+        } => runtime.block_on(cli::sessions::show(&config, id, json)),
+        Command::Policy {
+            command: PolicyCommand::Check { dir },
+        } => cli::policy::check(&config, dir.as_deref(), json),
+    })
 }

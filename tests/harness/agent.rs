@@ -177,7 +177,11 @@ impl Agent {
         self.child = Some(child);
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 self.child = None;
                 panic!("agent exited before ready ({status}):\n{}", self.log_tail());
             }
@@ -185,7 +189,10 @@ impl Agent {
                 return;
             }
             if Instant::now() > deadline {
-                panic!("agent not ready after {READY_TIMEOUT:?}:\n{}", self.log_tail());
+                panic!(
+                    "agent not ready after {READY_TIMEOUT:?}:\n{}",
+                    self.log_tail()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }

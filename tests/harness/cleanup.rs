@@ -88,7 +88,10 @@ fn kill_listed(dir: &Path) {
 pub fn sweep_stale(env: &Env) {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        for (dir, prefix) in [(env.cgroup_root.as_path(), PREFIX), (Path::new(BPFFS), PREFIX)] {
+        for (dir, prefix) in [
+            (env.cgroup_root.as_path(), PREFIX),
+            (Path::new(BPFFS), PREFIX),
+        ] {
             let Ok(entries) = std::fs::read_dir(dir) else {
                 continue;
             };

@@ -160,7 +160,9 @@ pub struct PyResult {
 impl PyResult {
     /// Got the server's answer.
     pub fn ok(&self) -> bool {
-        self.error.is_none() && self.response.starts_with("HTTP/1.1 200") && self.seen_peer.is_some()
+        self.error.is_none()
+            && self.response.starts_with("HTTP/1.1 200")
+            && self.seen_peer.is_some()
     }
 
     /// Connection refused, reset or closed without any answer.
@@ -186,10 +188,22 @@ impl PyResult {
 }
 
 /// Runs the Python client against `host:port` with `family` 4 or 6, in `cgroup` when given.
-pub fn python(python3: &Path, cgroup: Option<&Path>, host: &str, port: u16, family: u8) -> PyResult {
+pub fn python(
+    python3: &Path,
+    cgroup: Option<&Path>,
+    host: &str,
+    port: u16,
+    family: u8,
+) -> PyResult {
     let mut cmd = Command::new(python3);
-    cmd.args(["-c", PY_CLIENT, host, &port.to_string(), &family.to_string()])
-        .stdin(Stdio::null());
+    cmd.args([
+        "-c",
+        PY_CLIENT,
+        host,
+        &port.to_string(),
+        &family.to_string(),
+    ])
+    .stdin(Stdio::null());
     if let Some(dir) = cgroup {
         in_cgroup(&mut cmd, dir);
     }
@@ -228,7 +242,11 @@ mod tests {
     #[test]
     fn write_out_cases() {
         let cases = [
-            ("peer=1.2.3.4:5\n\n127.0.0.1 8080 40000\n", Some("127.0.0.1:8080"), Some(40000)),
+            (
+                "peer=1.2.3.4:5\n\n127.0.0.1 8080 40000\n",
+                Some("127.0.0.1:8080"),
+                Some(40000),
+            ),
             ("\n::1 80 1234\n", Some("[::1]:80"), Some(1234)),
             ("\n 0 0\n", None, None),
             ("", None, None),

@@ -115,7 +115,9 @@ fn ensure_bpffs() -> Result<(), String> {
     if mounted() {
         Ok(())
     } else {
-        Err(format!("bpffs is not mounted at {BPFFS} and mounting it failed"))
+        Err(format!(
+            "bpffs is not mounted at {BPFFS} and mounting it failed"
+        ))
     }
 }
 

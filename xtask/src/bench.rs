@@ -109,7 +109,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     if let Some(limit) = env::open_files_limit() {
         let fit = (limit.saturating_sub(256) / 2) as usize;
         if fit < opts.idle {
-            println!("    open files limit {limit}: {fit} idle connections instead of {}", opts.idle);
+            println!(
+                "    open files limit {limit}: {fit} idle connections instead of {}",
+                opts.idle
+            );
             opts.idle = fit.max(1);
         }
     }
@@ -198,7 +201,11 @@ fn policy(cgroup: &str, addrs: &[SocketAddr]) -> String {
 
 /// Even rounds start with the first mode, odd rounds with the second.
 fn order(round: usize) -> [bool; 2] {
-    if round % 2 == 0 { [false, true] } else { [true, false] }
+    if round.is_multiple_of(2) {
+        [false, true]
+    } else {
+        [true, false]
+    }
 }
 
 /// (1): throughput and ping-pong latency, direct vs intercepted.
@@ -249,7 +256,10 @@ fn stream_and_latency(
         labels,
     };
     Ok(vec![
-        row(format!("1 TCP stream, {} MiB (MiB/s)", opts.stream_mib), &tput),
+        row(
+            format!("1 TCP stream, {} MiB (MiB/s)", opts.stream_mib),
+            &tput,
+        ),
         row("ping-pong 64 B, p50 (µs)".into(), &p50),
         row("ping-pong 64 B, p99 (µs)".into(), &p99),
     ])
@@ -275,7 +285,11 @@ fn connect_cost(
     for round in 0..opts.rounds {
         // The agent runs at the start of even rounds (attached first there) and is stopped at
         // the start of odd ones (detached first): one start or stop per measurement.
-        let modes = if round % 2 == 0 { [true, false] } else { [false, true] };
+        let modes = if round.is_multiple_of(2) {
+            [true, false]
+        } else {
+            [false, true]
+        };
         for attached in modes {
             if attached {
                 if !agent.is_running() {

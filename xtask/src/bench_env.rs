@@ -134,7 +134,10 @@ impl BenchAgent {
 
     /// Starts the agent and waits until `tollgate status` says it is ready.
     pub fn start(&mut self) -> anyhow::Result<()> {
-        let log = fs::File::options().create(true).append(true).open(&self.log)?;
+        let log = fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
         let child = Command::new(&self.bin)
             .arg("agent")
             .arg("--config")
@@ -148,7 +151,11 @@ impl BenchAgent {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 self.child = None;
                 bail!("agent exited before ready ({status}):\n{}", self.log_tail());
             }
@@ -233,7 +240,10 @@ fn sweep_stale(host: &Host) {
         };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let Some(pid) = name.strip_prefix(PREFIX).and_then(|p| p.parse::<u32>().ok()) else {
+            let Some(pid) = name
+                .strip_prefix(PREFIX)
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
                 continue;
             };
             if Path::new(&format!("/proc/{pid}")).exists() {

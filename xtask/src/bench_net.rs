@@ -128,7 +128,9 @@ pub fn holder(bind: &str) -> anyhow::Result<Server> {
     serve(bind, move |mut conn| {
         let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
         let mut b = [0u8; 1];
-        if conn.read_exact(&mut b).is_ok() && conn.write_all(&seen_port(&conn).to_le_bytes()).is_ok() {
+        if conn.read_exact(&mut b).is_ok()
+            && conn.write_all(&seen_port(&conn).to_le_bytes()).is_ok()
+        {
             held.push(conn);
         }
     })
@@ -223,6 +225,9 @@ mod tests {
         let acc = acceptor("127.0.0.1:0").expect("acceptor");
         assert!(connect_loop(acc.addr, 10).expect("connect") > 0.0);
         let hold = holder("127.0.0.1:0").expect("holder");
-        assert_eq!(open_idle(hold.addr, 3, Path::Direct).expect("idle").len(), 3);
+        assert_eq!(
+            open_idle(hold.addr, 3, Path::Direct).expect("idle").len(),
+            3
+        );
     }
 }

@@ -49,7 +49,12 @@ impl Row {
 
 /// The rows as an aligned text table.
 pub fn render(rows: &[Row]) -> String {
-    let width = rows.iter().map(|r| r.metric.len()).max().unwrap_or(6).max(6);
+    let width = rows
+        .iter()
+        .map(|r| r.metric.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
     let mut out = format!(
         "{:<width$}  {:>22}  {:>22}  {:>7}\n",
         "metric", "baseline", "tollgate", "ratio"
@@ -102,7 +107,13 @@ mod tests {
     #[test]
     fn percentile_cases() {
         let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        let cases = [(50.0, 50.0), (99.0, 99.0), (100.0, 100.0), (0.0, 1.0), (1.0, 1.0)];
+        let cases = [
+            (50.0, 50.0),
+            (99.0, 99.0),
+            (100.0, 100.0),
+            (0.0, 1.0),
+            (1.0, 1.0),
+        ];
         for (p, want) in cases {
             assert_eq!(percentile(&v, p), want, "p{p}");
         }

@@ -6,7 +6,7 @@ use std::{
     time::SystemTime,
 };
 
-use agent_common::{ConnMeta, TupleKey, v4_mapped};
+use agent_common::{ConnMeta, FLAG_UNCLASSIFIED, TupleKey, v4_mapped};
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
@@ -75,13 +75,15 @@ pub async fn handle(ctx: Arc<Context>, client: TcpStream, peer: SocketAddr, loca
     let subject = ctx.resolver.subject(&meta);
     let state = ctx.policy.load_full();
     let policy = &state.policy;
-    // First use of a cgroup: record its classification so later connections need no hop
-    // (unenrolled) or skip nothing (enrolled).
+    // A cgroup the hook did not know (new, or evicted): record its classification so later
+    // connections of an unenrolled cgroup go direct. An unresolvable cgroup stays enrolled.
     let enrolled = subject.cgroup_path.is_empty()
         || ctx
             .enrollment
             .enrolled(policy, meta.cgroup_id, &subject.cgroup_path);
-    if let Err(e) = ctx.programs.set_cgroup(meta.cgroup_id, enrolled) {
+    if meta.flags & FLAG_UNCLASSIFIED != 0
+        && let Err(e) = ctx.programs.set_cgroup(meta.cgroup_id, enrolled)
+    {
         warn!(error = %e, cgroup = meta.cgroup_id, "could not record cgroup classification");
     }
     let is_self = ctx
@@ -178,7 +180,11 @@ pub async fn handle(ctx: Arc<Context>, client: TcpStream, peer: SocketAddr, loca
         // Every protocol of this version is plain TCP; L7 handlers plug in here per target.
         _ => tcp::serve(&ctx, &client, &upstream).await,
     };
-    debug!(%dst, up = transfer.up, down = transfer.down, end = %transfer.end.label(), "connection ended");
+    info!(
+        target: "tollgate::access", %id, %dst, workload = ?w.map(|w| &w.name),
+        rule = %decision.rule, up = transfer.up, down = transfer.down,
+        end = %transfer.end.label(), "connection"
+    );
     if let Err(e) = ctx
         .audit
         .finish(id, end(transfer.up, transfer.down, &transfer.end.label()))
