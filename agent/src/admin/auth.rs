@@ -38,8 +38,9 @@ mod tests {
 
     #[test]
     fn root_or_admin_group_only() {
-        // (uid, gid, admin_gid, user's groups, allowed)
-        let cases: [(u32, u32, Option<u32>, &[u32], bool); 8] = [
+        /// uid, gid, admin_gid, the user's groups, allowed.
+        type Case = (u32, u32, Option<u32>, &'static [u32], bool);
+        let cases: [Case; 8] = [
             (0, 0, None, &[], true),
             (0, 5, Some(7), &[], true),
             (1000, 0, None, &[0], false),

@@ -68,8 +68,18 @@ async fn start(admin_group: Option<&str>) -> Server {
     }
 }
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
+/// True when root; otherwise says why the rest of the test is skipped, and fails in CI
+/// (`CI=true`), as the root suites do.
+fn is_root(why: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        !std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"),
+        "{why} (required in CI)"
+    );
+    eprintln!("skipped: {why}");
+    false
 }
 
 #[tokio::test]
@@ -164,7 +174,10 @@ async fn one_connection_many_requests_and_bad_lines() {
     .await
     .unwrap();
     assert_eq!(answers.len(), 4, "{answers:?}");
-    assert_eq!(answers[0], json!({"result": "session", "session": {"id": "known"}}));
+    assert_eq!(
+        answers[0],
+        json!({"result": "session", "session": {"id": "known"}})
+    );
     for bad in &answers[1..3] {
         assert_eq!(bad["result"], "error");
         let msg = bad["message"].as_str().unwrap();
@@ -207,8 +220,7 @@ async fn socket_is_0660_and_takes_the_admin_group() {
         .collect();
     assert_eq!(names, ["admin.sock"]);
 
-    if !is_root() {
-        eprintln!("skipped: chown to another group needs root");
+    if !is_root("chown to another group needs root") {
         return;
     }
     let group = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(65534))
@@ -271,7 +283,13 @@ async fn missing_socket_says_no_agent() {
     let path = dir.path().join("admin.sock");
     let err = call(&path, &Request::Status).await.unwrap_err();
     assert!(
-        matches!(err, AdminError::NotRunning { reason: "no socket", .. }),
+        matches!(
+            err,
+            AdminError::NotRunning {
+                reason: "no socket",
+                ..
+            }
+        ),
         "{err}"
     );
     assert!(err.to_string().starts_with("no agent at "), "{err}");
@@ -305,7 +323,10 @@ fn connect_as(path: &Path, uid: u32, gid: u32) -> std::io::Result<Vec<serde_json
     std::thread::spawn(move || {
         // SAFETY: plain syscalls on the current thread's credentials; the thread exits after.
         unsafe {
-            assert_eq!(libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<u32>()), 0);
+            assert_eq!(
+                libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<u32>()),
+                0
+            );
             assert_eq!(libc::syscall(libc::SYS_setresgid, gid, gid, gid), 0);
             assert_eq!(libc::syscall(libc::SYS_setresuid, uid, uid, uid), 0);
         }
@@ -324,8 +345,7 @@ fn connect_as(path: &Path, uid: u32, gid: u32) -> std::io::Result<Vec<serde_json
 
 #[tokio::test]
 async fn peers_must_be_root_or_in_the_admin_group() {
-    if !is_root() {
-        eprintln!("skipped: switching a thread's credentials needs root");
+    if !is_root("switching a thread's credentials needs root") {
         return;
     }
     // Root-only socket: the mode keeps others out before any peer check.

@@ -1,5 +1,27 @@
-//! Plain aligned text for humans.
+//! Plain aligned text for humans, and writing to stdout.
+use std::io::{self, Write};
+
 use serde_json::Value;
+
+/// Writes `text` to stdout. A closed pipe (`tollgate sessions list | head`) is not an error.
+pub fn emit(text: &str) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+/// [`emit`], reporting a failure on stderr as `tollgate <what>: …`; returns the exit code.
+pub fn emit_or_fail(what: &str, text: &str, code: i32) -> i32 {
+    match emit(text) {
+        Ok(()) => code,
+        Err(e) => {
+            eprintln!("tollgate {what}: cannot write output: {e}");
+            super::EXIT_FAILURE
+        }
+    }
+}
 
 /// A JSON value as a table cell: strings bare, `null` or missing as `-`, the rest as JSON.
 pub fn cell(value: Option<&Value>) -> String {
@@ -38,7 +60,11 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 
 /// `key: value` lines with the values aligned.
 pub fn fields(pairs: &[(&str, String)]) -> String {
-    let width = pairs.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
+    let width = pairs
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
     pairs
         .iter()
         .map(|(k, v)| {

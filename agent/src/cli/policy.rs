@@ -4,7 +4,7 @@ use std::path::Path;
 use serde_json::json;
 
 use crate::{
-    cli::{EXIT_FAILURE, EXIT_OK},
+    cli::{EXIT_FAILURE, EXIT_OK, output},
     config::Config,
     policy::{self, Policy, PolicyErrors},
 };
@@ -15,11 +15,11 @@ pub fn check(config: &Config, dir: Option<&Path>, json: bool) -> i32 {
     let result = policy::load_dir(dir, config.trust_domain.as_deref());
     let (text, code) = report(dir, &result, json);
     if code == EXIT_OK || json {
-        print!("{text}");
+        output::emit_or_fail("policy check", &text, code)
     } else {
         eprint!("{text}");
+        code
     }
-    code
 }
 
 /// What to print and the exit code.

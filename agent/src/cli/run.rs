@@ -111,7 +111,9 @@ pub async fn run(config: &Config, args: &RunArgs) -> i32 {
             return EXIT_TOLLGATE;
         }
         Ok(other) => {
-            eprintln!("tollgate run: unexpected answer from the agent: {other:?}; the command was not run");
+            eprintln!(
+                "tollgate run: unexpected answer from the agent: {other:?}; the command was not run"
+            );
             return EXIT_TOLLGATE;
         }
         Err(e) => {
@@ -174,10 +176,12 @@ pub fn run_in_cgroup(cgroup: &Path, command: &[OsString]) -> Result<ExitStatus, 
     // The child is a zombie now: its pid cannot be reused until it is reaped below.
     forwarder.stop();
     drop(forwarder);
-    waited.and_then(|()| child.wait()).map_err(|source| RunError::Wait {
-        program: program.to_string_lossy().into_owned(),
-        source,
-    })
+    waited
+        .and_then(|()| child.wait())
+        .map_err(|source| RunError::Wait {
+            program: program.to_string_lossy().into_owned(),
+            source,
+        })
 }
 
 /// Blocks until child `pid` has exited, without reaping it.
@@ -205,8 +209,7 @@ pub fn spawn_in_cgroup(cgroup: &Path, cmd: &mut Command) -> Result<Child, RunErr
     let procs = CString::new(cgroup.join("cgroup.procs").as_os_str().as_bytes())
         .map_err(|e| enroll_err(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
     // The child writes one byte here when enrollment fails, telling it from an exec failure.
-    let (marker_read, marker_write) =
-        pipe2(OFlag::O_CLOEXEC).map_err(|e| enroll_err(e.into()))?;
+    let (marker_read, marker_write) = pipe2(OFlag::O_CLOEXEC).map_err(|e| enroll_err(e.into()))?;
     let marker = marker_write.as_raw_fd();
     // SAFETY: the hook only makes async-signal-safe syscalls on data prepared before fork.
     unsafe {

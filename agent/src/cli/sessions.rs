@@ -65,16 +65,14 @@ pub async fn list(config: &Config, args: &ListArgs, json: bool) -> i32 {
         Ok(other) => return unexpected("list", &other),
         Err(code) => return code,
     };
-    if json {
-        for s in &sessions {
-            println!("{s}");
-        }
+    let text = if json {
+        sessions.iter().map(|s| format!("{s}\n")).collect()
     } else if sessions.is_empty() {
-        println!("no sessions");
+        "no sessions\n".to_owned()
     } else {
-        print!("{}", table(&sessions));
-    }
-    EXIT_OK
+        table(&sessions)
+    };
+    output::emit_or_fail("sessions list", &text, EXIT_OK)
 }
 
 /// `sessions show ID`: the session's fields, or a JSON object with `--json`.
@@ -89,12 +87,12 @@ pub async fn show(config: &Config, id: &str, json: bool) -> i32 {
         Ok(other) => return unexpected("show", &other),
         Err(code) => return code,
     };
-    if json {
-        println!("{session}");
+    let text = if json {
+        format!("{session}\n")
     } else {
-        print!("{}", details(&session));
-    }
-    EXIT_OK
+        details(&session)
+    };
+    output::emit_or_fail("sessions show", &text, EXIT_OK)
 }
 
 /// The filter to send: times are checked here and sent as absolute RFC 3339 times.
@@ -137,7 +135,12 @@ pub fn table(sessions: &[Value]) -> String {
     let headers: Vec<&str> = COLUMNS.iter().map(|(h, _)| *h).collect();
     let rows: Vec<Vec<String>> = sessions
         .iter()
-        .map(|s| COLUMNS.iter().map(|(_, f)| output::cell(s.get(f))).collect())
+        .map(|s| {
+            COLUMNS
+                .iter()
+                .map(|(_, f)| output::cell(s.get(f)))
+                .collect()
+        })
         .collect();
     output::table(&headers, &rows)
 }
@@ -159,7 +162,10 @@ pub fn details(session: &Value) -> String {
         .collect();
     rest.sort_unstable();
     keys.extend(rest);
-    let pairs: Vec<(&str, String)> = keys.iter().map(|k| (*k, output::cell(obj.get(*k)))).collect();
+    let pairs: Vec<(&str, String)> = keys
+        .iter()
+        .map(|k| (*k, output::cell(obj.get(*k))))
+        .collect();
     output::fields(&pairs)
 }
 
@@ -198,7 +204,10 @@ mod tests {
         let cols: Vec<&str> = lines[0].split_whitespace().collect();
         assert_eq!(
             cols,
-            ["STARTED", "ID", "WORKLOAD", "DST", "TARGET", "PROTO", "DECISION", "RULE", "UP", "DOWN"]
+            [
+                "STARTED", "ID", "WORKLOAD", "DST", "TARGET", "PROTO", "DECISION", "RULE", "UP",
+                "DOWN"
+            ]
         );
         let first: Vec<&str> = lines[1].split_whitespace().collect();
         assert_eq!(
@@ -217,7 +226,10 @@ mod tests {
             ]
         );
         let second: Vec<&str> = lines[2].split_whitespace().collect();
-        assert_eq!(second, ["-", "s2", "-", "1.2.3.4:80", "-", "-", "-", "-", "-", "-"]);
+        assert_eq!(
+            second,
+            ["-", "s2", "-", "1.2.3.4:80", "-", "-", "-", "-", "-", "-"]
+        );
         // Columns line up: DST starts at the same offset on every line.
         let at = |l: &str, s: &str| l.find(s).unwrap();
         assert_eq!(at(lines[0], "DST"), at(lines[1], "10.0.0.5"));
@@ -227,19 +239,31 @@ mod tests {
     #[test]
     fn show_lists_known_fields_first_then_the_rest_by_name() {
         let text = details(&session());
-        let keys: Vec<&str> = text
-            .lines()
-            .map(|l| l.split(':').next().unwrap())
-            .collect();
+        let keys: Vec<&str> = text.lines().map(|l| l.split(':').next().unwrap()).collect();
         assert_eq!(
             keys,
             [
-                "id", "workload", "spiffe_id", "pid", "dst", "target", "protocol", "decision",
-                "rule", "bytes_up", "bytes_down", "started_at", "alpha", "zeta"
+                "id",
+                "workload",
+                "spiffe_id",
+                "pid",
+                "dst",
+                "target",
+                "protocol",
+                "decision",
+                "rule",
+                "bytes_up",
+                "bytes_down",
+                "started_at",
+                "alpha",
+                "zeta"
             ]
         );
         assert!(text.contains("bytes_down: -\n"), "{text}");
-        assert!(text.contains("spiffe_id:  spiffe://example.org/billing\n"), "{text}");
+        assert!(
+            text.contains("spiffe_id:  spiffe://example.org/billing\n"),
+            "{text}"
+        );
     }
 
     #[test]

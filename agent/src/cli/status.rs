@@ -22,18 +22,18 @@ pub async fn run(config: &Config, json: bool) -> i32 {
             return EXIT_NO_AGENT;
         }
     };
-    if json {
+    let text = if json {
         match serde_json::to_string_pretty(&report) {
-            Ok(text) => println!("{text}"),
+            Ok(text) => format!("{text}\n"),
             Err(e) => {
                 eprintln!("tollgate status: {e}");
                 return EXIT_FAILURE;
             }
         }
     } else {
-        print!("{}", render(&report));
-    }
-    exit_code(&report)
+        render(&report)
+    };
+    output::emit_or_fail("status", &text, exit_code(&report))
 }
 
 /// 0 when ready, 1 otherwise.
@@ -117,10 +117,7 @@ mod tests {
             policy_loaded_at: "2024-05-01T12:00:00Z".into(),
             last_reload_error: None,
             workloads: vec!["billing".into(), "ci".into()],
-            counters: BTreeMap::from([
-                ("connections_accepted".into(), 12),
-                ("denied".into(), 1),
-            ]),
+            counters: BTreeMap::from([("connections_accepted".into(), 12), ("denied".into(), 1)]),
             version: "0.1.0".into(),
         }
     }

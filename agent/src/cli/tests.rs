@@ -24,9 +24,21 @@ fn run_takes_the_command_verbatim() {
     // (argv, workload, command)
     let cases: [(&[&str], &str, &[&str]); 6] = [
         (&["run", "--workload", "ci", "make"], "ci", &["make"]),
-        (&["run", "-w", "ci", "--", "ls", "-la"], "ci", &["ls", "-la"]),
         (
-            &["run", "--workload=ci", "curl", "--json", "x", "--config", "y"],
+            &["run", "-w", "ci", "--", "ls", "-la"],
+            "ci",
+            &["ls", "-la"],
+        ),
+        (
+            &[
+                "run",
+                "--workload=ci",
+                "curl",
+                "--json",
+                "x",
+                "--config",
+                "y",
+            ],
             "ci",
             &["curl", "--json", "x", "--config", "y"],
         ),
@@ -128,10 +140,17 @@ fn global_flags_go_anywhere_before_the_command() {
 fn config_loading_applies_overrides() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("tollgate.toml");
-    std::fs::write(&file, "state_dir = \"/from-file\"\npolicy_dir = \"/p-file\"\n").unwrap();
+    std::fs::write(
+        &file,
+        "state_dir = \"/from-file\"\npolicy_dir = \"/p-file\"\n",
+    )
+    .unwrap();
     let f = file.to_str().unwrap();
 
-    let c = parse(&["--config", f, "status"]).unwrap().load_config().unwrap();
+    let c = parse(&["--config", f, "status"])
+        .unwrap()
+        .load_config()
+        .unwrap();
     assert_eq!(c.state_dir, Path::new("/from-file"));
     assert_eq!(c.admin_socket(), Path::new("/from-file/admin.sock"));
 
@@ -146,7 +165,10 @@ fn config_loading_applies_overrides() {
         .load_config()
         .unwrap();
     assert_eq!(c.policy_dir, Path::new("/p-flag"));
-    let c = parse(&["--config", f, "agent"]).unwrap().load_config().unwrap();
+    let c = parse(&["--config", f, "agent"])
+        .unwrap()
+        .load_config()
+        .unwrap();
     assert_eq!(c.policy_dir, Path::new("/p-file"));
 
     // An explicit file must exist.

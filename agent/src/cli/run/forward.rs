@@ -198,7 +198,11 @@ mod tests {
             (libc::SI_USER, Some(child), 0, Hold),
         ];
         for (code, sender, c, want) in cases {
-            assert_eq!(decide(code, sender, c), want, "code {code} sender {sender:?} child {c}");
+            assert_eq!(
+                decide(code, sender, c),
+                want,
+                "code {code} sender {sender:?} child {c}"
+            );
         }
     }
 }

@@ -1,5 +1,5 @@
 //! `tollgate run` plumbing. Tests that enroll into a real cgroup need root and a cgroup v2
-//! mount; without them they say so on stderr, and fail if `TOLLGATE_REQUIRE_ROOT_TESTS` is set.
+//! mount; without them they say so on stderr, and fail in CI (`CI=true`), as the root suites do.
 use std::{
     future::Future,
     path::{Path, PathBuf},
@@ -43,8 +43,8 @@ impl TestCgroup {
         let usable = nix::unistd::geteuid().is_root() && root.is_some();
         if !usable {
             assert!(
-                std::env::var_os("TOLLGATE_REQUIRE_ROOT_TESTS").is_none(),
-                "this test needs root and a cgroup v2 mount"
+                !std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"),
+                "this test needs root and a cgroup v2 mount (required in CI)"
             );
             eprintln!("skipped: needs root and a cgroup v2 mount");
             return None;
@@ -125,7 +125,10 @@ fn failed_enrollment_never_runs_the_command() {
     let err = spawn_in_cgroup(tmp.path(), &mut cmd).unwrap_err();
     assert!(matches!(err, RunError::Enroll { .. }), "{err}");
     assert_eq!(err.exit_code(), EXIT_TOLLGATE);
-    assert!(err.to_string().contains("cannot enroll into cgroup"), "{err}");
+    assert!(
+        err.to_string().contains("cannot enroll into cgroup"),
+        "{err}"
+    );
     // Even a missing program reports the enrollment, which comes first.
     let mut cmd = Command::new("/nonexistent/tollgate-test-program");
     let err = spawn_in_cgroup(tmp.path(), &mut cmd).unwrap_err();
@@ -154,8 +157,11 @@ fn child_runs_inside_the_cgroup() {
 #[test]
 fn exec_failures_after_enrollment_are_126_or_127() {
     let Some(cg) = TestCgroup::new() else { return };
-    let err = spawn_in_cgroup(&cg.dir, &mut Command::new("/nonexistent/tollgate-test-program"))
-        .unwrap_err();
+    let err = spawn_in_cgroup(
+        &cg.dir,
+        &mut Command::new("/nonexistent/tollgate-test-program"),
+    )
+    .unwrap_err();
     assert!(matches!(err, RunError::Spawn { .. }), "{err}");
     assert_eq!(err.exit_code(), EXIT_NOT_FOUND);
     let tmp = tempfile::tempdir().unwrap();
@@ -185,7 +191,7 @@ fn signals_sent_to_tollgate_run_reach_the_child() {
     let tmp = tempfile::tempdir().unwrap();
     let ready = tmp.path().join("ready");
     let script = format!(
-        "trap 'exit 42' USR1; trap 'exit 43' TERM; touch {}; while :; do sleep 0.02; done",
+        "trap 'exit 42' USR1; trap 'exit 43' TERM; echo $$ > {}; while :; do sleep 0.02; done",
         ready.display()
     );
     for (signal, want) in [(libc::SIGUSR1, 42), (libc::SIGTERM, 43)] {
@@ -194,13 +200,28 @@ fn signals_sent_to_tollgate_run_reach_the_child() {
         let command = os(&["sh", "-c", &script]);
         let runner = std::thread::spawn(move || run_in_cgroup(&dir, &command));
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !ready.exists() {
+        let child: libc::pid_t = loop {
+            if let Some(pid) = std::fs::read_to_string(&ready)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+            {
+                break pid;
+            }
             assert!(Instant::now() < deadline, "child never got ready");
             std::thread::sleep(Duration::from_millis(10));
-        }
+        };
         // To this (test) process, as `kill <pid of tollgate run>` would.
         // SAFETY: plain kill(2); the forwarder handles the signal.
         assert_eq!(unsafe { libc::kill(libc::getpid(), signal) }, 0);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !runner.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if !runner.is_finished() {
+            // SAFETY: plain kill(2) of the test's own child.
+            unsafe { libc::kill(child, libc::SIGKILL) };
+            panic!("signal {signal} was not forwarded to the child");
+        }
         let status = runner.join().unwrap().unwrap();
         assert_eq!(exit_code(status), want, "signal {signal}");
     }
@@ -308,7 +329,12 @@ async fn enrolled_run_passes_the_exit_code_and_releases() {
             Response::RunEnrolled {
                 cgroup: cgroup.clone(),
             },
-            &["sh", "-c", "grep -q \"/$0\\$\" /proc/self/cgroup && exit 7", &cg.name()],
+            &[
+                "sh",
+                "-c",
+                "grep -q \"/$0\\$\" /proc/self/cgroup && exit 7",
+                &cg.name(),
+            ],
         )
         .await
     };

@@ -1,0 +1,4 @@
+//! PostgreSQL protocol v3 handling: wire codec, statement classification, session.
+pub mod auth;
+pub mod protocol;
+pub mod sql;
