@@ -92,6 +92,45 @@ fn target_of(dst: SocketAddr, web: SocketAddr) -> &'static str {
 }
 
 #[test]
+fn an_enrolled_task_inside_another_network_namespace_is_refused() {
+    let test = "an_enrolled_task_inside_another_network_namespace_is_refused";
+    let Some(env) = setup(test, &[Need::Python3, Need::Iproute2]) else {
+        return;
+    };
+    let py = env.python3.clone().expect("python3");
+    let ns = NetNs::create(&py);
+    let mut agent = Agent::new(&env, "netns", FailMode::Open);
+    let client = agent.cgroup_dir("client");
+    cgroup::mkdir(&client);
+    let policy = PolicyText::new()
+        .workload("client", &agent.cgroup_path("client"), false)
+        .target("far", &[addr(ns.v4_addr())])
+        .rule("client-far", &["client"], &["far"], "allow");
+    agent.write_policy("test.toml", policy.text());
+    agent.start();
+
+    // Its 127.0.0.1 is not the proxy's: the connection must neither be redirected there nor
+    // go direct, even towards a granted address.
+    let exec = ["ip", "netns", "exec", ns.name.as_str()];
+    let port = ns.v4_addr().port();
+    for host in ["127.0.0.1", &ns.peer_v4.to_string() as &str] {
+        let p = harness::client::python_via(&exec, &py, Some(&client), host, port, 4);
+        assert!(
+            p.refused(),
+            "enrolled task in a foreign netns → {host}: {}",
+            p.raw
+        );
+        // The same client outside the attach cgroup reaches the server in that namespace.
+        let p = harness::client::python_via(&exec, &py, None, host, port, 4);
+        assert!(
+            p.direct(),
+            "unenrolled task in the netns → {host}: {}",
+            p.raw
+        );
+    }
+}
+
+#[test]
 fn the_same_commands_outside_any_workload_are_untouched() {
     let test = "the_same_commands_outside_any_workload_are_untouched";
     let Some(env) = setup(test, &[Need::Curl, Need::Python3]) else {

@@ -195,7 +195,26 @@ pub fn python(
     port: u16,
     family: u8,
 ) -> PyResult {
-    let mut cmd = Command::new(python3);
+    python_via(&[], python3, cgroup, host, port, family)
+}
+
+/// Like [`python`], started through `wrapper` (e.g. `ip netns exec NAME`).
+pub fn python_via(
+    wrapper: &[&str],
+    python3: &Path,
+    cgroup: Option<&Path>,
+    host: &str,
+    port: u16,
+    family: u8,
+) -> PyResult {
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(args).arg(python3);
+            cmd
+        }
+        None => Command::new(python3),
+    };
     cmd.args([
         "-c",
         PY_CLIENT,

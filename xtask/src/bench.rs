@@ -272,6 +272,9 @@ fn check(got: Path, want: Path, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The agent's counter of connections its hook let go direct (unenrolled cgroups).
+const DIRECT_COUNTER: &str = "ebpf_direct";
+
 /// (2): connect+close of an unenrolled process, programs attached vs detached.
 fn connect_cost(
     opts: &Options,
@@ -302,12 +305,19 @@ fn connect_cost(
             // most of the ephemeral ports towards it.
             let acc = net::acceptor(&format!("127.0.0.{next_ip}:0"))?;
             next_ip = next_ip.wrapping_add(1).max(10);
-            let _visit = visit(host, plain)?;
-            net::connect_loop(acc.addr, 200)?; // warm-up (and classification when attached)
-            let us = net::connect_loop(acc.addr, opts.connects)?;
+            let (us, direct) = {
+                let _visit = visit(host, plain)?;
+                net::connect_loop(acc.addr, 200)?; // warm-up (and classification when attached)
+                let before = attached.then(|| agent.counter(DIRECT_COUNTER)).flatten();
+                let us = net::connect_loop(acc.addr, opts.connects)?;
+                let after = attached.then(|| agent.counter(DIRECT_COUNTER)).flatten();
+                (us, before.zip(after).map(|(b, a)| a.saturating_sub(b)))
+            };
             cost[usize::from(attached)].push(us);
+            // With the programs attached, every loop must have run the hook and gone direct.
+            let seen = direct.map_or(String::new(), |n| format!(" ({DIRECT_COUNTER} +{n})"));
             note(&format!(
-                "round {}/{} {:<8} {:>6.2} µs per connect+close",
+                "round {}/{} {:<8} {:>6.2} µs per connect+close{seen}",
                 round + 1,
                 opts.rounds,
                 if attached { "attached" } else { "detached" },

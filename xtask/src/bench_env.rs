@@ -198,6 +198,18 @@ impl BenchAgent {
         Ok(())
     }
 
+    /// A counter of `tollgate status --json` (`"name": N` anywhere in it), if present.
+    pub fn counter(&self, name: &str) -> Option<u64> {
+        let out = Command::new(&self.bin)
+            .args(["status", "--json", "--config"])
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        json_number(&String::from_utf8_lossy(&out.stdout), name)
+    }
+
     /// Whether the agent process is running.
     pub fn is_running(&self) -> bool {
         self.child.is_some()
@@ -256,6 +268,16 @@ fn sweep_stale(host: &Host) {
             }
         }
     }
+}
+
+/// The unsigned number after the first `"key":` in JSON text.
+fn json_number(text: &str, key: &str) -> Option<u64> {
+    let at = text.find(&format!("\"{key}\""))? + key.len() + 2;
+    let rest = text[at..].trim_start().strip_prefix(':')?.trim_start();
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
 }
 
 /// `VmRSS:  1234 kB` → 1234.
@@ -343,6 +365,20 @@ pub fn open_files_limit() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_number_cases() {
+        let text = r#"{"counters": {"ebpf_direct": 42, "ebpf_refused":0}, "x": "y"}"#;
+        let cases = [
+            ("ebpf_direct", Some(42)),
+            ("ebpf_refused", Some(0)),
+            ("x", None),
+            ("z", None),
+        ];
+        for (key, want) in cases {
+            assert_eq!(json_number(text, key), want, "{key}");
+        }
+    }
 
     #[test]
     fn vm_rss_cases() {

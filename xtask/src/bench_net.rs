@@ -4,6 +4,7 @@
 use std::{
     io::{Read as _, Write as _},
     net::{Shutdown, SocketAddr, TcpListener, TcpStream},
+    os::fd::AsRawFd as _,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -51,6 +52,7 @@ impl Drop for Server {
 /// return quickly) or spawns its own thread.
 fn serve(bind: &str, mut handle: impl FnMut(TcpStream) + Send + 'static) -> anyhow::Result<Server> {
     let listener = TcpListener::bind(bind).with_context(|| format!("bind {bind}"))?;
+    deepen_backlog(&listener)?;
     let addr = listener.local_addr()?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
@@ -65,6 +67,23 @@ fn serve(bind: &str, mut handle: impl FnMut(TcpStream) + Send + 'static) -> anyh
         }
     });
     Ok(Server { addr, stop })
+}
+
+unsafe extern "C" {
+    /// listen(2) from the C library std already links.
+    fn listen(fd: std::ffi::c_int, backlog: std::ffi::c_int) -> std::ffi::c_int;
+}
+
+/// std listens with a backlog of 128: a tight connect loop overflows it whenever the accept
+/// thread is descheduled, and each dropped SYN costs a 1 s retransmission, which would swamp
+/// the connect cost. listen(2) again on the bound socket raises it.
+fn deepen_backlog(listener: &TcpListener) -> anyhow::Result<()> {
+    // SAFETY: `listen` on a valid socket descriptor owned by `listener`; no memory is passed.
+    let rc = unsafe { listen(listener.as_raw_fd(), 4096) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("listen(4096)");
+    }
+    Ok(())
 }
 
 fn seen_port(conn: &TcpStream) -> u16 {

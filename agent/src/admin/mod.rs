@@ -1,6 +1,7 @@
 //! The admin socket: a Unix stream socket (`<state_dir>/admin.sock`, mode 0660) speaking JSON
-//! lines, one request → one response. Peers must be root or members of the admin group
-//! (checked with `SO_PEERCRED`). The agent serves it ([`serve`]); the CLI calls it ([`call`]).
+//! lines, one request → one response. Peers must be root (or the agent's own user) or members
+//! of the admin group (checked with `SO_PEERCRED`). The agent serves it ([`serve`]); the CLI
+//! calls it ([`call`]).
 mod auth;
 mod client;
 mod framing;

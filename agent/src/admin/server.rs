@@ -119,7 +119,12 @@ pub async fn serve(
                 Ok(p) => p,
                 Err(_) => break,
             },
-            _ = shutdown.changed() => continue,
+            changed = shutdown.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                continue;
+            }
         };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -162,10 +167,12 @@ async fn connection(
         }
     };
     let (uid, gid, pid) = (cred.uid(), cred.gid(), cred.pid());
-    let ok =
-        tokio::task::spawn_blocking(move || auth::allowed(uid, gid, admin_gid, auth::user_groups))
-            .await
-            .unwrap_or(false);
+    let agent_uid = nix::unistd::geteuid().as_raw();
+    let ok = tokio::task::spawn_blocking(move || {
+        auth::allowed(uid, gid, agent_uid, admin_gid, auth::user_groups)
+    })
+    .await
+    .unwrap_or(false);
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     if !ok {

@@ -143,6 +143,11 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     let reload_state = Arc::new(reload::ReloadState::default());
     let (admin_listener, admin_gid) =
         admin::bind(&config.admin_socket(), config.admin_group.as_deref())?;
+    if let Some(gid) = admin_gid {
+        // The socket is 0660 in the admin group; its directory must let that group through.
+        nix::unistd::chown(&config.state_dir, None, Some(nix::unistd::Gid::from_raw(gid)))
+            .map_err(|e| AgentError::StateDir(config.state_dir.clone(), e.into()))?;
+    }
     let api = Arc::new(admin_api::Api::new(
         ctx.clone(),
         reader,

@@ -2,6 +2,7 @@
 //! mount; without them they say so on stderr, and fail in CI (`CI=true`), as the root suites do.
 use std::{
     future::Future,
+    io::Write as _,
     path::{Path, PathBuf},
     pin::Pin,
     process::Stdio,
@@ -46,7 +47,11 @@ impl TestCgroup {
                 !std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"),
                 "this test needs root and a cgroup v2 mount (required in CI)"
             );
-            eprintln!("skipped: needs root and a cgroup v2 mount");
+            // Straight to the file descriptor: libtest captures only the print macros.
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: needs root and a cgroup v2 mount"
+            );
             return None;
         }
         let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);

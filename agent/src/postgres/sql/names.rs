@@ -1,0 +1,81 @@
+//! Normalized object names, as PostgreSQL resolves identifiers.
+//!
+//! An unquoted identifier folds to lower case (ASCII only, as PostgreSQL does in UTF-8); a quoted
+//! one keeps its case and loses its quotes. A part that would be ambiguous once joined (it
+//! contains `.` or `"`) stays quoted, with `"` doubled. Parts join with `.`:
+//! `Public."MyTable"` becomes `public.MyTable`.
+
+use sqlparser::ast::{Ident, ObjectName, ObjectNamePart, TableAlias};
+
+/// One identifier, normalized.
+pub(crate) fn ident(id: &Ident) -> String {
+    match id.quote_style {
+        None => id.value.to_ascii_lowercase(),
+        Some(_) if id.value.contains(['.', '"']) => format!("\"{}\"", id.value.replace('"', "\"\"")),
+        Some(_) => id.value.clone(),
+    }
+}
+
+/// A possibly qualified name, normalized: `schema.table`.
+pub(crate) fn object(name: &ObjectName) -> String {
+    let mut out = String::new();
+    for (i, part) in name.0.iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        match part {
+            ObjectNamePart::Identifier(id) => out.push_str(&ident(id)),
+            // Not PostgreSQL syntax; keep the text so nothing is silently dropped.
+            ObjectNamePart::Function(func) => out.push_str(&func.to_string()),
+        }
+    }
+    out
+}
+
+/// The table a `FROM`/target item names, and whether the name is unqualified (so it may be a
+/// CTE).
+///
+/// sqlparser 0.63 reads `ONLY t` in `UPDATE ONLY t`, `DELETE FROM ONLY t` and `FROM ONLY t` as
+/// a table named `ONLY` aliased `t`. `ONLY` is reserved in PostgreSQL, so an unquoted table of
+/// that name cannot exist: the alias is the real table.
+pub(crate) fn relation(name: &ObjectName, alias: Option<&TableAlias>) -> (String, bool) {
+    if let [ObjectNamePart::Identifier(id)] = name.0.as_slice()
+        && id.quote_style.is_none()
+        && id.value.eq_ignore_ascii_case("only")
+        && let Some(alias) = alias
+        && !alias.explicit
+        && alias.columns.is_empty()
+    {
+        return (ident(&alias.name), true);
+    }
+    (object(name), name.0.len() == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlparser::ast::{Ident, ObjectName};
+
+    use super::{ident, object};
+
+    #[test]
+    fn identifiers_fold_like_postgres() {
+        let cases = [
+            (Ident::new("Accounts"), "accounts"),
+            (Ident::with_quote('"', "Accounts"), "Accounts"),
+            (Ident::with_quote('"', "accounts"), "accounts"),
+            (Ident::with_quote('"', "a.b"), "\"a.b\""),
+            (Ident::with_quote('"', "say \"hi\""), "\"say \"\"hi\"\"\""),
+            // PostgreSQL folds only ASCII letters in UTF-8 databases.
+            (Ident::new("ÉTÉ"), "ÉtÉ"),
+        ];
+        for (id, want) in &cases {
+            assert_eq!(ident(id), *want, "{id:?}");
+        }
+    }
+
+    #[test]
+    fn qualified_names_join_with_dots() {
+        let name = ObjectName::from(vec![Ident::new("Public"), Ident::with_quote('"', "My Tab")]);
+        assert_eq!(object(&name), "public.My Tab");
+    }
+}
