@@ -133,7 +133,10 @@ mod tests {
 
     #[test]
     fn layouts_have_no_implicit_padding() {
-        assert_eq!(core::mem::size_of::<ConnMeta>(), 16 + 2 + 2 + 4 + 8 + 4 + 4 + 4 + 4);
+        assert_eq!(
+            core::mem::size_of::<ConnMeta>(),
+            16 + 2 + 2 + 4 + 8 + 4 + 4 + 4 + 4
+        );
         assert_eq!(core::mem::size_of::<TupleKey>(), 16 + 16 + 2 + 2 + 4);
     }
 

@@ -21,7 +21,12 @@ fn try_connect6(ctx: &SockAddrContext) -> Result<i32, i32> {
         return Ok(1);
     }
     // The verifier wants the words read one at a time.
-    let dst = [sa.user_ip6[0], sa.user_ip6[1], sa.user_ip6[2], sa.user_ip6[3]];
+    let dst = [
+        sa.user_ip6[0],
+        sa.user_ip6[1],
+        sa.user_ip6[2],
+        sa.user_ip6[3],
+    ];
     let port = u16::from_be(sa.user_port as u16);
     match decide(ctx, dst, port, AF_INET6) {
         Action::Direct => Ok(1),

@@ -19,8 +19,7 @@ pub static SOCK_META: SkStorage<ConnMeta> = SkStorage::new();
 
 /// 4-tuple -> caller, published before the SYN leaves, taken by the proxy after accept().
 #[btf_map]
-pub static CONNS: LruHashMap<TupleKey, ConnMeta, { conns::CAPACITY as usize }> =
-    LruHashMap::new();
+pub static CONNS: LruHashMap<TupleKey, ConnMeta, { conns::CAPACITY as usize }> = LruHashMap::new();
 
 /// Event counters (see `agent_common::counters`).
 #[btf_map]

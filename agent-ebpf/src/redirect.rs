@@ -84,7 +84,11 @@ pub fn decide(ctx: &SockAddrContext, dst_ip6: [u32; 4], dst_port: u16, family: u
         cgroup_id,
         uid: uid_gid as u32,
         gid: (uid_gid >> 32) as u32,
-        flags: if state == cgroups::ENROLLED { 0 } else { FLAG_UNCLASSIFIED },
+        flags: if state == cgroups::ENROLLED {
+            0
+        } else {
+            FLAG_UNCLASSIFIED
+        },
         _pad: 0,
     };
     // SAFETY: `ctx` is the program's own context; the storage is keyed by its socket.

@@ -31,8 +31,8 @@ fn try_sockops(ctx: &SockOpsContext) -> Result<(), ()> {
     }
     let map = core::ptr::from_ref(&SOCK_META).cast_mut().cast();
     // SAFETY: lookup only (no create flag); `sk` is a non-null socket pointer.
-    let meta = unsafe { bpf_sk_storage_get(map, sk.cast(), core::ptr::null_mut(), 0) }
-        .cast::<ConnMeta>();
+    let meta =
+        unsafe { bpf_sk_storage_get(map, sk.cast(), core::ptr::null_mut(), 0) }.cast::<ConnMeta>();
     if meta.is_null() {
         return Ok(());
     }
@@ -57,5 +57,9 @@ fn try_sockops(ctx: &SockOpsContext) -> Result<(), ()> {
 
 #[inline(always)]
 fn normalize(ip6: [u32; 4]) -> [u32; 4] {
-    if is_v4_mapped(&ip6) { v4_mapped(ip6[3]) } else { ip6 }
+    if is_v4_mapped(&ip6) {
+        v4_mapped(ip6[3])
+    } else {
+        ip6
+    }
 }

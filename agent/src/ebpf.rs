@@ -315,7 +315,7 @@ fn ensure_bpffs(pin_dir: &Path) -> Result<(), EbpfError> {
     let bpffs = Path::new("/sys/fs/bpf");
     let is_bpffs = |p: &Path| {
         nix::sys::statfs::statfs(p)
-            .map(|s| s.filesystem_type().0 as i64 == BPF_FS_MAGIC)
+            .map(|s| s.filesystem_type().0 == BPF_FS_MAGIC)
             .unwrap_or(false)
     };
     if pin_dir.starts_with(bpffs) && !is_bpffs(bpffs) {

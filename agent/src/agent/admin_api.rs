@@ -49,8 +49,19 @@ pub struct Api {
 
 impl Api {
     /// A new API; not ready until [`Api::set_ready`].
-    pub fn new(ctx: Arc<Context>, reader: StoreReader, reload: Arc<ReloadState>, info: StaticInfo) -> Self {
-        Self { ctx, reader, reload, info, ready: AtomicBool::new(false) }
+    pub fn new(
+        ctx: Arc<Context>,
+        reader: StoreReader,
+        reload: Arc<ReloadState>,
+        info: StaticInfo,
+    ) -> Self {
+        Self {
+            ctx,
+            reader,
+            reload,
+            info,
+            ready: AtomicBool::new(false),
+        }
     }
 
     /// Marks the agent ready (intercepting) or not (starting, draining).
@@ -71,7 +82,10 @@ impl Api {
         };
         match self.reader.list(&filter).await {
             Ok(rows) => Response::Sessions {
-                sessions: rows.into_iter().filter_map(|r| serde_json::to_value(r).ok()).collect(),
+                sessions: rows
+                    .into_iter()
+                    .filter_map(|r| serde_json::to_value(r).ok())
+                    .collect(),
             },
             Err(e) => Response::error(e.to_string()),
         }
@@ -79,7 +93,9 @@ impl Api {
 
     async fn session(&self, id: String) -> Response {
         match self.reader.get(&id).await {
-            Ok(row) => Response::Session { session: row.and_then(|r| serde_json::to_value(r).ok()) },
+            Ok(row) => Response::Session {
+                session: row.and_then(|r| serde_json::to_value(r).ok()),
+            },
             Err(e) => Response::error(e.to_string()),
         }
     }
@@ -90,7 +106,9 @@ impl Api {
             return Response::error(format!("no workload named {workload:?} in the live policy"));
         }
         let valid = !workload.is_empty()
-            && workload.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            && workload
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
         if !valid {
             return Response::error(format!("workload name {workload:?} cannot name a cgroup"));
         }
@@ -115,7 +133,9 @@ impl Api {
         }
         info!(cgroup = %path, %workload, "run cgroup enrolled");
         match fs.dir(&path) {
-            Ok(dir) => Response::RunEnrolled { cgroup: dir.display().to_string() },
+            Ok(dir) => Response::RunEnrolled {
+                cgroup: dir.display().to_string(),
+            },
             Err(e) => Response::error(e.to_string()),
         }
     }
@@ -180,7 +200,12 @@ impl AdminApi for Api {
             policy_fingerprint: state.policy.fingerprint(),
             policy_loaded_at: humantime::format_rfc3339_micros(state.loaded_at).to_string(),
             last_reload_error: self.reload.last_error(),
-            workloads: state.policy.workloads().iter().map(|w| w.name.clone()).collect(),
+            workloads: state
+                .policy
+                .workloads()
+                .iter()
+                .map(|w| w.name.clone())
+                .collect(),
             counters,
             version: env!("CARGO_PKG_VERSION").into(),
         }

@@ -96,15 +96,25 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
 
     // Listeners first: the programs must never redirect to a port nobody listens on.
     let listeners = bind_listeners(&config)?;
-    let listen: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
+    let listen: Vec<SocketAddr> = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
     let port = listen.first().map_or(config.listen_port, SocketAddr::port);
 
     cgroupfs.create(&config.attach_cgroup)?;
     cgroupfs.create(&config.run_cgroup)?;
     let enrollment = Enrollment::default();
     let own_cgroup = process::cgroup_of(std::process::id()).unwrap_or_default();
-    let preclassified = classify_all(&cgroupfs, &config.attach_cgroup, &policy, &enrollment, &own_cgroup);
-    let netns_cookie = ebpf::own_netns_cookie().map_err(|e| AgentError::Io("SO_NETNS_COOKIE", e))?;
+    let preclassified = classify_all(
+        &cgroupfs,
+        &config.attach_cgroup,
+        &policy,
+        &enrollment,
+        &own_cgroup,
+    );
+    let netns_cookie =
+        ebpf::own_netns_cookie().map_err(|e| AgentError::Io("SO_NETNS_COOKIE", e))?;
     let programs = Arc::new(Programs::load_and_attach(&AttachSpec {
         cgroup_dir: &attach_dir,
         proxy_port: port,
@@ -145,8 +155,12 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         admin::bind(&config.admin_socket(), config.admin_group.as_deref())?;
     if let Some(gid) = admin_gid {
         // The socket is 0660 in the admin group; its directory must let that group through.
-        nix::unistd::chown(&config.state_dir, None, Some(nix::unistd::Gid::from_raw(gid)))
-            .map_err(|e| AgentError::StateDir(config.state_dir.clone(), e.into()))?;
+        nix::unistd::chown(
+            &config.state_dir,
+            None,
+            Some(nix::unistd::Gid::from_raw(gid)),
+        )
+        .map_err(|e| AgentError::StateDir(config.state_dir.clone(), e.into()))?;
     }
     let api = Arc::new(admin_api::Api::new(
         ctx.clone(),
@@ -165,7 +179,12 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     let (accepting_tx, accepting_rx) = watch::channel(true);
     let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
     let mut background = JoinSet::new();
-    background.spawn(admin::serve(admin_listener, api.clone(), admin_gid, admin_stop_rx));
+    background.spawn(admin::serve(
+        admin_listener,
+        api.clone(),
+        admin_gid,
+        admin_stop_rx,
+    ));
     background.spawn(reload::watch(
         ctx.clone(),
         config.clone(),
@@ -174,8 +193,10 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     ));
     background.spawn(dns::periodic(ctx.clone(), config.dns_refresh));
 
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| AgentError::Io("SIGTERM handler", e))?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| AgentError::Io("SIGINT handler", e))?;
+    let mut sigterm =
+        signal(SignalKind::terminate()).map_err(|e| AgentError::Io("SIGTERM handler", e))?;
+    let mut sigint =
+        signal(SignalKind::interrupt()).map_err(|e| AgentError::Io("SIGINT handler", e))?;
     api.set_ready(true);
     sd_notify::notify("READY=1");
     info!(listen = ?listen, attach = %attach_dir.display(), fail_mode = ?config.fail_mode, "tollgate agent ready");
@@ -200,7 +221,10 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     })
     .await;
     if drained.is_err() {
-        warn!(open = conns.len(), "drain timeout: closing open connections");
+        warn!(
+            open = conns.len(),
+            "drain timeout: closing open connections"
+        );
         let _ = stop_tx.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
             while conns.join_next().await.is_some() {}

@@ -13,7 +13,13 @@ use tokio::{
 };
 use tracing::{error, info, warn};
 
-use crate::{agent::classify_all, agent::dns, config::Config, policy, proxy::{Context, PolicyState}};
+use crate::{
+    agent::classify_all,
+    agent::dns,
+    config::Config,
+    policy,
+    proxy::{Context, PolicyState},
+};
 
 /// Quiet time after a change before reloading (editors write in several steps).
 const DEBOUNCE: Duration = Duration::from_millis(300);
@@ -80,14 +86,24 @@ pub async fn watch(ctx: Arc<Context>, config: Config, state: Arc<ReloadState>, o
 }
 
 /// Loads the directory; on success publishes it and reclassifies the known cgroups.
-pub async fn reload(ctx: &Context, config: &Config, state: &ReloadState, own_cgroup: &str, why: &str) {
+pub async fn reload(
+    ctx: &Context,
+    config: &Config,
+    state: &ReloadState,
+    own_cgroup: &str,
+    why: &str,
+) {
     match policy::load_dir(&config.policy_dir, config.trust_domain.as_deref()) {
         Err(errors) => {
             for e in &errors.0 {
                 error!(file = %e.file.display(), line = e.line, column = e.column, reason = %e.reason, "policy rejected");
             }
             let current = ctx.policy.load();
-            warn!(generation = current.generation, trigger = why, "policy reload failed: the previous policy stays in force");
+            warn!(
+                generation = current.generation,
+                trigger = why,
+                "policy reload failed: the previous policy stays in force"
+            );
             state.set(Some(errors.to_string()));
         }
         Ok(new) => {
@@ -138,4 +154,3 @@ fn reclassify(ctx: &Context, current: &[(u64, bool)]) {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
-

@@ -40,7 +40,7 @@ impl Resolver {
             return Some(p.clone());
         }
         let path = pid
-            .and_then(|pid| process::cgroup_of(pid))
+            .and_then(process::cgroup_of)
             .filter(|p| self.cgroupfs.id_of(p).ok() == Some(id))
             .or_else(|| self.cgroupfs.find_by_id(id))?;
         let mut cache = lock(&self.paths);

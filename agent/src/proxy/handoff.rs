@@ -13,7 +13,7 @@ use tracing::{debug, info, warn};
 use crate::{
     config::AuditFailure,
     enroll::WorkloadMatch,
-    policy::{Decision, Subject, Verdict, Workload},
+    policy::{Decision, Protocol, Subject, Verdict, Workload},
     proxy::{
         approval::{ApprovalOutcome, ApprovalRequest},
         context::{Context, Stats},
@@ -176,9 +176,9 @@ pub async fn handle(ctx: Arc<Context>, client: TcpStream, peer: SocketAddr, loca
     };
     Stats::inc(&ctx.stats.allowed);
     let protocol = decision.target.as_ref().map(|t| t.protocol);
+    // The target's protocol handler; L7 handlers (postgres, http, ssh) plug in here.
     let transfer: Transfer = match protocol {
-        // Every protocol of this version is plain TCP; L7 handlers plug in here per target.
-        _ => tcp::serve(&ctx, &client, &upstream).await,
+        Some(Protocol::Tcp) | None => tcp::serve(&ctx, &client, &upstream).await,
     };
     info!(
         target: "tollgate::access", %id, %dst, workload = ?w.map(|w| &w.name),
@@ -290,7 +290,6 @@ fn end(up: u64, down: u64, reason: &str) -> ConnectionEnd {
         end_reason: reason.into(),
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -104,7 +104,10 @@ pub async fn serve(
 /// than a clean EOF it might take for an empty answer.
 pub fn reset(stream: tokio::net::TcpStream) {
     use std::os::fd::AsRawFd;
-    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
     // SAFETY: valid fd, pointer to a `linger` and its size. Zero linger never blocks on close.
     unsafe {
         libc::setsockopt(

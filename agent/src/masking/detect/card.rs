@@ -28,6 +28,11 @@ pub fn find(text: &str) -> Vec<Span> {
             continue;
         }
         let run_end = run_end(b, i);
+        // A run shorter than 13 bytes holds fewer than 13 digits.
+        if run_end - i < MIN_DIGITS {
+            i = run_end;
+            continue;
+        }
         let run_free = number_starts_free(b, i) && (i == 0 || b[i - 1] != b'+');
         let mut group = i;
         while group < run_end {

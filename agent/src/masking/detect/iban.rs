@@ -61,6 +61,10 @@ pub fn find(text: &str) -> Vec<Span> {
     }
     let mut i = 0;
     while i + MIN_LEN <= b.len() {
+        if !b[i].is_ascii_uppercase() {
+            i += 1;
+            continue;
+        }
         match match_at(b, i) {
             Some(end) => {
                 out.push(Span::new(i, end));

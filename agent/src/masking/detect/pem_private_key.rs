@@ -10,11 +10,16 @@ const BEGIN: &str = "-----BEGIN ";
 const END: &str = "-----END ";
 const DASHES: &[u8] = b"-----";
 const SUFFIX: &[u8] = b"PRIVATE KEY";
+/// `-----BEGIN PRIVATE KEY-----`: the shortest text that can hold a (truncated) block.
+const MIN_LEN: usize = 27;
 
 /// Finds PEM private key blocks in `text`.
 pub fn find(text: &str) -> Vec<Span> {
     let mut out = Vec::new();
     let b = text.as_bytes();
+    if b.len() < MIN_LEN || !b.contains(&b'-') {
+        return out;
+    }
     let mut from = 0;
     while let Some(found) = text[from..].find(BEGIN) {
         let start = from + found;

@@ -22,7 +22,9 @@ pub fn find(text: &str) -> Vec<Span> {
     while i < b.len() {
         let found = match b[i] {
             b'+' => e164_at(b, i).map(|end| (i, end)),
-            b'(' | b'0'..=b'9' => north_american_at(b, i),
+            b'(' => north_american_at(b, i),
+            // Only where a run of digits starts: inside one, no number starts free.
+            b'0'..=b'9' if i == 0 || !b[i - 1].is_ascii_digit() => north_american_at(b, i),
             _ => None,
         };
         match found {

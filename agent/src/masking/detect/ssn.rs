@@ -38,7 +38,7 @@ pub fn find(text: &str, bare_digits: bool) -> Vec<Span> {
 
 /// The end of an SSN starting at `start`, a run of `run` digits.
 fn match_at(b: &[u8], start: usize, run: usize, bare_digits: bool) -> Option<usize> {
-    if !number_starts_free(b, start) {
+    if !(run == 3 || (bare_digits && run == 9)) || !number_starts_free(b, start) {
         return None;
     }
     let mut digits = [0u8; 9];

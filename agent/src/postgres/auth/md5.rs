@@ -3,8 +3,14 @@ use md5::{Digest, Md5};
 
 /// The PasswordMessage payload (without the trailing NUL) for an md5 challenge.
 pub fn answer(user: &str, password: &[u8], salt: [u8; 4]) -> String {
-    let inner = hex(&Md5::new().chain_update(password).chain_update(user.as_bytes()).finalize());
-    let outer = hex(&Md5::new().chain_update(inner.as_bytes()).chain_update(salt).finalize());
+    let inner = hex(&Md5::new()
+        .chain_update(password)
+        .chain_update(user.as_bytes())
+        .finalize());
+    let outer = hex(&Md5::new()
+        .chain_update(inner.as_bytes())
+        .chain_update(salt)
+        .finalize());
     format!("md5{outer}")
 }
 

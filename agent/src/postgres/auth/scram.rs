@@ -45,7 +45,9 @@ pub struct ScramClient {
 
 impl std::fmt::Debug for ScramClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScramClient").field("password", &"<redacted>").finish_non_exhaustive()
+        f.debug_struct("ScramClient")
+            .field("password", &"<redacted>")
+            .finish_non_exhaustive()
     }
 }
 
@@ -106,7 +108,11 @@ impl ScramClient {
         let without_proof = format!("c=biws,r={nonce}");
         let auth_message = format!("{},{server_first},{without_proof}", self.client_first_bare);
         let signature = hmac(&stored_key, auth_message.as_bytes());
-        let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(a, b)| a ^ b).collect();
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(&signature)
+            .map(|(a, b)| a ^ b)
+            .collect();
         let server_key = hmac(&salted, b"Server Key");
         self.server_signature = Some(hmac(&server_key, auth_message.as_bytes()));
         Ok(format!("{without_proof},p={}", B64.encode(proof)))
@@ -125,7 +131,12 @@ impl ScramClient {
             .map_err(|_| ScramError::ServerFinal("verifier is not base64".into()))?;
         match &self.server_signature {
             // Constant-time comparison: the verifier is a MAC.
-            Some(want) if want.len() == v.len() && want.iter().zip(&v).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0 => Ok(()),
+            Some(want)
+                if want.len() == v.len()
+                    && want.iter().zip(&v).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0 =>
+            {
+                Ok(())
+            }
             _ => Err(ScramError::Signature),
         }
     }
@@ -168,14 +179,14 @@ mod tests {
     fn rfc7677_vector() {
         let mut c = ScramClient::with_nonce(b"pencil", "user", "rOprNGfwEbeRWgbNEkqO");
         assert_eq!(c.client_first(), "n,,n=user,r=rOprNGfwEbeRWgbNEkqO");
-        let server_first =
-            "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
+        let server_first = "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
         let fin = c.client_final(server_first).unwrap();
         assert_eq!(
             fin,
             "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
         );
-        c.verify_server_final("v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=").unwrap();
+        c.verify_server_final("v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=")
+            .unwrap();
         assert_eq!(
             c.verify_server_final("v=AAAATRBi23WpRR/wpdmCQRp/QI4LH7XyEFeVHwcO3NA="),
             Err(ScramError::Signature)
@@ -189,7 +200,10 @@ mod tests {
             ("r=abc,s=AAAA,i=4096", ScramError::Nonce),
             ("r=abcX,s=AAAA,i=1", ScramError::Iterations(1)),
             ("r=abcX,i=4096", ScramError::ServerFirst("no salt")),
-            ("m=x,r=abcX,s=AAAA,i=4096", ScramError::ServerFirst("mandatory extension")),
+            (
+                "m=x,r=abcX,s=AAAA,i=4096",
+                ScramError::ServerFirst("mandatory extension"),
+            ),
         ];
         for (msg, want) in cases {
             let mut c = ScramClient::with_nonce(b"pw", "", "abc");

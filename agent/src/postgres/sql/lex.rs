@@ -234,7 +234,7 @@ mod tests {
             ("SELECT $$ body without end", "SELECT '?'"),
             ("SELECT $1, $q$ a $q$, 7 /* open comment 5", "SELECT $1, '?', ?"),
             ("SELECT \"unterminated ident 5", "SELECT \"unterminated ident 5"),
-            ("SELECT x -- 42\n, 'it\\'s", "SELECT x  \n, '?'"),
+            ("SELECT x -- 42\n, 'it''s", "SELECT x  \n, '?'"),
         ];
         for (sql, want) in cases {
             assert!(tokenize(sql).is_err(), "tokenizer accepted {sql:?}");
