@@ -14,3 +14,4 @@ pub mod proxy;
 pub mod store;
 pub mod tcp;
 pub mod telemetry;
+pub mod tls;

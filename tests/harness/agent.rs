@@ -351,14 +351,50 @@ impl Drop for Agent {
     }
 }
 
-/// A TCP port free on both 127.0.0.1 and ::1 right now.
+/// A TCP port free on both 127.0.0.1 and ::1 right now, below the ephemeral range: a port
+/// from that range could meanwhile become some client's source port (or stay held by one in
+/// TIME_WAIT), and the agent could not bind it again after a restart.
 pub fn free_port() -> u16 {
-    for _ in 0..50 {
-        let v4 = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let port = v4.local_addr().expect("local addr").port();
+    let (low, high) = listen_port_range();
+    let span = u32::from(high - low);
+    let seed = std::process::id()
+        .wrapping_mul(7919)
+        .wrapping_add(super::cleanup::next_id().wrapping_mul(613))
+        .wrapping_add(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos()),
+        );
+    for i in 0..span {
+        let port = low + u16::try_from((seed.wrapping_add(i)) % span).expect("port in range");
+        let Ok(_v4) = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))) else {
+            continue;
+        };
         if TcpListener::bind(SocketAddr::from((Ipv6Addr::LOCALHOST, port))).is_ok() {
             return port;
         }
     }
-    panic!("no port free on both loopbacks")
+    panic!("no port free on both loopbacks in {low}..{high}")
+}
+
+/// Ports for agents: from 10000 up to the start of the ephemeral range.
+fn listen_port_range() -> (u16, u16) {
+    let range =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let first: u16 = range
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(32768);
+    if first > 12_000 {
+        (10_000, first)
+    } else {
+        // An unusual range: use the ports above it instead.
+        let last: u16 = range
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(60999);
+        (last.saturating_add(1).min(64_000), 65_000)
+    }
 }

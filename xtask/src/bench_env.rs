@@ -318,16 +318,27 @@ fn remove_cgroup_tree(dir: &Path) {
     }
 }
 
-/// A port free on 127.0.0.1 and ::1 right now.
+/// A port free on 127.0.0.1 and ::1 right now, below the ephemeral range: the connect loops
+/// leave thousands of TIME_WAIT sockets on 127.0.0.1 source ports, and an agent restarted on
+/// such a port could not bind it.
 pub fn free_port() -> anyhow::Result<u16> {
-    for _ in 0..50 {
-        let v4 = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let port = v4.local_addr()?.port();
+    let range = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let first: u16 = range
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(32768);
+    let low = 10_000u16.min(first.saturating_sub(1000));
+    let start = low + (std::process::id() % 997) as u16;
+    for port in (start..first).chain(low..start) {
+        let Ok(_v4) = std::net::TcpListener::bind(("127.0.0.1", port)) else {
+            continue;
+        };
         if std::net::TcpListener::bind(("::1", port)).is_ok() {
             return Ok(port);
         }
     }
-    bail!("no port free on both loopbacks")
+    bail!("no port free on both loopbacks below {first}")
 }
 
 /// Whether this process runs with effective uid 0 (`/proc/self/status`).

@@ -3,6 +3,8 @@ use std::{collections::BTreeMap, time::SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::store::{SessionRow, StatementRow};
+
 /// A request from the CLI to the agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
@@ -94,6 +96,46 @@ pub fn parse_time(text: &str, now: SystemTime) -> Result<SystemTime, TimeError> 
         .ok_or_else(|| TimeError(text.to_owned()))
 }
 
+/// Field of a `Response::Session` session holding its statements (`store::StatementRow` values).
+pub const STATEMENTS: &str = "statements";
+/// Field of a `Response::Session` session set to `true` when statements were left out.
+pub const STATEMENTS_OMITTED: &str = "statements_omitted";
+/// Most statements in a `Response::Session`.
+pub const MAX_SESSION_STATEMENTS: u32 = 10_000;
+/// Most bytes of statement text in a `Response::Session`: with [`MAX_SESSION_STATEMENTS`], keeps
+/// the answer well below [`super::MAX_RESPONSE_LINE`], JSON escapes included.
+pub const MAX_SESSION_STATEMENT_TEXT: usize = 8 * 1024 * 1024;
+
+/// The `session` of a `Response::Session`: `row` and, unless there are none, the first of
+/// `statements` (in `seq` order) within [`MAX_SESSION_STATEMENTS`] and
+/// [`MAX_SESSION_STATEMENT_TEXT`], with [`STATEMENTS_OMITTED`] set when some did not fit.
+pub fn session_json(
+    row: SessionRow,
+    mut statements: Vec<StatementRow>,
+) -> Result<serde_json::Value, serde_json::Error> {
+    let mut text = 0;
+    let fits = statements
+        .iter()
+        .take(MAX_SESSION_STATEMENTS as usize)
+        .take_while(|s| {
+            text += s.text.len();
+            text <= MAX_SESSION_STATEMENT_TEXT
+        })
+        .count();
+    let omitted = statements.len() > fits;
+    statements.truncate(fits);
+    let mut session = serde_json::to_value(row)?;
+    if let Some(obj) = session.as_object_mut() {
+        if !statements.is_empty() {
+            obj.insert(STATEMENTS.into(), serde_json::to_value(statements)?);
+        }
+        if omitted {
+            obj.insert(STATEMENTS_OMITTED.into(), true.into());
+        }
+    }
+    Ok(session)
+}
+
 /// The agent's answer.
 #[allow(
     clippy::large_enum_variant,
@@ -111,7 +153,10 @@ pub enum Response {
     },
     /// Answer to `Request::Session`.
     Session {
-        /// The session, if it exists.
+        /// The session, if it exists: a session row as the store serialises it, plus, for a
+        /// session with recorded statements (PostgreSQL), [`STATEMENTS`]: an array of statement
+        /// rows in `seq` order, and [`STATEMENTS_OMITTED`]`: true` when the agent sent only the
+        /// first ones.
         session: Option<serde_json::Value>,
     },
     /// Answer to `Request::RunEnroll`.
@@ -267,6 +312,13 @@ mod tests {
                 sessions: vec![json!({"id": "a", "bytes_up": 1})],
             },
             Response::Session { session: None },
+            Response::Session {
+                session: Some(json!({
+                    "id": "a",
+                    STATEMENTS: [{"seq": 1, "text": "select 1", "duration_ms": 0.25}],
+                    STATEMENTS_OMITTED: true,
+                })),
+            },
             Response::RunEnrolled {
                 cgroup: "/sys/fs/cgroup/tollgate.slice/run-1".into(),
             },
@@ -286,6 +338,102 @@ mod tests {
             serde_json::to_value(Response::Ok).unwrap(),
             json!({"result": "ok"})
         );
+    }
+
+    fn row() -> SessionRow {
+        SessionRow {
+            id: "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b".into(),
+            workload: Some("etl".into()),
+            spiffe_id: None,
+            pid: 1,
+            uid: 2,
+            gid: 3,
+            exe: None,
+            cgroup: "/x".into(),
+            systemd_unit: None,
+            dst: "127.0.0.1:5432".into(),
+            target: Some("orders-db".into()),
+            protocol: "postgres".into(),
+            decision: "allow".into(),
+            rule: "etl".into(),
+            policy_generation: 1,
+            bytes_up: None,
+            bytes_down: None,
+            started_at: "2024-05-01T12:00:00.000000Z".into(),
+            ended_at: None,
+            duration_ms: None,
+            end_reason: None,
+        }
+    }
+
+    fn statement(seq: u32, text: String) -> StatementRow {
+        StatementRow {
+            seq,
+            started_at: "2024-05-01T12:00:01.000000Z".into(),
+            duration_ms: Some(0.5),
+            text,
+            classes: vec!["select".into()],
+            tables: vec![],
+            decision: "allow".into(),
+            rule: "etl".into(),
+            rows: Some(1),
+            error: None,
+            masked: None,
+        }
+    }
+
+    fn statements(n: u32, text_len: usize) -> Vec<StatementRow> {
+        (1..=n)
+            .map(|i| statement(i, "x".repeat(text_len)))
+            .collect()
+    }
+
+    #[test]
+    fn session_json_carries_the_statements_that_fit() {
+        let half = MAX_SESSION_STATEMENT_TEXT / 2;
+        // (statements, how many are sent, omitted)
+        let cases = [
+            (vec![], 0, false),
+            (statements(3, 8), 3, false),
+            (
+                statements(MAX_SESSION_STATEMENTS, 1),
+                MAX_SESSION_STATEMENTS,
+                false,
+            ),
+            (
+                statements(MAX_SESSION_STATEMENTS + 1, 1),
+                MAX_SESSION_STATEMENTS,
+                true,
+            ),
+            (statements(2, half), 2, false),
+            (statements(3, half), 2, true),
+            (statements(1, MAX_SESSION_STATEMENT_TEXT + 1), 0, true),
+        ];
+        for (list, sent, omitted) in cases {
+            let n = list.len();
+            let session = session_json(row(), list).unwrap();
+            let obj = session.as_object().unwrap();
+            assert_eq!(obj["id"], json!(row().id));
+            assert_eq!(obj["protocol"], json!("postgres"));
+            let got: Vec<StatementRow> = obj
+                .get(STATEMENTS)
+                .map(|v| serde_json::from_value(v.clone()).unwrap())
+                .unwrap_or_default();
+            let seqs: Vec<u32> = got.iter().map(|s| s.seq).collect();
+            assert_eq!(seqs, (1..=sent).collect::<Vec<_>>(), "{n} statements");
+            assert_eq!(obj.contains_key(STATEMENTS), sent > 0, "{n} statements");
+            assert_eq!(
+                obj.get(STATEMENTS_OMITTED) == Some(&json!(true)),
+                omitted,
+                "{n} statements"
+            );
+            // Everything else is the session row itself.
+            let mut rest = obj.clone();
+            rest.remove(STATEMENTS);
+            rest.remove(STATEMENTS_OMITTED);
+            let back: SessionRow = serde_json::from_value(rest.into()).unwrap();
+            assert_eq!(back, row());
+        }
     }
 
     #[test]

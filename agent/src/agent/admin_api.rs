@@ -91,10 +91,27 @@ impl Api {
         }
     }
 
+    /// The session row, with its `statements` (PostgreSQL sessions) when it has any: as many
+    /// as fit in one answer ([`crate::admin::protocol::session_json`]).
     async fn session(&self, id: String) -> Response {
-        match self.reader.get(&id).await {
-            Ok(row) => Response::Session {
-                session: row.and_then(|r| serde_json::to_value(r).ok()),
+        use crate::admin::protocol::{MAX_SESSION_STATEMENTS, session_json};
+        let row = match self.reader.get(&id).await {
+            Ok(Some(row)) => row,
+            Ok(None) => return Response::Session { session: None },
+            Err(e) => return Response::error(e.to_string()),
+        };
+        // One more than fits: tells `session_json` whether some were left out.
+        let statements = match self
+            .reader
+            .first_statements(&row.id, MAX_SESSION_STATEMENTS + 1)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => return Response::error(e.to_string()),
+        };
+        match session_json(row, statements) {
+            Ok(session) => Response::Session {
+                session: Some(session),
             },
             Err(e) => Response::error(e.to_string()),
         }

@@ -23,14 +23,41 @@ pub fn emit_or_fail(what: &str, text: &str, code: i32) -> i32 {
     }
 }
 
-/// A JSON value as a table cell: strings bare, `null` or missing as `-`, the rest as JSON.
+/// A JSON value as a table cell: strings bare (on one line, see [`printable`]), `null` or
+/// missing as `-`, the rest as JSON.
 pub fn cell(value: Option<&Value>) -> String {
     match value {
         None | Some(Value::Null) => "-".to_owned(),
         Some(Value::String(s)) if s.is_empty() => "-".to_owned(),
-        Some(Value::String(s)) => s.replace(['\n', '\t'], " "),
+        Some(Value::String(s)) => printable(s),
         Some(v) => v.to_string(),
     }
+}
+
+/// `text` safe for a terminal, on one line: `\n`, `\r` and `\t` become spaces, other control
+/// characters (an escape sequence in a recorded statement or path) are shown escaped.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' | '\r' | '\t' => out.push(' '),
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `text` as one [`printable`] line of at most `max` characters: runs of whitespace become one
+/// space, and a longer text is cut and ends with `…` (`max` counts it; at least 1).
+pub fn one_line(text: &str, max: usize) -> String {
+    let line = printable(&text.split_whitespace().collect::<Vec<_>>().join(" "));
+    if line.chars().count() <= max {
+        return line;
+    }
+    let mut cut: String = line.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 /// Columns separated by two spaces, each as wide as its widest cell (the last one unpadded).
@@ -87,12 +114,36 @@ mod tests {
             (Some(json!(null)), "-"),
             (Some(json!("")), "-"),
             (Some(json!("a\tb\nc")), "a b c"),
+            (Some(json!("a\r\nb")), "a  b"),
+            (Some(json!("\u{1b}[31mred\u{7}")), "\\u{1b}[31mred\\u{7}"),
+            (Some(json!("ümlaut")), "ümlaut"),
             (Some(json!(42)), "42"),
             (Some(json!(true)), "true"),
             (Some(json!(["x", 1])), r#"["x",1]"#),
         ];
         for (v, want) in cases {
             assert_eq!(cell(v.as_ref()), want, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn one_line_cases() {
+        // (text, max, want)
+        let cases = [
+            ("select 1", 200, "select 1"),
+            (
+                "  select\n  *\tfrom t\r\n where x = ?  ",
+                200,
+                "select * from t where x = ?",
+            ),
+            ("select 12345", 8, "select …"),
+            ("select 1", 8, "select 1"),
+            ("日本語のテキスト", 4, "日本語…"),
+            ("a\u{1b}b", 200, "a\\u{1b}b"),
+            ("", 10, ""),
+        ];
+        for (text, max, want) in cases {
+            assert_eq!(one_line(text, max), want, "{text:?} / {max}");
         }
     }
 

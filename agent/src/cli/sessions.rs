@@ -6,10 +6,11 @@ use serde_json::Value;
 use crate::{
     admin::{
         self, Request, Response, SessionQuery,
-        protocol::{TimeError, parse_time},
+        protocol::{STATEMENTS, STATEMENTS_OMITTED, TimeError, parse_time},
     },
     cli::{EXIT_FAILURE, EXIT_NO_AGENT, EXIT_OK, ListArgs, output},
     config::Config,
+    store::StatementRow,
 };
 
 /// Columns of `sessions list`: header and session field.
@@ -75,7 +76,19 @@ pub async fn list(config: &Config, args: &ListArgs, json: bool) -> i32 {
     output::emit_or_fail("sessions list", &text, EXIT_OK)
 }
 
-/// `sessions show ID`: the session's fields, or a JSON object with `--json`.
+/// Columns of the statements of `sessions show`.
+const STATEMENT_COLUMNS: [&str; 7] = [
+    "SEQ", "STARTED", "MS", "DECISION", "RULE", "CLASSES", "ROWS",
+];
+
+/// Characters of a statement's text (and error) on its line in `sessions show`.
+const TEXT_CHARS: usize = 200;
+
+/// Indentation of the lines under a statement's row.
+const INDENT: &str = "     ";
+
+/// `sessions show ID`: the session's fields then its statements, or a JSON object with `--json`
+/// (statements in full).
 pub async fn show(config: &Config, id: &str, json: bool) -> i32 {
     let req = Request::Session { id: id.to_owned() };
     let session = match ask(config, req, "show").await {
@@ -145,11 +158,37 @@ pub fn table(sessions: &[Value]) -> String {
     output::table(&headers, &rows)
 }
 
-/// One session as aligned `field: value` lines, known fields first.
+/// One session as aligned `field: value` lines, known fields first, then its statements.
 pub fn details(session: &Value) -> String {
     let Some(obj) = session.as_object() else {
         return format!("{session}\n");
     };
+    let mut out = fields(obj);
+    let list = match obj.get(STATEMENTS) {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(a)) if a.is_empty() => None,
+        Some(list) => Some(list),
+    };
+    let omitted = obj.get(STATEMENTS_OMITTED) == Some(&Value::Bool(true));
+    if list.is_some() || omitted {
+        out.push('\n');
+    }
+    if let Some(list) = list {
+        match serde_json::from_value::<Vec<StatementRow>>(list.clone()) {
+            Ok(rows) => out.push_str(&statements(&rows)),
+            // A newer agent's rows: shown as they came rather than not at all.
+            Err(_) => out.push_str(&format!("statements: {}\n", output::cell(Some(list)))),
+        }
+    }
+    if omitted {
+        out.push_str("… later statements not sent by the agent\n");
+    }
+    out
+}
+
+/// The session's own fields as `field: value` lines.
+fn fields(obj: &serde_json::Map<String, Value>) -> String {
+    let shown = |k: &str| k != STATEMENTS && k != STATEMENTS_OMITTED;
     let mut keys: Vec<&str> = SHOW_ORDER
         .iter()
         .copied()
@@ -158,7 +197,7 @@ pub fn details(session: &Value) -> String {
     let mut rest: Vec<&str> = obj
         .keys()
         .map(String::as_str)
-        .filter(|k| !SHOW_ORDER.contains(k))
+        .filter(|k| !SHOW_ORDER.contains(k) && shown(k))
         .collect();
     rest.sort_unstable();
     keys.extend(rest);
@@ -167,6 +206,67 @@ pub fn details(session: &Value) -> String {
         .map(|k| (*k, output::cell(obj.get(*k))))
         .collect();
     output::fields(&pairs)
+}
+
+/// Statements as a table, each row followed by its text, tables, masked counts and error on
+/// indented lines of at most [`TEXT_CHARS`] characters.
+pub fn statements(rows: &[StatementRow]) -> String {
+    let dash = |s: String| if s.is_empty() { "-".to_owned() } else { s };
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.seq.to_string(),
+                r.started_at.clone(),
+                r.duration_ms
+                    .map_or_else(|| "-".to_owned(), |ms| ms.to_string()),
+                output::printable(&r.decision),
+                output::printable(&r.rule),
+                dash(output::printable(&r.classes.join(","))),
+                r.rows.map_or_else(|| "-".to_owned(), |n| n.to_string()),
+            ]
+        })
+        .collect();
+    let table = output::table(&STATEMENT_COLUMNS, &cells);
+    let mut lines = table.lines();
+    let mut out = format!("statements: {}\n", rows.len());
+    if let Some(header) = lines.next() {
+        out.push_str(header);
+        out.push('\n');
+    }
+    for (row, line) in rows.iter().zip(lines) {
+        out.push_str(line);
+        out.push('\n');
+        let mut under = |label: &str, text: &str| {
+            out.push_str(INDENT);
+            out.push_str(label);
+            out.push_str(&output::one_line(text, TEXT_CHARS));
+            out.push('\n');
+        };
+        under("", &row.text);
+        if !row.tables.is_empty() {
+            under("tables: ", &row.tables.join(", "));
+        }
+        if let Some(masked) = &row.masked {
+            under("masked: ", &masked_counts(masked));
+        }
+        if let Some(error) = &row.error {
+            under("error: ", error);
+        }
+    }
+    out
+}
+
+/// `{"card": 2, "email": 1}` as `card=2 email=1`; anything else as JSON.
+fn masked_counts(masked: &Value) -> String {
+    match masked.as_object() {
+        Some(obj) => obj
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        None => masked.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -262,6 +362,147 @@ mod tests {
         assert!(text.contains("bytes_down: -\n"), "{text}");
         assert!(
             text.contains("spiffe_id:  spiffe://example.org/billing\n"),
+            "{text}"
+        );
+    }
+
+    fn with_statements() -> Value {
+        let mut s = session();
+        let long = format!("insert into audit_log values ({})", "?, ".repeat(100));
+        s["protocol"] = json!("postgres");
+        s[STATEMENTS] = json!([
+            {
+                "seq": 1, "started_at": "2024-05-01T12:00:00.100000Z", "duration_ms": 1.25,
+                "text": "SELECT *\n  FROM orders\tWHERE id = $1", "classes": ["select"],
+                "tables": ["public.orders"], "decision": "allow", "rule": "etl-reads-orders",
+                "rows": 3, "error": null, "masked": {"card_number": 3, "email": 1}
+            },
+            {
+                "seq": 2, "started_at": "2024-05-01T12:00:01.000000Z", "duration_ms": null,
+                "text": "DELETE FROM orders", "classes": ["delete"], "tables": [],
+                "decision": "deny", "rule": "default-deny", "rows": null,
+                "error": "permission denied: rule default-deny\u{1b}[2J", "masked": null
+            },
+            {
+                "seq": 10, "started_at": "2024-05-01T12:00:02.000000Z", "duration_ms": 1500.0,
+                "text": long, "classes": ["insert", "select"], "tables": ["audit_log"],
+                "decision": "allow", "rule": "etl-writes-log", "rows": 100, "error": null,
+                "masked": null
+            }
+        ]);
+        s
+    }
+
+    #[test]
+    fn show_lists_statements_in_order_after_the_session_fields() {
+        let text = details(&with_statements());
+        let (fields, statements) = text.split_once("\n\n").expect("a blank line between");
+        let last = fields.lines().last().expect("fields");
+        assert_eq!(last.split_whitespace().collect::<Vec<_>>(), ["zeta:", "1"]);
+        assert!(!fields.contains("statements"), "{fields}");
+        let lines: Vec<&str> = statements.lines().collect();
+        let want: &[&[&str]] = &[
+            &["statements:", "3"],
+            &[
+                "SEQ", "STARTED", "MS", "DECISION", "RULE", "CLASSES", "ROWS",
+            ],
+            &[
+                "1",
+                "2024-05-01T12:00:00.100000Z",
+                "1.25",
+                "allow",
+                "etl-reads-orders",
+                "select",
+                "3",
+            ],
+            &["SELECT", "*", "FROM", "orders", "WHERE", "id", "=", "$1"],
+            &["tables:", "public.orders"],
+            &["masked:", "card_number=3", "email=1"],
+            &[
+                "2",
+                "2024-05-01T12:00:01.000000Z",
+                "-",
+                "deny",
+                "default-deny",
+                "delete",
+                "-",
+            ],
+            &["DELETE", "FROM", "orders"],
+            &[
+                "error:",
+                "permission",
+                "denied:",
+                "rule",
+                "default-deny\\u{1b}[2J",
+            ],
+            &[
+                "10",
+                "2024-05-01T12:00:02.000000Z",
+                "1500",
+                "allow",
+                "etl-writes-log",
+                "insert,select",
+                "100",
+            ],
+        ];
+        assert!(lines.len() > want.len(), "{statements}");
+        for (line, want) in lines.iter().zip(want) {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(words, *want, "{statements}");
+        }
+        // The text of a statement sits under its row, indented, on one line.
+        assert_eq!(lines[3], "     SELECT * FROM orders WHERE id = $1");
+        let long = lines[10].trim_start();
+        assert!(
+            long.starts_with("insert into audit_log values (?, ?, "),
+            "{long}"
+        );
+        assert!(long.ends_with('…'), "{long}");
+        assert_eq!(long.chars().count(), TEXT_CHARS);
+        assert_eq!(lines[11], "     tables: audit_log");
+        assert_eq!(lines.len(), 12, "{statements}");
+        // Rows line up under the header.
+        let at = |l: &str, s: &str| l.find(s).unwrap();
+        assert_eq!(at(lines[1], "RULE"), at(lines[2], "etl-reads-orders"));
+        assert_eq!(at(lines[1], "RULE"), at(lines[9], "etl-writes-log"));
+    }
+
+    #[test]
+    fn show_says_when_statements_were_left_out() {
+        let mut s = with_statements();
+        s[STATEMENTS_OMITTED] = json!(true);
+        let text = details(&s);
+        assert!(
+            text.ends_with("… later statements not sent by the agent\n"),
+            "{text}"
+        );
+        assert!(!text.contains("statements_omitted"), "{text}");
+        let mut s = session();
+        s[STATEMENTS_OMITTED] = json!(true);
+        assert!(
+            details(&s).ends_with("zeta:       1\n\n… later statements not sent by the agent\n"),
+            "{}",
+            details(&s)
+        );
+    }
+
+    #[test]
+    fn show_without_statements_has_no_statement_section() {
+        for statements in [None, Some(json!([])), Some(json!(null))] {
+            let mut s = session();
+            if let Some(v) = statements {
+                s[STATEMENTS] = v;
+            }
+            let text = details(&s);
+            assert!(!text.contains("statements"), "{text}");
+            assert!(!text.contains("\n\n"), "{text}");
+        }
+        // Rows this CLI cannot read are still shown, raw.
+        let mut s = session();
+        s[STATEMENTS] = json!([{"seq": 1, "novel": true}]);
+        let text = details(&s);
+        assert!(
+            text.ends_with("\nstatements: [{\"novel\":true,\"seq\":1}]\n"),
             "{text}"
         );
     }

@@ -196,6 +196,12 @@ impl Masker {
         self.columns.is_empty() && self.detectors.is_empty()
     }
 
+    /// True when at least one column rule is configured (results whose columns are unknown
+    /// cannot be masked by name).
+    pub fn has_column_rules(&self) -> bool {
+        !self.columns.is_empty()
+    }
+
     /// True when at least one detector is configured (free text may need masking).
     pub fn has_detectors(&self) -> bool {
         !self.detectors.is_empty()

@@ -3,7 +3,7 @@ use std::future::Future;
 
 use tokio::sync::oneshot;
 
-use super::{ConnectionEnd, ConnectionRecord, StoreError};
+use super::{ConnectionEnd, ConnectionRecord, StatementRecord, StoreError};
 
 /// One queued write.
 #[derive(Debug)]
@@ -19,6 +19,8 @@ pub(crate) enum Op {
     Record(ConnectionRecord, ConnectionEnd),
     /// Close an open row.
     Finish(uuid::Uuid, ConnectionEnd),
+    /// Insert a statement of a begun connection.
+    Statement(StatementRecord),
 }
 
 /// What the writer task needs from a database.

@@ -31,6 +31,9 @@ pub enum StoreError {
     /// A session id given to `get` is neither a uuid nor a prefix of at least 8 hex digits.
     #[error("invalid session id {0:?}: give a uuid or a prefix of at least 8 characters")]
     BadId(String),
+    /// A session id that must be a full uuid is not one.
+    #[error("invalid session id {0:?}: give the full uuid")]
+    NotUuid(String),
     /// A session id prefix matches more than one session.
     #[error("session id prefix {0:?} is ambiguous")]
     AmbiguousId(String),

@@ -39,6 +39,13 @@ pub(crate) fn parse_id(s: &str) -> Result<IdQuery, StoreError> {
     }
 }
 
+/// A full uuid (any format `uuid` accepts), lowercase hyphenated.
+pub(crate) fn parse_full(s: &str) -> Result<String, StoreError> {
+    uuid::Uuid::parse_str(s.trim())
+        .map(|id| id.hyphenated().to_string())
+        .map_err(|_| StoreError::NotUuid(s.to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,4 @@
-//! Audit store: one record per proxied connection.
+//! Audit store: one record per proxied connection, and one per statement of its L7 session.
 //!
 //! The proxy holds an [`AuditSink`]; every write goes through a bounded queue to ONE writer task
 //! that commits what is queued (up to [`writer::BATCH_MAX`] operations) in one transaction.
@@ -9,7 +9,9 @@
 //!   target only after its record is on disk, so an agent crash never loses it. (WAL with
 //!   `synchronous = NORMAL`: a commit survives a crash of the agent; a power loss may drop the
 //!   last transactions.)
-//! - [`AuditSink::finish`] and [`AuditSink::record`] are queued without waiting.
+//! - [`AuditSink::finish`], [`AuditSink::record`] and [`AuditSink::statement`] are queued without
+//!   waiting. A statement references its connection row (a foreign key): record it only after
+//!   that connection's `begin` returned.
 //! - On open, rows left open by a crashed agent get `end_reason = "agent-restart"` and keep
 //!   `ended_at` NULL: when those connections really ended is unknown, and a made-up end would
 //!   give them a false duration.
@@ -22,6 +24,7 @@
 mod backend;
 mod error;
 mod id;
+mod list;
 mod sink;
 mod sqlite;
 mod time;
@@ -37,7 +40,14 @@ use tokio::{sync::mpsc, task::JoinHandle};
 
 pub use error::StoreError;
 pub use sink::AuditSink;
-pub use types::{ConnectionEnd, ConnectionRecord, SessionFilter, SessionRow, StoreStats};
+pub use types::{
+    ConnectionEnd, ConnectionRecord, SessionFilter, SessionRow, StatementRecord, StatementRow,
+    StoreStats,
+};
+
+/// Longest statement text stored, in bytes; a longer one is cut at a character boundary and
+/// ends with `… [N more bytes]`.
+pub const MAX_STATEMENT_TEXT: usize = 64 * 1024;
 
 /// Reads sessions back, for the CLI (through the admin socket). Cheap to clone.
 #[derive(Debug, Clone)]
@@ -55,6 +65,23 @@ impl StoreReader {
     /// the hyphenated form. [`StoreError::AmbiguousId`] if the prefix matches several sessions.
     pub async fn get(&self, id: &str) -> Result<Option<SessionRow>, StoreError> {
         self.db.get(&id::parse_id(id)?).await
+    }
+
+    /// Every statement of the session `connection_id` (a full uuid, as [`SessionRow::id`]), in
+    /// `seq` order; none for an unknown session.
+    pub async fn statements(&self, connection_id: &str) -> Result<Vec<StatementRow>, StoreError> {
+        self.first_statements(connection_id, u32::MAX).await
+    }
+
+    /// The first `limit` statements of the session `connection_id`, in `seq` order: a bounded
+    /// answer for the admin socket.
+    pub async fn first_statements(
+        &self,
+        connection_id: &str,
+        limit: u32,
+    ) -> Result<Vec<StatementRow>, StoreError> {
+        let id = id::parse_full(connection_id)?;
+        self.db.statements(&id, limit).await
     }
 }
 

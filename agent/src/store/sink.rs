@@ -6,7 +6,10 @@ use std::sync::{
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{ConnectionEnd, ConnectionRecord, StoreError, StoreStats, backend::Op};
+use super::{
+    ConnectionEnd, ConnectionRecord, MAX_STATEMENT_TEXT, StatementRecord, StoreError, StoreStats,
+    backend::Op,
+};
 
 /// State shared by the sinks, the writer task and the [`super::Store`].
 #[derive(Debug)]
@@ -73,6 +76,15 @@ impl AuditSink {
         self.send(Op::Finish(id, end))
     }
 
+    /// Queues a statement of a connection whose [`Self::begin`] has returned; does not wait.
+    /// Fails at once with [`StoreError::QueueFull`] when the writer is behind. A text longer than
+    /// [`MAX_STATEMENT_TEXT`] is cut first. A statement of an unknown connection, or a repeated
+    /// `seq`, is refused by the database and counted as failed; it does not sink the others.
+    pub fn statement(&self, mut rec: StatementRecord) -> Result<(), StoreError> {
+        cap_text(&mut rec.text, MAX_STATEMENT_TEXT);
+        self.send(Op::Statement(rec))
+    }
+
     /// Counters of the writer and the current queue depth.
     pub fn stats(&self) -> StoreStats {
         StoreStats {
@@ -101,5 +113,45 @@ impl AuditSink {
             }
             mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
         })
+    }
+}
+
+/// Cuts `text` to at most `max` bytes at a character boundary, then appends `… [N more bytes]`
+/// (N counts the bytes cut).
+fn cap_text(text: &mut String, max: usize) {
+    if text.len() <= max {
+        return;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = text.len() - end;
+    text.truncate(end);
+    text.push_str(&format!("… [{cut} more bytes]"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_text_cases() {
+        // (text, max, want)
+        let cases = [
+            ("select 1", 8, "select 1"),
+            ("select 1", 100, "select 1"),
+            ("select 12", 8, "select 1… [1 more bytes]"),
+            ("", 0, ""),
+            ("abc", 0, "… [3 more bytes]"),
+            // 'é' is 2 bytes: a cut inside it backs off to the boundary before it.
+            ("aé", 2, "a… [2 more bytes]"),
+            ("aéb", 3, "aé… [1 more bytes]"),
+        ];
+        for (text, max, want) in cases {
+            let mut t = text.to_owned();
+            cap_text(&mut t, max);
+            assert_eq!(t, want, "{text:?} / {max}");
+        }
     }
 }

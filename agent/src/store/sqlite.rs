@@ -1,4 +1,6 @@
-//! The SQLite backend: every SQL statement of the store lives here.
+//! The SQLite backend: every SQL statement of the store lives here (and in its submodules).
+mod statements;
+
 use std::{path::Path, time::Duration};
 
 use sqlx::{
@@ -11,7 +13,7 @@ use sqlx::{
 use tracing::{info, warn};
 
 use super::{
-    ConnectionEnd, ConnectionRecord, SessionFilter, SessionRow, StoreError,
+    ConnectionEnd, ConnectionRecord, SessionFilter, SessionRow, StatementRow, StoreError,
     backend::{Op, WriteBackend},
     id::IdQuery,
     time,
@@ -145,6 +147,9 @@ impl WriteBackend for SqliteWriter {
                         warn!(session = %id, "audit finish for a session that is unknown or already ended");
                     }
                 }
+                Op::Statement(rec) => {
+                    statements::insert(rec).execute(&mut *tx).await?;
+                }
             }
         }
         tx.commit().await
@@ -206,6 +211,15 @@ impl SqliteReader {
         }
         let rows = q.build().fetch_all(&self.pool).await?;
         rows.iter().map(session_row).collect()
+    }
+
+    /// The first `limit` statements of session `id` (lowercase hyphenated uuid), in `seq` order.
+    pub(crate) async fn statements(
+        &self,
+        id: &str,
+        limit: u32,
+    ) -> Result<Vec<StatementRow>, StoreError> {
+        statements::select(&self.pool, id, limit).await
     }
 
     /// The session `id` names; [`StoreError::AmbiguousId`] if a prefix names several.

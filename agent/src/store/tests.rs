@@ -588,3 +588,309 @@ async fn dropping_every_sink_stops_the_writer() {
             .expect("select");
     assert_eq!(reason.as_deref(), Some("agent-shutdown"));
 }
+
+fn stmt(connection_id: uuid::Uuid, seq: u32, text: &str) -> StatementRecord {
+    StatementRecord {
+        connection_id,
+        seq,
+        started_at: at(u64::from(seq), 250),
+        duration: Some(Duration::from_micros(1_234)),
+        text: text.into(),
+        classes: vec!["select".into()],
+        tables: vec!["public.orders".into()],
+        decision: "allow".into(),
+        rule: "etl-reads-orders".into(),
+        rows: Some(3),
+        error: None,
+        masked: None,
+    }
+}
+
+/// Waits until the writer has committed or failed `n` operations in all.
+async fn wait_done(sink: &AuditSink, n: u64) {
+    for _ in 0..2000 {
+        let stats = sink.stats();
+        if stats.written + stats.failed == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("never {n} operations done: {:?}", sink.stats());
+}
+
+fn seqs(rows: &[StatementRow]) -> Vec<u32> {
+    rows.iter().map(|r| r.seq).collect()
+}
+
+#[tokio::test]
+async fn statements_round_trip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    let (store, sink, reader) = open_sqlite(&path, 16).await.expect("open");
+    let id = uuid::Uuid::now_v7();
+    sink.begin(rec(id, Some("etl"), at(0, 0)))
+        .await
+        .expect("begin");
+    sink.statement(StatementRecord {
+        classes: vec!["select".into(), "set".into()],
+        tables: vec!["public.orders".into(), "\"odd,name\"".into()],
+        masked: Some(serde_json::json!({"card_number": 12, "email": 1})),
+        ..stmt(id, 1, "SELECT * FROM orders WHERE id = $1")
+    })
+    .expect("statement 1");
+    sink.statement(StatementRecord {
+        duration: None,
+        classes: vec!["delete".into()],
+        tables: vec![],
+        decision: "deny".into(),
+        rule: "default-deny".into(),
+        rows: None,
+        error: Some("permission denied by rule default-deny".into()),
+        ..stmt(id, 2, "DELETE FROM orders\nWHERE id = ?")
+    })
+    .expect("statement 2");
+    sink.finish(id, end(at(9, 0), "closed")).expect("finish");
+    store.shutdown().await.expect("shutdown");
+
+    let want = vec![
+        StatementRow {
+            seq: 1,
+            started_at: "2023-11-14T22:13:21.000250Z".into(),
+            duration_ms: Some(1.234),
+            text: "SELECT * FROM orders WHERE id = $1".into(),
+            classes: vec!["select".into(), "set".into()],
+            tables: vec!["public.orders".into(), "\"odd,name\"".into()],
+            decision: "allow".into(),
+            rule: "etl-reads-orders".into(),
+            rows: Some(3),
+            error: None,
+            masked: Some(serde_json::json!({"card_number": 12, "email": 1})),
+        },
+        StatementRow {
+            seq: 2,
+            started_at: "2023-11-14T22:13:22.000250Z".into(),
+            duration_ms: None,
+            text: "DELETE FROM orders\nWHERE id = ?".into(),
+            classes: vec!["delete".into()],
+            tables: vec![],
+            decision: "deny".into(),
+            rule: "default-deny".into(),
+            rows: None,
+            error: Some("permission denied by rule default-deny".into()),
+            masked: None,
+        },
+    ];
+    let got = reader
+        .statements(&id.to_string())
+        .await
+        .expect("statements");
+    assert_eq!(got, want);
+    // The wire form round-trips too (the admin socket carries it).
+    let wire = serde_json::to_string(&got).expect("serialize");
+    assert_eq!(
+        serde_json::from_str::<Vec<StatementRow>>(&wire).expect("deserialize"),
+        want
+    );
+    // Any uuid spelling names the session.
+    let simple = id.simple().to_string().to_uppercase();
+    assert_eq!(reader.statements(&simple).await.expect("simple"), want);
+    let stats = sink.stats();
+    assert_eq!((stats.written, stats.failed), (4, 0));
+}
+
+#[tokio::test]
+async fn statements_come_back_in_seq_order_per_session() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    let (store, sink, reader) = open_sqlite(&path, 64).await.expect("open");
+    let (a, b, quiet) = (
+        uuid::Uuid::now_v7(),
+        uuid::Uuid::now_v7(),
+        uuid::Uuid::now_v7(),
+    );
+    for id in [a, b, quiet] {
+        sink.begin(rec(id, Some("etl"), at(0, 0)))
+            .await
+            .expect("begin");
+    }
+    // Queued out of order and interleaved; 10 sorts after 9 (numbers, not text).
+    for (id, seq) in [(a, 3), (b, 2), (a, 10), (a, 1), (b, 1), (a, 9), (a, 2)] {
+        sink.statement(stmt(id, seq, &format!("select {seq}")))
+            .expect("statement");
+    }
+    store.shutdown().await.expect("shutdown");
+
+    let got = reader.statements(&a.to_string()).await.expect("a");
+    assert_eq!(seqs(&got), [1, 2, 3, 9, 10]);
+    assert_eq!(got[4].text, "select 10");
+    let got = reader.statements(&b.to_string()).await.expect("b");
+    assert_eq!(seqs(&got), [1, 2]);
+    assert_eq!(
+        reader.statements(&quiet.to_string()).await.expect("quiet"),
+        []
+    );
+    let unknown = uuid::Uuid::now_v7().to_string();
+    assert_eq!(reader.statements(&unknown).await.expect("unknown"), []);
+
+    let first = reader
+        .first_statements(&a.to_string(), 2)
+        .await
+        .expect("first");
+    assert_eq!(seqs(&first), [1, 2]);
+    let none = reader
+        .first_statements(&a.to_string(), 0)
+        .await
+        .expect("zero");
+    assert_eq!(none, []);
+
+    // Only a full uuid names a session here (a prefix could name several).
+    for bad in [&a.to_string()[..8], "", "orders"] {
+        let r = reader.statements(bad).await;
+        assert!(matches!(r, Err(StoreError::NotUuid(_))), "{bad:?}: {r:?}");
+    }
+}
+
+/// A statement of an unknown connection (foreign key) or with a repeated seq (primary key)
+/// fails alone; the rest of its batch is written.
+#[tokio::test]
+async fn bad_statements_fail_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    let (store, sink, reader) = open_sqlite(&path, 16).await.expect("open");
+    let (id, ghost) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    sink.begin(rec(id, Some("etl"), at(0, 0)))
+        .await
+        .expect("begin");
+    let lock = lock_writes(&path).await;
+    sink.statement(stmt(id, 1, "first")).expect("queue 1");
+    wait_queued(&sink, 0).await; // the writer holds it, stuck on the lock
+    sink.statement(stmt(ghost, 1, "no such connection"))
+        .expect("queue ghost");
+    sink.statement(stmt(id, 2, "second")).expect("queue 2");
+    sink.statement(stmt(id, 2, "second again"))
+        .expect("queue duplicate");
+    sink.statement(stmt(id, 3, "third")).expect("queue 3");
+    unlock_writes(lock).await;
+    wait_done(&sink, 6).await;
+    store.shutdown().await.expect("shutdown");
+
+    let got = reader
+        .statements(&id.to_string())
+        .await
+        .expect("statements");
+    let texts: Vec<&str> = got.iter().map(|r| r.text.as_str()).collect();
+    assert_eq!(texts, ["first", "second", "third"]);
+    assert_eq!(
+        reader.statements(&ghost.to_string()).await.expect("ghost"),
+        []
+    );
+    let stats = sink.stats();
+    assert_eq!((stats.written, stats.failed), (4, 2));
+}
+
+#[tokio::test]
+async fn foreign_keys_are_enforced_on_every_connection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    let (store, sink, _reader) = open_sqlite(&path, 16).await.expect("open");
+    sink.statement(stmt(uuid::Uuid::now_v7(), 1, "orphan"))
+        .expect("queue");
+    wait_done(&sink, 1).await;
+    store.shutdown().await.expect("shutdown");
+    let stats = sink.stats();
+    assert_eq!((stats.written, stats.failed), (0, 1));
+    let mut conn = raw(&path).await;
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM statements")
+        .fetch_one(&mut conn)
+        .await
+        .expect("count");
+    assert_eq!(n, 0);
+    conn.close().await.expect("close");
+}
+
+/// Current-thread runtime, as `full_queue_fails_at_once`: statements share the connections' queue.
+#[tokio::test]
+async fn statements_on_a_full_queue_fail_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    let (store, sink, reader) = open_sqlite(&path, 1).await.expect("open");
+    let id = uuid::Uuid::now_v7();
+    sink.begin(rec(id, Some("etl"), at(0, 0)))
+        .await
+        .expect("begin");
+    let lock = lock_writes(&path).await;
+    sink.statement(stmt(id, 1, "one")).expect("first");
+    wait_queued(&sink, 0).await;
+    sink.statement(stmt(id, 2, "two")).expect("fills the queue");
+    let full = sink.statement(stmt(id, 3, "three"));
+    assert!(matches!(full, Err(StoreError::QueueFull)), "{full:?}");
+    let full = sink.finish(id, end(at(1, 0), "closed"));
+    assert!(matches!(full, Err(StoreError::QueueFull)), "{full:?}");
+    assert_eq!(sink.stats().queue_full, 2);
+
+    unlock_writes(lock).await;
+    store.shutdown().await.expect("shutdown");
+    let got = reader
+        .statements(&id.to_string())
+        .await
+        .expect("statements");
+    assert_eq!(seqs(&got), [1, 2]);
+    let late = sink.statement(stmt(id, 4, "after close"));
+    assert!(matches!(late, Err(StoreError::Closed)), "{late:?}");
+    let stats = sink.stats();
+    assert_eq!((stats.written, stats.failed, stats.queue_full), (3, 0, 2));
+}
+
+#[tokio::test]
+async fn long_statement_text_is_cut() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    let (store, sink, reader) = open_sqlite(&path, 16).await.expect("open");
+    let id = uuid::Uuid::now_v7();
+    sink.begin(rec(id, Some("etl"), at(0, 0)))
+        .await
+        .expect("begin");
+    let long = format!("select {}", "x".repeat(MAX_STATEMENT_TEXT));
+    sink.statement(stmt(id, 1, &long)).expect("statement");
+    store.shutdown().await.expect("shutdown");
+    let got = reader
+        .statements(&id.to_string())
+        .await
+        .expect("statements");
+    let text = &got[0].text;
+    assert!(text.starts_with("select xxx"), "{}", &text[..20]);
+    assert!(
+        text.ends_with("… [7 more bytes]"),
+        "{}",
+        &text[text.len() - 30..]
+    );
+    assert_eq!(text.len(), MAX_STATEMENT_TEXT + "… [7 more bytes]".len());
+}
+
+/// `sessions show` reads a session's statements by a range scan of the primary key's index,
+/// already in seq order (no separate index, no sort).
+#[tokio::test]
+async fn statements_are_read_through_the_primary_key_index() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    let (store, _sink, _reader) = open_sqlite(&path, 16).await.expect("open");
+    store.shutdown().await.expect("shutdown");
+    let mut conn = raw(&path).await;
+    let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+        "EXPLAIN QUERY PLAN SELECT seq, text FROM statements WHERE connection_id = ?1 \
+         ORDER BY seq LIMIT ?2",
+    )
+    .bind("x")
+    .bind(10_i64)
+    .fetch_all(&mut conn)
+    .await
+    .expect("plan");
+    let plan: Vec<String> = plan.into_iter().map(|(_, _, _, detail)| detail).collect();
+    let plan = plan.join("\n");
+    assert!(
+        plan.contains("USING INDEX sqlite_autoindex_statements_1 (connection_id=?)"),
+        "{plan}"
+    );
+    assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    conn.close().await.expect("close");
+}

@@ -1,5 +1,8 @@
 //! What the proxy hands to the store and what the reader hands back.
-use std::{net::SocketAddr, time::SystemTime};
+use std::{
+    net::SocketAddr,
+    time::{Duration, SystemTime},
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -59,7 +62,7 @@ pub struct ConnectionEnd {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreStats {
-    /// Operations (begin, record, finish) committed.
+    /// Operations (begin, record, finish, statement) committed.
     pub written: u64,
     /// Operations whose write failed.
     pub failed: u64,
@@ -130,4 +133,62 @@ pub struct SessionRow {
     pub duration_ms: Option<u64>,
     /// Why it ended; unset while open, "agent-restart" if the agent crashed meanwhile.
     pub end_reason: Option<String>,
+}
+
+/// One statement of an L7 session (PostgreSQL), recorded after its connection's `begin`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatementRecord {
+    /// Session id: the [`ConnectionRecord::id`] of the connection, already begun.
+    pub connection_id: uuid::Uuid,
+    /// Position in the session, from 1; unique per session.
+    pub seq: u32,
+    /// When the session received the statement.
+    pub started_at: SystemTime,
+    /// Until its result was complete; unset if it never ran (denied) or never finished.
+    pub duration: Option<Duration>,
+    /// Statement text with literals already redacted by the caller; never bind values. Longer
+    /// than [`super::MAX_STATEMENT_TEXT`] bytes, it is cut and marked.
+    pub text: String,
+    /// Statement classes (snake_case names), one per statement of the message.
+    pub classes: Vec<String>,
+    /// Tables read or written.
+    pub tables: Vec<String>,
+    /// "allow" | "deny" | "approve" | "audit-deny".
+    pub decision: String,
+    /// Rule that decided.
+    pub rule: String,
+    /// Rows returned or affected, when known.
+    pub rows: Option<u64>,
+    /// Error returned to the client (the denial or the server's error), if any.
+    pub error: Option<String>,
+    /// Masked values counted by column or detector, a JSON object (`{"card_number": 12}`).
+    pub masked: Option<serde_json::Value>,
+}
+
+/// One statement as stored, for the CLI and the admin socket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatementRow {
+    /// Position in the session, from 1.
+    pub seq: u32,
+    /// When the session received it, RFC 3339 UTC with microseconds.
+    pub started_at: String,
+    /// Duration in milliseconds (microsecond precision), when known.
+    pub duration_ms: Option<f64>,
+    /// Statement text, literals redacted.
+    pub text: String,
+    /// Statement classes.
+    pub classes: Vec<String>,
+    /// Tables read or written.
+    pub tables: Vec<String>,
+    /// Policy decision.
+    pub decision: String,
+    /// Rule that decided.
+    pub rule: String,
+    /// Rows returned or affected.
+    pub rows: Option<u64>,
+    /// Error returned to the client.
+    pub error: Option<String>,
+    /// Masked values counted by column or detector.
+    pub masked: Option<serde_json::Value>,
 }

@@ -31,12 +31,21 @@ pub(crate) fn tokenize(sql: &str) -> Result<Vec<Token>, TokenizerError> {
 /// Splits tokens into statements at top-level `;`.
 pub(crate) fn split(tokens: Vec<Token>) -> Vec<Chunk> {
     let mut chunks = Vec::new();
-    let mut current = Chunk { tokens: Vec::new(), significant: 0 };
+    let mut current = Chunk {
+        tokens: Vec::new(),
+        significant: 0,
+    };
     let mut depth = 0usize;
     for token in tokens {
         match token {
             Token::SemiColon if depth == 0 => {
-                let done = std::mem::replace(&mut current, Chunk { tokens: Vec::new(), significant: 0 });
+                let done = std::mem::replace(
+                    &mut current,
+                    Chunk {
+                        tokens: Vec::new(),
+                        significant: 0,
+                    },
+                );
                 if done.significant > 0 {
                     chunks.push(done);
                 }
@@ -64,9 +73,9 @@ pub(crate) fn redact(tokens: &[Token]) -> String {
     let mut out = String::new();
     for token in tokens {
         match token {
-            Token::Whitespace(Whitespace::SingleLineComment { .. } | Whitespace::MultiLineComment(_)) => {
-                out.push(' ')
-            }
+            Token::Whitespace(
+                Whitespace::SingleLineComment { .. } | Whitespace::MultiLineComment(_),
+            ) => out.push(' '),
             Token::Number(..) => out.push_str(NUMBER_MASK),
             Token::SingleQuotedString(_)
             | Token::DoubleQuotedString(_)
@@ -114,21 +123,33 @@ pub(crate) fn redact_raw(sql: &str) -> String {
                 i = skip_quoted(&chars, i + 1);
             }
             '"' => {
-                let end = chars[i + 1..].iter().position(|&c| c == '"').map_or(chars.len(), |p| i + 2 + p);
+                let end = chars[i + 1..]
+                    .iter()
+                    .position(|&c| c == '"')
+                    .map_or(chars.len(), |p| i + 2 + p);
                 out.extend(&chars[i..end]);
                 i = end;
             }
             '-' if next == Some('-') => {
                 out.push(' ');
-                i = chars[i..].iter().position(|&c| c == '\n').map_or(chars.len(), |p| i + p);
+                i = chars[i..]
+                    .iter()
+                    .position(|&c| c == '\n')
+                    .map_or(chars.len(), |p| i + p);
             }
             '/' if next == Some('*') => {
                 out.push(' ');
-                i = chars[i + 2..].windows(2).position(|w| w == ['*', '/']).map_or(chars.len(), |p| i + 4 + p);
+                i = chars[i + 2..]
+                    .windows(2)
+                    .position(|w| w == ['*', '/'])
+                    .map_or(chars.len(), |p| i + 4 + p);
             }
             '$' if next.is_some_and(|n| n.is_ascii_digit()) => {
                 // A `$n` parameter: keep it.
-                let end = chars[i + 1..].iter().position(|c| !c.is_ascii_digit()).map_or(chars.len(), |p| i + 1 + p);
+                let end = chars[i + 1..]
+                    .iter()
+                    .position(|c| !c.is_ascii_digit())
+                    .map_or(chars.len(), |p| i + 1 + p);
                 out.extend(&chars[i..end]);
                 i = end;
             }
@@ -137,16 +158,24 @@ pub(crate) fn redact_raw(sql: &str) -> String {
                     out.push_str(STRING_MASK);
                     let tag = &chars[i..i + tag_len];
                     let body = i + tag_len;
-                    i = chars[body..].windows(tag_len).position(|w| w == tag).map_or(chars.len(), |p| body + p + tag_len);
+                    i = chars[body..]
+                        .windows(tag_len)
+                        .position(|w| w == tag)
+                        .map_or(chars.len(), |p| body + p + tag_len);
                 }
                 None => {
                     out.push(c);
                     i += 1;
                 }
             },
-            c if c.is_ascii_digit() && !i.checked_sub(1).is_some_and(|p| is_ident_char(chars[p])) => {
+            c if c.is_ascii_digit()
+                && !i.checked_sub(1).is_some_and(|p| is_ident_char(chars[p])) =>
+            {
                 out.push_str(NUMBER_MASK);
-                i = chars[i..].iter().position(|&c| !(is_ident_char(c) || c == '.')).map_or(chars.len(), |p| i + p);
+                i = chars[i..]
+                    .iter()
+                    .position(|&c| !(is_ident_char(c) || c == '.'))
+                    .map_or(chars.len(), |p| i + p);
             }
             c => {
                 out.push(c);
@@ -177,7 +206,8 @@ fn dollar_tag(chars: &[char], start: usize) -> Option<usize> {
     let rest = &chars[start + 1..];
     let close = rest.iter().position(|&c| c == '$')?;
     let tag = &rest[..close];
-    let valid = tag.first().is_none_or(|c| !c.is_ascii_digit()) && tag.iter().all(|&c| c.is_alphanumeric() || c == '_');
+    let valid = tag.first().is_none_or(|c| !c.is_ascii_digit())
+        && tag.iter().all(|&c| c.is_alphanumeric() || c == '_');
     valid.then_some(close + 2)
 }
 
@@ -190,7 +220,10 @@ mod tests {
     use super::{redact, redact_raw, split, tokenize};
 
     fn chunks(sql: &str) -> Vec<String> {
-        split(tokenize(sql).expect("tokenize")).iter().map(|c| redact(&c.tokens)).collect()
+        split(tokenize(sql).expect("tokenize"))
+            .iter()
+            .map(|c| redact(&c.tokens))
+            .collect()
     }
 
     #[test]
@@ -200,8 +233,14 @@ mod tests {
             ("  ;; \n ; ", &[]),
             ("-- just a comment", &[]),
             ("SELECT a FROM t", &["SELECT a FROM t"]),
-            ("BEGIN; SELECT x FROM t;END;", &["BEGIN", "SELECT x FROM t", "END"]),
-            ("SELECT f(';'); SELECT $$;$$", &["SELECT f('?')", "SELECT '?'"]),
+            (
+                "BEGIN; SELECT x FROM t;END;",
+                &["BEGIN", "SELECT x FROM t", "END"],
+            ),
+            (
+                "SELECT f(';'); SELECT $$;$$",
+                &["SELECT f('?')", "SELECT '?'"],
+            ),
             ("SELECT (a; b); SELECT c", &["SELECT (a; b)", "SELECT c"]),
         ];
         for (sql, want) in cases {
@@ -213,12 +252,27 @@ mod tests {
     fn redacts_every_kind_of_literal() {
         let cases = [
             ("SELECT 'secret', 42, 1.5e3", "SELECT '?', ?, ?"),
-            ("SELECT E'a\\'b', B'0101', X'1F', U&'d\\0061t', N'x'", "SELECT '?', '?', '?', '?', '?'"),
+            (
+                "SELECT E'a\\'b', B'0101', X'1F', U&'d\\0061t', N'x'",
+                "SELECT '?', '?', '?', '?', '?'",
+            ),
             ("SELECT $tag$ body; 'x' $tag$, $$ y $$", "SELECT '?', '?'"),
-            ("ALTER ROLE bob PASSWORD 'hunter2'", "ALTER ROLE bob PASSWORD '?'"),
-            ("SELECT a FROM t WHERE aid = $1 -- id 7\n AND b = 3 /* note 9 */", "SELECT a FROM t WHERE aid = $1  \n AND b = ?"),
-            ("SELECT \"Col 1\", t1.c2 FROM \"T\"", "SELECT \"Col 1\", t1.c2 FROM \"T\""),
-            ("SELECT '2024-01-01'::date + interval '1 day'", "SELECT '?'::date + interval '?'"),
+            (
+                "ALTER ROLE bob PASSWORD 'hunter2'",
+                "ALTER ROLE bob PASSWORD '?'",
+            ),
+            (
+                "SELECT a FROM t WHERE aid = $1 -- id 7\n AND b = 3 /* note 9 */",
+                "SELECT a FROM t WHERE aid = $1  \n AND b = ?",
+            ),
+            (
+                "SELECT \"Col 1\", t1.c2 FROM \"T\"",
+                "SELECT \"Col 1\", t1.c2 FROM \"T\"",
+            ),
+            (
+                "SELECT '2024-01-01'::date + interval '1 day'",
+                "SELECT '?'::date + interval '?'",
+            ),
         ];
         for (sql, want) in cases {
             let got = chunks(sql);
@@ -230,10 +284,19 @@ mod tests {
     fn raw_redaction_masks_unterminated_input() {
         let cases = [
             ("SELECT 'unterminated secret", "SELECT '?'"),
-            ("SELECT 'a''b', 12 FROM t2 WHERE x = 'open", "SELECT '?', ? FROM t2 WHERE x = '?'"),
+            (
+                "SELECT 'a''b', 12 FROM t2 WHERE x = 'open",
+                "SELECT '?', ? FROM t2 WHERE x = '?'",
+            ),
             ("SELECT $$ body without end", "SELECT '?'"),
-            ("SELECT $1, $q$ a $q$, 7 /* open comment 5", "SELECT $1, '?', ?"),
-            ("SELECT \"unterminated ident 5", "SELECT \"unterminated ident 5"),
+            (
+                "SELECT $1, $q$ a $q$, 7 /* open comment 5",
+                "SELECT $1, '?', ?",
+            ),
+            (
+                "SELECT \"unterminated ident 5",
+                "SELECT \"unterminated ident 5",
+            ),
             ("SELECT x -- 42\n, 'it''s", "SELECT x  \n, '?'"),
         ];
         for (sql, want) in cases {

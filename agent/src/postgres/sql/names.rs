@@ -11,7 +11,9 @@ use sqlparser::ast::{Ident, ObjectName, ObjectNamePart, TableAlias};
 pub(crate) fn ident(id: &Ident) -> String {
     match id.quote_style {
         None => id.value.to_ascii_lowercase(),
-        Some(_) if id.value.contains(['.', '"']) => format!("\"{}\"", id.value.replace('"', "\"\"")),
+        Some(_) if id.value.contains(['.', '"']) => {
+            format!("\"{}\"", id.value.replace('"', "\"\""))
+        }
         Some(_) => id.value.clone(),
     }
 }

@@ -10,9 +10,10 @@ use std::convert::Infallible;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    CopySource, CopyTarget, CreateTableLikeKind, Delete, Expr, FromTable, GrantObjects, Insert, Merge, ObjectName,
-    ObjectType, OnConflict, OnConflictAction, OnInsert, Query, Reset, SchemaName, Select, SelectItem, Set, SetExpr,
-    Statement, TableAlias, TableFactor, TableObject, Update, UtilityOption, Value, Visit, Visitor,
+    CopySource, CopyTarget, CreateTableLikeKind, Delete, Expr, FromTable, GrantObjects, Insert,
+    Merge, ObjectName, ObjectType, OnConflict, OnConflictAction, OnInsert, Query, Reset,
+    SchemaName, Select, SelectItem, Set, SetExpr, Statement, TableAlias, TableFactor, TableObject,
+    Update, UtilityOption, Value, Visit, Visitor,
 };
 
 use super::StatementClass as C;
@@ -71,7 +72,10 @@ impl Walker {
 
     /// Every table and outermost query in `node`, as reads.
     fn reads_in<V: Visit + ?Sized>(&mut self, node: &V) {
-        let _ = node.visit(&mut Finder { walker: self, depth: 0 });
+        let _ = node.visit(&mut Finder {
+            walker: self,
+            depth: 0,
+        });
     }
 
     fn statement(&mut self, stmt: &Statement) {
@@ -81,16 +85,21 @@ impl Walker {
             Statement::Update(update) => self.update(update),
             Statement::Delete(delete) => self.delete(delete),
             Statement::Merge(merge) => self.merge(merge),
-            Statement::Copy { source, to, target, .. } => self.copy(source, *to, target),
+            Statement::Copy {
+                source, to, target, ..
+            } => self.copy(source, *to, target),
             Statement::Truncate(truncate) => {
                 self.raise(C::Truncate);
                 for target in &truncate.table_names {
                     self.write(names::object(&target.name));
                 }
             }
-            Statement::Explain { analyze, statement, options, .. } => {
-                self.explain(*analyze, statement, options.as_deref())
-            }
+            Statement::Explain {
+                analyze,
+                statement,
+                options,
+                ..
+            } => self.explain(*analyze, statement, options.as_deref()),
             Statement::Prepare { statement, .. } => self.statement(statement),
             Statement::Declare { stmts } => {
                 for declare in stmts {
@@ -101,7 +110,11 @@ impl Walker {
                 }
             }
             Statement::Fetch { .. } => self.raise(C::Select),
-            Statement::StartTransaction { statements, exception, .. } => {
+            Statement::StartTransaction {
+                statements,
+                exception,
+                ..
+            } => {
                 let plain = statements.is_empty() && exception.is_none();
                 self.raise(if plain { C::Transaction } else { C::Unknown });
             }
@@ -110,7 +123,11 @@ impl Walker {
             | Statement::Savepoint { .. }
             | Statement::ReleaseSavepoint { .. } => self.raise(C::Transaction),
             Statement::Set(set) => {
-                self.raise(if set_changes_role(set) { C::Dcl } else { C::Set });
+                self.raise(if set_changes_role(set) {
+                    C::Dcl
+                } else {
+                    C::Set
+                });
                 self.reads_in(set);
             }
             Statement::Reset(reset) => {
@@ -152,7 +169,10 @@ impl Walker {
             | Statement::AlterRole { .. }
             | Statement::CreateUser(_)
             | Statement::AlterUser(_)
-            | Statement::Drop { object_type: ObjectType::Role | ObjectType::User, .. } => self.raise(C::Dcl),
+            | Statement::Drop {
+                object_type: ObjectType::Role | ObjectType::User,
+                ..
+            } => self.raise(C::Dcl),
             other => match ddl_objects(other) {
                 Some(objects) => {
                     self.raise(C::Ddl);
@@ -160,8 +180,10 @@ impl Walker {
                         self.write(object);
                     }
                     if let Statement::CreateTable(create) = other
-                        && let Some(CreateTableLikeKind::Parenthesized(like) | CreateTableLikeKind::Plain(like)) =
-                            &create.like
+                        && let Some(
+                            CreateTableLikeKind::Parenthesized(like)
+                            | CreateTableLikeKind::Plain(like),
+                        ) = &create.like
                     {
                         self.read(names::object(&like.name));
                     }
@@ -178,10 +200,18 @@ impl Walker {
         self.raise(C::Select);
         let scoped = match &query.with {
             Some(with) => {
-                let names: Vec<String> = with.cte_tables.iter().map(|cte| names::ident(&cte.alias.name)).collect();
+                let names: Vec<String> = with
+                    .cte_tables
+                    .iter()
+                    .map(|cte| names::ident(&cte.alias.name))
+                    .collect();
                 for (i, cte) in with.cte_tables.iter().enumerate() {
                     // A CTE sees the ones before it; with RECURSIVE, all of them (itself included).
-                    let visible = if with.recursive { names.clone() } else { names[..i].to_vec() };
+                    let visible = if with.recursive {
+                        names.clone()
+                    } else {
+                        names[..i].to_vec()
+                    };
                     self.ctes.push(visible);
                     self.query(&cte.query);
                     self.ctes.pop();
@@ -203,11 +233,19 @@ impl Walker {
 
     fn set_expr(&mut self, mut body: &SetExpr) {
         // Set operations nest to the left without bound (`a UNION b UNION c ...`): loop down the
-        // left spine rather than recurse.
+        // left spine rather than recurse, then walk the operands left to right.
+        let mut rights = Vec::new();
         while let SetExpr::SetOperation { left, right, .. } = body {
-            self.set_expr(right);
+            rights.push(right);
             body = left;
         }
+        self.set_operand(body);
+        for right in rights.into_iter().rev() {
+            self.set_expr(right);
+        }
+    }
+
+    fn set_operand(&mut self, body: &SetExpr) {
         match body {
             SetExpr::SetOperation { .. } => {}
             SetExpr::Select(select) => self.select(select),
@@ -216,9 +254,10 @@ impl Walker {
                 self.raise(C::Select);
                 self.reads_in(values);
             }
-            SetExpr::Insert(stmt) | SetExpr::Update(stmt) | SetExpr::Delete(stmt) | SetExpr::Merge(stmt) => {
-                self.statement(stmt)
-            }
+            SetExpr::Insert(stmt)
+            | SetExpr::Update(stmt)
+            | SetExpr::Delete(stmt)
+            | SetExpr::Merge(stmt) => self.statement(stmt),
             // `TABLE name`: sqlparser keeps no quoting for it, so the name cannot be normalized.
             SetExpr::Table(_) => self.raise(C::Unknown),
         }
@@ -228,7 +267,16 @@ impl Walker {
         self.raise(C::Select);
         if let Some(into) = &select.into {
             self.raise(C::Ddl);
-            self.write(names::object(&into.name));
+            for target in &into.targets {
+                match target {
+                    Expr::Identifier(id) => self.write(names::ident(id)),
+                    Expr::CompoundIdentifier(ids) => {
+                        self.write(names::object(&ObjectName::from(ids.clone())))
+                    }
+                    // MySQL's `INTO @var` / `INTO OUTFILE`: not PostgreSQL.
+                    _ => self.raise(C::Unknown),
+                }
+            }
         }
         self.reads_in(select);
     }
@@ -236,7 +284,12 @@ impl Walker {
     /// Writes the target of an `UPDATE`/`DELETE`/`MERGE` and returns its name.
     fn dml_target(&mut self, target: &TableFactor) -> Option<String> {
         match target {
-            TableFactor::Table { name, alias, args: None, .. } => {
+            TableFactor::Table {
+                name,
+                alias,
+                args: None,
+                ..
+            } => {
                 let (name, _) = names::relation(name, alias.as_ref());
                 self.write(name.clone());
                 Some(name)
@@ -262,8 +315,10 @@ impl Walker {
     fn insert(&mut self, insert: &Insert) {
         let upsert = matches!(
             insert.on,
-            Some(OnInsert::OnConflict(OnConflict { action: OnConflictAction::DoUpdate(_), .. }))
-                | Some(OnInsert::DuplicateKeyUpdate(_))
+            Some(OnInsert::OnConflict(OnConflict {
+                action: OnConflictAction::DoUpdate(_),
+                ..
+            })) | Some(OnInsert::DuplicateKeyUpdate(_))
         );
         self.raise(if upsert { C::Update } else { C::Insert });
         if !insert.multi_table_into_clauses.is_empty() {
@@ -290,8 +345,15 @@ impl Walker {
     }
 
     fn update(&mut self, update: &Update) {
-        self.raise(if update.selection.is_some() { C::Update } else { C::UpdateNoWhere });
-        let targets: Vec<String> = self.dml_target(&update.table.relation).into_iter().collect();
+        self.raise(if update.selection.is_some() {
+            C::Update
+        } else {
+            C::UpdateNoWhere
+        });
+        let targets: Vec<String> = self
+            .dml_target(&update.table.relation)
+            .into_iter()
+            .collect();
         self.reads_in(&update.table.joins);
         self.reads_in(&update.from);
         self.reads_in(&update.assignments);
@@ -302,7 +364,11 @@ impl Walker {
     }
 
     fn delete(&mut self, delete: &Delete) {
-        self.raise(if delete.selection.is_some() { C::Delete } else { C::DeleteNoWhere });
+        self.raise(if delete.selection.is_some() {
+            C::Delete
+        } else {
+            C::DeleteNoWhere
+        });
         let from = match &delete.from {
             FromTable::WithFromKeyword(from) | FromTable::WithoutKeyword(from) => from,
         };
@@ -366,7 +432,11 @@ impl Walker {
             return;
         }
         let planned = statement(inner);
-        self.raise(if planned.class == Some(C::Unknown) { C::Unknown } else { C::Utility });
+        self.raise(if planned.class == Some(C::Unknown) {
+            C::Unknown
+        } else {
+            C::Utility
+        });
         for name in planned.reads.into_iter().chain(planned.writes) {
             self.read(name);
         }
@@ -414,7 +484,12 @@ impl Visitor for Finder<'_> {
     fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<Self::Break> {
         // `args: Some` is a set-returning function (`FROM generate_series(1, 3)`), not a table.
         if self.depth == 0
-            && let TableFactor::Table { name, alias, args: None, .. } = factor
+            && let TableFactor::Table {
+                name,
+                alias,
+                args: None,
+                ..
+            } = factor
         {
             self.walker.read_relation(name, alias.as_ref());
         }
@@ -429,13 +504,20 @@ fn ddl_objects(stmt: &Statement) -> Option<Vec<String>> {
     let objects = match stmt {
         Statement::CreateTable(create) => vec![obj(&create.name)],
         Statement::CreateView(create) => vec![obj(&create.name)],
-        Statement::CreateIndex(create) => create.name.iter().chain([&create.table_name]).map(obj).collect(),
+        Statement::CreateIndex(create) => create
+            .name
+            .iter()
+            .chain([&create.table_name])
+            .map(obj)
+            .collect(),
         Statement::CreateSchema { schema_name, .. } => vec![match schema_name {
             SchemaName::Simple(name) | SchemaName::NamedAuthorization(name, _) => obj(name),
             SchemaName::UnnamedAuthorization(owner) => names::ident(owner),
         }],
         Statement::CreateDatabase { db_name, .. } => vec![obj(db_name)],
-        Statement::CreateSequence { name, .. } | Statement::CreateType { name, .. } => vec![obj(name)],
+        Statement::CreateSequence { name, .. } | Statement::CreateType { name, .. } => {
+            vec![obj(name)]
+        }
         Statement::CreateDomain(create) => vec![obj(&create.name)],
         Statement::CreateFunction(create) => vec![obj(&create.name)],
         Statement::CreateProcedure { name, .. } => vec![obj(name)],
@@ -452,13 +534,22 @@ fn ddl_objects(stmt: &Statement) -> Option<Vec<String>> {
         Statement::AlterPolicy(alter) => vec![obj(&alter.table_name)],
         Statement::Drop { names, table, .. } => names.iter().chain(table).map(obj).collect(),
         Statement::DropFunction(drop) => drop.func_desc.iter().map(|f| obj(&f.name)).collect(),
-        Statement::DropProcedure { proc_desc, .. } => proc_desc.iter().map(|f| obj(&f.name)).collect(),
+        Statement::DropProcedure { proc_desc, .. } => {
+            proc_desc.iter().map(|f| obj(&f.name)).collect()
+        }
         Statement::DropDomain(drop) => vec![obj(&drop.name)],
         Statement::DropPolicy(drop) => vec![obj(&drop.table_name)],
-        Statement::DropTrigger(drop) => [&drop.trigger_name].into_iter().chain(&drop.table_name).map(obj).collect(),
+        Statement::DropTrigger(drop) => [&drop.trigger_name]
+            .into_iter()
+            .chain(&drop.table_name)
+            .map(obj)
+            .collect(),
         Statement::DropExtension(drop) => drop.names.iter().map(names::ident).collect(),
         Statement::Comment { object_name, .. } => vec![obj(object_name)],
-        Statement::RenameTable(renames) => renames.iter().flat_map(|r| [obj(&r.old_name), obj(&r.new_name)]).collect(),
+        Statement::RenameTable(renames) => renames
+            .iter()
+            .flat_map(|r| [obj(&r.old_name), obj(&r.new_name)])
+            .collect(),
         Statement::CreateOperator(_)
         | Statement::CreateOperatorFamily(_)
         | Statement::CreateOperatorClass(_)
@@ -482,13 +573,18 @@ fn set_changes_role(set: &Set) -> bool {
         Set::SetRole { .. } | Set::SetSessionAuthorization(_) => true,
         Set::SingleAssignment { variable, .. } => is_role_parameter(variable),
         Set::ParenthesizedAssignments { variables, .. } => variables.iter().any(is_role_parameter),
-        Set::MultipleAssignments { assignments } => assignments.iter().any(|a| is_role_parameter(&a.name)),
+        Set::MultipleAssignments { assignments } => {
+            assignments.iter().any(|a| is_role_parameter(&a.name))
+        }
         _ => false,
     }
 }
 
 fn is_role_parameter(name: &ObjectName) -> bool {
-    matches!(names::object(name).as_str(), "role" | "session_authorization")
+    matches!(
+        names::object(name).as_str(),
+        "role" | "session_authorization"
+    )
 }
 
 /// An `EXPLAIN (ANALYZE [value])` option that is not clearly off. Anything but an explicit false
@@ -498,7 +594,11 @@ fn runs_analyze(option: &UtilityOption) -> bool {
     if !(name.eq_ignore_ascii_case("analyze") || name.eq_ignore_ascii_case("analyse")) {
         return false;
     }
-    let falsy = |s: &str| ["false", "off", "no", "0"].iter().any(|f| s.eq_ignore_ascii_case(f));
+    let falsy = |s: &str| {
+        ["false", "off", "no", "0"]
+            .iter()
+            .any(|f| s.eq_ignore_ascii_case(f))
+    };
     match &option.arg {
         None => true,
         Some(Expr::Value(value)) => match &value.value {

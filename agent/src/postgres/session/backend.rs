@@ -1,0 +1,285 @@
+//! Server → client: responses are matched against what the client asked for, rows are masked,
+//! and each statement's audit is completed when its result arrives.
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tracing::debug;
+
+use crate::{
+    masking::{MaskCounts, Masker},
+    postgres::protocol::{
+        BackendFrame, BackendMessage, CopyData, DataRow, MAX_MESSAGE_LEN, ObjectKind, next_backend,
+    },
+    proxy::Context,
+};
+
+use super::{
+    check::SessionMeta,
+    frontend::record_done,
+    state::{self, Columns, Expect, Shared},
+    stream::ReadError,
+};
+
+/// Marker for values whose column could not be learned while column rules are on.
+const UNKNOWN_COLUMN_MARK: &str = "[REDACTED]";
+
+/// Pumps server messages to the client until the server closes.
+#[allow(clippy::too_many_arguments)]
+pub async fn pump<R, W>(
+    ctx: &Context,
+    meta: &SessionMeta,
+    masker: &Masker,
+    shared: &Shared,
+    mut server: R,
+    mut buf: BytesMut,
+    mut client: W,
+    bytes_down: &AtomicU64,
+) -> Result<(), ReadError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut out = BytesMut::with_capacity(16 * 1024);
+    loop {
+        let Some(frame) = next_backend(&mut buf, MAX_MESSAGE_LEN)? else {
+            if !out.is_empty() {
+                client.write_all(&out).await?;
+                client.flush().await?;
+                bytes_down.fetch_add(out.len() as u64, Ordering::Relaxed);
+                out.clear();
+            }
+            if server.read_buf(&mut buf).await? == 0 {
+                return Ok(());
+            }
+            continue;
+        };
+        on_frame(ctx, meta, masker, shared, frame, &mut out)?;
+        // Large result sets: do not let the outgoing buffer grow without bound.
+        if out.len() >= 64 * 1024 {
+            client.write_all(&out).await?;
+            bytes_down.fetch_add(out.len() as u64, Ordering::Relaxed);
+            out.clear();
+        }
+    }
+}
+
+fn on_frame(
+    ctx: &Context,
+    meta: &SessionMeta,
+    masker: &Masker,
+    shared: &Shared,
+    frame: BackendFrame,
+    out: &mut BytesMut,
+) -> Result<(), ReadError> {
+    let mut st = shared.lock();
+    match frame.tag() {
+        b'1' => {
+            if let Some(Expect::Parse { swallow }) = st.expect.pop_front()
+                && swallow
+            {
+                return Ok(());
+            }
+        }
+        b'2' => {
+            if let Some(Expect::Bind { swallow }) = st.expect.pop_front()
+                && swallow
+            {
+                return Ok(());
+            }
+        }
+        b'3' => {
+            st.expect.pop_front();
+        }
+        b't' => {} // ParameterDescription: RowDescription or NoData follows.
+        b'n' => {
+            st.expect.pop_front();
+        }
+        b'T' => {
+            let Ok(BackendMessage::RowDescription(rd)) = frame.decode() else {
+                return Err(bad("RowDescription"));
+            };
+            match st.expect.front_mut() {
+                Some(Expect::Describe { kind, name }) => {
+                    let (kind, name) = (*kind, name.clone());
+                    st.expect.pop_front();
+                    match kind {
+                        ObjectKind::Statement => {
+                            if let Some(p) = st.prepared.get_mut(&name) {
+                                p.fields = Some(rd.fields.clone());
+                            }
+                        }
+                        ObjectKind::Portal => {
+                            let cols = state::columns(masker, &rd.fields, None);
+                            if let Some(p) = st.portals.get_mut(&name) {
+                                p.columns = Some(cols);
+                            }
+                        }
+                    }
+                }
+                Some(Expect::Query { columns, .. }) => {
+                    *columns = Some(state::columns(masker, &rd.fields, None));
+                }
+                _ => debug!("RowDescription without a request"),
+            }
+        }
+        b'D' => {
+            if !masker.is_empty() {
+                let cols = current_columns(&st.expect);
+                let mut counts = MaskCounts::default();
+                let masked = mask_row(masker, cols.as_ref(), &frame, &mut counts)?;
+                if !counts.is_empty() {
+                    add_counts(&mut st.expect, &counts);
+                }
+                if let Some(row) = masked {
+                    row.encode(out);
+                    return Ok(());
+                }
+            }
+        }
+        b'd' if st.copy_out && masker.has_detectors() => {
+            let Ok(BackendMessage::CopyData(cd)) = frame.decode() else {
+                return Err(bad("CopyData"));
+            };
+            let mut counts = MaskCounts::default();
+            if let Ok(text) = std::str::from_utf8(&cd.data)
+                && let Some(masked) = masker.mask_text(text, &mut counts)
+            {
+                add_counts(&mut st.expect, &counts);
+                CopyData {
+                    data: Bytes::from(masked.into_bytes()),
+                }
+                .encode(out);
+                return Ok(());
+            }
+        }
+        b'H' => st.copy_out = true,
+        b'c' => st.copy_out = false,
+        b'C' | b'I' | b's' => {
+            let rows = match frame.decode() {
+                Ok(BackendMessage::CommandComplete(c)) => c.rows(),
+                _ => None,
+            };
+            st.copy_out = false;
+            complete(ctx, meta, &mut st.expect, rows, None, frame.tag() == b's');
+        }
+        b'E' => {
+            let message = match frame.decode() {
+                Ok(BackendMessage::ErrorResponse(e)) => format!(
+                    "{}: {}",
+                    e.sqlstate().unwrap_or("?????"),
+                    e.message().unwrap_or_default()
+                ),
+                _ => "error".into(),
+            };
+            st.copy_out = false;
+            let simple = matches!(st.expect.front(), Some(Expect::Query { .. }));
+            complete(ctx, meta, &mut st.expect, None, Some(&message), false);
+            if !simple {
+                // Extended protocol: the server skips everything up to the next Sync.
+                while let Some(e) = st.expect.front() {
+                    if matches!(e, Expect::Sync) {
+                        break;
+                    }
+                    st.expect.pop_front();
+                }
+            }
+        }
+        b'Z' => {
+            st.expect.pop_front();
+        }
+        _ => {} // ParameterStatus, notices, notifications, copy-in responses: passed through.
+    }
+    drop(st);
+    out.extend_from_slice(frame.raw());
+    Ok(())
+}
+
+fn bad(what: &'static str) -> ReadError {
+    ReadError::Violation(format!("malformed {what} from the server"))
+}
+
+/// Columns of the rows arriving now.
+fn current_columns(expect: &std::collections::VecDeque<Expect>) -> Option<Columns> {
+    match expect.front() {
+        Some(Expect::Query { columns, .. }) | Some(Expect::Execute { columns, .. }) => {
+            columns.clone()
+        }
+        _ => None,
+    }
+}
+
+fn add_counts(expect: &mut std::collections::VecDeque<Expect>, counts: &MaskCounts) {
+    match expect.front_mut() {
+        Some(Expect::Query { stmts, .. }) => {
+            if let Some(a) = stmts.front_mut() {
+                a.masked.add(counts);
+            }
+        }
+        Some(Expect::Execute { audit: Some(a), .. }) => a.masked.add(counts),
+        _ => {}
+    }
+}
+
+/// A statement's result arrived: record it and move on.
+fn complete(
+    ctx: &Context,
+    meta: &SessionMeta,
+    expect: &mut std::collections::VecDeque<Expect>,
+    rows: Option<u64>,
+    error: Option<&str>,
+    suspended: bool,
+) {
+    match expect.front_mut() {
+        Some(Expect::Query { stmts, columns }) => {
+            *columns = None;
+            if let Some(a) = stmts.pop_front() {
+                record_done(ctx, meta, &a, rows, error);
+            }
+        }
+        Some(Expect::Execute { .. }) => {
+            if let Some(Expect::Execute { audit: Some(a), .. }) = expect.pop_front() {
+                let rows = rows.or(suspended.then_some(0));
+                record_done(ctx, meta, &a, rows, error);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Masks one DataRow; `None` when nothing changed (forward the raw frame).
+fn mask_row(
+    masker: &Masker,
+    cols: Option<&Columns>,
+    frame: &BackendFrame,
+    counts: &mut MaskCounts,
+) -> Result<Option<DataRow>, ReadError> {
+    let Ok(BackendMessage::DataRow(mut row)) = frame.decode() else {
+        return Err(bad("DataRow"));
+    };
+    let mut changed = false;
+    for (i, value) in row.values.iter_mut().enumerate() {
+        let Some(bytes) = value else { continue };
+        let col = cols.and_then(|c| c.get(i));
+        let replacement = match col {
+            None if masker.has_column_rules() => {
+                // Columns unknown: column rules cannot be told apart, so every value is hidden.
+                *counts.by_column.entry("unknown-columns".into()).or_default() += 1;
+                Some(UNKNOWN_COLUMN_MARK.to_owned())
+            }
+            Some(c) if c.binary => {
+                // Refused at Bind while masking is on; never forward an unmaskable value.
+                Some(UNKNOWN_COLUMN_MARK.to_owned())
+            }
+            _ => match std::str::from_utf8(bytes) {
+                Ok(text) => masker.mask_value(col.and_then(|c| c.mask.as_ref()), text, counts),
+                Err(_) => Some(UNKNOWN_COLUMN_MARK.to_owned()),
+            },
+        };
+        if let Some(r) = replacement {
+            *bytes = Bytes::from(r.into_bytes());
+            changed = true;
+        }
+    }
+    Ok(changed.then_some(row))
+}

@@ -1,0 +1,172 @@
+//! Statement decisions: classify with the SQL parser, evaluate the live policy, and hold on the
+//! approval gate when a rule says `approve`.
+use std::time::{Instant, SystemTime};
+
+use crate::{
+    policy::{Decision, StatementFacts, Verdict},
+    postgres::sql::{self, Classified, StatementClass},
+    proxy::{
+        Context,
+        approval::{ApprovalOutcome, ApprovalRequest},
+    },
+};
+
+use super::state::StmtAudit;
+
+/// Who is asking, fixed for the session.
+#[derive(Debug, Clone)]
+pub struct SessionMeta {
+    /// Audit id of the connection.
+    pub connection_id: uuid::Uuid,
+    /// Workload name.
+    pub workload: String,
+    /// Target name.
+    pub target: String,
+    /// Database in use.
+    pub database: String,
+    /// Upstream role in use.
+    pub role: String,
+    /// Literals redacted in the audit.
+    pub redact_literals: bool,
+    /// The target masks columns by name (COPY TO cannot be masked by column).
+    pub column_masking: bool,
+}
+
+/// The verdict on one message of SQL text.
+#[derive(Debug)]
+pub struct Checked {
+    /// Its statements.
+    pub statements: Vec<Classified>,
+    /// The decision for the whole message (any denial blocks it).
+    pub decision: Decision,
+    /// Why, beyond the rule name.
+    pub detail: String,
+}
+
+impl Checked {
+    /// The audit entry of this message, with sequence number `seq`.
+    pub fn audit(&self, seq: u32, sql_text: &str, redact: bool) -> StmtAudit {
+        let text = if redact {
+            self.statements
+                .iter()
+                .map(|c| c.text_redacted.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        } else {
+            sql_text.to_owned()
+        };
+        let mut tables: Vec<String> = Vec::new();
+        for c in &self.statements {
+            for t in c.reads.iter().chain(&c.writes) {
+                if !tables.contains(t) {
+                    tables.push(t.clone());
+                }
+            }
+        }
+        StmtAudit {
+            seq,
+            started: Instant::now(),
+            started_at: SystemTime::now(),
+            text,
+            classes: self.statements.iter().map(|c| class_name(c.class)).collect(),
+            tables,
+            decision: self.decision.label().to_owned(),
+            rule: self.decision.rule.clone(),
+            masked: Default::default(),
+        }
+    }
+}
+
+/// snake_case name of a class, as in policy files.
+pub fn class_name(c: StatementClass) -> String {
+    serde_json::to_value(c)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Classifies and decides `sql_text` against the live policy.
+pub async fn check(ctx: &Context, meta: &SessionMeta, sql_text: &str) -> Checked {
+    let statements = sql::classify(sql_text);
+    let decision = decide(ctx, meta, sql_text, &statements);
+    let (decision, detail) = match decision.verdict {
+        Verdict::Approve if decision.enforced => hold(ctx, meta, sql_text, decision).await,
+        _ => (decision, String::new()),
+    };
+    Checked {
+        statements,
+        decision,
+        detail,
+    }
+}
+
+fn decide(ctx: &Context, meta: &SessionMeta, sql_text: &str, statements: &[Classified]) -> Decision {
+    let state = ctx.policy.load();
+    let Some(workload) = state.policy.workload(&meta.workload) else {
+        // The workload left the policy since the session began: nothing is granted.
+        return fixed_deny("workload-removed");
+    };
+    let classes: Vec<StatementClass> = statements.iter().map(|c| c.class).collect();
+    if meta.column_masking && classes.contains(&StatementClass::CopyTo) {
+        return fixed_deny("copy-out-with-column-masking");
+    }
+    let mut tables: Vec<String> = Vec::new();
+    for c in statements {
+        tables.extend(c.reads.iter().chain(&c.writes).cloned());
+    }
+    state.policy.evaluate_statement(
+        workload,
+        &meta.target,
+        &StatementFacts {
+            classes: &classes,
+            tables: &tables,
+            text: sql_text,
+            database: &meta.database,
+            role: &meta.role,
+        },
+    )
+}
+
+async fn hold(ctx: &Context, meta: &SessionMeta, sql_text: &str, d: Decision) -> (Decision, String) {
+    let summary: String = sql::classify(sql_text)
+        .iter()
+        .map(|c| c.text_redacted.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let outcome = ctx
+        .approvals
+        .decide(ApprovalRequest {
+            connection_id: meta.connection_id,
+            workload: meta.workload.clone(),
+            target: Some(meta.target.clone()),
+            rule: d.rule.clone(),
+            summary,
+            timeout: std::time::Duration::from_secs(300),
+        })
+        .await;
+    match outcome {
+        ApprovalOutcome::Approved { by } => (
+            Decision {
+                verdict: Verdict::Allow,
+                ..d
+            },
+            format!("approved by {by}"),
+        ),
+        ApprovalOutcome::Denied { reason } => (
+            Decision {
+                verdict: Verdict::Deny,
+                ..d
+            },
+            reason,
+        ),
+    }
+}
+
+fn fixed_deny(rule: &str) -> Decision {
+    Decision {
+        verdict: Verdict::Deny,
+        enforced: true,
+        rule: rule.into(),
+        target: None,
+    }
+}

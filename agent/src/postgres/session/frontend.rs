@@ -1,0 +1,382 @@
+//! Client → server: every message is framed; SQL is decided before it is forwarded.
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::SystemTime,
+};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tracing::{debug, info};
+
+use crate::{
+    masking::Masker,
+    postgres::protocol::{
+        Bind, Close, Describe, FrontendFrame, FrontendMessage, MAX_MESSAGE_LEN, ObjectKind, Parse,
+        Query, next_frontend,
+    },
+    proxy::Context,
+    store::StatementRecord,
+};
+
+use super::{
+    check::{self, Checked, SessionMeta},
+    deny,
+    state::{Expect, Portal, Prepared, Shared, StmtAudit},
+    stream::ReadError,
+};
+
+/// How the client side ended.
+#[derive(Debug)]
+pub enum FrontEnd {
+    /// Terminate, or the client closed.
+    Closed,
+}
+
+/// Pumps client messages to the server until Terminate or EOF.
+#[allow(clippy::too_many_arguments)]
+pub async fn pump<R, W>(
+    ctx: &Context,
+    meta: &SessionMeta,
+    masker: &Masker,
+    shared: &Shared,
+    mut client: R,
+    mut buf: BytesMut,
+    mut server: W,
+    bytes_up: &AtomicU64,
+) -> Result<FrontEnd, ReadError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut out = BytesMut::with_capacity(8 * 1024);
+    loop {
+        let frame = match next_frontend(&mut buf, false, MAX_MESSAGE_LEN)? {
+            Some(f) => f,
+            None => {
+                if !out.is_empty() {
+                    server.write_all(&out).await?;
+                    server.flush().await?;
+                    out.clear();
+                }
+                let n = client.read_buf(&mut buf).await?;
+                if n == 0 {
+                    return Ok(FrontEnd::Closed);
+                }
+                bytes_up.fetch_add(n as u64, Ordering::Relaxed);
+                continue;
+            }
+        };
+        let tag = frame.raw().first().copied().unwrap_or(0);
+        match tag {
+            b'Q' => {
+                let Ok(FrontendMessage::Query(q)) = frame.decode() else {
+                    return Err(bad(&frame));
+                };
+                // Before a possibly long approval hold, what is already decided goes out.
+                flush(&mut server, &mut out).await?;
+                on_query(ctx, meta, shared, q, frame, &mut out).await;
+            }
+            b'P' => {
+                let Ok(FrontendMessage::Parse(p)) = frame.decode() else {
+                    return Err(bad(&frame));
+                };
+                flush(&mut server, &mut out).await?;
+                on_parse(ctx, meta, shared, p, frame, &mut out).await;
+            }
+            b'B' => {
+                let Ok(FrontendMessage::Bind(b)) = frame.decode() else {
+                    return Err(bad(&frame));
+                };
+                on_bind(meta, masker, shared, b, frame, &mut out);
+            }
+            b'D' => {
+                let Ok(FrontendMessage::Describe(d)) = frame.decode() else {
+                    return Err(bad(&frame));
+                };
+                on_describe(shared, d, frame, &mut out);
+            }
+            b'E' => {
+                let Ok(FrontendMessage::Execute(e)) = frame.decode() else {
+                    return Err(bad(&frame));
+                };
+                let mut st = shared.lock();
+                let portal = st.portals.get(&e.portal).cloned();
+                let (columns, audit) = match portal {
+                    Some(p) => {
+                        let cols = p.columns.clone().or_else(|| {
+                            st.prepared.get(&p.statement).and_then(|s| {
+                                s.fields.as_ref().map(|f| {
+                                    super::state::columns(masker, f, Some(&p.formats))
+                                })
+                            })
+                        });
+                        let audit = st.prepared.get(&p.statement).map(|s| s.audit.clone());
+                        (cols, audit)
+                    }
+                    None => (None, None),
+                };
+                let audit = audit.map(|mut a| {
+                    a.seq = st.seq();
+                    a.started = std::time::Instant::now();
+                    a.started_at = SystemTime::now();
+                    a
+                });
+                st.expect.push_back(Expect::Execute { columns, audit });
+                drop(st);
+                out.extend_from_slice(frame.raw());
+            }
+            b'C' => {
+                let Ok(FrontendMessage::Close(c)) = frame.decode() else {
+                    return Err(bad(&frame));
+                };
+                on_close(shared, c, frame, &mut out);
+            }
+            b'S' => {
+                shared.lock().expect.push_back(Expect::Sync);
+                out.extend_from_slice(frame.raw());
+            }
+            b'H' | b'd' | b'c' | b'f' => out.extend_from_slice(frame.raw()),
+            b'X' => {
+                out.extend_from_slice(frame.raw());
+                flush(&mut server, &mut out).await?;
+                return Ok(FrontEnd::Closed);
+            }
+            b'F' => {
+                // FunctionCall runs a function by OID, outside SQL: never classified, never allowed.
+                let audit = denied_audit(shared, "function call (by OID)", "function-call");
+                record(ctx, meta, &audit, None);
+                let mut st = shared.lock();
+                st.expect.push_back(Expect::Query {
+                    stmts: Default::default(),
+                    columns: None,
+                });
+                drop(st);
+                deny::simple(
+                    deny::SQLSTATE_DENIED,
+                    &deny::denial_message("function-call", "FunctionCall messages are refused"),
+                    &mut out,
+                );
+            }
+            _ => return Err(bad(&frame)),
+        }
+    }
+}
+
+async fn flush<W: AsyncWrite + Unpin>(server: &mut W, out: &mut BytesMut) -> std::io::Result<()> {
+    if !out.is_empty() {
+        server.write_all(out).await?;
+        server.flush().await?;
+        out.clear();
+    }
+    Ok(())
+}
+
+fn bad(frame: &FrontendFrame) -> ReadError {
+    ReadError::Violation(format!("unexpected or malformed {} after startup", frame.name()))
+}
+
+async fn on_query(
+    ctx: &Context,
+    meta: &SessionMeta,
+    shared: &Shared,
+    q: Query,
+    frame: FrontendFrame,
+    out: &mut BytesMut,
+) {
+    let checked = check::check(ctx, meta, &q.sql).await;
+    let seq = shared.lock().seq();
+    let audit = checked.audit(seq, &q.sql, meta.redact_literals);
+    if checked.decision.permits() {
+        // One audit entry per message; rows are summed over its statements.
+        let stmts = std::iter::once(audit).collect();
+        shared.lock().expect.push_back(Expect::Query {
+            stmts,
+            columns: None,
+        });
+        out.extend_from_slice(frame.raw());
+    } else {
+        deny_statement(ctx, meta, shared, &checked, audit, out, false);
+    }
+}
+
+async fn on_parse(
+    ctx: &Context,
+    meta: &SessionMeta,
+    shared: &Shared,
+    p: Parse,
+    frame: FrontendFrame,
+    out: &mut BytesMut,
+) {
+    let checked = check::check(ctx, meta, &p.query).await;
+    let audit = checked.audit(0, &p.query, meta.redact_literals);
+    if checked.decision.permits() {
+        let mut st = shared.lock();
+        st.prepared.insert(
+            p.name.clone(),
+            Prepared {
+                audit,
+                fields: None,
+            },
+        );
+        st.expect.push_back(Expect::Parse { swallow: false });
+        drop(st);
+        out.extend_from_slice(frame.raw());
+    } else {
+        let seq = shared.lock().seq();
+        let audit = StmtAudit { seq, ..audit };
+        shared.lock().prepared.remove(&p.name);
+        deny_statement(ctx, meta, shared, &checked, audit, out, true);
+    }
+}
+
+/// Records the denial and makes the server raise it in place of the statement.
+fn deny_statement(
+    ctx: &Context,
+    meta: &SessionMeta,
+    shared: &Shared,
+    checked: &Checked,
+    audit: StmtAudit,
+    out: &mut BytesMut,
+    extended: bool,
+) {
+    let message = deny::denial_message(&checked.decision.rule, &checked.detail);
+    info!(
+        workload = %meta.workload, target = %meta.target, rule = %checked.decision.rule,
+        classes = ?audit.classes, "statement denied"
+    );
+    record(ctx, meta, &audit, Some(&message));
+    let mut st = shared.lock();
+    if extended {
+        st.expect.push_back(Expect::Parse { swallow: true });
+        st.expect.push_back(Expect::Bind { swallow: true });
+        st.expect.push_back(Expect::Execute {
+            columns: None,
+            audit: None,
+        });
+        drop(st);
+        deny::extended(deny::SQLSTATE_DENIED, &message, out);
+    } else {
+        st.expect.push_back(Expect::Query {
+            stmts: Default::default(),
+            columns: None,
+        });
+        drop(st);
+        deny::simple(deny::SQLSTATE_DENIED, &message, out);
+    }
+}
+
+fn on_bind(
+    meta: &SessionMeta,
+    masker: &Masker,
+    shared: &Shared,
+    b: Bind,
+    frame: FrontendFrame,
+    out: &mut BytesMut,
+) {
+    let binary = b.result_formats.contains(&1);
+    if binary && !masker.is_empty() {
+        // Binary values cannot be masked as text: refused while the target masks anything.
+        let msg = "tollgate: binary result format is refused on a target with masking; use text format";
+        debug!(target = %meta.target, "binary results refused");
+        let mut st = shared.lock();
+        st.expect.push_back(Expect::Parse { swallow: true });
+        st.expect.push_back(Expect::Bind { swallow: true });
+        st.expect.push_back(Expect::Execute {
+            columns: None,
+            audit: None,
+        });
+        drop(st);
+        deny::extended(deny::SQLSTATE_REFUSED, msg, out);
+        return;
+    }
+    let mut st = shared.lock();
+    let columns = st.prepared.get(&b.statement).and_then(|s| {
+        s.fields
+            .as_ref()
+            .map(|f| super::state::columns(masker, f, Some(&b.result_formats)))
+    });
+    st.portals.insert(
+        b.portal.clone(),
+        Portal {
+            statement: b.statement.clone(),
+            formats: b.result_formats.clone(),
+            columns,
+        },
+    );
+    st.expect.push_back(Expect::Bind { swallow: false });
+    drop(st);
+    out.extend_from_slice(frame.raw());
+}
+
+fn on_describe(shared: &Shared, d: Describe, frame: FrontendFrame, out: &mut BytesMut) {
+    shared.lock().expect.push_back(Expect::Describe {
+        kind: d.kind,
+        name: d.name,
+    });
+    out.extend_from_slice(frame.raw());
+}
+
+fn on_close(shared: &Shared, c: Close, frame: FrontendFrame, out: &mut BytesMut) {
+    let mut st = shared.lock();
+    match c.kind {
+        ObjectKind::Statement => {
+            st.prepared.remove(&c.name);
+        }
+        ObjectKind::Portal => {
+            st.portals.remove(&c.name);
+        }
+    }
+    st.expect.push_back(Expect::Close);
+    drop(st);
+    out.extend_from_slice(frame.raw());
+}
+
+fn denied_audit(shared: &Shared, text: &str, rule: &str) -> StmtAudit {
+    StmtAudit {
+        seq: shared.lock().seq(),
+        started: std::time::Instant::now(),
+        started_at: SystemTime::now(),
+        text: text.into(),
+        classes: vec!["unknown".into()],
+        tables: Vec::new(),
+        decision: "deny".into(),
+        rule: rule.into(),
+        masked: Default::default(),
+    }
+}
+
+/// Queues the audit record of a statement (never waits; a full queue is logged).
+pub fn record(ctx: &Context, meta: &SessionMeta, a: &StmtAudit, error: Option<&str>) {
+    record_done(ctx, meta, a, None, error);
+}
+
+/// Queues the audit record of a completed statement.
+pub fn record_done(
+    ctx: &Context,
+    meta: &SessionMeta,
+    a: &StmtAudit,
+    rows: Option<u64>,
+    error: Option<&str>,
+) {
+    let masked = (!a.masked.is_empty())
+        .then(|| serde_json::to_value(&a.masked).ok())
+        .flatten();
+    let rec = StatementRecord {
+        connection_id: meta.connection_id,
+        seq: a.seq,
+        started_at: a.started_at,
+        duration: Some(a.started.elapsed()),
+        text: a.text.clone(),
+        classes: a.classes.clone(),
+        tables: a.tables.clone(),
+        decision: a.decision.clone(),
+        rule: a.rule.clone(),
+        rows,
+        error: error.map(str::to_owned),
+        masked,
+    };
+    if let Err(e) = ctx.audit.statement(rec) {
+        tracing::warn!(error = %e, "statement audit record dropped");
+    }
+}
+

@@ -1,0 +1,161 @@
+//! State shared by the two pumps of a session: what the server will answer next, the shape of
+//! prepared statements and portals (to mask rows by column), and statements awaiting their audit.
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Instant, SystemTime},
+};
+
+use crate::{
+    masking::{ColumnMask, MaskCounts, Masker},
+    postgres::protocol::{FieldDescription, ObjectKind},
+};
+
+/// One result column as masking sees it.
+#[derive(Debug, Clone)]
+pub struct Column {
+    /// Whole-value rule for this column, if any.
+    pub mask: Option<ColumnMask>,
+    /// Binary format (cannot be masked as text).
+    pub binary: bool,
+}
+
+/// The columns of a result set; `None` where the session could not learn them.
+pub type Columns = Arc<Vec<Column>>;
+
+/// Builds the masking view of a row description with the formats the client asked for.
+pub fn columns(masker: &Masker, fields: &[FieldDescription], formats: Option<&[i16]>) -> Columns {
+    Arc::new(
+        fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| Column {
+                mask: masker.column_style(None, &f.name).cloned(),
+                binary: match formats {
+                    None => f.format == 1,
+                    Some([]) => false,
+                    Some([one]) => *one == 1,
+                    Some(all) => all.get(i).copied() == Some(1),
+                },
+            })
+            .collect(),
+    )
+}
+
+/// A statement on its way through the server, recorded when it completes.
+#[derive(Debug, Clone)]
+pub struct StmtAudit {
+    /// Order in the session.
+    pub seq: u32,
+    /// When the client sent it.
+    pub started: Instant,
+    /// Wall-clock start.
+    pub started_at: SystemTime,
+    /// Text for the audit (literals redacted per policy).
+    pub text: String,
+    /// Classes of its statements.
+    pub classes: Vec<String>,
+    /// Tables it touches.
+    pub tables: Vec<String>,
+    /// Decision label.
+    pub decision: String,
+    /// Rule.
+    pub rule: String,
+    /// Values masked in its results.
+    pub masked: MaskCounts,
+}
+
+/// What a prepared statement is, learned at Parse (policy) and Describe (columns).
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Audit template for each execution.
+    pub audit: StmtAudit,
+    /// Row description from a statement Describe (formats unknown there).
+    pub fields: Option<Vec<FieldDescription>>,
+}
+
+/// A bound portal.
+#[derive(Debug, Clone)]
+pub struct Portal {
+    /// Its statement.
+    pub statement: String,
+    /// Result formats from Bind.
+    pub formats: Vec<i16>,
+    /// Columns, once known (portal Describe, or the statement's description).
+    pub columns: Option<Columns>,
+}
+
+/// A response the server owes the client, in order.
+#[derive(Debug)]
+pub enum Expect {
+    /// A simple Query: one result (CommandComplete, EmptyQueryResponse or ErrorResponse) per
+    /// statement, then ReadyForQuery.
+    Query {
+        /// Statements awaiting their result, in order.
+        stmts: VecDeque<StmtAudit>,
+        /// Columns of the current result set.
+        columns: Option<Columns>,
+    },
+    /// ParseComplete (swallowed when tollgate injected the Parse).
+    Parse {
+        /// Injected by tollgate: not forwarded.
+        swallow: bool,
+    },
+    /// BindComplete.
+    Bind {
+        /// Injected by tollgate: not forwarded.
+        swallow: bool,
+    },
+    /// ParameterDescription? then RowDescription or NoData.
+    Describe {
+        /// Statement or portal.
+        kind: ObjectKind,
+        /// Its name.
+        name: String,
+    },
+    /// Rows, then CommandComplete / EmptyQueryResponse / PortalSuspended.
+    Execute {
+        /// Columns of the portal.
+        columns: Option<Columns>,
+        /// Audit, `None` for tollgate's own raising statement (already audited).
+        audit: Option<StmtAudit>,
+    },
+    /// CloseComplete.
+    Close,
+    /// ReadyForQuery.
+    Sync,
+}
+
+/// The shared state.
+#[derive(Debug, Default)]
+pub struct State {
+    /// Responses owed, oldest first.
+    pub expect: VecDeque<Expect>,
+    /// Prepared statements by name.
+    pub prepared: HashMap<String, Prepared>,
+    /// Portals by name.
+    pub portals: HashMap<String, Portal>,
+    /// Next statement sequence number.
+    pub next_seq: u32,
+    /// In a COPY TO STDOUT stream.
+    pub copy_out: bool,
+}
+
+/// A lock around [`State`]; never held across an await.
+#[derive(Debug, Default)]
+pub struct Shared(Mutex<State>);
+
+impl Shared {
+    /// Locks the state.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl State {
+    /// The next sequence number.
+    pub fn seq(&mut self) -> u32 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+}
