@@ -276,7 +276,7 @@ impl Programs {
     /// Called on orderly shutdown. Closed mode: pinned programs now refuse enrolled and
     /// unclassified connections outright (they would otherwise hit a closed port). Open mode:
     /// links detach when `self` drops.
-    pub fn shutdown(self) {
+    pub fn shutdown(&self) {
         if self.fail_mode == FailMode::Closed {
             if let Err(e) = lock(&self.settings).set(settings::AGENT_UP, 0, 0) {
                 warn!(error = %e, "could not mark the agent down in the pinned programs");

@@ -236,10 +236,10 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     background.abort_all();
     drop(api);
     drop(ctx);
-    match Arc::try_unwrap(programs) {
-        Ok(p) => p.shutdown(),
-        Err(_) => warn!("eBPF programs still referenced at shutdown"),
-    }
+    // Closed mode: the pinned programs must refuse from now on, whoever still holds a
+    // reference; the links themselves detach (open) or stay (closed) with the last reference.
+    programs.shutdown();
+    drop(programs);
     audit.close();
     drop(audit);
     if let Err(e) = store.shutdown().await {

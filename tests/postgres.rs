@@ -1,0 +1,1 @@
+//! Root suite: PostgreSQL through tollgate (issue 3). Work in progress.
