@@ -64,6 +64,9 @@ pub enum AgentError {
     /// Admin socket.
     #[error(transparent)]
     Admin(#[from] admin::AdminError),
+    /// The local CA.
+    #[error("local CA: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// Signals or the netns cookie.
     #[error("{0}: {1}")]
     Io(&'static str, #[source] std::io::Error),
@@ -147,6 +150,8 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         stats: Default::default(),
         limit: Arc::new(Semaphore::new(config.max_connections)),
         stop: stop_rx,
+        ca: Arc::new(crate::tls::LocalCa::load_or_create(&config.state_dir)?),
+        pg_cancel: Default::default(),
     });
     dns::refresh(&ctx, &dns_names).await;
 

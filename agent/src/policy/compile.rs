@@ -1,5 +1,6 @@
 //! Checks of one file's definitions on their own (cross-file checks are in `load`): names, SPIFFE
-//! IDs, globs, addresses, protocols. Each problem becomes an error at the offending value.
+//! IDs, globs, addresses, protocols (the PostgreSQL sections are checked in `pg::compile`). Each
+//! problem becomes an error at the offending value.
 use toml::Spanned;
 
 use super::{
@@ -7,6 +8,8 @@ use super::{
     error::{Location, PolicyError, Source},
     file::{Ids, PolicyFile, RuleDef, SelectorDef, TargetDef, WorkloadDef},
     model::{Protocol, Target, Verdict, Workload},
+    pg::model::StatementRule,
+    secret::EnvLookup,
     selector::{Pattern, Selector},
     spiffe::SpiffeId,
 };
@@ -14,7 +17,7 @@ use super::{
 /// Longest workload, target or rule name.
 pub const MAX_NAME_LEN: usize = 64;
 /// Protocols that later versions handle; named in the error so users know it is coming.
-const PLANNED_PROTOCOLS: [&str; 3] = ["postgres", "http", "ssh"];
+const PLANNED_PROTOCOLS: [&str; 2] = ["http", "ssh"];
 
 /// A named definition; `item` is `None` when it has errors (its name is still known, so rules
 /// naming it do not add "unknown" errors on top).
@@ -45,6 +48,9 @@ pub(super) struct RuleRefs {
     pub(super) action: Verdict,
     /// Free text.
     pub(super) description: Option<String>,
+    /// `[rule.postgres]`, checked, with where the rule's `targets` are (for the cross-file check
+    /// that every target it applies to is a postgres target).
+    pub(super) postgres: Option<(StatementRule, Location)>,
 }
 
 /// One file's checked definitions.
@@ -63,9 +69,10 @@ pub(super) fn check_file(
     src: &Source<'_>,
     file: PolicyFile,
     trust_domain: Option<&str>,
+    env: EnvLookup<'_>,
     errors: &mut Vec<PolicyError>,
 ) -> Checked {
-    let mut c = Check { src, errors };
+    let mut c = Check { src, errors, env };
     Checked {
         workloads: file
             .workload
@@ -85,14 +92,23 @@ pub(super) fn check_file(
     }
 }
 
-struct Check<'a, 'e> {
-    src: &'a Source<'a>,
-    errors: &'e mut Vec<PolicyError>,
+/// Checks of one file, collecting errors.
+pub(super) struct Check<'a, 'e> {
+    /// The file.
+    pub(super) src: &'a Source<'a>,
+    /// Where problems go.
+    pub(super) errors: &'e mut Vec<PolicyError>,
+    /// The agent's environment, for `password_env`.
+    pub(super) env: EnvLookup<'a>,
 }
 
 impl Check<'_, '_> {
     /// Records an error at `span`; returns `None` for use with `?`-style chains.
-    fn fail<T>(&mut self, span: std::ops::Range<usize>, reason: impl Into<String>) -> Option<T> {
+    pub(super) fn fail<T>(
+        &mut self,
+        span: std::ops::Range<usize>,
+        reason: impl Into<String>,
+    ) -> Option<T> {
         self.errors.push(self.src.error(span, reason));
         None
     }
@@ -226,12 +242,31 @@ impl Check<'_, '_> {
         let (name, at, name_ok) = self.name("target", &t.name);
         let protocol = self.protocol(&t.protocol);
         let addresses = self.addresses(t.addresses);
-        let item = match (name_ok, protocol, addresses) {
-            (true, Some(protocol), Some(addresses)) => Some(Target {
+        let postgres = match (protocol, t.postgres) {
+            (Some(Protocol::Postgres), Some(pg)) => self
+                .pg_target(pg, &t.protocol, addresses.as_deref())
+                .map(Some),
+            (Some(Protocol::Postgres), None) => self.fail(
+                t.protocol.span(),
+                "protocol \"postgres\" needs a [target.postgres] section with at least one \
+                 [[target.postgres.credential]]",
+            ),
+            (Some(other), Some(_)) => self.fail(
+                t.protocol.span(),
+                format!(
+                    "protocol \"{other}\" takes no [target.postgres] section (it is for \
+                     protocol \"postgres\")"
+                ),
+            ),
+            (None, _) | (Some(_), None) => Some(None),
+        };
+        let item = match (name_ok, protocol, addresses, postgres) {
+            (true, Some(protocol), Some(addresses), Some(postgres)) => Some(Target {
                 name: name.clone(),
                 protocol,
                 addresses,
                 description: t.description,
+                postgres,
             }),
             _ => None,
         };
@@ -241,15 +276,17 @@ impl Check<'_, '_> {
     fn protocol(&mut self, p: &Spanned<String>) -> Option<Protocol> {
         match p.get_ref().as_str() {
             "tcp" => Some(Protocol::Tcp),
+            "postgres" => Some(Protocol::Postgres),
             planned if PLANNED_PROTOCOLS.contains(&planned) => self.fail(
                 p.span(),
                 format!(
-                    "protocol {planned:?} is not supported yet: only \"tcp\" is in this version"
+                    "protocol {planned:?} is not supported yet: only \"tcp\" and \"postgres\" \
+                     are in this version"
                 ),
             ),
             other => self.fail(
                 p.span(),
-                format!("unknown protocol {other:?}: expected \"tcp\""),
+                format!("unknown protocol {other:?}: expected \"tcp\" or \"postgres\""),
             ),
         }
     }
@@ -275,13 +312,19 @@ impl Check<'_, '_> {
     fn rule(&mut self, r: RuleDef) -> Defined<RuleRefs> {
         let (name, at, name_ok) = self.name("rule", &r.name);
         let workloads = self.refs("workloads", r.workloads);
+        let targets_at = self.src.locate(r.targets.span());
         let targets = self.refs("targets", r.targets);
-        let item = match (name_ok, workloads, targets) {
-            (true, Some(workloads), Some(targets)) => Some(RuleRefs {
+        let postgres = match r.postgres {
+            None => Some(None),
+            Some(pg) => self.pg_rule(pg).map(|p| Some((p, targets_at))),
+        };
+        let item = match (name_ok, workloads, targets, postgres) {
+            (true, Some(workloads), Some(targets), Some(postgres)) => Some(RuleRefs {
                 workloads,
                 targets,
                 action: r.action,
                 description: r.description,
+                postgres,
             }),
             _ => None,
         };

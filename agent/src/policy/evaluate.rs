@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::{
     Subject,
     address::Specificity,
-    model::{Mode, Policy, Protocol, Target, Verdict, Workload},
+    model::{Mode, Policy, Protocol, Rule, Target, Verdict, Workload},
 };
 
 /// Rule name reported when no rule (or no target) matches.
@@ -81,6 +81,9 @@ impl Policy {
     /// first name). Among the rules naming both the workload and that target, any deny wins, then
     /// any approve, then any allow (the first rule by name reports the verdict); no rule or no
     /// target is a deny by [`DEFAULT_DENY`]. IPv4-mapped IPv6 destinations count as IPv4.
+    /// Statement rules (with `[rule.postgres]`) count here as follows: an allow or approve one
+    /// allows the connection (its statements are decided later, by
+    /// [`Policy::evaluate_statement`]); a deny one does not count.
     pub fn evaluate(&self, workload: &Workload, dst: SocketAddr, dns: &DnsTable) -> Decision {
         let enforced = workload.mode == Mode::Enforce;
         let Some(target) = self.most_specific_target(dst.ip().to_canonical(), dst.port(), dns)
@@ -92,16 +95,15 @@ impl Policy {
                 target: None,
             };
         };
-        let applicable = || {
-            self.rules.iter().filter(|r| {
-                r.workloads.includes(&workload.name) && r.targets.includes(&target.name)
-            })
-        };
         let decided = [Verdict::Deny, Verdict::Approve, Verdict::Allow]
             .into_iter()
-            .find_map(|v| applicable().find(|r| r.action == v));
+            .find_map(|v| {
+                self.applicable(workload, target)
+                    .find(|r| connection_effect(r) == Some(v))
+                    .map(|r| (v, r))
+            });
         let (verdict, rule) = match decided {
-            Some(r) => (r.action, r.name.clone()),
+            Some((v, r)) => (v, r.name.clone()),
             None => (Verdict::Deny, DEFAULT_DENY.to_owned()),
         };
         Decision {
@@ -133,5 +135,15 @@ impl Policy {
             }
         }
         best.map(|(_, t)| t)
+    }
+}
+
+/// What a rule decides for a connection: an L4 rule its action; a statement rule allows the
+/// connection when it allows or approves statements, and has no say when it denies them.
+fn connection_effect(r: &Rule) -> Option<Verdict> {
+    match (&r.postgres, r.action) {
+        (None, action) => Some(action),
+        (Some(_), Verdict::Deny) => None,
+        (Some(_), Verdict::Allow | Verdict::Approve) => Some(Verdict::Allow),
     }
 }

@@ -7,7 +7,10 @@ use serde::{
 };
 use toml::Spanned;
 
-use super::model::{Mode, Verdict};
+use super::{
+    model::{Mode, Verdict},
+    pg::file::{PgRuleDef, PgTargetDef},
+};
 
 /// One policy file: any number of workloads, targets and rules.
 #[derive(Debug, Deserialize)]
@@ -68,10 +71,13 @@ pub(super) struct TargetDef {
     pub(super) name: Spanned<String>,
     /// Free text.
     pub(super) description: Option<String>,
-    /// Protocol spoken there; only "tcp" in this version.
+    /// Protocol spoken there: "tcp" or "postgres".
     pub(super) protocol: Spanned<String>,
     /// `HOST:PORTS` strings; at least one.
     pub(super) addresses: Spanned<Vec<Spanned<String>>>,
+    /// `[target.postgres]`: required for postgres targets, refused for others. Not `Spanned`:
+    /// toml cannot span a table created implicitly (by `[[target.postgres.credential]]` alone).
+    pub(super) postgres: Option<PgTargetDef>,
 }
 
 /// `[[rule]]`: what some workloads may do with some targets.
@@ -88,6 +94,9 @@ pub(super) struct RuleDef {
     pub(super) targets: Spanned<Vec<Spanned<String>>>,
     /// "allow", "deny" or "approve".
     pub(super) action: Verdict,
+    /// `[rule.postgres]`: makes it a statement rule; only for postgres targets. Not `Spanned`
+    /// (see `TargetDef::postgres`).
+    pub(super) postgres: Option<PgRuleDef>,
 }
 
 /// A uid/gid or a list of them, as written.

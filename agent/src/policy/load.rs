@@ -11,7 +11,8 @@ use super::{
     compile::{Checked, Defined, Refs, check_file},
     error::{Location, PolicyError, PolicyErrors, Source},
     file::PolicyFile,
-    model::{Names, Policy, Rule},
+    model::{Names, Policy, Protocol, Rule, Target},
+    secret::{EnvLookup, process_env},
 };
 
 /// Loads every `*.toml` file of `dir` (not hidden ones, not subdirectories), in file name order.
@@ -28,7 +29,7 @@ pub fn load_dir(dir: &Path, trust_domain: Option<&str>) -> Result<Policy, Policy
             Err(e) => errors.push(PolicyError::whole_file(&path, format!("cannot read: {e}"))),
         }
     }
-    let policy = load_sources(&sources, trust_domain, errors)?;
+    let policy = load_sources(&sources, trust_domain, &process_env, errors)?;
     debug!(
         dir = %dir.display(),
         files = sources.len(),
@@ -47,8 +48,19 @@ pub fn load_str(
     load_sources(
         &[(file.to_owned(), text.to_owned())],
         trust_domain,
+        &process_env,
         Vec::new(),
     )
+}
+
+/// [`load_str`] with `env` standing for the agent's environment (`password_env`).
+#[cfg(test)]
+pub(super) fn load_str_env(
+    file: &Path,
+    text: &str,
+    env: EnvLookup<'_>,
+) -> Result<Policy, PolicyErrors> {
+    load_sources(&[(file.to_owned(), text.to_owned())], None, env, Vec::new())
 }
 
 /// The policy files of `dir`, sorted: regular files (or links to them) named `*.toml`, not
@@ -80,6 +92,7 @@ fn policy_files(dir: &Path) -> Result<Vec<PathBuf>, PolicyError> {
 fn load_sources(
     sources: &[(PathBuf, String)],
     trust_domain: Option<&str>,
+    env: EnvLookup<'_>,
     mut errors: Vec<PolicyError>,
 ) -> Result<Policy, PolicyErrors> {
     let mut all = Checked::default();
@@ -95,7 +108,7 @@ fn load_sources(
                 continue;
             }
         };
-        let checked = check_file(&src, parsed, trust_domain, &mut errors);
+        let checked = check_file(&src, parsed, trust_domain, env, &mut errors);
         all.workloads.extend(checked.workloads);
         all.targets.extend(checked.targets);
         all.rules.extend(checked.rules);
@@ -109,26 +122,54 @@ fn load_sources(
     Err(PolicyErrors(errors))
 }
 
-/// Cross-file checks: unique names per kind, rules naming defined workloads and targets.
+/// Cross-file checks: unique names per kind, rules naming defined workloads and targets,
+/// statement rules naming postgres targets only.
 fn link(all: Checked, errors: &mut Vec<PolicyError>) -> Policy {
     let workload_names = unique_names("workload", &all.workloads, errors);
     let target_names = unique_names("target", &all.targets, errors);
     let _ = unique_names("rule", &all.rules, errors);
+    let valid_targets: Vec<&Target> = all.targets.iter().filter_map(|d| d.item.as_ref()).collect();
 
     let mut rules = Vec::new();
     for Defined { name, item, .. } in all.rules {
         let Some(r) = item else { continue };
         let workloads = resolve(&name, "workload", r.workloads, &workload_names, errors);
         let targets = resolve(&name, "target", r.targets, &target_names, errors);
-        if let (Some(workloads), Some(targets)) = (workloads, targets) {
-            rules.push(Rule {
-                name,
-                workloads,
-                targets,
-                action: r.action,
-                description: r.description,
-            });
-        }
+        let (Some(workloads), Some(targets)) = (workloads, targets) else {
+            continue;
+        };
+        let postgres = match r.postgres {
+            Some((pg, at)) => {
+                let not_pg: Vec<String> = valid_targets
+                    .iter()
+                    .filter(|t| targets.includes(&t.name) && t.protocol != Protocol::Postgres)
+                    .map(|t| format!("{:?} ({})", t.name, t.protocol))
+                    .collect();
+                if !not_pg.is_empty() {
+                    let named = match targets {
+                        Names::All => "targets = [\"*\"] includes",
+                        Names::Some(_) => "it names",
+                    };
+                    errors.push(at.error(format!(
+                        "rule {name:?} has a [rule.postgres] section, but {named} target {} \
+                         that is not a postgres target: statement rules apply to postgres \
+                         targets only",
+                        not_pg.join(", ")
+                    )));
+                    continue;
+                }
+                Some(pg)
+            }
+            None => None,
+        };
+        rules.push(Rule {
+            name,
+            workloads,
+            targets,
+            action: r.action,
+            description: r.description,
+            postgres,
+        });
     }
     let workloads = all.workloads.into_iter().filter_map(|d| d.item).collect();
     let targets = all.targets.into_iter().filter_map(|d| d.item).collect();

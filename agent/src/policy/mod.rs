@@ -1,12 +1,17 @@
 //! Policy: which processes are which workload (selectors, SPIFFE IDs), and which workload may
-//! reach which destination (L4 rules). Pure parsing, validation and evaluation, no I/O besides
-//! reading the policy files; the format and semantics are documented in `policies/README.md`.
+//! reach which destination (L4 rules), and what it may do there (PostgreSQL login and statement
+//! rules). Pure parsing, validation and evaluation, no I/O besides reading the policy files and
+//! the secrets they name (at load); the format and semantics are documented in
+//! `policies/README.md`.
 //!
 //! - [`load_dir`] / [`load_str`] parse and check every file, collecting every error
 //!   ([`PolicyErrors`], each at a file, line and column).
 //! - [`Policy::match_workload`] finds the workload of a [`Subject`] (the connecting process).
 //! - [`Policy::evaluate`] decides for a workload and a destination; DNS names are resolved by the
 //!   agent beforehand into a [`DnsTable`] ([`Policy::dns_names`] lists them).
+//! - PostgreSQL targets: [`Policy::evaluate_login`] (role and database at session start) and
+//!   [`Policy::evaluate_statement`] (each Query or Parse, from [`StatementFacts`]); secrets named
+//!   by `[target.postgres]` are read at load into [`Secret`]s, which never print.
 mod address;
 mod compile;
 mod error;
@@ -14,6 +19,8 @@ mod evaluate;
 mod file;
 mod load;
 mod model;
+mod pg;
+mod secret;
 mod selector;
 pub mod spiffe;
 
@@ -23,6 +30,15 @@ pub use error::{PolicyError, PolicyErrors};
 pub use evaluate::{DEFAULT_DENY, Decision, DnsTable, TargetMatch};
 pub use load::{load_dir, load_str};
 pub use model::{Mode, Names, Policy, Protocol, Rule, Target, Verdict, Workload};
+pub use pg::{
+    compile::MAX_REGEX_LEN,
+    evaluate::{NO_STATEMENT_RULES, UNKNOWN_STATEMENT},
+    model::{
+        BinaryResults, Credential, CredentialSecret, PostgresTarget, StatementFacts, StatementRule,
+        TableGlobs, UpstreamTls,
+    },
+};
+pub use secret::{MAX_SECRET_LEN, Secret, SecretOrigin};
 pub use selector::{Pattern, Selector, Subject};
 pub use spiffe::{SpiffeId, SpiffeIdError};
 

@@ -6,6 +6,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     address::Address,
+    pg::model::{CredentialSecret, PostgresTarget, StatementRule},
     selector::{Selector, Subject},
     spiffe::SpiffeId,
 };
@@ -37,12 +38,15 @@ impl fmt::Display for Mode {
 pub enum Protocol {
     /// Opaque TCP: L4 policy, bytes copied as they are.
     Tcp,
+    /// PostgreSQL: L4 policy at connection time, then login and statement rules, masking.
+    Postgres,
 }
 
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Protocol::Tcp => "tcp",
+            Protocol::Postgres => "postgres",
         })
     }
 }
@@ -118,6 +122,8 @@ pub struct Target {
     pub addresses: Vec<Address>,
     /// Free text from the policy file.
     pub description: Option<String>,
+    /// `[target.postgres]`: set exactly when `protocol` is [`Protocol::Postgres`].
+    pub postgres: Option<PostgresTarget>,
 }
 
 /// The workloads or targets a rule applies to.
@@ -161,6 +167,9 @@ pub struct Rule {
     pub action: Verdict,
     /// Free text from the policy file.
     pub description: Option<String>,
+    /// `[rule.postgres]`: with it, a statement rule (its targets are all postgres targets);
+    /// without it, an L4 rule.
+    pub postgres: Option<StatementRule>,
 }
 
 /// A loaded, validated policy. Cheap enough to clone; share it behind an `Arc`/`ArcSwap`.
@@ -252,12 +261,69 @@ fn normalized(workloads: &[Workload], targets: &[Target], rules: &[Rule]) -> Str
         addrs.sort();
         addrs.dedup();
         out += &format!("target {:?} {} {}\n", t.name, t.protocol, addrs.join(","));
+        if let Some(pg) = &t.postgres {
+            out += &normalized_pg_target(pg);
+        }
     }
     for r in rules {
         let (name, ws, ts, action) = (&r.name, &r.workloads, &r.targets, r.action);
         out += &format!("rule {name:?} {ws} {ts} {action}\n");
+        if let Some(pg) = &r.postgres {
+            out += &normalized_pg_rule(pg);
+        }
     }
     out
+}
+
+/// A postgres target's settings, one line each. Secrets appear by origin (path or variable
+/// name), never by value.
+fn normalized_pg_target(pg: &PostgresTarget) -> String {
+    let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
+    let mut out = format!(
+        "  postgres tls={} ca={:?} server_name={:?} client_tls={} binary={} redact={}\n",
+        pg.upstream_tls,
+        path(&pg.ca_file),
+        pg.server_name,
+        pg.client_tls,
+        pg.binary_results,
+        pg.redact_literals
+    );
+    for c in &pg.credentials {
+        let secret = match &c.secret {
+            CredentialSecret::Password(s) => format!("password {}", s.origin()),
+            CredentialSecret::ClientCert { cert, key } => {
+                format!("cert {:?} {:?}", cert.display(), key.display())
+            }
+        };
+        out += &format!("  credential {:?} {secret}\n", c.role);
+    }
+    if let Some(m) = &pg.masking {
+        let key = pg.hash_key.as_ref().map(|k| k.origin().to_string());
+        out += &format!("  masking hash_key={key:?}\n");
+        for c in &m.columns {
+            let (name, table, style) = (&c.name, &c.table, c.style.name());
+            out += &format!("  mask column {name:?} {table:?} {style}\n");
+        }
+        for d in &m.detectors {
+            let (det, style, bare) = (d.detector, d.style.name(), d.bare_digits);
+            out += &format!("  mask detector {det} {style} {bare}\n");
+        }
+    }
+    out
+}
+
+/// A statement rule's conditions, each list in canonical order.
+fn normalized_pg_rule(pg: &StatementRule) -> String {
+    let classes = pg
+        .classes
+        .as_ref()
+        .map(|c| c.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(","));
+    let tables = pg.tables.as_ref().map(|t| t.patterns().join(","));
+    let regex = pg.regex.as_ref().map(regex::Regex::as_str);
+    let (dbs, roles) = (&pg.databases, &pg.roles);
+    format!(
+        "  postgres classes={classes:?} tables={tables:?} regex={regex:?} databases={dbs:?} roles={roles:?}\n"
+    )
 }
 
 fn fingerprint(normalized: &str) -> String {

@@ -99,6 +99,10 @@ pub struct Context {
     pub limit: Arc<Semaphore>,
     /// Flips to true when open connections must end (drain time over).
     pub stop: watch::Receiver<bool>,
+    /// tollgate's local CA, for client-side TLS termination.
+    pub ca: Arc<crate::tls::LocalCa>,
+    /// Cancellation keys issued to PostgreSQL clients.
+    pub pg_cancel: crate::postgres::session::cancel::CancelRegistry,
 }
 
 impl Context {

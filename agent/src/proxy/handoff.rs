@@ -178,6 +178,19 @@ pub async fn handle(ctx: Arc<Context>, client: TcpStream, peer: SocketAddr, loca
     let protocol = decision.target.as_ref().map(|t| t.protocol);
     // The target's protocol handler; L7 handlers (postgres, http, ssh) plug in here.
     let transfer: Transfer = match protocol {
+        Some(Protocol::Postgres) => {
+            let init = crate::postgres::session::SessionInit {
+                connection_id: id,
+                workload: w.map(|w| w.name.clone()).unwrap_or_default(),
+                target: decision
+                    .target
+                    .as_ref()
+                    .map(|t| t.name.clone())
+                    .unwrap_or_default(),
+                dst,
+            };
+            crate::postgres::session::serve(&ctx, init, client, upstream).await
+        }
         Some(Protocol::Tcp) | None => tcp::serve(&ctx, &client, &upstream).await,
     };
     info!(

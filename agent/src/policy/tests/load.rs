@@ -162,7 +162,7 @@ fn error_locations() {
         (
             &postgres,
             (3, 12),
-            "protocol \"postgres\" is not supported yet",
+            "protocol \"postgres\" needs a [target.postgres] section",
         ),
         (&udp, (3, 12), "unknown protocol \"udp\""),
         (&multiline, (6, 3), "did you mean 10.0.0.0/8"),

@@ -123,18 +123,16 @@ fn on_frame(
                 _ => debug!("RowDescription without a request"),
             }
         }
-        b'D' => {
-            if !masker.is_empty() {
-                let cols = current_columns(&st.expect);
-                let mut counts = MaskCounts::default();
-                let masked = mask_row(masker, cols.as_ref(), &frame, &mut counts)?;
-                if !counts.is_empty() {
-                    add_counts(&mut st.expect, &counts);
-                }
-                if let Some(row) = masked {
-                    row.encode(out);
-                    return Ok(());
-                }
+        b'D' if !masker.is_empty() => {
+            let cols = current_columns(&st.expect);
+            let mut counts = MaskCounts::default();
+            let masked = mask_row(masker, cols.as_ref(), &frame, &mut counts)?;
+            if !counts.is_empty() {
+                add_counts(&mut st.expect, &counts);
+            }
+            if let Some(row) = masked {
+                row.encode(out);
+                return Ok(());
             }
         }
         b'd' if st.copy_out && masker.has_detectors() => {
@@ -264,13 +262,15 @@ fn mask_row(
         let replacement = match col {
             None if masker.has_column_rules() => {
                 // Columns unknown: column rules cannot be told apart, so every value is hidden.
-                *counts.by_column.entry("unknown-columns".into()).or_default() += 1;
+                *counts
+                    .by_column
+                    .entry("unknown-columns".into())
+                    .or_default() += 1;
                 Some(UNKNOWN_COLUMN_MARK.to_owned())
             }
-            Some(c) if c.binary => {
-                // Refused at Bind while masking is on; never forward an unmaskable value.
-                Some(UNKNOWN_COLUMN_MARK.to_owned())
-            }
+            // Binary values pass only under `binary_results = "allow"` for unmasked columns
+            // (checked at Bind); a masked binary column is never forwarded.
+            Some(c) if c.binary => c.mask.is_some().then(|| UNKNOWN_COLUMN_MARK.to_owned()),
             _ => match std::str::from_utf8(bytes) {
                 Ok(text) => masker.mask_value(col.and_then(|c| c.mask.as_ref()), text, counts),
                 Err(_) => Some(UNKNOWN_COLUMN_MARK.to_owned()),

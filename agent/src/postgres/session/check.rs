@@ -30,6 +30,8 @@ pub struct SessionMeta {
     pub redact_literals: bool,
     /// The target masks columns by name (COPY TO cannot be masked by column).
     pub column_masking: bool,
+    /// `binary_results = "allow"`: binary results pass unless a masked column is binary.
+    pub binary_allowed: bool,
 }
 
 /// The verdict on one message of SQL text.
@@ -68,7 +70,11 @@ impl Checked {
             started: Instant::now(),
             started_at: SystemTime::now(),
             text,
-            classes: self.statements.iter().map(|c| class_name(c.class)).collect(),
+            classes: self
+                .statements
+                .iter()
+                .map(|c| class_name(c.class))
+                .collect(),
             tables,
             decision: self.decision.label().to_owned(),
             rule: self.decision.rule.clone(),
@@ -100,7 +106,12 @@ pub async fn check(ctx: &Context, meta: &SessionMeta, sql_text: &str) -> Checked
     }
 }
 
-fn decide(ctx: &Context, meta: &SessionMeta, sql_text: &str, statements: &[Classified]) -> Decision {
+fn decide(
+    ctx: &Context,
+    meta: &SessionMeta,
+    sql_text: &str,
+    statements: &[Classified],
+) -> Decision {
     let state = ctx.policy.load();
     let Some(workload) = state.policy.workload(&meta.workload) else {
         // The workload left the policy since the session began: nothing is granted.
@@ -127,7 +138,12 @@ fn decide(ctx: &Context, meta: &SessionMeta, sql_text: &str, statements: &[Class
     )
 }
 
-async fn hold(ctx: &Context, meta: &SessionMeta, sql_text: &str, d: Decision) -> (Decision, String) {
+async fn hold(
+    ctx: &Context,
+    meta: &SessionMeta,
+    sql_text: &str,
+    d: Decision,
+) -> (Decision, String) {
     let summary: String = sql::classify(sql_text)
         .iter()
         .map(|c| c.text_redacted.as_str())

@@ -75,7 +75,10 @@ mod tests {
     #[test]
     fn raise_sql_quotes_the_message() {
         let sql = raise_sql("42501", "it's denied \\ $tollgate$ end");
-        assert!(sql.contains("E'it''s denied \\\\ $ tollgate $ end'"), "{sql}");
+        assert!(
+            sql.contains("E'it''s denied \\\\ $ tollgate $ end'"),
+            "{sql}"
+        );
         assert!(sql.starts_with("DO $tollgate$ BEGIN RAISE EXCEPTION USING ERRCODE = '42501'"));
         assert_eq!(sql.matches("$tollgate$").count(), 2);
     }

@@ -105,9 +105,9 @@ where
                     Some(p) => {
                         let cols = p.columns.clone().or_else(|| {
                             st.prepared.get(&p.statement).and_then(|s| {
-                                s.fields.as_ref().map(|f| {
-                                    super::state::columns(masker, f, Some(&p.formats))
-                                })
+                                s.fields
+                                    .as_ref()
+                                    .map(|f| super::state::columns(masker, f, Some(&p.formats)))
                             })
                         });
                         let audit = st.prepared.get(&p.statement).map(|s| s.audit.clone());
@@ -172,7 +172,10 @@ async fn flush<W: AsyncWrite + Unpin>(server: &mut W, out: &mut BytesMut) -> std
 }
 
 fn bad(frame: &FrontendFrame) -> ReadError {
-    ReadError::Violation(format!("unexpected or malformed {} after startup", frame.name()))
+    ReadError::Violation(format!(
+        "unexpected or malformed {} after startup",
+        frame.name()
+    ))
 }
 
 async fn on_query(
@@ -183,9 +186,9 @@ async fn on_query(
     frame: FrontendFrame,
     out: &mut BytesMut,
 ) {
-    let checked = check::check(ctx, meta, &q.sql).await;
+    let checked = check::check(ctx, meta, &q.query).await;
     let seq = shared.lock().seq();
-    let audit = checked.audit(seq, &q.sql, meta.redact_literals);
+    let audit = checked.audit(seq, &q.query, meta.redact_literals);
     if checked.decision.permits() {
         // One audit entry per message; rows are summed over its statements.
         let stmts = std::iter::once(audit).collect();
@@ -274,9 +277,25 @@ fn on_bind(
     out: &mut BytesMut,
 ) {
     let binary = b.result_formats.contains(&1);
-    if binary && !masker.is_empty() {
-        // Binary values cannot be masked as text: refused while the target masks anything.
-        let msg = "tollgate: binary result format is refused on a target with masking; use text format";
+    // Binary values cannot be masked as text. "refuse": no binary results while the target masks
+    // anything. "allow": binary results pass when the statement's columns are known and no
+    // column with a rule is binary (detectors do not apply to binary values).
+    let binary_ok = !binary
+        || masker.is_empty()
+        || (meta.binary_allowed
+            && shared
+                .lock()
+                .prepared
+                .get(&b.statement)
+                .and_then(|p| p.fields.as_ref())
+                .is_some_and(|f| {
+                    super::state::columns(masker, f, Some(&b.result_formats))
+                        .iter()
+                        .all(|c| !(c.binary && c.mask.is_some()))
+                }));
+    if !binary_ok {
+        let msg =
+            "tollgate: binary result format is refused on a target with masking; use text format";
         debug!(target = %meta.target, "binary results refused");
         let mut st = shared.lock();
         st.expect.push_back(Expect::Parse { swallow: true });
@@ -379,4 +398,3 @@ pub fn record_done(
         tracing::warn!(error = %e, "statement audit record dropped");
     }
 }
-

@@ -1,8 +1,8 @@
 //! One PostgreSQL session through tollgate: client startup, login checks, upstream login with
 //! injected credentials, then two pumps (client → server with statement policy, server →
 //! client with masking) sharing the expected-response state.
-pub mod cancel;
 mod backend;
+pub mod cancel;
 mod check;
 mod deny;
 mod frontend;
@@ -51,7 +51,12 @@ pub struct SessionInit {
 }
 
 /// Serves one client connection to a postgres target until it ends.
-pub async fn serve(ctx: &Context, init: SessionInit, client: TcpStream, upstream: TcpStream) -> Transfer {
+pub async fn serve(
+    ctx: &Context,
+    init: SessionInit,
+    client: TcpStream,
+    upstream: TcpStream,
+) -> Transfer {
     let up = AtomicU64::new(0);
     let down = AtomicU64::new(0);
     let end = match run(ctx, &init, client, upstream, &up, &down).await {
@@ -82,25 +87,30 @@ async fn run(
         .target(&init.target)
         .and_then(|t| t.postgres.clone())
         .ok_or("target has no postgres settings")?;
-    let masker = match &pg.masking {
-        Some(m) => Masker::new(m, pg.hash_key.as_ref().map(|k| k.expose()))
-            .map_err(|e| format!("masking: {e}"))?,
-        None => Masker::default(),
+    let masker: Masker = pg.masker.clone().unwrap_or_default();
+    let server_tls = if pg.client_tls {
+        let opts = crate::tls::ServerOptions {
+            fallback_name: Some(init.dst.ip().to_string()),
+            alpn: vec![crate::tls::ALPN_POSTGRESQL.to_vec()],
+        };
+        Some(
+            crate::tls::server_config(ctx.ca.clone(), opts)
+                .map_err(|e| format!("client TLS: {e}"))?,
+        )
+    } else {
+        None
     };
-    let server_tls = pg
-        .client_tls
-        .then(|| ctx.tls.server_config(&init.dst.ip().to_string()));
     let start = startup::accept(client, server_tls)
         .await
         .map_err(|e| format!("client startup: {e}"))?;
-    let (mut client, client_buf, startup) = match start {
+    let (mut client, client_buf, startup, client_tls) = match start {
         ClientStart::Cancel(req) => return cancel_forward(ctx, req, upstream, &pg, init).await,
         ClientStart::Session {
             stream,
             buf,
             startup,
-            ..
-        } => (stream, buf, startup),
+            tls,
+        } => (stream, buf, startup, tls),
     };
 
     // Who may log in as whom: the client's password is never used; its workload decides.
@@ -110,13 +120,23 @@ async fn run(
     }
     let database = startup.database().unwrap_or(&role).to_owned();
     let Some(cred) = pg.credentials.iter().find(|c| c.role == role) else {
-        let msg = format!("tollgate: no credential for role \"{role}\" on target \"{}\"", init.target);
+        let msg = format!(
+            "tollgate: no credential for role \"{role}\" on target \"{}\"",
+            init.target
+        );
         return refuse(&mut client, "28000", &msg).await;
     };
     let Some(workload) = state.policy.workload(&init.workload) else {
-        return refuse(&mut client, "28000", "tollgate: workload no longer in policy").await;
+        return refuse(
+            &mut client,
+            "28000",
+            "tollgate: workload no longer in policy",
+        )
+        .await;
     };
-    let login = state.policy.evaluate_login(workload, &init.target, &role, &database);
+    let login = state
+        .policy
+        .evaluate_login(workload, &init.target, &role, &database);
     if !login.permits() || login.verdict == Verdict::Approve {
         let msg = format!(
             "tollgate: role \"{role}\" on database \"{database}\" denied by rule \"{}\"",
@@ -126,7 +146,10 @@ async fn run(
     }
 
     let upstream_startup = upstream_startup(&startup, &role, &database);
-    let host = pg.server_name.clone().unwrap_or_else(|| init.dst.ip().to_string());
+    let host = pg
+        .server_name
+        .clone()
+        .unwrap_or_else(|| init.dst.ip().to_string());
     let server = match upstream::connect_tls(upstream, &pg, &host).await {
         Ok(s) => s,
         Err(e) => return refuse(&mut client, "08006", &format!("tollgate: upstream {e}")).await,
@@ -139,7 +162,10 @@ async fn run(
             return refuse(&mut client, "08006", &format!("tollgate: upstream {e}")).await;
         }
     };
-    info!(workload = %init.workload, target = %init.target, %role, %database, "postgres session open");
+    info!(
+        workload = %init.workload, target = %init.target, %role, %database, client_tls,
+        "postgres session open"
+    );
 
     // The client never authenticates to tollgate: its identity is its workload.
     let mut hello = BytesMut::new();
@@ -177,12 +203,24 @@ async fn run(
         role,
         redact_literals: pg.redact_literals,
         column_masking: masker.has_column_rules(),
+        binary_allowed: pg.binary_results == crate::policy::BinaryResults::Allow,
     };
     let shared = state::Shared::default();
     let (client_r, client_w) = tokio::io::split(client);
     let (server_r, mut server_w) = tokio::io::split(ready.stream);
-    let front = frontend::pump(ctx, &meta, &masker, &shared, client_r, client_buf, &mut server_w, up);
-    let back = backend::pump(ctx, &meta, &masker, &shared, server_r, ready.buf, client_w, down);
+    let front = frontend::pump(
+        ctx,
+        &meta,
+        &masker,
+        &shared,
+        client_r,
+        client_buf,
+        &mut server_w,
+        up,
+    );
+    let back = backend::pump(
+        ctx, &meta, &masker, &shared, server_r, ready.buf, client_w, down,
+    );
     tokio::pin!(front);
     tokio::pin!(back);
     let end = tokio::select! {
@@ -254,7 +292,10 @@ async fn cancel_forward(
     if target.upstream != init.dst || target.target != init.target {
         return Err("cancel request for another target".into());
     }
-    let host = pg.server_name.clone().unwrap_or_else(|| init.dst.ip().to_string());
+    let host = pg
+        .server_name
+        .clone()
+        .unwrap_or_else(|| init.dst.ip().to_string());
     let mut s = upstream::connect_tls(upstream, pg, &host)
         .await
         .map_err(|e| e.to_string())?;

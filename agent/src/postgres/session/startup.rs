@@ -6,8 +6,8 @@ use bytes::BytesMut;
 use tokio::net::TcpStream;
 
 use crate::postgres::protocol::{
-    CancelRequest, FrontendKind, FrontendMessage, GSSENC_REFUSED, SSL_ACCEPTED,
-    SSL_REFUSED, StartupMessage,
+    CancelRequest, FrontendKind, FrontendMessage, GSSENC_REFUSED, SSL_ACCEPTED, SSL_REFUSED,
+    StartupMessage,
 };
 
 use super::stream::{BoxStream, ReadError, read_frontend, send};
@@ -46,20 +46,24 @@ pub async fn accept(
                 };
                 if !buf.is_empty() {
                     // Bytes sent before our answer would be read as if they came over TLS.
-                    return Err(violation("data after SSLRequest before the server answered"));
+                    return Err(violation(
+                        "data after SSLRequest before the server answered",
+                    ));
                 }
                 send(&mut tcp, &[SSL_ACCEPTED]).await?;
                 let stream = tokio_rustls::TlsAcceptor::from(config).accept(tcp).await?;
                 let mut stream: BoxStream = Box::new(stream);
-                return after_tls(&mut stream, buf).await.map(|(buf, startup)| match startup {
-                    Startup::Session(startup) => ClientStart::Session {
-                        stream,
-                        buf,
-                        startup,
-                        tls: true,
-                    },
-                    Startup::Cancel(c) => ClientStart::Cancel(c),
-                });
+                return after_tls(&mut stream, buf)
+                    .await
+                    .map(|(buf, startup)| match startup {
+                        Startup::Session(startup) => ClientStart::Session {
+                            stream,
+                            buf,
+                            startup,
+                            tls: true,
+                        },
+                        Startup::Cancel(c) => ClientStart::Cancel(c),
+                    });
             }
             FrontendKind::GssEncRequest => send(&mut tcp, &[GSSENC_REFUSED]).await?,
             FrontendKind::CancelRequest | FrontendKind::Startup(_) => {
@@ -103,9 +107,9 @@ fn decode_startup(msg: &FrontendMessage) -> Result<Startup, ReadError> {
         FrontendMessage::StartupMessage(s) if s.version.major == 3 && s.version.minor == 0 => {
             Ok(Startup::Session(s.clone()))
         }
-        FrontendMessage::StartupMessage(_) => {
-            Err(violation("protocol version other than 3.0 (tollgate speaks 3.0)"))
-        }
+        FrontendMessage::StartupMessage(_) => Err(violation(
+            "protocol version other than 3.0 (tollgate speaks 3.0)",
+        )),
         _ => Err(violation("expected a startup packet")),
     }
 }

@@ -37,7 +37,11 @@ pub async fn read_frontend<S: AsyncRead + Unpin + ?Sized>(
     buf: &mut BytesMut,
     startup: bool,
 ) -> Result<FrontendFrame, ReadError> {
-    let max = if startup { MAX_STARTUP_LEN } else { MAX_MESSAGE_LEN };
+    let max = if startup {
+        MAX_STARTUP_LEN
+    } else {
+        MAX_MESSAGE_LEN
+    };
     loop {
         if let Some(f) = next_frontend(buf, startup, max)? {
             return Ok(f);

@@ -74,7 +74,11 @@ pub async fn connect_tls(
             return Ok(Box::new(tcp));
         }
         b'N' => return Err(UpstreamError::Tls("server does not accept TLS".into())),
-        other => return Err(UpstreamError::Tls(format!("unexpected answer {other:#x} to SSLRequest"))),
+        other => {
+            return Err(UpstreamError::Tls(format!(
+                "unexpected answer {other:#x} to SSLRequest"
+            )));
+        }
     }
     let verify = match cfg.upstream_tls {
         UpstreamTls::VerifyFull => tls::Verify::Full,
@@ -120,19 +124,27 @@ pub async fn login(
             BackendMessage::Authentication(a) => match a {
                 Authentication::Ok => break,
                 Authentication::CleartextPassword => {
-                    let pw = password.ok_or_else(|| auth("server asks for a password; the credential is a certificate"))?;
+                    let pw = password.ok_or_else(|| {
+                        auth("server asks for a password; the credential is a certificate")
+                    })?;
                     encoded(|o| PasswordMessage::from_password(pw).encode(o))
                 }
                 Authentication::Md5Password { salt } => {
-                    let pw = password.ok_or_else(|| auth("server asks for md5; the credential is a certificate"))?;
+                    let pw = password.ok_or_else(|| {
+                        auth("server asks for md5; the credential is a certificate")
+                    })?;
                     let answer = md5::answer(role, pw, salt);
                     encoded(|o| PasswordMessage::from_password(answer.as_bytes()).encode(o))
                 }
                 Authentication::Sasl { mechanisms } => {
                     if !mechanisms.iter().any(|m| m == "SCRAM-SHA-256") {
-                        return Err(auth(&format!("no supported SASL mechanism in {mechanisms:?}")));
+                        return Err(auth(&format!(
+                            "no supported SASL mechanism in {mechanisms:?}"
+                        )));
                     }
-                    let pw = password.ok_or_else(|| auth("server asks for SCRAM; the credential is a certificate"))?;
+                    let pw = password.ok_or_else(|| {
+                        auth("server asks for SCRAM; the credential is a certificate")
+                    })?;
                     let c = ScramClient::new(pw);
                     let mut o = BytesMut::new();
                     SaslInitialResponse {
@@ -144,8 +156,11 @@ pub async fn login(
                     o.freeze()
                 }
                 Authentication::SaslContinue { data } => {
-                    let c = scram.as_mut().ok_or_else(|| auth("SASLContinue before SASL"))?;
-                    let first = std::str::from_utf8(&data).map_err(|_| auth("server-first is not UTF-8"))?;
+                    let c = scram
+                        .as_mut()
+                        .ok_or_else(|| auth("SASLContinue before SASL"))?;
+                    let first = std::str::from_utf8(&data)
+                        .map_err(|_| auth("server-first is not UTF-8"))?;
                     let fin = c.client_final(first).map_err(|e| auth(&e.to_string()))?;
                     let mut o = BytesMut::new();
                     SaslResponse {
@@ -155,9 +170,13 @@ pub async fn login(
                     o.freeze()
                 }
                 Authentication::SaslFinal { data } => {
-                    let c = scram.as_ref().ok_or_else(|| auth("SASLFinal before SASL"))?;
-                    let fin = std::str::from_utf8(&data).map_err(|_| auth("server-final is not UTF-8"))?;
-                    c.verify_server_final(fin).map_err(|e| auth(&e.to_string()))?;
+                    let c = scram
+                        .as_ref()
+                        .ok_or_else(|| auth("SASLFinal before SASL"))?;
+                    let fin = std::str::from_utf8(&data)
+                        .map_err(|_| auth("server-final is not UTF-8"))?;
+                    c.verify_server_final(fin)
+                        .map_err(|e| auth(&e.to_string()))?;
                     continue;
                 }
                 Authentication::Unsupported { code, .. } => {
@@ -172,7 +191,12 @@ pub async fn login(
                 )));
             }
             BackendMessage::NegotiateProtocolVersion(_) => continue,
-            other => return Err(auth(&format!("unexpected {} during authentication", other.name()))),
+            other => {
+                return Err(auth(&format!(
+                    "unexpected {} during authentication",
+                    other.name()
+                )));
+            }
         };
         send(&mut stream, &reply).await?;
     }

@@ -1,0 +1,115 @@
+//! The tokio-postgres client: what this test binary does when re-run in the enrolled cgroup
+//! as `rust_driver_child` (see [`super::client::rust_client`]). It connects without a
+//! password, runs each step, and prints one JSON object with the outcome of every step.
+use serde_json::{Value, json};
+use tokio_postgres::{NoTls, SimpleQueryMessage};
+
+/// One step's error as JSON: `{"code": SQLSTATE, "message": …}` for a server (or tollgate)
+/// error, `{"error": …}` otherwise.
+fn error(e: &tokio_postgres::Error) -> Value {
+    match e.as_db_error() {
+        Some(db) => json!({"code": db.code().code(), "message": db.message()}),
+        None => json!({"error": e.to_string()}),
+    }
+}
+
+/// Runs the scenario described by `spec` (`port`, `user`, `card`).
+pub async fn scenario(spec: &Value) -> Value {
+    let port = spec["port"].as_u64().expect("spec.port");
+    let user = spec["user"].as_str().expect("spec.user");
+    let card = spec["card"].as_str().expect("spec.card").to_owned();
+    let conf = format!("host=127.0.0.1 port={port} user={user} dbname=orders sslmode=disable");
+    let mut out = json!({"pid": std::process::id()});
+    let (client, conn) = match tokio_postgres::connect(&conf, NoTls).await {
+        Ok(pair) => pair,
+        Err(e) => {
+            out["connect"] = error(&e);
+            return out;
+        }
+    };
+    out["connect"] = json!("ok");
+    let conn = tokio::spawn(conn);
+
+    // Simple protocol: text results, masked by tollgate.
+    out["simple"] = match client
+        .simple_query("select id, card_number, email from customers where id <= 3 order by id")
+        .await
+    {
+        Ok(msgs) => Value::Array(
+            msgs.iter()
+                .filter_map(|m| match m {
+                    SimpleQueryMessage::Row(row) => {
+                        Some(json!([row.get(0), row.get(1), row.get(2)]))
+                    }
+                    _ => None,
+                })
+                .collect(),
+        ),
+        Err(e) => error(&e),
+    };
+
+    // Extended protocol with a parameter; results in binary (tokio-postgres always asks for
+    // binary), no masked column among them.
+    out["extended"] = match client
+        .query("select id, balance from accounts where id = $1", &[&7i32])
+        .await
+    {
+        Ok(rows) => Value::Array(
+            rows.iter()
+                .map(|r| json!([r.get::<_, i32>(0), r.get::<_, i64>(1)]))
+                .collect(),
+        ),
+        Err(e) => error(&e),
+    };
+
+    // A named prepared statement, executed several times.
+    out["prepared"] = match client
+        .prepare("select balance from accounts where id = $1")
+        .await
+    {
+        Ok(stmt) => {
+            let mut got = Vec::new();
+            for id in 1..=5i32 {
+                got.push(match client.query_one(&stmt, &[&id]).await {
+                    Ok(row) => json!(row.get::<_, i64>(0)),
+                    Err(e) => error(&e),
+                });
+            }
+            Value::Array(got)
+        }
+        Err(e) => error(&e),
+    };
+
+    // A masked column in binary format: refused.
+    out["binary_masked"] = match client
+        .query("select card_number from customers where id = $1", &[&1i32])
+        .await
+    {
+        Ok(rows) => json!({
+            "rows": rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>()
+        }),
+        Err(e) => error(&e),
+    };
+
+    // The session goes on after the refusal.
+    out["after"] = match client
+        .query_one("select count(*) from customers", &[])
+        .await
+    {
+        Ok(row) => json!(row.get::<_, i64>(0)),
+        Err(e) => error(&e),
+    };
+
+    // A card number as a bind parameter (must never reach the audit).
+    out["bind"] = match client
+        .query("select id from customers where card_number = $1", &[&card])
+        .await
+    {
+        Ok(rows) => Value::Array(rows.iter().map(|r| json!(r.get::<_, i32>(0))).collect()),
+        Err(e) => error(&e),
+    };
+
+    drop(client);
+    let _ = conn.await;
+    out
+}

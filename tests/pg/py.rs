@@ -1,0 +1,121 @@
+//! Python clients of the suite, run with the system Python (`python3-psycopg2`). Each prints
+//! one JSON object on its last line. None is given a password.
+
+/// psycopg2: masked rows (client-side parameters, simple protocol), then a `pg_sleep(30)`
+/// cancelled from another thread with `conn.cancel()`, then the connection is used again.
+/// Args: port.
+pub const PSYCOPG: &str = r#"
+import json, os, sys, threading, time
+import psycopg2
+port = int(sys.argv[1])
+out = {"pid": os.getpid()}
+conn = psycopg2.connect(host="127.0.0.1", port=port, dbname="orders", user="scram_user",
+                        sslmode="disable")
+cur = conn.cursor()
+cur.execute("select id, name, email, card_number, notes from customers where id <= %s order by id",
+            (6,))
+out["rows"] = [list(r) for r in cur.fetchall()]
+conn.rollback()
+
+def cancel():
+    time.sleep(1.0)
+    conn.cancel()
+
+t = threading.Thread(target=cancel)
+t.start()
+start = time.monotonic()
+try:
+    cur.execute("select pg_sleep(30)")
+    out["sleep"] = "completed"
+except psycopg2.Error as e:
+    out["sleep"] = e.pgcode
+    out["sleep_error"] = str(e)
+out["sleep_s"] = time.monotonic() - start
+t.join()
+conn.rollback()
+cur.execute("select count(*) from customers")
+out["after"] = cur.fetchone()[0]
+conn.close()
+print(json.dumps(out))
+"#;
+
+/// Raw protocol client. Opens a psycopg2 session (kept open), then raw sessions that send a
+/// startup packet without any password, read up to ReadyForQuery, send `argv[2]` (hex) as a
+/// malformed message and read until the connection ends; then uses the first session again and
+/// opens a new one. Everything received on the raw sockets is returned (base64).
+/// Args: port, hex bytes of the malformed message (may be empty: just a `select 1`).
+pub const RAW: &str = r#"
+import base64, json, os, socket, struct, sys
+import psycopg2
+port = int(sys.argv[1])
+garbage = bytes.fromhex(sys.argv[2])
+out = {"pid": os.getpid()}
+
+def session():
+    c = psycopg2.connect(host="127.0.0.1", port=port, dbname="orders", user="scram_user",
+                         sslmode="disable")
+    c.autocommit = True
+    return c
+
+def count(c):
+    cur = c.cursor()
+    cur.execute("select count(*) from accounts")
+    return cur.fetchone()[0]
+
+def fields(body):
+    f = {}
+    for part in body.split(b"\0"):
+        if part:
+            f[chr(part[0])] = part[1:].decode("utf-8", "replace")
+    return f
+
+def read(s, buf, stop):
+    msgs = []
+    while True:
+        while len(buf) >= 5:
+            n = struct.unpack("!i", buf[1:5])[0]
+            if len(buf) < 1 + n:
+                break
+            kind, body, buf = chr(buf[0]), buf[5:1 + n], buf[1 + n:]
+            msgs.append((kind, body))
+            if kind in stop:
+                return msgs, buf, "stop"
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            return msgs, buf, "timeout"
+        except OSError as e:
+            return msgs, buf, type(e).__name__
+        if not chunk:
+            return msgs, buf, "eof"
+        received.append(chunk)
+        buf += chunk
+
+received = []
+other = session()
+out["before"] = count(other)
+
+s = socket.create_connection(("127.0.0.1", port), timeout=10)
+params = b"user\0scram_user\0database\0orders\0application_name\0raw\0\0"
+s.sendall(struct.pack("!ii", 8 + len(params), 196608) + params)
+msgs, buf, how = read(s, b"", "ZE")
+out["startup"] = [k for k, _ in msgs]
+out["auth"] = [struct.unpack("!i", b[:4])[0] for k, b in msgs if k == "R"]
+out["startup_errors"] = [fields(b) for k, b in msgs if k == "E"]
+if garbage:
+    s.sendall(garbage)
+else:
+    q = b"select 1\0"
+    s.sendall(b"Q" + struct.pack("!i", 4 + len(q)) + q)
+msgs, buf, how = read(s, buf, "Z" if not garbage else "")
+out["reply"] = [k for k, _ in msgs]
+out["reply_errors"] = [fields(b) for k, b in msgs if k == "E"]
+out["end"] = how
+s.close()
+out["received"] = base64.b64encode(b"".join(received)).decode()
+
+out["other_after"] = count(other)
+other.close()
+out["new_after"] = count(session())
+print(json.dumps(out))
+"#;
