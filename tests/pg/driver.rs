@@ -109,6 +109,49 @@ pub async fn scenario(spec: &Value) -> Value {
         Err(e) => error(&e),
     };
 
+    // DDL through the extended protocol (Parse): denied, nothing dropped.
+    out["ddl_extended"] = match client.execute("DROP TABLE accounts", &[]).await {
+        Ok(n) => json!({"done": n}),
+        Err(e) => error(&e),
+    };
+
+    // A transaction of extended-protocol statements with a denied one inside: the commit
+    // cannot keep the insert.
+    out["txn"] = match client.batch_execute("BEGIN").await {
+        Ok(()) => {
+            let insert = client
+                .execute(
+                    "insert into accounts (id, owner, balance) values ($1, $2, $3)",
+                    &[&5001i32, &"txn", &1i64],
+                )
+                .await;
+            let drop = client.execute("DROP TABLE accounts", &[]).await;
+            let commit = client.simple_query("COMMIT").await;
+            json!({
+                "insert": insert.map_or_else(|e| error(&e), |n| json!(n)),
+                "drop": drop.map_or_else(|e| error(&e), |n| json!(n)),
+                "commit": commit.map_or_else(
+                    |e| error(&e),
+                    |msgs| json!(msgs.iter().filter(|m| matches!(m, SimpleQueryMessage::CommandComplete(_))).count())
+                ),
+            })
+        }
+        Err(e) => error(&e),
+    };
+
+    // Text results in the simple protocol still work after any refusal.
+    out["simple_after"] = match client.simple_query("select count(*) from customers").await {
+        Ok(msgs) => Value::Array(
+            msgs.iter()
+                .filter_map(|m| match m {
+                    SimpleQueryMessage::Row(row) => Some(json!(row.get(0))),
+                    _ => None,
+                })
+                .collect(),
+        ),
+        Err(e) => error(&e),
+    };
+
     drop(client);
     let _ = conn.await;
     out

@@ -131,6 +131,8 @@ impl Fixture {
             masking: true,
             binary_results: None,
             credentials,
+            rule_roles: None,
+            rule_databases: None,
         };
         adjust(&mut spec);
         let mut fixture = Fixture {

@@ -50,6 +50,10 @@ pub struct TargetSpec {
     pub binary_results: Option<String>,
     /// `(role, password file)` credentials.
     pub credentials: Vec<(String, PathBuf)>,
+    /// Roles the allow rules pin the workload to (`roles = [...]`), when set.
+    pub rule_roles: Option<Vec<String>>,
+    /// Databases the allow rules pin the workload to (`databases = [...]`), when set.
+    pub rule_databases: Option<Vec<String>>,
 }
 
 impl TargetSpec {
@@ -99,45 +103,38 @@ pub fn policy(cgroup_glob: &str, target: &TargetSpec) -> String {
          mode = \"enforce\"\n[workload.selector]\ncgroup = {cgroup_glob:?}\n\n"
     );
     p.push_str(&target.toml());
-    p.push_str(&statement_rule(
-        READS,
-        "allow",
-        &["select", "set", "transaction"],
-        Some(TABLES),
-    ));
-    p.push_str(&statement_rule(
-        WRITES,
-        "allow",
-        &["insert", "copy_from"],
-        Some(&[
-            "accounts",
-            "public.accounts",
-            "customers",
-            "public.customers",
-        ]),
-    ));
-    p.push_str(&statement_rule(
-        COPY_OUT,
-        "allow",
-        &["copy_to"],
-        Some(&[
-            "accounts",
-            "public.accounts",
-            "customers",
-            "public.customers",
-        ]),
-    ));
-    p.push_str(&statement_rule(NO_DDL, "deny", &["ddl"], None));
-    p.push_str(&statement_rule(NO_UNKNOWN, "deny", &["unknown"], None));
+    let mut pins = String::new();
+    if let Some(roles) = &target.rule_roles {
+        let _ = writeln!(pins, "roles = {roles:?}");
+    }
+    if let Some(dbs) = &target.rule_databases {
+        let _ = writeln!(pins, "databases = {dbs:?}");
+    }
+    let own = [
+        "accounts",
+        "public.accounts",
+        "customers",
+        "public.customers",
+    ];
+    for (name, classes, tables) in [
+        (READS, &["select", "set", "transaction"][..], TABLES),
+        (WRITES, &["insert", "copy_from"][..], &own[..]),
+        (COPY_OUT, &["copy_to"][..], &own[..]),
+    ] {
+        p.push_str(&statement_rule(name, "allow", classes, Some(tables), &pins));
+    }
+    p.push_str(&statement_rule(NO_DDL, "deny", &["ddl"], None, ""));
+    p.push_str(&statement_rule(NO_UNKNOWN, "deny", &["unknown"], None, ""));
     p
 }
 
-/// A statement rule of `etl` on the target.
+/// A statement rule of `etl` on the target; `extra` is more TOML for its `[rule.postgres]`.
 pub fn statement_rule(
     name: &str,
     action: &str,
     classes: &[&str],
     tables: Option<&[&str]>,
+    extra: &str,
 ) -> String {
     let mut r = format!(
         "[[rule]]\nname = {name:?}\nworkloads = [{WORKLOAD:?}]\ntargets = [{TARGET:?}]\n\
@@ -146,6 +143,7 @@ pub fn statement_rule(
     if let Some(tables) = tables {
         let _ = writeln!(r, "tables = {tables:?}");
     }
+    r.push_str(extra);
     r.push('\n');
     r
 }

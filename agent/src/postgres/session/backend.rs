@@ -162,14 +162,33 @@ fn on_frame(
             complete(ctx, meta, &mut st.expect, rows, None, frame.tag() == b's');
         }
         b'E' => {
-            let message = match frame.decode() {
-                Ok(BackendMessage::ErrorResponse(e)) => format!(
-                    "{}: {}",
-                    e.sqlstate().unwrap_or("?????"),
-                    e.message().unwrap_or_default()
-                ),
-                _ => "error".into(),
+            let decoded = match frame.decode() {
+                Ok(BackendMessage::ErrorResponse(e)) => Some(e),
+                _ => None,
             };
+            let message = decoded.as_ref().map_or_else(
+                || "error".to_owned(),
+                |e| {
+                    format!(
+                        "{}: {}",
+                        e.sqlstate().unwrap_or("?????"),
+                        e.message().unwrap_or_default()
+                    )
+                },
+            );
+            // tollgate's own denial, raised by the server: show it without the PL/pgSQL context
+            // and source location of the DO block that raised it.
+            let own = decoded.as_ref().filter(|e| {
+                e.message()
+                    .is_some_and(|m| m.starts_with(super::deny::MESSAGE_PREFIX))
+            });
+            let rewritten = own.map(|e| {
+                crate::postgres::protocol::ErrorResponse::new(
+                    e.severity().unwrap_or("ERROR"),
+                    e.sqlstate().unwrap_or(super::deny::SQLSTATE_DENIED),
+                    e.message().unwrap_or_default(),
+                )
+            });
             st.copy_out = false;
             let simple = matches!(st.expect.front(), Some(Expect::Query { .. }));
             complete(ctx, meta, &mut st.expect, None, Some(&message), false);
@@ -181,6 +200,10 @@ fn on_frame(
                     }
                     st.expect.pop_front();
                 }
+            }
+            if let Some(e) = rewritten {
+                e.encode(out);
+                return Ok(());
             }
         }
         b'Z' => {

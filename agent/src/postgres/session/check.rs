@@ -85,10 +85,7 @@ impl Checked {
 
 /// snake_case name of a class, as in policy files.
 pub fn class_name(c: StatementClass) -> String {
-    serde_json::to_value(c)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| "unknown".into())
+    c.as_str().to_owned()
 }
 
 /// Classifies and decides `sql_text` against the live policy.

@@ -24,12 +24,15 @@ pub fn raise_sql(sqlstate: &str, message: &str) -> String {
     )
 }
 
+/// Every message tollgate raises starts with this.
+pub const MESSAGE_PREFIX: &str = "tollgate: ";
+
 /// Message text of a statement denial.
 pub fn denial_message(rule: &str, detail: &str) -> String {
     if detail.is_empty() {
-        format!("tollgate: statement denied by rule \"{rule}\"")
+        format!("{MESSAGE_PREFIX}statement denied by rule \"{rule}\"")
     } else {
-        format!("tollgate: statement denied by rule \"{rule}\" ({detail})")
+        format!("{MESSAGE_PREFIX}statement denied by rule \"{rule}\" ({detail})")
     }
 }
 

@@ -100,6 +100,8 @@ async fn run(
     } else {
         None
     };
+    // Small request/response messages: never wait for Nagle (the upstream side sets it too).
+    let _ = client.set_nodelay(true);
     let start = startup::accept(client, server_tls)
         .await
         .map_err(|e| format!("client startup: {e}"))?;
