@@ -314,7 +314,8 @@ fn rust_driver_simple_extended_prepared_and_binary_masking() {
     // "refuse": no binary result at all while the target masks anything.
     let r = rust_client(&spec).run(Some(&f.etl));
     assert!(r.ok(), "{r:?}");
-    let out = r.json();
+    let refuse = r.json();
+    let out = &refuse;
     assert_eq!(out["connect"], "ok", "{out:#}");
     assert_eq!(out["simple"], simple, "{out:#}");
     for step in ["extended", "binary_masked", "after", "bind"] {
@@ -322,12 +323,18 @@ fn rust_driver_simple_extended_prepared_and_binary_masking() {
     }
     assert_eq!(out["prepared"][4]["code"], "0A000", "{out:#}");
     assert_eq!(out["simple_after"], json!(["300"]), "{out:#}");
+    let denied = json!({
+        "code": "42501",
+        "message": format!("tollgate: statement denied by rule \"{}\"", policy::NO_DDL)
+    });
+    assert_eq!(out["ddl_extended"], denied, "{out:#}");
 
     // "allow": binary passes for unmasked columns; the masked column is still refused.
     f.reload(|t| t.binary_results = Some("allow".into()));
     let r = rust_client(&spec).run(Some(&f.etl));
     assert!(r.ok(), "{r:?}");
-    let out = r.json();
+    let allow = r.json();
+    let out = &allow;
     assert_eq!(out["simple"], simple, "{out:#}");
     assert_eq!(out["extended"], json!([[7, 7000]]), "{out:#}");
     assert_eq!(
@@ -339,20 +346,7 @@ fn rust_driver_simple_extended_prepared_and_binary_masking() {
     assert_eq!(out["after"], data::CUSTOMERS, "{out:#}");
     assert_eq!(out["bind"], json!([42]), "{out:#}");
     assert_eq!(out["simple_after"], json!(["300"]), "{out:#}");
-    let denied = json!({
-        "code": "42501",
-        "message": format!("tollgate: statement denied by rule \"{}\"", policy::NO_DDL)
-    });
     assert_eq!(out["ddl_extended"], denied, "{out:#}");
-    assert_eq!(out["txn"]["insert"], 1, "{out:#}");
-    assert_eq!(out["txn"]["drop"], denied, "{out:#}");
-    assert_eq!(
-        f.pg.admin_sql(
-            "orders",
-            "select count(*) from accounts; select count(*) from accounts where id = 5001"
-        ),
-        format!("{}\n0", data::ACCOUNTS)
-    );
 
     let pid = u32::try_from(out["pid"].as_u64().expect("pid")).expect("pid");
     let session = f.statements_of(pid, 7);
@@ -381,6 +375,43 @@ fn rust_driver_simple_extended_prepared_and_binary_masking() {
     };
     assert_eq!(verdict(bind), v("allow"), "{bind:#}");
     assert_eq!(bind["rows"], 1, "{bind:#}");
+
+    // Without masking, binary results pass as they are, and an extended-protocol transaction
+    // with a denied DROP inside cannot commit its INSERT.
+    f.reload(|t| {
+        t.masking = false;
+        t.binary_results = None;
+    });
+    let r = rust_client(&spec).run(Some(&f.etl));
+    assert!(r.ok(), "{r:?}");
+    let plain = r.json();
+    let out = &plain;
+    let c1 = &f.pg.customers[0];
+    assert_eq!(
+        out["binary_masked"],
+        json!({"rows": [c1.card_number]}),
+        "{out:#}"
+    );
+    assert_eq!(out["extended"], json!([[7, 7000]]), "{out:#}");
+    assert_eq!(out["txn"]["insert"], 1, "{out:#}");
+    assert_eq!(out["txn"]["drop"], denied, "{out:#}");
+    assert_eq!(out["simple_after"], json!(["300"]), "{out:#}");
+
+    // Whatever the mode, nothing was dropped and the denied transactions kept nothing.
+    assert_eq!(
+        f.pg.admin_sql(
+            "orders",
+            "select count(*) from accounts; select count(*) from accounts where id = 5001"
+        ),
+        format!("{}\n0", data::ACCOUNTS)
+    );
+    // An INSERT without RETURNING has no result column: binary result formats (which
+    // tokio-postgres always asks for) give nothing to mask and must not refuse it; the DROP
+    // after it is then denied by its rule.
+    for (mode, out) in [("refuse", &refuse), ("allow", &allow)] {
+        assert_eq!(out["txn"]["insert"], 1, "{mode}: {out:#}");
+        assert_eq!(out["txn"]["drop"], denied, "{mode}: {out:#}");
+    }
 }
 
 /// A denied statement inside a transaction: BEGIN; INSERT; DROP TABLE (42501 naming the

@@ -40,7 +40,7 @@ impl Customer {
 
     /// The e-mail address inside the notes, if any.
     pub fn notes_email(&self) -> Option<String> {
-        (self.id % 3 == 0).then(|| format!("alt{}@mail.example.org", self.id))
+        self.id.is_multiple_of(3).then(|| format!("alt{}@mail.example.org", self.id))
     }
 }
 
@@ -58,7 +58,7 @@ pub fn customers() -> Vec<Customer> {
             }
             digits.push(luhn_check_digit(&digits));
             let card_number = digits.iter().map(|d| char::from(b'0' + d)).collect();
-            let notes = if id % 3 == 0 {
+            let notes = if id.is_multiple_of(3) {
                 format!("prefers mail to alt{id}@mail.example.org, not the main address")
             } else {
                 format!("regular customer number {id}")
@@ -83,7 +83,7 @@ pub fn luhn_check_digit(digits: &[u8]) -> u8 {
         .enumerate()
         .map(|(i, &d)| {
             let d = u32::from(d);
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 let x = d * 2;
                 if x > 9 { x - 9 } else { x }
             } else {
