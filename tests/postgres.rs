@@ -9,10 +9,13 @@ mod pg;
 
 use std::time::Duration;
 
+use harness::{Need, NetNs};
 use nix::sys::signal::Signal;
 use pg::{
-    Client, Fixture, PgServer, Role, Run, certs::SERVER_NAME, conninfo, data, policy, psql, python,
-    rust_client, server::PG_BIN,
+    Client, Fixture, PgServer, Role, Run,
+    certs::SERVER_NAME,
+    conninfo, data, policy, psql, python, rust_client,
+    server::{PG_BIN, Placement},
 };
 use serde_json::{Value, json};
 
@@ -342,7 +345,14 @@ fn rust_driver_simple_extended_prepared_and_binary_masking() {
         json!([1000, 2000, 3000, 4000, 5000]),
         "{out:#}"
     );
-    assert_eq!(out["binary_masked"]["code"], "0A000", "{out:#}");
+    // A masked column of a text type is the same bytes in binary: masked, not refused.
+    let masked = out["binary_masked"]["rows"][0].as_str().unwrap_or_default();
+    assert!(masked.starts_with("****") && masked.len() > 4, "{out:#}");
+    assert_eq!(
+        out["binary_email"]["rows"],
+        json!(["[REDACTED:email]"]),
+        "{out:#}"
+    );
     assert_eq!(out["after"], data::CUSTOMERS, "{out:#}");
     assert_eq!(out["bind"], json!([42]), "{out:#}");
     assert_eq!(out["simple_after"], json!(["300"]), "{out:#}");
@@ -412,6 +422,15 @@ fn rust_driver_simple_extended_prepared_and_binary_masking() {
         assert_eq!(out["txn"]["insert"], 1, "{mode}: {out:#}");
         assert_eq!(out["txn"]["drop"], denied, "{mode}: {out:#}");
     }
+    // Values the e-mail detector masks in text never pass unmasked in binary either.
+    let email = &f.pg.customers[0].email;
+    for (mode, out) in [("refuse", &refuse), ("allow", &allow)] {
+        assert!(
+            !out["binary_email"].to_string().contains(email.as_str()),
+            "{mode}: {out:#}"
+        );
+    }
+    assert_eq!(plain["binary_email"], json!({"rows": [email]}), "{plain:#}");
 }
 
 /// A denied statement inside a transaction: BEGIN; INSERT; DROP TABLE (42501 naming the
@@ -495,6 +514,14 @@ fn blocked_ddl_leaves_the_table_intact() {
         ),
         format!("{}|{}", data::CUSTOMERS, data::CUSTOMERS)
     );
+    // Denials are raised by the server (a DO block): a server where PL/pgSQL is not usable
+    // must still never run the denied statement.
+    f.pg.admin_sql("orders", "REVOKE USAGE ON LANGUAGE plpgsql FROM PUBLIC");
+    let r = f.psql_c("DROP TABLE customers");
+    assert!(
+        r.code == Some(1) && r.stderr.contains("ERROR:  42501: "),
+        "{r:?}"
+    );
     // The same role could have done it: the block is tollgate's, not the server's.
     assert_eq!(
         f.pg.admin_sql(
@@ -575,21 +602,25 @@ fn psql_cancel_of_a_long_query() {
     let Some(f) = Fixture::start(test, "pg-cancel", |_| {}) else {
         return;
     };
-    let r = f
-        .psql(Role::Scram, "disable", &["-c", "select pg_sleep(30)"])
-        .signal_after(Duration::from_millis(1500), Signal::SIGINT)
-        .timeout(Duration::from_secs(40))
-        .run(Some(&f.etl));
-    assert!(
-        r.stderr
-            .contains("ERROR:  57014: canceling statement due to user request"),
-        "{r:?}"
-    );
-    assert!(
-        r.elapsed < Duration::from_secs(10),
-        "took {:?}: {r:?}",
-        r.elapsed
-    );
+    // The session over plain TCP and over TLS to tollgate (the CancelRequest itself is sent
+    // on a new, plain connection).
+    for sslmode in ["disable", "require"] {
+        let r = f
+            .psql(Role::Scram, sslmode, &["-c", "select pg_sleep(30)"])
+            .signal_after(Duration::from_millis(1500), Signal::SIGINT)
+            .timeout(Duration::from_secs(40))
+            .run(Some(&f.etl));
+        assert!(
+            r.stderr
+                .contains("ERROR:  57014: canceling statement due to user request"),
+            "sslmode={sslmode}: {r:?}"
+        );
+        assert!(
+            r.elapsed < Duration::from_secs(10),
+            "sslmode={sslmode}: took {:?}: {r:?}",
+            r.elapsed
+        );
+    }
 }
 
 /// SCRAM and md5 upstream logins with credentials from root-only files; the client has none.
@@ -973,5 +1004,51 @@ fn column_masking_survives_aliases_and_expressions() {
         leaks.is_empty(),
         "full card numbers returned:\n{}",
         leaks.join("\n")
+    );
+}
+
+/// The database in a second network namespace, reached over a veth pair as a remote host
+/// would be: an enrolled psql gets there only through tollgate, which verifies the server's
+/// certificate by name (verify-full) and masks rows; the same psql outside any workload is
+/// not redirected, and the server asks it for the password it does not have.
+#[test]
+fn a_server_in_another_network_namespace() {
+    let test = "a_server_in_another_network_namespace";
+    if harness::setup(test, &[Need::Iproute2]).is_none() {
+        return;
+    }
+    let Some(env) = pg::prerequisites(test) else {
+        return;
+    };
+    let ns = NetNs::create(env.python3.as_deref().expect("python3"));
+    let pg = PgServer::start_at(Placement {
+        host: ns.peer_v4,
+        clients: format!("{}/32", ns.host_v4),
+        netns: Some(ns.name.clone()),
+    });
+    let ca = pg.certs.ca.clone();
+    let f = Fixture::with_server(&env, pg, "pg-netns", |t| {
+        t.upstream_tls = "verify-full".into();
+        t.ca_file = Some(ca);
+        t.server_name = Some(SERVER_NAME.into());
+    });
+    let sql = "select current_user, inet_server_addr(), inet_client_addr(), \
+               (select ssl from pg_stat_ssl where pid = pg_backend_pid()), card_number \
+               from customers where id = 1";
+    let r = f.psql(Role::Tls, "disable", &["-c", sql]).run(Some(&f.etl));
+    let card = f.pg.customers[0].card_last4();
+    assert_eq!(
+        lines(&r),
+        [format!("tls_user|{}|{}|t|{card}", ns.peer_v4, ns.host_v4)],
+        "{r:?}"
+    );
+    let s = f.session_of(r.pid);
+    assert_eq!(s["dst"], f.pg.addr(), "{s:#}");
+    assert_eq!(s["target"], policy::TARGET, "{s:#}");
+
+    let r = psql(&f.conninfo("scram_user", "disable"), &["-c", "select 1"]).run(None);
+    assert!(
+        !r.ok() && r.stderr.contains("no password supplied"),
+        "{r:?}"
     );
 }

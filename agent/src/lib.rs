@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod ebpf;
 pub mod enroll;
+pub mod http;
 pub mod identity;
 pub mod masking;
 pub mod policy;

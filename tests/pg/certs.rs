@@ -1,7 +1,8 @@
 //! The test server's TLS material, made with the `openssl` command: a CA (the trust anchor a
 //! `verify-full` target names in `ca_file`) and a server certificate it signs for
-//! [`SERVER_NAME`] and 127.0.0.1.
+//! [`SERVER_NAME`] and the server's IP address.
 use std::{
+    net::Ipv4Addr,
     path::{Path, PathBuf},
     process::{Command, Stdio},
 };
@@ -20,8 +21,8 @@ pub struct Certs {
     pub key: PathBuf,
 }
 
-/// Generates the CA and the server certificate in `dir`.
-pub fn generate(dir: &Path) -> Certs {
+/// Generates the CA and the server certificate for `ip` in `dir`.
+pub fn generate(dir: &Path, ip: Ipv4Addr) -> Certs {
     std::fs::create_dir_all(dir).expect("certs dir");
     let p = |name: &str| dir.join(name);
     let certs = Certs {
@@ -36,7 +37,7 @@ pub fn generate(dir: &Path) -> Certs {
             "basicConstraints=critical,CA:FALSE\n\
              keyUsage=critical,digitalSignature,keyEncipherment\n\
              extendedKeyUsage=serverAuth\n\
-             subjectAltName=DNS:{SERVER_NAME},IP:127.0.0.1\n"
+             subjectAltName=DNS:{SERVER_NAME},IP:{ip}\n"
         ),
     )
     .expect("write ext");

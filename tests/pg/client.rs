@@ -178,7 +178,12 @@ impl Client {
 
 /// A libpq connection string to `127.0.0.1:port`, database `orders`, without any password.
 pub fn conninfo(port: u16, user: &str, sslmode: &str) -> String {
-    format!("host=127.0.0.1 port={port} dbname=orders user={user} sslmode={sslmode}")
+    conninfo_at("127.0.0.1", port, user, sslmode)
+}
+
+/// A libpq connection string to `host:port`, database `orders`, without any password.
+pub fn conninfo_at(host: &str, port: u16, user: &str, sslmode: &str) -> String {
+    format!("host={host} port={port} dbname=orders user={user} sslmode={sslmode}")
 }
 
 /// `psql -X -w -A -t -F '|' -v VERBOSITY=verbose -d <conninfo> <args…>`: no psqlrc, never

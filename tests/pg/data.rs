@@ -40,7 +40,9 @@ impl Customer {
 
     /// The e-mail address inside the notes, if any.
     pub fn notes_email(&self) -> Option<String> {
-        self.id.is_multiple_of(3).then(|| format!("alt{}@mail.example.org", self.id))
+        self.id
+            .is_multiple_of(3)
+            .then(|| format!("alt{}@mail.example.org", self.id))
     }
 }
 

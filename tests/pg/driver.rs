@@ -91,6 +91,17 @@ pub async fn scenario(spec: &Value) -> Value {
         Err(e) => error(&e),
     };
 
+    // A column the e-mail detector masks in text, asked for in binary.
+    out["binary_email"] = match client
+        .query("select email from customers where id = $1", &[&1i32])
+        .await
+    {
+        Ok(rows) => json!({
+            "rows": rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>()
+        }),
+        Err(e) => error(&e),
+    };
+
     // The session goes on after the refusal.
     out["after"] = match client
         .query_one("select count(*) from customers", &[])

@@ -106,8 +106,17 @@ impl Fixture {
     /// upstream TLS, SCRAM and md5 credentials, masking on) changed by `adjust`.
     pub fn start(test: &str, tag: &str, adjust: impl FnOnce(&mut TargetSpec)) -> Option<Fixture> {
         let env = prerequisites(test)?;
-        let pg = PgServer::start();
-        let agent = Agent::new(&env, tag, FailMode::Open);
+        Some(Fixture::with_server(&env, PgServer::start(), tag, adjust))
+    }
+
+    /// Like [`Fixture::start`] with a server already started (e.g. in another namespace).
+    pub fn with_server(
+        env: &crate::harness::prereq::Env,
+        pg: PgServer,
+        tag: &str,
+        adjust: impl FnOnce(&mut TargetSpec),
+    ) -> Fixture {
+        let agent = Agent::new(env, tag, FailMode::Open);
         let etl = agent.cgroup_dir("etl-1");
         crate::harness::cgroup::mkdir(&etl);
         let secrets = agent.scratch().join("secrets");
@@ -145,7 +154,7 @@ impl Fixture {
             .agent
             .write_policy("pg.toml", &fixture.policy_text());
         fixture.agent.start();
-        Some(fixture)
+        fixture
     }
 
     /// The policy for the current [`Fixture::spec`].
@@ -170,7 +179,12 @@ impl Fixture {
 
     /// A psql client connecting as `role` with `sslmode`.
     pub fn psql(&self, role: Role, sslmode: &str, args: &[&str]) -> Client {
-        psql(&conninfo(self.pg.port, role.name(), sslmode), args)
+        psql(&self.conninfo(role.name(), sslmode), args)
+    }
+
+    /// A connection string to the server for `user` with `sslmode`, without any password.
+    pub fn conninfo(&self, user: &str, sslmode: &str) -> String {
+        client::conninfo_at(&self.pg.host.to_string(), self.pg.port, user, sslmode)
     }
 
     /// Runs `sql` with psql (`-c`) in the enrolled cgroup as scram_user, sslmode=disable.

@@ -1,10 +1,11 @@
 //! A PostgreSQL 15 server per test: `initdb` in a temp dir owned by `postgres`, TCP on
-//! 127.0.0.1 with `ssl = on`, a unix socket (trust, for setup and checks), roles for SCRAM, md5
+//! 127.0.0.1 (or on an address inside a second network namespace) with `ssl = on`, a unix socket (trust, for setup and checks), roles for SCRAM, md5
 //! and TLS-only logins, the `orders` database with generated rows and `pgbench -i` data.
 //! Dropping it shuts the server down (immediate mode) and removes everything.
 use std::{
     io::Write as _,
-    os::unix::process::CommandExt as _,
+    net::Ipv4Addr,
+    os::{fd::AsRawFd as _, unix::process::CommandExt as _},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -49,9 +50,33 @@ impl Role {
     }
 }
 
+/// Where a server listens.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    /// Address it listens on.
+    pub host: Ipv4Addr,
+    /// Network its TCP clients (tollgate) come from, for `pg_hba.conf` (`127.0.0.1/32`).
+    pub clients: String,
+    /// Network namespace to run in (`/run/netns/<name>`); `None`: the test's own.
+    pub netns: Option<String>,
+}
+
+impl Placement {
+    /// 127.0.0.1 in the test's namespace.
+    pub fn loopback() -> Placement {
+        Placement {
+            host: Ipv4Addr::LOCALHOST,
+            clients: "127.0.0.1/32".into(),
+            netns: None,
+        }
+    }
+}
+
 /// A running server.
 pub struct PgServer {
-    /// TCP port on 127.0.0.1.
+    /// Address it listens on.
+    pub host: Ipv4Addr,
+    /// TCP port.
     pub port: u16,
     /// Directory of the unix socket.
     pub sock: PathBuf,
@@ -62,14 +87,21 @@ pub struct PgServer {
     /// The rows of `customers`.
     pub customers: Vec<Customer>,
     passwords: [String; 3],
+    placement: Placement,
     log: PathBuf,
     child: Option<Child>,
     dir: tempfile::TempDir,
 }
 
 impl PgServer {
-    /// Creates, starts and fills a server; panics (with the server log) when anything fails.
+    /// Creates, starts and fills a server on 127.0.0.1; panics (with the server log) when
+    /// anything fails.
     pub fn start() -> PgServer {
+        PgServer::start_at(Placement::loopback())
+    }
+
+    /// Like [`PgServer::start`], listening where `placement` says.
+    pub fn start_at(placement: Placement) -> PgServer {
         sweep_stale();
         let (uid, gid) = postgres_ids();
         let dir = tempfile::Builder::new()
@@ -81,15 +113,17 @@ impl PgServer {
         let sock = dir.path().join("sock");
         std::fs::create_dir(&sock).expect("sock dir");
         nix::unistd::chown(&sock, Some(uid.into()), Some(gid.into())).expect("chown sock");
-        let certs = certs::generate(&dir.path().join("certs"));
+        let certs = certs::generate(&dir.path().join("certs"), placement.host);
         let port = crate::harness::agent::free_port();
         let mut server = PgServer {
+            host: placement.host,
             port,
             sock,
             data,
             certs,
             customers: data::customers(),
             passwords: Role::ALL.map(|r| format!("{}-{}", r.name(), random_hex())),
+            placement,
             log: dir.path().join("postgres.log"),
             child: None,
             dir,
@@ -106,9 +140,9 @@ impl PgServer {
         &self.passwords[role as usize]
     }
 
-    /// `127.0.0.1:<port>`.
+    /// `<host>:<port>`.
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
 
     /// Runs `sql` as the superuser over the unix socket in `db` (`psql -X -A -t`, stop on error)
@@ -189,7 +223,7 @@ impl PgServer {
         }
         let conf = format!(
             "\n# tollgate test server\n\
-             listen_addresses = '127.0.0.1'\n\
+             listen_addresses = '{host}'\n\
              port = {port}\n\
              unix_socket_directories = '{sock}'\n\
              ssl = on\n\
@@ -202,6 +236,7 @@ impl PgServer {
              full_page_writes = off\n\
              log_connections = on\n\
              log_statement = 'all'\n",
+            host = self.host,
             port = self.port,
             sock = self.sock.display(),
         );
@@ -210,33 +245,59 @@ impl PgServer {
             .open(self.data.join("postgresql.conf"))
             .expect("open postgresql.conf");
         f.write_all(conf.as_bytes()).expect("write postgresql.conf");
-        let hba = "# tollgate test server: each role has exactly one way in over TCP\n\
-                   local   all  all                      trust\n\
-                   host    all  scram_user  127.0.0.1/32  scram-sha-256\n\
-                   host    all  md5_user    127.0.0.1/32  md5\n\
-                   hostssl all  tls_user    127.0.0.1/32  scram-sha-256\n";
+        let net = &self.placement.clients;
+        let hba = format!(
+            "# tollgate test server: each role has exactly one way in over TCP\n\
+             local   all  all                trust\n\
+             host    all  scram_user  {net}  scram-sha-256\n\
+             host    all  md5_user    {net}  md5\n\
+             hostssl all  tls_user    {net}  scram-sha-256\n"
+        );
         std::fs::write(self.data.join("pg_hba.conf"), hba).expect("write pg_hba.conf");
     }
 
     fn launch(&mut self) {
         let log = std::fs::File::create(&self.log).expect("server log");
-        let mut cmd = self.as_postgres("postgres");
+        let (uid, gid) = postgres_ids();
+        let mut cmd = Command::new(Path::new(PG_BIN).join("postgres"));
         cmd.arg("-D")
             .arg(&self.data)
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("LC_ALL", "C.UTF-8")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log);
-        // SAFETY: prctl is async-signal-safe. The postmaster shuts down (immediate) if the test
-        // thread that started it dies without dropping the guard.
+        let netns = self.placement.netns.as_ref().map(|name| {
+            std::fs::File::open(Path::new("/run/netns").join(name))
+                .unwrap_or_else(|e| panic!("open netns {name}: {e}"))
+        });
+        let netns_fd = netns.as_ref().map(|f| f.as_raw_fd());
+        // SAFETY: only async-signal-safe calls (setns, setgroups, setgid, setuid, prctl) on
+        // data prepared before the fork. The namespace is joined while still root,
+        // then the credentials drop to postgres. The postmaster shuts down (immediate) if the
+        // test thread that started it dies without dropping the guard.
         unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT) != 0 {
-                    return Err(std::io::Error::last_os_error());
+            cmd.pre_exec(move || {
+                let check = |rc: libc::c_int| {
+                    if rc == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                };
+                if let Some(fd) = netns_fd {
+                    check(libc::setns(fd, libc::CLONE_NEWNET))?;
                 }
-                Ok(())
+                check(libc::setgroups(0, std::ptr::null()))?;
+                check(libc::setgid(gid))?;
+                check(libc::setuid(uid))?;
+                check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT))
             });
         }
         self.child = Some(cmd.spawn().expect("spawn postgres"));
+        drop(netns);
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Some(status) = self

@@ -11,10 +11,16 @@
 //!
 //! Every measurement checks its path (the server reports the source port it saw), so an
 //! "intercepted" number can never be a direct one by mistake.
+//!
+//! `cargo xtask bench postgres` compares PostgreSQL paths instead (`bench_pg.rs`);
+//! `cargo xtask bench all` runs both (with the options they share: `--quick`, `--rounds N`,
+//! `--no-build`).
 #[path = "bench_env.rs"]
 mod env;
 #[path = "bench_net.rs"]
 mod net;
+#[path = "bench_pg.rs"]
+mod pg;
 #[path = "bench_stats.rs"]
 mod stats;
 
@@ -98,8 +104,25 @@ impl Options {
     }
 }
 
-/// Runs the benchmarks with `args`.
+/// Runs the benchmark named by the first argument (`postgres`, `all`; else the TCP one) with
+/// the other arguments.
 pub fn run(args: &[String]) -> anyhow::Result<()> {
+    match args.first().map(String::as_str) {
+        Some("postgres" | "pg") => pg::run(&args[1..]),
+        Some("tcp") => run_tcp(&args[1..]),
+        Some("all") => {
+            run_tcp(&args[1..])?;
+            // Built (or not) by the TCP bench already.
+            let mut rest = args[1..].to_vec();
+            rest.push("--no-build".into());
+            pg::run(&rest)
+        }
+        _ => run_tcp(args),
+    }
+}
+
+/// Runs the TCP benchmarks with `args`.
+fn run_tcp(args: &[String]) -> anyhow::Result<()> {
     let mut opts = Options::parse(args)?;
     if !env::is_root() {
         bail!("cargo xtask bench needs root (eBPF, cgroups)");

@@ -1,12 +1,13 @@
 //! Checks of one file's definitions on their own (cross-file checks are in `load`): names, SPIFFE
-//! IDs, globs, addresses, protocols (the PostgreSQL sections are checked in `pg::compile`). Each
-//! problem becomes an error at the offending value.
+//! IDs, globs, addresses, protocols (the PostgreSQL sections are checked in `pg::compile`, the
+//! HTTP ones in `http::compile`). Each problem becomes an error at the offending value.
 use toml::Spanned;
 
 use super::{
     address::Address,
     error::{Location, PolicyError, Source},
     file::{Ids, PolicyFile, RuleDef, SelectorDef, TargetDef, WorkloadDef},
+    http::model::RequestRule,
     model::{Protocol, Target, Verdict, Workload},
     pg::model::StatementRule,
     secret::EnvLookup,
@@ -17,7 +18,9 @@ use super::{
 /// Longest workload, target or rule name.
 pub const MAX_NAME_LEN: usize = 64;
 /// Protocols that later versions handle; named in the error so users know it is coming.
-const PLANNED_PROTOCOLS: [&str; 2] = ["http", "ssh"];
+const PLANNED_PROTOCOLS: [&str; 1] = ["ssh"];
+/// The protocols of this version, as listed in errors.
+const PROTOCOLS: &str = "\"tcp\", \"postgres\" or \"http\"";
 
 /// A named definition; `item` is `None` when it has errors (its name is still known, so rules
 /// naming it do not add "unknown" errors on top).
@@ -51,6 +54,9 @@ pub(super) struct RuleRefs {
     /// `[rule.postgres]`, checked, with where the rule's `targets` are (for the cross-file check
     /// that every target it applies to is a postgres target).
     pub(super) postgres: Option<(StatementRule, Location)>,
+    /// `[rule.http]`, checked, with where the rule's `targets` are (every target it applies to
+    /// must be an http target that sees requests).
+    pub(super) http: Option<(RequestRule, Location)>,
 }
 
 /// One file's checked definitions.
@@ -260,13 +266,30 @@ impl Check<'_, '_> {
             ),
             (None, _) | (Some(_), None) => Some(None),
         };
-        let item = match (name_ok, protocol, addresses, postgres) {
-            (true, Some(protocol), Some(addresses), Some(postgres)) => Some(Target {
+        let http = match (protocol, t.http) {
+            (Some(Protocol::Http), Some(h)) => self.http_target(h).map(Some),
+            (Some(Protocol::Http), None) => self.fail(
+                t.protocol.span(),
+                "protocol \"http\" needs a [target.http] section, with at least `tls` (\"none\", \
+                 \"originate\", \"terminate\" or \"passthrough\")",
+            ),
+            (Some(other), Some(_)) => self.fail(
+                t.protocol.span(),
+                format!(
+                    "protocol \"{other}\" takes no [target.http] section (it is for protocol \
+                     \"http\")"
+                ),
+            ),
+            (None, _) | (Some(_), None) => Some(None),
+        };
+        let item = match (name_ok, protocol, addresses, postgres, http) {
+            (true, Some(protocol), Some(addresses), Some(postgres), Some(http)) => Some(Target {
                 name: name.clone(),
                 protocol,
                 addresses,
                 description: t.description,
                 postgres,
+                http,
             }),
             _ => None,
         };
@@ -277,16 +300,17 @@ impl Check<'_, '_> {
         match p.get_ref().as_str() {
             "tcp" => Some(Protocol::Tcp),
             "postgres" => Some(Protocol::Postgres),
+            "http" => Some(Protocol::Http),
             planned if PLANNED_PROTOCOLS.contains(&planned) => self.fail(
                 p.span(),
                 format!(
-                    "protocol {planned:?} is not supported yet: only \"tcp\" and \"postgres\" \
-                     are in this version"
+                    "protocol {planned:?} is not supported yet: only {PROTOCOLS} are in this \
+                     version"
                 ),
             ),
             other => self.fail(
                 p.span(),
-                format!("unknown protocol {other:?}: expected \"tcp\" or \"postgres\""),
+                format!("unknown protocol {other:?}: expected {PROTOCOLS}"),
             ),
         }
     }
@@ -314,18 +338,37 @@ impl Check<'_, '_> {
         let workloads = self.refs("workloads", r.workloads);
         let targets_at = self.src.locate(r.targets.span());
         let targets = self.refs("targets", r.targets);
+        if r.postgres.is_some() && r.http.is_some() {
+            self.fail::<()>(
+                r.name.span(),
+                format!(
+                    "rule {:?} has both [rule.postgres] and [rule.http]: a rule decides \
+                     statements or requests, write two rules",
+                    r.name.get_ref()
+                ),
+            );
+        }
         let postgres = match r.postgres {
             None => Some(None),
-            Some(pg) => self.pg_rule(pg).map(|p| Some((p, targets_at))),
+            Some(pg) => self.pg_rule(pg).map(|p| Some((p, targets_at.clone()))),
         };
-        let item = match (name_ok, workloads, targets, postgres) {
-            (true, Some(workloads), Some(targets), Some(postgres)) => Some(RuleRefs {
-                workloads,
-                targets,
-                action: r.action,
-                description: r.description,
-                postgres,
-            }),
+        let http = match r.http {
+            None => Some(None),
+            Some(h) => self.http_rule(h).map(|h| Some((h, targets_at))),
+        };
+        let item = match (name_ok, workloads, targets, postgres, http) {
+            (true, Some(workloads), Some(targets), Some(postgres), Some(http))
+                if postgres.is_none() || http.is_none() =>
+            {
+                Some(RuleRefs {
+                    workloads,
+                    targets,
+                    action: r.action,
+                    description: r.description,
+                    postgres,
+                    http,
+                })
+            }
             _ => None,
         };
         Defined { name, at, item }

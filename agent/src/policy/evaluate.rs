@@ -81,9 +81,10 @@ impl Policy {
     /// first name). Among the rules naming both the workload and that target, any deny wins, then
     /// any approve, then any allow (the first rule by name reports the verdict); no rule or no
     /// target is a deny by [`DEFAULT_DENY`]. IPv4-mapped IPv6 destinations count as IPv4.
-    /// Statement rules (with `[rule.postgres]`) count here as follows: an allow or approve one
-    /// allows the connection (its statements are decided later, by
-    /// [`Policy::evaluate_statement`]); a deny one does not count.
+    /// Statement rules (with `[rule.postgres]`) and request rules (with `[rule.http]`) count
+    /// here as follows: an allow or approve one allows the connection (its statements or
+    /// requests are decided later, by [`Policy::evaluate_statement`] or
+    /// [`Policy::evaluate_request`]); a deny one does not count.
     pub fn evaluate(&self, workload: &Workload, dst: SocketAddr, dns: &DnsTable) -> Decision {
         let enforced = workload.mode == Mode::Enforce;
         let Some(target) = self.most_specific_target(dst.ip().to_canonical(), dst.port(), dns)
@@ -138,12 +139,14 @@ impl Policy {
     }
 }
 
-/// What a rule decides for a connection: an L4 rule its action; a statement rule allows the
-/// connection when it allows or approves statements, and has no say when it denies them.
+/// What a rule decides for a connection: an L4 rule its action; a statement or request rule
+/// allows the connection when it allows or approves statements or requests, and has no say
+/// when it denies them.
 fn connection_effect(r: &Rule) -> Option<Verdict> {
-    match (&r.postgres, r.action) {
-        (None, action) => Some(action),
-        (Some(_), Verdict::Deny) => None,
-        (Some(_), Verdict::Allow | Verdict::Approve) => Some(Verdict::Allow),
+    let l7 = r.postgres.is_some() || r.http.is_some();
+    match (l7, r.action) {
+        (false, action) => Some(action),
+        (true, Verdict::Deny) => None,
+        (true, Verdict::Allow | Verdict::Approve) => Some(Verdict::Allow),
     }
 }

@@ -8,6 +8,7 @@ use serde::{
 use toml::Spanned;
 
 use super::{
+    http::file::{HttpRuleDef, HttpTargetDef},
     model::{Mode, Verdict},
     pg::file::{PgRuleDef, PgTargetDef},
 };
@@ -71,13 +72,16 @@ pub(super) struct TargetDef {
     pub(super) name: Spanned<String>,
     /// Free text.
     pub(super) description: Option<String>,
-    /// Protocol spoken there: "tcp" or "postgres".
+    /// Protocol spoken there: "tcp", "postgres" or "http".
     pub(super) protocol: Spanned<String>,
     /// `HOST:PORTS` strings; at least one.
     pub(super) addresses: Spanned<Vec<Spanned<String>>>,
     /// `[target.postgres]`: required for postgres targets, refused for others. Not `Spanned`:
     /// toml cannot span a table created implicitly (by `[[target.postgres.credential]]` alone).
     pub(super) postgres: Option<PgTargetDef>,
+    /// `[target.http]`: required for http targets, refused for others (not `Spanned`, as
+    /// `postgres`).
+    pub(super) http: Option<HttpTargetDef>,
 }
 
 /// `[[rule]]`: what some workloads may do with some targets.
@@ -97,6 +101,9 @@ pub(super) struct RuleDef {
     /// `[rule.postgres]`: makes it a statement rule; only for postgres targets. Not `Spanned`
     /// (see `TargetDef::postgres`).
     pub(super) postgres: Option<PgRuleDef>,
+    /// `[rule.http]`: makes it a request rule; only for http targets (not `Spanned`, as
+    /// `postgres`).
+    pub(super) http: Option<HttpRuleDef>,
 }
 
 /// A uid/gid or a list of them, as written.

@@ -123,7 +123,8 @@ fn load_sources(
 }
 
 /// Cross-file checks: unique names per kind, rules naming defined workloads and targets,
-/// statement rules naming postgres targets only.
+/// statement rules naming postgres targets only, request rules naming http targets that see
+/// requests only.
 fn link(all: Checked, errors: &mut Vec<PolicyError>) -> Policy {
     let workload_names = unique_names("workload", &all.workloads, errors);
     let target_names = unique_names("target", &all.targets, errors);
@@ -138,37 +139,51 @@ fn link(all: Checked, errors: &mut Vec<PolicyError>) -> Policy {
         let (Some(workloads), Some(targets)) = (workloads, targets) else {
             continue;
         };
-        let postgres = match r.postgres {
-            Some((pg, at)) => {
-                let not_pg: Vec<String> = valid_targets
-                    .iter()
-                    .filter(|t| targets.includes(&t.name) && t.protocol != Protocol::Postgres)
-                    .map(|t| format!("{:?} ({})", t.name, t.protocol))
-                    .collect();
-                if !not_pg.is_empty() {
-                    let named = match targets {
-                        Names::All => "targets = [\"*\"] includes",
-                        Names::Some(_) => "it names",
-                    };
-                    errors.push(at.error(format!(
-                        "rule {name:?} has a [rule.postgres] section, but {named} target {} \
-                         that is not a postgres target: statement rules apply to postgres \
-                         targets only",
-                        not_pg.join(", ")
-                    )));
-                    continue;
-                }
-                Some(pg)
-            }
-            None => None,
+        let named = match targets {
+            Names::All => "targets = [\"*\"] includes",
+            Names::Some(_) => "it names",
         };
+        let others = |fits: &dyn Fn(&Target) -> bool| -> String {
+            valid_targets
+                .iter()
+                .filter(|t| targets.includes(&t.name) && !fits(t))
+                .map(|t| match &t.http {
+                    Some(h) => format!("{:?} ({}, tls = \"{}\")", t.name, t.protocol, h.tls),
+                    None => format!("{:?} ({})", t.name, t.protocol),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if let Some((_, at)) = &r.postgres {
+            let not_pg = others(&|t| t.protocol == Protocol::Postgres);
+            if !not_pg.is_empty() {
+                errors.push(at.error(format!(
+                    "rule {name:?} has a [rule.postgres] section, but {named} target {not_pg} \
+                     that is not a postgres target: statement rules apply to postgres targets \
+                     only"
+                )));
+                continue;
+            }
+        }
+        if let Some((_, at)) = &r.http {
+            let not_http = others(&|t| t.http.as_ref().is_some_and(|h| h.tls.sees_requests()));
+            if !not_http.is_empty() {
+                errors.push(at.error(format!(
+                    "rule {name:?} has a [rule.http] section, but {named} target {not_http} \
+                     where tollgate sees no request: request rules apply to http targets whose \
+                     tls is not \"passthrough\""
+                )));
+                continue;
+            }
+        }
         rules.push(Rule {
             name,
             workloads,
             targets,
             action: r.action,
             description: r.description,
-            postgres,
+            postgres: r.postgres.map(|(pg, _)| pg),
+            http: r.http.map(|(h, _)| h),
         });
     }
     let workloads = all.workloads.into_iter().filter_map(|d| d.item).collect();

@@ -12,11 +12,15 @@
 //! - PostgreSQL targets: [`Policy::evaluate_login`] (role and database at session start) and
 //!   [`Policy::evaluate_statement`] (each Query or Parse, from [`StatementFacts`]); secrets named
 //!   by `[target.postgres]` are read at load into [`Secret`]s, which never print.
+//! - HTTP targets: [`Policy::evaluate_request`] (each request, from [`RequestFacts`], on the
+//!   path as [`normalize_path`] puts it); `[target.http]` ([`HttpTarget`]) says how TLS is
+//!   handled, which credential is injected, and what is masked in bodies ([`JsonKey`]).
 mod address;
 mod compile;
 mod error;
 mod evaluate;
 mod file;
+mod http;
 mod load;
 mod model;
 mod pg;
@@ -28,6 +32,16 @@ pub use address::{Address, AddressError, Host, Ports, Specificity};
 pub use compile::MAX_NAME_LEN;
 pub use error::{PolicyError, PolicyErrors};
 pub use evaluate::{DEFAULT_DENY, Decision, DnsTable, TargetMatch};
+pub use http::{
+    compile::{DEFAULT_BODY_CAP, DEFAULT_MAX_BODY_BUFFER, DEFAULT_MAX_REQUEST_HEADER},
+    evaluate::{MALFORMED_PATH, NO_REQUEST_RULES},
+    json_key::{JsonKey, JsonKeyError, JsonStep, json_key_for},
+    model::{
+        Compressed, Globs, HttpCredential, HttpTarget, HttpTls, PathMatch, RequestFacts,
+        RequestRule, Unmaskable,
+    },
+    path::{normalize_host, normalize_path},
+};
 pub use load::{load_dir, load_str};
 pub use model::{Mode, Names, Policy, Protocol, Rule, Target, Verdict, Workload};
 pub use pg::{

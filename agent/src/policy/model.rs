@@ -6,6 +6,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     address::Address,
+    http::model::{HttpCredential, HttpTarget, PathMatch, RequestRule},
     pg::model::{CredentialSecret, PostgresTarget, StatementRule},
     selector::{Selector, Subject},
     spiffe::SpiffeId,
@@ -40,6 +41,9 @@ pub enum Protocol {
     Tcp,
     /// PostgreSQL: L4 policy at connection time, then login and statement rules, masking.
     Postgres,
+    /// HTTP(S): L4 policy at connection time, then request rules, credential injection,
+    /// masking (unless the target passes TLS through).
+    Http,
 }
 
 impl fmt::Display for Protocol {
@@ -47,6 +51,7 @@ impl fmt::Display for Protocol {
         f.write_str(match self {
             Protocol::Tcp => "tcp",
             Protocol::Postgres => "postgres",
+            Protocol::Http => "http",
         })
     }
 }
@@ -124,6 +129,8 @@ pub struct Target {
     pub description: Option<String>,
     /// `[target.postgres]`: set exactly when `protocol` is [`Protocol::Postgres`].
     pub postgres: Option<PostgresTarget>,
+    /// `[target.http]`: set exactly when `protocol` is [`Protocol::Http`].
+    pub http: Option<HttpTarget>,
 }
 
 /// The workloads or targets a rule applies to.
@@ -170,6 +177,9 @@ pub struct Rule {
     /// `[rule.postgres]`: with it, a statement rule (its targets are all postgres targets);
     /// without it, an L4 rule.
     pub postgres: Option<StatementRule>,
+    /// `[rule.http]`: with it, a request rule (its targets are all http targets that see
+    /// requests); without it (and without `postgres`), an L4 rule.
+    pub http: Option<RequestRule>,
 }
 
 /// A loaded, validated policy. Cheap enough to clone; share it behind an `Arc`/`ArcSwap`.
@@ -264,12 +274,18 @@ fn normalized(workloads: &[Workload], targets: &[Target], rules: &[Rule]) -> Str
         if let Some(pg) = &t.postgres {
             out += &normalized_pg_target(pg);
         }
+        if let Some(http) = &t.http {
+            out += &normalized_http_target(http);
+        }
     }
     for r in rules {
         let (name, ws, ts, action) = (&r.name, &r.workloads, &r.targets, r.action);
         out += &format!("rule {name:?} {ws} {ts} {action}\n");
         if let Some(pg) = &r.postgres {
             out += &normalized_pg_rule(pg);
+        }
+        if let Some(http) = &r.http {
+            out += &normalized_http_rule(http);
         }
     }
     out
@@ -323,6 +339,76 @@ fn normalized_pg_rule(pg: &StatementRule) -> String {
     let (dbs, roles) = (&pg.databases, &pg.roles);
     format!(
         "  postgres classes={classes:?} tables={tables:?} regex={regex:?} databases={dbs:?} roles={roles:?}\n"
+    )
+}
+
+/// An http target's settings, one line each. Secrets appear by origin, never by value.
+fn normalized_http_target(h: &HttpTarget) -> String {
+    let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
+    let cert = h
+        .client_cert
+        .as_ref()
+        .map(|(c, k)| format!("{} {}", c.display(), k.display()));
+    let sni: Vec<&str> = h.passthrough_sni.iter().map(|p| p.as_str()).collect();
+    let mut out = format!(
+        "  http tls={} ca={:?} server_name={:?} cert={cert:?} passthrough_sni={sni:?}\n",
+        h.tls,
+        path(&h.ca_file),
+        h.server_name,
+    );
+    out += &format!(
+        "  http strip={} header={} buffer={} compressed={} unmaskable={} record={} cap={}\n",
+        h.strip_client_credentials,
+        h.max_request_header,
+        h.max_body_buffer,
+        h.compressed,
+        h.unmaskable,
+        h.record_bodies,
+        h.body_cap
+    );
+    if let Some(c) = &h.credential {
+        let kind = match c {
+            HttpCredential::Bearer(s) => format!("bearer {}", s.origin()),
+            HttpCredential::Basic { user, password } => {
+                format!("basic {user:?} {}", password.origin())
+            }
+            HttpCredential::Header { name, value } => format!("header {name:?} {}", value.origin()),
+            HttpCredential::Query { name, value } => format!("query {name:?} {}", value.origin()),
+        };
+        out += &format!("  http credential {kind}\n");
+    }
+    if let Some(m) = &h.masking {
+        let key = h.hash_key.as_ref().map(|k| k.origin().to_string());
+        out += &format!("  masking hash_key={key:?}\n");
+        for k in &h.json_keys {
+            out += &format!("  mask json {k}\n");
+        }
+        for d in &m.detectors {
+            let (det, style, bare) = (d.detector, d.style.name(), d.bare_digits);
+            out += &format!("  mask detector {det} {style} {bare}\n");
+        }
+    }
+    out
+}
+
+/// A request rule's conditions, each list in canonical order.
+fn normalized_http_rule(h: &RequestRule) -> String {
+    let hosts = h.hosts.as_ref().map(|g| g.patterns().join(","));
+    let path = h.path.as_ref().map(|p| match p {
+        PathMatch::Globs(g) => format!("globs {}", g.patterns().join(",")),
+        PathMatch::Prefix(p) => format!("prefix {}", p.join(",")),
+        PathMatch::Regex(re) => format!("regex {}", re.as_str()),
+    });
+    let pairs = |l: &[(String, super::http::model::Globs)]| {
+        l.iter()
+            .map(|(n, g)| format!("{n}={}", g.patterns().join(",")))
+            .collect::<Vec<_>>()
+    };
+    format!(
+        "  http methods={:?} hosts={hosts:?} path={path:?} query={:?} headers={:?}\n",
+        h.methods,
+        pairs(&h.query),
+        pairs(&h.headers)
     )
 }
 

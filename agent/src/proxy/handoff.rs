@@ -191,6 +191,8 @@ pub async fn handle(ctx: Arc<Context>, client: TcpStream, peer: SocketAddr, loca
             };
             crate::postgres::session::serve(&ctx, init, client, upstream).await
         }
+        // L7 HTTP handler replaces this arm (agent/src/http)
+        Some(Protocol::Http) => tcp::serve(&ctx, &client, &upstream).await,
         Some(Protocol::Tcp) | None => tcp::serve(&ctx, &client, &upstream).await,
     };
     info!(

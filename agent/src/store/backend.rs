@@ -3,7 +3,7 @@ use std::future::Future;
 
 use tokio::sync::oneshot;
 
-use super::{ConnectionEnd, ConnectionRecord, StatementRecord, StoreError};
+use super::{ConnectionEnd, ConnectionRecord, RequestRecord, StatementRecord, StoreError};
 
 /// One queued write.
 #[derive(Debug)]
@@ -21,6 +21,8 @@ pub(crate) enum Op {
     Finish(uuid::Uuid, ConnectionEnd),
     /// Insert a statement of a begun connection.
     Statement(StatementRecord),
+    /// Insert an HTTP request of a begun connection.
+    Request(Box<RequestRecord>),
 }
 
 /// What the writer task needs from a database.

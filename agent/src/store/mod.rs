@@ -1,4 +1,5 @@
-//! Audit store: one record per proxied connection, and one per statement of its L7 session.
+//! Audit store: one record per proxied connection, and one per statement (PostgreSQL) or request
+//! (HTTP) of its L7 session.
 //!
 //! The proxy holds an [`AuditSink`]; every write goes through a bounded queue to ONE writer task
 //! that commits what is queued (up to [`writer::BATCH_MAX`] operations) in one transaction.
@@ -9,9 +10,9 @@
 //!   target only after its record is on disk, so an agent crash never loses it. (WAL with
 //!   `synchronous = NORMAL`: a commit survives a crash of the agent; a power loss may drop the
 //!   last transactions.)
-//! - [`AuditSink::finish`], [`AuditSink::record`] and [`AuditSink::statement`] are queued without
-//!   waiting. A statement references its connection row (a foreign key): record it only after
-//!   that connection's `begin` returned.
+//! - [`AuditSink::finish`], [`AuditSink::record`], [`AuditSink::statement`] and
+//!   [`AuditSink::request`] are queued without waiting. A statement or request references its
+//!   connection row (a foreign key): record it only after that connection's `begin` returned.
 //! - On open, rows left open by a crashed agent get `end_reason = "agent-restart"` and keep
 //!   `ended_at` NULL: when those connections really ended is unknown, and a made-up end would
 //!   give them a false duration.
@@ -41,13 +42,17 @@ use tokio::{sync::mpsc, task::JoinHandle};
 pub use error::StoreError;
 pub use sink::AuditSink;
 pub use types::{
-    ConnectionEnd, ConnectionRecord, SessionFilter, SessionRow, StatementRecord, StatementRow,
-    StoreStats,
+    ConnectionEnd, ConnectionRecord, RequestRecord, RequestRow, SessionFilter, SessionRow,
+    StatementRecord, StatementRow, StoreStats,
 };
 
 /// Longest statement text stored, in bytes; a longer one is cut at a character boundary and
 /// ends with `… [N more bytes]`.
 pub const MAX_STATEMENT_TEXT: usize = 64 * 1024;
+
+/// Longest recorded request body, in bytes (the target's `body_cap` is usually smaller); cut and
+/// marked as statement texts are.
+pub const MAX_REQUEST_BODY: usize = 64 * 1024;
 
 /// Reads sessions back, for the CLI (through the admin socket). Cheap to clone.
 #[derive(Debug, Clone)]
@@ -82,6 +87,17 @@ impl StoreReader {
     ) -> Result<Vec<StatementRow>, StoreError> {
         let id = id::parse_full(connection_id)?;
         self.db.statements(&id, limit).await
+    }
+
+    /// The first `limit` HTTP requests of the session `connection_id` (a full uuid), in `seq`
+    /// order; none for an unknown session or one that is not HTTP.
+    pub async fn first_requests(
+        &self,
+        connection_id: &str,
+        limit: u32,
+    ) -> Result<Vec<RequestRow>, StoreError> {
+        let id = id::parse_full(connection_id)?;
+        self.db.requests(&id, limit).await
     }
 }
 

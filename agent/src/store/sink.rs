@@ -7,8 +7,8 @@ use std::sync::{
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{
-    ConnectionEnd, ConnectionRecord, MAX_STATEMENT_TEXT, StatementRecord, StoreError, StoreStats,
-    backend::Op,
+    ConnectionEnd, ConnectionRecord, MAX_REQUEST_BODY, MAX_STATEMENT_TEXT, RequestRecord,
+    StatementRecord, StoreError, StoreStats, backend::Op,
 };
 
 /// State shared by the sinks, the writer task and the [`super::Store`].
@@ -83,6 +83,15 @@ impl AuditSink {
     pub fn statement(&self, mut rec: StatementRecord) -> Result<(), StoreError> {
         cap_text(&mut rec.text, MAX_STATEMENT_TEXT);
         self.send(Op::Statement(rec))
+    }
+
+    /// Queues an HTTP request of a connection whose [`Self::begin`] has returned; does not wait.
+    /// Same rules as [`Self::statement`]; a body longer than [`MAX_REQUEST_BODY`] is cut first.
+    pub fn request(&self, mut rec: RequestRecord) -> Result<(), StoreError> {
+        if let Some(body) = rec.body.as_mut() {
+            cap_text(body, MAX_REQUEST_BODY);
+        }
+        self.send(Op::Request(Box::new(rec)))
     }
 
     /// Counters of the writer and the current queue depth.

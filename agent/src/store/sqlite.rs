@@ -1,4 +1,5 @@
 //! The SQLite backend: every SQL statement of the store lives here (and in its submodules).
+mod requests;
 mod statements;
 
 use std::{path::Path, time::Duration};
@@ -13,7 +14,8 @@ use sqlx::{
 use tracing::{info, warn};
 
 use super::{
-    ConnectionEnd, ConnectionRecord, SessionFilter, SessionRow, StatementRow, StoreError,
+    ConnectionEnd, ConnectionRecord, RequestRow, SessionFilter, SessionRow, StatementRow,
+    StoreError,
     backend::{Op, WriteBackend},
     id::IdQuery,
     time,
@@ -150,6 +152,9 @@ impl WriteBackend for SqliteWriter {
                 Op::Statement(rec) => {
                     statements::insert(rec).execute(&mut *tx).await?;
                 }
+                Op::Request(rec) => {
+                    requests::insert(rec).execute(&mut *tx).await?;
+                }
             }
         }
         tx.commit().await
@@ -220,6 +225,15 @@ impl SqliteReader {
         limit: u32,
     ) -> Result<Vec<StatementRow>, StoreError> {
         statements::select(&self.pool, id, limit).await
+    }
+
+    /// The first `limit` requests of session `id` (lowercase hyphenated uuid), in `seq` order.
+    pub(crate) async fn requests(
+        &self,
+        id: &str,
+        limit: u32,
+    ) -> Result<Vec<RequestRow>, StoreError> {
+        requests::select(&self.pool, id, limit).await
     }
 
     /// The session `id` names; [`StoreError::AmbiguousId`] if a prefix names several.

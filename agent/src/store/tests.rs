@@ -894,3 +894,135 @@ async fn statements_are_read_through_the_primary_key_index() {
     assert!(!plan.contains("TEMP B-TREE"), "{plan}");
     conn.close().await.expect("close");
 }
+
+fn request(connection_id: uuid::Uuid, seq: u32) -> RequestRecord {
+    RequestRecord {
+        connection_id,
+        seq,
+        started_at: at(u64::from(seq), 500),
+        duration: Some(Duration::from_micros(2_500)),
+        method: "GET".into(),
+        host: "vault.internal".into(),
+        path: "/v1/secret/data/etl".into(),
+        query: vec!["version".into(), "odd,name".into()],
+        status: Some(200),
+        bytes_up: 0,
+        bytes_down: 1234,
+        decision: "allow".into(),
+        rule: "etl-reads-secrets".into(),
+        masked: Some(serde_json::json!({"by_column": {"ssn": 2}})),
+        error: None,
+        body: None,
+    }
+}
+
+#[tokio::test]
+async fn requests_round_trip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    let (store, sink, reader) = open_sqlite(&path, 16).await.expect("open");
+    let id = uuid::Uuid::now_v7();
+    sink.begin(rec(id, Some("etl"), at(0, 0)))
+        .await
+        .expect("begin");
+    sink.request(request(id, 1)).expect("request 1");
+    sink.request(RequestRecord {
+        method: "DELETE".into(),
+        path: "/v1/sys/seal".into(),
+        query: vec![],
+        status: Some(403),
+        bytes_down: 80,
+        decision: "deny".into(),
+        rule: "no-sys".into(),
+        masked: None,
+        error: Some("denied by rule no-sys".into()),
+        duration: None,
+        body: Some("x".repeat(crate::store::MAX_REQUEST_BODY + 10)),
+        ..request(id, 2)
+    })
+    .expect("request 2");
+    sink.finish(id, end(at(9, 0), "closed")).expect("finish");
+    store.shutdown().await.expect("shutdown");
+
+    let got = reader
+        .first_requests(&id.to_string(), 10)
+        .await
+        .expect("requests");
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        got[0],
+        RequestRow {
+            seq: 1,
+            started_at: "2023-11-14T22:13:21.000500Z".into(),
+            duration_ms: Some(2.5),
+            method: "GET".into(),
+            host: "vault.internal".into(),
+            path: "/v1/secret/data/etl".into(),
+            query: vec!["version".into(), "odd,name".into()],
+            status: Some(200),
+            bytes_up: 0,
+            bytes_down: 1234,
+            decision: "allow".into(),
+            rule: "etl-reads-secrets".into(),
+            masked: Some(serde_json::json!({"by_column": {"ssn": 2}})),
+            error: None,
+            body: None,
+        }
+    );
+    let second = &got[1];
+    assert_eq!(
+        (
+            second.seq,
+            second.status,
+            second.duration_ms,
+            second.query.len()
+        ),
+        (2, Some(403), None, 0)
+    );
+    // A long body is cut and marked.
+    let body = second.body.as_deref().expect("body");
+    assert!(
+        body.ends_with("… [10 more bytes]"),
+        "{}",
+        &body[body.len() - 30..]
+    );
+    // The wire form round-trips (the admin socket carries it).
+    let wire = serde_json::to_string(&got).expect("serialize");
+    assert_eq!(
+        serde_json::from_str::<Vec<RequestRow>>(&wire).expect("deserialize"),
+        got
+    );
+    assert_eq!(
+        reader
+            .first_requests(&id.to_string(), 1)
+            .await
+            .expect("1")
+            .len(),
+        1
+    );
+    let other = uuid::Uuid::now_v7().to_string();
+    assert_eq!(reader.first_requests(&other, 10).await.expect("none"), []);
+    assert!(reader.first_requests("not-a-uuid", 10).await.is_err());
+}
+
+/// A request of an unknown connection is refused by the foreign key and does not sink others.
+#[tokio::test]
+async fn request_of_unknown_connection_fails_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, sink, reader) = open_sqlite(&db_path(&dir), 16).await.expect("open");
+    let id = uuid::Uuid::now_v7();
+    sink.begin(rec(id, Some("etl"), at(0, 0)))
+        .await
+        .expect("begin");
+    sink.request(request(uuid::Uuid::now_v7(), 1))
+        .expect("ghost");
+    sink.request(request(id, 1)).expect("real");
+    wait_done(&sink, 3).await;
+    assert_eq!(sink.stats().failed, 1);
+    store.shutdown().await.expect("shutdown");
+    let got = reader
+        .first_requests(&id.to_string(), 10)
+        .await
+        .expect("requests");
+    assert_eq!(got.len(), 1);
+}

@@ -192,3 +192,78 @@ pub struct StatementRow {
     /// Masked values counted by column or detector.
     pub masked: Option<serde_json::Value>,
 }
+
+/// One HTTP request of an L7 session, recorded after its connection's `begin`. Holds no header
+/// value, no query value and no unmasked body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestRecord {
+    /// Session id: the [`ConnectionRecord::id`] of the connection, already begun.
+    pub connection_id: uuid::Uuid,
+    /// Position in the session, from 1; unique per session.
+    pub seq: u32,
+    /// When the session received the request head.
+    pub started_at: SystemTime,
+    /// Until the response ended or the exchange failed; unset if it never ended.
+    pub duration: Option<Duration>,
+    /// Method as sent; empty when the request could not be parsed.
+    pub method: String,
+    /// Host (or `:authority`) without port, lowercase.
+    pub host: String,
+    /// Path without the query (normalized when it could be).
+    pub path: String,
+    /// Names of the query parameters, in order (never their values).
+    pub query: Vec<String>,
+    /// Status sent to the client (403 for a denial); unset when none was sent.
+    pub status: Option<u16>,
+    /// Request body bytes forwarded upstream.
+    pub bytes_up: u64,
+    /// Response body bytes sent to the client.
+    pub bytes_down: u64,
+    /// "allow" | "deny" | "approve" | "audit-deny".
+    pub decision: String,
+    /// Rule that decided.
+    pub rule: String,
+    /// Masked values counted by JSON key or detector, a JSON object.
+    pub masked: Option<serde_json::Value>,
+    /// What went wrong (the denial, an upstream failure, a refused response), if anything.
+    pub error: Option<String>,
+    /// The request body, capped and masked, when the target records bodies. Longer than
+    /// [`super::MAX_REQUEST_BODY`] bytes, it is cut and marked.
+    pub body: Option<String>,
+}
+
+/// One HTTP request as stored, for the CLI and the admin socket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestRow {
+    /// Position in the session, from 1.
+    pub seq: u32,
+    /// When the session received it, RFC 3339 UTC with microseconds.
+    pub started_at: String,
+    /// Duration in milliseconds (microsecond precision), when known.
+    pub duration_ms: Option<f64>,
+    /// Method.
+    pub method: String,
+    /// Host without port.
+    pub host: String,
+    /// Path without the query.
+    pub path: String,
+    /// Query parameter names.
+    pub query: Vec<String>,
+    /// Status sent to the client.
+    pub status: Option<u16>,
+    /// Request body bytes forwarded upstream.
+    pub bytes_up: u64,
+    /// Response body bytes sent to the client.
+    pub bytes_down: u64,
+    /// Policy decision.
+    pub decision: String,
+    /// Rule that decided.
+    pub rule: String,
+    /// Masked values counted by JSON key or detector.
+    pub masked: Option<serde_json::Value>,
+    /// What went wrong.
+    pub error: Option<String>,
+    /// Recorded request body (capped, masked).
+    pub body: Option<String>,
+}

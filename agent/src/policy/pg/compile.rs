@@ -26,7 +26,7 @@ use crate::{
 /// Longest `regex` of a statement rule, in bytes.
 pub const MAX_REGEX_LEN: usize = 4096;
 /// Memory bound of a compiled `regex` (and of its lazy DFA), in bytes.
-const REGEX_SIZE_LIMIT: usize = 1 << 20;
+pub(in crate::policy) const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// A masking section, compiled: the configuration, its hash key, the masker.
 type Masking = (MaskingConfig, Option<Secret>, Masker);
@@ -106,7 +106,11 @@ impl Check<'_, '_> {
     }
 
     /// A file that is not secret (CA, client certificate): an absolute path to a regular file.
-    fn plain_file(&mut self, key: &str, p: &Spanned<String>) -> Option<PathBuf> {
+    pub(in crate::policy) fn plain_file(
+        &mut self,
+        key: &str,
+        p: &Spanned<String>,
+    ) -> Option<PathBuf> {
         let path = PathBuf::from(p.get_ref());
         if !path.is_absolute() {
             let reason = format!("{key} {:?} must be an absolute path", p.get_ref());
@@ -120,7 +124,7 @@ impl Check<'_, '_> {
         }
     }
 
-    fn server_name(&mut self, n: &Spanned<String>) -> Option<String> {
+    pub(in crate::policy) fn server_name(&mut self, n: &Spanned<String>) -> Option<String> {
         let name = n.get_ref();
         let ok = !name.is_empty()
             && name.len() <= 253
@@ -218,7 +222,7 @@ impl Check<'_, '_> {
         })
     }
 
-    fn secret_file(&mut self, p: &Spanned<String>) -> Option<Secret> {
+    pub(in crate::policy) fn secret_file(&mut self, p: &Spanned<String>) -> Option<Secret> {
         match read_secret_file(Path::new(p.get_ref())) {
             Ok(s) => Some(s),
             Err(e) => self.fail(p.span(), e),
@@ -377,7 +381,7 @@ impl Check<'_, '_> {
 
 /// A regex error on one line: a syntax error's own message (the crate's shows the pattern with a
 /// caret over several lines), or the size limit exceeded.
-fn regex_error(e: &regex::Error) -> String {
+pub(in crate::policy) fn regex_error(e: &regex::Error) -> String {
     match e {
         regex::Error::Syntax(msg) => msg
             .lines()

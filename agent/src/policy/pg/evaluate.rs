@@ -158,7 +158,8 @@ impl Policy {
     }
 }
 
-fn decision(
+/// A decision of `workload` on `target` (with its mode).
+pub(in crate::policy) fn decision(
     workload: &Workload,
     target: Option<&Target>,
     verdict: Verdict,

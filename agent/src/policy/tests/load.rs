@@ -210,7 +210,7 @@ fn trust_domain_mismatch() {
 fn collects_every_error_in_position_order() {
     let text = r#"[[target]]
 name = "t"
-protocol = "http"
+protocol = "ssh"
 addresses = ["nope", "127.0.0.1:0"]
 
 [[workload]]
@@ -236,7 +236,7 @@ action = "deny"
     assert!(errs[5].reason.contains("\"ghost\""));
     let shown = PolicyErrorsDisplay(&errs).to_string();
     assert!(
-        shown.starts_with("p.toml:3:12: protocol \"http\" is not supported yet"),
+        shown.starts_with("p.toml:3:12: protocol \"ssh\" is not supported yet"),
         "{shown}"
     );
     assert_eq!(shown.lines().count(), 6);

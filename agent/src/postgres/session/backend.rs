@@ -93,7 +93,15 @@ fn on_frame(
         }
         b't' => {} // ParameterDescription: RowDescription or NoData follows.
         b'n' => {
-            st.expect.pop_front();
+            // NoData: a statement that returns no rows (binary formats are then harmless).
+            if let Some(Expect::Describe {
+                kind: ObjectKind::Statement,
+                name,
+            }) = st.expect.pop_front()
+                && let Some(p) = st.prepared.get_mut(&name)
+            {
+                p.fields = Some(Vec::new());
+            }
         }
         b'T' => {
             let Ok(BackendMessage::RowDescription(rd)) = frame.decode() else {
@@ -110,7 +118,7 @@ fn on_frame(
                             }
                         }
                         ObjectKind::Portal => {
-                            let cols = state::columns(masker, &rd.fields, None);
+                            let cols = state::columns(masker, &meta.catalog, &rd.fields, None);
                             if let Some(p) = st.portals.get_mut(&name) {
                                 p.columns = Some(cols);
                             }
@@ -118,7 +126,7 @@ fn on_frame(
                     }
                 }
                 Some(Expect::Query { columns, .. }) => {
-                    *columns = Some(state::columns(masker, &rd.fields, None));
+                    *columns = Some(state::columns(masker, &meta.catalog, &rd.fields, None));
                 }
                 _ => debug!("RowDescription without a request"),
             }
@@ -291,9 +299,11 @@ fn mask_row(
                     .or_default() += 1;
                 Some(UNKNOWN_COLUMN_MARK.to_owned())
             }
-            // Binary values pass only under `binary_results = "allow"` for unmasked columns
-            // (checked at Bind); a masked binary column is never forwarded.
-            Some(c) if c.binary => c.mask.is_some().then(|| UNKNOWN_COLUMN_MARK.to_owned()),
+            // Binary values of non-text types pass only for unmasked columns (checked at Bind); a
+            // masked one is never forwarded. Text types are the same bytes in both formats.
+            Some(c) if c.binary && !c.text_like => {
+                c.mask.is_some().then(|| UNKNOWN_COLUMN_MARK.to_owned())
+            }
             _ => match std::str::from_utf8(bytes) {
                 Ok(text) => masker.mask_value(col.and_then(|c| c.mask.as_ref()), text, counts),
                 Err(_) => Some(UNKNOWN_COLUMN_MARK.to_owned()),

@@ -32,6 +32,8 @@ pub struct SessionMeta {
     pub column_masking: bool,
     /// `binary_results = "allow"`: binary results pass unless a masked column is binary.
     pub binary_allowed: bool,
+    /// Masked table columns of the target's catalog.
+    pub catalog: std::sync::Arc<super::catalog::Catalog>,
 }
 
 /// The verdict on one message of SQL text.

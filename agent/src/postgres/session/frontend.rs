@@ -105,9 +105,14 @@ where
                     Some(p) => {
                         let cols = p.columns.clone().or_else(|| {
                             st.prepared.get(&p.statement).and_then(|s| {
-                                s.fields
-                                    .as_ref()
-                                    .map(|f| super::state::columns(masker, f, Some(&p.formats)))
+                                s.fields.as_ref().map(|f| {
+                                    super::state::columns(
+                                        masker,
+                                        &meta.catalog,
+                                        f,
+                                        Some(&p.formats),
+                                    )
+                                })
                             })
                         });
                         let audit = st.prepared.get(&p.statement).map(|s| s.audit.clone());
@@ -277,22 +282,28 @@ fn on_bind(
     out: &mut BytesMut,
 ) {
     let binary = b.result_formats.contains(&1);
-    // Binary values cannot be masked as text. "refuse": no binary results while the target masks
-    // anything. "allow": binary results pass when the statement's columns are known and no
-    // column with a rule is binary (detectors do not apply to binary values).
+    // Binary values of non-text types cannot be masked. "refuse": no binary result column while
+    // the target masks anything; "allow": binary passes unless a column with a rule is binary and
+    // not a text type. A statement with no result columns (Describe said NoData) returns none.
+    let fields = shared
+        .lock()
+        .prepared
+        .get(&b.statement)
+        .and_then(|p| p.fields.clone());
     let binary_ok = !binary
         || masker.is_empty()
-        || (meta.binary_allowed
-            && shared
-                .lock()
-                .prepared
-                .get(&b.statement)
-                .and_then(|p| p.fields.as_ref())
-                .is_some_and(|f| {
-                    super::state::columns(masker, f, Some(&b.result_formats))
-                        .iter()
-                        .all(|c| !(c.binary && c.mask.is_some()))
-                }));
+        || match fields {
+            Some(f) if f.is_empty() => true,
+            Some(f) if meta.binary_allowed => {
+                super::state::columns(masker, &meta.catalog, &f, Some(&b.result_formats))
+                    .iter()
+                    .all(|c| !(c.binary && !c.text_like && c.mask.is_some()))
+            }
+            Some(f) => super::state::columns(masker, &meta.catalog, &f, Some(&b.result_formats))
+                .iter()
+                .all(|c| !c.binary),
+            None => false,
+        };
     if !binary_ok {
         let msg =
             "tollgate: binary result format is refused on a target with masking; use text format";
@@ -312,7 +323,7 @@ fn on_bind(
     let columns = st.prepared.get(&b.statement).and_then(|s| {
         s.fields
             .as_ref()
-            .map(|f| super::state::columns(masker, f, Some(&b.result_formats)))
+            .map(|f| super::state::columns(masker, &meta.catalog, f, Some(&b.result_formats)))
     });
     st.portals.insert(
         b.portal.clone(),

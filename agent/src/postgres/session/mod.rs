@@ -3,6 +3,7 @@
 //! client with masking) sharing the expected-response state.
 mod backend;
 pub mod cancel;
+mod catalog;
 mod check;
 mod deny;
 mod frontend;
@@ -168,6 +169,24 @@ async fn run(
         workload = %init.workload, target = %init.target, %role, %database, client_tls,
         "postgres session open"
     );
+    let mut ready = ready;
+    let rules = pg
+        .masking
+        .as_ref()
+        .map(|m| m.columns.as_slice())
+        .unwrap_or_default();
+    let catalog = if rules.is_empty() {
+        catalog::Catalog::default()
+    } else {
+        match catalog::load(&mut ready.stream, &mut ready.buf, rules).await {
+            Ok(c) => c,
+            Err(e) => {
+                // Masking by result column name still applies; aliases are not resolved.
+                warn!(target = %init.target, error = %e, "cannot read the catalog for column masking");
+                catalog::Catalog::default()
+            }
+        }
+    };
 
     // The client never authenticates to tollgate: its identity is its workload.
     let mut hello = BytesMut::new();
@@ -206,6 +225,7 @@ async fn run(
         redact_literals: pg.redact_literals,
         column_masking: masker.has_column_rules(),
         binary_allowed: pg.binary_results == crate::policy::BinaryResults::Allow,
+        catalog: std::sync::Arc::new(catalog),
     };
     let shared = state::Shared::default();
     let (client_r, client_w) = tokio::io::split(client);

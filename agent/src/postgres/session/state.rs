@@ -6,6 +6,7 @@ use std::{
     time::{Instant, SystemTime},
 };
 
+use super::catalog::Catalog;
 use crate::{
     masking::{ColumnMask, MaskCounts, Masker},
     postgres::protocol::{FieldDescription, ObjectKind},
@@ -16,27 +17,48 @@ use crate::{
 pub struct Column {
     /// Whole-value rule for this column, if any.
     pub mask: Option<ColumnMask>,
-    /// Binary format (cannot be masked as text).
+    /// Binary format.
     pub binary: bool,
+    /// A text type whose binary form is its UTF-8 text (text, varchar, char, name, json,
+    /// unknown): maskable in either format.
+    pub text_like: bool,
 }
 
 /// The columns of a result set; `None` where the session could not learn them.
 pub type Columns = Arc<Vec<Column>>;
 
-/// Builds the masking view of a row description with the formats the client asked for.
-pub fn columns(masker: &Masker, fields: &[FieldDescription], formats: Option<&[i16]>) -> Columns {
+/// Type OIDs whose binary representation is the text itself.
+const TEXT_LIKE_OIDS: [u32; 6] = [25, 1043, 1042, 19, 114, 705];
+
+/// Builds the masking view of a row description with the formats the client asked for. A
+/// column is masked by what it is (table OID and column number, through the catalog, so an alias
+/// does not hide it) or by the name it is given, whichever finds a rule.
+pub fn columns(
+    masker: &Masker,
+    catalog: &Catalog,
+    fields: &[FieldDescription],
+    formats: Option<&[i16]>,
+) -> Columns {
     Arc::new(
         fields
             .iter()
             .enumerate()
-            .map(|(i, f)| Column {
-                mask: masker.column_style(None, &f.name).cloned(),
-                binary: match formats {
-                    None => f.format == 1,
-                    Some([]) => false,
-                    Some([one]) => *one == 1,
-                    Some(all) => all.get(i).copied() == Some(1),
-                },
+            .map(|(i, f)| {
+                let by_source = (f.table_oid != 0)
+                    .then(|| catalog.column(f.table_oid, f.column_attr))
+                    .flatten()
+                    .and_then(|(col, table)| masker.column_style(Some(table), col));
+                let by_name = masker.column_style(None, &f.name);
+                Column {
+                    mask: by_source.or(by_name).cloned(),
+                    binary: match formats {
+                        None => f.format == 1,
+                        Some([]) => false,
+                        Some([one]) => *one == 1,
+                        Some(all) => all.get(i).copied() == Some(1),
+                    },
+                    text_like: TEXT_LIKE_OIDS.contains(&f.type_oid),
+                }
             })
             .collect(),
     )

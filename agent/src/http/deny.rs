@@ -1,0 +1,78 @@
+//! Answers tollgate gives instead of the upstream's: a policy denial (403) and a response it
+//! refuses to pass or cannot get (502). Small JSON bodies, never cached.
+use hyper::{
+    Response, StatusCode,
+    header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue},
+};
+use serde_json::json;
+
+use super::body::{ProxyBody, full};
+
+/// The 403 of a denied request: `{"error":"denied","rule":"...","workload":"..."}`.
+pub fn denied(rule: &str, workload: &str) -> Response<ProxyBody> {
+    answer(
+        StatusCode::FORBIDDEN,
+        &json!({"error": "denied", "rule": rule, "workload": workload}),
+    )
+}
+
+/// A 502 naming why tollgate did not pass the upstream's answer (`reason` must hold no secret
+/// and no response content): `{"error":"bad-gateway","reason":"..."}`.
+pub fn bad_gateway(reason: &str) -> Response<ProxyBody> {
+    answer(
+        StatusCode::BAD_GATEWAY,
+        &json!({"error": "bad-gateway", "reason": reason}),
+    )
+}
+
+fn answer(status: StatusCode, body: &serde_json::Value) -> Response<ProxyBody> {
+    let bytes = body.to_string().into_bytes();
+    let mut resp = Response::new(full(bytes.clone()));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    async fn body(resp: Response<ProxyBody>) -> serde_json::Value {
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn denial_is_a_json_403_naming_rule_and_workload() {
+        let resp = denied("no-sys \"paths\"", "etl");
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+        assert_eq!(resp.headers()[CONTENT_TYPE], "application/json");
+        assert_eq!(resp.headers()[CACHE_CONTROL], "no-store");
+        let len: usize = resp.headers()[CONTENT_LENGTH]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let v = body(resp).await;
+        assert_eq!(
+            v,
+            json!({"error": "denied", "rule": "no-sys \"paths\"", "workload": "etl"})
+        );
+        assert_eq!(len, v.to_string().len());
+    }
+
+    #[tokio::test]
+    async fn bad_gateway_names_the_reason() {
+        let resp = bad_gateway("response too large to mask");
+        assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            body(resp).await,
+            json!({"error": "bad-gateway", "reason": "response too large to mask"})
+        );
+    }
+}

@@ -1,0 +1,530 @@
+//! Responses on their way to the client: passed through untouched, or — when the target masks
+//! and the body is JSON or text — read into memory (bounded), decoded, masked and sent with a
+//! new `Content-Length`. What cannot be masked is passed or refused as the target says.
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use hyper::{
+    HeaderMap, Method, Response, StatusCode,
+    body::Body,
+    header::{self, HeaderValue},
+};
+
+use super::{
+    body::{BodyError, Prefixed, ProxyBody, boxed, full},
+    decode::{self, Coding, DecodeError},
+    json,
+};
+use crate::{
+    masking::MaskCounts,
+    policy::{Compressed, HttpTarget, Unmaskable},
+};
+
+/// What a body is, for masking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `application/json`, `application/*+json`, `application/x-ndjson`.
+    Json,
+    /// `text/*`, XML, JavaScript, form data: detectors run on the whole text.
+    Text,
+}
+
+/// What to do with a response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Stream it through untouched.
+    Pass,
+    /// Read it, decode it, mask it.
+    Mask {
+        /// Body kind.
+        kind: Kind,
+        /// Its content coding.
+        coding: Coding,
+    },
+    /// Do not send it: answer 502 with this reason.
+    Refuse(&'static str),
+}
+
+/// Reason of a refused response: masking is on and the content type cannot be masked.
+pub const UNMASKABLE: &str = "response content type cannot be masked";
+/// Reason of a refused response: larger than `max_body_buffer`.
+pub const TOO_LARGE: &str = "response too large to mask";
+/// Reason of a refused response: compressed, with `compressed = "refuse"`.
+pub const COMPRESSED: &str = "compressed response refused";
+/// Reason of a refused response: a coding tollgate cannot decode, or a corrupt body.
+pub const UNDECODABLE: &str = "response body cannot be decoded";
+/// Reason of a refused response: the body is not UTF-8 text.
+pub const NOT_TEXT: &str = "response body is not UTF-8 text";
+
+/// The kind of a `Content-Type`, `None` for one masking cannot read.
+pub fn kind_of(content_type: Option<&HeaderValue>) -> Option<Kind> {
+    let ct = content_type?.to_str().ok()?;
+    let mime = ct.split(';').next()?.trim().to_ascii_lowercase();
+    let (top, sub) = mime.split_once('/')?;
+    match (top, sub) {
+        ("application", "json" | "x-ndjson" | "jsonl" | "json-seq") => Some(Kind::Json),
+        ("application", s) if s.ends_with("+json") => Some(Kind::Json),
+        ("text", _) => Some(Kind::Text),
+        ("application", "xml" | "javascript" | "x-www-form-urlencoded" | "yaml" | "x-yaml") => {
+            Some(Kind::Text)
+        }
+        ("application", s) if s.ends_with("+xml") => Some(Kind::Text),
+        _ => None,
+    }
+}
+
+/// Decides from the head of a response (pure).
+pub fn plan(target: &HttpTarget, method: &Method, status: StatusCode, h: &HeaderMap) -> Plan {
+    if !target.masks() {
+        return Plan::Pass;
+    }
+    // No body: nothing to mask.
+    if method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Plan::Pass;
+    }
+    let unmaskable = |reason| match target.unmaskable {
+        Unmaskable::Pass => Plan::Pass,
+        Unmaskable::Refuse => Plan::Refuse(reason),
+    };
+    let Some(kind) = kind_of(h.get(header::CONTENT_TYPE)) else {
+        // An empty body with no type has nothing to mask.
+        if content_length(h) == Some(0) {
+            return Plan::Pass;
+        }
+        return unmaskable(UNMASKABLE);
+    };
+    let coding = match Coding::of(h.get(header::CONTENT_ENCODING)) {
+        Ok(c) => c,
+        Err(_) => return unmaskable(UNDECODABLE),
+    };
+    if coding != Coding::Identity && target.compressed == Compressed::Refuse {
+        return Plan::Refuse(COMPRESSED);
+    }
+    if content_length(h).is_some_and(|n| n > target.max_body_buffer) {
+        return unmaskable(TOO_LARGE);
+    }
+    Plan::Mask { kind, coding }
+}
+
+fn content_length(h: &HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The outcome of [`mask`].
+pub enum Masked {
+    /// Send this response.
+    Send(Response<ProxyBody>),
+    /// Refuse with this reason (502).
+    Refuse(&'static str),
+}
+
+/// Reads the body (at most `max_body_buffer` bytes), decodes and masks it. A body found larger
+/// than the limit, or one that turns out not to be decodable or text, is passed through as it is
+/// or refused per `unmaskable`. Masked values are counted into `counts`.
+pub async fn mask<B>(
+    resp: Response<B>,
+    kind: Kind,
+    coding: Coding,
+    target: &HttpTarget,
+    counts: &mut MaskCounts,
+) -> Result<Masked, BodyError>
+where
+    B: Body<Data = Bytes> + Send + Sync + Unpin + 'static,
+    B::Error: Into<BodyError>,
+{
+    let limit = usize::try_from(target.max_body_buffer).unwrap_or(usize::MAX);
+    let (mut head, mut body) = resp.into_parts();
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut size = 0usize;
+    let pass = target.unmaskable == Unmaskable::Pass;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(Into::into)?;
+        // Trailers of a buffered body are dropped (HTTP/1.1 would need chunked framing).
+        if let Ok(data) = frame.into_data() {
+            size += data.len();
+            chunks.push(data);
+            if size > limit {
+                if !pass {
+                    return Ok(Masked::Refuse(TOO_LARGE));
+                }
+                // Stream what was read, then the rest, untouched.
+                let rest = (!body.is_end_stream()).then_some(body);
+                return Ok(Masked::Send(Response::from_parts(
+                    head,
+                    boxed(Prefixed::new(chunks, rest)),
+                )));
+            }
+        }
+    }
+    let mut raw = BytesMut::with_capacity(size);
+    for c in &chunks {
+        raw.extend_from_slice(c);
+    }
+    let raw = raw.freeze();
+    // Bytes as received, when nothing is masked or masking is impossible and passing is allowed.
+    let original = |head: hyper::http::response::Parts, raw: Bytes| {
+        let mut resp = Response::from_parts(head, full(raw.clone()));
+        set_length(resp.headers_mut(), raw.len());
+        resp
+    };
+    let decoded = match decode::decode(coding, &raw, limit) {
+        Ok(d) => d,
+        Err(e) => {
+            let reason = match e {
+                DecodeError::TooLarge(_) => TOO_LARGE,
+                DecodeError::Unsupported(_) | DecodeError::Corrupt { .. } => UNDECODABLE,
+            };
+            return Ok(if pass {
+                Masked::Send(original(head, raw))
+            } else {
+                Masked::Refuse(reason)
+            });
+        }
+    };
+    let Ok(text) = std::str::from_utf8(&decoded) else {
+        return Ok(if pass {
+            Masked::Send(original(head, raw))
+        } else {
+            Masked::Refuse(NOT_TEXT)
+        });
+    };
+    let masker = target.masker.clone().unwrap_or_default();
+    let masked = match kind {
+        Kind::Json => match json::mask(text, &target.json_keys, &masker, counts) {
+            Ok(m) => m,
+            // Not JSON after all: the detectors still read it as text.
+            Err(_) => masker.mask_text(text, counts),
+        },
+        Kind::Text => masker.mask_text(text, counts),
+    };
+    let Some(masked) = masked else {
+        return Ok(Masked::Send(original(head, raw)));
+    };
+    let h = &mut head.headers;
+    h.remove(header::CONTENT_ENCODING);
+    h.remove(header::TRANSFER_ENCODING);
+    // Digests of the upstream's bytes no longer hold.
+    for name in ["content-md5", "digest", "content-digest", "repr-digest"] {
+        h.remove(name);
+    }
+    let bytes = Bytes::from(masked.into_bytes());
+    set_length(h, bytes.len());
+    Ok(Masked::Send(Response::from_parts(head, full(bytes))))
+}
+
+fn set_length(h: &mut HeaderMap, len: usize) {
+    h.remove(header::TRANSFER_ENCODING);
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        http::request::tests::target,
+        masking::{Detector, DetectorRule, Masker, MaskingConfig, Style},
+    };
+
+    pub(crate) fn masking_target() -> HttpTarget {
+        let mut t = target(None, true);
+        t.masker = Some(
+            Masker::new(
+                &MaskingConfig {
+                    columns: vec![],
+                    detectors: vec![DetectorRule::new(Detector::Card, Style::Last4)],
+                },
+                None,
+            )
+            .unwrap(),
+        );
+        t.max_body_buffer = 100;
+        t
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.insert(*n, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn kinds() {
+        let cases = [
+            ("application/json", Some(Kind::Json)),
+            ("Application/JSON; charset=utf-8", Some(Kind::Json)),
+            ("application/vnd.api+json", Some(Kind::Json)),
+            ("application/x-ndjson", Some(Kind::Json)),
+            ("text/plain", Some(Kind::Text)),
+            ("text/html; charset=utf-8", Some(Kind::Text)),
+            ("application/xml", Some(Kind::Text)),
+            ("application/atom+xml", Some(Kind::Text)),
+            ("image/png", None),
+            ("application/octet-stream", None),
+            ("application/grpc", None),
+            ("nonsense", None),
+        ];
+        for (ct, want) in cases {
+            assert_eq!(kind_of(Some(&HeaderValue::from_static(ct))), want, "{ct}");
+        }
+        assert_eq!(kind_of(None), None);
+    }
+
+    #[test]
+    fn plans() {
+        let json = Plan::Mask {
+            kind: Kind::Json,
+            coding: Coding::Identity,
+        };
+        let get = Method::GET;
+        let ok = StatusCode::OK;
+        let t = masking_target();
+        let mut refuse = masking_target();
+        refuse.unmaskable = Unmaskable::Refuse;
+        let mut no_gzip = masking_target();
+        no_gzip.compressed = Compressed::Refuse;
+        let plain = target(None, true);
+        let ct_json = [("content-type", "application/json")];
+        // (target, method, status, headers, want)
+        let cases: Vec<(&HttpTarget, &Method, StatusCode, HeaderMap, Plan)> = vec![
+            (&plain, &get, ok, headers(&ct_json), Plan::Pass),
+            (&t, &get, ok, headers(&ct_json), json.clone()),
+            (&t, &Method::HEAD, ok, headers(&ct_json), Plan::Pass),
+            (
+                &t,
+                &get,
+                StatusCode::NO_CONTENT,
+                headers(&ct_json),
+                Plan::Pass,
+            ),
+            (
+                &t,
+                &get,
+                StatusCode::NOT_MODIFIED,
+                headers(&ct_json),
+                Plan::Pass,
+            ),
+            (
+                &t,
+                &get,
+                ok,
+                headers(&[("content-type", "image/png")]),
+                Plan::Pass,
+            ),
+            (
+                &refuse,
+                &get,
+                ok,
+                headers(&[("content-type", "image/png")]),
+                Plan::Refuse(UNMASKABLE),
+            ),
+            (&refuse, &get, ok, headers(&[]), Plan::Refuse(UNMASKABLE)),
+            (
+                &refuse,
+                &get,
+                ok,
+                headers(&[("content-length", "0")]),
+                Plan::Pass,
+            ),
+            (
+                &t,
+                &get,
+                ok,
+                headers(&[("content-type", "text/plain"), ("content-encoding", "gzip")]),
+                Plan::Mask {
+                    kind: Kind::Text,
+                    coding: Coding::Gzip,
+                },
+            ),
+            (
+                &no_gzip,
+                &get,
+                ok,
+                headers(&[("content-type", "text/plain"), ("content-encoding", "br")]),
+                Plan::Refuse(COMPRESSED),
+            ),
+            (
+                &t,
+                &get,
+                ok,
+                headers(&[("content-type", "text/plain"), ("content-encoding", "zstd")]),
+                Plan::Pass,
+            ),
+            (
+                &refuse,
+                &get,
+                ok,
+                headers(&[("content-type", "text/plain"), ("content-encoding", "zstd")]),
+                Plan::Refuse(UNDECODABLE),
+            ),
+            (
+                &t,
+                &get,
+                ok,
+                headers(&[
+                    ("content-type", "application/json"),
+                    ("content-length", "101"),
+                ]),
+                Plan::Pass,
+            ),
+            (
+                &refuse,
+                &get,
+                ok,
+                headers(&[
+                    ("content-type", "application/json"),
+                    ("content-length", "101"),
+                ]),
+                Plan::Refuse(TOO_LARGE),
+            ),
+            (
+                &t,
+                &get,
+                ok,
+                headers(&[
+                    ("content-type", "application/json"),
+                    ("content-length", "100"),
+                ]),
+                json,
+            ),
+        ];
+        for (i, (t, m, s, h, want)) in cases.into_iter().enumerate() {
+            assert_eq!(plan(t, m, s, &h), want, "case {i}");
+        }
+    }
+
+    fn response(h: &[(&'static str, &'static str)], body: Vec<u8>) -> Response<ProxyBody> {
+        let mut r = Response::new(full(body));
+        *r.headers_mut() = headers(h);
+        r
+    }
+
+    async fn sent(m: Masked) -> (HeaderMap, Vec<u8>) {
+        let Masked::Send(r) = m else {
+            panic!("refused")
+        };
+        let (head, body) = r.into_parts();
+        (
+            head.headers,
+            body.collect().await.unwrap().to_bytes().to_vec(),
+        )
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[tokio::test]
+    async fn gzip_json_is_decoded_masked_and_resized() {
+        let t = masking_target();
+        let body = br#"{"card":"4111111111111111"}"#;
+        let resp = response(
+            &[
+                ("content-type", "application/json"),
+                ("content-encoding", "gzip"),
+                ("content-length", "999"),
+                ("digest", "sha-256=x"),
+            ],
+            gzip(body),
+        );
+        let mut counts = MaskCounts::default();
+        let m = mask(resp, Kind::Json, Coding::Gzip, &t, &mut counts)
+            .await
+            .unwrap();
+        let (h, out) = sent(m).await;
+        assert_eq!(out, br#"{"card":"************1111"}"#);
+        assert!(!h.contains_key("content-encoding"));
+        assert!(!h.contains_key("digest"));
+        assert_eq!(h["content-length"], out.len().to_string().as_str());
+        assert_eq!(counts.by_detector.get("card"), Some(&1));
+    }
+
+    #[tokio::test]
+    async fn unchanged_bodies_keep_their_bytes_and_coding() {
+        let t = masking_target();
+        let z = gzip(b"nothing to hide");
+        let resp = response(
+            &[("content-type", "text/plain"), ("content-encoding", "gzip")],
+            z.clone(),
+        );
+        let mut counts = MaskCounts::default();
+        let (h, out) = sent(
+            mask(resp, Kind::Text, Coding::Gzip, &t, &mut counts)
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(out, z);
+        assert_eq!(h["content-encoding"], "gzip");
+        assert!(counts.is_empty());
+    }
+
+    #[tokio::test]
+    async fn too_large_without_length_streams_or_refuses() {
+        let mut t = masking_target();
+        let big = b"4111111111111111 ".repeat(10); // 170 bytes > 100
+        let mut counts = MaskCounts::default();
+        let resp = response(&[("content-type", "text/plain")], big.clone());
+        let (_, out) = sent(
+            mask(resp, Kind::Text, Coding::Identity, &t, &mut counts)
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(out, big, "passed unmasked");
+        t.unmaskable = Unmaskable::Refuse;
+        let resp = response(&[("content-type", "text/plain")], big);
+        let m = mask(resp, Kind::Text, Coding::Identity, &t, &mut counts)
+            .await
+            .unwrap();
+        assert!(matches!(m, Masked::Refuse(TOO_LARGE)));
+    }
+
+    #[tokio::test]
+    async fn zip_bomb_and_binary_bodies() {
+        let mut t = masking_target();
+        t.unmaskable = Unmaskable::Refuse;
+        let bomb = gzip(&[b'a'; 10_000]);
+        assert!(bomb.len() < 100);
+        let mut counts = MaskCounts::default();
+        let resp = response(&[("content-type", "text/plain")], bomb);
+        let m = mask(resp, Kind::Text, Coding::Gzip, &t, &mut counts)
+            .await
+            .unwrap();
+        assert!(matches!(m, Masked::Refuse(TOO_LARGE)));
+        let resp = response(&[("content-type", "text/plain")], vec![0xff, 0xfe, 0x00]);
+        let m = mask(resp, Kind::Text, Coding::Identity, &t, &mut counts)
+            .await
+            .unwrap();
+        assert!(matches!(m, Masked::Refuse(NOT_TEXT)));
+    }
+
+    #[tokio::test]
+    async fn json_that_is_not_json_is_masked_as_text() {
+        let t = masking_target();
+        let resp = response(
+            &[("content-type", "application/json")],
+            b"oops 4111111111111111".to_vec(),
+        );
+        let mut counts = MaskCounts::default();
+        let (_, out) = sent(
+            mask(resp, Kind::Json, Coding::Identity, &t, &mut counts)
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(out, b"oops ************1111");
+    }
+}

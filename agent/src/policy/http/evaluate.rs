@@ -1,0 +1,126 @@
+//! Pure decisions for HTTP requests: may this workload send this request to this target.
+use super::{
+    model::{PathMatch, RequestFacts, RequestRule},
+    path::{normalize_host, normalize_path},
+};
+use crate::policy::{
+    evaluate::{DEFAULT_DENY, Decision},
+    model::{Policy, Rule, Verdict, Workload},
+    pg::evaluate::decision,
+};
+
+/// Rule reported when a request is allowed because no request rule applies to the workload and
+/// target (the connection itself was allowed at L4).
+pub const NO_REQUEST_RULES: &str = "no-request-rules";
+/// Rule reported when request rules apply and the path cannot be normalized (see
+/// [`normalize_path`]): `..` above the root, an encoded `/`, a bad escape...
+pub const MALFORMED_PATH: &str = "malformed-path";
+
+impl RequestRule {
+    /// Whether this rule applies to a request, for a rule whose action is `action`. `facts`
+    /// must be normalized: `path` by [`normalize_path`], `host` by [`normalize_host`] (as
+    /// [`Policy::evaluate_request`] does).
+    ///
+    /// The method, host and path must match (when given). A query parameter or header condition
+    /// needs the parameter or header to be present; for an **allow** rule every value it has
+    /// must match the glob (a repeated parameter cannot smuggle a second value past it), for a
+    /// **deny** or **approve** rule one matching value is enough.
+    pub fn matches(&self, action: Verdict, facts: &RequestFacts<'_>) -> bool {
+        let method = self
+            .methods
+            .as_ref()
+            .is_none_or(|m| m.iter().any(|m| m.eq_ignore_ascii_case(facts.method)));
+        let host = self.hosts.as_ref().is_none_or(|h| h.matches(facts.host));
+        let path = self.path.as_ref().is_none_or(|p| match p {
+            PathMatch::Globs(g) => g.matches(facts.path),
+            PathMatch::Prefix(prefixes) => prefixes.iter().any(|p| facts.path.starts_with(p)),
+            PathMatch::Regex(re) => re.is_match(facts.path),
+        });
+        let every = action == Verdict::Allow;
+        let query = self.query.iter().all(|(name, glob)| {
+            values_match(
+                facts.query.iter().filter(|(k, _)| k == name),
+                |v| glob.matches(v),
+                every,
+            )
+        });
+        let headers = self.headers.iter().all(|(name, glob)| {
+            values_match(
+                facts
+                    .headers
+                    .iter()
+                    .filter(|(k, _)| k.eq_ignore_ascii_case(name)),
+                |v| glob.matches(v),
+                every,
+            )
+        });
+        method && host && path && query && headers
+    }
+}
+
+/// At least one value, and all (`every`) or some of them matching.
+fn values_match<'a>(
+    values: impl Iterator<Item = &'a (String, String)>,
+    matches: impl Fn(&str) -> bool,
+    every: bool,
+) -> bool {
+    let mut seen = false;
+    for (_, v) in values {
+        seen = true;
+        match (matches(v), every) {
+            (false, true) => return false,
+            (true, false) => return true,
+            _ => {}
+        }
+    }
+    seen && every
+}
+
+impl Policy {
+    /// Decides whether `workload` may send a request to `target`.
+    ///
+    /// The request rules (rules with `[rule.http]`) naming the workload and the target decide
+    /// on the normalized request (host without port, lowercase; path by [`normalize_path`]) and
+    /// matching it (see [`RequestRule::matches`]): any deny wins, then any approve, then any
+    /// allow, the first rule by name reporting; none matching is a deny by [`DEFAULT_DENY`]. A
+    /// path that cannot be normalized is a deny by [`MALFORMED_PATH`]. Without any request rule
+    /// for the workload and target, every request is allowed ([`NO_REQUEST_RULES`]). An unknown
+    /// target is a deny by [`DEFAULT_DENY`]. In audit mode the verdict is not enforced.
+    pub fn evaluate_request(
+        &self,
+        workload: &Workload,
+        target: &str,
+        facts: &RequestFacts<'_>,
+    ) -> Decision {
+        let Some(t) = self.target(target) else {
+            return decision(workload, None, Verdict::Deny, DEFAULT_DENY);
+        };
+        let rules: Vec<(&Rule, &RequestRule)> = self
+            .applicable(workload, t)
+            .filter_map(|r| r.http.as_ref().map(|h| (r, h)))
+            .collect();
+        if rules.is_empty() {
+            return decision(workload, Some(t), Verdict::Allow, NO_REQUEST_RULES);
+        }
+        let Some(path) = normalize_path(facts.path) else {
+            return decision(workload, Some(t), Verdict::Deny, MALFORMED_PATH);
+        };
+        let host = normalize_host(facts.host);
+        let facts = RequestFacts {
+            path: &path,
+            host: &host,
+            ..*facts
+        };
+        let decided = [Verdict::Deny, Verdict::Approve, Verdict::Allow]
+            .into_iter()
+            .find_map(|v| {
+                rules
+                    .iter()
+                    .find(|(r, h)| r.action == v && h.matches(v, &facts))
+            });
+        match decided {
+            Some((r, _)) => decision(workload, Some(t), r.action, &r.name),
+            None => decision(workload, Some(t), Verdict::Deny, DEFAULT_DENY),
+        }
+    }
+}
