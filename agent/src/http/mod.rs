@@ -1,8 +1,141 @@
 //! The `http` protocol handler: HTTP/1.1 and HTTP/2 requests decided one by one.
+//!
+//! [`serve`] takes a connection the hand-off allowed to an http target: TLS per the target
+//! ([`tls`]: none, originate, terminate with SNI passthrough, passthrough), then a hyper server
+//! on the client side ([`conn`]) whose every request ([`exchange`]) is decided by the live policy
+//! ([`gate`]), denied with a 403 JSON body ([`deny`]) or forwarded with the target's credential
+//! ([`request`]) over one upstream connection ([`upstream`]); responses are streamed, or masked
+//! when the target masks ([`response`], [`json`], [`decode`]); each request is audited
+//! ([`audit`]). Credentials and unmasked values are never logged nor recorded.
+mod audit;
 mod body;
+mod conn;
 mod decode;
 mod deny;
+mod exchange;
+mod gate;
+mod io;
 mod json;
 mod request;
 mod response;
 mod sni;
+#[cfg(test)]
+mod tests;
+mod tls;
+mod upstream;
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, atomic::Ordering},
+};
+
+use tokio::net::TcpStream;
+use tracing::{info, warn};
+
+pub use audit::Recorder;
+pub use exchange::Session;
+pub use gate::{Gate, LiveGate};
+
+use crate::{
+    proxy::{
+        Context,
+        copy::{CopyEnd, Transfer},
+        upstream as proxy_upstream,
+    },
+    tcp,
+};
+
+/// What the hand-off knows when it passes a connection to the handler.
+#[derive(Debug, Clone)]
+pub struct HttpInit {
+    /// Audit id of the connection (already begun).
+    pub connection_id: uuid::Uuid,
+    /// Workload name.
+    pub workload: String,
+    /// Target name.
+    pub target: String,
+    /// Original destination.
+    pub dst: SocketAddr,
+}
+
+/// Serves one client connection to an http target until it ends. Takes the `Arc` because
+/// HTTP/2 streams are served on tasks of their own.
+pub async fn serve(
+    ctx: &Arc<Context>,
+    init: HttpInit,
+    client: TcpStream,
+    upstream: TcpStream,
+) -> Transfer {
+    let state = ctx.policy.load_full();
+    let Some(target) = state
+        .policy
+        .target(&init.target)
+        .and_then(|t| t.http.clone())
+    else {
+        warn!(target = %init.target, "target has no http settings");
+        return Transfer {
+            up: 0,
+            down: 0,
+            end: CopyEnd::Error(std::io::Error::other("target has no http settings")),
+        };
+    };
+    drop(state);
+    let counters = Arc::new(io::Counters::default());
+    let side = match tls::accept(ctx.ca.clone(), &target, init.dst, client, counters.clone()).await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(workload = %init.workload, target = %init.target, error = %e, "http session ended");
+            return Transfer {
+                up: counters.up.load(Ordering::Relaxed),
+                down: counters.down.load(Ordering::Relaxed),
+                end: CopyEnd::Error(std::io::Error::other(e.to_string())),
+            };
+        }
+    };
+    let (io, h2, upstream_tls) = match side {
+        tls::ClientSide::Passthrough(client) => {
+            return tcp::serve(ctx, &client, &upstream).await;
+        }
+        tls::ClientSide::Http {
+            io,
+            h2,
+            upstream_tls,
+        } => (io, h2, upstream_tls),
+    };
+    let dst = init.dst;
+    let timeout = ctx.settings.connect_timeout;
+    let connector: upstream::Connector = Box::new(move || {
+        Box::pin(async move {
+            proxy_upstream::connect(dst, timeout)
+                .await
+                .map_err(std::io::Error::other)
+        })
+    });
+    let limits = conn::Limits {
+        max_request_header: usize::try_from(target.max_request_header).unwrap_or(usize::MAX),
+        idle: ctx.settings.idle_timeout,
+    };
+    let gate = Arc::new(LiveGate {
+        ctx: ctx.clone(),
+        connection_id: init.connection_id,
+        workload: init.workload.clone(),
+        target: init.target.clone(),
+    });
+    let session = Arc::new(Session::new(
+        init.connection_id,
+        init.workload.clone(),
+        init.dst,
+        Arc::new(target),
+        gate,
+        Arc::new(ctx.audit.clone()),
+        upstream::Upstream::new(upstream, connector, upstream_tls),
+    ));
+    info!(workload = %init.workload, target = %init.target, h2, "http session open");
+    let end = conn::serve_client(io, h2, session, limits, ctx.stopped()).await;
+    Transfer {
+        up: counters.up.load(Ordering::Relaxed),
+        down: counters.down.load(Ordering::Relaxed),
+        end,
+    }
+}

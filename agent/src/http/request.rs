@@ -152,10 +152,10 @@ pub enum PrepareError {
 
 /// Whether a request asks to switch protocols (WebSocket): HTTP/1.1 with `Upgrade` and
 /// `Connection: upgrade`.
-pub fn is_upgrade(parts: &Parts) -> bool {
-    parts.version == Version::HTTP_11
-        && parts.headers.contains_key(header::UPGRADE)
-        && connection_tokens(&parts.headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
+pub fn is_upgrade_head(version: Version, headers: &HeaderMap) -> bool {
+    version == Version::HTTP_11
+        && headers.contains_key(header::UPGRADE)
+        && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
 }
 
 fn connection_tokens(h: &HeaderMap) -> impl Iterator<Item = String> + '_ {
@@ -595,9 +595,9 @@ mod tests {
                 .body(())
                 .unwrap(),
         );
-        assert!(is_upgrade(&ws));
+        assert!(is_upgrade_head(ws.version, &ws.headers));
         let no = parts(Request::get("/").header("Upgrade", "h2c").body(()).unwrap());
-        assert!(!is_upgrade(&no));
+        assert!(!is_upgrade_head(no.version, &no.headers));
     }
 
     #[test]

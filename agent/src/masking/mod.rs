@@ -50,6 +50,20 @@ impl ColumnMask {
         &self.label
     }
 
+    /// A whole-value redaction counted under `label`, for a result column computed from masked
+    /// data whose own rule cannot be told (fail closed).
+    pub fn redact(label: &str) -> Self {
+        Self {
+            name: GlobBuilder::new("*")
+                .build()
+                .expect("the constant glob `*` compiles")
+                .compile_matcher(),
+            table: None,
+            style: Style::Redact,
+            label: label.to_owned(),
+        }
+    }
+
     fn matches(&self, table: Option<&str>, column: &str) -> bool {
         self.name.is_match(column)
             && match (&self.table, table) {

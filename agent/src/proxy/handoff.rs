@@ -191,8 +191,19 @@ pub async fn handle(ctx: Arc<Context>, client: TcpStream, peer: SocketAddr, loca
             };
             crate::postgres::session::serve(&ctx, init, client, upstream).await
         }
-        // L7 HTTP handler replaces this arm (agent/src/http)
-        Some(Protocol::Http) => tcp::serve(&ctx, &client, &upstream).await,
+        Some(Protocol::Http) => {
+            let init = crate::http::HttpInit {
+                connection_id: id,
+                workload: w.map(|w| w.name.clone()).unwrap_or_default(),
+                target: decision
+                    .target
+                    .as_ref()
+                    .map(|t| t.name.clone())
+                    .unwrap_or_default(),
+                dst,
+            };
+            crate::http::serve(&ctx, init, client, upstream).await
+        }
         Some(Protocol::Tcp) | None => tcp::serve(&ctx, &client, &upstream).await,
     };
     info!(

@@ -139,3 +139,259 @@ fn postgres_example_loads_with_its_secrets() {
         Verdict::Deny
     );
 }
+
+/// Loads the examples directory together with the example `name` (a `.toml.example`), its
+/// `/etc/tollgate/` paths moved to a temporary directory holding `files` (path under
+/// `/etc/tollgate/`, content, mode).
+fn load_with_example(
+    name: &str,
+    files: &[(&str, &str, u32)],
+) -> (crate::policy::Policy, tempfile::TempDir) {
+    use std::os::unix::fs::PermissionsExt;
+
+    let text = fs::read_to_string(examples_dir().join(name)).unwrap();
+    assert!(text.starts_with('#'), "{name} must open with a comment");
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path().join("etc");
+    for (path, content, mode) in files {
+        let path = etc.join(path);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, content).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(*mode)).unwrap();
+    }
+    let policies = dir.path().join("policies");
+    fs::create_dir(&policies).unwrap();
+    for path in example_files() {
+        fs::copy(&path, policies.join(path.file_name().unwrap())).unwrap();
+    }
+    let text = text.replace("/etc/tollgate/", &format!("{}/", etc.display()));
+    let installed = name.strip_suffix(".example").unwrap();
+    fs::write(policies.join(installed), text).unwrap();
+    let p = load_dir(&policies, None).unwrap_or_else(|e| panic!("{name}: {e}"));
+    (p, dir)
+}
+
+/// Decides `method path?query` for `workload` on `target`: (verdict, rule).
+fn request(
+    p: &crate::policy::Policy,
+    workload: &str,
+    target: &str,
+    method: &str,
+    path: &str,
+    query: &[(&str, &str)],
+) -> (crate::policy::Verdict, String) {
+    let query: Vec<(String, String)> = query
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let facts = crate::policy::RequestFacts {
+        method,
+        host: "127.0.0.1:6443",
+        path,
+        query: &query,
+        headers: &[],
+    };
+    let d = p.evaluate_request(p.workload(workload).unwrap(), target, &facts);
+    (d.verdict, d.rule)
+}
+
+/// `40-example-kubernetes.toml.example` loads with its token and CA, and decides as its
+/// comments say.
+#[test]
+fn kubernetes_example_loads_with_its_secrets() {
+    use crate::policy::{HttpCredential, HttpTls, Protocol, Verdict::*};
+
+    let (p, _dir) = load_with_example(
+        "40-example-kubernetes.toml.example",
+        &[
+            ("secrets/k8s-etl-token", "sa-token-1\n", 0o600),
+            ("ca/k8s-ca.pem", "-----BEGIN CERTIFICATE-----\n", 0o644),
+        ],
+    );
+    let t = p.target("k8s-api").unwrap();
+    assert_eq!(t.protocol, Protocol::Http);
+    let h = t.http.as_ref().unwrap();
+    assert_eq!(h.tls, HttpTls::Terminate);
+    assert!(h.strip_client_credentials && h.ca_file.is_some());
+    assert!(
+        matches!(&h.credential, Some(HttpCredential::Bearer(s)) if s.expose() == b"sa-token-1")
+    );
+
+    let pods = "k8s-etl-reads-pods";
+    let secrets = "k8s-no-secrets";
+    let dd = "default-deny";
+    let cases: &[(&str, &str, &[(&str, &str)], (crate::policy::Verdict, &str))] = &[
+        // get, list, watch pods; get config maps: namespace etl only.
+        ("GET", "/api/v1/namespaces/etl/pods", &[], (Allow, pods)),
+        (
+            "GET",
+            "/api/v1/namespaces/etl/pods",
+            &[("watch", "true")],
+            (Allow, pods),
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/etl/pods/web-1",
+            &[],
+            (Allow, pods),
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/etl/pods/web-1/log",
+            &[],
+            (Allow, pods),
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/etl/configmaps/settings",
+            &[],
+            (Allow, "k8s-etl-reads-configmaps"),
+        ),
+        ("GET", "/api/v1/namespaces/prod/pods", &[], (Deny, dd)),
+        ("GET", "/api/v1/pods", &[], (Deny, dd)),
+        // create, update, patch, delete pods: no rule.
+        ("POST", "/api/v1/namespaces/etl/pods", &[], (Deny, dd)),
+        ("PUT", "/api/v1/namespaces/etl/pods/web-1", &[], (Deny, dd)),
+        (
+            "PATCH",
+            "/api/v1/namespaces/etl/pods/web-1",
+            &[],
+            (Deny, dd),
+        ),
+        (
+            "DELETE",
+            "/api/v1/namespaces/etl/pods/web-1",
+            &[],
+            (Deny, dd),
+        ),
+        // Secrets: denied everywhere, however the path is spelled.
+        (
+            "GET",
+            "/api/v1/namespaces/etl/secrets",
+            &[],
+            (Deny, secrets),
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/etl/secrets/db",
+            &[],
+            (Deny, secrets),
+        ),
+        ("GET", "/api/v1/secrets", &[], (Deny, secrets)),
+        (
+            "GET",
+            "/api/v1/watch/namespaces/kube-system/secrets",
+            &[],
+            (Deny, secrets),
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/etl/pods/../secrets/db",
+            &[],
+            (Deny, secrets),
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/etl/%73ecrets",
+            &[],
+            (Deny, secrets),
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/etl/pods/x%2F..%2F..%2Fsecrets",
+            &[],
+            (Deny, "malformed-path"),
+        ),
+        // Other groups: discovery only, and job deletions held for a human.
+        ("GET", "/apis/apps/v1", &[], (Allow, "k8s-etl-discovery")),
+        (
+            "GET",
+            "/apis/apps/v1/namespaces/etl/deployments",
+            &[],
+            (Deny, dd),
+        ),
+        (
+            "DELETE",
+            "/apis/batch/v1/namespaces/etl/jobs/nightly",
+            &[],
+            (Approve, "k8s-etl-deletes-jobs-with-approval"),
+        ),
+    ];
+    for (method, path, query, (verdict, rule)) in cases {
+        assert_eq!(
+            request(&p, "k8s-etl", "k8s-api", method, path, query),
+            (*verdict, (*rule).to_owned()),
+            "{method} {path} {query:?}"
+        );
+    }
+    // Another workload of the examples: the connection has no rule at all.
+    let dst = "127.0.0.1:6443".parse().unwrap();
+    let dns = crate::policy::DnsTable::default();
+    assert_eq!(
+        p.evaluate(p.workload("k8s-etl").unwrap(), dst, &dns)
+            .verdict,
+        Allow
+    );
+    assert_eq!(
+        p.evaluate(p.workload("etl").unwrap(), dst, &dns).verdict,
+        Deny
+    );
+}
+
+/// `41-example-vault.toml.example` loads with its token, and decides as its comments say.
+#[test]
+fn vault_example_loads_with_its_secrets() {
+    use crate::policy::{HttpCredential, JsonStep::Key, Protocol, Verdict::*};
+
+    let (p, _dir) = load_with_example(
+        "41-example-vault.toml.example",
+        &[("secrets/vault-etl-token", "hvs.token-1\n", 0o600)],
+    );
+    let t = p.target("local-vault").unwrap();
+    assert_eq!(t.protocol, Protocol::Http);
+    let h = t.http.as_ref().unwrap();
+    match &h.credential {
+        Some(HttpCredential::Header { name, value }) => {
+            assert_eq!(
+                (name.as_str(), value.expose()),
+                ("x-vault-token", &b"hvs.token-1"[..])
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(h.json_key(&[Key("auth"), Key("client_token")]).is_some());
+    assert!(
+        h.json_key(&[Key("data"), Key("data"), Key("password")])
+            .is_none()
+    );
+
+    let read = "vault-etl-reads-secrets";
+    let cases = [
+        ("GET", "/v1/secret/data/etl/db", (Allow, read)),
+        ("GET", "/v1/secret/data/etl/team/app", (Allow, read)),
+        ("LIST", "/v1/secret/metadata/etl", (Allow, read)),
+        ("GET", "/v1/secret/data/%65tl/db", (Allow, read)),
+        ("POST", "/v1/secret/data/etl/db", (Deny, "default-deny")),
+        ("GET", "/v1/secret/data/prod/db", (Deny, "default-deny")),
+        ("GET", "/v1/sys/seal-status", (Deny, "vault-no-sys")),
+        ("PUT", "/v1/sys/policies/acl/etl", (Deny, "vault-no-sys")),
+        (
+            "GET",
+            "/v1/secret/data/etl/../../../sys/seal-status",
+            (Deny, "vault-no-sys"),
+        ),
+        ("GET", "//v1//sys/health", (Deny, "vault-no-sys")),
+        (
+            "GET",
+            "/v1/secret/data/etl/../../../../../x",
+            (Deny, "malformed-path"),
+        ),
+    ];
+    for (method, path, (verdict, rule)) in cases {
+        assert_eq!(
+            request(&p, "vault-etl", "local-vault", method, path, &[]),
+            (verdict, rule.to_owned()),
+            "{method} {path}"
+        );
+    }
+}

@@ -118,15 +118,28 @@ fn on_frame(
                             }
                         }
                         ObjectKind::Portal => {
-                            let cols = state::columns(masker, &meta.catalog, &rd.fields, None);
                             if let Some(p) = st.portals.get_mut(&name) {
-                                p.columns = Some(cols);
+                                let exprs = p.exprs.clone();
+                                p.columns = Some(state::columns(
+                                    masker,
+                                    &meta.catalog,
+                                    &rd.fields,
+                                    None,
+                                    exprs.as_deref(),
+                                ));
                             }
                         }
                     }
                 }
-                Some(Expect::Query { columns, .. }) => {
-                    *columns = Some(state::columns(masker, &meta.catalog, &rd.fields, None));
+                Some(Expect::Query { columns, exprs, .. }) => {
+                    let plan = exprs.clone();
+                    *columns = Some(state::columns(
+                        masker,
+                        &meta.catalog,
+                        &rd.fields,
+                        None,
+                        plan.as_deref(),
+                    ));
                 }
                 _ => debug!("RowDescription without a request"),
             }
@@ -260,7 +273,7 @@ fn complete(
     suspended: bool,
 ) {
     match expect.front_mut() {
-        Some(Expect::Query { stmts, columns }) => {
+        Some(Expect::Query { stmts, columns, .. }) => {
             *columns = None;
             if let Some(a) = stmts.pop_front() {
                 record_done(ctx, meta, &a, rows, error);

@@ -48,6 +48,11 @@ pub struct Checked {
 }
 
 impl Checked {
+    /// Classes of its statements.
+    pub fn classes(&self) -> Vec<StatementClass> {
+        self.statements.iter().map(|c| c.class).collect()
+    }
+
     /// The audit entry of this message, with sequence number `seq`.
     pub fn audit(&self, seq: u32, sql_text: &str, redact: bool) -> StmtAudit {
         let text = if redact {

@@ -20,7 +20,7 @@ use crate::{
 
 use super::{
     check::{self, Checked, SessionMeta},
-    deny,
+    deny, lineage,
     state::{Expect, Portal, Prepared, Shared, StmtAudit},
     stream::ReadError,
 };
@@ -74,14 +74,14 @@ where
                 };
                 // Before a possibly long approval hold, what is already decided goes out.
                 flush(&mut server, &mut out).await?;
-                on_query(ctx, meta, shared, q, frame, &mut out).await;
+                on_query(ctx, meta, masker, shared, q, frame, &mut out).await;
             }
             b'P' => {
                 let Ok(FrontendMessage::Parse(p)) = frame.decode() else {
                     return Err(bad(&frame));
                 };
                 flush(&mut server, &mut out).await?;
-                on_parse(ctx, meta, shared, p, frame, &mut out).await;
+                on_parse(ctx, meta, masker, shared, p, frame, &mut out).await;
             }
             b'B' => {
                 let Ok(FrontendMessage::Bind(b)) = frame.decode() else {
@@ -111,6 +111,7 @@ where
                                         &meta.catalog,
                                         f,
                                         Some(&p.formats),
+                                        p.exprs.as_deref(),
                                     )
                                 })
                             })
@@ -154,6 +155,7 @@ where
                 st.expect.push_back(Expect::Query {
                     stmts: Default::default(),
                     columns: None,
+                    exprs: None,
                 });
                 drop(st);
                 deny::simple(
@@ -186,6 +188,7 @@ fn bad(frame: &FrontendFrame) -> ReadError {
 async fn on_query(
     ctx: &Context,
     meta: &SessionMeta,
+    masker: &Masker,
     shared: &Shared,
     q: Query,
     frame: FrontendFrame,
@@ -197,9 +200,11 @@ async fn on_query(
     if checked.decision.permits() {
         // One audit entry per message; rows are summed over its statements.
         let stmts = std::iter::once(audit).collect();
+        let exprs = lineage::plan(masker, &meta.catalog, &q.query, &checked.classes());
         shared.lock().expect.push_back(Expect::Query {
             stmts,
             columns: None,
+            exprs,
         });
         out.extend_from_slice(frame.raw());
     } else {
@@ -210,6 +215,7 @@ async fn on_query(
 async fn on_parse(
     ctx: &Context,
     meta: &SessionMeta,
+    masker: &Masker,
     shared: &Shared,
     p: Parse,
     frame: FrontendFrame,
@@ -218,12 +224,14 @@ async fn on_parse(
     let checked = check::check(ctx, meta, &p.query).await;
     let audit = checked.audit(0, &p.query, meta.redact_literals);
     if checked.decision.permits() {
+        let exprs = lineage::plan(masker, &meta.catalog, &p.query, &checked.classes());
         let mut st = shared.lock();
         st.prepared.insert(
             p.name.clone(),
             Prepared {
                 audit,
                 fields: None,
+                exprs,
             },
         );
         st.expect.push_back(Expect::Parse { swallow: false });
@@ -267,6 +275,7 @@ fn deny_statement(
         st.expect.push_back(Expect::Query {
             stmts: Default::default(),
             columns: None,
+            exprs: None,
         });
         drop(st);
         deny::simple(deny::SQLSTATE_DENIED, &message, out);
@@ -285,23 +294,29 @@ fn on_bind(
     // Binary values of non-text types cannot be masked. "refuse": no binary result column while
     // the target masks anything; "allow": binary passes unless a column with a rule is binary and
     // not a text type. A statement with no result columns (Describe said NoData) returns none.
-    let fields = shared
+    let (fields, exprs) = shared
         .lock()
         .prepared
         .get(&b.statement)
-        .and_then(|p| p.fields.clone());
+        .map_or((None, None), |p| (p.fields.clone(), p.exprs.clone()));
     let binary_ok = !binary
         || masker.is_empty()
         || match fields {
             Some(f) if f.is_empty() => true,
-            Some(f) if meta.binary_allowed => {
-                super::state::columns(masker, &meta.catalog, &f, Some(&b.result_formats))
+            Some(f) if meta.binary_allowed => super::state::columns(
+                masker,
+                &meta.catalog,
+                &f,
+                Some(&b.result_formats),
+                exprs.as_deref(),
+            )
+            .iter()
+            .all(|c| !(c.binary && !c.text_like && c.mask.is_some())),
+            Some(f) => {
+                super::state::columns(masker, &meta.catalog, &f, Some(&b.result_formats), None)
                     .iter()
-                    .all(|c| !(c.binary && !c.text_like && c.mask.is_some()))
+                    .all(|c| !c.binary)
             }
-            Some(f) => super::state::columns(masker, &meta.catalog, &f, Some(&b.result_formats))
-                .iter()
-                .all(|c| !c.binary),
             None => false,
         };
     if !binary_ok {
@@ -321,9 +336,15 @@ fn on_bind(
     }
     let mut st = shared.lock();
     let columns = st.prepared.get(&b.statement).and_then(|s| {
-        s.fields
-            .as_ref()
-            .map(|f| super::state::columns(masker, &meta.catalog, f, Some(&b.result_formats)))
+        s.fields.as_ref().map(|f| {
+            super::state::columns(
+                masker,
+                &meta.catalog,
+                f,
+                Some(&b.result_formats),
+                exprs.as_deref(),
+            )
+        })
     });
     st.portals.insert(
         b.portal.clone(),
@@ -331,6 +352,7 @@ fn on_bind(
             statement: b.statement.clone(),
             formats: b.result_formats.clone(),
             columns,
+            exprs,
         },
     );
     st.expect.push_back(Expect::Bind { swallow: false });

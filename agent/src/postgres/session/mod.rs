@@ -7,6 +7,7 @@ mod catalog;
 mod check;
 mod deny;
 mod frontend;
+mod lineage;
 mod startup;
 mod state;
 mod stream;

@@ -6,7 +6,7 @@ use std::{
     time::{Instant, SystemTime},
 };
 
-use super::catalog::Catalog;
+use super::{catalog::Catalog, lineage::ExprPlan};
 use crate::{
     masking::{ColumnMask, MaskCounts, Masker},
     postgres::protocol::{FieldDescription, ObjectKind},
@@ -38,7 +38,9 @@ pub fn columns(
     catalog: &Catalog,
     fields: &[FieldDescription],
     formats: Option<&[i16]>,
+    exprs: Option<&ExprPlan>,
 ) -> Columns {
+    let n = fields.len();
     Arc::new(
         fields
             .iter()
@@ -49,8 +51,12 @@ pub fn columns(
                     .flatten()
                     .and_then(|(col, table)| masker.column_style(Some(table), col));
                 let by_name = masker.column_style(None, &f.name);
+                // A computed column is masked by what the SQL computes it from.
+                let computed = (f.table_oid == 0)
+                    .then(|| exprs.and_then(|p| p.mask(i, n)))
+                    .flatten();
                 Column {
-                    mask: by_source.or(by_name).cloned(),
+                    mask: by_source.or(by_name).cloned().or(computed),
                     binary: match formats {
                         None => f.format == 1,
                         Some([]) => false,
@@ -92,6 +98,8 @@ pub struct StmtAudit {
 pub struct Prepared {
     /// Audit template for each execution.
     pub audit: StmtAudit,
+    /// How its computed result columns are masked.
+    pub exprs: Option<Arc<ExprPlan>>,
     /// Row description from a statement Describe (formats unknown there).
     pub fields: Option<Vec<FieldDescription>>,
 }
@@ -103,6 +111,8 @@ pub struct Portal {
     pub statement: String,
     /// Result formats from Bind.
     pub formats: Vec<i16>,
+    /// How computed result columns are masked (from the statement).
+    pub exprs: Option<Arc<ExprPlan>>,
     /// Columns, once known (portal Describe, or the statement's description).
     pub columns: Option<Columns>,
 }
@@ -117,6 +127,8 @@ pub enum Expect {
         stmts: VecDeque<StmtAudit>,
         /// Columns of the current result set.
         columns: Option<Columns>,
+        /// How computed result columns are masked.
+        exprs: Option<Arc<ExprPlan>>,
     },
     /// ParseComplete (swallowed when tollgate injected the Parse).
     Parse {

@@ -482,3 +482,63 @@ json_keys = ["ssn"]
     );
     assert!(h.json_key(&[Key("name")]).is_none());
 }
+
+#[test]
+fn path_glob_edges() {
+    use Verdict::*;
+    let text = r#"
+[[workload]]
+name = "etl"
+spiffe_id = "spiffe://example.org/etl"
+[workload.selector]
+uid = 1000
+
+[[target]]
+name = "api"
+protocol = "http"
+addresses = ["127.0.0.1:8200"]
+[target.http]
+tls = "none"
+
+[[rule]]
+name = "tree"
+workloads = ["etl"]
+targets = ["api"]
+action = "allow"
+[rule.http]
+paths = ["/tree/**", "/one/*", "/Case"]
+
+[[rule]]
+name = "prefix"
+workloads = ["etl"]
+targets = ["api"]
+action = "allow"
+[rule.http]
+path_prefix = ["/v1/sys"]
+"#;
+    let p = policy(text);
+    let dd = DEFAULT_DENY;
+    let cases = [
+        ("/tree/a", (Allow, "tree")),
+        ("/tree/a/b/c", (Allow, "tree")),
+        ("/tree", (Deny, dd)),
+        ("/tree/", (Allow, "tree")),
+        ("/treex/a", (Deny, dd)),
+        ("/one/a", (Allow, "tree")),
+        ("/one/", (Allow, "tree")),
+        ("/one/a/b", (Deny, dd)),
+        ("/Case", (Allow, "tree")),
+        ("/case", (Deny, dd)),
+        ("/v1/sys", (Allow, "prefix")),
+        ("/v1/system", (Allow, "prefix")),
+        ("/v1/sy", (Deny, dd)),
+    ];
+    for (path, want) in cases {
+        let c = Case {
+            target: "api",
+            ..etl("GET", path, (want.0, want.1, true))
+        };
+        let d = run(&p, &c);
+        assert_eq!((d.verdict, d.rule.as_str()), want, "{path}");
+    }
+}

@@ -1,0 +1,455 @@
+//! The audit of each exchange: one `requests` row, written when the response to the client ends
+//! (or fails, or the client goes away). The request body is counted (and, when the target says
+//! `record_bodies`, its start kept, then masked) as it streams.
+use std::{
+    pin::Pin,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
+    task::{Context, Poll},
+    time::{Instant, SystemTime},
+};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
+use tracing::{debug, warn};
+
+use super::{
+    body::{BodyError, ProxyBody, boxed},
+    json,
+    request::Facts,
+    response::{Kind, kind_of},
+};
+use crate::{
+    masking::MaskCounts,
+    policy::{Decision, HttpTarget},
+    store::{AuditSink, RequestRecord},
+};
+
+/// Where request records go: the audit store, or a test's list.
+pub trait Recorder: Send + Sync + 'static {
+    /// Takes one record (never blocks).
+    fn record(&self, rec: RequestRecord);
+}
+
+impl Recorder for AuditSink {
+    fn record(&self, rec: RequestRecord) {
+        if let Err(e) = self.request(rec) {
+            warn!(error = %e, "request audit record dropped");
+        }
+    }
+}
+
+/// A request body seen on its way upstream: bytes counted, the start kept when recording.
+#[derive(Debug, Default)]
+pub struct Tap {
+    bytes: AtomicU64,
+    /// Kept bytes and whether more were cut; `None` when bodies are not recorded.
+    kept: Option<Mutex<(Vec<u8>, bool)>>,
+    cap: usize,
+}
+
+impl Tap {
+    /// A tap keeping at most `cap` bytes when `record`.
+    pub fn new(record: bool, cap: usize) -> Self {
+        Self {
+            bytes: AtomicU64::new(0),
+            kept: record.then(|| Mutex::new((Vec::new(), false))),
+            cap,
+        }
+    }
+
+    fn saw(&self, data: &[u8]) {
+        self.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        if let Some(kept) = &self.kept {
+            let mut k = kept.lock().unwrap_or_else(PoisonError::into_inner);
+            let room = self.cap.saturating_sub(k.0.len());
+            k.0.extend_from_slice(&data[..room.min(data.len())]);
+            if data.len() > room {
+                k.1 = true;
+            }
+        }
+    }
+}
+
+/// A request body passing through a [`Tap`].
+pub struct Tapped<B> {
+    inner: B,
+    tap: Arc<Tap>,
+}
+
+impl<B> Tapped<B> {
+    /// Wraps `inner`.
+    pub fn new(inner: B, tap: Arc<Tap>) -> Self {
+        Self { inner, tap }
+    }
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for Tapped<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &r
+            && let Some(data) = frame.data_ref()
+        {
+            self.tap.saw(data);
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// One exchange's record, completed as the exchange goes.
+pub struct Exchange {
+    rec: RequestRecord,
+    started: Instant,
+    tap: Arc<Tap>,
+    /// `Content-Type` of the request, to mask a recorded body.
+    request_kind: Option<Kind>,
+    target: Arc<HttpTarget>,
+    recorder: Arc<dyn Recorder>,
+}
+
+impl Exchange {
+    /// Starts the record of request `seq` of connection `connection_id`.
+    pub fn new(
+        connection_id: uuid::Uuid,
+        seq: u32,
+        facts: &Facts,
+        target: Arc<HttpTarget>,
+        recorder: Arc<dyn Recorder>,
+    ) -> Self {
+        let cap = usize::try_from(target.body_cap).unwrap_or(usize::MAX);
+        let content_type = facts
+            .headers
+            .iter()
+            .find(|(n, _)| n == "content-type")
+            .and_then(|(_, v)| hyper::header::HeaderValue::from_str(v).ok());
+        Self {
+            rec: RequestRecord {
+                connection_id,
+                seq,
+                started_at: SystemTime::now(),
+                duration: None,
+                method: facts.method.clone(),
+                host: facts.audit_host(),
+                path: facts.audit_path(),
+                query: facts.query_names(),
+                status: None,
+                bytes_up: 0,
+                bytes_down: 0,
+                decision: String::new(),
+                rule: String::new(),
+                masked: None,
+                error: None,
+                body: None,
+            },
+            started: Instant::now(),
+            tap: Arc::new(Tap::new(target.record_bodies, cap)),
+            request_kind: kind_of(content_type.as_ref()),
+            target,
+            recorder,
+        }
+    }
+
+    /// The record of a request that could not be read (malformed, too large): written at once.
+    pub fn malformed(
+        connection_id: uuid::Uuid,
+        seq: u32,
+        status: u16,
+        error: String,
+        recorder: &dyn Recorder,
+    ) {
+        recorder.record(RequestRecord {
+            connection_id,
+            seq,
+            started_at: SystemTime::now(),
+            duration: None,
+            method: String::new(),
+            host: String::new(),
+            path: String::new(),
+            query: Vec::new(),
+            status: Some(status),
+            bytes_up: 0,
+            bytes_down: 0,
+            decision: "deny".into(),
+            rule: "malformed-request".into(),
+            masked: None,
+            error: Some(error),
+            body: None,
+        });
+    }
+
+    /// The tap the request body must go through.
+    pub fn tap(&self) -> Arc<Tap> {
+        self.tap.clone()
+    }
+
+    /// Records the decision.
+    pub fn decided(&mut self, d: &Decision) {
+        self.rec.decision = d.label().to_owned();
+        self.rec.rule = d.rule.clone();
+    }
+
+    /// Records what masking did.
+    pub fn masked(&mut self, counts: &MaskCounts) {
+        if !counts.is_empty() {
+            self.rec.masked = serde_json::to_value(counts).ok();
+        }
+    }
+
+    /// Records an error (the first one stays).
+    pub fn error(&mut self, e: impl Into<String>) {
+        if self.rec.error.is_none() {
+            self.rec.error = Some(e.into());
+        }
+    }
+
+    /// Sends `resp` to the client: the record is written when its body ends.
+    pub fn respond(mut self, resp: hyper::Response<ProxyBody>) -> hyper::Response<ProxyBody> {
+        self.rec.status = Some(resp.status().as_u16());
+        resp.map(|body| {
+            boxed(Metered {
+                inner: body,
+                bytes: 0,
+                done: Some(self),
+            })
+        })
+    }
+
+    fn finish(mut self, bytes_down: u64, error: Option<String>) {
+        if let Some(e) = error {
+            self.error(e);
+        }
+        self.rec.duration = Some(self.started.elapsed());
+        self.rec.bytes_down = bytes_down;
+        self.rec.bytes_up = self.tap.bytes.load(Ordering::Relaxed);
+        self.rec.body = self.recorded_body();
+        debug!(
+            seq = self.rec.seq, method = %self.rec.method, host = %self.rec.host,
+            path = %self.rec.path, status = ?self.rec.status, decision = %self.rec.decision,
+            "http request"
+        );
+        let rec = self.rec;
+        self.recorder.record(rec);
+    }
+
+    /// The kept request body, masked as a response would be (JSON by key and detectors; other
+    /// text by detectors), marked when cut.
+    fn recorded_body(&self) -> Option<String> {
+        let kept = self.tap.kept.as_ref()?;
+        let (bytes, cut) =
+            std::mem::take(&mut *kept.lock().unwrap_or_else(PoisonError::into_inner));
+        let text = String::from_utf8_lossy(&bytes);
+        let masker = self.target.masker.clone().unwrap_or_default();
+        let mut counts = MaskCounts::default();
+        let masked = match self.request_kind {
+            Some(Kind::Json) => json::mask(&text, &self.target.json_keys, &masker, &mut counts)
+                .unwrap_or_else(|_| masker.mask_text(&text, &mut counts)),
+            _ => masker.mask_text(&text, &mut counts),
+        };
+        let mut out = masked.unwrap_or_else(|| text.into_owned());
+        if cut {
+            out.push_str("… [cut]");
+        }
+        Some(out)
+    }
+}
+
+/// A response body that completes its exchange's record when it ends.
+struct Metered {
+    inner: ProxyBody,
+    bytes: u64,
+    done: Option<Exchange>,
+}
+
+impl Body for Metered {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        match &r {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    self.bytes += d.len() as u64;
+                }
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let (bytes, e) = (self.bytes, format!("response body: {e}"));
+                if let Some(x) = self.done.take() {
+                    x.finish(bytes, Some(e));
+                }
+            }
+            Poll::Ready(None) => {
+                let bytes = self.bytes;
+                if let Some(x) = self.done.take() {
+                    x.finish(bytes, None);
+                }
+            }
+            Poll::Pending => {}
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Metered {
+    fn drop(&mut self) {
+        if let Some(x) = self.done.take() {
+            // hyper may never poll a body it knows is empty.
+            let error = (!self.inner.is_end_stream()).then(|| "response not completed".to_owned());
+            x.finish(self.bytes, error);
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+    use crate::http::{body::full, request::tests::target};
+
+    /// Collects records.
+    #[derive(Default)]
+    pub(crate) struct Records(pub Mutex<Vec<RequestRecord>>);
+
+    impl Recorder for Records {
+        fn record(&self, rec: RequestRecord) {
+            self.0.lock().unwrap().push(rec);
+        }
+    }
+
+    impl Records {
+        pub(crate) fn take(&self) -> Vec<RequestRecord> {
+            std::mem::take(&mut *self.0.lock().unwrap())
+        }
+    }
+
+    fn facts(body_type: &str) -> Facts {
+        Facts {
+            method: "POST".into(),
+            host: "Api.Example:443".into(),
+            path: "/v1//x".into(),
+            query: vec![("token".into(), "secret-value".into())],
+            headers: vec![
+                ("content-type".into(), body_type.into()),
+                ("authorization".into(), "Bearer nope".into()),
+            ],
+        }
+    }
+
+    #[tokio::test]
+    async fn record_written_when_the_body_ends() {
+        let records = Arc::new(Records::default());
+        let mut t = target(None, true);
+        t.record_bodies = true;
+        t.body_cap = 40;
+        t.json_keys =
+            vec![crate::policy::JsonKey::new("password", crate::masking::Style::Redact).unwrap()];
+        let id = uuid::Uuid::now_v7();
+        let mut x = Exchange::new(
+            id,
+            3,
+            &facts("application/json"),
+            Arc::new(t),
+            records.clone(),
+        );
+        let tap = x.tap();
+        // The request body streams through the tap.
+        let req = Tapped::new(full(r#"{"user":"u","password":"hunter2"}"#), tap.clone());
+        let sent = req.collect().await.unwrap().to_bytes();
+        assert_eq!(sent.len(), 33);
+        x.decided(&Decision {
+            verdict: crate::policy::Verdict::Allow,
+            enforced: true,
+            rule: "r".into(),
+            target: None,
+        });
+        let resp = x.respond(hyper::Response::new(full("hello")));
+        assert!(records.take().is_empty(), "not before the body ends");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"hello");
+        let recs = records.take();
+        assert_eq!(recs.len(), 1);
+        let r = &recs[0];
+        assert_eq!((r.connection_id, r.seq, r.status), (id, 3, Some(200)));
+        assert_eq!((r.bytes_up, r.bytes_down), (33, 5));
+        assert_eq!((r.host.as_str(), r.path.as_str()), ("api.example", "/v1/x"));
+        assert_eq!(r.query, ["token"]);
+        assert_eq!((r.decision.as_str(), r.rule.as_str()), ("allow", "r"));
+        assert_eq!(
+            r.body.as_deref(),
+            Some(r#"{"user":"u","password":"[REDACTED]"}"#)
+        );
+        // Nothing secret anywhere in the record.
+        let dump = format!("{r:?}");
+        for secret in ["secret-value", "Bearer nope", "hunter2"] {
+            assert!(!dump.contains(secret), "{secret} in {dump}");
+        }
+    }
+
+    #[tokio::test]
+    async fn cut_bodies_and_dropped_responses() {
+        let records = Arc::new(Records::default());
+        let mut t = target(None, true);
+        t.record_bodies = true;
+        t.body_cap = 4;
+        let x = Exchange::new(
+            uuid::Uuid::now_v7(),
+            1,
+            &facts("text/plain"),
+            Arc::new(t),
+            records.clone(),
+        );
+        let tap = x.tap();
+        Tapped::new(full("abcdefgh"), tap).collect().await.unwrap();
+        let resp = x.respond(hyper::Response::new(full("never read")));
+        drop(resp);
+        let recs = records.take();
+        assert_eq!(recs[0].body.as_deref(), Some("abcd… [cut]"));
+        assert_eq!(recs[0].error.as_deref(), Some("response not completed"));
+        assert_eq!(recs[0].bytes_up, 8);
+    }
+
+    #[tokio::test]
+    async fn bodies_not_recorded_unless_asked() {
+        let records = Arc::new(Records::default());
+        let x = Exchange::new(
+            uuid::Uuid::now_v7(),
+            1,
+            &facts("text/plain"),
+            Arc::new(target(None, true)),
+            records.clone(),
+        );
+        Tapped::new(full("abc"), x.tap()).collect().await.unwrap();
+        drop(x.respond(hyper::Response::new(crate::http::body::empty())));
+        let recs = records.take();
+        assert_eq!(recs[0].body, None);
+        assert_eq!(recs[0].error, None, "an empty body is complete");
+    }
+}

@@ -1,0 +1,205 @@
+//! One request and its response: decide, deny (403, never forwarded) or forward with the
+//! target's credential, then pass, mask or refuse the response; WebSocket upgrades spliced.
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU32, Ordering},
+    },
+};
+
+use hyper::{
+    Request, Response, StatusCode,
+    body::Incoming,
+    upgrade::{OnUpgrade, Upgraded},
+};
+use hyper_util::rt::TokioIo;
+use tokio::task::JoinHandle;
+use tracing::debug;
+
+use super::{
+    audit::{Exchange, Recorder, Tapped},
+    body::{boxed, empty},
+    deny,
+    gate::Gate,
+    request::{self, Facts},
+    response::{self, Masked, Plan},
+    upstream::Upstream,
+};
+use crate::{masking::MaskCounts, policy::HttpTarget};
+
+/// Everything the exchanges of one client connection share.
+pub struct Session {
+    /// Audit id of the connection.
+    pub connection_id: uuid::Uuid,
+    /// Workload name (named in denials).
+    pub workload: String,
+    /// Original destination (the authority of requests without one).
+    pub dst: SocketAddr,
+    /// The target's settings when the connection began.
+    pub target: Arc<HttpTarget>,
+    /// Decides each request.
+    pub gate: Arc<dyn Gate>,
+    /// Takes each request's record.
+    pub recorder: Arc<dyn Recorder>,
+    /// The upstream connection.
+    pub upstream: Upstream,
+    /// Last sequence number given.
+    seq: AtomicU32,
+    /// WebSocket splices still running.
+    splices: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Session {
+    /// A session; nothing is sent upstream until a request is allowed.
+    pub fn new(
+        connection_id: uuid::Uuid,
+        workload: String,
+        dst: SocketAddr,
+        target: Arc<HttpTarget>,
+        gate: Arc<dyn Gate>,
+        recorder: Arc<dyn Recorder>,
+        upstream: Upstream,
+    ) -> Self {
+        Self {
+            connection_id,
+            workload,
+            dst,
+            target,
+            gate,
+            recorder,
+            upstream,
+            seq: AtomicU32::new(0),
+            splices: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The next sequence number.
+    pub fn next_seq(&self) -> u32 {
+        self.seq.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Upgraded connections still being spliced (for the session to wait on).
+    pub fn take_splices(&self) -> Vec<JoinHandle<()>> {
+        std::mem::take(&mut *self.splices.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Serves one request.
+    pub async fn exchange(
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+    ) -> Response<super::body::ProxyBody> {
+        let seq = self.next_seq();
+        let on_upgrade: Option<OnUpgrade> = request::is_upgrade_head(req.version(), req.headers())
+            .then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        let facts = Facts::of(&parts);
+        let mut x = Exchange::new(
+            self.connection_id,
+            seq,
+            &facts,
+            self.target.clone(),
+            self.recorder.clone(),
+        );
+        let decision = self.gate.decide(&facts).await;
+        x.decided(&decision);
+        if !decision.permits() {
+            debug!(seq, method = %facts.method, rule = %decision.rule, "request denied");
+            x.error(format!("denied by rule {}", decision.rule));
+            return x.respond(deny::denied(&decision.rule, &self.workload));
+        }
+
+        let target = &self.target;
+        let upgrade = on_upgrade.is_some();
+        request::strip_hop_by_hop(&mut parts.headers, upgrade);
+        if let Err(e) = request::credentials(&mut parts, target) {
+            x.error(e.to_string());
+            return x.respond(deny::bad_gateway(&e.to_string()));
+        }
+        request::accept_encoding(&mut parts.headers, target);
+        let ready = match self.upstream.ready(&facts.host).await {
+            Ok(r) => r,
+            Err(e) => {
+                x.error(format!("upstream: {e}"));
+                return x.respond(deny::bad_gateway("upstream unavailable"));
+            }
+        };
+        let authority = if facts.host.is_empty() {
+            self.dst.to_string()
+        } else {
+            facts.host.clone()
+        };
+        if let Err(e) = request::for_upstream(
+            &mut parts,
+            ready.is_h2(),
+            self.upstream.is_tls(),
+            &authority,
+        ) {
+            x.error(e.to_string());
+            return x.respond(deny::bad_gateway(&e.to_string()));
+        }
+        let method = parts.method.clone();
+        let body = boxed(Tapped::new(body, x.tap()));
+        let mut resp = match ready.send(Request::from_parts(parts, body)).await {
+            Ok(r) => r,
+            Err(e) => {
+                x.error(format!("upstream: {e}"));
+                return x.respond(deny::bad_gateway("upstream request failed"));
+            }
+        };
+
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let Some(client) = on_upgrade else {
+                x.error("upstream switched protocols without an upgrade request");
+                return x.respond(deny::bad_gateway("unexpected protocol switch"));
+            };
+            let server = hyper::upgrade::on(&mut resp);
+            self.splices
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(tokio::spawn(splice(client, server)));
+            return x.respond(resp.map(|_| empty()));
+        }
+        request::strip_hop_by_hop(resp.headers_mut(), false);
+
+        match response::plan(target, &method, resp.status(), resp.headers()) {
+            Plan::Pass => x.respond(resp.map(boxed)),
+            Plan::Refuse(reason) => {
+                x.error(reason);
+                x.respond(deny::bad_gateway(reason))
+            }
+            Plan::Mask { kind, coding } => {
+                let mut counts = MaskCounts::default();
+                let out = response::mask(resp, kind, coding, target, &mut counts).await;
+                x.masked(&counts);
+                match out {
+                    Ok(Masked::Send(r)) => x.respond(r),
+                    Ok(Masked::Refuse(reason)) => {
+                        x.error(reason);
+                        x.respond(deny::bad_gateway(reason))
+                    }
+                    Err(e) => {
+                        x.error(format!("upstream body: {e}"));
+                        x.respond(deny::bad_gateway("upstream body failed"))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Copies both ways between the upgraded client and upstream connections until both close.
+async fn splice(client: OnUpgrade, server: OnUpgrade) {
+    let (client, server): (Upgraded, Upgraded) = match tokio::try_join!(client, server) {
+        Ok(pair) => pair,
+        Err(e) => {
+            debug!(error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut server = TokioIo::new(server);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut server).await {
+        debug!(error = %e, "upgraded connection ended");
+    }
+}

@@ -1,0 +1,130 @@
+//! Request decisions: the live policy's `evaluate_request`, then the approval gate when a rule
+//! says `approve` (as PostgreSQL statements are held).
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
+
+use super::request::Facts;
+use crate::{
+    policy::{Decision, Verdict},
+    proxy::{
+        Context,
+        approval::{ApprovalOutcome, ApprovalRequest},
+    },
+};
+
+/// How long a request may wait for an approver.
+pub const APPROVAL_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Decides requests.
+pub trait Gate: Send + Sync + 'static {
+    /// The decision for one request.
+    fn decide<'a>(
+        &'a self,
+        facts: &'a Facts,
+    ) -> Pin<Box<dyn Future<Output = Decision> + Send + 'a>>;
+}
+
+/// The agent's gate: the live policy (reloads apply to the next request) and its approvers.
+pub struct LiveGate {
+    /// Shared proxy state.
+    pub ctx: Arc<Context>,
+    /// Audit id of the connection.
+    pub connection_id: uuid::Uuid,
+    /// Workload name.
+    pub workload: String,
+    /// Target name.
+    pub target: String,
+}
+
+impl Gate for LiveGate {
+    fn decide<'a>(
+        &'a self,
+        facts: &'a Facts,
+    ) -> Pin<Box<dyn Future<Output = Decision> + Send + 'a>> {
+        Box::pin(async move {
+            let decision = {
+                let state = self.ctx.policy.load();
+                match state.policy.workload(&self.workload) {
+                    Some(w) => state
+                        .policy
+                        .evaluate_request(w, &self.target, &facts.as_policy()),
+                    // The workload left the policy since the connection began: nothing is granted.
+                    None => fixed_deny("workload-removed"),
+                }
+            };
+            if decision.verdict != Verdict::Approve || !decision.enforced {
+                return decision;
+            }
+            let outcome = self
+                .ctx
+                .approvals
+                .decide(ApprovalRequest {
+                    connection_id: self.connection_id,
+                    workload: self.workload.clone(),
+                    target: Some(self.target.clone()),
+                    rule: decision.rule.clone(),
+                    // Never query values nor headers: they may hold secrets.
+                    summary: format!(
+                        "{} {}{}",
+                        facts.method,
+                        facts.audit_host(),
+                        facts.audit_path()
+                    ),
+                    timeout: APPROVAL_TIMEOUT,
+                })
+                .await;
+            approved(decision, outcome)
+        })
+    }
+}
+
+/// The decision after the approver's answer: allowed, or denied with the reason in the rule
+/// (`"<rule> (approval-unavailable)"`).
+pub fn approved(d: Decision, outcome: ApprovalOutcome) -> Decision {
+    match outcome {
+        ApprovalOutcome::Approved { .. } => Decision {
+            verdict: Verdict::Allow,
+            ..d
+        },
+        ApprovalOutcome::Denied { reason } => Decision {
+            verdict: Verdict::Deny,
+            rule: format!("{} ({reason})", d.rule),
+            ..d
+        },
+    }
+}
+
+/// A denial by a rule of tollgate's own.
+pub fn fixed_deny(rule: &str) -> Decision {
+    Decision {
+        verdict: Verdict::Deny,
+        enforced: true,
+        rule: rule.into(),
+        target: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn approval_outcomes() {
+        let d = Decision {
+            verdict: Verdict::Approve,
+            enforced: true,
+            rule: "seal-needs-approval".into(),
+            target: None,
+        };
+        let ok = approved(d.clone(), ApprovalOutcome::Approved { by: "ops".into() });
+        assert!(ok.permits());
+        let no = approved(
+            d,
+            ApprovalOutcome::Denied {
+                reason: "approval-unavailable".into(),
+            },
+        );
+        assert!(!no.permits());
+        assert_eq!(no.rule, "seal-needs-approval (approval-unavailable)");
+        assert_eq!(no.label(), "deny");
+    }
+}

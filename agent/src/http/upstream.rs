@@ -1,0 +1,231 @@
+//! The upstream side of a session: one connection per client connection, opened lazily (TLS and
+//! the HTTP handshake happen for the first allowed request: a denied request never touches the
+//! upstream), reopened to the same destination if the server closed it. HTTP/2 when the upstream
+//! negotiates it by ALPN (requests multiplexed), else HTTP/1.1 (requests one at a time).
+use std::{
+    future::Future,
+    io,
+    pin::Pin,
+    sync::{Arc, Mutex as StdMutex, PoisonError},
+};
+
+use hyper::{
+    Request, Response,
+    body::Incoming,
+    client::conn::{http1, http2},
+};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::{ClientConfig, pki_types::ServerName};
+use tokio::{net::TcpStream, sync::Mutex, task::JoinHandle};
+use tracing::debug;
+
+use super::body::ProxyBody;
+use crate::{policy::normalize_host, tls};
+
+/// Opens a new TCP connection to the destination (the proxy's marked connect in production).
+pub type Connector =
+    Box<dyn Fn() -> Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>> + Send + Sync>;
+
+/// Why the upstream cannot take a request.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// Reconnecting failed.
+    #[error("connect: {0}")]
+    Connect(#[source] io::Error),
+    /// The TLS handshake (or its configuration) failed.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The HTTP handshake or the exchange failed.
+    #[error("HTTP: {0}")]
+    Http(#[from] hyper::Error),
+}
+
+/// TLS towards the upstream.
+#[derive(Clone)]
+pub struct UpstreamTls {
+    /// Verified client config (`tls::Verify::Full`), ALPN already set.
+    pub config: Arc<ClientConfig>,
+    /// Name to verify: the target's `server_name`, else the client's SNI; `None`: the request's
+    /// host.
+    pub name: Option<String>,
+}
+
+impl UpstreamTls {
+    /// A verified config for `target` offering `alpn`.
+    pub fn new(
+        target: &crate::policy::HttpTarget,
+        name: Option<String>,
+        alpn: Vec<Vec<u8>>,
+    ) -> Result<Self, tls::TlsError> {
+        let cert = target
+            .client_cert
+            .as_ref()
+            .map(|(c, k)| (c.as_path(), k.as_path()));
+        let base = tls::client_config(tls::Verify::Full, target.ca_file.as_deref(), cert)?;
+        let mut config = (*base).clone();
+        config.alpn_protocols = alpn;
+        Ok(Self {
+            config: Arc::new(config),
+            name: target.server_name.clone().or(name),
+        })
+    }
+}
+
+/// The upstream connection's state.
+pub enum State {
+    /// Not handshaken yet: the hand-off's connection, or none (reconnect).
+    Fresh(Option<TcpStream>),
+    /// HTTP/1.1.
+    H1(http1::SendRequest<ProxyBody>),
+    /// HTTP/2.
+    H2(http2::SendRequest<ProxyBody>),
+}
+
+/// The session's upstream.
+pub struct Upstream {
+    state: Arc<Mutex<State>>,
+    connect: Connector,
+    tls: Option<UpstreamTls>,
+    /// Connection driver tasks, aborted with the session.
+    drivers: StdMutex<Vec<JoinHandle<()>>>,
+}
+
+/// A connection ready for one request.
+pub enum Ready {
+    /// HTTP/1.1: holds the connection until the request is sent.
+    H1(tokio::sync::OwnedMutexGuard<State>),
+    /// HTTP/2.
+    H2(http2::SendRequest<ProxyBody>),
+}
+
+impl Ready {
+    /// Whether the request must be shaped for HTTP/2.
+    pub fn is_h2(&self) -> bool {
+        matches!(self, Ready::H2(_))
+    }
+
+    /// Sends `req`; resolves with the response head.
+    pub async fn send(self, req: Request<ProxyBody>) -> Result<Response<Incoming>, UpstreamError> {
+        match self {
+            Ready::H2(mut s) => Ok(s.send_request(req).await?),
+            Ready::H1(mut guard) => {
+                let State::H1(s) = &mut *guard else {
+                    return Err(UpstreamError::Tls("connection not ready".into()));
+                };
+                s.ready().await?;
+                let response = s.send_request(req);
+                drop(guard);
+                Ok(response.await?)
+            }
+        }
+    }
+}
+
+impl Upstream {
+    /// The upstream over `first` (the hand-off's connection), reconnecting with `connect`.
+    pub fn new(first: TcpStream, connect: Connector, tls: Option<UpstreamTls>) -> Self {
+        Self {
+            state: Arc::new(Mutex::new(State::Fresh(Some(first)))),
+            connect,
+            tls,
+            drivers: StdMutex::new(Vec::new()),
+        }
+    }
+
+    /// Whether the upstream speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// A connection for the next request; `host` (the request's) names the server to verify when
+    /// nothing else does.
+    pub async fn ready(&self, host: &str) -> Result<Ready, UpstreamError> {
+        let mut guard = self.state.clone().lock_owned().await;
+        let closed = match &*guard {
+            State::Fresh(_) => true,
+            State::H1(s) => s.is_closed(),
+            State::H2(s) => s.is_closed(),
+        };
+        if closed {
+            let tcp = match &mut *guard {
+                State::Fresh(first) => first.take(),
+                _ => None,
+            };
+            let tcp = match tcp {
+                Some(t) => t,
+                None => {
+                    debug!("upstream connection closed: reconnecting");
+                    (self.connect)().await.map_err(UpstreamError::Connect)?
+                }
+            };
+            // A failed handshake leaves `Fresh(None)`: the next request reconnects.
+            *guard = State::Fresh(None);
+            *guard = self.handshake(tcp, host).await?;
+        }
+        Ok(match &*guard {
+            State::H2(s) => Ready::H2(s.clone()),
+            _ => Ready::H1(guard),
+        })
+    }
+
+    async fn handshake(&self, tcp: TcpStream, host: &str) -> Result<State, UpstreamError> {
+        let _ = tcp.set_nodelay(true);
+        match &self.tls {
+            None => self.http(tcp, false).await,
+            Some(t) => {
+                let name = t.name.clone().unwrap_or_else(|| normalize_host(host));
+                let server_name = ServerName::try_from(name.clone())
+                    .map_err(|e| UpstreamError::Tls(format!("server name {name:?}: {e}")))?;
+                let stream = tokio_rustls::TlsConnector::from(t.config.clone())
+                    .connect(server_name, tcp)
+                    .await
+                    .map_err(|e| UpstreamError::Tls(format!("{name}: {e}")))?;
+                let h2 = stream.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2);
+                self.http(stream, h2).await
+            }
+        }
+    }
+
+    async fn http<IO>(&self, io: IO, h2: bool) -> Result<State, UpstreamError>
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        let io = TokioIo::new(io);
+        let (state, driver) = if h2 {
+            let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+                .handshake(io)
+                .await?;
+            let driver = tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    debug!(error = %e, "upstream http2 connection ended");
+                }
+            });
+            (State::H2(sender), driver)
+        } else {
+            let (sender, conn) = http1::Builder::new().handshake(io).await?;
+            let driver = tokio::spawn(async move {
+                if let Err(e) = conn.with_upgrades().await {
+                    debug!(error = %e, "upstream http1 connection ended");
+                }
+            });
+            (State::H1(sender), driver)
+        };
+        let mut drivers = self.drivers.lock().unwrap_or_else(PoisonError::into_inner);
+        drivers.retain(|d| !d.is_finished());
+        drivers.push(driver);
+        Ok(state)
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        for d in self
+            .drivers
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
+            d.abort();
+        }
+    }
+}
