@@ -307,10 +307,9 @@ impl Bench {
              tollgate the agent logs in with its credential)",
         );
         note(&format!(
-            "postgres: {} ({}:{})",
+            "postgres: {}; port {}",
             server::SETTINGS.trim().replace('\n', ", "),
             self.pg.port,
-            self.pg.pid()
         ));
         note(&format!(
             "tollgate: release build, client cgroup {} enrolled; target protocol postgres, \
@@ -589,7 +588,8 @@ fn cpu_note(cpu: Option<f64>) -> String {
     cpu.map_or(String::new(), |c| format!("  proxy CPU {c:.1} µs/tx"))
 }
 
-/// The first line of `program args` output, or the program name.
+/// The first three words of `program args` output (`HAProxy version 2.6.12`), or the program
+/// name.
 fn first_line(program: &str, args: &[&str]) -> String {
     Command::new(program)
         .args(args)
@@ -598,7 +598,8 @@ fn first_line(program: &str, args: &[&str]) -> String {
         .ok()
         .and_then(|o| {
             let text = String::from_utf8_lossy(&o.stdout).into_owned();
-            text.lines().next().map(|l| l.trim().to_owned())
+            let words: Vec<&str> = text.lines().next()?.split_whitespace().take(3).collect();
+            Some(words.join(" "))
         })
         .filter(|l| !l.is_empty())
         .unwrap_or_else(|| program.to_owned())

@@ -98,11 +98,6 @@ impl Postgres {
         })
     }
 
-    /// The postmaster's pid.
-    pub fn pid(&self) -> u32 {
-        self.daemon.pid()
-    }
-
     /// Creates the role and database, `pgbench -i -s <scale>` and the wide table.
     pub fn fill(&self, scale: u32, wide_rows: usize) -> anyhow::Result<()> {
         self.sql(

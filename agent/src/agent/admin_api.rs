@@ -91,10 +91,15 @@ impl Api {
         }
     }
 
-    /// The session row, with its `statements` (PostgreSQL sessions) when it has any: as many
-    /// as fit in one answer ([`crate::admin::protocol::session_json`]).
+    /// The session row, with its `statements` (PostgreSQL sessions) or `requests` (HTTP
+    /// sessions) when it has any: as many as fit in one answer
+    /// ([`crate::admin::protocol::session_json`],
+    /// [`crate::cli::sessions::requests::with_requests`]).
     async fn session(&self, id: String) -> Response {
-        use crate::admin::protocol::{MAX_SESSION_STATEMENTS, session_json};
+        use crate::{
+            admin::protocol::{MAX_SESSION_STATEMENTS, session_json},
+            cli::sessions::requests::{MAX_SESSION_REQUESTS, with_requests},
+        };
         let row = match self.reader.get(&id).await {
             Ok(Some(row)) => row,
             Ok(None) => return Response::Session { session: None },
@@ -109,7 +114,15 @@ impl Api {
             Ok(s) => s,
             Err(e) => return Response::error(e.to_string()),
         };
-        match session_json(row, statements) {
+        let requests = match self
+            .reader
+            .first_requests(&row.id, MAX_SESSION_REQUESTS + 1)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return Response::error(e.to_string()),
+        };
+        match session_json(row, statements).and_then(|s| with_requests(s, requests)) {
             Ok(session) => Response::Session {
                 session: Some(session),
             },

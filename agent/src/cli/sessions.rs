@@ -1,4 +1,6 @@
 //! `tollgate sessions list|show`: the audit log, read through the agent.
+pub mod requests;
+
 use std::time::SystemTime;
 
 use serde_json::Value;
@@ -10,8 +12,10 @@ use crate::{
     },
     cli::{EXIT_FAILURE, EXIT_NO_AGENT, EXIT_OK, ListArgs, output},
     config::Config,
-    store::StatementRow,
+    store::{RequestRow, StatementRow},
 };
+
+use requests::{REQUESTS, REQUESTS_OMITTED};
 
 /// Columns of `sessions list`: header and session field.
 const COLUMNS: [(&str, &str); 10] = [
@@ -183,12 +187,38 @@ pub fn details(session: &Value) -> String {
     if omitted {
         out.push_str("… later statements not sent by the agent\n");
     }
+    out.push_str(&requests_section(obj));
+    out
+}
+
+/// The HTTP requests of a session (none for other protocols), after a blank line.
+fn requests_section(obj: &serde_json::Map<String, Value>) -> String {
+    let list = match obj.get(REQUESTS) {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(a)) if a.is_empty() => None,
+        Some(list) => Some(list),
+    };
+    let omitted = obj.get(REQUESTS_OMITTED) == Some(&Value::Bool(true));
+    let mut out = String::new();
+    if list.is_some() || omitted {
+        out.push('\n');
+    }
+    if let Some(list) = list {
+        match serde_json::from_value::<Vec<RequestRow>>(list.clone()) {
+            Ok(rows) => out.push_str(&requests::table(&rows)),
+            Err(_) => out.push_str(&format!("requests: {}\n", output::cell(Some(list)))),
+        }
+    }
+    if omitted {
+        out.push_str("… later requests not sent by the agent\n");
+    }
     out
 }
 
 /// The session's own fields as `field: value` lines.
 fn fields(obj: &serde_json::Map<String, Value>) -> String {
-    let shown = |k: &str| k != STATEMENTS && k != STATEMENTS_OMITTED;
+    let shown =
+        |k: &str| ![STATEMENTS, STATEMENTS_OMITTED, REQUESTS, REQUESTS_OMITTED].contains(&k);
     let mut keys: Vec<&str> = SHOW_ORDER
         .iter()
         .copied()
@@ -505,6 +535,32 @@ mod tests {
             text.ends_with("\nstatements: [{\"novel\":true,\"seq\":1}]\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn show_lists_http_requests_after_the_session_fields() {
+        let mut s = session();
+        s[REQUESTS] = json!([{
+            "seq": 1, "started_at": "2024-05-01T12:00:00.000001Z", "duration_ms": 2.0,
+            "method": "GET", "host": "api.example", "path": "/v1/x", "query": ["a"],
+            "status": 403, "bytes_up": 0, "bytes_down": 60, "decision": "deny",
+            "rule": "no-x", "masked": null, "error": "denied by rule no-x", "body": null
+        }]);
+        s[REQUESTS_OMITTED] = json!(true);
+        let text = details(&s);
+        let (fields, requests) = text.split_once("\n\n").expect("a blank line between");
+        assert!(!fields.contains("requests"), "{fields}");
+        let lines: Vec<&str> = requests.lines().collect();
+        assert_eq!(lines[0], "requests: 1");
+        assert!(
+            lines[2].split_whitespace().any(|w| w == "no-x"),
+            "{requests}"
+        );
+        assert_eq!(lines[3].trim(), "api.example/v1/x?a");
+        assert_eq!(lines[4].trim(), "error: denied by rule no-x");
+        assert_eq!(lines[5], "… later requests not sent by the agent");
+        // Without requests there is no section.
+        assert!(!details(&session()).contains("requests"));
     }
 
     #[test]

@@ -82,14 +82,16 @@ where
 
     fn size_hint(&self) -> SizeHint {
         let head: u64 = self.head.iter().map(|b| b.len() as u64).sum();
-        let mut hint = self
+        let rest = self
             .rest
             .as_ref()
             .map_or_else(|| SizeHint::with_exact(0), Body::size_hint);
-        hint.set_lower(hint.lower() + head);
-        if let Some(upper) = hint.upper() {
+        let mut hint = SizeHint::new();
+        // Upper first: a lower bound above the current upper one panics.
+        if let Some(upper) = rest.upper() {
             hint.set_upper(upper + head);
         }
+        hint.set_lower(rest.lower() + head);
         hint
     }
 }

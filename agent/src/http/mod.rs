@@ -7,6 +7,9 @@
 //! ([`request`]) over one upstream connection ([`upstream`]); responses are streamed, or masked
 //! when the target masks ([`response`], [`json`], [`decode`]); each request is audited
 //! ([`audit`]). Credentials and unmasked values are never logged nor recorded.
+//!
+//! Decisions use the live policy (a reload applies to the next request); the target's settings
+//! (TLS, credential, limits, masking) are those of the policy when the connection began.
 mod audit;
 mod body;
 mod conn;
@@ -32,10 +35,7 @@ use std::{
 use tokio::net::TcpStream;
 use tracing::{info, warn};
 
-pub use audit::Recorder;
-pub use exchange::Session;
-pub use gate::{Gate, LiveGate};
-
+use self::{exchange::Session, gate::LiveGate};
 use crate::{
     proxy::{
         Context,

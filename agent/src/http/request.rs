@@ -356,7 +356,7 @@ pub fn for_upstream(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use hyper::Request;
 
     use super::*;

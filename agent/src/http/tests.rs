@@ -1,1 +1,891 @@
+//! In-process tests of the whole handler: a real hyper upstream server on 127.0.0.1:0, the
+//! client side of a session served on an accepted loopback socket, a real hyper client, and a
+//! real policy loaded from TOML (decided with `Policy::evaluate_request`). No eBPF, no agent.
+use std::{
+    convert::Infallible,
+    future::Future,
+    io::Write as _,
+    net::SocketAddr,
+    path::Path,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{
+    Request, Response, StatusCode,
+    body::Incoming,
+    client::conn::{http1 as client1, http2 as client2},
+    server::conn::http1 as server1,
+    service::service_fn,
+};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::mpsc,
+};
+
+use super::{
+    audit::tests::Records,
+    body::{ProxyBody, empty, full},
+    conn::{self, Limits},
+    exchange::Session,
+    gate::{Gate, approved},
+    io::{Counted, Counters},
+    request::Facts,
+    upstream::{Connector, Upstream},
+};
+use crate::{
+    policy::{Decision, Policy, Verdict},
+    proxy::{
+        approval::{ApprovalGate, ApprovalRequest, Unavailable},
+        copy::CopyEnd,
+    },
+};
+
+const TOKEN: &str = "tok-3f9a";
+
+fn policy(secret_file: &Path) -> Policy {
+    let text = format!(
+        r#"
+[[workload]]
+name = "etl"
+spiffe_id = "spiffe://example.org/etl"
+[workload.selector]
+cgroup = "/tollgate.slice/etl-*"
+
+[[target]]
+name = "api"
+protocol = "http"
+addresses = ["127.0.0.1:1"]
+[target.http]
+tls = "none"
+credential = {{ bearer_file = "{}" }}
+max_body_buffer = "64KiB"
+record_bodies = true
+body_cap = "1KiB"
+[target.http.masking]
+json_keys = ["ssn", "$.data.password"]
+detectors = [{{ detector = "card", style = "last4" }}]
+
+[[rule]]
+name = "etl-api"
+workloads = ["etl"]
+targets = ["api"]
+action = "allow"
+[rule.http]
+paths = ["/json", "/gzip", "/echo", "/upload", "/ws", "/big", "/img"]
+
+[[rule]]
+name = "no-sys"
+workloads = ["*"]
+targets = ["api"]
+action = "deny"
+[rule.http]
+paths = ["/v1/sys/**"]
+
+[[rule]]
+name = "needs-ok"
+workloads = ["etl"]
+targets = ["api"]
+action = "approve"
+[rule.http]
+paths = ["/approve"]
+"#,
+        secret_file.display()
+    );
+    crate::policy::load_str(Path::new("test.toml"), &text, None).expect("policy")
+}
+
+/// Decides with a loaded policy and the "no approver" gate, as the agent's gate does.
+struct PolicyGate {
+    policy: Policy,
+}
+
+impl Gate for PolicyGate {
+    fn decide<'a>(
+        &'a self,
+        facts: &'a Facts,
+    ) -> Pin<Box<dyn Future<Output = Decision> + Send + 'a>> {
+        Box::pin(async move {
+            let w = self.policy.workload("etl").expect("workload");
+            let d = self.policy.evaluate_request(w, "api", &facts.as_policy());
+            if d.verdict != Verdict::Approve {
+                return d;
+            }
+            let outcome = Unavailable
+                .decide(ApprovalRequest {
+                    connection_id: uuid::Uuid::nil(),
+                    workload: "etl".into(),
+                    target: Some("api".into()),
+                    rule: d.rule.clone(),
+                    summary: String::new(),
+                    timeout: Duration::from_secs(1),
+                })
+                .await;
+            approved(d, outcome)
+        })
+    }
+}
+
+const JSON: &str = r#"{"ssn":"078-05-1120","data":{"password":"pw1","card":"4111111111111111"},"n":4111111111111111}"#;
+const JSON_MASKED: &str = r#"{"ssn":"[REDACTED]","data":{"password":"[REDACTED]","card":"************1111"},"n":4111111111111111}"#;
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// What the upstream saw.
+#[derive(Default)]
+struct Seen {
+    connections: AtomicUsize,
+    requests: AtomicUsize,
+}
+
+async fn upstream_handler(
+    mut req: Request<Incoming>,
+    seen: Arc<Seen>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    seen.requests.fetch_add(1, Ordering::SeqCst);
+    let typed = |ct: &'static str, body: ProxyBody| {
+        Response::builder()
+            .header("content-type", ct)
+            .body(body)
+            .unwrap()
+    };
+    let resp = match req.uri().path() {
+        "/json" => typed("application/json", full(JSON)),
+        "/gzip" => Response::builder()
+            .header("content-type", "application/json")
+            .header("content-encoding", "gzip")
+            .body(full(gzip(JSON.as_bytes())))
+            .unwrap(),
+        "/echo" => {
+            let h = |n: &str| {
+                req.headers()
+                    .get(n)
+                    .map_or("-".to_owned(), |v| v.to_str().unwrap().to_owned())
+            };
+            let text = format!(
+                "auth={} proxy-auth={} host={} query={} accept-encoding={}",
+                h("authorization"),
+                h("proxy-authorization"),
+                h("host"),
+                req.uri().query().unwrap_or("-"),
+                h("accept-encoding"),
+            );
+            typed("text/plain", full(text))
+        }
+        "/upload" => {
+            let n = req.into_body().collect().await.unwrap().to_bytes().len();
+            typed("text/plain", full(format!("got {n}")))
+        }
+        "/big" => typed("text/plain", full("4111111111111111 ".repeat(10_000))),
+        "/img" => typed("image/png", full(vec![b'P', b'N', b'G', 1])),
+        "/ws" => {
+            let on = hyper::upgrade::on(&mut req);
+            tokio::spawn(async move {
+                let mut io = TokioIo::new(on.await.unwrap());
+                let mut buf = [0u8; 4];
+                io.read_exact(&mut buf).await.unwrap();
+                io.write_all(&buf).await.unwrap();
+                io.write_all(b"!").await.unwrap();
+            });
+            Response::builder()
+                .status(StatusCode::SWITCHING_PROTOCOLS)
+                .header("connection", "upgrade")
+                .header("upgrade", "echo")
+                .body(empty())
+                .unwrap()
+        }
+        _ => Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .body(empty())
+            .unwrap(),
+    };
+    Ok(resp)
+}
+
+async fn upstream_server() -> (SocketAddr, Arc<Seen>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen = Arc::new(Seen::default());
+    let s = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = l.accept().await.unwrap();
+            s.connections.fetch_add(1, Ordering::SeqCst);
+            let s = s.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| upstream_handler(req, s.clone()));
+                let _ = server1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// A proxy on 127.0.0.1:0 serving each accepted connection with a session, as `serve` does
+/// after the TLS step.
+struct Harness {
+    proxy: SocketAddr,
+    seen: Arc<Seen>,
+    records: Arc<Records>,
+    ends: mpsc::UnboundedReceiver<(CopyEnd, u64, u64)>,
+    _secret: tempfile::NamedTempFile,
+}
+
+async fn harness(h2: bool) -> Harness {
+    let mut secret = tempfile::NamedTempFile::new().unwrap();
+    secret.write_all(TOKEN.as_bytes()).unwrap();
+    let policy = policy(secret.path());
+    let target = Arc::new(policy.target("api").unwrap().http.clone().unwrap());
+    let gate: Arc<dyn Gate> = Arc::new(PolicyGate { policy });
+    let (upstream, seen) = upstream_server().await;
+    let records = Arc::new(Records::default());
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = l.local_addr().unwrap();
+    let (tx, ends) = mpsc::unbounded_channel();
+    let recorder = records.clone();
+    tokio::spawn(async move {
+        loop {
+            let (client, _) = l.accept().await.unwrap();
+            let up = TcpStream::connect(upstream).await.unwrap();
+            let connector: Connector =
+                Box::new(move || Box::pin(async move { TcpStream::connect(upstream).await }));
+            let session = Arc::new(Session::new(
+                uuid::Uuid::now_v7(),
+                "etl".into(),
+                upstream,
+                target.clone(),
+                gate.clone(),
+                recorder.clone(),
+                Upstream::new(up, connector, None),
+            ));
+            let counters = Arc::new(Counters::default());
+            let io = Counted::new(client, counters.clone());
+            let limits = Limits {
+                max_request_header: 16 * 1024,
+                idle: Duration::from_secs(30),
+            };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let end = conn::serve_client(io, h2, session, limits, std::future::pending()).await;
+                let _ = tx.send((
+                    end,
+                    counters.up.load(Ordering::Relaxed),
+                    counters.down.load(Ordering::Relaxed),
+                ));
+            });
+        }
+    });
+    Harness {
+        proxy,
+        seen,
+        records,
+        ends,
+        _secret: secret,
+    }
+}
+
+async fn h1_client(addr: SocketAddr) -> client1::SendRequest<Full<Bytes>> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) = client1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    sender
+}
+
+async fn send(
+    c: &mut client1::SendRequest<Full<Bytes>>,
+    req: Request<Full<Bytes>>,
+) -> (StatusCode, hyper::HeaderMap, String) {
+    c.ready().await.unwrap();
+    let resp = c.send_request(req).await.unwrap();
+    let (head, body) = resp.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    (
+        head.status,
+        head.headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+}
+
+fn get(path: &str) -> Request<Full<Bytes>> {
+    Request::get(path)
+        .header("host", "api.example:8080")
+        .body(Full::default())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn requests_are_decided_forwarded_masked_and_audited_over_one_connection() {
+    let h = harness(false).await;
+    let mut c = h1_client(h.proxy).await;
+
+    // Allowed JSON: masked by key, path and detector; Content-Length recomputed.
+    let (status, headers, body) = send(&mut c, get("/json")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, JSON_MASKED);
+    assert_eq!(headers["content-length"], body.len().to_string().as_str());
+
+    // gzip: decoded, masked, sent uncompressed.
+    let (status, headers, body) = send(
+        &mut c,
+        Request::get("/gzip")
+            .header("host", "api.example")
+            .header("accept-encoding", "gzip")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, JSON_MASKED);
+    assert!(!headers.contains_key("content-encoding"));
+
+    // The client's credentials are replaced by the target's.
+    let (_, _, body) = send(
+        &mut c,
+        Request::get("/echo?x=1&y=2")
+            .header("host", "api.example:8080")
+            .header("authorization", "Bearer client-own")
+            .header("proxy-authorization", "Basic eDp5")
+            .header("accept-encoding", "zstd, gzip")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        body,
+        format!(
+            "auth=Bearer {TOKEN} proxy-auth=- host=api.example:8080 query=x=1&y=2 accept-encoding=gzip"
+        )
+    );
+
+    // Denied: 403 JSON naming the rule, never forwarded.
+    let before = h.seen.requests.load(Ordering::SeqCst);
+    for (path, rule) in [
+        ("/v1/sys/seal", "no-sys"),
+        ("/v1/x/../sys/seal", "no-sys"),
+        ("/approve", "needs-ok (approval-unavailable)"),
+        ("/other", "default-deny"),
+        ("/a/../../json", "malformed-path"),
+    ] {
+        let (status, headers, body) = send(&mut c, get(path)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+        assert_eq!(headers["content-type"], "application/json");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"error": "denied", "rule": rule, "workload": "etl"}),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        h.seen.requests.load(Ordering::SeqCst),
+        before,
+        "a denied request reached upstream"
+    );
+
+    // A request body streams through (larger than the masking buffer: never buffered).
+    let upload = vec![b'x'; 100 * 1024];
+    let (status, _, body) = send(
+        &mut c,
+        Request::post("/upload")
+            .header("host", "api.example")
+            .header("content-type", "text/plain")
+            .body(Full::new(Bytes::from(upload)))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "got 102400"));
+
+    // Too large to mask: passed unmasked (unmaskable = "pass"); other types untouched.
+    let (status, _, body) = send(&mut c, get("/big")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body.len(), 170_000);
+    let (status, _, body) = send(&mut c, get("/img")).await;
+    assert_eq!(
+        (status, body.as_bytes()),
+        (StatusCode::OK, &[b'P', b'N', b'G', 1][..])
+    );
+
+    // All of it over one client connection and one upstream connection.
+    assert_eq!(h.seen.connections.load(Ordering::SeqCst), 1);
+    drop(c);
+    let mut h = h;
+    let (end, up, down) = tokio::time::timeout(Duration::from_secs(5), h.ends.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(end, CopyEnd::Closed), "{end:?}");
+    assert!(up > 100 * 1024 && down > 170_000, "up {up} down {down}");
+
+    let recs = h.records.take();
+    let seqs: Vec<u32> = recs.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (1..=11).collect::<Vec<u32>>());
+    let json = &recs[0];
+    assert_eq!(
+        (
+            json.method.as_str(),
+            json.host.as_str(),
+            json.path.as_str(),
+            json.status
+        ),
+        ("GET", "api.example", "/json", Some(200))
+    );
+    assert_eq!(
+        (json.decision.as_str(), json.rule.as_str()),
+        ("allow", "etl-api")
+    );
+    assert_eq!(
+        json.masked,
+        Some(serde_json::json!({
+            "by_column": {"ssn": 1, "$.data.password": 1},
+            "by_detector": {"card": 1}
+        }))
+    );
+    assert_eq!(json.bytes_down, JSON_MASKED.len() as u64);
+    let echo = &recs[2];
+    assert_eq!(echo.query, ["x", "y"]);
+    let denied = &recs[3];
+    assert_eq!(
+        (
+            denied.status,
+            denied.decision.as_str(),
+            denied.rule.as_str()
+        ),
+        (Some(403), "deny", "no-sys")
+    );
+    assert_eq!(recs[4].path, "/v1/sys/seal", "recorded as policy saw it");
+    assert_eq!(recs[5].rule, "needs-ok (approval-unavailable)");
+    let upload = &recs[8];
+    assert_eq!((upload.method.as_str(), upload.bytes_up), ("POST", 102_400));
+    let body = upload.body.as_deref().unwrap();
+    assert!(
+        body.starts_with("xxxx") && body.ends_with("… [cut]"),
+        "{}",
+        body.len()
+    );
+    assert_eq!(recs[9].bytes_down, 170_000);
+    // No credential anywhere in the records.
+    let dump = format!("{recs:?}");
+    for secret in [TOKEN, "client-own", "eDp5"] {
+        assert!(!dump.contains(secret), "{secret} recorded");
+    }
+}
+
+#[tokio::test]
+async fn http2_client_over_an_http1_upstream() {
+    let h = harness(true).await;
+    let stream = TcpStream::connect(h.proxy).await.unwrap();
+    let (sender, conn) = client2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut tasks = Vec::new();
+    for path in ["/json", "/gzip", "/json", "/v1/sys/x"] {
+        let mut s = sender.clone();
+        tasks.push(tokio::spawn(async move {
+            let req = Request::get(format!("http://api.example{path}"))
+                .body(Full::<Bytes>::default())
+                .unwrap();
+            let resp = s.send_request(req).await.unwrap();
+            let status = resp.status();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }));
+    }
+    let mut got = Vec::new();
+    for t in tasks {
+        got.push(t.await.unwrap());
+    }
+    for (status, body) in &got[..3] {
+        assert_eq!((*status, body.as_str()), (StatusCode::OK, JSON_MASKED));
+    }
+    assert_eq!(got[3].0, StatusCode::FORBIDDEN);
+    // Requests were serialized on one HTTP/1.1 upstream connection.
+    assert_eq!(h.seen.connections.load(Ordering::SeqCst), 1);
+    let recs = h.records.take();
+    assert_eq!(recs.len(), 4);
+    assert!(recs.iter().all(|r| r.host == "api.example"));
+}
+
+#[tokio::test]
+async fn websocket_upgrade_is_spliced() {
+    let mut h = harness(false).await;
+    let mut c = h1_client(h.proxy).await;
+    c.ready().await.unwrap();
+    let resp = c
+        .send_request(
+            Request::get("/ws")
+                .header("host", "api.example")
+                .header("connection", "upgrade")
+                .header("upgrade", "echo")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+    let mut io = TokioIo::new(hyper::upgrade::on(resp).await.unwrap());
+    io.write_all(b"ping").await.unwrap();
+    let mut back = Vec::new();
+    io.read_to_end(&mut back).await.unwrap();
+    assert_eq!(back, b"ping!");
+    drop(io);
+    let (end, up, down) = tokio::time::timeout(Duration::from_secs(5), h.ends.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(end, CopyEnd::Closed), "{end:?}");
+    // The spliced bytes count in the connection's totals.
+    assert!(up > 4 && down > 5, "up {up} down {down}");
+    let recs = h.records.take();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].status, Some(101));
+}
+
+#[tokio::test]
+async fn a_malformed_request_ends_the_exchange_with_a_record() {
+    let mut h = harness(false).await;
+    let mut s = TcpStream::connect(h.proxy).await.unwrap();
+    s.write_all(b"NOT AN HTTP REQUEST\r\n\r\n").await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    assert!(
+        out.starts_with(b"HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    let (end, _, _) = tokio::time::timeout(Duration::from_secs(5), h.ends.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(end, CopyEnd::Error(_)), "{end:?}");
+    let recs = h.records.take();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(
+        (recs[0].status, recs[0].rule.as_str()),
+        (Some(400), "malformed-request")
+    );
+    assert!(
+        recs[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .starts_with("malformed request")
+    );
+    // The proxy still serves the next connection.
+    let mut c = h1_client(h.proxy).await;
+    assert_eq!(send(&mut c, get("/json")).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn oversized_request_head_is_refused() {
+    let h = harness(false).await;
+    let mut c = h1_client(h.proxy).await;
+    c.ready().await.unwrap();
+    let resp = c
+        .send_request(
+            Request::get("/json")
+                .header("host", "api.example")
+                .header("x-big", "a".repeat(64 * 1024))
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await;
+    // hyper answers 431 (or closes); nothing reaches upstream.
+    if let Ok(r) = resp {
+        assert_eq!(r.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    }
+    assert_eq!(h.seen.requests.load(Ordering::SeqCst), 0);
+}
+
+/// TLS: `terminate` with a leaf of the local CA (HTTP/2 chosen by ALPN on both sides, upstream
+/// verified against its own CA for `server_name`), and an SNI of `passthrough_sni` going
+/// through untouched to the upstream's own certificate.
+mod tls {
+    use std::sync::Arc;
+
+    use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+    use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+    use super::*;
+    use crate::{
+        http::tls::{ClientSide, accept},
+        tls::{ALPN_H2, ALPN_HTTP1, LocalCa, ServerOptions, server_config},
+    };
+
+    /// An HTTPS upstream serving `upstream_handler`; records the ALPN of each connection.
+    async fn https_upstream(
+        ca: Arc<LocalCa>,
+    ) -> (SocketAddr, Arc<Seen>, mpsc::UnboundedReceiver<bool>) {
+        let config = server_config(
+            ca,
+            ServerOptions {
+                fallback_name: Some("127.0.0.1".into()),
+                alpn: vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()],
+            },
+        )
+        .unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let seen = Arc::new(Seen::default());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let s = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = l.accept().await.unwrap();
+                s.connections.fetch_add(1, Ordering::SeqCst);
+                let (s, tx, acceptor) = (s.clone(), tx.clone(), TlsAcceptor::from(config.clone()));
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let h2 = tls.get_ref().1.alpn_protocol() == Some(ALPN_H2);
+                    let _ = tx.send(h2);
+                    let svc = service_fn(move |req| upstream_handler(req, s.clone()));
+                    let io = TokioIo::new(tls);
+                    if h2 {
+                        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                            .serve_connection(io, svc)
+                            .await;
+                    } else {
+                        let _ = server1::Builder::new().serve_connection(io, svc).await;
+                    }
+                });
+            }
+        });
+        (addr, seen, rx)
+    }
+
+    fn client_tls(root_pem: &Path, alpn: &[u8]) -> TlsConnector {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(root_pem).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let mut config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![alpn.to_vec()];
+        TlsConnector::from(Arc::new(config))
+    }
+
+    fn tls_policy(tls: &str, ca_file: &Path, extra: &str) -> Policy {
+        let text = format!(
+            r#"
+[[workload]]
+name = "etl"
+spiffe_id = "spiffe://example.org/etl"
+[workload.selector]
+cgroup = "/tollgate.slice/etl-*"
+
+[[target]]
+name = "api"
+protocol = "http"
+addresses = ["127.0.0.1:1"]
+[target.http]
+tls = "{tls}"
+ca_file = "{}"
+{extra}
+[target.http.masking]
+json_keys = ["ssn", "$.data.password"]
+detectors = [{{ detector = "card", style = "last4" }}]
+
+[[rule]]
+name = "etl-api"
+workloads = ["etl"]
+targets = ["api"]
+action = "allow"
+"#,
+            ca_file.display()
+        );
+        crate::policy::load_str(Path::new("tls.toml"), &text, None).expect("policy")
+    }
+
+    /// A proxy doing what `serve` does: the TLS step, then L4 copy or a session.
+    async fn tls_proxy(
+        local_ca: Arc<LocalCa>,
+        policy: Policy,
+        upstream: SocketAddr,
+        records: Arc<Records>,
+    ) -> SocketAddr {
+        let target = Arc::new(policy.target("api").unwrap().http.clone().unwrap());
+        let gate: Arc<dyn Gate> = Arc::new(PolicyGate { policy });
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (client, _) = l.accept().await.unwrap();
+                let up = TcpStream::connect(upstream).await.unwrap();
+                let counters = Arc::new(Counters::default());
+                let side = accept(local_ca.clone(), &target, upstream, client, counters)
+                    .await
+                    .unwrap();
+                let (target, gate, records) = (target.clone(), gate.clone(), records.clone());
+                tokio::spawn(async move {
+                    match side {
+                        ClientSide::Passthrough(client) => {
+                            let _ = crate::proxy::copy::bidirectional(
+                                &client,
+                                &up,
+                                Duration::from_secs(30),
+                                std::future::pending(),
+                            )
+                            .await;
+                        }
+                        ClientSide::Http {
+                            io,
+                            h2,
+                            upstream_tls,
+                        } => {
+                            let connector: Connector = Box::new(move || {
+                                Box::pin(async move { TcpStream::connect(upstream).await })
+                            });
+                            let session = Arc::new(Session::new(
+                                uuid::Uuid::now_v7(),
+                                "etl".into(),
+                                upstream,
+                                target,
+                                gate,
+                                records,
+                                Upstream::new(up, connector, upstream_tls),
+                            ));
+                            let limits = Limits {
+                                max_request_header: 16 * 1024,
+                                idle: Duration::from_secs(30),
+                            };
+                            conn::serve_client(io, h2, session, limits, std::future::pending())
+                                .await;
+                        }
+                    }
+                });
+            }
+        });
+        proxy
+    }
+
+    #[tokio::test]
+    async fn terminate_h2_and_passthrough_by_sni() {
+        let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let local_ca = Arc::new(LocalCa::load_or_create(dirs.0.path()).unwrap());
+        let upstream_ca = Arc::new(LocalCa::load_or_create(dirs.1.path()).unwrap());
+        let policy = tls_policy(
+            "terminate",
+            upstream_ca.cert_path(),
+            "server_name = \"upstream.test\"\npassthrough_sni = [\"*.bank.example\"]",
+        );
+        let (upstream, seen, mut alpns) = https_upstream(upstream_ca.clone()).await;
+        let records = Arc::new(Records::default());
+        let proxy = tls_proxy(local_ca.clone(), policy, upstream, records.clone()).await;
+
+        // Terminated: the client trusts the local CA for api.example and speaks HTTP/2.
+        let tcp = TcpStream::connect(proxy).await.unwrap();
+        let tls = client_tls(local_ca.cert_path(), ALPN_H2)
+            .connect(ServerName::try_from("api.example").unwrap(), tcp)
+            .await
+            .expect("leaf of the local CA for the SNI");
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(ALPN_H2));
+        let (mut sender, conn) = client2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let resp = sender
+            .send_request(
+                Request::get("https://api.example/json")
+                    .body(Full::<Bytes>::default())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], JSON_MASKED.as_bytes());
+        // The upstream was reached over TLS (verified for server_name) with HTTP/2.
+        assert_eq!(alpns.recv().await, Some(true));
+        assert_eq!(records.take().len(), 1);
+
+        // Passthrough: the client sees the upstream's own certificate and unmasked bytes.
+        let tcp = TcpStream::connect(proxy).await.unwrap();
+        let local_only = client_tls(local_ca.cert_path(), ALPN_HTTP1)
+            .connect(ServerName::try_from("x.bank.example").unwrap(), tcp)
+            .await;
+        assert!(
+            local_only.is_err(),
+            "a passthrough SNI must not get a local leaf"
+        );
+        let tcp = TcpStream::connect(proxy).await.unwrap();
+        let tls = client_tls(upstream_ca.cert_path(), ALPN_HTTP1)
+            .connect(ServerName::try_from("x.bank.example").unwrap(), tcp)
+            .await
+            .expect("the upstream's own leaf");
+        let (mut sender, conn) = client1::handshake(TokioIo::new(tls)).await.unwrap();
+        tokio::spawn(conn);
+        let resp = sender
+            .send_request(
+                Request::get("/json")
+                    .header("host", "x.bank.example")
+                    .body(Full::<Bytes>::default())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], JSON.as_bytes(), "passthrough is not masked");
+        assert!(
+            records.take().is_empty(),
+            "passthrough has no request records"
+        );
+        assert_eq!(seen.requests.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn originate_verifies_the_request_host() {
+        let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let local_ca = Arc::new(LocalCa::load_or_create(dirs.0.path()).unwrap());
+        let upstream_ca = Arc::new(LocalCa::load_or_create(dirs.1.path()).unwrap());
+        let (upstream, _seen, mut alpns) = https_upstream(upstream_ca.clone()).await;
+        let records = Arc::new(Records::default());
+        let policy = tls_policy("originate", upstream_ca.cert_path(), "");
+        let proxy = tls_proxy(local_ca, policy, upstream, records.clone()).await;
+        // Plain HTTP/1.1 from the client; TLS upstream, verified for the Host it asked for.
+        let mut c = h1_client(proxy).await;
+        let (status, _, body) = send(&mut c, get("/json")).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, JSON_MASKED));
+        assert_eq!(alpns.recv().await, Some(false), "http/1.1 upstream");
+        // An upstream that cannot prove the name: a 502, recorded, never a plain fallback.
+        let other_ca = tempfile::tempdir().unwrap();
+        let wrong = Arc::new(LocalCa::load_or_create(other_ca.path()).unwrap());
+        let (bad_upstream, bad_seen, _) = https_upstream(wrong).await;
+        let policy = tls_policy("originate", upstream_ca.cert_path(), "");
+        let local = Arc::new(LocalCa::load_or_create(dirs.0.path()).unwrap());
+        let proxy = tls_proxy(local, policy, bad_upstream, records.clone()).await;
+        let mut c = h1_client(proxy).await;
+        let (status, _, _) = send(&mut c, get("/json")).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+        assert_eq!(bad_seen.requests.load(Ordering::SeqCst), 0);
+        let recs = records.take();
+        let last = recs.last().unwrap();
+        assert_eq!(last.status, Some(502));
+        assert!(
+            last.error.as_deref().unwrap().contains("TLS"),
+            "{:?}",
+            last.error
+        );
+    }
+}

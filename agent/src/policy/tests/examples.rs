@@ -195,6 +195,14 @@ fn request(
     (d.verdict, d.rule)
 }
 
+/// Method, path, query, and the expected verdict and rule.
+type RequestCase = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    (crate::policy::Verdict, &'static str),
+);
+
 /// `40-example-kubernetes.toml.example` loads with its token and CA, and decides as its
 /// comments say.
 #[test]
@@ -220,7 +228,7 @@ fn kubernetes_example_loads_with_its_secrets() {
     let pods = "k8s-etl-reads-pods";
     let secrets = "k8s-no-secrets";
     let dd = "default-deny";
-    let cases: &[(&str, &str, &[(&str, &str)], (crate::policy::Verdict, &str))] = &[
+    let cases: &[RequestCase] = &[
         // get, list, watch pods; get config maps: namespace etl only.
         ("GET", "/api/v1/namespaces/etl/pods", &[], (Allow, pods)),
         (

@@ -200,7 +200,7 @@ async fn on_query(
     if checked.decision.permits() {
         // One audit entry per message; rows are summed over its statements.
         let stmts = std::iter::once(audit).collect();
-        let exprs = lineage::plan(masker, &meta.catalog, &q.query, &checked.classes());
+        let exprs = lineage::plan(masker, &q.query, &checked.classes());
         shared.lock().expect.push_back(Expect::Query {
             stmts,
             columns: None,
@@ -224,7 +224,7 @@ async fn on_parse(
     let checked = check::check(ctx, meta, &p.query).await;
     let audit = checked.audit(0, &p.query, meta.redact_literals);
     if checked.decision.permits() {
-        let exprs = lineage::plan(masker, &meta.catalog, &p.query, &checked.classes());
+        let exprs = lineage::plan(masker, &p.query, &checked.classes());
         let mut st = shared.lock();
         st.prepared.insert(
             p.name.clone(),

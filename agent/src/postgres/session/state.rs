@@ -41,6 +41,13 @@ pub fn columns(
     exprs: Option<&ExprPlan>,
 ) -> Columns {
     let n = fields.len();
+    // Computed columns are masked by what the SQL computes them from.
+    let computed = match exprs {
+        Some(plan) if fields.iter().any(|f| f.table_oid == 0) => {
+            super::lineage::masks(plan, masker, catalog, n)
+        }
+        _ => vec![None; n],
+    };
     Arc::new(
         fields
             .iter()
@@ -51,9 +58,8 @@ pub fn columns(
                     .flatten()
                     .and_then(|(col, table)| masker.column_style(Some(table), col));
                 let by_name = masker.column_style(None, &f.name);
-                // A computed column is masked by what the SQL computes it from.
                 let computed = (f.table_oid == 0)
-                    .then(|| exprs.and_then(|p| p.mask(i, n)))
+                    .then(|| computed.get(i).cloned().flatten())
                     .flatten();
                 Column {
                     mask: by_source.or(by_name).cloned().or(computed),

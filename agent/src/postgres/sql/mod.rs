@@ -75,6 +75,13 @@
 //! tokenizer rejects the string, a best-effort scan masks the same way, erring towards masking
 //! too much.
 //!
+//! # Projections
+//!
+//! [`projection`] says what each result column of a statement is computed from, so that masking
+//! by column name also covers computed columns (`upper(card_number)`, `to_json(t)`, a `UNION`
+//! column); [`expr_needs_mask`] decides on one, [`per_field`] lines a projection up with a
+//! RowDescription. See the `project` module for the approach and its limits.
+//!
 //! # Robustness and cost
 //!
 //! [`classify`] never panics. Nesting is bounded by sqlparser's default recursion limit (50);
@@ -87,6 +94,7 @@
 mod class;
 mod lex;
 mod names;
+mod project;
 mod walk;
 
 #[cfg(test)]
@@ -95,11 +103,15 @@ mod tests;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use serde::Serialize;
+use sqlparser::ast::Statement;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::Token;
 
 pub use class::StatementClass;
+#[cfg(test)]
+use project::project;
+pub use project::{Projected, expr_needs_mask, per_field, projection};
 
 /// Statements with at most this many tokens (whitespace and comments not counted) are parsed on
 /// the caller's stack; any parse tree they make is shallow enough to drop there.
@@ -149,14 +161,7 @@ pub fn classify(sql: &str) -> Vec<Classified> {
 
 fn classify_statement(chunk: lex::Chunk) -> Classified {
     let text_redacted = lex::redact(&chunk.tokens);
-    let analysis = if chunk.significant <= INLINE_TOKENS {
-        analyze(chunk.tokens)
-    } else if chunk.significant <= MAX_TOKENS {
-        analyze_on_large_stack(chunk.tokens)
-    } else {
-        None
-    };
-    match analysis {
+    match run_guarded(chunk, walk_one) {
         Some(walk::Analysis {
             class: Some(class),
             reads,
@@ -171,35 +176,57 @@ fn classify_statement(chunk: lex::Chunk) -> Classified {
     }
 }
 
-/// [`parse_and_walk`], with a panic (a bug in sqlparser or here) failing closed rather than
-/// unwinding into the session.
-fn analyze(tokens: Vec<Token>) -> Option<walk::Analysis> {
-    catch_unwind(AssertUnwindSafe(|| parse_and_walk(tokens)))
+fn walk_one(statement: &Statement) -> Option<walk::Analysis> {
+    Some(walk::statement(statement))
+}
+
+/// Parses one statement's tokens and applies `f` to it, never panicking and never overflowing
+/// the caller's stack: a statement of more than [`INLINE_TOKENS`] tokens is parsed, analyzed and
+/// dropped on a short-lived thread with a large stack, one of more than [`MAX_TOKENS`] is not
+/// parsed at all (`None`), and a panic (a bug in sqlparser or here) is `None`, failing closed
+/// rather than unwinding into the session.
+pub(crate) fn run_guarded<T: Send + 'static>(
+    chunk: lex::Chunk,
+    f: fn(&Statement) -> Option<T>,
+) -> Option<T> {
+    if chunk.significant <= INLINE_TOKENS {
+        run_caught(chunk.tokens, f)
+    } else if chunk.significant <= MAX_TOKENS {
+        let tokens = chunk.tokens;
+        std::thread::Builder::new()
+            .name("sql-parse".into())
+            .stack_size(LARGE_STACK_BYTES)
+            .spawn(move || run_caught(tokens, f))
+            .ok()?
+            .join()
+            .ok()
+            .flatten()
+    } else {
+        None
+    }
+}
+
+fn run_caught<T>(tokens: Vec<Token>, f: fn(&Statement) -> Option<T>) -> Option<T> {
+    catch_unwind(AssertUnwindSafe(|| parse_one(tokens).and_then(|s| f(&s))))
         .ok()
         .flatten()
 }
 
-/// Parses one statement's tokens and walks it; `None` when they do not parse as exactly one
-/// statement.
-fn parse_and_walk(tokens: Vec<Token>) -> Option<walk::Analysis> {
+/// Parses one statement's tokens; `None` when they do not parse as exactly one statement.
+pub(crate) fn parse_one(tokens: Vec<Token>) -> Option<Statement> {
     let dialect = PostgreSqlDialect {};
-    let statements = Parser::new(&dialect)
+    let mut statements = Parser::new(&dialect)
         .with_tokens(tokens)
         .parse_statements()
         .ok()?;
-    match statements.as_slice() {
-        [statement] => Some(walk::statement(statement)),
+    match statements.len() {
+        1 => statements.pop(),
         _ => None,
     }
 }
 
-fn analyze_on_large_stack(tokens: Vec<Token>) -> Option<walk::Analysis> {
-    std::thread::Builder::new()
-        .name("sql-classify".into())
-        .stack_size(LARGE_STACK_BYTES)
-        .spawn(move || analyze(tokens))
-        .ok()?
-        .join()
-        .ok()
-        .flatten()
+/// Parses one statement's tokens and walks it, unguarded (for the robustness tests).
+#[cfg(test)]
+fn parse_and_walk(tokens: Vec<Token>) -> Option<walk::Analysis> {
+    parse_one(tokens).map(|s| walk::statement(&s))
 }

@@ -41,6 +41,17 @@ pub(crate) fn object(name: &ObjectName) -> String {
 /// a table named `ONLY` aliased `t`. `ONLY` is reserved in PostgreSQL, so an unquoted table of
 /// that name cannot exist: the alias is the real table.
 pub(crate) fn relation(name: &ObjectName, alias: Option<&TableAlias>) -> (String, bool) {
+    match only_alias(name, alias) {
+        Some(table) => (ident(table), true),
+        None => (object(name), name.0.len() == 1),
+    }
+}
+
+/// The real table when `name alias` is sqlparser's reading of `ONLY table` (see [`relation`]).
+pub(crate) fn only_alias<'a>(
+    name: &ObjectName,
+    alias: Option<&'a TableAlias>,
+) -> Option<&'a Ident> {
     if let [ObjectNamePart::Identifier(id)] = name.0.as_slice()
         && id.quote_style.is_none()
         && id.value.eq_ignore_ascii_case("only")
@@ -48,9 +59,18 @@ pub(crate) fn relation(name: &ObjectName, alias: Option<&TableAlias>) -> (String
         && !alias.explicit
         && alias.columns.is_empty()
     {
-        return (ident(&alias.name), true);
+        return Some(&alias.name);
     }
-    (object(name), name.0.len() == 1)
+    None
+}
+
+/// The last part of a possibly qualified name, normalized: `s.T` gives `t`.
+pub(crate) fn last(name: &ObjectName) -> String {
+    match name.0.last() {
+        Some(ObjectNamePart::Identifier(id)) => ident(id),
+        Some(ObjectNamePart::Function(func)) => func.to_string(),
+        None => String::new(),
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 
 mod cases;
 mod clients;
+mod projection;
+mod projection_robustness;
 mod robustness;
 
 use super::StatementClass::{self as C, *};
