@@ -33,7 +33,11 @@ fn dispatch(cli: &Cli, config: Config) -> anyhow::Result<i32> {
     let json = cli.global.json;
     // The agent needs worker threads; one-shot commands do not.
     let runtime = match cli.command {
-        Command::Agent(_) => tokio::runtime::Builder::new_multi_thread(),
+        Command::Agent(_) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(config.workers());
+            b
+        }
         _ => tokio::runtime::Builder::new_current_thread(),
     }
     .enable_all()
@@ -55,5 +59,6 @@ fn dispatch(cli: &Cli, config: Config) -> anyhow::Result<i32> {
         Command::Policy {
             command: PolicyCommand::Check { dir },
         } => cli::policy::check(&config, dir.as_deref(), json),
+        Command::Ca { command } => cli::ca::run(&config, command, json),
     })
 }

@@ -17,6 +17,8 @@
 //! `--no-build`).
 #[path = "bench_env.rs"]
 mod env;
+#[path = "bench_http.rs"]
+mod http;
 #[path = "bench_net.rs"]
 mod net;
 #[path = "bench_pg.rs"]
@@ -109,6 +111,7 @@ impl Options {
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("postgres" | "pg") => pg::run(&args[1..]),
+        Some("http") => http::run(&args[1..]),
         Some("tcp") => run_tcp(&args[1..]),
         Some("all") => {
             run_tcp(&args[1..])?;

@@ -1,5 +1,6 @@
 //! The `tollgate` command line: argument parsing (clap derive) and one module per subcommand.
 //! Each `run` returns the process exit code; `main` only parses, loads the config and dispatches.
+pub mod ca;
 pub mod output;
 pub mod policy;
 pub mod run;
@@ -66,6 +67,13 @@ pub enum Command {
         /// Policy subcommand.
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+    /// The local CA: put it in the host's trust store, take it out, or print it.
+    #[command(long_about = ca::LONG_ABOUT)]
+    Ca {
+        /// CA subcommand.
+        #[command(subcommand)]
+        command: ca::CaCommand,
     },
 }
 

@@ -25,6 +25,13 @@ pub(crate) enum Op {
     Request(Box<RequestRecord>),
 }
 
+impl Op {
+    /// Someone is waiting for this operation's commit.
+    pub(crate) fn has_waiter(&self) -> bool {
+        matches!(self, Op::Begin { .. })
+    }
+}
+
 /// What the writer task needs from a database.
 pub(crate) trait WriteBackend: Send + 'static {
     /// Applies `ops` in one transaction: all are committed or none is.

@@ -128,7 +128,35 @@ async fn create_file(path: &Path) -> Result<(), StoreError> {
 impl WriteBackend for SqliteWriter {
     async fn write_batch(&mut self, ops: &[Op]) -> Result<(), sqlx::Error> {
         let mut tx = self.conn.begin().await?;
-        for op in ops {
+        let mut i = 0;
+        while i < ops.len() {
+            // A run of statement records goes in multi-row inserts.
+            let run: Vec<&crate::store::StatementRecord> = ops[i..]
+                .iter()
+                .map_while(|op| match op {
+                    Op::Statement(rec) => Some(rec),
+                    _ => None,
+                })
+                .collect();
+            if !run.is_empty() {
+                i += run.len();
+                let mut rest = run.as_slice();
+                while !rest.is_empty() {
+                    let n = statements::CHUNKS
+                        .into_iter()
+                        .find(|&c| c <= rest.len())
+                        .unwrap_or(1);
+                    let (chunk, tail) = rest.split_at(n);
+                    let sql = statements::insert_many_sql(n);
+                    statements::insert_many(&sql, chunk)
+                        .execute(&mut *tx)
+                        .await?;
+                    rest = tail;
+                }
+                continue;
+            }
+            let op = &ops[i];
+            i += 1;
             match op {
                 Op::Begin { rec, .. } => {
                     insert(rec, None).execute(&mut *tx).await?;
@@ -149,9 +177,7 @@ impl WriteBackend for SqliteWriter {
                         warn!(session = %id, "audit finish for a session that is unknown or already ended");
                     }
                 }
-                Op::Statement(rec) => {
-                    statements::insert(rec).execute(&mut *tx).await?;
-                }
+                Op::Statement(_) => {} // written above, in runs
                 Op::Request(rec) => {
                     requests::insert(rec).execute(&mut *tx).await?;
                 }

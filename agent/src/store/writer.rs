@@ -13,6 +13,20 @@ use super::{
 /// Most operations committed in one transaction.
 pub(crate) const BATCH_MAX: usize = 256;
 
+/// How long a batch nobody waits on may gather more operations. At most this much of the
+/// statement/request/end records can be lost in a crash of the agent; connection records are
+/// committed before their connection proceeds.
+pub(crate) const GATHER: std::time::Duration = std::time::Duration::from_millis(5);
+
+fn drain(rx: &mut mpsc::Receiver<Op>, batch: &mut Vec<Op>) {
+    while batch.len() < BATCH_MAX {
+        match rx.try_recv() {
+            Ok(op) => batch.push(op),
+            Err(_) => break,
+        }
+    }
+}
+
 /// Runs until the queue is closed (by [`Shared::close`] or the drop of every sink) and drained.
 /// Returns the error of a batch that failed after the close signal, so that
 /// [`super::Store::shutdown`] can report records lost while stopping.
@@ -41,10 +55,24 @@ pub(crate) async fn run<B: WriteBackend>(
         };
         let Some(first) = first else { break };
         batch.push(first);
-        while batch.len() < BATCH_MAX {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
+        drain(&mut rx, &mut batch);
+        // Nobody waits on this batch (statement, request and end records): let it gather for a
+        // moment, so that a busy session costs one commit per few milliseconds instead of one per
+        // statement. A `begin` waiter is answered at once: connection records stay write-ahead.
+        if !closing && !batch.iter().any(Op::has_waiter) && batch.len() < BATCH_MAX {
+            let deadline = tokio::time::Instant::now() + GATHER;
+            while batch.len() < BATCH_MAX {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(op)) => {
+                        let waiter = op.has_waiter();
+                        batch.push(op);
+                        drain(&mut rx, &mut batch);
+                        if waiter {
+                            break;
+                        }
+                    }
+                    Ok(None) | Err(_) => break,
+                }
             }
         }
         if let Err(e) = commit(&mut db, &mut batch, &shared).await

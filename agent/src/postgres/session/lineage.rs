@@ -46,7 +46,12 @@ pub fn plan(masker: &Masker, sql_text: &str, classes: &[StatementClass]) -> Opti
 }
 
 /// Masks of the `n` fields of a result under `plan` (entries for plain columns are `None`).
-pub fn masks(plan: &ExprPlan, masker: &Masker, catalog: &Catalog, n: usize) -> Vec<Option<ColumnMask>> {
+pub fn masks(
+    plan: &ExprPlan,
+    masker: &Masker,
+    catalog: &Catalog,
+    n: usize,
+) -> Vec<Option<ColumnMask>> {
     let redact = || Some(ColumnMask::redact(COMPUTED_LABEL));
     match plan {
         ExprPlan::Nothing => vec![None; n],

@@ -27,6 +27,12 @@ pub struct Column {
 /// The columns of a result set; `None` where the session could not learn them.
 pub type Columns = Arc<Vec<Column>>;
 
+/// A result column not read straight from a table column: an expression (table OID 0) or a
+/// whole-row value (the table's OID with column number 0).
+fn is_computed(f: &FieldDescription) -> bool {
+    f.table_oid == 0 || f.column_attr <= 0
+}
+
 /// Type OIDs whose binary representation is the text itself.
 const TEXT_LIKE_OIDS: [u32; 6] = [25, 1043, 1042, 19, 114, 705];
 
@@ -43,7 +49,7 @@ pub fn columns(
     let n = fields.len();
     // Computed columns are masked by what the SQL computes them from.
     let computed = match exprs {
-        Some(plan) if fields.iter().any(|f| f.table_oid == 0) => {
+        Some(plan) if fields.iter().any(is_computed) => {
             super::lineage::masks(plan, masker, catalog, n)
         }
         _ => vec![None; n],
@@ -53,12 +59,12 @@ pub fn columns(
             .iter()
             .enumerate()
             .map(|(i, f)| {
-                let by_source = (f.table_oid != 0)
+                let by_source = (!is_computed(f))
                     .then(|| catalog.column(f.table_oid, f.column_attr))
                     .flatten()
                     .and_then(|(col, table)| masker.column_style(Some(table), col));
                 let by_name = masker.column_style(None, &f.name);
-                let computed = (f.table_oid == 0)
+                let computed = is_computed(f)
                     .then(|| computed.get(i).cloned().flatten())
                     .flatten();
                 Column {

@@ -14,10 +14,40 @@ const INSERT: &str = "INSERT INTO statements (connection_id, seq, started_at, du
 const SELECT: &str = "SELECT seq, started_at, duration_us, text, classes, tables, decision, \
     rule, rows, error, masked FROM statements WHERE connection_id = ?1 ORDER BY seq LIMIT ?2";
 
+/// Rows per multi-row insert, largest first: a run of statements is written in as few round
+/// trips to SQLite's worker thread as these sizes allow, with only this many distinct SQL texts
+/// for the prepared-statement cache.
+pub(super) const CHUNKS: [usize; 4] = [64, 16, 4, 1];
+
+/// The SQL of an insert of `n` rows.
+pub(super) fn insert_many_sql(n: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO statements (connection_id, seq, started_at, duration_us, text, classes, \
+         tables, decision, rule, rows, error, masked) VALUES ",
+    );
+    for i in 0..n {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    }
+    sql
+}
+
+/// The insert of `recs` with `sql` from [`insert_many_sql`]`(recs.len())`.
+pub(super) fn insert_many<'q>(sql: &'q str, recs: &[&'q StatementRecord]) -> Query<'q> {
+    recs.iter()
+        .fold(sqlx::query::<Sqlite>(sql), |q, rec| bind(q, rec))
+}
+
 /// The insert of `rec`.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(super) fn insert(rec: &StatementRecord) -> Query<'_> {
-    sqlx::query::<Sqlite>(INSERT)
-        .bind(rec.connection_id.hyphenated().to_string())
+    bind(sqlx::query::<Sqlite>(INSERT), rec)
+}
+
+fn bind<'q>(q: Query<'q>, rec: &'q StatementRecord) -> Query<'q> {
+    q.bind(rec.connection_id.hyphenated().to_string())
         .bind(i64::from(rec.seq))
         .bind(time::to_micros(rec.started_at))
         .bind(rec.duration.map(micros))

@@ -67,6 +67,7 @@
 //! walked once, so the cost is linear in the statement.
 
 mod colname;
+mod from;
 mod query;
 mod refs;
 mod scope;
