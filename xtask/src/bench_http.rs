@@ -13,10 +13,12 @@
 //! frontend `req_tot`; the nginx proxy's `stub_status`), and the other proxies counted nothing.
 #[path = "bench_http_paths.rs"]
 mod paths;
-#[allow(dead_code)] // the postgres bench's process helpers, of which this bench uses a part
+// The postgres bench's process helpers and tables, of which this bench uses a part (its
+// modules are private to it, hence a second copy here).
+#[allow(dead_code, clippy::duplicate_mod)]
 #[path = "bench_pg_proc.rs"]
 mod proc;
-#[allow(dead_code)] // the postgres bench's tables
+#[allow(dead_code, clippy::duplicate_mod)]
 #[path = "bench_pg_report.rs"]
 mod report;
 #[path = "bench_http_servers.rs"]
@@ -132,10 +134,18 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let work = Workdir::create()?;
 
     step("origin nginx, nginx reverse proxy, HAProxy and tollgate on loopback");
-    let origin = Nginx::origin(&work, env::free_port()?, env::free_port()?)?;
-    let nginx_proxy = Nginx::proxy(&work, env::free_port()?, env::free_port()?, origin.port)?;
-    let haproxy = Haproxy::start(&work, env::free_port()?, origin.port)?;
-    let mut agent = BenchAgent::new(&bin, &host, env::free_port()?)?;
+    let [
+        origin_port,
+        origin_status,
+        proxy_port,
+        proxy_status,
+        haproxy_port,
+        agent_port,
+    ] = distinct_ports()?;
+    let origin = Nginx::origin(&work, origin_port, origin_status)?;
+    let nginx_proxy = Nginx::proxy(&work, proxy_port, proxy_status, origin.port)?;
+    let haproxy = Haproxy::start(&work, haproxy_port, origin.port)?;
+    let mut agent = BenchAgent::new(&bin, &host, agent_port)?;
     let client_cgroup = agent.cgroup("wrk")?;
     let policy = policy(&agent.cgroup_path("wrk"), origin.port);
     check_policy(&bin, &work, &policy)?;
@@ -176,6 +186,21 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         loadavg()
     );
     Ok(())
+}
+
+/// `N` ports free now and different from each other (`env::free_port` returns the same port
+/// until something binds it: each is held while the next is chosen).
+fn distinct_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
+    let mut held = Vec::with_capacity(N);
+    let mut ports = [0u16; N];
+    for port in &mut ports {
+        *port = env::free_port()?;
+        held.push(
+            std::net::TcpListener::bind(("127.0.0.1", *port))
+                .with_context(|| format!("holding port {port}"))?,
+        );
+    }
+    Ok(ports)
 }
 
 /// The bench policy: the `wrk` cgroup may fetch anything with GET from the origin, an http
@@ -318,8 +343,16 @@ impl Bench {
         ));
     }
 
-    /// Every counter now.
+    /// Every counter now, once tollgate's audit queue has drained (its records are then
+    /// counted, and their writing does not slow the next run down).
     fn counters(&mut self) -> anyhow::Result<Counters> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.agent.counter("audit_queued").unwrap_or(0) > 0 {
+            if std::time::Instant::now() > deadline {
+                bail!("tollgate's audit queue did not drain in 30 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         let counter = |name: &str| {
             self.agent
                 .counter(name)
@@ -566,6 +599,15 @@ mod tests {
         assert!(Options::parse(&args(&["--secs"])).is_err());
         assert!(Options::parse(&args(&["--pings", "1"])).is_err());
         assert_eq!(Options::parse(&[]).expect("parse"), Options::default());
+    }
+
+    #[test]
+    fn ports_are_distinct() {
+        let ports: [u16; 4] = distinct_ports().expect("ports");
+        let mut sorted = ports.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 4, "{ports:?}");
     }
 
     #[test]

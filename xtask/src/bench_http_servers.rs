@@ -112,14 +112,12 @@ impl Nginx {
         status_port: u16,
         origin_port: u16,
     ) -> anyhow::Result<Nginx> {
-        let body = format!(
-            "location / {{\n            proxy_pass http://origin;\n            \
-             proxy_http_version 1.1;\n            proxy_set_header Connection \"\";\n        }}\n"
-        );
+        let body = "location / {\n            proxy_pass http://origin;\n            \
+                    proxy_http_version 1.1;\n            proxy_set_header Connection \"\";\n        }\n";
         let upstream = format!(
             "upstream origin {{\n        server 127.0.0.1:{origin_port};\n        keepalive 64;\n    }}\n"
         );
-        Nginx::start(work, "proxy", port, status_port, &upstream, &body)
+        Nginx::start(work, "proxy", port, status_port, &upstream, body)
     }
 
     /// Starts nginx `name` with `http_extra` in its `http` block and `server_body` in the
@@ -271,7 +269,7 @@ impl Haproxy {
 fn haproxy_cfg(port: u16, origin_port: u16, socket: &str) -> String {
     format!(
         "# cargo xtask bench http\n\
-         global\n    maxconn 20000\n    stats socket {socket} mode 600 level admin\n\n\
+         global\n    maxconn 4096\n    stats socket {socket} mode 600 level admin\n\n\
          defaults\n    mode http\n    option http-keep-alive\n    timeout connect 5s\n\
          \x20   timeout client 1m\n    timeout server 1m\n    timeout http-keep-alive 1m\n\n\
          frontend {FRONTEND}\n    bind 127.0.0.1:{port}\n    default_backend origin\n\n\

@@ -481,7 +481,12 @@ mod tests {
             move |p: &Path| paths.iter().any(|q| p == Path::new(q))
         };
         // (existing paths, trust dir, kind and dir expected)
-        let cases: [(&[&str], Option<&str>, Option<(&str, &str)>); 6] = [
+        type Case = (
+            &'static [&'static str],
+            Option<&'static str>,
+            Option<(&'static str, &'static str)>,
+        );
+        let cases: [Case; 6] = [
             (&[RHEL_DIR], None, Some(("rhel", RHEL_DIR))),
             (&[RHEL_DIR, DEBIAN_DIR], None, Some(("rhel", RHEL_DIR))),
             (&[DEBIAN_DIR], None, Some(("debian", DEBIAN_DIR))),
@@ -599,6 +604,34 @@ mod tests {
             show(state.path(), false).unwrap_err(),
             CaError::NotACertificate(_)
         ));
+    }
+
+    #[test]
+    fn the_command_line_parses() {
+        use clap::Parser as _;
+        let parse = |args: &[&str]| {
+            crate::cli::Cli::try_parse_from(std::iter::once("tollgate").chain(args.iter().copied()))
+        };
+        let cli = parse(&["ca", "install", "--trust-dir", "/x", "--dry-run"]).unwrap();
+        match cli.command {
+            crate::cli::Command::Ca {
+                command: CaCommand::Install(StoreArgs { trust_dir, dry_run }),
+            } => assert_eq!(
+                (trust_dir.as_deref(), dry_run),
+                (Some(Path::new("/x")), true)
+            ),
+            other => panic!("{other:?}"),
+        }
+        for ok in [
+            &["ca", "show"][..],
+            &["ca", "uninstall"],
+            &["ca", "show", "--json"],
+        ] {
+            parse(ok).unwrap_or_else(|e| panic!("{ok:?}: {e}"));
+        }
+        for bad in [&["ca"][..], &["ca", "show", "--dry-run"], &["ca", "remove"]] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::{
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::{
     body::{BodyError, ProxyBody, boxed},
@@ -31,13 +31,21 @@ use crate::{
 pub trait Recorder: Send + Sync + 'static {
     /// Takes one record (never blocks).
     fn record(&self, rec: RequestRecord);
+    /// Whether a request may proceed: its record can still be taken.
+    fn has_room(&self) -> bool {
+        true
+    }
 }
 
 impl Recorder for AuditSink {
     fn record(&self, rec: RequestRecord) {
         if let Err(e) = self.request(rec) {
-            warn!(error = %e, "request audit record dropped");
+            self.warn_dropped("request", &e);
         }
+    }
+
+    fn has_room(&self) -> bool {
+        AuditSink::has_room(self)
     }
 }
 

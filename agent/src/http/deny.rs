@@ -25,6 +25,22 @@ pub fn bad_gateway(reason: &str) -> Response<ProxyBody> {
     )
 }
 
+/// 431 for a request head over the target's `max_request_header`.
+pub fn too_large_head() -> Response<ProxyBody> {
+    answer(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        &json!({"error": "request-header-too-large"}),
+    )
+}
+
+/// 503 when the audit store cannot record the request (fail closed).
+pub fn audit_unavailable() -> Response<ProxyBody> {
+    answer(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &json!({"error": "audit-unavailable", "reason": "tollgate cannot record this request"}),
+    )
+}
+
 fn answer(status: StatusCode, body: &serde_json::Value) -> Response<ProxyBody> {
     let bytes = body.to_string().into_bytes();
     let mut resp = Response::new(full(bytes.clone()));

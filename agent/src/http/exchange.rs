@@ -101,6 +101,18 @@ impl Session {
             self.target.clone(),
             self.recorder.clone(),
         );
+        // hyper's own buffer limit can overshoot by a read; the configured limit is exact here.
+        if request::head_size(parts.method.as_str(), &parts.uri, &parts.headers)
+            > self.target.max_request_header as usize
+        {
+            x.error("request head too large".to_owned());
+            return x.respond(deny::too_large_head());
+        }
+        if !self.recorder.has_room() {
+            // The audit store is behind: refuse rather than forward unrecorded (fail closed).
+            x.error("audit unavailable".to_owned());
+            return x.respond(deny::audit_unavailable());
+        }
         let decision = self.gate.decide(&facts).await;
         x.decided(&decision);
         if !decision.permits() {

@@ -283,10 +283,15 @@ fn set_path_and_query(uri: &mut Uri, pq: &str) -> Result<(), hyper::http::Error>
 
 /// When masking is on, the codings the client may receive are those tollgate decodes
 /// (`compressed = "decode"`), or none (`"refuse"`): asks the upstream for bodies it can mask.
+/// Byte ranges are dropped too: a range can cut a sensitive value out of the context that lets
+/// it be recognised (a card number without its JSON key), so the whole body is fetched and
+/// masked instead.
 pub fn accept_encoding(h: &mut HeaderMap, target: &HttpTarget) {
     if !target.masks() {
         return;
     }
+    h.remove(header::RANGE);
+    h.remove(header::IF_RANGE);
     let allowed = match target.compressed {
         Compressed::Refuse => "identity".to_owned(),
         Compressed::Decode => {
@@ -314,6 +319,15 @@ pub fn accept_encoding(h: &mut HeaderMap, target: &HttpTarget) {
     if let Ok(v) = HeaderValue::from_str(&allowed) {
         h.insert(header::ACCEPT_ENCODING, v);
     }
+}
+
+/// Size of a request head as the limit counts it: request line and every header line.
+pub fn head_size(method: &str, uri: &Uri, h: &HeaderMap) -> usize {
+    let line = method.len() + uri.to_string().len() + 12;
+    line + h
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum::<usize>()
 }
 
 /// Shapes the request target for the upstream's HTTP version: HTTP/2 needs an absolute URI

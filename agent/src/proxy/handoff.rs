@@ -144,7 +144,7 @@ pub async fn handle(ctx: Arc<Context>, client: TcpStream, peer: SocketAddr, loca
             "denied"
         };
         if let Err(e) = ctx.audit.record(record, end(0, 0, reason)) {
-            warn!(error = %e, "audit record of a denied connection dropped");
+            ctx.audit.warn_dropped("connection", &e);
         }
         reset(client);
         return;
@@ -215,7 +215,7 @@ pub async fn handle(ctx: Arc<Context>, client: TcpStream, peer: SocketAddr, loca
         .audit
         .finish(id, end(transfer.up, transfer.down, &transfer.end.label()))
     {
-        warn!(error = %e, %id, "audit end of connection dropped");
+        ctx.audit.warn_dropped("connection-end", &e);
     }
 }
 

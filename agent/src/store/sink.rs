@@ -105,6 +105,29 @@ impl AuditSink {
         }
     }
 
+    /// Whether the queue has room for a burst of records. Checked before a statement or request
+    /// is let through, so that a store that cannot keep up refuses new work (fail closed)
+    /// instead of losing the record of work already done.
+    pub fn has_room(&self) -> bool {
+        self.tx.capacity() >= ROOM
+    }
+
+    /// Logs a record that could not be queued: at most once a second, with how many were lost
+    /// meanwhile (a flood of lines would hide everything else).
+    pub fn warn_dropped(&self, what: &'static str, e: &StoreError) {
+        use std::sync::atomic::AtomicU64;
+        static LAST: AtomicU64 = AtomicU64::new(0);
+        static SINCE: AtomicU64 = AtomicU64::new(0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let lost = SINCE.fetch_add(1, Ordering::Relaxed) + 1;
+        if LAST.swap(now, Ordering::Relaxed) != now {
+            SINCE.store(0, Ordering::Relaxed);
+            tracing::warn!(error = %e, kind = what, lost, "audit records lost (queue full or store closed)");
+        }
+    }
+
     /// Makes the writer flush everything queued and stop, for every clone of this sink.
     /// [`super::Store::shutdown`] waits for it.
     pub fn close(&self) {
@@ -124,6 +147,9 @@ impl AuditSink {
         })
     }
 }
+
+/// Free queue slots below which new statements and requests are refused.
+const ROOM: usize = 64;
 
 /// Cuts `text` to at most `max` bytes at a character boundary, then appends `… [N more bytes]`
 /// (N counts the bytes cut).

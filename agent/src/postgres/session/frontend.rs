@@ -194,7 +194,7 @@ async fn on_query(
     frame: FrontendFrame,
     out: &mut BytesMut,
 ) {
-    let checked = check::check(ctx, meta, &q.query).await;
+    let checked = audit_gate(ctx, check::check(ctx, meta, &q.query).await);
     let seq = shared.lock().seq();
     let audit = checked.audit(seq, &q.query, meta.redact_literals);
     if checked.decision.permits() {
@@ -221,7 +221,7 @@ async fn on_parse(
     frame: FrontendFrame,
     out: &mut BytesMut,
 ) {
-    let checked = check::check(ctx, meta, &p.query).await;
+    let checked = audit_gate(ctx, check::check(ctx, meta, &p.query).await);
     let audit = checked.audit(0, &p.query, meta.redact_literals);
     if checked.decision.permits() {
         let exprs = lineage::plan(masker, &p.query, &checked.classes());
@@ -243,6 +243,17 @@ async fn on_parse(
         shared.lock().prepared.remove(&p.name);
         deny_statement(ctx, meta, shared, &checked, audit, out, true);
     }
+}
+
+/// A statement whose record the audit store could not take is refused: the store is behind
+/// (fail closed), and the statement would otherwise run unrecorded.
+fn audit_gate(ctx: &Context, mut checked: Checked) -> Checked {
+    if checked.decision.permits() && !ctx.audit.has_room() {
+        checked.decision.verdict = crate::policy::Verdict::Deny;
+        checked.decision.enforced = true;
+        checked.decision.rule = "audit-unavailable".into();
+    }
+    checked
 }
 
 /// Records the denial and makes the server raise it in place of the statement.
@@ -428,6 +439,6 @@ pub fn record_done(
         masked,
     };
     if let Err(e) = ctx.audit.statement(rec) {
-        tracing::warn!(error = %e, "statement audit record dropped");
+        ctx.audit.warn_dropped("statement", &e);
     }
 }

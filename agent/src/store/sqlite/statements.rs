@@ -6,10 +6,6 @@ use sqlx::{Row as _, Sqlite, sqlite::SqliteRow};
 use super::{Query, SqlitePool, to_i64};
 use crate::store::{StatementRecord, StatementRow, StoreError, list, time};
 
-const INSERT: &str = "INSERT INTO statements (connection_id, seq, started_at, duration_us, text, \
-    classes, tables, decision, rule, rows, error, masked) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
-
 /// Served by the primary key's index: a range scan in `seq` order.
 const SELECT: &str = "SELECT seq, started_at, duration_us, text, classes, tables, decision, \
     rule, rows, error, masked FROM statements WHERE connection_id = ?1 ORDER BY seq LIMIT ?2";
@@ -38,12 +34,6 @@ pub(super) fn insert_many_sql(n: usize) -> String {
 pub(super) fn insert_many<'q>(sql: &'q str, recs: &[&'q StatementRecord]) -> Query<'q> {
     recs.iter()
         .fold(sqlx::query::<Sqlite>(sql), |q, rec| bind(q, rec))
-}
-
-/// The insert of `rec`.
-#[cfg_attr(not(test), allow(dead_code))]
-pub(super) fn insert(rec: &StatementRecord) -> Query<'_> {
-    bind(sqlx::query::<Sqlite>(INSERT), rec)
 }
 
 fn bind<'q>(q: Query<'q>, rec: &'q StatementRecord) -> Query<'q> {
