@@ -30,6 +30,11 @@ impl Op {
     pub(crate) fn has_waiter(&self) -> bool {
         matches!(self, Op::Begin { .. })
     }
+
+    /// A record of the high-volume kinds (statements, requests).
+    pub(crate) fn is_bulk(&self) -> bool {
+        matches!(self, Op::Statement(_) | Op::Request(_))
+    }
 }
 
 /// What the writer task needs from a database.

@@ -56,10 +56,14 @@ pub(crate) async fn run<B: WriteBackend>(
         let Some(first) = first else { break };
         batch.push(first);
         drain(&mut rx, &mut batch);
-        // Nobody waits on this batch (statement, request and end records): let it gather for a
-        // moment, so that a busy session costs one commit per few milliseconds instead of one per
-        // statement. A `begin` waiter is answered at once: connection records stay write-ahead.
-        if !closing && !batch.iter().any(Op::has_waiter) && batch.len() < BATCH_MAX {
+        // Statement and request records nobody waits on: let the batch gather for a moment, so
+        // that a busy session costs one commit per few milliseconds instead of one per statement.
+        // A `begin` waiter is answered at once: connection records stay write-ahead.
+        if !closing
+            && batch.iter().any(Op::is_bulk)
+            && !batch.iter().any(Op::has_waiter)
+            && batch.len() < BATCH_MAX
+        {
             let deadline = tokio::time::Instant::now() + GATHER;
             while batch.len() < BATCH_MAX {
                 match tokio::time::timeout_at(deadline, rx.recv()).await {
