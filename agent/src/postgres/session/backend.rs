@@ -276,13 +276,13 @@ fn complete(
         Some(Expect::Query { stmts, columns, .. }) => {
             *columns = None;
             if let Some(a) = stmts.pop_front() {
-                record_done(ctx, meta, &a, rows, error);
+                record_done(ctx, meta, a, rows, error);
             }
         }
         Some(Expect::Execute { .. }) => {
             if let Some(Expect::Execute { audit: Some(a), .. }) = expect.pop_front() {
                 let rows = rows.or(suspended.then_some(0));
-                record_done(ctx, meta, &a, rows, error);
+                record_done(ctx, meta, a, rows, error);
             }
         }
         _ => {}

@@ -150,7 +150,7 @@ where
             b'F' => {
                 // FunctionCall runs a function by OID, outside SQL: never classified, never allowed.
                 let audit = denied_audit(shared, "function call (by OID)", "function-call");
-                record(ctx, meta, &audit, None);
+                record(ctx, meta, audit, None);
                 let mut st = shared.lock();
                 st.expect.push_back(Expect::Query {
                     stmts: Default::default(),
@@ -271,7 +271,7 @@ fn deny_statement(
         workload = %meta.workload, target = %meta.target, rule = %checked.decision.rule,
         classes = ?audit.classes, "statement denied"
     );
-    record(ctx, meta, &audit, Some(&message));
+    record(ctx, meta, audit, Some(&message));
     let mut st = shared.lock();
     if extended {
         st.expect.push_back(Expect::Parse { swallow: true });
@@ -409,7 +409,7 @@ fn denied_audit(shared: &Shared, text: &str, rule: &str) -> StmtAudit {
 }
 
 /// Queues the audit record of a statement (never waits; a full queue is logged).
-pub fn record(ctx: &Context, meta: &SessionMeta, a: &StmtAudit, error: Option<&str>) {
+pub fn record(ctx: &Context, meta: &SessionMeta, a: StmtAudit, error: Option<&str>) {
     record_done(ctx, meta, a, None, error);
 }
 
@@ -417,7 +417,7 @@ pub fn record(ctx: &Context, meta: &SessionMeta, a: &StmtAudit, error: Option<&s
 pub fn record_done(
     ctx: &Context,
     meta: &SessionMeta,
-    a: &StmtAudit,
+    a: StmtAudit,
     rows: Option<u64>,
     error: Option<&str>,
 ) {
@@ -429,11 +429,11 @@ pub fn record_done(
         seq: a.seq,
         started_at: a.started_at,
         duration: Some(a.started.elapsed()),
-        text: a.text.clone(),
-        classes: a.classes.clone(),
-        tables: a.tables.clone(),
-        decision: a.decision.clone(),
-        rule: a.rule.clone(),
+        text: a.text,
+        classes: a.classes,
+        tables: a.tables,
+        decision: a.decision,
+        rule: a.rule,
         rows,
         error: error.map(str::to_owned),
         masked,
