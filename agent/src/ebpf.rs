@@ -4,6 +4,7 @@
 //! agent (tasks then get a refused connection); with `"open"` they are tied to the agent's file
 //! descriptors and detach when it exits. A new agent attaches its own programs first and then
 //! removes pins left by a previous one, so there is no moment without a redirect.
+use crate::sync::lock;
 use std::{
     fs::File,
     os::fd::AsFd,
@@ -359,11 +360,6 @@ where
         aya::programs::ProgramError::NotLoaded,
     ))?;
     prog.try_into().map_err(|e| EbpfError::Program(name, e))
-}
-
-/// Locks a map mutex; a poisoned lock (a panic elsewhere) still yields the map.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The network namespace cookie of the calling thread's namespace (`SO_NETNS_COOKIE`).

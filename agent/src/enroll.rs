@@ -4,6 +4,7 @@
 //! cgroup-level selectors (cgroup glob, systemd unit) could match it. Connections of enrolled
 //! cgroups are redirected; the workload itself is decided per connection, because uid, gid and
 //! exe selectors are per process.
+use crate::sync::lock;
 use std::{collections::HashMap, sync::Mutex};
 
 use crate::{
@@ -76,8 +77,4 @@ impl Enrollment {
             None => WorkloadMatch::None,
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -13,6 +13,7 @@ pub mod policy;
 pub mod postgres;
 pub mod proxy;
 pub mod store;
+pub mod sync;
 pub mod tcp;
 pub mod telemetry;
 pub mod tls;

@@ -13,18 +13,13 @@
 //! frontend `req_tot`; the nginx proxy's `stub_status`), and the other proxies counted nothing.
 #[path = "bench_http_paths.rs"]
 mod paths;
-// The postgres bench's process helpers and tables, of which this bench uses a part (its
-// modules are private to it, hence a second copy here).
-#[allow(dead_code, clippy::duplicate_mod)]
-#[path = "bench_pg_proc.rs"]
-mod proc;
-#[allow(dead_code, clippy::duplicate_mod)]
-#[path = "bench_pg_report.rs"]
-mod report;
 #[path = "bench_http_servers.rs"]
 mod servers;
 #[path = "bench_http_wrk.rs"]
 mod wrk;
+
+// The postgres bench's process helpers and tables.
+use super::pg::{proc, report};
 
 use std::{
     collections::BTreeMap,

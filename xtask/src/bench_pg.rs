@@ -19,11 +19,11 @@ mod paths;
 #[path = "bench_pg_pgbench.rs"]
 mod pgbench;
 #[path = "bench_pg_proc.rs"]
-mod proc;
+pub(super) mod proc;
 #[path = "bench_pg_proxies.rs"]
 mod proxies;
 #[path = "bench_pg_report.rs"]
-mod report;
+pub(super) mod report;
 #[path = "bench_pg_server.rs"]
 mod server;
 

@@ -1,6 +1,7 @@
 //! Hot reload of the policy directory, on change (inotify) and on SIGHUP. A policy that fails
 //! to load is logged with file, line and reason, and the last good one stays in force.
 //! Connections keep the decision they got; new connections get the new policy.
+use crate::sync::lock;
 use std::{
     sync::{Arc, Mutex},
     time::{Duration, SystemTime},
@@ -149,8 +150,4 @@ fn reclassify(ctx: &Context, current: &[(u64, bool)]) {
             ctx.resolver.forget(id);
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -4,7 +4,7 @@
 use std::{
     pin::Pin,
     sync::{
-        Arc, Mutex, PoisonError,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     task::{Context, Poll},
@@ -71,7 +71,7 @@ impl Tap {
     fn saw(&self, data: &[u8]) {
         self.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
         if let Some(kept) = &self.kept {
-            let mut k = kept.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut k = crate::sync::lock(kept);
             let room = self.cap.saturating_sub(k.0.len());
             k.0.extend_from_slice(&data[..room.min(data.len())]);
             if data.len() > room {
@@ -259,8 +259,7 @@ impl Exchange {
     /// text by detectors), marked when cut.
     fn recorded_body(&self) -> Option<String> {
         let kept = self.tap.kept.as_ref()?;
-        let (bytes, cut) =
-            std::mem::take(&mut *kept.lock().unwrap_or_else(PoisonError::into_inner));
+        let (bytes, cut) = std::mem::take(&mut *crate::sync::lock(kept));
         let text = String::from_utf8_lossy(&bytes);
         let masker = self.target.masker.clone().unwrap_or_default();
         let mut counts = MaskCounts::default();

@@ -3,7 +3,7 @@
 use std::{
     net::SocketAddr,
     sync::{
-        Arc, Mutex, PoisonError,
+        Arc, Mutex,
         atomic::{AtomicU32, Ordering},
     },
 };
@@ -81,7 +81,7 @@ impl Session {
 
     /// Upgraded connections still being spliced (for the session to wait on).
     pub fn take_splices(&self) -> Vec<JoinHandle<()>> {
-        std::mem::take(&mut *self.splices.lock().unwrap_or_else(PoisonError::into_inner))
+        std::mem::take(&mut *crate::sync::lock(&self.splices))
     }
 
     /// Serves one request.
@@ -166,10 +166,7 @@ impl Session {
                 return x.respond(deny::bad_gateway("unexpected protocol switch"));
             };
             let server = hyper::upgrade::on(&mut resp);
-            self.splices
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(tokio::spawn(splice(client, server)));
+            crate::sync::lock(&self.splices).push(tokio::spawn(splice(client, server)));
             return x.respond(resp.map(|_| empty()));
         }
         request::strip_hop_by_hop(resp.headers_mut(), false);

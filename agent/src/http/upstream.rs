@@ -210,7 +210,7 @@ impl Upstream {
             });
             (State::H1(sender), driver)
         };
-        let mut drivers = self.drivers.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut drivers = crate::sync::lock(&self.drivers);
         drivers.retain(|d| !d.is_finished());
         drivers.push(driver);
         Ok(state)

@@ -3,6 +3,7 @@
 pub mod cgroup;
 pub mod process;
 
+use crate::sync::lock;
 use std::{collections::HashMap, sync::Mutex};
 
 use agent_common::ConnMeta;
@@ -74,8 +75,4 @@ impl Resolver {
             exe: process::exe_of(meta.tgid),
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

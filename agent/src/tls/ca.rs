@@ -5,7 +5,7 @@ use std::{
     fs::{self, DirBuilder, OpenOptions},
     os::unix::fs::DirBuilderExt,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex, PoisonError},
+    sync::{Arc, Mutex},
     time::Instant,
 };
 
@@ -115,7 +115,7 @@ impl LocalCa {
         let names = leaf::normalize(names)?;
         let key = leaf::key(&names);
         let now = Instant::now();
-        let mut cache = self.leaves.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut cache = crate::sync::lock(&self.leaves);
         if let Some(leaf) = cache.get(&key, now) {
             return Ok(leaf);
         }

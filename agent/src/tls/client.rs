@@ -5,7 +5,7 @@ use std::{
     fs,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex, OnceLock, PoisonError},
+    sync::{Arc, Mutex, OnceLock},
     time::SystemTime,
 };
 
@@ -91,15 +91,11 @@ pub fn client_config(
     };
     static CACHE: OnceLock<Mutex<HashMap<CacheKey, Arc<ClientConfig>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Mutex::default);
-    if let Some(config) = cache
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(&key)
-    {
+    if let Some(config) = crate::sync::lock(cache).get(&key) {
         return Ok(config.clone());
     }
     let config = Arc::new(build(mode, ca_file, client_cert)?);
-    let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut cache = crate::sync::lock(cache);
     if cache.len() >= CACHE_CAPACITY {
         cache.clear();
     }

@@ -103,6 +103,12 @@ fn on_frame(
                 p.fields = Some(Vec::new());
             }
         }
+        // Nothing is masked: a RowDescription only settles a pending Describe; rows pass as is.
+        b'T' if masker.is_empty() => {
+            if matches!(st.expect.front(), Some(Expect::Describe { .. })) {
+                st.expect.pop_front();
+            }
+        }
         b'T' => {
             let Ok(BackendMessage::RowDescription(rd)) = frame.decode() else {
                 return Err(bad("RowDescription"));

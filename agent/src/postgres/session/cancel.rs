@@ -1,6 +1,7 @@
 //! Cancellation keys. The client gets a key issued by tollgate; a CancelRequest carrying it
 //! (a new connection, redirected like any other) is forwarded to the real backend with the real
 //! key. The real key never reaches the task.
+use crate::sync::lock;
 use std::{collections::HashMap, net::SocketAddr, sync::Mutex};
 
 use bytes::Bytes;
@@ -58,10 +59,6 @@ impl CancelRegistry {
     pub fn remove(&self, pid: i32, secret: &Bytes) {
         lock(&self.keys).remove(&(pid, secret.clone()));
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -25,14 +25,7 @@ use super::{
     stream::ReadError,
 };
 
-/// How the client side ended.
-#[derive(Debug)]
-pub enum FrontEnd {
-    /// Terminate, or the client closed.
-    Closed,
-}
-
-/// Pumps client messages to the server until Terminate or EOF.
+/// Pumps client messages to the server until Terminate or EOF (`Ok`).
 #[allow(clippy::too_many_arguments)]
 pub async fn pump<R, W>(
     ctx: &Context,
@@ -43,7 +36,7 @@ pub async fn pump<R, W>(
     mut buf: BytesMut,
     mut server: W,
     bytes_up: &AtomicU64,
-) -> Result<FrontEnd, ReadError>
+) -> Result<(), ReadError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -60,7 +53,7 @@ where
                 }
                 let n = client.read_buf(&mut buf).await?;
                 if n == 0 {
-                    return Ok(FrontEnd::Closed);
+                    return Ok(());
                 }
                 bytes_up.fetch_add(n as u64, Ordering::Relaxed);
                 continue;
@@ -145,7 +138,7 @@ where
             b'X' => {
                 out.extend_from_slice(frame.raw());
                 flush(&mut server, &mut out).await?;
-                return Ok(FrontEnd::Closed);
+                return Ok(());
             }
             b'F' => {
                 // FunctionCall runs a function by OID, outside SQL: never classified, never allowed.

@@ -194,9 +194,7 @@ pub struct Shared(Mutex<State>);
 impl Shared {
     /// Locks the state.
     pub fn lock(&self) -> MutexGuard<'_, State> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::sync::lock(&self.0)
     }
 }
 
