@@ -34,7 +34,7 @@ fn assert_status(out: &CurlOut, status: u16) {
 /// The nginx access log line of the request that reached it from tollgate for `path` (exactly
 /// one), checked to come from another port than the client's own (a proxy hop in between).
 fn one_line_for(fx: &Fixture, path: &str, client_port: u16) -> String {
-    let lines = fx.nginx.requests_with(&format!(" {path} "));
+    let lines = fx.nginx.wait_requests(&format!(" {path} "), 1);
     assert_eq!(lines.len(), 1, "nginx lines for {path}: {lines:?}");
     let line = lines[0].clone();
     let port: u16 = line
@@ -134,7 +134,7 @@ fn plain_http_is_proxied_and_every_request_audited() {
     // The same curl outside the workload goes straight to nginx (its own port in the log).
     let direct = Curl::new(&fx.http(port, "/hello.txt?direct")).run_direct();
     assert_status(&direct, 200);
-    let lines = fx.nginx.requests_with("/hello.txt?direct");
+    let lines = fx.nginx.wait_requests("/hello.txt?direct", 1);
     assert!(
         lines.len() == 1 && lines[0].contains(&format!(":{} ", direct.local_port)),
         "{lines:?}"
@@ -208,12 +208,13 @@ fn denied_requests_get_403_json_and_never_reach_nginx() {
         ],
         "{session:#}"
     );
+    let hello = fx.nginx.wait_requests("/hello.txt", 1);
     let log = fx.nginx.access_log();
     assert!(
         !log.contains("admin") && !log.contains("DELETE"),
         "nginx saw a denied request:\n{log}"
     );
-    assert_eq!(fx.nginx.requests_with("/hello.txt").len(), 1, "{log}");
+    assert_eq!(hello.len(), 1, "{log}");
 }
 
 /// Credentials: tollgate adds the target's bearer token (nginx echoes the Authorization it
@@ -343,12 +344,10 @@ fn json_and_gzip_responses_are_masked() {
     let py = urllib(&fx.app, &fx.http(port, "/gz/cards.json"), None, &[], true);
     assert_eq!(py.status(), 200, "{:?}", py.v);
     check_cards(py.body(), 200);
-    assert_eq!(fx.nginx.requests_with("/gz/cards.json").len(), 2);
+    let lines = fx.nginx.wait_requests("/gz/cards.json", 2);
+    assert_eq!(lines.len(), 2);
     assert!(
-        fx.nginx
-            .requests_with("/gz/cards.json")
-            .iter()
-            .all(|l| !l.contains("gzip=-")),
+        lines.iter().all(|l| !l.contains("gzip=-")),
         "{}",
         fx.nginx.access_log()
     );
@@ -446,7 +445,7 @@ fn https_terminated_with_http2_and_verified_upstream() {
     );
     assert_eq!(py.status(), 200, "{:?}", py.v);
     assert_eq!(py.body(), HELLO);
-    assert_eq!(fx.nginx.requests_with("/hello.txt?python").len(), 1);
+    assert_eq!(fx.nginx.wait_requests("/hello.txt?python", 1).len(), 1);
 }
 
 /// A terminated target whose `ca_file` did not sign nginx's certificate: tollgate refuses the
@@ -742,7 +741,7 @@ fn ca_install_and_uninstall_in_a_copy_of_the_debian_store() {
         "the bundle still holds tollgate's CA"
     );
     assert_eq!(through("/hello.txt?uninstalled").code, 60);
-    assert_eq!(fx.nginx.requests_with("/hello.txt?").len(), 1);
+    assert_eq!(fx.nginx.wait_requests("/hello.txt?", 1).len(), 1);
 }
 
 /// Puts the Debian anchor back the way it was found (absent) and refreshes the store, also

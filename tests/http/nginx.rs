@@ -20,6 +20,8 @@ use crate::harness::agent::free_port;
 pub const NGINX: &str = "/usr/sbin/nginx";
 /// How long nginx may take to accept connections.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long [`Nginx::wait_requests`] waits for an access log line.
+const LOG_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Card numbers (Luhn-valid test numbers) in `/cards.json` and `/gz/cards.json`.
 pub const CARDS: [&str; 2] = ["4111111111111111", "5500000000000004"];
@@ -130,7 +132,21 @@ impl Nginx {
         std::fs::read_to_string(self.dir.path().join("logs/access.log")).unwrap_or_default()
     }
 
-    /// The access log lines whose request line holds `needle`.
+    /// The access log lines holding `needle`, once there are at least `n` of them. nginx
+    /// writes a line in its log phase, after the response went out, so a client can finish
+    /// before its line exists: wait for it (up to [`LOG_TIMEOUT`]), then return what is there.
+    pub fn wait_requests(&self, needle: &str, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + LOG_TIMEOUT;
+        loop {
+            let lines = self.requests_with(needle);
+            if lines.len() >= n || Instant::now() >= deadline {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The access log lines whose request line holds `needle`, as of now.
     pub fn requests_with(&self, needle: &str) -> Vec<String> {
         self.access_log()
             .lines()
