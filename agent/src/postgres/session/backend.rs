@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tracing::debug;
 
 use crate::{
@@ -18,7 +18,7 @@ use super::{
     check::SessionMeta,
     frontend::record_done,
     state::{self, Columns, Expect, Shared},
-    stream::ReadError,
+    stream::{self, ReadError},
 };
 
 /// Marker for values whose column could not be learned while column rules are on.
@@ -49,7 +49,7 @@ where
                 bytes_down.fetch_add(out.len() as u64, Ordering::Relaxed);
                 out.clear();
             }
-            if server.read_buf(&mut buf).await? == 0 {
+            if stream::fill(&mut server, &mut buf).await? == 0 {
                 return Ok(());
             }
             continue;

@@ -5,7 +5,7 @@ use std::{
 };
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tracing::{debug, info};
 
 use crate::{
@@ -22,7 +22,7 @@ use super::{
     check::{self, Checked, SessionMeta},
     deny, lineage,
     state::{Expect, Portal, Prepared, Shared, StmtAudit},
-    stream::ReadError,
+    stream::{self, ReadError},
 };
 
 /// Pumps client messages to the server until Terminate or EOF (`Ok`).
@@ -51,7 +51,7 @@ where
                     server.flush().await?;
                     out.clear();
                 }
-                let n = client.read_buf(&mut buf).await?;
+                let n = stream::fill(&mut client, &mut buf).await?;
                 if n == 0 {
                     return Ok(());
                 }

@@ -31,6 +31,22 @@ pub enum ReadError {
     Violation(String),
 }
 
+/// Free space a read asks for: a whole typical message (and a whole reply of several) in one
+/// `recv`, instead of the few bytes left at the end of the buffer.
+const READ_SPACE: usize = 8 * 1024;
+
+/// Reads more bytes into `buf`, making room for [`READ_SPACE`] first (a buffer whose frames
+/// were split off and dropped is reused from its start). Returns how many bytes came; 0 at end.
+pub async fn fill<S: AsyncRead + Unpin + ?Sized>(
+    s: &mut S,
+    buf: &mut BytesMut,
+) -> std::io::Result<usize> {
+    if buf.capacity() - buf.len() < READ_SPACE {
+        buf.reserve(READ_SPACE);
+    }
+    s.read_buf(buf).await
+}
+
 /// Reads the next client message (`startup` before the StartupMessage).
 pub async fn read_frontend<S: AsyncRead + Unpin + ?Sized>(
     s: &mut S,
@@ -46,7 +62,7 @@ pub async fn read_frontend<S: AsyncRead + Unpin + ?Sized>(
         if let Some(f) = next_frontend(buf, startup, max)? {
             return Ok(f);
         }
-        if s.read_buf(buf).await? == 0 {
+        if fill(s, buf).await? == 0 {
             return Err(ReadError::Closed);
         }
     }
@@ -61,7 +77,7 @@ pub async fn read_backend<S: AsyncRead + Unpin + ?Sized>(
         if let Some(f) = next_backend(buf, MAX_MESSAGE_LEN)? {
             return Ok(f);
         }
-        if s.read_buf(buf).await? == 0 {
+        if fill(s, buf).await? == 0 {
             return Err(ReadError::Closed);
         }
     }

@@ -77,25 +77,7 @@ pub(crate) fn redact(tokens: &[Token]) -> String {
                 Whitespace::SingleLineComment { .. } | Whitespace::MultiLineComment(_),
             ) => out.push(' '),
             Token::Number(..) => out.push_str(NUMBER_MASK),
-            Token::SingleQuotedString(_)
-            | Token::DoubleQuotedString(_)
-            | Token::TripleSingleQuotedString(_)
-            | Token::TripleDoubleQuotedString(_)
-            | Token::DollarQuotedString(_)
-            | Token::SingleQuotedByteStringLiteral(_)
-            | Token::DoubleQuotedByteStringLiteral(_)
-            | Token::TripleSingleQuotedByteStringLiteral(_)
-            | Token::TripleDoubleQuotedByteStringLiteral(_)
-            | Token::SingleQuotedRawStringLiteral(_)
-            | Token::DoubleQuotedRawStringLiteral(_)
-            | Token::TripleSingleQuotedRawStringLiteral(_)
-            | Token::TripleDoubleQuotedRawStringLiteral(_)
-            | Token::NationalStringLiteral(_)
-            | Token::QuoteDelimitedStringLiteral(_)
-            | Token::NationalQuoteDelimitedStringLiteral(_)
-            | Token::EscapedStringLiteral(_)
-            | Token::UnicodeStringLiteral(_)
-            | Token::HexStringLiteral(_) => out.push_str(STRING_MASK),
+            t if literal_kind(t).is_some() => out.push_str(STRING_MASK),
             Token::EOF => {}
             other => {
                 // Writing to a String cannot fail.
@@ -104,6 +86,77 @@ pub(crate) fn redact(tokens: &[Token]) -> String {
         }
     }
     out.trim().to_owned()
+}
+
+/// The name of a literal token's kind (`None` for anything that is not a literal).
+fn literal_kind(token: &Token) -> Option<&'static str> {
+    Some(match token {
+        Token::Number(_, false) => "n",
+        Token::Number(_, true) => "nL",
+        Token::SingleQuotedString(_) => "s",
+        Token::DoubleQuotedString(_) => "ds",
+        Token::TripleSingleQuotedString(_) => "ts",
+        Token::TripleDoubleQuotedString(_) => "tds",
+        Token::DollarQuotedString(_) => "dq",
+        Token::SingleQuotedByteStringLiteral(_) => "b",
+        Token::DoubleQuotedByteStringLiteral(_) => "db",
+        Token::TripleSingleQuotedByteStringLiteral(_) => "tb",
+        Token::TripleDoubleQuotedByteStringLiteral(_) => "tdb",
+        Token::SingleQuotedRawStringLiteral(_) => "r",
+        Token::DoubleQuotedRawStringLiteral(_) => "dr",
+        Token::TripleSingleQuotedRawStringLiteral(_) => "tr",
+        Token::TripleDoubleQuotedRawStringLiteral(_) => "tdr",
+        Token::NationalStringLiteral(_) => "N",
+        Token::QuoteDelimitedStringLiteral(_) => "q",
+        Token::NationalQuoteDelimitedStringLiteral(_) => "Nq",
+        Token::EscapedStringLiteral(_) => "E",
+        Token::UnicodeStringLiteral(_) => "U",
+        Token::HexStringLiteral(_) => "X",
+        _ => return None,
+    })
+}
+
+/// The key under which a statement's classification may be remembered: its tokens with every
+/// literal's value replaced by a marker of the literal's kind, each run of whitespace and
+/// comments by one space (none at either end). Two
+/// statements with the same key differ only in literal values and comments, which never change
+/// their class or tables, with one exception: the value of an `EXPLAIN (ANALYZE <value>)` option
+/// decides whether the statement runs. So a statement holding `EXPLAIN` has no key (`None`), nor
+/// has one whose key would exceed `max_len` bytes.
+///
+/// Markers start with NUL, which cannot occur in PostgreSQL query text (a Query message is a C
+/// string), so a marker never equals any other token's text.
+pub(crate) fn cache_key(tokens: &[Token], max_len: usize) -> Option<String> {
+    let mut out = String::with_capacity(128);
+    for token in tokens {
+        match token {
+            Token::Word(w) if w.keyword == sqlparser::keywords::Keyword::EXPLAIN => return None,
+            Token::Whitespace(_) => {
+                if !out.is_empty() && !out.ends_with(' ') {
+                    out.push(' ');
+                }
+            }
+            Token::EOF => {}
+            t => match literal_kind(t) {
+                Some(kind) => {
+                    out.push('\0');
+                    out.push_str(kind);
+                    out.push('\0');
+                }
+                // Writing to a String cannot fail.
+                None => {
+                    let _ = write!(out, "{t}");
+                }
+            },
+        }
+        if out.len() > max_len {
+            return None;
+        }
+    }
+    if out.ends_with(' ') {
+        out.pop();
+    }
+    Some(out)
 }
 
 /// Best-effort redaction of text the tokenizer rejected (an unterminated string, comment or

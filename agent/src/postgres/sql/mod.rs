@@ -84,6 +84,11 @@
 //!
 //! # Robustness and cost
 //!
+//! Classifications are memoized per statement shape (the tokens with literal values blanked;
+//! see `cache`): literal values and comments never change a class or a table list, except the
+//! value of an `EXPLAIN (ANALYZE ...)` option, so statements holding `EXPLAIN` are never
+//! memoized. The memo is bounded (two generations of 2048 shapes, keys of at most 4 KiB).
+//!
 //! [`classify`] never panics. Nesting is bounded by sqlparser's default recursion limit (50);
 //! deeper input is Unknown. Chains that nest without parentheses (`1+1+...`, `a UNION b UNION
 //! ...`) are parsed and visited safely by sqlparser, but dropping such a tree recurses, so a
@@ -91,6 +96,7 @@
 //! stack, and one of more than [`MAX_TOKENS`] tokens is not parsed at all (Unknown). A typical
 //! OLTP statement costs a few microseconds (see `bench_pgbench_statements` in the tests).
 
+mod cache;
 mod class;
 mod lex;
 mod names;
@@ -161,7 +167,16 @@ pub fn classify(sql: &str) -> Vec<Classified> {
 
 fn classify_statement(chunk: lex::Chunk) -> Classified {
     let text_redacted = lex::redact(&chunk.tokens);
-    match run_guarded(chunk, walk_one) {
+    let key = lex::cache_key(&chunk.tokens, cache::MAX_KEY);
+    if let Some(hit) = key.as_deref().and_then(cache::get) {
+        return Classified {
+            class: hit.class,
+            reads: hit.reads,
+            writes: hit.writes,
+            text_redacted,
+        };
+    }
+    let classified = match run_guarded(chunk, walk_one) {
         Some(walk::Analysis {
             class: Some(class),
             reads,
@@ -173,7 +188,18 @@ fn classify_statement(chunk: lex::Chunk) -> Classified {
             text_redacted,
         },
         _ => Classified::unknown(text_redacted),
+    };
+    if let Some(key) = key {
+        cache::put(
+            key,
+            cache::Entry {
+                class: classified.class,
+                reads: classified.reads.clone(),
+                writes: classified.writes.clone(),
+            },
+        );
     }
+    classified
 }
 
 fn walk_one(statement: &Statement) -> Option<walk::Analysis> {

@@ -3,6 +3,7 @@
 
 mod cases;
 mod clients;
+mod memo;
 mod projection;
 mod projection_robustness;
 mod robustness;
