@@ -122,6 +122,9 @@ pub async fn reload(
                 &ctx.enrollment,
                 own_cgroup,
             );
+            // The previous attempt's error is stale once this policy is in force: clear it first,
+            // so that `status` never shows the new generation next to an old error.
+            state.set(None);
             ctx.policy.store(Arc::new(PolicyState {
                 policy: new,
                 generation,
@@ -129,7 +132,6 @@ pub async fn reload(
             }));
             reclassify(ctx, &preview);
             dns::refresh(ctx, &names).await;
-            state.set(None);
             info!(generation, trigger = why, fingerprint = %ctx.policy.load().policy.fingerprint(), "policy reloaded");
         }
     }

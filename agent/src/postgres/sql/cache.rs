@@ -1,64 +1,105 @@
-//! A bounded memo of statement classifications, keyed by [`super::lex::cache_key`]: the
-//! statement's tokens with literal values blanked. Workloads send the same few statement shapes
-//! over and over with different literals (`... WHERE id = 42`); a hit skips the parse and the
-//! walk, which are most of the cost of classifying.
+//! Bounded memos of classifications. [`classify`](super::classify) is a pure function of the
+//! query string, so its result is remembered per exact string (drivers that prepare statements
+//! send the same text again and again); and per statement shape, keyed by
+//! [`super::lex::cache_key`] (the tokens with literal values blanked), for clients that inline
+//! their literals (`... WHERE id = 42`). A hit skips the parse and the walk (and, for an exact
+//! string, the tokenizer), which are most of the cost of classifying.
 //!
-//! Bounded in entries and key length; evicts by generations (a full young generation becomes
-//! the old one and the previous old one is dropped; a hit in the old generation moves the entry
-//! back), which keeps the hot shapes without any per-hit bookkeeping.
+//! Each memo is bounded in entries and key length, and evicts by generations: a full young
+//! generation becomes the old one and the previous old one is dropped; a hit in the old
+//! generation moves the entry back. That keeps the hot entries with no per-hit bookkeeping.
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 
-use super::StatementClass;
+use super::{Classified, StatementClass};
 use crate::sync::lock;
 
 /// Entries per generation.
 const GENERATION: usize = 2_048;
-/// Longest key remembered, in bytes.
+/// Longest statement shape remembered, in bytes.
 pub(crate) const MAX_KEY: usize = 4_096;
+/// Longest exact query string remembered, in bytes: every distinct string of a client that
+/// inlines literals is an entry, so these are kept small (at most about 2 x 2048 x 2 KiB with
+/// the redacted texts).
+const MAX_TEXT: usize = 1_024;
 
-/// What is remembered of a classification (the redacted text is rebuilt per statement).
+/// What is remembered of a statement's classification by shape (the redacted text is rebuilt
+/// per statement).
 #[derive(Debug, Clone)]
-pub(crate) struct Entry {
+pub(crate) struct Shape {
     pub class: StatementClass,
     pub reads: Vec<String>,
     pub writes: Vec<String>,
 }
 
-#[derive(Default)]
-struct Generations {
-    young: HashMap<String, Entry>,
-    old: HashMap<String, Entry>,
+struct Generations<V> {
+    young: HashMap<String, V>,
+    old: HashMap<String, V>,
 }
 
-static CACHE: LazyLock<Mutex<Generations>> = LazyLock::new(Mutex::default);
-
-/// The remembered classification of `key`.
-pub(crate) fn get(key: &str) -> Option<Entry> {
-    let mut g = lock(&CACHE);
-    if let Some(e) = g.young.get(key) {
-        return Some(e.clone());
+impl<V: Clone> Generations<V> {
+    fn new() -> Self {
+        Generations {
+            young: HashMap::new(),
+            old: HashMap::new(),
+        }
     }
-    let (key, entry) = g.old.remove_entry(key)?;
-    let hit = entry.clone();
-    insert(&mut g, key, entry);
-    Some(hit)
-}
 
-/// Remembers the classification of `key`.
-pub(crate) fn put(key: String, entry: Entry) {
-    insert(&mut lock(&CACHE), key, entry);
-}
-
-fn insert(g: &mut Generations, key: String, entry: Entry) {
-    if g.young.len() >= GENERATION {
-        g.old = std::mem::take(&mut g.young);
+    fn get(&mut self, key: &str) -> Option<V> {
+        if let Some(v) = self.young.get(key) {
+            return Some(v.clone());
+        }
+        let (key, v) = self.old.remove_entry(key)?;
+        let hit = v.clone();
+        self.insert(key, v);
+        Some(hit)
     }
-    g.young.insert(key, entry);
+
+    fn insert(&mut self, key: String, v: V) {
+        if self.young.len() >= GENERATION {
+            self.old = std::mem::take(&mut self.young);
+        }
+        self.young.insert(key, v);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.young.len() + self.old.len()
+    }
 }
 
+static SHAPES: LazyLock<Mutex<Generations<Shape>>> =
+    LazyLock::new(|| Mutex::new(Generations::new()));
+static TEXTS: LazyLock<Mutex<Generations<Vec<Classified>>>> =
+    LazyLock::new(|| Mutex::new(Generations::new()));
+
+/// The remembered classification of the statement shape `key`.
+pub(crate) fn shape(key: &str) -> Option<Shape> {
+    lock(&SHAPES).get(key)
+}
+
+/// Remembers the classification of the statement shape `key`.
+pub(crate) fn put_shape(key: String, shape: Shape) {
+    lock(&SHAPES).insert(key, shape);
+}
+
+/// The remembered classification of the exact query string `sql`.
+pub(crate) fn text(sql: &str) -> Option<Vec<Classified>> {
+    if sql.len() > MAX_TEXT {
+        return None;
+    }
+    lock(&TEXTS).get(sql)
+}
+
+/// Remembers the classification of the exact query string `sql`.
+pub(crate) fn put_text(sql: &str, classified: &[Classified]) {
+    if sql.len() <= MAX_TEXT {
+        lock(&TEXTS).insert(sql.to_owned(), classified.to_vec());
+    }
+}
+
+/// Entries remembered by shape.
 #[cfg(test)]
-pub(crate) fn len() -> usize {
-    let g = lock(&CACHE);
-    g.young.len() + g.old.len()
+pub(crate) fn shapes() -> usize {
+    lock(&SHAPES).len()
 }

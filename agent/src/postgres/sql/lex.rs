@@ -88,6 +88,11 @@ pub(crate) fn redact(tokens: &[Token]) -> String {
     out.trim().to_owned()
 }
 
+/// Whether `token` is a literal (a number or a string of any quoting).
+pub(crate) fn is_literal(token: &Token) -> bool {
+    literal_kind(token).is_some()
+}
+
 /// The name of a literal token's kind (`None` for anything that is not a literal).
 fn literal_kind(token: &Token) -> Option<&'static str> {
     Some(match token {

@@ -84,10 +84,11 @@
 //!
 //! # Robustness and cost
 //!
-//! Classifications are memoized per statement shape (the tokens with literal values blanked;
-//! see `cache`): literal values and comments never change a class or a table list, except the
-//! value of an `EXPLAIN (ANALYZE ...)` option, so statements holding `EXPLAIN` are never
-//! memoized. The memo is bounded (two generations of 2048 shapes, keys of at most 4 KiB).
+//! Classifications are memoized per exact query string, and per statement shape (the tokens
+//! with literal values blanked; see `cache`): literal values and comments never change a class
+//! or a table list, except the value of an `EXPLAIN (ANALYZE ...)` option, so statements holding
+//! `EXPLAIN` are never memoized by shape. Each memo is bounded (two generations of 2048 entries;
+//! shapes of at most 4 KiB, strings of at most 1 KiB).
 //!
 //! [`classify`] never panics. Nesting is bounded by sqlparser's default recursion limit (50);
 //! deeper input is Unknown. Chains that nest without parentheses (`1+1+...`, `a UNION b UNION
@@ -155,20 +156,43 @@ impl Classified {
 
 /// Classifies every statement of a (possibly multi-statement) query string, in order.
 pub fn classify(sql: &str) -> Vec<Classified> {
+    if let Some(hit) = cache::text(sql) {
+        return hit;
+    }
+    let (classified, literals) = classify_with_literals(sql);
+    // A string with literals is most likely one of a kind (`... WHERE id = 42`): its shape is
+    // remembered, the string itself would only churn the memo.
+    if !literals {
+        cache::put_text(sql, &classified);
+    }
+    classified
+}
+
+#[cfg(test)]
+fn classify_fresh(sql: &str) -> Vec<Classified> {
+    classify_with_literals(sql).0
+}
+
+/// Classifies `sql` (memoized by statement shape only), and says whether it holds literals.
+fn classify_with_literals(sql: &str) -> (Vec<Classified>, bool) {
     match lex::tokenize(sql) {
-        Ok(tokens) => lex::split(tokens)
-            .into_iter()
-            .map(classify_statement)
-            .collect(),
-        Err(_) if sql.trim().is_empty() => Vec::new(),
-        Err(_) => vec![Classified::unknown(lex::redact_raw(sql))],
+        Ok(tokens) => {
+            let literals = tokens.iter().any(lex::is_literal);
+            let classified = lex::split(tokens)
+                .into_iter()
+                .map(classify_statement)
+                .collect();
+            (classified, literals)
+        }
+        Err(_) if sql.trim().is_empty() => (Vec::new(), false),
+        Err(_) => (vec![Classified::unknown(lex::redact_raw(sql))], true),
     }
 }
 
 fn classify_statement(chunk: lex::Chunk) -> Classified {
     let text_redacted = lex::redact(&chunk.tokens);
     let key = lex::cache_key(&chunk.tokens, cache::MAX_KEY);
-    if let Some(hit) = key.as_deref().and_then(cache::get) {
+    if let Some(hit) = key.as_deref().and_then(cache::shape) {
         return Classified {
             class: hit.class,
             reads: hit.reads,
@@ -190,9 +214,9 @@ fn classify_statement(chunk: lex::Chunk) -> Classified {
         _ => Classified::unknown(text_redacted),
     };
     if let Some(key) = key {
-        cache::put(
+        cache::put_shape(
             key,
-            cache::Entry {
+            cache::Shape {
                 class: classified.class,
                 reads: classified.reads.clone(),
                 writes: classified.writes.clone(),
