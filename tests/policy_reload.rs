@@ -106,15 +106,20 @@ fn a_broken_edit_keeps_the_previous_policy_and_a_good_edit_applies() {
     // 3. A good edit: b granted. New connections follow the new policy.
     let both = base.rule("client-ab", &["client"], &["a", "b"], "allow");
     agent.write_policy("test.toml", both.text());
-    let st = poll(Duration::from_secs(10), || {
-        let st = agent.status();
-        (generation(&st) > g0).then_some(st)
-    })
-    .unwrap_or_else(|| panic!("generation not bumped by a good edit: {}", agent.status()));
-    assert!(
-        reload_error(&st).is_none(),
-        "a good reload clears the error: {st}"
-    );
+    // The agent publishes the new generation a moment before it clears the previous
+    // `last_reload_error` (the rest of the reload runs in between): a status taken in that
+    // window shows both, so wait for the pair instead of judging the first bumped status.
+    let mut last = Value::Null;
+    let settled = poll(Duration::from_secs(10), || {
+        last = agent.status();
+        (generation(&last) > g0 && reload_error(&last).is_none()).then_some(())
+    });
+    if settled.is_none() {
+        if generation(&last) > g0 {
+            panic!("a good reload clears the error: {last}");
+        }
+        panic!("generation not bumped by a good edit: {last}");
+    }
     let r = curl(Some(&client), &b.url());
     assert!(r.via_proxy(), "b allowed after the good edit: {r:?}");
     let s = agent.wait_ended("curl → b", |s| s.pid() == Some(r.pid));

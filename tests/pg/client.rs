@@ -17,6 +17,8 @@ use crate::harness::cgroup::in_cgroup;
 pub const PYTHON: &str = "/usr/bin/python3";
 /// Default time limit of one client run.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often the condition of [`Client::signal_when`] is checked.
+const SIGNAL_PROBE_EVERY: Duration = Duration::from_millis(100);
 
 /// What one client run did.
 #[derive(Debug, Clone)]
@@ -33,6 +35,9 @@ pub struct Run {
     pub elapsed: Duration,
     /// Killed because it ran past its time limit.
     pub timed_out: bool,
+    /// When the signal of [`Client::signal_after`] or [`Client::signal_when`] was sent,
+    /// counted from the start; `None`: not sent.
+    pub signalled: Option<Duration>,
 }
 
 impl Run {
@@ -60,6 +65,7 @@ pub struct Client {
     stdin: Option<String>,
     timeout: Duration,
     signal_after: Option<(Duration, Signal)>,
+    signal_when: Option<(Box<dyn FnMut() -> bool>, Signal)>,
 }
 
 impl Client {
@@ -79,6 +85,7 @@ impl Client {
             stdin: None,
             timeout: CLIENT_TIMEOUT,
             signal_after: None,
+            signal_when: None,
         }
     }
 
@@ -103,6 +110,14 @@ impl Client {
     /// Sends `signal` to the client `after` its start.
     pub fn signal_after(mut self, after: Duration, signal: Signal) -> Client {
         self.signal_after = Some((after, signal));
+        self
+    }
+
+    /// Sends `signal` to the client once `ready` returns true (asked every
+    /// [`SIGNAL_PROBE_EVERY`] while the client runs), e.g. once the server runs its query:
+    /// a fixed delay may be too short on a loaded machine.
+    pub fn signal_when(mut self, ready: impl FnMut() -> bool + 'static, signal: Signal) -> Client {
+        self.signal_when = Some((Box::new(ready), signal));
         self
     }
 
@@ -141,19 +156,30 @@ impl Client {
         };
         let out = read(child.stdout.take().map(|r| Box::new(r) as _));
         let err = read(child.stderr.take().map(|r| Box::new(r) as _));
-        let mut signalled = false;
+        let mut signalled = None;
         let mut timed_out = false;
+        let mut next_probe = start;
         let status = loop {
             if let Some(status) = child.try_wait().expect("wait client") {
                 break status;
             }
             let elapsed = start.elapsed();
             if let Some((after, signal)) = self.signal_after
-                && !signalled
+                && signalled.is_none()
                 && elapsed >= after
             {
                 let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), signal);
-                signalled = true;
+                signalled = Some(elapsed);
+            }
+            if let Some((ready, signal)) = self.signal_when.as_mut()
+                && signalled.is_none()
+                && Instant::now() >= next_probe
+            {
+                if ready() {
+                    let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), *signal);
+                    signalled = Some(start.elapsed());
+                }
+                next_probe = Instant::now() + SIGNAL_PROBE_EVERY;
             }
             if elapsed > self.timeout {
                 timed_out = true;
@@ -172,6 +198,7 @@ impl Client {
             stderr: err.join().expect("stderr reader"),
             elapsed,
             timed_out,
+            signalled,
         }
     }
 }

@@ -2,23 +2,44 @@
 //! one JSON object on its last line. None is given a password.
 
 /// psycopg2: masked rows (client-side parameters, simple protocol), then a `pg_sleep(30)`
-/// cancelled from another thread with `conn.cancel()`, then the connection is used again.
-/// Args: port.
+/// cancelled from another thread with `conn.cancel()` once a second session sees it running,
+/// then the connection is used again. Args: port.
 pub const PSYCOPG: &str = r#"
 import json, os, sys, threading, time
 import psycopg2
 port = int(sys.argv[1])
 out = {"pid": os.getpid()}
-conn = psycopg2.connect(host="127.0.0.1", port=port, dbname="orders", user="scram_user",
-                        sslmode="disable")
+def connect():
+    return psycopg2.connect(host="127.0.0.1", port=port, dbname="orders", user="scram_user",
+                            sslmode="disable")
+conn = connect()
 cur = conn.cursor()
 cur.execute("select id, name, email, card_number, notes from customers where id <= %s order by id",
             (6,))
 out["rows"] = [list(r) for r in cur.fetchall()]
 conn.rollback()
 
+cancelled = []
 def cancel():
-    time.sleep(1.0)
+    # Only once the server runs the statement: a CancelRequest that arrives before it is
+    # ignored, and a fixed delay can be too short on a loaded machine.
+    try:
+        watch = connect()
+        watch.autocommit = True
+        wcur = watch.cursor()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            wcur.execute("select count(*) from pg_catalog.pg_stat_activity where state = 'active' "
+                         "and pid <> pg_backend_pid() and strpos(query, 'pg_sleep(30)') > 0")
+            if wcur.fetchone()[0]:
+                break
+            time.sleep(0.05)
+        else:
+            out["watch_error"] = "pg_sleep(30) not seen running"
+        watch.close()
+    except psycopg2.Error as e:
+        out["watch_error"] = str(e)
+    cancelled.append(time.monotonic())
     conn.cancel()
 
 t = threading.Thread(target=cancel)
@@ -30,7 +51,9 @@ try:
 except psycopg2.Error as e:
     out["sleep"] = e.pgcode
     out["sleep_error"] = str(e)
-out["sleep_s"] = time.monotonic() - start
+end = time.monotonic()
+out["sleep_s"] = end - start
+out["cancel_s"] = end - cancelled[0] if cancelled else None
 t.join()
 conn.rollback()
 cur.execute("select count(*) from customers")

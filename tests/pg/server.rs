@@ -161,11 +161,23 @@ impl PgServer {
 
     /// Like [`PgServer::admin_sql`] without checking the outcome.
     pub fn admin_psql(&self, db: &str, sql: &str) -> std::process::Output {
-        let mut cmd = self.as_postgres("psql");
-        cmd.args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
-            .arg(&self.sock)
-            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db]);
-        run_with_stdin(cmd, sql)
+        admin_psql_at(self.dir.path(), &self.sock, self.port, db, sql)
+    }
+
+    /// A condition for [`super::Client::signal_when`]: true once another backend is running
+    /// (`pg_stat_activity` state `active`) a statement whose text holds `needle`. Asked over
+    /// the unix socket as the superuser, so it is no session of any workload.
+    pub fn running(&self, needle: &str) -> impl FnMut() -> bool + 'static {
+        let (dir, sock, port) = (self.dir.path().to_owned(), self.sock.clone(), self.port);
+        let sql = format!(
+            "select count(*) from pg_stat_activity where state = 'active' \
+             and pid <> pg_backend_pid() and strpos(query, '{}') > 0",
+            needle.replace('\'', "''")
+        );
+        move || {
+            let out = admin_psql_at(&dir, &sock, port, "postgres", &sql);
+            out.status.success() && String::from_utf8_lossy(&out.stdout).trim() != "0"
+        }
     }
 
     /// The last lines of the server log.
@@ -177,15 +189,7 @@ impl PgServer {
 
     /// A command for the PostgreSQL program `name`, run as the `postgres` user.
     fn as_postgres(&self, name: &str) -> Command {
-        let (uid, gid) = postgres_ids();
-        let mut cmd = Command::new(Path::new(PG_BIN).join(name));
-        cmd.uid(uid)
-            .gid(gid)
-            .current_dir(self.dir.path())
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("LC_ALL", "C.UTF-8");
-        cmd
+        as_postgres_in(self.dir.path(), name)
     }
 
     fn initdb(&self) {
@@ -384,6 +388,29 @@ impl Drop for PgServer {
             let _ = child.wait();
         }
     }
+}
+
+/// A command for the PostgreSQL program `name`, run as the `postgres` user in `dir`.
+fn as_postgres_in(dir: &Path, name: &str) -> Command {
+    let (uid, gid) = postgres_ids();
+    let mut cmd = Command::new(Path::new(PG_BIN).join(name));
+    cmd.uid(uid)
+        .gid(gid)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("LC_ALL", "C.UTF-8");
+    cmd
+}
+
+/// `psql` as the superuser over the unix socket in `sock` (`-X -A -t`, stop on error) with
+/// `sql` on its standard input; the outcome is not checked.
+fn admin_psql_at(dir: &Path, sock: &Path, port: u16, db: &str, sql: &str) -> std::process::Output {
+    let mut cmd = as_postgres_in(dir, "psql");
+    cmd.args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
+        .arg(sock)
+        .args(["-p", &port.to_string(), "-U", "postgres", "-d", db]);
+    run_with_stdin(cmd, sql)
 }
 
 /// uid and gid of the `postgres` user.

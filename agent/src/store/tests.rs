@@ -2,7 +2,7 @@
 use std::{
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use sqlx::{ConnectOptions as _, Connection as _, SqliteConnection, sqlite::SqliteConnectOptions};
@@ -10,6 +10,9 @@ use sqlx::{ConnectOptions as _, Connection as _, SqliteConnection, sqlite::Sqlit
 use super::*;
 
 const T0: u64 = 1_700_000_000; // 2023-11-14T22:13:20Z
+/// How long [`wait_queued`] and [`wait_done`] wait for the writer (a deadline in wall time,
+/// not a count of 1 ms sleeps: a loaded machine makes each sleep and commit longer).
+const WRITER_WAIT: Duration = Duration::from_secs(10);
 
 fn at(secs: u64, micros: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(T0 + secs) + Duration::from_micros(micros)
@@ -71,13 +74,17 @@ async fn count(path: &Path) -> i64 {
 
 /// Waits until the writer has taken everything out of the queue but `left`.
 async fn wait_queued(sink: &AuditSink, left: usize) {
-    for _ in 0..2000 {
+    let deadline = Instant::now() + WRITER_WAIT;
+    while Instant::now() < deadline {
         if sink.stats().queued == left {
             return;
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    panic!("queue never reached {left}: {:?}", sink.stats());
+    panic!(
+        "queue never reached {left} in {WRITER_WAIT:?}: {:?}",
+        sink.stats()
+    );
 }
 
 /// Holds the database's write lock from another connection until dropped (rolled back).
@@ -608,14 +615,18 @@ fn stmt(connection_id: uuid::Uuid, seq: u32, text: &str) -> StatementRecord {
 
 /// Waits until the writer has committed or failed `n` operations in all.
 async fn wait_done(sink: &AuditSink, n: u64) {
-    for _ in 0..2000 {
+    let deadline = Instant::now() + WRITER_WAIT;
+    while Instant::now() < deadline {
         let stats = sink.stats();
         if stats.written + stats.failed == n {
             return;
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    panic!("never {n} operations done: {:?}", sink.stats());
+    panic!(
+        "never {n} operations done in {WRITER_WAIT:?}: {:?}",
+        sink.stats()
+    );
 }
 
 fn seqs(rows: &[StatementRow]) -> Vec<u32> {
