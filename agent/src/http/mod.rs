@@ -64,7 +64,7 @@ pub async fn serve(
     ctx: &Arc<Context>,
     init: HttpInit,
     client: TcpStream,
-    upstream: TcpStream,
+    mut upstream: TcpStream,
 ) -> Transfer {
     let state = ctx.policy.load_full();
     let Some(target) = state
@@ -94,8 +94,8 @@ pub async fn serve(
         }
     };
     let (io, h2, upstream_tls) = match side {
-        tls::ClientSide::Passthrough(client) => {
-            return tcp::serve(ctx, &client, &upstream).await;
+        tls::ClientSide::Passthrough(mut client) => {
+            return tcp::serve(ctx, &mut client, &mut upstream).await;
         }
         tls::ClientSide::Http {
             io,

@@ -732,7 +732,7 @@ action = "allow"
         tokio::spawn(async move {
             loop {
                 let (client, _) = l.accept().await.unwrap();
-                let up = TcpStream::connect(upstream).await.unwrap();
+                let mut up = TcpStream::connect(upstream).await.unwrap();
                 let counters = Arc::new(Counters::default());
                 let side = accept(local_ca.clone(), &target, upstream, client, counters)
                     .await
@@ -740,10 +740,10 @@ action = "allow"
                 let (target, gate, records) = (target.clone(), gate.clone(), records.clone());
                 tokio::spawn(async move {
                     match side {
-                        ClientSide::Passthrough(client) => {
+                        ClientSide::Passthrough(mut client) => {
                             let _ = crate::proxy::copy::bidirectional(
-                                &client,
-                                &up,
+                                &mut client,
+                                &mut up,
                                 Duration::from_secs(30),
                                 std::future::pending(),
                             )

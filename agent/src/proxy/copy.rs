@@ -3,15 +3,29 @@
 //! Each direction waits for readiness *without* a buffer, borrows one from a small per-thread
 //! pool only while bytes are in flight, and writes them all before reading again
 //! (backpressure: a slow reader stalls its writer). An idle connection holds no buffer.
+//!
+//! Reads go through tokio's `poll_read`, which takes a short read as proof that the socket is
+//! drained and waits for the next edge: one `recv` per burst of bytes, not a second one that
+//! only returns `EAGAIN`.
 use std::{
     cell::RefCell,
+    future::poll_fn,
     io,
     os::fd::AsRawFd,
+    pin::Pin,
     sync::atomic::{AtomicU64, Ordering},
+    task::Poll,
     time::Duration,
 };
 
-use tokio::{net::TcpStream, time::Instant};
+use tokio::{
+    io::{AsyncRead, ReadBuf},
+    net::{
+        TcpStream,
+        tcp::{ReadHalf, WriteHalf},
+    },
+    time::Instant,
+};
 
 /// Size of one copy buffer.
 const BUF_SIZE: usize = 32 * 1024;
@@ -74,8 +88,8 @@ pub struct Transfer {
 
 /// Copies both ways until both sides are done, the idle timeout passes, or `stop` resolves.
 pub async fn bidirectional(
-    client: &TcpStream,
-    upstream: &TcpStream,
+    client: &mut TcpStream,
+    upstream: &mut TcpStream,
     idle: Duration,
     stop: impl std::future::Future<Output = ()>,
 ) -> Transfer {
@@ -83,10 +97,12 @@ pub async fn bidirectional(
     let last = AtomicU64::new(0);
     let up = AtomicU64::new(0);
     let down = AtomicU64::new(0);
+    let (client_r, client_w) = client.split();
+    let (upstream_r, upstream_w) = upstream.split();
     let both = async {
         tokio::try_join!(
-            pump(client, upstream, &up, &last, start),
-            pump(upstream, client, &down, &last, start)
+            pump(client_r, &upstream_w, &up, &last, start),
+            pump(upstream_r, &client_w, &down, &last, start)
         )
     };
     tokio::pin!(both);
@@ -116,8 +132,8 @@ pub async fn bidirectional(
 
 /// One direction: read what is ready, write it all, repeat; on EOF half-close `dst`.
 async fn pump(
-    src: &TcpStream,
-    dst: &TcpStream,
+    mut src: ReadHalf<'_>,
+    dst: &WriteHalf<'_>,
     moved: &AtomicU64,
     last: &AtomicU64,
     start: Instant,
@@ -125,18 +141,19 @@ async fn pump(
     loop {
         src.readable().await?;
         let mut buf = take_buf();
-        let n = match src.try_read(&mut buf) {
-            Ok(0) => {
+        let n = match read_now(&mut src, &mut buf).await {
+            Poll::Ready(Ok(0)) => {
                 give_buf(buf);
                 shutdown_write(dst);
                 return Ok(());
             }
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            Poll::Ready(Ok(n)) => n,
+            // Readiness was stale: back to waiting, without the buffer.
+            Poll::Pending => {
                 give_buf(buf);
                 continue;
             }
-            Err(e) => return Err(e),
+            Poll::Ready(Err(e)) => return Err(e),
         };
         let mut off = 0;
         while off < n {
@@ -153,7 +170,22 @@ async fn pump(
     }
 }
 
-fn shutdown_write(s: &TcpStream) {
+/// One read attempt into `buf`: `Pending` when the socket turns out to have nothing after all
+/// (the caller then waits for readiness again instead of holding the buffer).
+async fn read_now(src: &mut ReadHalf<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    let mut rb = ReadBuf::new(buf);
+    poll_fn(|cx| {
+        Poll::Ready(
+            Pin::new(&mut *src)
+                .poll_read(cx, &mut rb)
+                .map_ok(|()| rb.filled().len()),
+        )
+    })
+    .await
+}
+
+fn shutdown_write(s: &WriteHalf<'_>) {
+    let s: &TcpStream = s.as_ref();
     // SAFETY: plain syscall on a valid, open fd owned by `s`.
     unsafe { libc::shutdown(s.as_raw_fd(), libc::SHUT_WR) };
 }
@@ -177,12 +209,12 @@ mod tests {
 
     #[tokio::test]
     async fn copies_both_ways_with_half_close() {
-        let (mut client, proxy_client) = pair().await;
-        let (proxy_up, mut server) = pair().await;
+        let (mut client, mut proxy_client) = pair().await;
+        let (mut proxy_up, mut server) = pair().await;
         let copy = tokio::spawn(async move {
             bidirectional(
-                &proxy_client,
-                &proxy_up,
+                &mut proxy_client,
+                &mut proxy_up,
                 Duration::from_secs(5),
                 std::future::pending(),
             )
@@ -208,11 +240,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn idle_timeout_ends_the_copy() {
-        let (_client, proxy_client) = pair().await;
-        let (proxy_up, _server) = pair().await;
+        let (_client, mut proxy_client) = pair().await;
+        let (mut proxy_up, _server) = pair().await;
         let t = bidirectional(
-            &proxy_client,
-            &proxy_up,
+            &mut proxy_client,
+            &mut proxy_up,
             Duration::from_secs(30),
             std::future::pending(),
         )
@@ -222,9 +254,15 @@ mod tests {
 
     #[tokio::test]
     async fn stop_ends_the_copy() {
-        let (_client, proxy_client) = pair().await;
-        let (proxy_up, _server) = pair().await;
-        let t = bidirectional(&proxy_client, &proxy_up, Duration::from_secs(30), async {}).await;
+        let (_client, mut proxy_client) = pair().await;
+        let (mut proxy_up, _server) = pair().await;
+        let t = bidirectional(
+            &mut proxy_client,
+            &mut proxy_up,
+            Duration::from_secs(30),
+            async {},
+        )
+        .await;
         assert!(matches!(t.end, CopyEnd::Shutdown), "{:?}", t.end);
     }
 }

@@ -62,7 +62,7 @@ pub fn original_dst(meta: &ConnMeta) -> SocketAddr {
 }
 
 /// Handles one accepted connection to the end.
-pub async fn handle(ctx: Arc<Context>, client: TcpStream, peer: SocketAddr, local: SocketAddr) {
+pub async fn handle(ctx: Arc<Context>, mut client: TcpStream, peer: SocketAddr, local: SocketAddr) {
     let Some(meta) = ctx.programs.take_conn(&tuple_key(peer, local)) else {
         // Not redirected by our hooks: a direct connection to the proxy port, or one whose
         // metadata was evicted. Either way we cannot attribute it.
@@ -164,7 +164,7 @@ pub async fn handle(ctx: Arc<Context>, client: TcpStream, peer: SocketAddr, loca
             }
         }
     }
-    let upstream = match upstream::connect(dst, ctx.settings.connect_timeout).await {
+    let mut upstream = match upstream::connect(dst, ctx.settings.connect_timeout).await {
         Ok(u) => u,
         Err(e) => {
             Stats::inc(&ctx.stats.upstream_failed);
@@ -204,7 +204,7 @@ pub async fn handle(ctx: Arc<Context>, client: TcpStream, peer: SocketAddr, loca
             };
             crate::http::serve(&ctx, init, client, upstream).await
         }
-        Some(Protocol::Tcp) | None => tcp::serve(&ctx, &client, &upstream).await,
+        Some(Protocol::Tcp) | None => tcp::serve(&ctx, &mut client, &mut upstream).await,
     };
     info!(
         target: "tollgate::access", %id, %dst, workload = ?w.map(|w| &w.name),
@@ -250,10 +250,10 @@ async fn hold_for_approval(
 }
 
 /// A cgroup that turned out to have no workload: connect for it and copy, no policy, no record.
-async fn passthrough(ctx: &Context, client: TcpStream, dst: SocketAddr) {
+async fn passthrough(ctx: &Context, mut client: TcpStream, dst: SocketAddr) {
     match upstream::connect(dst, ctx.settings.connect_timeout).await {
-        Ok(up) => {
-            let _ = tcp::serve(ctx, &client, &up).await;
+        Ok(mut up) => {
+            let _ = tcp::serve(ctx, &mut client, &mut up).await;
         }
         Err(e) => {
             debug!(error = %e, "pass-through connect failed");

@@ -45,7 +45,7 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
-    /// The writer task panicked or was cancelled.
-    #[error("audit writer task failed: {0}")]
-    Writer(#[source] tokio::task::JoinError),
+    /// The writer thread panicked or could not start.
+    #[error("audit writer failed: {0}")]
+    Writer(String),
 }

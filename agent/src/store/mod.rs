@@ -1,8 +1,9 @@
 //! Audit store: one record per proxied connection, and one per statement (PostgreSQL) or request
 //! (HTTP) of its L7 session.
 //!
-//! The proxy holds an [`AuditSink`]; every write goes through a bounded queue to ONE writer task
-//! that commits what is queued (up to [`writer::BATCH_MAX`] operations) in one transaction.
+//! The proxy holds an [`AuditSink`]; every write goes through a bounded queue to ONE writer, on
+//! a thread of its own, that commits what is queued (up to [`writer::BATCH_MAX`] operations) in
+//! one transaction, runs of statement and request records as multi-row inserts.
 //! Nothing on the data path blocks: a full queue is [`StoreError::QueueFull`] at once, and the
 //! proxy then refuses the connection (fail closed).
 //!
@@ -37,7 +38,7 @@ mod tests;
 
 use std::path::Path;
 
-use tokio::{sync::mpsc, task::JoinHandle};
+use tokio::sync::{mpsc, oneshot};
 
 pub use error::StoreError;
 pub use sink::AuditSink;
@@ -101,11 +102,11 @@ impl StoreReader {
     }
 }
 
-/// Owns the writer task.
+/// Owns the writer thread.
 #[derive(Debug)]
 pub struct Store {
     shared: std::sync::Arc<sink::Shared>,
-    writer: JoinHandle<Result<(), StoreError>>,
+    writer: oneshot::Receiver<Result<(), StoreError>>,
 }
 
 impl Store {
@@ -113,8 +114,35 @@ impl Store {
     /// waits for it to stop. Errors if a final batch could not be written.
     pub async fn shutdown(self) -> Result<(), StoreError> {
         self.shared.close();
-        self.writer.await.map_err(StoreError::Writer)?
+        self.writer
+            .await
+            .map_err(|_| StoreError::Writer("the writer thread ended without a result".into()))?
     }
+}
+
+/// Runs the writer on a thread of its own, with a single-threaded runtime: its round trips to
+/// SQLite's worker thread are then answered at once, instead of waiting for their turn behind
+/// every busy connection task of the agent's runtime (which, under load, slowed the writer
+/// below the rate records arrive at, filled the queue and refused connections).
+fn spawn_writer<B: backend::WriteBackend>(
+    db: B,
+    rx: mpsc::Receiver<backend::Op>,
+    shared: std::sync::Arc<sink::Shared>,
+    closed: tokio::sync::watch::Receiver<bool>,
+) -> Result<oneshot::Receiver<Result<(), StoreError>>, StoreError> {
+    let (done, result) = oneshot::channel();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|e| StoreError::Writer(format!("writer runtime: {e}")))?;
+    std::thread::Builder::new()
+        .name("audit-writer".into())
+        .spawn(move || {
+            let r = runtime.block_on(writer::run(db, rx, shared, closed));
+            let _ = done.send(r);
+        })
+        .map_err(|e| StoreError::Writer(format!("writer thread: {e}")))?;
+    Ok(result)
 }
 
 /// Opens the SQLite audit database at `path` (created mode 0600; its directory 0750 if missing),
@@ -127,7 +155,7 @@ pub async fn open_sqlite(
     let (writer_db, reader_db) = sqlite::open(path).await?;
     let (tx, rx) = mpsc::channel(queue_capacity.max(1));
     let (shared, closed) = sink::Shared::new();
-    let writer = tokio::spawn(writer::run(writer_db, rx, shared.clone(), closed));
+    let writer = spawn_writer(writer_db, rx, shared.clone(), closed)?;
     let sink = AuditSink::new(tx, shared.clone());
     Ok((
         Store { shared, writer },

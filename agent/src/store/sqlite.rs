@@ -130,28 +130,36 @@ impl WriteBackend for SqliteWriter {
         let mut tx = self.conn.begin().await?;
         let mut i = 0;
         while i < ops.len() {
-            // A run of statement records goes in multi-row inserts.
-            let run: Vec<&crate::store::StatementRecord> = ops[i..]
+            // Runs of statement or request records go in multi-row inserts.
+            let statements: Vec<&crate::store::StatementRecord> = ops[i..]
                 .iter()
                 .map_while(|op| match op {
                     Op::Statement(rec) => Some(rec),
                     _ => None,
                 })
                 .collect();
-            if !run.is_empty() {
-                i += run.len();
-                let mut rest = run.as_slice();
-                while !rest.is_empty() {
-                    let n = statements::CHUNKS
-                        .into_iter()
-                        .find(|&c| c <= rest.len())
-                        .unwrap_or(1);
-                    let (chunk, tail) = rest.split_at(n);
-                    let sql = statements::insert_many_sql(n);
+            if !statements.is_empty() {
+                i += statements.len();
+                for chunk in chunks(&statements) {
+                    let sql = statements::insert_many_sql(chunk.len());
                     statements::insert_many(&sql, chunk)
                         .execute(&mut *tx)
                         .await?;
-                    rest = tail;
+                }
+                continue;
+            }
+            let requests: Vec<&crate::store::RequestRecord> = ops[i..]
+                .iter()
+                .map_while(|op| match op {
+                    Op::Request(rec) => Some(&**rec),
+                    _ => None,
+                })
+                .collect();
+            if !requests.is_empty() {
+                i += requests.len();
+                for chunk in chunks(&requests) {
+                    let sql = requests::insert_many_sql(chunk.len());
+                    requests::insert_many(&sql, chunk).execute(&mut *tx).await?;
                 }
                 continue;
             }
@@ -177,10 +185,7 @@ impl WriteBackend for SqliteWriter {
                         warn!(session = %id, "audit finish for a session that is unknown or already ended");
                     }
                 }
-                Op::Statement(_) => {} // written above, in runs
-                Op::Request(rec) => {
-                    requests::insert(rec).execute(&mut *tx).await?;
-                }
+                Op::Statement(_) | Op::Request(_) => {} // written above, in runs
             }
         }
         tx.commit().await
@@ -194,6 +199,37 @@ impl WriteBackend for SqliteWriter {
 }
 
 type Query<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+/// Rows per multi-row insert, largest first: a run of records is written in as few round trips
+/// to SQLite's worker thread as these sizes allow, with only this many distinct SQL texts for
+/// the prepared-statement cache.
+const CHUNKS: [usize; 5] = [256, 64, 16, 4, 1];
+
+/// `run` cut into pieces of the [`CHUNKS`] sizes, largest first.
+fn chunks<T>(mut run: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if run.is_empty() {
+            return None;
+        }
+        let n = CHUNKS.into_iter().find(|&c| c <= run.len()).unwrap_or(1);
+        let (chunk, tail) = run.split_at(n);
+        run = tail;
+        Some(chunk)
+    })
+}
+
+/// `head` followed by `n` comma-separated copies of `row`: a multi-row INSERT.
+fn rows_sql(head: &str, row: &str, n: usize) -> String {
+    let mut sql = String::with_capacity(head.len() + n * (row.len() + 2));
+    sql.push_str(head);
+    for i in 0..n {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(row);
+    }
+    sql
+}
 
 fn insert<'q>(rec: &'q ConnectionRecord, end: Option<&'q ConnectionEnd>) -> Query<'q> {
     sqlx::query(INSERT)

@@ -8,6 +8,7 @@ use std::{
 use sqlx::{ConnectOptions as _, Connection as _, SqliteConnection, sqlite::SqliteConnectOptions};
 
 use super::*;
+use crate::store::writer::BATCH_MAX;
 
 const T0: u64 = 1_700_000_000; // 2023-11-14T22:13:20Z
 /// How long [`wait_queued`] and [`wait_done`] wait for the writer (a deadline in wall time,
@@ -436,13 +437,15 @@ async fn full_queue_fails_at_once() {
     assert_eq!((stats.written, stats.failed, stats.queue_full), (2, 0, 2));
 }
 
-/// Current-thread runtime, as above: 300 begins wait behind a stuck batch, then go in two
-/// transactions (256 + 44).
+/// `BATCH_MAX` + 44 begins wait behind a stuck batch, then go in two transactions.
 #[tokio::test]
 async fn concurrent_begins_are_group_committed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = db_path(&dir);
-    let (store, sink, _reader) = open_sqlite(&path, 1024).await.expect("open");
+    let extra = 44;
+    let (store, sink, _reader) = open_sqlite(&path, BATCH_MAX + extra + 8)
+        .await
+        .expect("open");
     let lock = lock_writes(&path).await;
     sink.record(
         rec(uuid::Uuid::now_v7(), None, at(0, 0)),
@@ -451,7 +454,7 @@ async fn concurrent_begins_are_group_committed() {
     .expect("record");
     wait_queued(&sink, 0).await;
 
-    let waiters: Vec<_> = (0..300)
+    let waiters: Vec<_> = (0..(BATCH_MAX + extra) as u64)
         .map(|i| {
             let sink = sink.clone();
             tokio::spawn(async move {
@@ -460,15 +463,18 @@ async fn concurrent_begins_are_group_committed() {
             })
         })
         .collect();
-    wait_queued(&sink, 300).await;
+    wait_queued(&sink, BATCH_MAX + extra).await;
     unlock_writes(lock).await;
     for w in waiters {
         w.await.expect("join").expect("begin");
     }
     let stats = sink.stats();
-    assert_eq!((stats.written, stats.commits, stats.failed), (301, 3, 0));
+    assert_eq!(
+        (stats.written, stats.commits, stats.failed),
+        ((BATCH_MAX + extra + 1) as u64, 3, 0)
+    );
     store.shutdown().await.expect("shutdown");
-    assert_eq!(count(&path).await, 301);
+    assert_eq!(count(&path).await, (BATCH_MAX + extra + 1) as i64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -819,7 +825,9 @@ async fn foreign_keys_are_enforced_on_every_connection() {
     conn.close().await.expect("close");
 }
 
-/// Current-thread runtime, as `full_queue_fails_at_once`: statements share the connections' queue.
+/// Statements share the connections' queue. The writer is first made to hold a connection
+/// record (not a bulk operation, so it does not gather more) while the database is locked:
+/// the queue contents below are then exact.
 #[tokio::test]
 async fn statements_on_a_full_queue_fail_at_once() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -830,10 +838,14 @@ async fn statements_on_a_full_queue_fail_at_once() {
         .await
         .expect("begin");
     let lock = lock_writes(&path).await;
-    sink.statement(stmt(id, 1, "one")).expect("first");
-    wait_queued(&sink, 0).await;
-    sink.statement(stmt(id, 2, "two")).expect("fills the queue");
-    let full = sink.statement(stmt(id, 3, "three"));
+    sink.record(
+        rec(uuid::Uuid::now_v7(), None, at(0, 0)),
+        end(at(1, 0), "denied"),
+    )
+    .expect("record");
+    wait_queued(&sink, 0).await; // the writer holds it, stuck on the lock
+    sink.statement(stmt(id, 1, "one")).expect("fills the queue");
+    let full = sink.statement(stmt(id, 2, "two"));
     assert!(matches!(full, Err(StoreError::QueueFull)), "{full:?}");
     let full = sink.finish(id, end(at(1, 0), "closed"));
     assert!(matches!(full, Err(StoreError::QueueFull)), "{full:?}");
@@ -845,7 +857,7 @@ async fn statements_on_a_full_queue_fail_at_once() {
         .statements(&id.to_string())
         .await
         .expect("statements");
-    assert_eq!(seqs(&got), [1, 2]);
+    assert_eq!(seqs(&got), [1]);
     let late = sink.statement(stmt(id, 4, "after close"));
     assert!(matches!(late, Err(StoreError::Closed)), "{late:?}");
     let stats = sink.stats();
@@ -1036,4 +1048,31 @@ async fn request_of_unknown_connection_fails_alone() {
         .await
         .expect("requests");
     assert_eq!(got.len(), 1);
+}
+
+/// A long run of requests goes in multi-row inserts (64 + 16 + 4 + 1 + 1 rows): every row lands,
+/// in order, with its own values.
+#[tokio::test]
+async fn a_run_of_requests_is_written_whole_and_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, sink, reader) = open_sqlite(&db_path(&dir), 256).await.expect("open");
+    let id = uuid::Uuid::now_v7();
+    sink.begin(rec(id, Some("etl"), at(0, 0)))
+        .await
+        .expect("begin");
+    for seq in 1..=86 {
+        sink.request(RequestRecord {
+            path: format!("/item/{seq}"),
+            ..request(id, seq)
+        })
+        .expect("request");
+    }
+    store.shutdown().await.expect("shutdown");
+    let got = reader
+        .first_requests(&id.to_string(), 100)
+        .await
+        .expect("requests");
+    let want: Vec<(u32, String)> = (1..=86).map(|s| (s, format!("/item/{s}"))).collect();
+    let seen: Vec<(u32, String)> = got.iter().map(|r| (r.seq, r.path.clone())).collect();
+    assert_eq!(seen, want);
 }

@@ -1,4 +1,4 @@
-//! The single writer task: drains the queue in batches, one transaction per batch (group commit).
+//! The single writer (its own thread, see `spawn_writer`): drains the queue in batches, one transaction per batch (group commit).
 use std::sync::{Arc, atomic::Ordering};
 
 use tokio::sync::{mpsc, watch};
@@ -11,7 +11,7 @@ use super::{
 };
 
 /// Most operations committed in one transaction.
-pub(crate) const BATCH_MAX: usize = 256;
+pub(crate) const BATCH_MAX: usize = 2048;
 
 /// How long a batch nobody waits on may gather more operations. At most this much of the
 /// statement/request/end records can be lost in a crash of the agent; connection records are

@@ -6,19 +6,29 @@ use sqlx::{Row as _, Sqlite, sqlite::SqliteRow};
 use super::{Query, SqlitePool, to_i64};
 use crate::store::{RequestRecord, RequestRow, StoreError, list, time};
 
-const INSERT: &str = "INSERT INTO requests (connection_id, seq, started_at, duration_us, method, \
-    host, path, query, status, bytes_up, bytes_down, decision, rule, masked, error, body) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
+const INSERT_HEAD: &str = "INSERT INTO requests (connection_id, seq, started_at, duration_us, \
+    method, host, path, query, status, bytes_up, bytes_down, decision, rule, masked, error, body) \
+    VALUES ";
+const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 /// Served by the primary key's index: a range scan in `seq` order.
 const SELECT: &str = "SELECT seq, started_at, duration_us, method, host, path, query, status, \
     bytes_up, bytes_down, decision, rule, masked, error, body FROM requests \
     WHERE connection_id = ?1 ORDER BY seq LIMIT ?2";
 
-/// The insert of `rec`.
-pub(super) fn insert(rec: &RequestRecord) -> Query<'_> {
-    sqlx::query::<Sqlite>(INSERT)
-        .bind(rec.connection_id.hyphenated().to_string())
+/// The SQL of an insert of `n` rows.
+pub(super) fn insert_many_sql(n: usize) -> String {
+    super::rows_sql(INSERT_HEAD, ROW, n)
+}
+
+/// The insert of `recs` with `sql` from [`insert_many_sql`]`(recs.len())`.
+pub(super) fn insert_many<'q>(sql: &'q str, recs: &[&'q RequestRecord]) -> Query<'q> {
+    recs.iter()
+        .fold(sqlx::query::<Sqlite>(sql), |q, rec| bind(q, rec))
+}
+
+fn bind<'q>(q: Query<'q>, rec: &'q RequestRecord) -> Query<'q> {
+    q.bind(rec.connection_id.hyphenated().to_string())
         .bind(i64::from(rec.seq))
         .bind(time::to_micros(rec.started_at))
         .bind(rec.duration.map(micros))

@@ -10,24 +10,13 @@ use crate::store::{StatementRecord, StatementRow, StoreError, list, time};
 const SELECT: &str = "SELECT seq, started_at, duration_us, text, classes, tables, decision, \
     rule, rows, error, masked FROM statements WHERE connection_id = ?1 ORDER BY seq LIMIT ?2";
 
-/// Rows per multi-row insert, largest first: a run of statements is written in as few round
-/// trips to SQLite's worker thread as these sizes allow, with only this many distinct SQL texts
-/// for the prepared-statement cache.
-pub(super) const CHUNKS: [usize; 4] = [64, 16, 4, 1];
+const INSERT_HEAD: &str = "INSERT INTO statements (connection_id, seq, started_at, duration_us, \
+    text, classes, tables, decision, rule, rows, error, masked) VALUES ";
+const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 /// The SQL of an insert of `n` rows.
 pub(super) fn insert_many_sql(n: usize) -> String {
-    let mut sql = String::from(
-        "INSERT INTO statements (connection_id, seq, started_at, duration_us, text, classes, \
-         tables, decision, rule, rows, error, masked) VALUES ",
-    );
-    for i in 0..n {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-    }
-    sql
+    super::rows_sql(INSERT_HEAD, ROW, n)
 }
 
 /// The insert of `recs` with `sql` from [`insert_many_sql`]`(recs.len())`.
