@@ -24,6 +24,10 @@ pub(crate) struct Shared {
     pub(crate) commits: AtomicU64,
     /// Set to `true` to make the writer flush what is queued and stop.
     pub(crate) close: watch::Sender<bool>,
+    /// Rung after a `begin` is queued: while the writer gathers a batch it sleeps on this and
+    /// its timer only, so that statements and requests (which nobody waits on) do not wake its
+    /// thread one by one, and a connection waiting on its record does not wait for the timer.
+    pub(crate) begin_queued: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -35,6 +39,7 @@ impl Shared {
             queue_full: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             close,
+            begin_queued: tokio::sync::Notify::new(),
         };
         (Arc::new(shared), closed)
     }
@@ -63,6 +68,7 @@ impl AuditSink {
     pub async fn begin(&self, rec: ConnectionRecord) -> Result<(), StoreError> {
         let (done, committed) = oneshot::channel();
         self.send(Op::Begin { rec, done })?;
+        self.shared.begin_queued.notify_one();
         committed.await.map_err(|_| StoreError::Closed)?
     }
 

@@ -58,24 +58,28 @@ pub(crate) async fn run<B: WriteBackend>(
         drain(&mut rx, &mut batch);
         // Statement and request records nobody waits on: let the batch gather for a moment, so
         // that a busy session costs one commit per few milliseconds instead of one per statement.
-        // A `begin` waiter is answered at once: connection records stay write-ahead.
+        // The writer then sleeps on its timer and on `begin_queued` only (not on the queue, whose
+        // every send would wake this thread): a `begin` waiter is answered at once, and
+        // connection records stay write-ahead.
         if !closing
             && batch.iter().any(Op::is_bulk)
             && !batch.iter().any(Op::has_waiter)
             && batch.len() < BATCH_MAX
         {
             let deadline = tokio::time::Instant::now() + GATHER;
-            while batch.len() < BATCH_MAX {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(op)) => {
-                        let waiter = op.has_waiter();
-                        batch.push(op);
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep_until(deadline) => {
                         drain(&mut rx, &mut batch);
-                        if waiter {
+                        break;
+                    }
+                    () = shared.begin_queued.notified() => {
+                        let from = batch.len();
+                        drain(&mut rx, &mut batch);
+                        if batch.len() >= BATCH_MAX || batch[from..].iter().any(Op::has_waiter) {
                             break;
                         }
                     }
-                    Ok(None) | Err(_) => break,
                 }
             }
         }
