@@ -106,8 +106,8 @@ impl Options {
     }
 }
 
-/// Runs the benchmark named by the first argument (`postgres`, `all`; else the TCP one) with
-/// the other arguments.
+/// Runs the benchmark named by the first argument (`postgres`, `http`, `all`; else the TCP one)
+/// with the other arguments.
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("postgres" | "pg") => pg::run(&args[1..]),
@@ -118,7 +118,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             // Built (or not) by the TCP bench already.
             let mut rest = args[1..].to_vec();
             rest.push("--no-build".into());
-            pg::run(&rest)
+            pg::run(&rest)?;
+            http::run(&rest)
         }
         _ => run_tcp(args),
     }
