@@ -406,6 +406,7 @@ fn rust_driver_simple_extended_prepared_and_binary_masking() {
     assert_eq!(out["extended"], json!([[7, 7000]]), "{out:#}");
     assert_eq!(out["txn"]["insert"], 1, "{out:#}");
     assert_eq!(out["txn"]["drop"], denied, "{out:#}");
+    assert_eq!(out["pipeline"], json!([1000, denied, 2000]), "{out:#}");
     assert_eq!(out["simple_after"], json!(["300"]), "{out:#}");
 
     // Whatever the mode, nothing was dropped and the denied transactions kept nothing.
@@ -422,7 +423,9 @@ fn rust_driver_simple_extended_prepared_and_binary_masking() {
     for (mode, out) in [("refuse", &refuse), ("allow", &allow)] {
         assert_eq!(out["txn"]["insert"], 1, "{mode}: {out:#}");
         assert_eq!(out["txn"]["drop"], denied, "{mode}: {out:#}");
+        assert_eq!(out["pipeline"][1], denied, "{mode}: {out:#}");
     }
+    assert_eq!(allow["pipeline"], json!([1000, denied, 2000]), "{allow:#}");
     // Values the e-mail detector masks in text never pass unmasked in binary either.
     let email = &f.pg.customers[0].email;
     for (mode, out) in [("refuse", &refuse), ("allow", &allow)] {

@@ -150,6 +150,32 @@ pub async fn scenario(spec: &Value) -> Value {
         Err(e) => error(&e),
     };
 
+    // Pipelined (tokio-postgres writes the requests of futures polled together without waiting
+    // for the answers): an allowed execution of a prepared statement, a denied DROP (its
+    // Parse), and another allowed execution, all on the wire before the first answer. The
+    // denial must answer only its own request, in order.
+    out["pipeline"] = match client
+        .prepare("select balance from accounts where id = $1")
+        .await
+    {
+        Ok(stmt) => {
+            let (first, drop, last) = tokio::join!(
+                client.query_one(&stmt, &[&1i32]),
+                client.execute("DROP TABLE accounts", &[]),
+                client.query_one(&stmt, &[&2i32]),
+            );
+            let value = |r: Result<tokio_postgres::Row, tokio_postgres::Error>| {
+                r.map_or_else(|e| error(&e), |row| json!(row.get::<_, i64>(0)))
+            };
+            json!([
+                value(first),
+                drop.map_or_else(|e| error(&e), |n| json!({"done": n})),
+                value(last)
+            ])
+        }
+        Err(e) => error(&e),
+    };
+
     // Text results in the simple protocol still work after any refusal.
     out["simple_after"] = match client.simple_query("select count(*) from customers").await {
         Ok(msgs) => Value::Array(

@@ -170,18 +170,28 @@ async fn pump(
     }
 }
 
-/// One read attempt into `buf`: `Pending` when the socket turns out to have nothing after all
-/// (the caller then waits for readiness again instead of holding the buffer).
+/// One read attempt into `buf`: `Pending` when there is nothing to read after all (the caller
+/// then waits for readiness again instead of holding the buffer).
+///
+/// `poll_read` also answers `Pending` when the task has used up its cooperative budget (tokio
+/// then asks for the task to be polled again), while `readable()` does not look at the budget:
+/// so on `Pending` this yields to the scheduler before the caller tries again. Without that
+/// yield the task would loop on readable-but-pending without ever giving its budget a chance to
+/// be renewed.
 async fn read_now(src: &mut ReadHalf<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
     let mut rb = ReadBuf::new(buf);
-    poll_fn(|cx| {
+    let polled = poll_fn(|cx| {
         Poll::Ready(
             Pin::new(&mut *src)
                 .poll_read(cx, &mut rb)
                 .map_ok(|()| rb.filled().len()),
         )
     })
-    .await
+    .await;
+    if polled.is_pending() {
+        tokio::task::yield_now().await;
+    }
+    polled
 }
 
 fn shutdown_write(s: &WriteHalf<'_>) {
@@ -236,6 +246,101 @@ mod tests {
         assert_eq!(t.up, 1 << 20);
         assert_eq!(t.down, 5);
         assert!(matches!(t.end, CopyEnd::Closed), "{:?}", t.end);
+    }
+
+    /// A stream long enough to use up the task's cooperative budget many times over must not
+    /// make the copy spin (poll_read answers Pending for the budget, readable() does not). The
+    /// peers are plain threads that keep the sockets full and empty, so the copy task reads
+    /// many times in a row without its socket running dry. The runtime is built here so that a
+    /// spinning copy (which never yields, so no timer fires) fails the test instead of hanging it.
+    #[test]
+    fn a_long_stream_outlasts_the_coop_budget() {
+        use std::io::{Read as _, Write as _};
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let total: usize = 256 << 20;
+        let std_socket = |s: TcpStream| {
+            let s = s.into_std().unwrap();
+            s.set_nonblocking(false).unwrap();
+            s
+        };
+        let ((client, mut proxy_client), (mut proxy_up, server)) =
+            rt.block_on(async { (pair().await, pair().await) });
+        let (mut client, mut server) =
+            rt.block_on(async { (std_socket(client), std_socket(server)) });
+        let writer = std::thread::spawn(move || {
+            let chunk = vec![1u8; 1 << 20];
+            for _ in 0..total / chunk.len() {
+                client.write_all(&chunk).unwrap();
+            }
+            client.shutdown(std::net::Shutdown::Write).unwrap();
+            client
+        });
+        let reader = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 1 << 20];
+            let mut got = 0usize;
+            loop {
+                match server.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got += n,
+                }
+            }
+            server.shutdown(std::net::Shutdown::Write).unwrap();
+            got
+        });
+        let (done, finished) = std::sync::mpsc::channel();
+        rt.spawn(async move {
+            let t = bidirectional(
+                &mut proxy_client,
+                &mut proxy_up,
+                Duration::from_secs(30),
+                std::future::pending(),
+            )
+            .await;
+            let _ = done.send(t.up);
+        });
+        let Ok(up) = finished.recv_timeout(Duration::from_secs(60)) else {
+            // The worker is stuck in the copy: dropping the runtime would wait for it forever.
+            std::mem::forget(rt);
+            panic!("the copy did not complete within 60 s (spinning without yielding?)");
+        };
+        assert_eq!(up, total as u64);
+        assert_eq!(reader.join().unwrap(), total);
+        drop(writer.join().unwrap());
+    }
+
+    /// A peer that resets its connection ends the copy with an error (its socket reports the
+    /// error as readiness with nothing to read: the copy must not spin on it).
+    #[tokio::test]
+    async fn a_reset_peer_ends_the_copy() {
+        let (client, mut proxy_client) = pair().await;
+        let (mut proxy_up, server) = pair().await;
+        let copy = tokio::spawn(async move {
+            bidirectional(
+                &mut proxy_client,
+                &mut proxy_up,
+                Duration::from_secs(30),
+                std::future::pending(),
+            )
+            .await
+        });
+        // Let the copy wait on both sockets, then reset the upstream side (RST, not FIN).
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        server.set_zero_linger().unwrap();
+        drop(server);
+        let t = tokio::time::timeout(Duration::from_secs(10), copy)
+            .await
+            .expect("the copy ended after the reset")
+            .unwrap();
+        assert!(
+            matches!(t.end, CopyEnd::Error(_) | CopyEnd::Closed),
+            "{:?}",
+            t.end
+        );
+        drop(client);
     }
 
     #[tokio::test(start_paused = true)]
