@@ -9,12 +9,6 @@ use tollgate::{
     telemetry,
 };
 
-/// mimalloc instead of glibc malloc: the data path allocates and frees small buffers per message
-/// (frames, audit entries), where glibc's malloc/free/consolidate cost about a tenth of the
-/// agent's CPU under pgbench; mimalloc's thread-local free lists make that a few percent.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match cli.load_config() {

@@ -430,7 +430,10 @@ impl Bench {
             Mode::KeepAlive => u64::from(load.connections).min(outcome.requests),
             Mode::Close => outcome.requests,
         };
-        paths::verify(path, before, after, outcome.requests, connections)?;
+        // Responses the proxy gave itself (a refusal when the audit queue is full, a 502) never
+        // reached the origin: they are reported in the errors row, not taken as a wrong path.
+        let served = outcome.requests.saturating_sub(outcome.errors);
+        paths::verify(path, before, after, served, connections)?;
         let audit_dropped = dropped(&self.agent).saturating_sub(dropped_before);
         let cpu_per_req = cpu_before
             .zip(cpu_after)
