@@ -148,7 +148,8 @@ async fn pump(
                 return Ok(());
             }
             Poll::Ready(Ok(n)) => n,
-            // Readiness was stale: back to waiting, without the buffer.
+            // Nothing after all (stale readiness, or the budget ran out and the task yielded):
+            // back to waiting, without the buffer.
             Poll::Pending => {
                 give_buf(buf);
                 continue;
