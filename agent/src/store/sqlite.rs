@@ -205,6 +205,7 @@ impl WriteBackend for SqliteWriter {
         let mut statement_rows = Vec::new();
         let mut request_rows = Vec::new();
         let mut ends: Vec<(&uuid::Uuid, &ConnectionEnd)> = Vec::new();
+        let mut ended = std::collections::HashSet::new();
         for op in ops {
             match op {
                 Op::Begin { rec, .. } => connections.push((rec, None)),
@@ -213,10 +214,10 @@ impl WriteBackend for SqliteWriter {
                 Op::Request(rec) => request_rows.push(&**rec),
                 // The first end of a connection counts (later ones find it ended anyway).
                 Op::Finish(id, end) => {
-                    if ends.iter().any(|(seen, _)| *seen == id) {
-                        warn!(session = %id, "audit finish for a session that already ended");
-                    } else {
+                    if ended.insert(id) {
                         ends.push((id, end));
+                    } else {
+                        warn!(session = %id, "audit finish for a session that already ended");
                     }
                 }
             }

@@ -1076,3 +1076,36 @@ async fn a_run_of_requests_is_written_whole_and_in_order() {
     let seen: Vec<(u32, String)> = got.iter().map(|r| (r.seq, r.path.clone())).collect();
     assert_eq!(seen, want);
 }
+
+/// Ends are written in one multi-row UPDATE per batch: every connection gets its own end, and
+/// a connection ended twice keeps its first end.
+#[tokio::test]
+async fn ends_of_a_batch_land_on_their_own_rows_and_the_first_end_counts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, sink, reader) = open_sqlite(&db_path(&dir), 256).await.expect("open");
+    let ids: Vec<_> = (0..20).map(|_| uuid::Uuid::now_v7()).collect();
+    for (i, id) in ids.iter().enumerate() {
+        sink.begin(rec(*id, Some("etl"), at(i as u64, 0)))
+            .await
+            .expect("begin");
+    }
+    for (i, id) in ids.iter().enumerate() {
+        sink.finish(*id, end(at(100 + i as u64, 0), &format!("closed-{i}")))
+            .expect("finish");
+    }
+    sink.finish(ids[0], end(at(999, 0), "second"))
+        .expect("again");
+    store.shutdown().await.expect("shutdown");
+    for (i, id) in ids.iter().enumerate() {
+        let row = reader
+            .get(&id.to_string())
+            .await
+            .expect("get")
+            .expect("row");
+        assert_eq!(
+            row.end_reason.as_deref(),
+            Some(format!("closed-{i}").as_str())
+        );
+        assert_eq!(row.duration_ms, Some(100_000), "{row:?}");
+    }
+}
