@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod audit;
+pub mod certs;
 pub mod cgroup;
 pub mod cleanup;
 pub mod client;

@@ -2,7 +2,7 @@
 mod requests;
 mod statements;
 
-use std::{path::Path, time::Duration};
+use std::{path::Path, sync::LazyLock, time::Duration};
 
 use sqlx::{
     ConnectOptions as _, Connection as _, QueryBuilder, Row as _, Sqlite, SqliteConnection,
@@ -48,24 +48,20 @@ struct Groups<'a> {
 impl Groups<'_> {
     async fn write(&self, conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
         for chunk in chunks(&self.connections) {
-            let sql = rows_sql(INSERT_HEAD, CONNECTION_ROW, chunk.len());
-            insert_connections(&sql, chunk).execute(&mut *conn).await?;
+            insert_connections(INSERT_MANY.get(chunk.len()), chunk)
+                .execute(&mut *conn)
+                .await?;
         }
         for chunk in chunks(&self.statements) {
-            let sql = statements::insert_many_sql(chunk.len());
-            statements::insert_many(&sql, chunk)
-                .execute(&mut *conn)
-                .await?;
+            statements::insert_many(chunk).execute(&mut *conn).await?;
         }
         for chunk in chunks(&self.requests) {
-            let sql = requests::insert_many_sql(chunk.len());
-            requests::insert_many(&sql, chunk)
-                .execute(&mut *conn)
-                .await?;
+            requests::insert_many(chunk).execute(&mut *conn).await?;
         }
         for chunk in chunks(&self.ends) {
-            let sql = finish_sql(chunk.len());
-            let done = finish_many(&sql, chunk).execute(&mut *conn).await?;
+            let done = finish_many(FINISH_MANY.get(chunk.len()), chunk)
+                .execute(&mut *conn)
+                .await?;
             let missed = (chunk.len() as u64).saturating_sub(done.rows_affected());
             if missed > 0 {
                 warn!(
@@ -78,16 +74,20 @@ impl Groups<'_> {
     }
 }
 
-/// The end of `n` connections in one UPDATE: `v` holds (id, ended_at, bytes_up, bytes_down,
-/// end_reason) rows; a connection that already ended keeps its first end.
-fn finish_sql(n: usize) -> String {
-    let values = rows_sql("", "(?, ?, ?, ?, ?)", n);
-    format!(
+/// The end of several connections in one UPDATE: `v` holds (id, ended_at, bytes_up,
+/// bytes_down, end_reason) rows; a connection that already ended keeps its first end.
+static FINISH_MANY: LazyLock<RowsSql> = LazyLock::new(|| {
+    RowsSql::new(
         "UPDATE connections SET ended_at = v.column2, bytes_up = v.column3, \
-         bytes_down = v.column4, end_reason = v.column5 FROM (VALUES {values}) AS v \
-         WHERE connections.id = v.column1 AND connections.end_reason IS NULL"
+         bytes_down = v.column4, end_reason = v.column5 FROM (VALUES ",
+        "(?, ?, ?, ?, ?)",
+        ") AS v WHERE connections.id = v.column1 AND connections.end_reason IS NULL",
     )
-}
+});
+
+/// Multi-row inserts of connection rows.
+static INSERT_MANY: LazyLock<RowsSql> =
+    LazyLock::new(|| RowsSql::new(INSERT_HEAD, CONNECTION_ROW, ""));
 
 fn finish_many<'q>(sql: &'q str, ends: &[(&uuid::Uuid, &'q ConnectionEnd)]) -> Query<'q> {
     ends.iter()
@@ -270,17 +270,34 @@ fn chunks<T>(mut run: &[T]) -> impl Iterator<Item = &[T]> {
     })
 }
 
-/// `head` followed by `n` comma-separated copies of `row`: a multi-row INSERT.
-fn rows_sql(head: &str, row: &str, n: usize) -> String {
-    let mut sql = String::with_capacity(head.len() + n * (row.len() + 2));
-    sql.push_str(head);
-    for i in 0..n {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(row);
+/// One multi-row SQL statement for each of the [`CHUNKS`] sizes, built once: `head`, then `n`
+/// comma-separated copies of `row`, then `tail`.
+struct RowsSql([String; CHUNKS.len()]);
+
+impl RowsSql {
+    fn new(head: &str, row: &str, tail: &str) -> Self {
+        RowsSql(CHUNKS.map(|n| {
+            let mut sql = String::with_capacity(head.len() + n * (row.len() + 2) + tail.len());
+            sql.push_str(head);
+            for i in 0..n {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(row);
+            }
+            sql.push_str(tail);
+            sql
+        }))
     }
-    sql
+
+    /// The statement for `n` rows, `n` one of the [`CHUNKS`] sizes (what [`chunks`] yields).
+    fn get(&self, n: usize) -> &str {
+        let i = CHUNKS
+            .iter()
+            .position(|&c| c == n)
+            .expect("a chunk size from `chunks`");
+        &self.0[i]
+    }
 }
 
 fn bind_connection<'q>(

@@ -159,7 +159,7 @@ pub fn classify(sql: &str) -> Vec<Classified> {
     if let Some(hit) = cache::text(sql) {
         return hit;
     }
-    let (classified, literals) = classify_with_literals(sql);
+    let (classified, literals) = classify_with_literals(sql, classify_statement);
     // A string with literals is most likely one of a kind (`... WHERE id = 42`): its shape is
     // remembered, the string itself would only churn the memo.
     if !literals {
@@ -168,20 +168,18 @@ pub fn classify(sql: &str) -> Vec<Classified> {
     classified
 }
 
+/// Classifies without either memo (what a memo hit must equal).
 #[cfg(test)]
 fn classify_fresh(sql: &str) -> Vec<Classified> {
-    classify_with_literals(sql).0
+    classify_with_literals(sql, parse_statement).0
 }
 
-/// Classifies `sql` (memoized by statement shape only), and says whether it holds literals.
-fn classify_with_literals(sql: &str) -> (Vec<Classified>, bool) {
+/// Classifies `sql`, each statement with `one`, and says whether it holds literals.
+fn classify_with_literals(sql: &str, one: fn(lex::Chunk) -> Classified) -> (Vec<Classified>, bool) {
     match lex::tokenize(sql) {
         Ok(tokens) => {
             let literals = tokens.iter().any(lex::is_literal);
-            let classified = lex::split(tokens)
-                .into_iter()
-                .map(classify_statement)
-                .collect();
+            let classified = lex::split(tokens).into_iter().map(one).collect();
             (classified, literals)
         }
         Err(_) if sql.trim().is_empty() => (Vec::new(), false),
@@ -189,30 +187,18 @@ fn classify_with_literals(sql: &str) -> (Vec<Classified>, bool) {
     }
 }
 
+/// One statement, from the memo by shape when it is there, else parsed (and remembered).
 fn classify_statement(chunk: lex::Chunk) -> Classified {
-    let text_redacted = lex::redact(&chunk.tokens);
     let key = lex::cache_key(&chunk.tokens, cache::MAX_KEY);
     if let Some(hit) = key.as_deref().and_then(cache::shape) {
         return Classified {
             class: hit.class,
             reads: hit.reads,
             writes: hit.writes,
-            text_redacted,
+            text_redacted: lex::redact(&chunk.tokens),
         };
     }
-    let classified = match run_guarded(chunk, walk_one) {
-        Some(walk::Analysis {
-            class: Some(class),
-            reads,
-            writes,
-        }) => Classified {
-            class,
-            reads,
-            writes,
-            text_redacted,
-        },
-        _ => Classified::unknown(text_redacted),
-    };
+    let classified = parse_statement(chunk);
     if let Some(key) = key {
         cache::put_shape(
             key,
@@ -224,6 +210,24 @@ fn classify_statement(chunk: lex::Chunk) -> Classified {
         );
     }
     classified
+}
+
+/// One statement, parsed and walked.
+fn parse_statement(chunk: lex::Chunk) -> Classified {
+    let text_redacted = lex::redact(&chunk.tokens);
+    match run_guarded(chunk, walk_one) {
+        Some(walk::Analysis {
+            class: Some(class),
+            reads,
+            writes,
+        }) => Classified {
+            class,
+            reads,
+            writes,
+            text_redacted,
+        },
+        _ => Classified::unknown(text_redacted),
+    }
 }
 
 fn walk_one(statement: &Statement) -> Option<walk::Analysis> {

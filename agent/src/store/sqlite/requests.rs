@@ -1,9 +1,9 @@
 //! SQL of the `requests` table (migration 0003).
-use std::time::Duration;
+use std::{sync::LazyLock, time::Duration};
 
 use sqlx::{Row as _, Sqlite, sqlite::SqliteRow};
 
-use super::{Query, SqlitePool, to_i64};
+use super::{Query, RowsSql, SqlitePool, to_i64};
 use crate::store::{RequestRecord, RequestRow, StoreError, list, time};
 
 const INSERT_HEAD: &str = "INSERT INTO requests (connection_id, seq, started_at, duration_us, \
@@ -16,15 +16,15 @@ const SELECT: &str = "SELECT seq, started_at, duration_us, method, host, path, q
     bytes_up, bytes_down, decision, rule, masked, error, body FROM requests \
     WHERE connection_id = ?1 ORDER BY seq LIMIT ?2";
 
-/// The SQL of an insert of `n` rows.
-pub(super) fn insert_many_sql(n: usize) -> String {
-    super::rows_sql(INSERT_HEAD, ROW, n)
-}
+/// Multi-row inserts, one per chunk size.
+static INSERT_MANY: LazyLock<RowsSql> = LazyLock::new(|| RowsSql::new(INSERT_HEAD, ROW, ""));
 
-/// The insert of `recs` with `sql` from [`insert_many_sql`]`(recs.len())`.
-pub(super) fn insert_many<'q>(sql: &'q str, recs: &[&'q RequestRecord]) -> Query<'q> {
-    recs.iter()
-        .fold(sqlx::query::<Sqlite>(sql), |q, rec| bind(q, rec))
+/// The insert of `recs` (a chunk from `chunks`) in one statement.
+pub(super) fn insert_many<'q>(recs: &[&'q RequestRecord]) -> Query<'q> {
+    recs.iter().fold(
+        sqlx::query::<Sqlite>(INSERT_MANY.get(recs.len())),
+        |q, rec| bind(q, rec),
+    )
 }
 
 fn bind<'q>(q: Query<'q>, rec: &'q RequestRecord) -> Query<'q> {

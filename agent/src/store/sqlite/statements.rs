@@ -1,9 +1,9 @@
 //! SQL of the `statements` table (migration 0002).
-use std::time::Duration;
+use std::{sync::LazyLock, time::Duration};
 
 use sqlx::{Row as _, Sqlite, sqlite::SqliteRow};
 
-use super::{Query, SqlitePool, to_i64};
+use super::{Query, RowsSql, SqlitePool, to_i64};
 use crate::store::{StatementRecord, StatementRow, StoreError, list, time};
 
 /// Served by the primary key's index: a range scan in `seq` order.
@@ -14,15 +14,15 @@ const INSERT_HEAD: &str = "INSERT INTO statements (connection_id, seq, started_a
     text, classes, tables, decision, rule, rows, error, masked) VALUES ";
 const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
-/// The SQL of an insert of `n` rows.
-pub(super) fn insert_many_sql(n: usize) -> String {
-    super::rows_sql(INSERT_HEAD, ROW, n)
-}
+/// Multi-row inserts, one per chunk size.
+static INSERT_MANY: LazyLock<RowsSql> = LazyLock::new(|| RowsSql::new(INSERT_HEAD, ROW, ""));
 
-/// The insert of `recs` with `sql` from [`insert_many_sql`]`(recs.len())`.
-pub(super) fn insert_many<'q>(sql: &'q str, recs: &[&'q StatementRecord]) -> Query<'q> {
-    recs.iter()
-        .fold(sqlx::query::<Sqlite>(sql), |q, rec| bind(q, rec))
+/// The insert of `recs` (a chunk from `chunks`) in one statement.
+pub(super) fn insert_many<'q>(recs: &[&'q StatementRecord]) -> Query<'q> {
+    recs.iter().fold(
+        sqlx::query::<Sqlite>(INSERT_MANY.get(recs.len())),
+        |q, rec| bind(q, rec),
+    )
 }
 
 fn bind<'q>(q: Query<'q>, rec: &'q StatementRecord) -> Query<'q> {
