@@ -137,6 +137,10 @@ pub(crate) async fn open(path: &Path) -> Result<(SqliteWriter, SqliteReader), St
     let mut conn = options
         .clone()
         .journal_mode(SqliteJournalMode::Wal)
+        // A multi-row insert or update inside a transaction keeps a statement journal (to undo
+        // just that statement on a constraint error), and the `VALUES` of a batched update is a
+        // temporary table. In memory they cost no file creation, write or unlink per batch.
+        .pragma("temp_store", "MEMORY")
         .connect()
         .await
         .map_err(open_err)?;

@@ -893,28 +893,33 @@ async fn long_statement_text_is_cut() {
 /// `sessions show` reads a session's statements by a range scan of the primary key's index,
 /// already in seq order (no separate index, no sort).
 #[tokio::test]
-async fn statements_are_read_through_the_primary_key_index() {
+async fn statements_and_requests_are_read_through_their_clustered_primary_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = db_path(&dir);
     let (store, _sink, _reader) = open_sqlite(&path, 16).await.expect("open");
     store.shutdown().await.expect("shutdown");
     let mut conn = raw(&path).await;
-    let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
-        "EXPLAIN QUERY PLAN SELECT seq, text FROM statements WHERE connection_id = ?1 \
-         ORDER BY seq LIMIT ?2",
-    )
-    .bind("x")
-    .bind(10_i64)
-    .fetch_all(&mut conn)
-    .await
-    .expect("plan");
-    let plan: Vec<String> = plan.into_iter().map(|(_, _, _, detail)| detail).collect();
-    let plan = plan.join("\n");
-    assert!(
-        plan.contains("USING INDEX sqlite_autoindex_statements_1 (connection_id=?)"),
-        "{plan}"
-    );
-    assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    for table in ["statements", "requests"] {
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(&format!(
+            "EXPLAIN QUERY PLAN SELECT seq FROM {table} WHERE connection_id = ?1 \
+             ORDER BY seq LIMIT ?2"
+        ))
+        .bind("x")
+        .bind(10_i64)
+        .fetch_all(&mut conn)
+        .await
+        .expect("plan");
+        let plan: Vec<String> = plan.into_iter().map(|(_, _, _, detail)| detail).collect();
+        let plan = plan.join("\n");
+        // WITHOUT ROWID (migration 0004): the rows themselves are the key's B-tree.
+        assert!(
+            plan.contains(&format!(
+                "SEARCH {table} USING PRIMARY KEY (connection_id=?)"
+            )),
+            "{table}: {plan}"
+        );
+        assert!(!plan.contains("TEMP B-TREE"), "{table}: {plan}");
+    }
     conn.close().await.expect("close");
 }
 
