@@ -2,8 +2,8 @@
 --
 -- Both are read and written by their primary key (connection_id, seq) only. As rowid tables they
 -- kept every row twice, in the table and in the primary key's automatic index, so each insert
--- updated two B-trees. Clustered on the key, an insert updates one. Columns and meanings are unchanged (see 0002 and
--- 0003); existing rows are copied.
+-- updated two B-trees. Clustered on the key, an insert updates one. Columns and meanings are
+-- unchanged (see 0002 and 0003); existing rows are copied.
 
 CREATE TABLE statements_clustered (
     connection_id TEXT    NOT NULL REFERENCES connections (id) ON DELETE CASCADE,
