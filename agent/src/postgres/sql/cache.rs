@@ -2,8 +2,9 @@
 //! query string, so its result is remembered per exact string (drivers that prepare statements
 //! send the same text again and again); and per statement shape, keyed by
 //! [`super::lex::cache_key`] (the tokens with literal values blanked), for clients that inline
-//! their literals (`... WHERE id = 42`). A hit skips the parse and the walk (and, for an exact
-//! string, the tokenizer), which are most of the cost of classifying.
+//! their literals (`... WHERE id = 42`); and per key of the fast scan in [`super::prelex`], which
+//! lets such a client skip the tokenizer too. A hit skips the parse and the walk (and, for an exact
+//! string or a scan key, the tokenizer), which are most of the cost of classifying.
 //!
 //! Each memo is bounded in entries and key length, and evicts by generations: a full young
 //! generation becomes the old one and the previous old one is dropped; a hit in the old
@@ -72,6 +73,8 @@ static SHAPES: LazyLock<Mutex<Generations<Shape>>> =
     LazyLock::new(|| Mutex::new(Generations::new()));
 static TEXTS: LazyLock<Mutex<Generations<Vec<Classified>>>> =
     LazyLock::new(|| Mutex::new(Generations::new()));
+static LITERAL_SHAPES: LazyLock<Mutex<Generations<Classified>>> =
+    LazyLock::new(|| Mutex::new(Generations::new()));
 
 /// The remembered classification of the statement shape `key`.
 pub(crate) fn shape(key: &str) -> Option<Shape> {
@@ -96,6 +99,18 @@ pub(crate) fn put_text(sql: &str, classified: &[Classified]) {
     if sql.len() <= MAX_TEXT {
         lock(&TEXTS).insert(sql.to_owned(), classified.to_vec());
     }
+}
+
+/// The remembered classification, redacted text included, of the one-statement strings whose
+/// [`super::prelex`] key is `key`.
+pub(crate) fn literal_shape(key: &str) -> Option<Classified> {
+    lock(&LITERAL_SHAPES).get(key)
+}
+
+/// Remembers the classification of the one-statement strings whose [`super::prelex`] key is
+/// `key` (only once the full path agreed with the scan; see [`super::prelex::Scan::agrees`]).
+pub(crate) fn put_literal_shape(key: String, classified: Classified) {
+    lock(&LITERAL_SHAPES).insert(key, classified);
 }
 
 /// Entries remembered by shape.

@@ -11,9 +11,9 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::tokenizer::{Token, Tokenizer, TokenizerError, Whitespace};
 
 /// The mask for a string literal of any quoting (`'..'`, `E'..'`, `$$..$$`, `B'..'`, `X'..'`, ...).
-const STRING_MASK: &str = "'?'";
+pub(crate) const STRING_MASK: &str = "'?'";
 /// The mask for a numeric literal.
-const NUMBER_MASK: &str = "?";
+pub(crate) const NUMBER_MASK: &str = "?";
 
 /// One statement's tokens.
 pub(crate) struct Chunk {

@@ -101,6 +101,7 @@ mod cache;
 mod class;
 mod lex;
 mod names;
+mod prelex;
 mod project;
 mod walk;
 
@@ -159,11 +160,20 @@ pub fn classify(sql: &str) -> Vec<Classified> {
     if let Some(hit) = cache::text(sql) {
         return hit;
     }
+    let scan = prelex::scan(sql, cache::MAX_KEY);
+    if let Some(hit) = scan.as_ref().and_then(|s| cache::literal_shape(&s.key)) {
+        return vec![hit];
+    }
     let (classified, literals) = classify_with_literals(sql, classify_statement);
-    // A string with literals is most likely one of a kind (`... WHERE id = 42`): its shape is
-    // remembered, the string itself would only churn the memo.
-    if !literals {
+    if literals == 0 {
+        // Only strings without literals: every distinct string of a client that inlines its
+        // literals would be an entry. Those are remembered by their scan's key below.
         cache::put_text(sql, &classified);
+    } else if let Some(scan) = scan
+        && let [one] = classified.as_slice()
+        && scan.agrees(classified.len(), literals, &one.text_redacted)
+    {
+        cache::put_literal_shape(scan.key, one.clone());
     }
     classified
 }
@@ -174,16 +184,20 @@ fn classify_fresh(sql: &str) -> Vec<Classified> {
     classify_with_literals(sql, parse_statement).0
 }
 
-/// Classifies `sql`, each statement with `one`, and says whether it holds literals.
-fn classify_with_literals(sql: &str, one: fn(lex::Chunk) -> Classified) -> (Vec<Classified>, bool) {
+/// Classifies `sql`, each statement with `one`, and counts its literal tokens (a string the
+/// tokenizer rejects counts as one).
+fn classify_with_literals(
+    sql: &str,
+    one: fn(lex::Chunk) -> Classified,
+) -> (Vec<Classified>, usize) {
     match lex::tokenize(sql) {
         Ok(tokens) => {
-            let literals = tokens.iter().any(lex::is_literal);
+            let literals = tokens.iter().filter(|t| lex::is_literal(t)).count();
             let classified = lex::split(tokens).into_iter().map(one).collect();
             (classified, literals)
         }
-        Err(_) if sql.trim().is_empty() => (Vec::new(), false),
-        Err(_) => (vec![Classified::unknown(lex::redact_raw(sql))], true),
+        Err(_) if sql.trim().is_empty() => (Vec::new(), 0),
+        Err(_) => (vec![Classified::unknown(lex::redact_raw(sql))], 1),
     }
 }
 

@@ -4,6 +4,7 @@
 mod cases;
 mod clients;
 mod memo;
+mod prelex;
 mod projection;
 mod projection_robustness;
 mod robustness;
