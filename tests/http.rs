@@ -47,6 +47,18 @@ fn one_line_for(fx: &Fixture, path: &str, client_port: u16) -> String {
     line
 }
 
+/// The source port nginx saw for its one request whose line holds `needle`.
+fn source_port(fx: &Fixture, needle: &str) -> u16 {
+    let lines = fx.nginx.wait_requests(needle, 1);
+    assert_eq!(lines.len(), 1, "nginx lines for {needle}: {lines:?}");
+    lines[0]
+        .split_whitespace()
+        .next()
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no source port in {}", lines[0]))
+}
+
 /// `(method, path, status, decision, rule)` of a recorded request.
 fn verdict(r: &Value) -> (String, String, u64, String, String) {
     let s = |k: &str| r[k].as_str().unwrap_or("").to_owned();
@@ -890,4 +902,27 @@ fn an_oversized_request_head_is_refused() {
         fx.backend.seen_at("/headers?big").is_empty(),
         "the 100 KiB head reached the backend"
     );
+}
+
+/// A client that opens one connection per request (here two curl processes, one after the other)
+/// is served over one upstream connection, as HAProxy and nginx reuse theirs: nginx sees both
+/// requests come from the same source port, and each client connection keeps its own audit.
+#[test]
+fn the_next_client_connection_reuses_the_idle_upstream_connection() {
+    let test = "the_next_client_connection_reuses_the_idle_upstream_connection";
+    let Some(fx) = Fixture::start(test, "http-reuse") else {
+        return;
+    };
+    let port = fx.nginx.ports.plain;
+    let mut ports = Vec::new();
+    for n in 1..=2 {
+        let out = Curl::new(&fx.http(port, &format!("/hello.txt?reuse={n}"))).run(&fx.app);
+        assert_status(&out, 200);
+        assert_eq!(out.body, HELLO);
+        // Ended: its upstream connection is back in the pool.
+        let session = fx.session_of(out.pid, 1);
+        assert_eq!(requests(&session).len(), 1, "{session:#}");
+        ports.push(source_port(&fx, &format!("reuse={n}")));
+    }
+    assert_eq!(ports[0], ports[1], "the second request came on a new upstream connection");
 }

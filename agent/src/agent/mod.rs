@@ -152,6 +152,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         stop: stop_rx,
         ca: Arc::new(crate::tls::LocalCa::load_or_create(&config.state_dir)?),
         pg_cancel: Default::default(),
+        http_pool: Default::default(),
     });
     dns::refresh(&ctx, &dns_names).await;
 

@@ -19,6 +19,7 @@ mod exchange;
 mod gate;
 mod io;
 mod json;
+mod pool;
 mod request;
 mod response;
 mod sni;
@@ -33,9 +34,10 @@ use std::{
 };
 
 use tokio::net::TcpStream;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-use self::{exchange::Session, gate::LiveGate};
+pub use self::pool::Pool;
+use self::{exchange::Session, gate::LiveGate, pool::PoolKey};
 use crate::{
     proxy::{
         Context,
@@ -60,13 +62,9 @@ pub struct HttpInit {
 
 /// Serves one client connection to an http target until it ends. Takes the `Arc` because
 /// HTTP/2 streams are served on tasks of their own.
-pub async fn serve(
-    ctx: &Arc<Context>,
-    init: HttpInit,
-    client: TcpStream,
-    mut upstream: TcpStream,
-) -> Transfer {
+pub async fn serve(ctx: &Arc<Context>, init: HttpInit, client: TcpStream) -> Transfer {
     let state = ctx.policy.load_full();
+    let generation = state.generation;
     let Some(target) = state
         .policy
         .target(&init.target)
@@ -95,7 +93,17 @@ pub async fn serve(
     };
     let (io, h2, upstream_tls) = match side {
         tls::ClientSide::Passthrough(mut client) => {
-            return tcp::serve(ctx, &mut client, &mut upstream).await;
+            return match proxy_upstream::connect(init.dst, ctx.settings.connect_timeout).await {
+                Ok(mut upstream) => tcp::serve(ctx, &mut client, &mut upstream).await,
+                Err(e) => {
+                    debug!(error = %e, "pass-through upstream connect failed");
+                    Transfer {
+                        up: counters.up.load(Ordering::Relaxed),
+                        down: counters.down.load(Ordering::Relaxed),
+                        end: CopyEnd::Error(std::io::Error::other(e.label())),
+                    }
+                }
+            };
         }
         tls::ClientSide::Http {
             io,
@@ -129,7 +137,21 @@ pub async fn serve(
         Arc::new(target),
         gate,
         Arc::new(ctx.audit.clone()),
-        upstream::Upstream::new(upstream, connector, upstream_tls),
+        upstream::Upstream::new(
+            None,
+            connector,
+            upstream_tls,
+            Some(upstream::Pooling {
+                pool: ctx.http_pool.clone(),
+                key: PoolKey {
+                    workload: init.workload.clone(),
+                    target: init.target.clone(),
+                    dst: init.dst,
+                    tls_name: None,
+                    generation,
+                },
+            }),
+        ),
     ));
     info!(workload = %init.workload, target = %init.target, h2, "http session open");
     let end = conn::serve_client(io, h2, session, limits, ctx.stopped()).await;

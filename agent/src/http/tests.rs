@@ -38,8 +38,9 @@ use super::{
     exchange::Session,
     gate::{Gate, approved},
     io::{Counted, Counters},
+    pool::{Pool, PoolKey},
     request::Facts,
-    upstream::{Connector, Upstream},
+    upstream::{Connector, Pooling, Upstream},
 };
 use crate::{
     policy::{Decision, Policy, Verdict},
@@ -271,7 +272,7 @@ async fn harness(h2: bool) -> Harness {
                 target.clone(),
                 gate.clone(),
                 recorder.clone(),
-                Upstream::new(up, connector, None),
+                Upstream::new(Some(up), connector, None, None),
             ));
             let counters = Arc::new(Counters::default());
             let io = Counted::new(client, counters.clone());
@@ -764,7 +765,7 @@ action = "allow"
                                 target,
                                 gate,
                                 records,
-                                Upstream::new(up, connector, upstream_tls),
+                                Upstream::new(Some(up), connector, upstream_tls, None),
                             ));
                             let limits = Limits {
                                 max_request_header: 16 * 1024,
@@ -888,4 +889,110 @@ action = "allow"
             last.error
         );
     }
+}
+
+/// One client connection through a session whose upstream pools into `pool` under `key`: a GET,
+/// then the client closes and the session ends (returning its upstream connection).
+async fn exchange_through_pool(
+    upstream: SocketAddr,
+    pool: &Arc<Pool>,
+    key: PoolKey,
+    path: &str,
+) -> StatusCode {
+    let mut secret = tempfile::NamedTempFile::new().unwrap();
+    secret.write_all(TOKEN.as_bytes()).unwrap();
+    let policy = policy(secret.path());
+    let target = Arc::new(policy.target("api").unwrap().http.clone().unwrap());
+    let gate: Arc<dyn Gate> = Arc::new(PolicyGate { policy });
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = l.local_addr().unwrap();
+    let connector: Connector =
+        Box::new(move || Box::pin(async move { TcpStream::connect(upstream).await }));
+    let pooling = Pooling {
+        pool: pool.clone(),
+        key,
+    };
+    let served = tokio::spawn(async move {
+        let (client, _) = l.accept().await.unwrap();
+        let session = Arc::new(Session::new(
+            uuid::Uuid::now_v7(),
+            "etl".into(),
+            upstream,
+            target,
+            gate,
+            Arc::new(Records::default()),
+            Upstream::new(None, connector, None, Some(pooling)),
+        ));
+        let limits = Limits {
+            max_request_header: 16 * 1024,
+            idle: Duration::from_secs(30),
+        };
+        let io = Counted::new(client, Arc::new(Counters::default()));
+        conn::serve_client(io, false, session, limits, std::future::pending()).await
+    });
+    let mut c = h1_client(proxy).await;
+    let (status, _, _) = send(&mut c, get(path)).await;
+    drop(c);
+    tokio::time::timeout(Duration::from_secs(10), served)
+        .await
+        .expect("session ends when the client closes")
+        .unwrap();
+    status
+}
+
+#[tokio::test]
+async fn an_idle_upstream_connection_serves_the_next_session_with_the_same_key_only() {
+    let (upstream, seen) = upstream_server().await;
+    let pool = Arc::new(Pool::default());
+    let key = |workload: &str, generation| PoolKey {
+        workload: workload.into(),
+        target: "api".into(),
+        dst: upstream,
+        tls_name: None,
+        generation,
+    };
+    // (key, upstream connections opened so far, idle connections kept after the session)
+    let steps = [
+        (key("etl", 1), 1, 1),
+        // the same key: the kept connection again
+        (key("etl", 1), 1, 1),
+        // another workload never gets it
+        (key("reports", 1), 2, 2),
+        // nor does a later policy generation (and the older generation's are closed)
+        (key("etl", 2), 3, 1),
+        (key("etl", 2), 3, 1),
+    ];
+    for (i, (key, opened, kept)) in steps.into_iter().enumerate() {
+        let status = exchange_through_pool(upstream, &pool, key, "/json").await;
+        assert_eq!(status, StatusCode::OK, "step {i}");
+        assert_eq!(seen.connections.load(Ordering::SeqCst), opened, "step {i}");
+        assert_eq!(pool.len(), kept, "step {i}");
+    }
+    assert_eq!(seen.requests.load(Ordering::SeqCst), 5);
+}
+
+#[tokio::test]
+async fn a_denied_request_takes_no_connection_from_the_pool() {
+    let (upstream, seen) = upstream_server().await;
+    let pool = Arc::new(Pool::default());
+    let key = PoolKey {
+        workload: "etl".into(),
+        target: "api".into(),
+        dst: upstream,
+        tls_name: None,
+        generation: 1,
+    };
+    assert_eq!(
+        exchange_through_pool(upstream, &pool, key.clone(), "/json").await,
+        StatusCode::OK
+    );
+    assert_eq!(pool.len(), 1);
+    assert_eq!(
+        exchange_through_pool(upstream, &pool, key, "/v1/sys/health").await,
+        StatusCode::FORBIDDEN
+    );
+    // Still idle in the pool, and the server saw one connection and one request.
+    assert_eq!(pool.len(), 1);
+    assert_eq!(seen.connections.load(Ordering::SeqCst), 1);
+    assert_eq!(seen.requests.load(Ordering::SeqCst), 1);
 }

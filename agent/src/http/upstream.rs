@@ -1,7 +1,9 @@
-//! The upstream side of a session: one connection per client connection, opened lazily (TLS and
-//! the HTTP handshake happen for the first allowed request: a denied request never touches the
-//! upstream), reopened to the same destination if the server closed it. HTTP/2 when the upstream
-//! negotiates it by ALPN (requests multiplexed), else HTTP/1.1 (requests one at a time).
+//! The upstream side of a session: one connection at a time per client connection, opened lazily
+//! for the first allowed request (a denied request never touches the upstream), reopened to the
+//! same destination if the server closed it. HTTP/2 when the upstream negotiates it by ALPN
+//! (requests multiplexed), else HTTP/1.1 (requests one at a time). An HTTP/1.1 connection left
+//! idle when the session ends goes to the [`Pool`], and a session takes its first connection from
+//! there when one with its key is idle (see [`super::pool`]).
 use std::{
     future::Future,
     io,
@@ -19,7 +21,10 @@ use rustls::{ClientConfig, pki_types::ServerName};
 use tokio::{net::TcpStream, sync::Mutex, task::JoinHandle};
 use tracing::debug;
 
-use super::body::ProxyBody;
+use super::{
+    body::ProxyBody,
+    pool::{Idle, Pool, PoolKey},
+};
 use crate::{policy::normalize_host, tls};
 
 /// Opens a new TCP connection to the destination (the proxy's marked connect in production).
@@ -81,13 +86,25 @@ pub enum State {
     H2(http2::SendRequest<ProxyBody>),
 }
 
+/// Where a session's idle connections go, and under which key (its TLS name is added per
+/// connection).
+pub struct Pooling {
+    /// The agent's pool.
+    pub pool: Arc<Pool>,
+    /// The session's key; `tls_name` is filled in per connection.
+    pub key: PoolKey,
+}
+
 /// The session's upstream.
 pub struct Upstream {
     state: Arc<Mutex<State>>,
     connect: Connector,
     tls: Option<UpstreamTls>,
-    /// Connection driver tasks, aborted with the session.
+    /// Connection driver tasks, aborted with the session (the current connection's is last).
     drivers: StdMutex<Vec<JoinHandle<()>>>,
+    pooling: Option<Pooling>,
+    /// The pool key of the current connection.
+    current: StdMutex<Option<PoolKey>>,
 }
 
 /// A connection ready for one request.
@@ -122,14 +139,35 @@ impl Ready {
 }
 
 impl Upstream {
-    /// The upstream over `first` (the hand-off's connection), reconnecting with `connect`.
-    pub fn new(first: TcpStream, connect: Connector, tls: Option<UpstreamTls>) -> Self {
+    /// The upstream over `first` (a connection already open) if any, else a connection from the
+    /// pool or a new one from `connect`.
+    pub fn new(
+        first: Option<TcpStream>,
+        connect: Connector,
+        tls: Option<UpstreamTls>,
+        pooling: Option<Pooling>,
+    ) -> Self {
         Self {
-            state: Arc::new(Mutex::new(State::Fresh(Some(first)))),
+            state: Arc::new(Mutex::new(State::Fresh(first))),
             connect,
             tls,
             drivers: StdMutex::new(Vec::new()),
+            pooling,
+            current: StdMutex::new(None),
         }
+    }
+
+    /// The pool key of a connection made for a request to `host`.
+    fn key(&self, host: &str) -> Option<PoolKey> {
+        let pooling = self.pooling.as_ref()?;
+        let mut key = pooling.key.clone();
+        key.tls_name = self.tls.as_ref().map(|t| self.tls_name(t, host));
+        Some(key)
+    }
+
+    /// The name upstream TLS verifies for a request to `host`.
+    fn tls_name(&self, t: &UpstreamTls, host: &str) -> String {
+        t.name.clone().unwrap_or_else(|| normalize_host(host))
     }
 
     /// Whether the upstream speaks TLS.
@@ -151,6 +189,17 @@ impl Upstream {
                 State::Fresh(first) => first.take(),
                 _ => None,
             };
+            let key = self.key(host);
+            *crate::sync::lock(&self.current) = key.clone();
+            if tcp.is_none()
+                && let (Some(pooling), Some(key)) = (&self.pooling, &key)
+                && let Some((sender, driver)) = pooling.pool.take(key).and_then(Idle::into_conn)
+            {
+                debug!("upstream connection reused from the pool");
+                crate::sync::lock(&self.drivers).push(driver);
+                *guard = State::H1(sender);
+                return Ok(Ready::H1(guard));
+            }
             let tcp = match tcp {
                 Some(t) => t,
                 None => {
@@ -173,7 +222,7 @@ impl Upstream {
         match &self.tls {
             None => self.http(tcp, false).await,
             Some(t) => {
-                let name = t.name.clone().unwrap_or_else(|| normalize_host(host));
+                let name = self.tls_name(t, host);
                 let server_name = ServerName::try_from(name.clone())
                     .map_err(|e| UpstreamError::Tls(format!("server name {name:?}: {e}")))?;
                 let stream = tokio_rustls::TlsConnector::from(t.config.clone())
@@ -219,12 +268,25 @@ impl Upstream {
 
 impl Drop for Upstream {
     fn drop(&mut self) {
-        for d in self
+        let drivers = self
             .drivers
             .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain(..)
+            .unwrap_or_else(PoisonError::into_inner);
+        // An idle HTTP/1.1 connection (its last response read to the end, not upgraded) is kept
+        // for the next session with the same key; `Pool::put` refuses one that is not idle.
+        if let Some(pooling) = &self.pooling
+            && let Some(key) = self
+                .current
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+            && let Ok(mut state) = self.state.try_lock()
+            && let State::H1(sender) = std::mem::replace(&mut *state, State::Fresh(None))
+            && let Some(driver) = drivers.pop()
         {
+            pooling.pool.put(key, Idle::new((sender, driver)));
+        }
+        for d in drivers.drain(..) {
             d.abort();
         }
     }

@@ -103,6 +103,8 @@ pub struct Context {
     pub ca: Arc<crate::tls::LocalCa>,
     /// Cancellation keys issued to PostgreSQL clients.
     pub pg_cancel: crate::postgres::session::cancel::CancelRegistry,
+    /// Idle upstream HTTP/1.1 connections, per workload, target and address.
+    pub http_pool: Arc<crate::http::Pool>,
 }
 
 impl Context {

@@ -164,47 +164,50 @@ pub async fn handle(ctx: Arc<Context>, mut client: TcpStream, peer: SocketAddr, 
             }
         }
     }
-    let mut upstream = match upstream::connect(dst, ctx.settings.connect_timeout).await {
-        Ok(u) => u,
-        Err(e) => {
-            Stats::inc(&ctx.stats.upstream_failed);
-            debug!(error = %e, "upstream connect failed");
-            let _ = ctx.audit.finish(id, end(0, 0, &e.label()));
-            reset(client);
-            return;
-        }
-    };
-    Stats::inc(&ctx.stats.allowed);
     let protocol = decision.target.as_ref().map(|t| t.protocol);
-    // The target's protocol handler; L7 handlers (postgres, http, ssh) plug in here.
-    let transfer: Transfer = match protocol {
-        Some(Protocol::Postgres) => {
-            let init = crate::postgres::session::SessionInit {
-                connection_id: id,
-                workload: w.map(|w| w.name.clone()).unwrap_or_default(),
-                target: decision
-                    .target
-                    .as_ref()
-                    .map(|t| t.name.clone())
-                    .unwrap_or_default(),
-                dst,
-            };
-            crate::postgres::session::serve(&ctx, init, client, upstream).await
+    let workload = || w.map(|w| w.name.clone()).unwrap_or_default();
+    let target = || {
+        decision
+            .target
+            .as_ref()
+            .map(|t| t.name.clone())
+            .unwrap_or_default()
+    };
+    // The target's protocol handler; L7 handlers (postgres, http, ssh) plug in here. HTTP opens
+    // (or reuses) its upstream connections itself, per request; the others get one now.
+    let transfer: Transfer = if protocol == Some(Protocol::Http) {
+        Stats::inc(&ctx.stats.allowed);
+        let init = crate::http::HttpInit {
+            connection_id: id,
+            workload: workload(),
+            target: target(),
+            dst,
+        };
+        crate::http::serve(&ctx, init, client).await
+    } else {
+        let mut upstream = match upstream::connect(dst, ctx.settings.connect_timeout).await {
+            Ok(u) => u,
+            Err(e) => {
+                Stats::inc(&ctx.stats.upstream_failed);
+                debug!(error = %e, "upstream connect failed");
+                let _ = ctx.audit.finish(id, end(0, 0, &e.label()));
+                reset(client);
+                return;
+            }
+        };
+        Stats::inc(&ctx.stats.allowed);
+        match protocol {
+            Some(Protocol::Postgres) => {
+                let init = crate::postgres::session::SessionInit {
+                    connection_id: id,
+                    workload: workload(),
+                    target: target(),
+                    dst,
+                };
+                crate::postgres::session::serve(&ctx, init, client, upstream).await
+            }
+            _ => tcp::serve(&ctx, &mut client, &mut upstream).await,
         }
-        Some(Protocol::Http) => {
-            let init = crate::http::HttpInit {
-                connection_id: id,
-                workload: w.map(|w| w.name.clone()).unwrap_or_default(),
-                target: decision
-                    .target
-                    .as_ref()
-                    .map(|t| t.name.clone())
-                    .unwrap_or_default(),
-                dst,
-            };
-            crate::http::serve(&ctx, init, client, upstream).await
-        }
-        Some(Protocol::Tcp) | None => tcp::serve(&ctx, &mut client, &mut upstream).await,
     };
     info!(
         target: "tollgate::access", %id, %dst, workload = ?w.map(|w| &w.name),
