@@ -924,5 +924,8 @@ fn the_next_client_connection_reuses_the_idle_upstream_connection() {
         assert_eq!(requests(&session).len(), 1, "{session:#}");
         ports.push(source_port(&fx, &format!("reuse={n}")));
     }
-    assert_eq!(ports[0], ports[1], "the second request came on a new upstream connection");
+    assert_eq!(
+        ports[0], ports[1],
+        "the second request came on a new upstream connection"
+    );
 }
