@@ -214,6 +214,7 @@ impl AdminApi for Api {
             ("connections_audit_refused".into(), ld(&s.audit_refused)),
             ("upstream_failures".into(), ld(&s.upstream_failed)),
             ("audit_written".into(), store.written),
+            ("audit_commits".into(), store.commits),
             ("audit_failed".into(), store.failed),
             ("audit_queue_full".into(), store.queue_full),
             ("audit_queued".into(), store.queued as u64),

@@ -167,6 +167,9 @@ fn connection_tokens(h: &HeaderMap) -> impl Iterator<Item = String> + '_ {
         .filter(|t| !t.is_empty())
 }
 
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1): `Connection` and the headers it names,
 /// `Keep-Alive`, `Proxy-Connection`, `TE` (except `trailers`), `Transfer-Encoding` (hyper frames
 /// bodies itself) and, unless `upgrade`, `Upgrade`. An upgrade keeps `Connection: upgrade`.
@@ -181,8 +184,8 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
         }
     }
     h.remove(header::CONNECTION);
-    h.remove("keep-alive");
-    h.remove("proxy-connection");
+    h.remove(KEEP_ALIVE);
+    h.remove(PROXY_CONNECTION);
     h.remove(header::TRANSFER_ENCODING);
     let trailers = h
         .get(header::TE)

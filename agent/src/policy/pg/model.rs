@@ -161,7 +161,7 @@ pub struct StatementFacts<'a> {
     /// One class per statement of the message.
     pub classes: &'a [StatementClass],
     /// Every table read or written by the message's statements.
-    pub tables: &'a [String],
+    pub tables: &'a [&'a str],
     /// The message's statement text.
     pub text: &'a str,
     /// The session's database.

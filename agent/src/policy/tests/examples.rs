@@ -108,7 +108,7 @@ fn postgres_example_loads_with_its_secrets() {
     let decide = |classes: &[StatementClass], text: &str| {
         let facts = StatementFacts {
             classes,
-            tables: &["customers".to_owned()],
+            tables: &["customers"],
             text,
             database: "app",
             role: "reports",

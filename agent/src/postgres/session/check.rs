@@ -48,11 +48,6 @@ pub struct Checked {
 }
 
 impl Checked {
-    /// Classes of its statements.
-    pub fn classes(&self) -> Vec<StatementClass> {
-        self.statements.iter().map(|c| c.class).collect()
-    }
-
     /// The audit entry of this message, with sequence number `seq`.
     pub fn audit(&self, seq: u32, sql_text: &str, redact: bool) -> StmtAudit {
         let text = if redact {
@@ -125,10 +120,11 @@ fn decide(
     if meta.column_masking && classes.contains(&StatementClass::CopyTo) {
         return fixed_deny("copy-out-with-column-masking");
     }
-    let mut tables: Vec<String> = Vec::new();
-    for c in statements {
-        tables.extend(c.reads.iter().chain(&c.writes).cloned());
-    }
+    let tables: Vec<&str> = statements
+        .iter()
+        .flat_map(|c| c.reads.iter().chain(&c.writes))
+        .map(String::as_str)
+        .collect();
     state.policy.evaluate_statement(
         workload,
         &meta.target,

@@ -193,7 +193,7 @@ async fn on_query(
     if checked.decision.permits() {
         // One audit entry per message; rows are summed over its statements.
         let stmts = std::iter::once(audit).collect();
-        let exprs = lineage::plan(masker, &q.query, &checked.classes());
+        let exprs = lineage::plan(masker, &q.query, &checked.statements);
         shared.lock().expect.push_back(Expect::Query {
             stmts,
             columns: None,
@@ -217,7 +217,7 @@ async fn on_parse(
     let checked = audit_gate(ctx, check::check(ctx, meta, &p.query).await);
     let audit = checked.audit(0, &p.query, meta.redact_literals);
     if checked.decision.permits() {
-        let exprs = lineage::plan(masker, &p.query, &checked.classes());
+        let exprs = lineage::plan(masker, &p.query, &checked.statements);
         let mut st = shared.lock();
         st.prepared.insert(
             p.name.clone(),
@@ -298,14 +298,19 @@ fn on_bind(
     // Binary values of non-text types cannot be masked. "refuse": no binary result column while
     // the target masks anything; "allow": binary passes unless a column with a rule is binary and
     // not a text type. A statement with no result columns (Describe said NoData) returns none.
-    let (fields, exprs) = shared
+    let exprs = shared
         .lock()
         .prepared
         .get(&b.statement)
-        .map_or((None, None), |p| (p.fields.clone(), p.exprs.clone()));
+        .and_then(|p| p.exprs.clone());
     let binary_ok = !binary
         || masker.is_empty()
-        || match fields {
+        || match shared
+            .lock()
+            .prepared
+            .get(&b.statement)
+            .and_then(|p| p.fields.clone())
+        {
             Some(f) if f.is_empty() => true,
             Some(f) if meta.binary_allowed => super::state::columns(
                 masker,

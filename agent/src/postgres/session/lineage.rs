@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::{
     masking::{ColumnMask, Masker},
-    postgres::sql::{self, Projected, StatementClass},
+    postgres::sql::{self, Classified, Projected, StatementClass},
 };
 
 use super::catalog::Catalog;
@@ -27,15 +27,15 @@ pub enum ExprPlan {
 }
 
 /// The plan for `sql_text`, or `None` when the target has no column rules.
-pub fn plan(masker: &Masker, sql_text: &str, classes: &[StatementClass]) -> Option<Arc<ExprPlan>> {
+pub fn plan(masker: &Masker, sql_text: &str, statements: &[Classified]) -> Option<Arc<ExprPlan>> {
     if !masker.has_column_rules() {
         return None;
     }
     // SHOW, SET, transaction control: settings, not data.
-    if !classes.is_empty()
-        && classes
+    if !statements.is_empty()
+        && statements
             .iter()
-            .all(|c| matches!(c, StatementClass::Set | StatementClass::Transaction))
+            .all(|c| matches!(c.class, StatementClass::Set | StatementClass::Transaction))
     {
         return Some(Arc::new(ExprPlan::Nothing));
     }

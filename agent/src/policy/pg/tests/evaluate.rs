@@ -221,10 +221,9 @@ const fn etl(
 
 fn run(p: &Policy, c: &Case) -> crate::policy::Decision {
     let w = p.workload(c.workload).unwrap();
-    let tables: Vec<String> = c.tables.iter().map(|t| (*t).to_owned()).collect();
     let facts = StatementFacts {
         classes: c.classes,
-        tables: &tables,
+        tables: c.tables,
         text: c.text,
         database: c.database,
         role: c.role,
