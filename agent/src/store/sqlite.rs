@@ -137,10 +137,6 @@ pub(crate) async fn open(path: &Path) -> Result<(SqliteWriter, SqliteReader), St
     let mut conn = options
         .clone()
         .journal_mode(SqliteJournalMode::Wal)
-        // A multi-row insert or update inside a transaction keeps a statement journal (to undo
-        // just that statement on a constraint error), and the `VALUES` of a batched update is a
-        // temporary table. In memory they cost no file creation, write or unlink per batch.
-        .pragma("temp_store", "MEMORY")
         .connect()
         .await
         .map_err(open_err)?;
@@ -148,6 +144,14 @@ pub(crate) async fn open(path: &Path) -> Result<(SqliteWriter, SqliteReader), St
         .run(&mut conn)
         .await
         .map_err(|e| StoreError::Migrate(path.to_owned(), e))?;
+    // Set after the migrations (which may copy whole tables, and should spill to disk): a
+    // multi-row insert or update inside a transaction keeps a statement journal (to undo just
+    // that statement on a constraint error), and the `VALUES` of a batched update is a temporary
+    // table. In memory they cost no file creation, write and unlink per batch.
+    sqlx::query("PRAGMA temp_store = MEMORY")
+        .execute(&mut conn)
+        .await
+        .map_err(open_err)?;
     let recovered = sqlx::query("UPDATE connections SET end_reason = ?1 WHERE end_reason IS NULL")
         .bind(AGENT_RESTART)
         .execute(&mut conn)

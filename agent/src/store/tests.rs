@@ -893,33 +893,28 @@ async fn long_statement_text_is_cut() {
 /// `sessions show` reads a session's statements by a range scan of the primary key's index,
 /// already in seq order (no separate index, no sort).
 #[tokio::test]
-async fn statements_and_requests_are_read_through_their_clustered_primary_key() {
+async fn statements_are_read_through_the_primary_key_index() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = db_path(&dir);
     let (store, _sink, _reader) = open_sqlite(&path, 16).await.expect("open");
     store.shutdown().await.expect("shutdown");
     let mut conn = raw(&path).await;
-    for table in ["statements", "requests"] {
-        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(&format!(
-            "EXPLAIN QUERY PLAN SELECT seq FROM {table} WHERE connection_id = ?1 \
-             ORDER BY seq LIMIT ?2"
-        ))
-        .bind("x")
-        .bind(10_i64)
-        .fetch_all(&mut conn)
-        .await
-        .expect("plan");
-        let plan: Vec<String> = plan.into_iter().map(|(_, _, _, detail)| detail).collect();
-        let plan = plan.join("\n");
-        // WITHOUT ROWID (migration 0004): the rows themselves are the key's B-tree.
-        assert!(
-            plan.contains(&format!(
-                "SEARCH {table} USING PRIMARY KEY (connection_id=?)"
-            )),
-            "{table}: {plan}"
-        );
-        assert!(!plan.contains("TEMP B-TREE"), "{table}: {plan}");
-    }
+    let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+        "EXPLAIN QUERY PLAN SELECT seq, text FROM statements WHERE connection_id = ?1 \
+         ORDER BY seq LIMIT ?2",
+    )
+    .bind("x")
+    .bind(10_i64)
+    .fetch_all(&mut conn)
+    .await
+    .expect("plan");
+    let plan: Vec<String> = plan.into_iter().map(|(_, _, _, detail)| detail).collect();
+    let plan = plan.join("\n");
+    assert!(
+        plan.contains("USING INDEX sqlite_autoindex_statements_1 (connection_id=?)"),
+        "{plan}"
+    );
+    assert!(!plan.contains("TEMP B-TREE"), "{plan}");
     conn.close().await.expect("close");
 }
 
@@ -1113,4 +1108,36 @@ async fn ends_of_a_batch_land_on_their_own_rows_and_the_first_end_counts() {
         );
         assert_eq!(row.duration_ms, Some(100_000), "{row:?}");
     }
+}
+
+/// A migration that has shipped must never change: sqlx refuses to open a database on which a
+/// migration was applied whose file now has another checksum ("previously applied but has been
+/// modified"), so an edited migration would stop every upgraded agent from starting. Each file's
+/// SHA-384 (sqlx's checksum) is pinned here; a new migration adds a line.
+#[test]
+fn shipped_migrations_are_unchanged() {
+    let pinned: [(i64, &str); 3] = [
+        (
+            1,
+            "f21d0d834f30d1c96fc3c0891c021280659df16fb4ca9c9cf2b52b7f73b4c5a369504c7a40c82fc33683dd17fada81f0",
+        ),
+        (
+            2,
+            "fe207ab603e1e0e0ac53736ae9947e11d9c11c5f3e98af24ff13cc54de0cc394dcb787a0ff06db79e6105b5bfe38e16c",
+        ),
+        (
+            3,
+            "b630ced3a5983e1d512f62a12ac63a6da386662e1bae0f45eaf1ac617784937c6fa290403296d02647bc8f9aa680fb69",
+        ),
+    ];
+    let migrator = sqlx::migrate!("./migrations");
+    let got: Vec<(i64, String)> = migrator
+        .iter()
+        .map(|m| {
+            let hex: String = m.checksum.iter().map(|b| format!("{b:02x}")).collect();
+            (m.version, hex)
+        })
+        .collect();
+    let want: Vec<(i64, String)> = pinned.iter().map(|(v, h)| (*v, (*h).to_owned())).collect();
+    assert_eq!(got, want);
 }
