@@ -142,6 +142,8 @@ pub(crate) fn cache_key(tokens: &[Token], max_len: usize) -> Option<String> {
                 }
             }
             Token::EOF => {}
+            // Its value could decide whether the statement parses (see `prelex`).
+            Token::Number(n, _) if n.len() > super::prelex::MAX_NUMBER_DIGITS => return None,
             t => match literal_kind(t) {
                 Some(kind) => {
                     out.push('\0');

@@ -39,6 +39,8 @@
 //!   `ALTER SYSTEM`, `ALTER DEFAULT PRIVILEGES`, `GRANT role TO role`, `VACUUM ANALYZE t`, `COPY`
 //!   with some option spellings such as `(FREEZE on)`), and `TABLE name`.
 //!   `PREPARE p AS <stmt>` is classified as `<stmt>` (a body that does not parse makes it Unknown).
+//!   A string literal where PostgreSQL wants a name (`DROP TABLE 'x'`, which sqlparser accepts
+//!   and PostgreSQL rejects) makes the statement Unknown; as a `SET`/`RESET` parameter it is Dcl.
 //! - **Roles.** `SET ROLE`, `SET SESSION AUTHORIZATION`, `SET role = ...` and the matching
 //!   `RESET` change the privileges in force: Dcl, like `GRANT`/`REVOKE` and `CREATE`/`ALTER`/`DROP`
 //!   `ROLE|USER`. Other `SET`/`RESET`/`SHOW` are Set.

@@ -7,10 +7,22 @@
 
 use sqlparser::ast::{Ident, ObjectName, ObjectNamePart, TableAlias};
 
+/// Leads the name of an identifier sqlparser read from a single-quoted string (`DROP TABLE 'x'`,
+/// `SET 'role' = ...`). PostgreSQL rejects a string in a name's place, so such a statement is
+/// Unknown (fail closed): its "name" is a literal value, which must never decide a class or a
+/// table list (the classification memos rely on that). NUL cannot occur in a real name.
+pub(crate) const STRING_NAME: char = '\0';
+
+/// Whether `name` holds a part sqlparser read from a single-quoted string.
+pub(crate) fn has_string_part(name: &str) -> bool {
+    name.contains(STRING_NAME)
+}
+
 /// One identifier, normalized.
 pub(crate) fn ident(id: &Ident) -> String {
     match id.quote_style {
         None => id.value.to_ascii_lowercase(),
+        Some('\'') => format!("{STRING_NAME}{}", id.value),
         Some(_) if id.value.contains(['.', '"']) => {
             format!("\"{}\"", id.value.replace('"', "\"\""))
         }

@@ -4,8 +4,8 @@
 //!
 //! The scan understands only the plainest SQL and gives up ([`None`]) on anything else: comments,
 //! backslashes or a prefix (`E'`, `U&'`, ...) on a string, dollar quoting, `EXPLAIN` anywhere
-//! (its `ANALYZE` value decides what runs), a `;` with anything but whitespace after it, an
-//! unterminated quote. What it does accept, it splits into text kept verbatim and literals:
+//! (its `ANALYZE` value decides what runs), a `;` inside parentheses or with anything but
+//! whitespace after it, a run of more than [`MAX_NUMBER_DIGITS`] digits, an unterminated quote. What it does accept, it splits into text kept verbatim and literals:
 //! - a string: `'` ... `'` (a doubled `''` inside), not preceded by an identifier character or `&`;
 //! - a number: a run of ASCII digits with no identifier character or `.` on either side.
 //!
@@ -22,11 +22,15 @@
 //! so any other string with the same key tokenizes to the same tokens with other literal values,
 //! and literal values never change a class or a table list (the one exception, `EXPLAIN
 //! (ANALYZE <value>)`, is refused above). Its redacted text is the same too: a redaction is the
-//! key with markers replaced by masks.
+//! key with markers replaced by masks. A string sqlparser reads as a name (`DROP TABLE 'x'`) makes
+//! the statement Unknown whatever its value (see `names::STRING_NAME`).
 
 use super::lex::{NUMBER_MASK, STRING_MASK};
 
 const STRING_MARK: &str = "\0s\0";
+/// Longest number taken as a literal: sqlparser reads some numbers into `u64`/`i64` (a type's
+/// length, `LIMIT`, ...), where a longer one fails to parse, so its value would matter.
+pub(crate) const MAX_NUMBER_DIGITS: usize = 18;
 const NUMBER_MARK: &str = "\0n\0";
 
 /// A query string split into verbatim text and literals.
@@ -46,6 +50,7 @@ pub(crate) fn scan(sql: &str, max_len: usize) -> Option<Scan> {
     let mut verbatim = 0; // start of the verbatim run not yet copied into `key`
     let mut i = 0;
     let mut end = None; // position of a top-level `;`
+    let mut depth = 0usize; // parentheses open (a `;` inside them does not end the statement)
     while i < b.len() {
         if end.is_some() {
             if !b[i].is_ascii_whitespace() {
@@ -82,6 +87,15 @@ pub(crate) fn scan(sql: &str, max_len: usize) -> Option<Scan> {
             b'-' if b.get(i + 1) == Some(&b'-') => return None,
             b'/' if b.get(i + 1) == Some(&b'*') => return None,
             b'\\' => return None,
+            b'(' => {
+                depth += 1;
+                i += 1;
+            }
+            b')' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            b';' if depth > 0 => return None,
             b';' => {
                 key.push_str(&sql[verbatim..i]);
                 end = Some(i);
@@ -95,6 +109,9 @@ pub(crate) fn scan(sql: &str, max_len: usize) -> Option<Scan> {
                 let before = start.checked_sub(1).map(|p| b[p]);
                 let after = b.get(i).copied();
                 let bounded = |c: Option<u8>| c.is_none_or(|c| !is_ident(c) && c != b'.');
+                if i - start > MAX_NUMBER_DIGITS {
+                    return None;
+                }
                 if bounded(before) && bounded(after) {
                     key.push_str(&sql[verbatim..start]);
                     key.push_str(NUMBER_MARK);

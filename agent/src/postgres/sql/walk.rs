@@ -50,12 +50,18 @@ impl Walker {
     }
 
     fn read(&mut self, name: String) {
+        if names::has_string_part(&name) {
+            return self.raise(C::Unknown);
+        }
         if !self.out.reads.contains(&name) {
             self.out.reads.push(name);
         }
     }
 
     fn write(&mut self, name: String) {
+        if names::has_string_part(&name) {
+            return self.raise(C::Unknown);
+        }
         if !self.out.writes.contains(&name) {
             self.out.writes.push(name);
         }
@@ -580,11 +586,11 @@ fn set_changes_role(set: &Set) -> bool {
     }
 }
 
+/// A parameter that changes the role in force; a name read from a string (`SET 'x' = ...`,
+/// which PostgreSQL rejects) counts as one, whatever its value (fail closed).
 fn is_role_parameter(name: &ObjectName) -> bool {
-    matches!(
-        names::object(name).as_str(),
-        "role" | "session_authorization"
-    )
+    let name = names::object(name);
+    names::has_string_part(&name) || matches!(name.as_str(), "role" | "session_authorization")
 }
 
 /// An `EXPLAIN (ANALYZE [value])` option that is not clearly off. Anything but an explicit false
