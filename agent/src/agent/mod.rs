@@ -198,6 +198,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         own_cgroup,
     ));
     background.spawn(dns::periodic(ctx.clone(), config.dns_refresh));
+    background.spawn(crate::http::sweep_pool(ctx.http_pool.clone()));
 
     let mut sigterm =
         signal(SignalKind::terminate()).map_err(|e| AgentError::Io("SIGTERM handler", e))?;

@@ -129,7 +129,11 @@ impl Session {
             return x.respond(deny::bad_gateway(&e.to_string()));
         }
         request::accept_encoding(&mut parts.headers, target);
-        let ready = match self.upstream.ready(&facts.host).await {
+        if connection_bound(parts.headers.get(hyper::header::AUTHORIZATION)) {
+            self.upstream.keep_private();
+        }
+        let reuse = super::upstream::reusable(&parts.method);
+        let ready = match self.upstream.ready(&facts.host, reuse).await {
             Ok(r) => r,
             Err(e) => {
                 x.error(format!("upstream: {e}"));
@@ -170,6 +174,14 @@ impl Session {
             return x.respond(resp.map(|_| empty()));
         }
         request::strip_hop_by_hop(resp.headers_mut(), false);
+        if resp
+            .headers()
+            .get_all(hyper::header::WWW_AUTHENTICATE)
+            .iter()
+            .any(|v| connection_bound(Some(v)))
+        {
+            self.upstream.keep_private();
+        }
 
         match response::plan(target, &method, resp.status(), resp.headers()) {
             Plan::Pass => x.respond(resp.map(boxed)),
@@ -211,4 +223,15 @@ async fn splice(client: OnUpgrade, server: OnUpgrade) {
     if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut server).await {
         debug!(error = %e, "upgraded connection ended");
     }
+}
+
+/// Whether an `Authorization` or `WWW-Authenticate` value names a scheme that authenticates the
+/// connection rather than the request (NTLM, Negotiate): such a connection must not be pooled.
+fn connection_bound(value: Option<&hyper::header::HeaderValue>) -> bool {
+    value
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_whitespace().next())
+        .is_some_and(|scheme| {
+            scheme.eq_ignore_ascii_case("ntlm") || scheme.eq_ignore_ascii_case("negotiate")
+        })
 }

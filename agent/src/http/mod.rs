@@ -41,11 +41,23 @@ use self::{exchange::Session, gate::LiveGate, pool::PoolKey};
 use crate::{
     proxy::{
         Context,
+        context::Stats,
         copy::{CopyEnd, Transfer},
         upstream as proxy_upstream,
     },
     tcp,
 };
+
+/// Closes pooled upstream connections past their idle time, until the agent stops (the task is
+/// aborted with the other background tasks).
+pub async fn sweep_pool(pool: Arc<Pool>) {
+    let mut tick = tokio::time::interval(pool::IDLE);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        pool.sweep();
+    }
+}
 
 /// What the hand-off knows when it passes a connection to the handler.
 #[derive(Debug, Clone)]
@@ -96,11 +108,14 @@ pub async fn serve(ctx: &Arc<Context>, init: HttpInit, client: TcpStream) -> Tra
             return match proxy_upstream::connect(init.dst, ctx.settings.connect_timeout).await {
                 Ok(mut upstream) => tcp::serve(ctx, &mut client, &mut upstream).await,
                 Err(e) => {
+                    // As the hand-off does for a tcp target: counted, recorded, and a reset.
+                    Stats::inc(&ctx.stats.upstream_failed);
                     debug!(error = %e, "pass-through upstream connect failed");
+                    crate::proxy::reset(client);
                     Transfer {
                         up: counters.up.load(Ordering::Relaxed),
                         down: counters.down.load(Ordering::Relaxed),
-                        end: CopyEnd::Error(std::io::Error::other(e.label())),
+                        end: CopyEnd::Upstream(e.label()),
                     }
                 }
             };
@@ -113,11 +128,15 @@ pub async fn serve(ctx: &Arc<Context>, init: HttpInit, client: TcpStream) -> Tra
     };
     let dst = init.dst;
     let timeout = ctx.settings.connect_timeout;
+    let stats = ctx.clone();
     let connector: upstream::Connector = Box::new(move || {
+        let stats = stats.clone();
         Box::pin(async move {
-            proxy_upstream::connect(dst, timeout)
-                .await
-                .map_err(std::io::Error::other)
+            proxy_upstream::connect(dst, timeout).await.map_err(|e| {
+                // The request gets a 502 and its record the reason; the connection goes on.
+                Stats::inc(&stats.stats.upstream_failed);
+                std::io::Error::other(e)
+            })
         })
     });
     let limits = conn::Limits {

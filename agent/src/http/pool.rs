@@ -28,6 +28,9 @@ use crate::sync::lock;
 pub const IDLE: Duration = Duration::from_secs(4);
 /// Most idle connections kept per key (the oldest is closed to make room).
 pub const MAX_PER_KEY: usize = 64;
+/// Most idle connections kept in all (the oldest of all is closed to make room): a client picks
+/// part of the key (the SNI or Host a target's TLS name comes from, an address of the target).
+pub const MAX_TOTAL: usize = 512;
 
 /// Which connections may serve a session.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -108,7 +111,7 @@ impl Pool {
     }
 
     /// Keeps `entry` for `key` if it is usable; drops the entries of older policy generations
-    /// and those past their time.
+    /// and those past their time, and the oldest entry when a limit is reached.
     pub fn put(&self, key: PoolKey, entry: Idle) {
         let now = Instant::now();
         if !entry.usable(now) {
@@ -119,11 +122,36 @@ impl Pool {
             list.retain(|e| e.usable(now));
             k.generation >= key.generation && !list.is_empty()
         });
+        if idle.values().map(Vec::len).sum::<usize>() >= MAX_TOTAL {
+            // Each list is oldest first: the oldest of all is the oldest first entry.
+            let oldest = idle
+                .iter()
+                .filter_map(|(k, list)| list.first().map(|e| (e.since, k.clone())))
+                .min_by_key(|(since, _)| *since)
+                .map(|(_, k)| k);
+            if let Some(k) = oldest
+                && let Some(list) = idle.get_mut(&k)
+            {
+                list.remove(0);
+                if list.is_empty() {
+                    idle.remove(&k);
+                }
+            }
+        }
         let list = idle.entry(key).or_default();
         if list.len() >= MAX_PER_KEY {
             list.remove(0);
         }
         list.push(entry);
+    }
+
+    /// Closes the connections past their time (or closed by the server).
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        lock(&self.idle).retain(|_, list| {
+            list.retain(|e| e.usable(now));
+            !list.is_empty()
+        });
     }
 
     /// Idle connections kept.

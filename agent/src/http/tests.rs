@@ -38,7 +38,7 @@ use super::{
     exchange::Session,
     gate::{Gate, approved},
     io::{Counted, Counters},
-    pool::{Pool, PoolKey},
+    pool::{Idle, MAX_PER_KEY, Pool, PoolKey},
     request::Facts,
     upstream::{Connector, Pooling, Upstream},
 };
@@ -81,7 +81,7 @@ workloads = ["etl"]
 targets = ["api"]
 action = "allow"
 [rule.http]
-paths = ["/json", "/gzip", "/echo", "/upload", "/ws", "/big", "/img"]
+paths = ["/json", "/gzip", "/echo", "/upload", "/ws", "/big", "/img", "/ntlm"]
 
 [[rule]]
 name = "no-sys"
@@ -191,6 +191,11 @@ async fn upstream_handler(
         }
         "/big" => typed("text/plain", full("4111111111111111 ".repeat(10_000))),
         "/img" => typed("image/png", full(vec![b'P', b'N', b'G', 1])),
+        "/ntlm" => Response::builder()
+            .status(StatusCode::UNAUTHORIZED)
+            .header("www-authenticate", "NTLM")
+            .body(empty())
+            .unwrap(),
         "/ws" => {
             let on = hyper::upgrade::on(&mut req);
             tokio::spawn(async move {
@@ -899,6 +904,16 @@ async fn exchange_through_pool(
     key: PoolKey,
     path: &str,
 ) -> StatusCode {
+    request_through_pool(upstream, pool, key, get(path)).await
+}
+
+/// As [`exchange_through_pool`], with any request.
+async fn request_through_pool(
+    upstream: SocketAddr,
+    pool: &Arc<Pool>,
+    key: PoolKey,
+    req: Request<Full<Bytes>>,
+) -> StatusCode {
     let mut secret = tempfile::NamedTempFile::new().unwrap();
     secret.write_all(TOKEN.as_bytes()).unwrap();
     let policy = policy(secret.path());
@@ -931,7 +946,7 @@ async fn exchange_through_pool(
         conn::serve_client(io, false, session, limits, std::future::pending()).await
     });
     let mut c = h1_client(proxy).await;
-    let (status, _, _) = send(&mut c, get(path)).await;
+    let (status, _, _) = send(&mut c, req).await;
     drop(c);
     tokio::time::timeout(Duration::from_secs(10), served)
         .await
@@ -995,4 +1010,94 @@ async fn a_denied_request_takes_no_connection_from_the_pool() {
     assert_eq!(pool.len(), 1);
     assert_eq!(seen.connections.load(Ordering::SeqCst), 1);
     assert_eq!(seen.requests.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn only_safe_methods_take_a_pooled_connection_and_ntlm_keeps_one_private() {
+    let (upstream, seen) = upstream_server().await;
+    let pool = Arc::new(Pool::default());
+    let key = PoolKey {
+        workload: "etl".into(),
+        target: "api".into(),
+        dst: upstream,
+        tls_name: None,
+        generation: 1,
+    };
+    let post = Request::post("/upload")
+        .header("host", "api.example:8080")
+        .body(Full::new(Bytes::from_static(b"abc")))
+        .unwrap();
+    // (request, status, upstream connections opened so far, idle connections kept after)
+    let steps = [
+        (get("/json"), StatusCode::OK, 1, 1),
+        // a POST never goes out on a pooled connection; it leaves its own to the pool
+        (post, StatusCode::OK, 2, 2),
+        (get("/json"), StatusCode::OK, 2, 2),
+        // a server answering NTLM binds the connection to this client: not kept
+        (get("/ntlm"), StatusCode::UNAUTHORIZED, 2, 1),
+        (get("/json"), StatusCode::OK, 2, 1),
+    ];
+    for (i, (req, status, opened, kept)) in steps.into_iter().enumerate() {
+        let got = request_through_pool(upstream, &pool, key.clone(), req).await;
+        assert_eq!(got, status, "step {i}");
+        assert_eq!(seen.connections.load(Ordering::SeqCst), opened, "step {i}");
+        assert_eq!(pool.len(), kept, "step {i}");
+    }
+}
+
+/// An idle HTTP/1.1 connection to `addr`, ready for a request.
+async fn idle_connection(addr: SocketAddr) -> Idle {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = client1::handshake::<_, ProxyBody>(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    sender.ready().await.unwrap();
+    Idle::new((sender, driver))
+}
+
+#[tokio::test]
+async fn the_pool_keeps_at_most_its_limit_per_key_and_sweeps_closed_connections() {
+    // A server that holds the sockets it accepts until told to close them all.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (close_tx, mut close_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            tokio::select! {
+                Ok((s, _)) = l.accept() => held.push(s),
+                _ = &mut close_rx => return,
+            }
+        }
+    });
+    let pool = Pool::default();
+    let key = |workload: &str| PoolKey {
+        workload: workload.into(),
+        target: "api".into(),
+        dst: addr,
+        tls_name: None,
+        generation: 1,
+    };
+    for _ in 0..MAX_PER_KEY + 2 {
+        pool.put(key("etl"), idle_connection(addr).await);
+    }
+    pool.put(key("reports"), idle_connection(addr).await);
+    assert_eq!(pool.len(), MAX_PER_KEY + 1);
+    pool.sweep();
+    assert_eq!(pool.len(), MAX_PER_KEY + 1, "open connections stay");
+    // The server closes every connection: their drivers end, and the sweep drops them.
+    close_tx.send(()).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !pool.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "closed connections kept"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        pool.sweep();
+    }
+    assert!(pool.take(&key("etl")).is_none());
 }

@@ -95,6 +95,17 @@ pub struct Pooling {
     pub key: PoolKey,
 }
 
+/// Whether a request may go out on a pooled connection: only methods without side effects
+/// (GET, HEAD, OPTIONS), which a client may send again if a server closes an idle connection just
+/// as the request reaches it. Others open a connection of their own (and may leave it to the
+/// pool). HAProxy's default `http-reuse safe` is similarly careful.
+pub fn reusable(method: &hyper::Method) -> bool {
+    matches!(
+        *method,
+        hyper::Method::GET | hyper::Method::HEAD | hyper::Method::OPTIONS
+    )
+}
+
 /// The session's upstream.
 pub struct Upstream {
     state: Arc<Mutex<State>>,
@@ -105,6 +116,8 @@ pub struct Upstream {
     pooling: Option<Pooling>,
     /// The pool key of the current connection.
     current: StdMutex<Option<PoolKey>>,
+    /// Cleared when the session's connection must not serve anyone else (see [`Upstream::keep_private`]).
+    poolable: std::sync::atomic::AtomicBool,
 }
 
 /// A connection ready for one request.
@@ -154,7 +167,15 @@ impl Upstream {
             drivers: StdMutex::new(Vec::new()),
             pooling,
             current: StdMutex::new(None),
+            poolable: std::sync::atomic::AtomicBool::new(true),
         }
+    }
+
+    /// Keeps this session's connections out of the pool: they carry state bound to the connection
+    /// (NTLM or Negotiate authenticate a connection, not a request).
+    pub fn keep_private(&self) {
+        self.poolable
+            .store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The pool key of a connection made for a request to `host`.
@@ -176,8 +197,9 @@ impl Upstream {
     }
 
     /// A connection for the next request; `host` (the request's) names the server to verify when
-    /// nothing else does.
-    pub async fn ready(&self, host: &str) -> Result<Ready, UpstreamError> {
+    /// nothing else does. A new connection may come from the pool only when `reuse` (the request
+    /// is safe to send on a connection the server may be closing, see [`reusable`]).
+    pub async fn ready(&self, host: &str, reuse: bool) -> Result<Ready, UpstreamError> {
         let mut guard = self.state.clone().lock_owned().await;
         let closed = match &*guard {
             State::Fresh(_) => true,
@@ -192,6 +214,7 @@ impl Upstream {
             let key = self.key(host);
             *crate::sync::lock(&self.current) = key.clone();
             if tcp.is_none()
+                && reuse
                 && let (Some(pooling), Some(key)) = (&self.pooling, &key)
                 && let Some((sender, driver)) = pooling.pool.take(key).and_then(Idle::into_conn)
             {
@@ -275,6 +298,7 @@ impl Drop for Upstream {
         // An idle HTTP/1.1 connection (its last response read to the end, not upgraded) is kept
         // for the next session with the same key; `Pool::put` refuses one that is not idle.
         if let Some(pooling) = &self.pooling
+            && *self.poolable.get_mut()
             && let Some(key) = self
                 .current
                 .get_mut()

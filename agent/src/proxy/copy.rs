@@ -61,6 +61,8 @@ pub enum CopyEnd {
     Shutdown,
     /// An I/O error on either side (reset, broken pipe, ...).
     Error(io::Error),
+    /// The upstream connection could not be made; the label says why (`upstream-refused`, ...).
+    Upstream(String),
 }
 
 impl CopyEnd {
@@ -71,6 +73,7 @@ impl CopyEnd {
             Self::IdleTimeout => "idle-timeout".into(),
             Self::Shutdown => "agent-shutdown".into(),
             Self::Error(e) => format!("error: {e}"),
+            Self::Upstream(label) => label.clone(),
         }
     }
 }
