@@ -22,7 +22,7 @@ fn main() -> ExitCode {
     let code = match dispatch(&cli, config) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("tollgate: {e:#}");
+            eprintln!("tollgate: {}", tollgate::cli::output::error_chain(&e));
             1
         }
     };

@@ -23,6 +23,24 @@ pub fn emit_or_fail(what: &str, text: &str, code: i32) -> i32 {
     }
 }
 
+/// An error and its causes on one line, `outer: cause: cause`. A cause whose text the line
+/// already holds is skipped: many errors quote their source in their own message and also name
+/// it as their source, which `{:#}` would print twice.
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 /// A JSON value as a table cell: strings bare (on one line, see [`printable`]), `null` or
 /// missing as `-`, the rest as JSON.
 pub fn cell(value: Option<&Value>) -> String {

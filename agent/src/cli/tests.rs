@@ -176,3 +176,19 @@ fn config_loading_applies_overrides() {
     let cli = parse(&["--config", missing.to_str().unwrap(), "status"]).unwrap();
     assert!(cli.load_config().is_err());
 }
+
+#[test]
+fn an_error_chain_names_each_cause_once() {
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot migrate audit database /x.db: {0}")]
+    struct Outer(#[source] std::io::Error);
+    let inner = std::io::Error::other("migration 4 was previously applied but has been modified");
+    let e = anyhow::Error::new(Outer(inner)).context("audit store");
+    assert_eq!(
+        super::output::error_chain(&e),
+        "audit store: cannot migrate audit database /x.db: migration 4 was previously applied \
+         but has been modified"
+    );
+    let plain = anyhow::anyhow!("no cause");
+    assert_eq!(super::output::error_chain(&plain), "no cause");
+}
