@@ -95,10 +95,9 @@ pub struct Pooling {
     pub key: PoolKey,
 }
 
-/// Whether a request may go out on a pooled connection: only methods without side effects
-/// (GET, HEAD, OPTIONS), which a client may send again if a server closes an idle connection just
-/// as the request reaches it. Others open a connection of their own (and may leave it to the
-/// pool). HAProxy's default `http-reuse safe` is similarly careful.
+/// Whether a request may go out on a pooled connection: only safe methods (GET, HEAD, OPTIONS;
+/// RFC 9110 §9.2.1), which a client may send again if a server closes an idle connection just as
+/// the request reaches it. Others open a connection of their own (and may leave it to the pool).
 pub fn reusable(method: &hyper::Method) -> bool {
     matches!(
         *method,
@@ -116,7 +115,8 @@ pub struct Upstream {
     pooling: Option<Pooling>,
     /// The pool key of the current connection.
     current: StdMutex<Option<PoolKey>>,
-    /// Cleared when the session's connection must not serve anyone else (see [`Upstream::keep_private`]).
+    /// Cleared when the session's connection must not serve anyone else
+    /// (see [`Upstream::keep_private`]).
     poolable: std::sync::atomic::AtomicBool,
 }
 

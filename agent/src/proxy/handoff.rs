@@ -175,38 +175,36 @@ pub async fn handle(ctx: Arc<Context>, mut client: TcpStream, peer: SocketAddr, 
     };
     // The target's protocol handler; L7 handlers (postgres, http, ssh) plug in here. HTTP opens
     // (or reuses) its upstream connections itself, per request; the others get one now.
-    let transfer: Transfer = if protocol == Some(Protocol::Http) {
-        Stats::inc(&ctx.stats.allowed);
-        let init = crate::http::HttpInit {
-            connection_id: id,
-            workload: workload(),
-            target: target(),
-            dst,
-        };
-        crate::http::serve(&ctx, init, client).await
-    } else {
-        let mut upstream = match upstream::connect(dst, ctx.settings.connect_timeout).await {
-            Ok(u) => u,
-            Err(e) => {
-                Stats::inc(&ctx.stats.upstream_failed);
-                debug!(error = %e, "upstream connect failed");
-                let _ = ctx.audit.finish(id, end(0, 0, &e.label()));
+    let transfer: Transfer = match protocol {
+        Some(Protocol::Http) => {
+            Stats::inc(&ctx.stats.allowed);
+            let init = crate::http::HttpInit {
+                connection_id: id,
+                workload: workload(),
+                target: target(),
+                dst,
+            };
+            crate::http::serve(&ctx, init, client).await
+        }
+        Some(Protocol::Postgres) => {
+            let Some(upstream) = connect_upstream(&ctx, id, dst).await else {
                 reset(client);
                 return;
-            }
-        };
-        Stats::inc(&ctx.stats.allowed);
-        match protocol {
-            Some(Protocol::Postgres) => {
-                let init = crate::postgres::session::SessionInit {
-                    connection_id: id,
-                    workload: workload(),
-                    target: target(),
-                    dst,
-                };
-                crate::postgres::session::serve(&ctx, init, client, upstream).await
-            }
-            _ => tcp::serve(&ctx, &mut client, &mut upstream).await,
+            };
+            let init = crate::postgres::session::SessionInit {
+                connection_id: id,
+                workload: workload(),
+                target: target(),
+                dst,
+            };
+            crate::postgres::session::serve(&ctx, init, client, upstream).await
+        }
+        Some(Protocol::Tcp) | None => {
+            let Some(mut upstream) = connect_upstream(&ctx, id, dst).await else {
+                reset(client);
+                return;
+            };
+            tcp::serve(&ctx, &mut client, &mut upstream).await
         }
     };
     info!(
@@ -308,6 +306,23 @@ fn record_for(
         decision: decision.label().into(),
         rule: decision.rule.clone(),
         policy_generation: generation,
+    }
+}
+
+/// The upstream connection of an allowed connection; `None` when it cannot be made (counted, and
+/// the connection's record ended with the reason; the caller resets the client).
+async fn connect_upstream(ctx: &Context, id: uuid::Uuid, dst: SocketAddr) -> Option<TcpStream> {
+    match upstream::connect(dst, ctx.settings.connect_timeout).await {
+        Ok(u) => {
+            Stats::inc(&ctx.stats.allowed);
+            Some(u)
+        }
+        Err(e) => {
+            Stats::inc(&ctx.stats.upstream_failed);
+            debug!(error = %e, "upstream connect failed");
+            let _ = ctx.audit.finish(id, end(0, 0, &e.label()));
+            None
+        }
     }
 }
 
