@@ -6,32 +6,46 @@ use std::{
     process::{Command, Stdio},
 };
 
+/// `openssl req` arguments for a new unencrypted EC P-256 key.
+const NEW_KEY: &[&str] = &[
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+];
+
 /// Creates a self-signed CA with common name `cn` as `<dir>/<stem>.pem` (certificate) and
 /// `<dir>/<stem>.key`; returns the certificate's path.
 pub fn ca(dir: &Path, stem: &str, cn: &str) -> PathBuf {
     std::fs::create_dir_all(dir).expect("certs dir");
     let cert = dir.join(format!("{stem}.pem"));
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        &s(&dir.join(format!("{stem}.key"))),
-        "-out",
-        &s(&cert),
-        "-days",
-        "3",
-        "-subj",
-        &format!("/CN={cn}"),
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-    ]);
+    let (key_path, cert_path, subject) = (
+        s(&dir.join(format!("{stem}.key"))),
+        s(&cert),
+        format!("/CN={cn}"),
+    );
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            NEW_KEY,
+            &[
+                "-keyout",
+                &key_path,
+                "-out",
+                &cert_path,
+                "-days",
+                "3",
+                "-subj",
+                &subject,
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        ]
+        .concat(),
+    );
     cert
 }
 
@@ -56,21 +70,15 @@ pub fn server(dir: &Path, ca_stem: &str, name: &str, ip: IpAddr) -> (PathBuf, Pa
         ),
     )
     .expect("write ext");
-    openssl(&[
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        &s(&key),
-        "-out",
-        &s(&csr),
-        "-subj",
-        &format!("/CN={name}"),
-    ]);
+    let (key_path, csr_path, subject) = (s(&key), s(&csr), format!("/CN={name}"));
+    openssl(
+        &[
+            &["req", "-new"][..],
+            NEW_KEY,
+            &["-keyout", &key_path, "-out", &csr_path, "-subj", &subject],
+        ]
+        .concat(),
+    );
     openssl(&[
         "x509",
         "-req",

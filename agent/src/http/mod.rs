@@ -34,14 +34,13 @@ use std::{
 };
 
 use tokio::net::TcpStream;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 pub use self::pool::Pool;
 use self::{exchange::Session, gate::LiveGate, pool::PoolKey};
 use crate::{
     proxy::{
         Context,
-        context::Stats,
         copy::{CopyEnd, Transfer},
         upstream as proxy_upstream,
     },
@@ -105,12 +104,10 @@ pub async fn serve(ctx: &Arc<Context>, init: HttpInit, client: TcpStream) -> Tra
     };
     let (io, h2, upstream_tls) = match side {
         tls::ClientSide::Passthrough(mut client) => {
-            return match proxy_upstream::connect(init.dst, ctx.settings.connect_timeout).await {
+            return match proxy_upstream::connect_counted(ctx, init.dst).await {
                 Ok(mut upstream) => tcp::serve(ctx, &mut client, &mut upstream).await,
                 Err(e) => {
-                    // As the hand-off does for a tcp target: counted, recorded, and a reset.
-                    Stats::inc(&ctx.stats.upstream_failed);
-                    debug!(error = %e, "pass-through upstream connect failed");
+                    // As the hand-off does for a tcp target: recorded, and a reset.
                     crate::proxy::reset(client);
                     Transfer {
                         up: counters.up.load(Ordering::Relaxed),
@@ -127,16 +124,14 @@ pub async fn serve(ctx: &Arc<Context>, init: HttpInit, client: TcpStream) -> Tra
         } => (io, h2, upstream_tls),
     };
     let dst = init.dst;
-    let timeout = ctx.settings.connect_timeout;
-    let stats = ctx.clone();
+    let connect_ctx = ctx.clone();
+    // A failure gives the request a 502 and its record the reason; the connection goes on.
     let connector: upstream::Connector = Box::new(move || {
-        let stats = stats.clone();
+        let ctx = connect_ctx.clone();
         Box::pin(async move {
-            proxy_upstream::connect(dst, timeout).await.map_err(|e| {
-                // The request gets a 502 and its record the reason; the connection goes on.
-                Stats::inc(&stats.stats.upstream_failed);
-                std::io::Error::other(e)
-            })
+            proxy_upstream::connect_counted(&ctx, dst)
+                .await
+                .map_err(std::io::Error::other)
         })
     });
     let limits = conn::Limits {

@@ -896,6 +896,17 @@ action = "allow"
     }
 }
 
+/// The pool key of plain-HTTP target `api` at `dst`.
+fn pool_key(workload: &str, dst: SocketAddr, generation: u64) -> PoolKey {
+    PoolKey {
+        workload: workload.into(),
+        target: "api".into(),
+        dst,
+        tls_name: None,
+        generation,
+    }
+}
+
 /// One client connection through a session whose upstream pools into `pool` under `key`: a GET,
 /// then the client closes and the session ends (returning its upstream connection).
 async fn exchange_through_pool(
@@ -959,13 +970,7 @@ async fn request_through_pool(
 async fn an_idle_upstream_connection_serves_the_next_session_with_the_same_key_only() {
     let (upstream, seen) = upstream_server().await;
     let pool = Arc::new(Pool::default());
-    let key = |workload: &str, generation| PoolKey {
-        workload: workload.into(),
-        target: "api".into(),
-        dst: upstream,
-        tls_name: None,
-        generation,
-    };
+    let key = |workload: &str, generation| pool_key(workload, upstream, generation);
     // (key, upstream connections opened so far, idle connections kept after the session)
     let steps = [
         (key("etl", 1), 1, 1),
@@ -990,13 +995,7 @@ async fn an_idle_upstream_connection_serves_the_next_session_with_the_same_key_o
 async fn a_denied_request_takes_no_connection_from_the_pool() {
     let (upstream, seen) = upstream_server().await;
     let pool = Arc::new(Pool::default());
-    let key = PoolKey {
-        workload: "etl".into(),
-        target: "api".into(),
-        dst: upstream,
-        tls_name: None,
-        generation: 1,
-    };
+    let key = pool_key("etl", upstream, 1);
     assert_eq!(
         exchange_through_pool(upstream, &pool, key.clone(), "/json").await,
         StatusCode::OK
@@ -1016,13 +1015,7 @@ async fn a_denied_request_takes_no_connection_from_the_pool() {
 async fn only_safe_methods_take_a_pooled_connection_and_ntlm_keeps_one_private() {
     let (upstream, seen) = upstream_server().await;
     let pool = Arc::new(Pool::default());
-    let key = PoolKey {
-        workload: "etl".into(),
-        target: "api".into(),
-        dst: upstream,
-        tls_name: None,
-        generation: 1,
-    };
+    let key = pool_key("etl", upstream, 1);
     let post = Request::post("/upload")
         .header("host", "api.example:8080")
         .body(Full::new(Bytes::from_static(b"abc")))
@@ -1074,13 +1067,7 @@ async fn the_pool_keeps_at_most_its_limit_per_key_and_sweeps_closed_connections(
         }
     });
     let pool = Pool::default();
-    let key = |workload: &str| PoolKey {
-        workload: workload.into(),
-        target: "api".into(),
-        dst: addr,
-        tls_name: None,
-        generation: 1,
-    };
+    let key = |workload: &str| pool_key(workload, addr, 1);
     for _ in 0..MAX_PER_KEY + 2 {
         pool.put(key("etl"), idle_connection(addr).await);
     }

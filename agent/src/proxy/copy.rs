@@ -213,6 +213,11 @@ mod tests {
 
     use super::*;
 
+    /// The copy between two sockets it owns, with no stop signal, to its end.
+    async fn copy(mut a: TcpStream, mut b: TcpStream, idle: Duration) -> Transfer {
+        bidirectional(&mut a, &mut b, idle, std::future::pending()).await
+    }
+
     /// A connected pair of sockets on loopback.
     async fn pair() -> (TcpStream, TcpStream) {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -223,17 +228,10 @@ mod tests {
 
     #[tokio::test]
     async fn copies_both_ways_with_half_close() {
-        let (mut client, mut proxy_client) = pair().await;
-        let (mut proxy_up, mut server) = pair().await;
-        let copy = tokio::spawn(async move {
-            bidirectional(
-                &mut proxy_client,
-                &mut proxy_up,
-                Duration::from_secs(5),
-                std::future::pending(),
-            )
-            .await
-        });
+        let (mut client, proxy_client) = pair().await;
+        let (proxy_up, mut server) = pair().await;
+        let copy =
+            tokio::spawn(async move { copy(proxy_client, proxy_up, Duration::from_secs(5)).await });
         let payload = vec![7u8; 1 << 20];
         client.write_all(&payload).await.unwrap();
         client.shutdown().await.unwrap(); // half-close: the server must see EOF
@@ -271,7 +269,7 @@ mod tests {
             s.set_nonblocking(false).unwrap();
             s
         };
-        let ((client, mut proxy_client), (mut proxy_up, server)) =
+        let ((client, proxy_client), (proxy_up, server)) =
             rt.block_on(async { (pair().await, pair().await) });
         let (mut client, mut server) =
             rt.block_on(async { (std_socket(client), std_socket(server)) });
@@ -297,13 +295,7 @@ mod tests {
         });
         let (done, finished) = std::sync::mpsc::channel();
         rt.spawn(async move {
-            let t = bidirectional(
-                &mut proxy_client,
-                &mut proxy_up,
-                Duration::from_secs(30),
-                std::future::pending(),
-            )
-            .await;
+            let t = copy(proxy_client, proxy_up, Duration::from_secs(30)).await;
             let _ = done.send(t.up);
         });
         let Ok(up) = finished.recv_timeout(Duration::from_secs(60)) else {
@@ -320,17 +312,12 @@ mod tests {
     /// error as readiness with nothing to read: the copy must not spin on it).
     #[tokio::test]
     async fn a_reset_peer_ends_the_copy() {
-        let (client, mut proxy_client) = pair().await;
-        let (mut proxy_up, server) = pair().await;
-        let copy = tokio::spawn(async move {
-            bidirectional(
-                &mut proxy_client,
-                &mut proxy_up,
-                Duration::from_secs(30),
-                std::future::pending(),
-            )
-            .await
-        });
+        let (client, proxy_client) = pair().await;
+        let (proxy_up, server) = pair().await;
+        let copy =
+            tokio::spawn(
+                async move { copy(proxy_client, proxy_up, Duration::from_secs(30)).await },
+            );
         // Let the copy wait on both sockets, then reset the upstream side (RST, not FIN).
         tokio::time::sleep(Duration::from_millis(50)).await;
         server.set_zero_linger().unwrap();
@@ -349,15 +336,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn idle_timeout_ends_the_copy() {
-        let (_client, mut proxy_client) = pair().await;
-        let (mut proxy_up, _server) = pair().await;
-        let t = bidirectional(
-            &mut proxy_client,
-            &mut proxy_up,
-            Duration::from_secs(30),
-            std::future::pending(),
-        )
-        .await;
+        let (_client, proxy_client) = pair().await;
+        let (proxy_up, _server) = pair().await;
+        let t = copy(proxy_client, proxy_up, Duration::from_secs(30)).await;
         assert!(matches!(t.end, CopyEnd::IdleTimeout), "{:?}", t.end);
     }
 

@@ -312,14 +312,12 @@ fn record_for(
 /// The upstream connection of an allowed connection; `None` when it cannot be made (counted, and
 /// the connection's record ended with the reason; the caller resets the client).
 async fn connect_upstream(ctx: &Context, id: uuid::Uuid, dst: SocketAddr) -> Option<TcpStream> {
-    match upstream::connect(dst, ctx.settings.connect_timeout).await {
+    match upstream::connect_counted(ctx, dst).await {
         Ok(u) => {
             Stats::inc(&ctx.stats.allowed);
             Some(u)
         }
         Err(e) => {
-            Stats::inc(&ctx.stats.upstream_failed);
-            debug!(error = %e, "upstream connect failed");
             let _ = ctx.audit.finish(id, end(0, 0, &e.label()));
             None
         }

@@ -32,6 +32,19 @@ impl UpstreamError {
     }
 }
 
+/// [`connect`] with the agent's connect timeout; a failure counts in `upstream_failures`.
+pub async fn connect_counted(
+    ctx: &super::Context,
+    dst: SocketAddr,
+) -> Result<TcpStream, UpstreamError> {
+    let result = connect(dst, ctx.settings.connect_timeout).await;
+    if let Err(e) = &result {
+        super::context::Stats::inc(&ctx.stats.upstream_failed);
+        tracing::debug!(error = %e, "upstream connect failed");
+    }
+    result
+}
+
 /// Connects to `dst` with `SO_MARK` set and `TCP_NODELAY` on.
 pub async fn connect(dst: SocketAddr, timeout: Duration) -> Result<TcpStream, UpstreamError> {
     let sock = match dst {

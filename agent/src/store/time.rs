@@ -12,6 +12,11 @@ pub(crate) fn to_micros(t: SystemTime) -> i64 {
     }
 }
 
+/// Microseconds of a duration, saturating at `i64::MAX`.
+pub(crate) fn duration_micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
 /// `SystemTime` of stored unix microseconds, clamped like [`to_micros`].
 pub(crate) fn from_micros(micros: i64) -> SystemTime {
     let micros = micros.clamp(0, MAX_MICROS).unsigned_abs();

@@ -39,8 +39,8 @@ pub struct SessionMeta {
 /// The verdict on one message of SQL text.
 #[derive(Debug)]
 pub struct Checked {
-    /// Its statements.
-    pub statements: Vec<Classified>,
+    /// Its statements (shared with the classification memos).
+    pub statements: std::sync::Arc<[Classified]>,
     /// The decision for the whole message (any denial blocks it).
     pub decision: Decision,
     /// Why, beyond the rule name.
@@ -51,16 +51,12 @@ impl Checked {
     /// The audit entry of this message, with sequence number `seq`.
     pub fn audit(&self, seq: u32, sql_text: &str, redact: bool) -> StmtAudit {
         let text = if redact {
-            self.statements
-                .iter()
-                .map(|c| c.text_redacted.as_str())
-                .collect::<Vec<_>>()
-                .join("; ")
+            redacted(&self.statements)
         } else {
             sql_text.to_owned()
         };
         let mut tables: Vec<String> = Vec::new();
-        for c in &self.statements {
+        for c in self.statements.iter() {
             for t in c.reads.iter().chain(&c.writes) {
                 if !tables.contains(t) {
                     tables.push(t.clone());
@@ -95,7 +91,7 @@ pub async fn check(ctx: &Context, meta: &SessionMeta, sql_text: &str) -> Checked
     let statements = sql::classify(sql_text);
     let decision = decide(ctx, meta, sql_text, &statements);
     let (decision, detail) = match decision.verdict {
-        Verdict::Approve if decision.enforced => hold(ctx, meta, sql_text, decision).await,
+        Verdict::Approve if decision.enforced => hold(ctx, meta, &statements, decision).await,
         _ => (decision, String::new()),
     };
     Checked {
@@ -138,17 +134,22 @@ fn decide(
     )
 }
 
-async fn hold(
-    ctx: &Context,
-    meta: &SessionMeta,
-    sql_text: &str,
-    d: Decision,
-) -> (Decision, String) {
-    let summary: String = sql::classify(sql_text)
+/// The message's statements, each with its literals redacted, joined by `; `.
+fn redacted(statements: &[Classified]) -> String {
+    statements
         .iter()
         .map(|c| c.text_redacted.as_str())
         .collect::<Vec<_>>()
-        .join("; ");
+        .join("; ")
+}
+
+async fn hold(
+    ctx: &Context,
+    meta: &SessionMeta,
+    statements: &[Classified],
+    d: Decision,
+) -> (Decision, String) {
+    let summary = redacted(statements);
     let outcome = ctx
         .approvals
         .decide(ApprovalRequest {

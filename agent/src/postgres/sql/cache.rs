@@ -10,7 +10,7 @@
 //! generation becomes the old one and the previous old one is dropped; a hit in the old
 //! generation moves the entry back. That keeps the hot entries with no per-hit bookkeeping.
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use super::{Classified, StatementClass};
 use crate::sync::lock;
@@ -71,9 +71,9 @@ impl<V: Clone> Generations<V> {
 
 static SHAPES: LazyLock<Mutex<Generations<Shape>>> =
     LazyLock::new(|| Mutex::new(Generations::new()));
-static TEXTS: LazyLock<Mutex<Generations<Vec<Classified>>>> =
+static TEXTS: LazyLock<Mutex<Generations<Arc<[Classified]>>>> =
     LazyLock::new(|| Mutex::new(Generations::new()));
-static LITERAL_SHAPES: LazyLock<Mutex<Generations<Classified>>> =
+static LITERAL_SHAPES: LazyLock<Mutex<Generations<Arc<[Classified]>>>> =
     LazyLock::new(|| Mutex::new(Generations::new()));
 
 /// The remembered classification of the statement shape `key`.
@@ -87,7 +87,7 @@ pub(crate) fn put_shape(key: String, shape: Shape) {
 }
 
 /// The remembered classification of the exact query string `sql`.
-pub(crate) fn text(sql: &str) -> Option<Vec<Classified>> {
+pub(crate) fn text(sql: &str) -> Option<Arc<[Classified]>> {
     if sql.len() > MAX_TEXT {
         return None;
     }
@@ -95,21 +95,21 @@ pub(crate) fn text(sql: &str) -> Option<Vec<Classified>> {
 }
 
 /// Remembers the classification of the exact query string `sql`.
-pub(crate) fn put_text(sql: &str, classified: &[Classified]) {
+pub(crate) fn put_text(sql: &str, classified: Arc<[Classified]>) {
     if sql.len() <= MAX_TEXT {
-        lock(&TEXTS).insert(sql.to_owned(), classified.to_vec());
+        lock(&TEXTS).insert(sql.to_owned(), classified);
     }
 }
 
-/// The remembered classification, redacted text included, of the one-statement strings whose
+/// The remembered classification (one statement, redacted text included) of the strings whose
 /// [`super::prelex`] key is `key`.
-pub(crate) fn literal_shape(key: &str) -> Option<Classified> {
+pub(crate) fn literal_shape(key: &str) -> Option<Arc<[Classified]>> {
     lock(&LITERAL_SHAPES).get(key)
 }
 
 /// Remembers the classification of the one-statement strings whose [`super::prelex`] key is
 /// `key` (only once the full path agreed with the scan; see [`super::prelex::Scan::agrees`]).
-pub(crate) fn put_literal_shape(key: String, classified: Classified) {
+pub(crate) fn put_literal_shape(key: String, classified: Arc<[Classified]>) {
     lock(&LITERAL_SHAPES).insert(key, classified);
 }
 

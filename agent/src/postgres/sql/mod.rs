@@ -111,6 +111,7 @@ mod walk;
 mod tests;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 
 use serde::Serialize;
 use sqlparser::ast::Statement;
@@ -157,33 +158,35 @@ impl Classified {
     }
 }
 
-/// Classifies every statement of a (possibly multi-statement) query string, in order.
-pub fn classify(sql: &str) -> Vec<Classified> {
+/// Classifies every statement of a (possibly multi-statement) query string, in order. Shared
+/// with the memos: a hit costs a reference count, not a copy of the statements.
+pub fn classify(sql: &str) -> Arc<[Classified]> {
     if let Some(hit) = cache::text(sql) {
         return hit;
     }
     let scan = prelex::scan(sql, cache::MAX_KEY);
     if let Some(hit) = scan.as_ref().and_then(|s| cache::literal_shape(&s.key)) {
-        return vec![hit];
+        return hit;
     }
     let (classified, literals) = classify_with_literals(sql, classify_statement);
+    let classified: Arc<[Classified]> = classified.into();
     if literals == 0 {
         // Only strings without literals: every distinct string of a client that inlines its
         // literals would be an entry. Those are remembered by their scan's key below.
-        cache::put_text(sql, &classified);
+        cache::put_text(sql, classified.clone());
     } else if let Some(scan) = scan
-        && let [one] = classified.as_slice()
+        && let [one] = &*classified
         && scan.agrees(classified.len(), literals, &one.text_redacted)
     {
-        cache::put_literal_shape(scan.key, one.clone());
+        cache::put_literal_shape(scan.key, classified.clone());
     }
     classified
 }
 
 /// Classifies without either memo (what a memo hit must equal).
 #[cfg(test)]
-fn classify_fresh(sql: &str) -> Vec<Classified> {
-    classify_with_literals(sql, parse_statement).0
+fn classify_fresh(sql: &str) -> Arc<[Classified]> {
+    classify_with_literals(sql, parse_statement).0.into()
 }
 
 /// Classifies `sql`, each statement with `one`, and counts its literal tokens (a string the

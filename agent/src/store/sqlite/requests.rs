@@ -1,5 +1,5 @@
 //! SQL of the `requests` table (migration 0003).
-use std::{sync::LazyLock, time::Duration};
+use std::sync::LazyLock;
 
 use sqlx::{Row as _, Sqlite, sqlite::SqliteRow};
 
@@ -31,7 +31,7 @@ fn bind<'q>(q: Query<'q>, rec: &'q RequestRecord) -> Query<'q> {
     q.bind(rec.connection_id.hyphenated().to_string())
         .bind(i64::from(rec.seq))
         .bind(time::to_micros(rec.started_at))
-        .bind(rec.duration.map(micros))
+        .bind(rec.duration.map(time::duration_micros))
         .bind(&rec.method)
         .bind(&rec.host)
         .bind(&rec.path)
@@ -58,10 +58,6 @@ pub(super) async fn select(
         .fetch_all(pool)
         .await?;
     rows.iter().map(|row| request_row(id, row)).collect()
-}
-
-fn micros(d: Duration) -> i64 {
-    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
 fn request_row(id: &str, row: &SqliteRow) -> Result<RequestRow, StoreError> {

@@ -1,5 +1,5 @@
 //! SQL of the `statements` table (migration 0002).
-use std::{sync::LazyLock, time::Duration};
+use std::sync::LazyLock;
 
 use sqlx::{Row as _, Sqlite, sqlite::SqliteRow};
 
@@ -29,7 +29,7 @@ fn bind<'q>(q: Query<'q>, rec: &'q StatementRecord) -> Query<'q> {
     q.bind(rec.connection_id.hyphenated().to_string())
         .bind(i64::from(rec.seq))
         .bind(time::to_micros(rec.started_at))
-        .bind(rec.duration.map(micros))
+        .bind(rec.duration.map(time::duration_micros))
         .bind(&rec.text)
         .bind(list::join(&rec.classes))
         .bind(list::join(&rec.tables))
@@ -52,10 +52,6 @@ pub(super) async fn select(
         .fetch_all(pool)
         .await?;
     rows.iter().map(|row| statement_row(id, row)).collect()
-}
-
-fn micros(d: Duration) -> i64 {
-    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
 fn statement_row(id: &str, row: &SqliteRow) -> Result<StatementRow, StoreError> {

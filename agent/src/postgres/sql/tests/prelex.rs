@@ -160,7 +160,7 @@ fn every_case_of_the_table_classifies_alike_through_the_scan() {
         for _ in 0..2 {
             let got = classify(sql);
             assert_eq!(got, classify_fresh(sql), "{sql}");
-            if let [one] = got.as_slice() {
+            if let [one] = &*got {
                 check(sql, one, class, reads, writes);
             }
         }
