@@ -3,7 +3,9 @@ use std::future::Future;
 
 use tokio::sync::oneshot;
 
-use super::{ConnectionEnd, ConnectionRecord, RequestRecord, StatementRecord, StoreError};
+use super::{
+    ConnectionEnd, ConnectionRecord, RequestRecord, StatementRecord, StoreError, WriteError,
+};
 
 /// One queued write.
 #[derive(Debug)]
@@ -40,7 +42,7 @@ impl Op {
 /// What the writer task needs from a database.
 pub(crate) trait WriteBackend: Send + 'static {
     /// Applies `ops` in one transaction: all are committed or none is.
-    fn write_batch(&mut self, ops: &[Op]) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+    fn write_batch(&mut self, ops: &[Op]) -> impl Future<Output = Result<(), WriteError>> + Send;
 
     /// Closes the connection cleanly (SQLite checkpoints the WAL).
     fn close(self) -> impl Future<Output = ()> + Send;

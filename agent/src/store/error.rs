@@ -22,9 +22,12 @@ pub enum StoreError {
     /// Closing the rows left open by a previous agent failed.
     #[error("cannot recover open rows in {0}: {1}")]
     Recover(PathBuf, #[source] sqlx::Error),
+    /// The writer's connection cannot be opened.
+    #[error("cannot open audit database {0} for writing: {1}")]
+    OpenWriter(PathBuf, #[source] WriteError),
     /// A batch of records could not be committed (shared by every waiter of the batch).
     #[error("audit write failed: {0}")]
-    Write(#[source] Arc<sqlx::Error>),
+    Write(#[source] Arc<WriteError>),
     /// A query of the reader failed.
     #[error("audit query failed: {0}")]
     Db(#[from] sqlx::Error),
@@ -48,4 +51,27 @@ pub enum StoreError {
     /// The writer thread panicked or could not start.
     #[error("audit writer failed: {0}")]
     Writer(String),
+}
+
+/// A failed write of the audit writer's connection.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// SQLite refused the write, or the database could not be reached.
+    #[error("{0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The database is not in WAL mode, which the store's crash safety and its readers rely on.
+    #[error("journal_mode is {0}, not wal")]
+    Journal(String),
+}
+
+impl WriteError {
+    /// Whether the database refused the data itself (a constraint: a duplicate, a missing
+    /// parent, a wrong type), not the write as such (a lock, a full disk).
+    pub(crate) fn is_data(&self) -> bool {
+        matches!(
+            self,
+            WriteError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation
+        )
+    }
 }

@@ -3,7 +3,7 @@
 //!
 //! The proxy holds an [`AuditSink`]; every write goes through a bounded queue to ONE writer, on
 //! a thread of its own, that commits what is queued (up to [`writer::BATCH_MAX`] operations) in
-//! one transaction, runs of statement and request records as multi-row inserts.
+//! one transaction, on a SQLite connection it owns (`sqlite/write.rs`).
 //! Nothing on the data path blocks: a full queue is [`StoreError::QueueFull`] at once, and the
 //! proxy then refuses the connection (fail closed).
 //!
@@ -40,7 +40,7 @@ use std::path::Path;
 
 use tokio::sync::{mpsc, oneshot};
 
-pub use error::StoreError;
+pub use error::{StoreError, WriteError};
 pub use sink::AuditSink;
 pub use types::{
     ConnectionEnd, ConnectionRecord, RequestRecord, RequestRow, SessionFilter, SessionRow,
@@ -120,10 +120,10 @@ impl Store {
     }
 }
 
-/// Runs the writer on a thread of its own, with a single-threaded runtime: its round trips to
-/// SQLite's worker thread are then answered at once, instead of waiting for their turn behind
-/// every busy connection task of the agent's runtime (which, under load, slowed the writer
-/// below the rate records arrive at, filled the queue and refused connections).
+/// Runs the writer on a thread of its own, with a single-threaded runtime: it is never queued
+/// behind the busy connection tasks of the agent's runtime (which, under load, slowed the
+/// writer below the rate records arrive at, filled the queue and refused connections), and its
+/// synchronous SQLite calls block no connection task.
 fn spawn_writer<B: backend::WriteBackend>(
     db: B,
     rx: mpsc::Receiver<backend::Op>,

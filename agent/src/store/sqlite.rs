@@ -1,25 +1,20 @@
 //! The SQLite backend: every SQL statement of the store lives here (and in its submodules).
 mod requests;
 mod statements;
+mod write;
 
-use std::{path::Path, sync::LazyLock, time::Duration};
+use std::{path::Path, time::Duration};
 
 use sqlx::{
-    ConnectOptions as _, Connection as _, QueryBuilder, Row as _, Sqlite, SqliteConnection,
-    SqlitePool,
+    ConnectOptions as _, Connection as _, QueryBuilder, Row as _, Sqlite, SqlitePool,
     sqlite::{
         SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
     },
 };
 use tracing::{info, warn};
+pub(crate) use write::SqliteWriter;
 
-use super::{
-    ConnectionEnd, ConnectionRecord, RequestRow, SessionFilter, SessionRow, StatementRow,
-    StoreError,
-    backend::{Op, WriteBackend},
-    id::IdQuery,
-    time,
-};
+use super::{RequestRow, SessionFilter, SessionRow, StatementRow, StoreError, id::IdQuery, time};
 
 /// How long a statement waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -32,90 +27,6 @@ const COLUMNS: &str = "id, started_at, workload, spiffe_id, pid, uid, gid, exe, 
     cgroup_id, systemd_unit, dst, target, protocol, decision, rule, policy_generation, \
     ended_at, bytes_up, bytes_down, end_reason";
 
-const INSERT_HEAD: &str = "INSERT INTO connections (id, started_at, workload, spiffe_id, pid, \
-    uid, gid, exe, cgroup, cgroup_id, systemd_unit, dst, target, protocol, decision, rule, \
-    policy_generation, ended_at, bytes_up, bytes_down, end_reason) VALUES ";
-const CONNECTION_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-
-/// The operations of a batch, grouped by kind in the order they are written.
-struct Groups<'a> {
-    connections: Vec<(&'a ConnectionRecord, Option<&'a ConnectionEnd>)>,
-    statements: Vec<&'a crate::store::StatementRecord>,
-    requests: Vec<&'a crate::store::RequestRecord>,
-    ends: Vec<(&'a uuid::Uuid, &'a ConnectionEnd)>,
-}
-
-impl Groups<'_> {
-    async fn write(&self, conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
-        for chunk in chunks(&self.connections) {
-            insert_connections(INSERT_MANY.get(chunk.len()), chunk)
-                .execute(&mut *conn)
-                .await?;
-        }
-        for chunk in chunks(&self.statements) {
-            statements::insert_many(chunk).execute(&mut *conn).await?;
-        }
-        for chunk in chunks(&self.requests) {
-            requests::insert_many(chunk).execute(&mut *conn).await?;
-        }
-        for chunk in chunks(&self.ends) {
-            let done = finish_many(FINISH_MANY.get(chunk.len()), chunk)
-                .execute(&mut *conn)
-                .await?;
-            let missed = (chunk.len() as u64).saturating_sub(done.rows_affected());
-            if missed > 0 {
-                warn!(
-                    sessions = missed,
-                    "audit finish for sessions that are unknown or already ended"
-                );
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The end of several connections in one UPDATE: `v` holds (id, ended_at, bytes_up,
-/// bytes_down, end_reason) rows; a connection that already ended keeps its first end.
-static FINISH_MANY: LazyLock<RowsSql> = LazyLock::new(|| {
-    RowsSql::new(
-        "UPDATE connections SET ended_at = v.column2, bytes_up = v.column3, \
-         bytes_down = v.column4, end_reason = v.column5 FROM (VALUES ",
-        "(?, ?, ?, ?, ?)",
-        ") AS v WHERE connections.id = v.column1 AND connections.end_reason IS NULL",
-    )
-});
-
-/// Multi-row inserts of connection rows.
-static INSERT_MANY: LazyLock<RowsSql> =
-    LazyLock::new(|| RowsSql::new(INSERT_HEAD, CONNECTION_ROW, ""));
-
-fn finish_many<'q>(sql: &'q str, ends: &[(&uuid::Uuid, &'q ConnectionEnd)]) -> Query<'q> {
-    ends.iter()
-        .fold(sqlx::query::<Sqlite>(sql), |q, (id, end)| {
-            q.bind(id.hyphenated().to_string())
-                .bind(time::to_micros(end.ended_at))
-                .bind(to_i64(end.bytes_up))
-                .bind(to_i64(end.bytes_down))
-                .bind(&end.end_reason)
-        })
-}
-
-fn insert_connections<'q>(
-    sql: &'q str,
-    rows: &[(&'q ConnectionRecord, Option<&'q ConnectionEnd>)],
-) -> Query<'q> {
-    rows.iter()
-        .fold(sqlx::query::<Sqlite>(sql), |q, (rec, end)| {
-            bind_connection(q, rec, *end)
-        })
-}
-
-/// The writer's own connection.
-#[derive(Debug)]
-pub(crate) struct SqliteWriter {
-    conn: SqliteConnection,
-}
-
 /// A pool of query-only connections.
 #[derive(Debug, Clone)]
 pub(crate) struct SqliteReader {
@@ -123,7 +34,8 @@ pub(crate) struct SqliteReader {
 }
 
 /// Opens (creating if needed) the database at `path`, migrates it and closes the rows a previous
-/// agent left open. Returns the writer connection and the reader pool.
+/// agent left open, on a connection of its own. Returns the writer's connection and the reader
+/// pool.
 pub(crate) async fn open(path: &Path) -> Result<(SqliteWriter, SqliteReader), StoreError> {
     create_file(path).await?;
     let options = SqliteConnectOptions::new()
@@ -144,14 +56,6 @@ pub(crate) async fn open(path: &Path) -> Result<(SqliteWriter, SqliteReader), St
         .run(&mut conn)
         .await
         .map_err(|e| StoreError::Migrate(path.to_owned(), e))?;
-    // Set after the migrations (which may copy whole tables, and should spill to disk): a
-    // multi-row insert or update inside a transaction keeps a statement journal (to undo just
-    // that statement on a constraint error), and the `VALUES` of a batched update is a temporary
-    // table. In memory they cost no file creation, write and unlink per batch.
-    sqlx::query("PRAGMA temp_store = MEMORY")
-        .execute(&mut conn)
-        .await
-        .map_err(open_err)?;
     let recovered = sqlx::query("UPDATE connections SET end_reason = ?1 WHERE end_reason IS NULL")
         .bind(AGENT_RESTART)
         .execute(&mut conn)
@@ -162,13 +66,19 @@ pub(crate) async fn open(path: &Path) -> Result<(SqliteWriter, SqliteReader), St
         warn!(path = %path.display(), rows = recovered, "closed audit rows left open by a previous agent");
     }
 
+    conn.close().await.map_err(open_err)?;
+    // Opened after the migrations: its `temp_store = MEMORY` would keep a migration's table
+    // copy in memory.
+    let writer =
+        SqliteWriter::open(path).map_err(|e| StoreError::OpenWriter(path.to_owned(), e))?;
+
     let pool = SqlitePoolOptions::new()
         .max_connections(READERS)
         .connect_with(options.pragma("query_only", "ON"))
         .await
         .map_err(open_err)?;
     info!(path = %path.display(), "audit store open");
-    Ok((SqliteWriter { conn }, SqliteReader { pool }))
+    Ok((writer, SqliteReader { pool }))
 }
 
 /// Creates the parent directory (0750) if missing, and the database file with mode 0600
@@ -200,140 +110,6 @@ async fn create_file(path: &Path) -> Result<(), StoreError> {
     tokio::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .await
         .map_err(create_err(path))
-}
-
-impl WriteBackend for SqliteWriter {
-    /// Writes `ops` in one transaction, as few SQL statements as possible: the operations are
-    /// grouped by kind, connection rows first (statements and requests reference them, ends
-    /// update them), then statements, requests and ends, each group in multi-row statements.
-    /// A batch that comes to one SQL statement runs without BEGIN/COMMIT (SQLite commits a lone
-    /// statement atomically): one round trip to SQLite's thread instead of three.
-    async fn write_batch(&mut self, ops: &[Op]) -> Result<(), sqlx::Error> {
-        let mut connections = Vec::new();
-        let mut statement_rows = Vec::new();
-        let mut request_rows = Vec::new();
-        let mut ends: Vec<(&uuid::Uuid, &ConnectionEnd)> = Vec::new();
-        let mut ended = std::collections::HashSet::new();
-        for op in ops {
-            match op {
-                Op::Begin { rec, .. } => connections.push((rec, None)),
-                Op::Record(rec, end) => connections.push((rec, Some(end))),
-                Op::Statement(rec) => statement_rows.push(rec),
-                Op::Request(rec) => request_rows.push(&**rec),
-                // The first end of a connection counts (later ones find it ended anyway).
-                Op::Finish(id, end) => {
-                    if ended.insert(id) {
-                        ends.push((id, end));
-                    } else {
-                        warn!(session = %id, "audit finish for a session that already ended");
-                    }
-                }
-            }
-        }
-        let queries = chunks(&connections).count()
-            + chunks(&statement_rows).count()
-            + chunks(&request_rows).count()
-            + chunks(&ends).count();
-        if queries == 0 {
-            return Ok(());
-        }
-        let groups = Groups {
-            connections,
-            statements: statement_rows,
-            requests: request_rows,
-            ends,
-        };
-        if queries == 1 {
-            return groups.write(&mut self.conn).await;
-        }
-        let mut tx = self.conn.begin().await?;
-        groups.write(&mut tx).await?;
-        tx.commit().await
-    }
-
-    async fn close(self) {
-        if let Err(e) = self.conn.close().await {
-            warn!(error = %e, "closing the audit writer connection");
-        }
-    }
-}
-
-type Query<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
-
-/// Rows per multi-row insert, largest first: a run of records is written in as few round trips
-/// to SQLite's worker thread as these sizes allow, with only this many distinct SQL texts for
-/// the prepared-statement cache.
-const CHUNKS: [usize; 5] = [256, 64, 16, 4, 1];
-
-/// `run` cut into pieces of the [`CHUNKS`] sizes, largest first.
-fn chunks<T>(mut run: &[T]) -> impl Iterator<Item = &[T]> {
-    std::iter::from_fn(move || {
-        if run.is_empty() {
-            return None;
-        }
-        let n = CHUNKS.into_iter().find(|&c| c <= run.len()).unwrap_or(1);
-        let (chunk, tail) = run.split_at(n);
-        run = tail;
-        Some(chunk)
-    })
-}
-
-/// One multi-row SQL statement for each of the [`CHUNKS`] sizes, built once: `head`, then `n`
-/// comma-separated copies of `row`, then `tail`.
-struct RowsSql([String; CHUNKS.len()]);
-
-impl RowsSql {
-    fn new(head: &str, row: &str, tail: &str) -> Self {
-        RowsSql(CHUNKS.map(|n| {
-            let mut sql = String::with_capacity(head.len() + n * (row.len() + 2) + tail.len());
-            sql.push_str(head);
-            for i in 0..n {
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(row);
-            }
-            sql.push_str(tail);
-            sql
-        }))
-    }
-
-    /// The statement for `n` rows, `n` one of the [`CHUNKS`] sizes (what [`chunks`] yields).
-    fn get(&self, n: usize) -> &str {
-        let i = CHUNKS
-            .iter()
-            .position(|&c| c == n)
-            .expect("a chunk size from `chunks`");
-        &self.0[i]
-    }
-}
-
-fn bind_connection<'q>(
-    q: Query<'q>,
-    rec: &'q ConnectionRecord,
-    end: Option<&'q ConnectionEnd>,
-) -> Query<'q> {
-    q.bind(rec.id.hyphenated().to_string())
-        .bind(time::to_micros(rec.started_at))
-        .bind(rec.workload.as_deref())
-        .bind(rec.spiffe_id.as_deref())
-        .bind(i64::from(rec.pid))
-        .bind(i64::from(rec.uid))
-        .bind(i64::from(rec.gid))
-        .bind(rec.exe.as_deref())
-        .bind(&rec.cgroup)
-        .bind(to_i64(rec.cgroup_id))
-        .bind(rec.systemd_unit.as_deref())
-        .bind(rec.dst.to_string())
-        .bind(rec.target.as_deref())
-        .bind(&rec.protocol)
-        .bind(&rec.decision)
-        .bind(&rec.rule)
-        .bind(to_i64(rec.policy_generation))
-        .bind(end.map(|e| time::to_micros(e.ended_at)))
-        .bind(end.map(|e| to_i64(e.bytes_up)))
-        .bind(end.map(|e| to_i64(e.bytes_down)))
-        .bind(end.map(|e| e.end_reason.as_str()))
 }
 
 impl SqliteReader {

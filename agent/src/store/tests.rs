@@ -1050,8 +1050,7 @@ async fn request_of_unknown_connection_fails_alone() {
     assert_eq!(got.len(), 1);
 }
 
-/// A long run of requests goes in multi-row inserts (64 + 16 + 4 + 1 + 1 rows): every row lands,
-/// in order, with its own values.
+/// A long run of requests in one batch: every row lands, in order, with its own values.
 #[tokio::test]
 async fn a_run_of_requests_is_written_whole_and_in_order() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1077,8 +1076,8 @@ async fn a_run_of_requests_is_written_whole_and_in_order() {
     assert_eq!(seen, want);
 }
 
-/// Ends are written in one multi-row UPDATE per batch: every connection gets its own end, and
-/// a connection ended twice keeps its first end.
+/// Ends of one batch: every connection gets its own end, and a connection ended twice keeps its
+/// first end.
 #[tokio::test]
 async fn ends_of_a_batch_land_on_their_own_rows_and_the_first_end_counts() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -5,7 +5,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, trace, warn};
 
 use super::{
-    StoreError,
+    StoreError, WriteError,
     backend::{Op, WriteBackend},
     sink::Shared,
 };
@@ -101,7 +101,7 @@ async fn commit<B: WriteBackend>(
     db: &mut B,
     batch: &mut Vec<Op>,
     shared: &Shared,
-) -> Result<(), Arc<sqlx::Error>> {
+) -> Result<(), Arc<WriteError>> {
     let n = batch.len();
     match db.write_batch(batch).await {
         Ok(()) => {
@@ -110,7 +110,7 @@ async fn commit<B: WriteBackend>(
             batch.drain(..).for_each(|op| answer(op, Ok(())));
             Ok(())
         }
-        Err(e) if n > 1 && is_data_error(&e) => {
+        Err(e) if n > 1 && e.is_data() => {
             warn!(error = %e, ops = n, "audit batch rejected; writing its records one by one");
             let mut last = Ok(());
             for op in batch.drain(..) {
@@ -144,7 +144,7 @@ fn committed(shared: &Shared, ops: usize) {
     shared.written.fetch_add(ops as u64, Ordering::Relaxed);
 }
 
-fn failed(shared: &Shared, ops: usize, e: sqlx::Error) -> Arc<sqlx::Error> {
+fn failed(shared: &Shared, ops: usize, e: WriteError) -> Arc<WriteError> {
     error!(error = %e, ops, "audit records not written");
     shared.failed.fetch_add(ops as u64, Ordering::Relaxed);
     Arc::new(e)
@@ -156,9 +156,4 @@ fn answer(op: Op, result: Result<(), StoreError>) {
         // The waiter may have given up (its connection task was cancelled).
         let _ = done.send(result);
     }
-}
-
-/// Whether the database refused the data itself (a constraint), not the write as such.
-fn is_data_error(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.kind() != sqlx::error::ErrorKind::Other)
 }

@@ -1,49 +1,43 @@
 //! SQL of the `requests` table (migration 0003).
-use std::sync::LazyLock;
+use sqlx::{Row as _, sqlite::SqliteRow};
 
-use sqlx::{Row as _, Sqlite, sqlite::SqliteRow};
-
-use super::{Query, RowsSql, SqlitePool, to_i64};
+use super::{SqlitePool, to_i64, write::id_text};
 use crate::store::{RequestRecord, RequestRow, StoreError, list, time};
 
-const INSERT_HEAD: &str = "INSERT INTO requests (connection_id, seq, started_at, duration_us, \
+const INSERT: &str = "INSERT INTO requests (connection_id, seq, started_at, duration_us, \
     method, host, path, query, status, bytes_up, bytes_down, decision, rule, masked, error, body) \
-    VALUES ";
-const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
 
 /// Served by the primary key's index: a range scan in `seq` order.
 const SELECT: &str = "SELECT seq, started_at, duration_us, method, host, path, query, status, \
     bytes_up, bytes_down, decision, rule, masked, error, body FROM requests \
     WHERE connection_id = ?1 ORDER BY seq LIMIT ?2";
 
-/// Multi-row inserts, one per chunk size.
-static INSERT_MANY: LazyLock<RowsSql> = LazyLock::new(|| RowsSql::new(INSERT_HEAD, ROW, ""));
-
-/// The insert of `recs` (a chunk from `chunks`) in one statement.
-pub(super) fn insert_many<'q>(recs: &[&'q RequestRecord]) -> Query<'q> {
-    recs.iter().fold(
-        sqlx::query::<Sqlite>(INSERT_MANY.get(recs.len())),
-        |q, rec| bind(q, rec),
-    )
-}
-
-fn bind<'q>(q: Query<'q>, rec: &'q RequestRecord) -> Query<'q> {
-    q.bind(rec.connection_id.hyphenated().to_string())
-        .bind(i64::from(rec.seq))
-        .bind(time::to_micros(rec.started_at))
-        .bind(rec.duration.map(time::duration_micros))
-        .bind(&rec.method)
-        .bind(&rec.host)
-        .bind(&rec.path)
-        .bind(list::join(&rec.query))
-        .bind(rec.status.map(i64::from))
-        .bind(to_i64(rec.bytes_up))
-        .bind(to_i64(rec.bytes_down))
-        .bind(&rec.decision)
-        .bind(&rec.rule)
-        .bind(rec.masked.as_ref().map(serde_json::Value::to_string))
-        .bind(rec.error.as_deref())
-        .bind(rec.body.as_deref())
+/// Inserts `rec` (on the writer's connection).
+pub(super) fn insert(
+    tx: &rusqlite::Transaction<'_>,
+    rec: &RequestRecord,
+) -> Result<(), rusqlite::Error> {
+    let mut buf = [0; uuid::fmt::Hyphenated::LENGTH];
+    tx.prepare_cached(INSERT)?.execute(rusqlite::params![
+        id_text(&rec.connection_id, &mut buf),
+        rec.seq,
+        time::to_micros(rec.started_at),
+        rec.duration.map(time::duration_micros),
+        rec.method,
+        rec.host,
+        rec.path,
+        list::join(&rec.query),
+        rec.status,
+        to_i64(rec.bytes_up),
+        to_i64(rec.bytes_down),
+        rec.decision,
+        rec.rule,
+        rec.masked.as_ref().map(serde_json::Value::to_string),
+        rec.error,
+        rec.body,
+    ])?;
+    Ok(())
 }
 
 /// The first `limit` requests of connection `id` (lowercase hyphenated), in `seq` order.

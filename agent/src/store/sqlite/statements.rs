@@ -1,43 +1,38 @@
 //! SQL of the `statements` table (migration 0002).
-use std::sync::LazyLock;
+use sqlx::{Row as _, sqlite::SqliteRow};
 
-use sqlx::{Row as _, Sqlite, sqlite::SqliteRow};
-
-use super::{Query, RowsSql, SqlitePool, to_i64};
+use super::{SqlitePool, to_i64, write::id_text};
 use crate::store::{StatementRecord, StatementRow, StoreError, list, time};
 
 /// Served by the primary key's index: a range scan in `seq` order.
 const SELECT: &str = "SELECT seq, started_at, duration_us, text, classes, tables, decision, \
     rule, rows, error, masked FROM statements WHERE connection_id = ?1 ORDER BY seq LIMIT ?2";
 
-const INSERT_HEAD: &str = "INSERT INTO statements (connection_id, seq, started_at, duration_us, \
-    text, classes, tables, decision, rule, rows, error, masked) VALUES ";
-const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+const INSERT: &str = "INSERT INTO statements (connection_id, seq, started_at, duration_us, \
+    text, classes, tables, decision, rule, rows, error, masked) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
 
-/// Multi-row inserts, one per chunk size.
-static INSERT_MANY: LazyLock<RowsSql> = LazyLock::new(|| RowsSql::new(INSERT_HEAD, ROW, ""));
-
-/// The insert of `recs` (a chunk from `chunks`) in one statement.
-pub(super) fn insert_many<'q>(recs: &[&'q StatementRecord]) -> Query<'q> {
-    recs.iter().fold(
-        sqlx::query::<Sqlite>(INSERT_MANY.get(recs.len())),
-        |q, rec| bind(q, rec),
-    )
-}
-
-fn bind<'q>(q: Query<'q>, rec: &'q StatementRecord) -> Query<'q> {
-    q.bind(rec.connection_id.hyphenated().to_string())
-        .bind(i64::from(rec.seq))
-        .bind(time::to_micros(rec.started_at))
-        .bind(rec.duration.map(time::duration_micros))
-        .bind(&rec.text)
-        .bind(list::join(&rec.classes))
-        .bind(list::join(&rec.tables))
-        .bind(&rec.decision)
-        .bind(&rec.rule)
-        .bind(rec.rows.map(to_i64))
-        .bind(rec.error.as_deref())
-        .bind(rec.masked.as_ref().map(serde_json::Value::to_string))
+/// Inserts `rec` (on the writer's connection).
+pub(super) fn insert(
+    tx: &rusqlite::Transaction<'_>,
+    rec: &StatementRecord,
+) -> Result<(), rusqlite::Error> {
+    let mut buf = [0; uuid::fmt::Hyphenated::LENGTH];
+    tx.prepare_cached(INSERT)?.execute(rusqlite::params![
+        id_text(&rec.connection_id, &mut buf),
+        rec.seq,
+        time::to_micros(rec.started_at),
+        rec.duration.map(time::duration_micros),
+        rec.text,
+        list::join(&rec.classes),
+        list::join(&rec.tables),
+        rec.decision,
+        rec.rule,
+        rec.rows.map(to_i64),
+        rec.error,
+        rec.masked.as_ref().map(serde_json::Value::to_string),
+    ])?;
+    Ok(())
 }
 
 /// The first `limit` statements of connection `id` (lowercase hyphenated), in `seq` order.

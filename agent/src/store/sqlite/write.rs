@@ -1,0 +1,156 @@
+//! The writer's own SQLite connection: synchronous calls on the writer's thread (rusqlite), one
+//! cached prepared statement per kind of row, one transaction per batch.
+//!
+//! Reads and migrations use sqlx, whose SQLite driver runs each query on a worker thread of its
+//! own. For the writer those two thread hops per query (and the wake-ups they take) cost more
+//! than the inserts themselves; a connection owned by the writer's thread costs none.
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags, Transaction, params};
+use tracing::warn;
+
+use super::{BUSY_TIMEOUT, requests, statements, to_i64};
+use crate::store::{
+    ConnectionEnd, ConnectionRecord, WriteError,
+    backend::{Op, WriteBackend},
+    time,
+};
+
+/// Prepared statements kept by the connection: one per kind of write, with room to spare.
+const STATEMENT_CACHE: usize = 8;
+
+const INSERT_CONNECTION: &str = "INSERT INTO connections (id, started_at, workload, spiffe_id, \
+    pid, uid, gid, exe, cgroup, cgroup_id, systemd_unit, dst, target, protocol, decision, rule, \
+    policy_generation, ended_at, bytes_up, bytes_down, end_reason) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, \
+    ?20, ?21)";
+
+/// A connection that already ended keeps its first end.
+const FINISH: &str = "UPDATE connections SET ended_at = ?2, bytes_up = ?3, bytes_down = ?4, \
+    end_reason = ?5 WHERE id = ?1 AND end_reason IS NULL";
+
+/// The writer's connection to a database that [`super::open`] has created and migrated.
+#[derive(Debug)]
+pub(crate) struct SqliteWriter {
+    conn: Connection,
+}
+
+impl SqliteWriter {
+    /// Opens `path` for writing, with the settings of every store connection: WAL (set by
+    /// the migrating connection, and persistent), `synchronous = NORMAL`, foreign keys on, the
+    /// store's busy timeout, and temporary data in memory.
+    pub(super) fn open(path: &Path) -> Result<Self, WriteError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Statement journals (to undo one statement of a transaction on a constraint error)
+        // in memory: no temporary file created, written and unlinked per batch.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        let mode: String = conn.pragma_query_value(None, "journal_mode", |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(WriteError::Journal(mode));
+        }
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        Ok(Self { conn })
+    }
+
+    /// Applies `ops` in queue order, in one transaction. A `begin` precedes its connection's
+    /// statements, requests and end in the queue, so each row finds its parent.
+    fn write(&mut self, ops: &[Op]) -> Result<(), rusqlite::Error> {
+        let tx = self.conn.transaction()?;
+        let mut missed = 0_u64;
+        for op in ops {
+            match op {
+                Op::Begin { rec, .. } => insert_connection(&tx, rec, None)?,
+                Op::Record(rec, end) => insert_connection(&tx, rec, Some(end))?,
+                Op::Statement(rec) => statements::insert(&tx, rec)?,
+                Op::Request(rec) => requests::insert(&tx, rec)?,
+                Op::Finish(id, end) => {
+                    if finish(&tx, id, end)? == 0 {
+                        missed += 1;
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        if missed > 0 {
+            warn!(
+                sessions = missed,
+                "audit finish for sessions that are unknown or already ended"
+            );
+        }
+        Ok(())
+    }
+}
+
+impl WriteBackend for SqliteWriter {
+    async fn write_batch(&mut self, ops: &[Op]) -> Result<(), WriteError> {
+        self.write(ops).map_err(WriteError::Sqlite)
+    }
+
+    async fn close(self) {
+        if let Err((_, e)) = self.conn.close() {
+            warn!(error = %e, "closing the audit writer connection");
+        }
+    }
+}
+
+/// The lowercase hyphenated text of `id`, as stored, without allocating.
+pub(super) fn id_text<'b>(
+    id: &uuid::Uuid,
+    buf: &'b mut [u8; uuid::fmt::Hyphenated::LENGTH],
+) -> &'b str {
+    id.hyphenated().encode_lower(buf)
+}
+
+fn insert_connection(
+    tx: &Transaction<'_>,
+    rec: &ConnectionRecord,
+    end: Option<&ConnectionEnd>,
+) -> Result<(), rusqlite::Error> {
+    let mut buf = [0; uuid::fmt::Hyphenated::LENGTH];
+    tx.prepare_cached(INSERT_CONNECTION)?.execute(params![
+        id_text(&rec.id, &mut buf),
+        time::to_micros(rec.started_at),
+        rec.workload,
+        rec.spiffe_id,
+        rec.pid,
+        rec.uid,
+        rec.gid,
+        rec.exe,
+        rec.cgroup,
+        to_i64(rec.cgroup_id),
+        rec.systemd_unit,
+        rec.dst.to_string(),
+        rec.target,
+        rec.protocol,
+        rec.decision,
+        rec.rule,
+        to_i64(rec.policy_generation),
+        end.map(|e| time::to_micros(e.ended_at)),
+        end.map(|e| to_i64(e.bytes_up)),
+        end.map(|e| to_i64(e.bytes_down)),
+        end.map(|e| e.end_reason.as_str()),
+    ])?;
+    Ok(())
+}
+
+/// Rows changed: 0 for an unknown connection or one that already ended.
+fn finish(
+    tx: &Transaction<'_>,
+    id: &uuid::Uuid,
+    end: &ConnectionEnd,
+) -> Result<usize, rusqlite::Error> {
+    let mut buf = [0; uuid::fmt::Hyphenated::LENGTH];
+    tx.prepare_cached(FINISH)?.execute(params![
+        id_text(id, &mut buf),
+        time::to_micros(end.ended_at),
+        to_i64(end.bytes_up),
+        to_i64(end.bytes_down),
+        end.end_reason,
+    ])
+}
