@@ -10,7 +10,7 @@ use std::{
 
 use hyper::{
     Request, Response, StatusCode,
-    body::Incoming,
+    body::{Body as _, Incoming},
     upgrade::{OnUpgrade, Upgraded},
 };
 use hyper_util::rt::TokioIo;
@@ -155,8 +155,21 @@ impl Session {
             return x.respond(deny::bad_gateway(&e.to_string()));
         }
         let method = parts.method.clone();
+        // A pooled connection was idle: its server may close it just as the request arrives. A
+        // safe request without a body is then sent once more, on a new connection (RFC 9110
+        // §9.2.2), as a client would; anything else gets the 502.
+        let again = (ready.is_pooled() && body.is_end_stream()).then(|| head(&parts));
         let body = boxed(Tapped::new(body, x.tap()));
-        let mut resp = match ready.send(Request::from_parts(parts, body)).await {
+        let sent = ready.send(Request::from_parts(parts, body)).await;
+        let sent = match (sent, again) {
+            (Err(e), Some(again)) if e.no_response() => {
+                debug!(seq, error = %e, "pooled upstream connection closed under the request: sending it again");
+                self.upstream.discard().await;
+                self.resend(&facts.host, again).await
+            }
+            (sent, _) => sent,
+        };
+        let mut resp = match sent {
             Ok(r) => r,
             Err(e) => {
                 x.error(format!("upstream: {e}"));
@@ -207,6 +220,28 @@ impl Session {
             }
         }
     }
+}
+
+impl Session {
+    /// Sends a bodiless request again on a new connection.
+    async fn resend(
+        &self,
+        host: &str,
+        head: hyper::http::request::Parts,
+    ) -> Result<Response<Incoming>, super::upstream::UpstreamError> {
+        let ready = self.upstream.ready(host, false).await?;
+        ready.send(Request::from_parts(head, empty())).await
+    }
+}
+
+/// A copy of a request head, to send it again.
+fn head(parts: &hyper::http::request::Parts) -> hyper::http::request::Parts {
+    let mut copy = Request::new(());
+    *copy.method_mut() = parts.method.clone();
+    *copy.uri_mut() = parts.uri.clone();
+    *copy.version_mut() = parts.version;
+    *copy.headers_mut() = parts.headers.clone();
+    copy.into_parts().0
 }
 
 /// Copies both ways between the upgraded client and upstream connections until both close.

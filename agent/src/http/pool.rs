@@ -86,12 +86,29 @@ impl Drop for Idle {
 }
 
 /// The pool (one per agent).
-#[derive(Default)]
 pub struct Pool {
     idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
+    max_per_key: usize,
+    max_total: usize,
+}
+
+impl Default for Pool {
+    /// A pool with the limits [`MAX_PER_KEY`] and [`MAX_TOTAL`].
+    fn default() -> Self {
+        Self::with_limits(MAX_PER_KEY, MAX_TOTAL)
+    }
 }
 
 impl Pool {
+    /// A pool that keeps at most `max_per_key` idle connections per key and `max_total` in all.
+    pub fn with_limits(max_per_key: usize, max_total: usize) -> Self {
+        Self {
+            idle: Mutex::new(HashMap::new()),
+            max_per_key,
+            max_total,
+        }
+    }
+
     /// The most recently returned usable connection for `key`, if any (stale ones are dropped).
     pub fn take(&self, key: &PoolKey) -> Option<Idle> {
         let now = Instant::now();
@@ -122,7 +139,7 @@ impl Pool {
             list.retain(|e| e.usable(now));
             k.generation >= key.generation && !list.is_empty()
         });
-        if idle.values().map(Vec::len).sum::<usize>() >= MAX_TOTAL {
+        if idle.values().map(Vec::len).sum::<usize>() >= self.max_total {
             // Each list is oldest first: the oldest of all is the oldest first entry.
             let oldest = idle
                 .iter()
@@ -139,7 +156,7 @@ impl Pool {
             }
         }
         let list = idle.entry(key).or_default();
-        if list.len() >= MAX_PER_KEY {
+        if list.len() >= self.max_per_key {
             list.remove(0);
         }
         list.push(entry);

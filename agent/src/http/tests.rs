@@ -1088,3 +1088,93 @@ async fn the_pool_keeps_at_most_its_limit_per_key_and_sweeps_closed_connections(
     }
     assert!(pool.take(&key("etl")).is_none());
 }
+
+#[tokio::test]
+async fn the_pool_keeps_at_most_its_limit_in_all_and_closes_the_oldest() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s);
+        }
+    });
+    let pool = Pool::with_limits(2, 3);
+    let key = |workload: &str| pool_key(workload, addr, 1);
+    pool.put(key("etl"), idle_connection(addr).await);
+    pool.put(key("etl"), idle_connection(addr).await);
+    pool.put(key("reports"), idle_connection(addr).await);
+    assert_eq!(pool.len(), 3);
+    // A fourth: the oldest of all (etl's first) is closed to make room.
+    pool.put(key("reports"), idle_connection(addr).await);
+    assert_eq!(pool.len(), 3);
+    let taken = |workload: &str| std::iter::from_fn(|| pool.take(&key(workload))).count();
+    assert_eq!(taken("etl"), 1);
+    assert_eq!(taken("reports"), 2);
+}
+
+/// An HTTP/1.1 server that answers the first request of its first connection, then reads the
+/// second request on that connection and closes it unanswered (an idle connection closed by its
+/// server just as a request arrives). Every other connection is answered normally. Counts
+/// connections and request heads read.
+async fn closing_server() -> (SocketAddr, Arc<Seen>) {
+    async fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                buf.drain(..end + 4);
+                return true;
+            }
+            let mut chunk = [0_u8; 1024];
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen = Arc::new(Seen::default());
+    let counts = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let first = counts.connections.fetch_add(1, Ordering::SeqCst) == 0;
+            let counts = counts.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut answered = 0;
+                while read_head(&mut s, &mut buf).await {
+                    counts.requests.fetch_add(1, Ordering::SeqCst);
+                    if first && answered == 1 {
+                        return; // closes the connection unanswered
+                    }
+                    if s.write_all(OK).await.is_err() {
+                        return;
+                    }
+                    answered += 1;
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn a_safe_request_on_a_pooled_connection_closed_under_it_is_sent_again() {
+    let (upstream, seen) = closing_server().await;
+    let pool = Arc::new(Pool::default());
+    let key = pool_key("etl", upstream, 1);
+    assert_eq!(
+        exchange_through_pool(upstream, &pool, key.clone(), "/json").await,
+        StatusCode::OK
+    );
+    assert_eq!(pool.len(), 1);
+    // The next session takes the idle connection; the server closes it under the GET, which
+    // goes out again on a new connection instead of failing with a 502.
+    assert_eq!(
+        exchange_through_pool(upstream, &pool, key, "/json").await,
+        StatusCode::OK
+    );
+    assert_eq!(seen.connections.load(Ordering::SeqCst), 2);
+    assert_eq!(seen.requests.load(Ordering::SeqCst), 3);
+}

@@ -45,6 +45,27 @@ pub enum UpstreamError {
     Http(#[from] hyper::Error),
 }
 
+impl UpstreamError {
+    /// Whether the connection ended before any response came: closed or reset by the server,
+    /// or the request never left. Such a safe request without a body may be sent again.
+    pub fn no_response(&self) -> bool {
+        let UpstreamError::Http(e) = self else {
+            return false;
+        };
+        if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
+            return true;
+        }
+        std::error::Error::source(e)
+            .and_then(|s| s.downcast_ref::<io::Error>())
+            .is_some_and(|io| {
+                matches!(
+                    io.kind(),
+                    io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+                )
+            })
+    }
+}
+
 /// TLS towards the upstream.
 #[derive(Clone)]
 pub struct UpstreamTls {
@@ -123,7 +144,13 @@ pub struct Upstream {
 /// A connection ready for one request.
 pub enum Ready {
     /// HTTP/1.1: holds the connection until the request is sent.
-    H1(tokio::sync::OwnedMutexGuard<State>),
+    H1 {
+        /// The session's connection state.
+        guard: tokio::sync::OwnedMutexGuard<State>,
+        /// Taken from the pool for this request: it was idle, and its server may be closing it
+        /// just as the request reaches it.
+        pooled: bool,
+    },
     /// HTTP/2.
     H2(http2::SendRequest<ProxyBody>),
 }
@@ -134,11 +161,16 @@ impl Ready {
         matches!(self, Ready::H2(_))
     }
 
+    /// Whether the connection came from the pool for this request (see [`Ready::H1`]).
+    pub fn is_pooled(&self) -> bool {
+        matches!(self, Ready::H1 { pooled: true, .. })
+    }
+
     /// Sends `req`; resolves with the response head.
     pub async fn send(self, req: Request<ProxyBody>) -> Result<Response<Incoming>, UpstreamError> {
         match self {
             Ready::H2(mut s) => Ok(s.send_request(req).await?),
-            Ready::H1(mut guard) => {
+            Ready::H1 { mut guard, .. } => {
                 let State::H1(s) = &mut *guard else {
                     return Err(UpstreamError::Tls("connection not ready".into()));
                 };
@@ -221,7 +253,10 @@ impl Upstream {
                 debug!("upstream connection reused from the pool");
                 crate::sync::lock(&self.drivers).push(driver);
                 *guard = State::H1(sender);
-                return Ok(Ready::H1(guard));
+                return Ok(Ready::H1 {
+                    guard,
+                    pooled: true,
+                });
             }
             let tcp = match tcp {
                 Some(t) => t,
@@ -236,8 +271,17 @@ impl Upstream {
         }
         Ok(match &*guard {
             State::H2(s) => Ready::H2(s.clone()),
-            _ => Ready::H1(guard),
+            _ => Ready::H1 {
+                guard,
+                pooled: false,
+            },
         })
+    }
+
+    /// Drops the current connection (its server closed it under a request): the next request
+    /// opens a new one, never from the pool.
+    pub async fn discard(&self) {
+        *self.state.lock().await = State::Fresh(None);
     }
 
     async fn handshake(&self, tcp: TcpStream, host: &str) -> Result<State, UpstreamError> {
