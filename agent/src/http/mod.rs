@@ -148,7 +148,7 @@ pub async fn serve(ctx: &Arc<Context>, init: HttpInit, client: TcpStream) -> Tra
         init.connection_id,
         init.workload.clone(),
         init.dst,
-        Arc::new(target),
+        target,
         gate,
         Arc::new(ctx.audit.clone()),
         upstream::Upstream::new(

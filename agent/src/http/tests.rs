@@ -256,7 +256,7 @@ async fn harness(h2: bool) -> Harness {
     let mut secret = tempfile::NamedTempFile::new().unwrap();
     secret.write_all(TOKEN.as_bytes()).unwrap();
     let policy = policy(secret.path());
-    let target = Arc::new(policy.target("api").unwrap().http.clone().unwrap());
+    let target = policy.target("api").unwrap().http.clone().unwrap();
     let gate: Arc<dyn Gate> = Arc::new(PolicyGate { policy });
     let (upstream, seen) = upstream_server().await;
     let records = Arc::new(Records::default());
@@ -731,7 +731,7 @@ action = "allow"
         upstream: SocketAddr,
         records: Arc<Records>,
     ) -> SocketAddr {
-        let target = Arc::new(policy.target("api").unwrap().http.clone().unwrap());
+        let target = policy.target("api").unwrap().http.clone().unwrap();
         let gate: Arc<dyn Gate> = Arc::new(PolicyGate { policy });
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let proxy = l.local_addr().unwrap();
@@ -928,7 +928,7 @@ async fn request_through_pool(
     let mut secret = tempfile::NamedTempFile::new().unwrap();
     secret.write_all(TOKEN.as_bytes()).unwrap();
     let policy = policy(secret.path());
-    let target = Arc::new(policy.target("api").unwrap().http.clone().unwrap());
+    let target = policy.target("api").unwrap().http.clone().unwrap();
     let gate: Arc<dyn Gate> = Arc::new(PolicyGate { policy });
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy = l.local_addr().unwrap();

@@ -267,7 +267,9 @@ impl Check<'_, '_> {
             (None, _) | (Some(_), None) => Some(None),
         };
         let http = match (protocol, t.http) {
-            (Some(Protocol::Http), Some(h)) => self.http_target(h).map(Some),
+            (Some(Protocol::Http), Some(h)) => {
+                self.http_target(h).map(|h| Some(std::sync::Arc::new(h)))
+            }
             (Some(Protocol::Http), None) => self.fail(
                 t.protocol.span(),
                 "protocol \"http\" needs a [target.http] section, with at least `tls` (\"none\", \

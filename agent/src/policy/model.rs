@@ -129,8 +129,9 @@ pub struct Target {
     pub description: Option<String>,
     /// `[target.postgres]`: set exactly when `protocol` is [`Protocol::Postgres`].
     pub postgres: Option<PostgresTarget>,
-    /// `[target.http]`: set exactly when `protocol` is [`Protocol::Http`].
-    pub http: Option<HttpTarget>,
+    /// `[target.http]`: set exactly when `protocol` is [`Protocol::Http`]. Shared: each session
+    /// of the target holds it.
+    pub http: Option<std::sync::Arc<HttpTarget>>,
 }
 
 /// The workloads or targets a rule applies to.

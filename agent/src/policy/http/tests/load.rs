@@ -53,7 +53,7 @@ fn rule(targets: &str, extra: &str) -> String {
     )
 }
 
-fn http_of(p: &crate::policy::Policy, name: &str) -> HttpTarget {
+fn http_of(p: &crate::policy::Policy, name: &str) -> std::sync::Arc<HttpTarget> {
     p.target(name).unwrap().http.clone().unwrap()
 }
 
@@ -272,7 +272,7 @@ fn credentials() {
     ];
     for (cred, want, header) in cases {
         let p = policy(&api("originate", &format!("credential = {cred}\n")));
-        let c = http_of(&p, "api").credential.unwrap();
+        let c = http_of(&p, "api").credential.clone().unwrap();
         assert_eq!(shown(&c), want, "{cred}");
         assert_eq!(c.header_name(), header, "{cred}");
         assert!(!format!("{c:?}").contains("env-token") && !format!("{c:?}").contains("basic-pw"));
