@@ -16,7 +16,10 @@ use web::{
     backend::{pattern, sha256_hex},
     client::{s_client, urllib, websocket},
     nginx::{CARDS, HELLO},
-    policy::{BACKEND, NO_ADMIN, WEB, WEB_BAD_CA, WEB_ORIGINATE, WEB_READS, WEB_TLS, WORKLOAD},
+    policy::{
+        BACKEND, DEAD_PASSTHROUGH, NO_ADMIN, WEB, WEB_BAD_CA, WEB_ORIGINATE, WEB_READS, WEB_TLS,
+        WORKLOAD,
+    },
     requests,
 };
 
@@ -490,6 +493,31 @@ fn an_upstream_that_fails_verification_gets_no_request() {
         "nginx answered a request on the bad-CA port:\n{}",
         fx.nginx.access_log()
     );
+}
+
+/// SNI pass-through to an address where nothing listens: tollgate reads the ClientHello, cannot
+/// connect, resets the client's connection and records why; the agent serves the next request.
+#[test]
+fn a_passthrough_target_that_refuses_resets_the_client_and_is_recorded() {
+    let test = "a_passthrough_target_that_refuses_resets_the_client_and_is_recorded";
+    let Some(fx) = Fixture::start(test, "http-deadpass") else {
+        return;
+    };
+    let port = fx.dead.port();
+    let resolve = Fixture::resolve(port);
+    let ca = fx.tollgate_ca().display().to_string();
+    let out = Curl::new(&fx.https(port, "/hello.txt"))
+        .args(&[&resolve[0], &resolve[1], "--cacert", &ca])
+        .run(&fx.app);
+    assert!(out.code != 0 && out.status == 0, "{out:?}");
+    let s = fx
+        .agent
+        .wait_ended(&format!("pid {}", out.pid), |s| s.pid() == Some(out.pid));
+    assert_eq!(s.target(), DEAD_PASSTHROUGH, "{s:?}");
+    assert_eq!(s.decision(), "allow", "{s:?}");
+    assert_eq!(s.str("end_reason"), Some("upstream-refused"), "{s:?}");
+    let next = Curl::new(&fx.http(fx.nginx.ports.plain, "/hello.txt")).run(&fx.app);
+    assert_status(&next, 200);
 }
 
 /// Originate: the task speaks plain HTTP to nginx's TLS port (which refuses plain HTTP to a

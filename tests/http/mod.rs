@@ -77,7 +77,7 @@ fn missing_tools() -> Option<String> {
     None
 }
 
-/// One test's world: nginx, the backend, an agent whose policy has the five targets, the
+/// One test's world: nginx, the backend, an agent whose policy has the six targets, the
 /// enrolled cgroup of the `app` workload and the credentials (which no client ever gets).
 pub struct Fixture {
     /// The agent (dropped first: it stops before the servers).
@@ -94,6 +94,8 @@ pub struct Fixture {
     pub token: String,
     /// The API key tollgate injects towards the backend.
     pub api_key: String,
+    /// The pass-through target's address, where nothing listens.
+    pub dead: SocketAddr,
     certs_dir: tempfile::TempDir,
 }
 
@@ -124,6 +126,7 @@ impl Fixture {
             set_mode(file, 0o600);
         }
         let at = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        let dead = closed_port();
         let text = policy::policy(&policy::Spec {
             cgroup_glob: format!("{}/app-*", agent.attach),
             web: at(nginx.ports.plain),
@@ -131,6 +134,7 @@ impl Fixture {
             web_originate: at(nginx.ports.tls),
             web_bad_ca: at(nginx.ports.tls_bad),
             backend: backend.addr,
+            dead,
             ca: &certs.ca,
             other_ca: &certs.other_ca,
             bearer_file: &bearer_file,
@@ -145,6 +149,7 @@ impl Fixture {
             app,
             token,
             api_key,
+            dead,
             certs_dir,
         };
         fixture.agent.write_policy("http.toml", &text);
@@ -220,6 +225,12 @@ impl Fixture {
     pub fn agent_log(&self) -> String {
         std::fs::read_to_string(self.agent.scratch().join("agent.log")).unwrap_or_default()
     }
+}
+
+/// A loopback address where nothing listens: a port the kernel gave out, closed again.
+fn closed_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local address")
 }
 
 /// The `requests` array of a session (empty when absent).

@@ -1,6 +1,7 @@
 //! The http suite's policy, as TOML text in the format of `policies/README.md`: the `app`
-//! workload and five http targets (nginx plain, nginx TLS terminated with HTTP/2, nginx TLS
-//! originated, nginx behind a target that names the wrong CA, the in-process backend), with
+//! workload and six http targets (nginx plain, nginx TLS terminated with HTTP/2, nginx TLS
+//! originated, nginx behind a target that names the wrong CA, the in-process backend, an SNI
+//! pass-through to an address where nothing listens), with
 //! credentials from root-only files, masking of card numbers and request rules.
 use std::{fmt::Write as _, net::SocketAddr, path::Path};
 
@@ -16,6 +17,8 @@ pub const WEB_ORIGINATE: &str = "web-originate";
 pub const WEB_BAD_CA: &str = "web-bad-ca";
 /// The in-process backend, plain (`tls = "none"`): an `X-Api-Key` header credential.
 pub const BACKEND: &str = "backend";
+/// SNI pass-through (`tls = "passthrough"`) to an address where nothing listens.
+pub const DEAD_PASSTHROUGH: &str = "dead-passthrough";
 /// The request rule denying `/admin` on `web`.
 pub const NO_ADMIN: &str = "no-admin";
 /// The request rule allowing reads on `web`.
@@ -36,6 +39,8 @@ pub struct Spec<'a> {
     pub web_bad_ca: SocketAddr,
     /// The backend.
     pub backend: SocketAddr,
+    /// An address where nothing listens.
+    pub dead: SocketAddr,
     /// nginx's CA.
     pub ca: &'a Path,
     /// The unrelated CA.
@@ -105,6 +110,14 @@ pub fn policy(s: &Spec<'_>) -> String {
         ),
         "",
     );
+    target(
+        &mut t,
+        DEAD_PASSTHROUGH,
+        s.dead,
+        "tls = \"passthrough\"\n",
+        "",
+        "",
+    );
     // web: reads allowed, /admin denied (deny wins over the allow, which matches every path).
     rule(
         &mut t,
@@ -121,7 +134,7 @@ pub fn policy(s: &Spec<'_>) -> String {
         "[rule.http]\npaths = [\"/admin\", \"/admin/**\"]\n",
     );
     // The others: connection rules only, so every request is allowed (no-request-rules).
-    for name in [WEB_TLS, WEB_ORIGINATE, WEB_BAD_CA] {
+    for name in [WEB_TLS, WEB_ORIGINATE, WEB_BAD_CA, DEAD_PASSTHROUGH] {
         rule(&mut t, &format!("app-{name}"), name, "allow", "");
     }
     rule(
