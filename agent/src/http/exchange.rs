@@ -24,7 +24,7 @@ use super::{
     gate::Gate,
     request::{self, Facts},
     response::{self, Masked, Plan},
-    upstream::Upstream,
+    upstream::{SendError, Upstream, UpstreamError},
 };
 use crate::{masking::MaskCounts, policy::HttpTarget};
 
@@ -159,15 +159,28 @@ impl Session {
         // safe request without a body is then sent once more, on a new connection (RFC 9110
         // §9.2.2), as a client would; anything else gets the 502.
         let again = (ready.is_pooled() && body.is_end_stream()).then(|| head(&parts));
+        let epoch = ready.epoch();
         let body = boxed(Tapped::new(body, x.tap()));
-        let sent = ready.send(Request::from_parts(parts, body)).await;
-        let sent = match (sent, again) {
-            (Err(e), Some(again)) if e.no_response() => {
-                debug!(seq, error = %e, "pooled upstream connection closed under the request: sending it again");
-                self.upstream.discard().await;
-                self.resend(&facts.host, again).await
+        let sent = match ready.send(Request::from_parts(parts, body)).await {
+            Ok(r) => Ok(r),
+            // It never left (the connection closed first): any request may go out again.
+            Err(SendError {
+                error,
+                unsent: Some(req),
+            }) => {
+                debug!(seq, %error, "upstream connection closed before the request: sending it on a new one");
+                self.upstream.discard(epoch).await;
+                let (parts, body) = req.into_parts();
+                self.resend(&facts.host, &authority, parts, body).await
             }
-            (sent, _) => sent,
+            Err(SendError { error, .. }) => match again {
+                Some(head) if error.no_response() => {
+                    debug!(seq, %error, "pooled upstream connection closed under the request: sending it again");
+                    self.upstream.discard(epoch).await;
+                    self.resend(&facts.host, &authority, head, empty()).await
+                }
+                _ => Err(error),
+            },
         };
         let mut resp = match sent {
             Ok(r) => r,
@@ -223,14 +236,21 @@ impl Session {
 }
 
 impl Session {
-    /// Sends a bodiless request again on a new connection.
+    /// Sends a request once more, on a new connection (never one from the pool), shaped for it.
     async fn resend(
         &self,
         host: &str,
-        head: hyper::http::request::Parts,
-    ) -> Result<Response<Incoming>, super::upstream::UpstreamError> {
+        authority: &str,
+        mut parts: hyper::http::request::Parts,
+        body: super::body::ProxyBody,
+    ) -> Result<Response<Incoming>, UpstreamError> {
         let ready = self.upstream.ready(host, false).await?;
-        ready.send(Request::from_parts(head, empty())).await
+        request::for_upstream(&mut parts, ready.is_h2(), self.upstream.is_tls(), authority)
+            .map_err(|e| UpstreamError::Request(e.to_string()))?;
+        ready
+            .send(Request::from_parts(parts, body))
+            .await
+            .map_err(|e| e.error)
     }
 }
 

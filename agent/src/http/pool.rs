@@ -100,12 +100,13 @@ impl Default for Pool {
 }
 
 impl Pool {
-    /// A pool that keeps at most `max_per_key` idle connections per key and `max_total` in all.
+    /// A pool that keeps at most `max_per_key` idle connections per key and `max_total` in all
+    /// (each at least 1).
     pub fn with_limits(max_per_key: usize, max_total: usize) -> Self {
         Self {
             idle: Mutex::new(HashMap::new()),
-            max_per_key,
-            max_total,
+            max_per_key: max_per_key.max(1),
+            max_total: max_total.max(1),
         }
     }
 

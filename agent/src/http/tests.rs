@@ -40,7 +40,7 @@ use super::{
     io::{Counted, Counters},
     pool::{Idle, MAX_PER_KEY, Pool, PoolKey},
     request::Facts,
-    upstream::{Connector, Pooling, Upstream},
+    upstream::{Connector, Pooling, Upstream, UpstreamTls},
 };
 use crate::{
     policy::{Decision, Policy, Verdict},
@@ -679,6 +679,11 @@ mod tls {
     }
 
     fn client_tls(root_pem: &Path, alpn: &[u8]) -> TlsConnector {
+        TlsConnector::from(client_config(root_pem, alpn))
+    }
+
+    /// A client config trusting only the CA in `root_pem`, offering `alpn`.
+    fn client_config(root_pem: &Path, alpn: &[u8]) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
         for c in CertificateDer::pem_file_iter(root_pem).unwrap() {
             roots.add(c.unwrap()).unwrap();
@@ -689,7 +694,7 @@ mod tls {
             .with_root_certificates(roots)
             .with_no_client_auth();
         config.alpn_protocols = vec![alpn.to_vec()];
-        TlsConnector::from(Arc::new(config))
+        Arc::new(config)
     }
 
     fn tls_policy(tls: &str, ca_file: &Path, extra: &str) -> Policy {
@@ -784,6 +789,42 @@ action = "allow"
             }
         });
         proxy
+    }
+
+    /// As `a_safe_request_on_a_pooled_connection_closed_under_it_is_sent_again`, over TLS: the
+    /// server drops the connection without close_notify (rustls: unexpected EOF).
+    #[tokio::test]
+    async fn a_pooled_tls_connection_closed_without_close_notify_is_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let upstream_ca = Arc::new(LocalCa::load_or_create(dir.path()).unwrap());
+        let config = server_config(
+            upstream_ca.clone(),
+            ServerOptions {
+                fallback_name: None,
+                alpn: vec![ALPN_HTTP1.to_vec()],
+            },
+        )
+        .unwrap();
+        let (upstream, seen) = closing_server(Some(TlsAcceptor::from(config))).await;
+        let tls = UpstreamTls {
+            config: client_config(upstream_ca.cert_path(), ALPN_HTTP1),
+            name: Some("upstream.test".into()),
+        };
+        let pool = Arc::new(Pool::default());
+        let key = pool_key("etl", upstream, 1);
+        for path in ["/json", "/json?again"] {
+            let status = request_through_pool_tls(
+                upstream,
+                &pool,
+                key.clone(),
+                get(path),
+                Some(tls.clone()),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{path}");
+        }
+        assert_eq!(seen.connections.load(Ordering::SeqCst), 2);
+        assert_eq!(seen.all().len(), 3);
     }
 
     #[tokio::test]
@@ -925,6 +966,17 @@ async fn request_through_pool(
     key: PoolKey,
     req: Request<Full<Bytes>>,
 ) -> StatusCode {
+    request_through_pool_tls(upstream, pool, key, req, None).await
+}
+
+/// As [`request_through_pool`], with TLS towards the upstream.
+async fn request_through_pool_tls(
+    upstream: SocketAddr,
+    pool: &Arc<Pool>,
+    key: PoolKey,
+    req: Request<Full<Bytes>>,
+    tls: Option<UpstreamTls>,
+) -> StatusCode {
     let mut secret = tempfile::NamedTempFile::new().unwrap();
     secret.write_all(TOKEN.as_bytes()).unwrap();
     let policy = policy(secret.path());
@@ -947,7 +999,7 @@ async fn request_through_pool(
             target,
             gate,
             Arc::new(Records::default()),
-            Upstream::new(None, connector, None, Some(pooling)),
+            Upstream::new(None, connector, tls, Some(pooling)),
         ));
         let limits = Limits {
             max_request_header: 16 * 1024,
@@ -1113,55 +1165,84 @@ async fn the_pool_keeps_at_most_its_limit_in_all_and_closes_the_oldest() {
     assert_eq!(taken("reports"), 2);
 }
 
-/// An HTTP/1.1 server that answers the first request of its first connection, then reads the
-/// second request on that connection and closes it unanswered (an idle connection closed by its
-/// server just as a request arrives). Every other connection is answered normally. Counts
-/// connections and request heads read.
-async fn closing_server() -> (SocketAddr, Arc<Seen>) {
-    async fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
-        loop {
-            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                buf.drain(..end + 4);
-                return true;
-            }
-            let mut chunk = [0_u8; 1024];
-            match s.read(&mut chunk).await {
-                Ok(0) | Err(_) => return false,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-    }
-    const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+/// An HTTP/1.1 server (over TLS when `tls` is set) that answers the first request of its first
+/// connection, then reads the second request on that connection and closes it unanswered (an
+/// idle connection closed by its server just as a request arrives; over TLS, without
+/// close_notify). Every other connection is answered normally. Counts connections, and keeps
+/// each request head read.
+async fn closing_server(tls: Option<tokio_rustls::TlsAcceptor>) -> (SocketAddr, Arc<Heads>) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
-    let seen = Arc::new(Seen::default());
-    let counts = seen.clone();
+    let heads = Arc::new(Heads::default());
+    let seen = heads.clone();
     tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            let first = counts.connections.fetch_add(1, Ordering::SeqCst) == 0;
-            let counts = counts.clone();
+        while let Ok((tcp, _)) = l.accept().await {
+            let first = seen.connections.fetch_add(1, Ordering::SeqCst) == 0;
+            let (seen, tls) = (seen.clone(), tls.clone());
             tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut answered = 0;
-                while read_head(&mut s, &mut buf).await {
-                    counts.requests.fetch_add(1, Ordering::SeqCst);
-                    if first && answered == 1 {
-                        return; // closes the connection unanswered
+                match tls {
+                    Some(acceptor) => {
+                        if let Ok(s) = acceptor.accept(tcp).await {
+                            serve_closing(s, first, &seen).await;
+                        }
                     }
-                    if s.write_all(OK).await.is_err() {
-                        return;
-                    }
-                    answered += 1;
+                    None => serve_closing(tcp, first, &seen).await,
                 }
             });
         }
     });
-    (addr, seen)
+    (addr, heads)
+}
+
+/// Connections and request heads a [`closing_server`] saw.
+#[derive(Default)]
+struct Heads {
+    connections: AtomicUsize,
+    heads: std::sync::Mutex<Vec<String>>,
+}
+
+impl Heads {
+    fn all(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+async fn serve_closing<S>(mut s: S, first: bool, seen: &Heads)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+    let mut buf = Vec::new();
+    let mut answered = 0;
+    loop {
+        let end = loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end + 4;
+            }
+            let mut chunk = [0_u8; 1024];
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head: Vec<u8> = buf.drain(..end).collect();
+        seen.heads
+            .lock()
+            .unwrap()
+            .push(String::from_utf8_lossy(&head).to_lowercase());
+        if first && answered == 1 {
+            return; // dropped: closed unanswered
+        }
+        if s.write_all(OK).await.is_err() || s.flush().await.is_err() {
+            return;
+        }
+        answered += 1;
+    }
 }
 
 #[tokio::test]
 async fn a_safe_request_on_a_pooled_connection_closed_under_it_is_sent_again() {
-    let (upstream, seen) = closing_server().await;
+    let (upstream, seen) = closing_server(None).await;
     let pool = Arc::new(Pool::default());
     let key = pool_key("etl", upstream, 1);
     assert_eq!(
@@ -1172,9 +1253,39 @@ async fn a_safe_request_on_a_pooled_connection_closed_under_it_is_sent_again() {
     // The next session takes the idle connection; the server closes it under the GET, which
     // goes out again on a new connection instead of failing with a 502.
     assert_eq!(
-        exchange_through_pool(upstream, &pool, key, "/json").await,
+        exchange_through_pool(upstream, &pool, key, "/json?x=1").await,
         StatusCode::OK
     );
     assert_eq!(seen.connections.load(Ordering::SeqCst), 2);
-    assert_eq!(seen.requests.load(Ordering::SeqCst), 3);
+    let heads = seen.all();
+    assert_eq!(heads.len(), 3, "{heads:?}");
+    // The same request twice: its path and the injected credential.
+    for head in &heads[1..] {
+        assert!(head.starts_with("get /json?x=1 http/1.1\r\n"), "{head}");
+        assert!(
+            head.contains(&format!("authorization: bearer {TOKEN}\r\n")),
+            "{head}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_request_with_a_body_is_not_sent_again() {
+    let (upstream, seen) = closing_server(None).await;
+    let pool = Arc::new(Pool::default());
+    let key = pool_key("etl", upstream, 1);
+    assert_eq!(
+        exchange_through_pool(upstream, &pool, key.clone(), "/json").await,
+        StatusCode::OK
+    );
+    let get_with_body = Request::get("/json")
+        .header("host", "api.example:8080")
+        .body(Full::new(Bytes::from_static(b"abc")))
+        .unwrap();
+    assert_eq!(
+        request_through_pool(upstream, &pool, key, get_with_body).await,
+        StatusCode::BAD_GATEWAY
+    );
+    assert_eq!(seen.connections.load(Ordering::SeqCst), 1);
+    assert_eq!(seen.all().len(), 2);
 }

@@ -43,6 +43,9 @@ pub enum UpstreamError {
     /// The HTTP handshake or the exchange failed.
     #[error("HTTP: {0}")]
     Http(#[from] hyper::Error),
+    /// The request cannot be shaped for the new connection.
+    #[error("request: {0}")]
+    Request(String),
 }
 
 impl UpstreamError {
@@ -55,12 +58,16 @@ impl UpstreamError {
         if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
             return true;
         }
+        // A TLS server that closes without close_notify: rustls says UnexpectedEof.
         std::error::Error::source(e)
             .and_then(|s| s.downcast_ref::<io::Error>())
             .is_some_and(|io| {
                 matches!(
                     io.kind(),
-                    io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+                    io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::ConnectionAborted
+                        | io::ErrorKind::BrokenPipe
+                        | io::ErrorKind::UnexpectedEof
                 )
             })
     }
@@ -139,43 +146,92 @@ pub struct Upstream {
     /// Cleared when the session's connection must not serve anyone else
     /// (see [`Upstream::keep_private`]).
     poolable: std::sync::atomic::AtomicBool,
+    /// Counts the connections the session has had; changed only under the `state` lock.
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 /// A connection ready for one request.
-pub enum Ready {
+pub struct Ready {
+    conn: ReadyConn,
+    /// Taken from the pool for this request: it was idle, and its server may be closing it just
+    /// as the request reaches it.
+    pooled: bool,
+    /// Which of the session's connections this is (see [`Upstream::discard`]).
+    epoch: u64,
+}
+
+enum ReadyConn {
     /// HTTP/1.1: holds the connection until the request is sent.
-    H1 {
-        /// The session's connection state.
-        guard: tokio::sync::OwnedMutexGuard<State>,
-        /// Taken from the pool for this request: it was idle, and its server may be closing it
-        /// just as the request reaches it.
-        pooled: bool,
-    },
+    H1(tokio::sync::OwnedMutexGuard<State>),
     /// HTTP/2.
     H2(http2::SendRequest<ProxyBody>),
+}
+
+/// A request that failed upstream.
+pub struct SendError {
+    /// Why.
+    pub error: UpstreamError,
+    /// The request, when it never left (the connection was closed before it was written): it
+    /// may go out on another connection whatever its method, its body untouched.
+    pub unsent: Option<Request<ProxyBody>>,
+}
+
+impl SendError {
+    fn unsent(error: hyper::Error, req: Request<ProxyBody>) -> Self {
+        Self {
+            error: error.into(),
+            unsent: Some(req),
+        }
+    }
+}
+
+impl From<hyper::client::conn::TrySendError<Request<ProxyBody>>> for SendError {
+    fn from(mut e: hyper::client::conn::TrySendError<Request<ProxyBody>>) -> Self {
+        let unsent = e.take_message();
+        Self {
+            error: e.into_error().into(),
+            unsent,
+        }
+    }
 }
 
 impl Ready {
     /// Whether the request must be shaped for HTTP/2.
     pub fn is_h2(&self) -> bool {
-        matches!(self, Ready::H2(_))
+        matches!(self.conn, ReadyConn::H2(_))
     }
 
-    /// Whether the connection came from the pool for this request (see [`Ready::H1`]).
+    /// Whether the connection came from the pool for this request: it was idle, and its server
+    /// may be closing it just as the request reaches it.
     pub fn is_pooled(&self) -> bool {
-        matches!(self, Ready::H1 { pooled: true, .. })
+        self.pooled
+    }
+
+    /// Which of the session's connections this is, for [`Upstream::discard`].
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// Sends `req`; resolves with the response head.
-    pub async fn send(self, req: Request<ProxyBody>) -> Result<Response<Incoming>, UpstreamError> {
-        match self {
-            Ready::H2(mut s) => Ok(s.send_request(req).await?),
-            Ready::H1 { mut guard, .. } => {
+    pub async fn send(self, req: Request<ProxyBody>) -> Result<Response<Incoming>, SendError> {
+        match self.conn {
+            ReadyConn::H2(mut s) => {
+                if let Err(e) = s.ready().await {
+                    return Err(SendError::unsent(e, req));
+                }
+                Ok(s.try_send_request(req).await?)
+            }
+            ReadyConn::H1(mut guard) => {
                 let State::H1(s) = &mut *guard else {
-                    return Err(UpstreamError::Tls("connection not ready".into()));
+                    return Err(SendError {
+                        error: UpstreamError::Tls("connection not ready".into()),
+                        unsent: Some(req),
+                    });
                 };
-                s.ready().await?;
-                let response = s.send_request(req);
+                if let Err(e) = s.ready().await {
+                    return Err(SendError::unsent(e, req));
+                }
+                let response = s.try_send_request(req);
                 drop(guard);
                 Ok(response.await?)
             }
@@ -200,6 +256,7 @@ impl Upstream {
             pooling,
             current: StdMutex::new(None),
             poolable: std::sync::atomic::AtomicBool::new(true),
+            epoch: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -253,9 +310,11 @@ impl Upstream {
                 debug!("upstream connection reused from the pool");
                 crate::sync::lock(&self.drivers).push(driver);
                 *guard = State::H1(sender);
-                return Ok(Ready::H1 {
-                    guard,
+                let epoch = self.next_epoch();
+                return Ok(Ready {
+                    conn: ReadyConn::H1(guard),
                     pooled: true,
+                    epoch,
                 });
             }
             let tcp = match tcp {
@@ -268,20 +327,35 @@ impl Upstream {
             // A failed handshake leaves `Fresh(None)`: the next request reconnects.
             *guard = State::Fresh(None);
             *guard = self.handshake(tcp, host).await?;
+            self.next_epoch();
         }
-        Ok(match &*guard {
-            State::H2(s) => Ready::H2(s.clone()),
-            _ => Ready::H1 {
-                guard,
-                pooled: false,
-            },
+        let epoch = self.epoch.load(std::sync::atomic::Ordering::Relaxed);
+        let conn = match &*guard {
+            State::H2(s) => ReadyConn::H2(s.clone()),
+            _ => ReadyConn::H1(guard),
+        };
+        Ok(Ready {
+            conn,
+            pooled: false,
+            epoch,
         })
     }
 
-    /// Drops the current connection (its server closed it under a request): the next request
-    /// opens a new one, never from the pool.
-    pub async fn discard(&self) {
-        *self.state.lock().await = State::Fresh(None);
+    /// A new connection is in place (called under the `state` lock).
+    fn next_epoch(&self) -> u64 {
+        self.epoch
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1
+    }
+
+    /// Drops connection `epoch` (see [`Ready::epoch`]) when a request failed on it, unless the
+    /// session has already replaced it: the next [`Upstream::ready`] opens a new connection (or
+    /// takes one from the pool if its caller allows).
+    pub async fn discard(&self, epoch: u64) {
+        let mut state = self.state.lock().await;
+        if self.epoch.load(std::sync::atomic::Ordering::Relaxed) == epoch {
+            *state = State::Fresh(None);
+        }
     }
 
     async fn handshake(&self, tcp: TcpStream, host: &str) -> Result<State, UpstreamError> {

@@ -44,6 +44,7 @@ pub(crate) trait WriteBackend: Send + 'static {
     /// Applies `ops` in one transaction: all are committed or none is.
     fn write_batch(&mut self, ops: &[Op]) -> impl Future<Output = Result<(), WriteError>> + Send;
 
-    /// Closes the connection cleanly (SQLite checkpoints the WAL).
+    /// Closes the connection cleanly (SQLite checkpoints the WAL if no other connection is
+    /// open).
     fn close(self) -> impl Future<Output = ()> + Send;
 }

@@ -53,9 +53,14 @@ pub enum StoreError {
     Writer(String),
 }
 
-/// A failed write of the audit writer's connection.
+/// A failed write of the audit writer's connection. Opaque: which database library failed is
+/// the backend's business.
 #[derive(Debug, thiserror::Error)]
-pub enum WriteError {
+#[error(transparent)]
+pub struct WriteError(#[from] Kind);
+
+#[derive(Debug, thiserror::Error)]
+enum Kind {
     /// SQLite refused the write, or the database could not be reached.
     #[error("{0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -64,13 +69,24 @@ pub enum WriteError {
     Journal(String),
 }
 
+impl From<rusqlite::Error> for WriteError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self(Kind::Sqlite(e))
+    }
+}
+
 impl WriteError {
+    /// A SQLite database whose journal mode is `mode`, not WAL.
+    pub(crate) fn journal(mode: String) -> Self {
+        Self(Kind::Journal(mode))
+    }
+
     /// Whether the database refused the data itself (a constraint: a duplicate, a missing
     /// parent, a wrong type), not the write as such (a lock, a full disk).
     pub(crate) fn is_data(&self) -> bool {
         matches!(
-            self,
-            WriteError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+            &self.0,
+            Kind::Sqlite(rusqlite::Error::SqliteFailure(e, _))
                 if e.code == rusqlite::ErrorCode::ConstraintViolation
         )
     }

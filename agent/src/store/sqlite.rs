@@ -45,7 +45,8 @@ pub(crate) async fn open(path: &Path) -> Result<(SqliteWriter, SqliteReader), St
         .foreign_keys(true);
     let open_err = |e| StoreError::Open(path.to_owned(), e);
 
-    // Only the writer switches to WAL (a persistent setting that needs an exclusive lock).
+    // This connection switches to WAL (a persistent setting that needs an exclusive lock), so
+    // that the writer and the readers find it set.
     let mut conn = options
         .clone()
         .journal_mode(SqliteJournalMode::Wal)
@@ -69,8 +70,11 @@ pub(crate) async fn open(path: &Path) -> Result<(SqliteWriter, SqliteReader), St
     conn.close().await.map_err(open_err)?;
     // Opened after the migrations: its `temp_store = MEMORY` would keep a migration's table
     // copy in memory.
-    let writer =
-        SqliteWriter::open(path).map_err(|e| StoreError::OpenWriter(path.to_owned(), e))?;
+    let owned = path.to_owned();
+    let writer = tokio::task::spawn_blocking(move || SqliteWriter::open(&owned))
+        .await
+        .map_err(|e| StoreError::Writer(format!("opening the writer's connection: {e}")))?
+        .map_err(|e| StoreError::OpenWriter(path.to_owned(), e))?;
 
     let pool = SqlitePoolOptions::new()
         .max_connections(READERS)

@@ -113,7 +113,8 @@ async fn commit<B: WriteBackend>(
         Err(e) if n > 1 && e.is_data() => {
             warn!(error = %e, ops = n, "audit batch rejected; writing its records one by one");
             let mut last = Ok(());
-            for op in batch.drain(..) {
+            let mut ops = batch.drain(..);
+            for op in ops.by_ref() {
                 let one = std::slice::from_ref(&op);
                 match db.write_batch(one).await {
                     Ok(()) => {
@@ -121,11 +122,27 @@ async fn commit<B: WriteBackend>(
                         answer(op, Ok(()));
                     }
                     Err(e) => {
+                        let data = e.is_data();
                         let e = failed(shared, 1, e);
                         answer(op, Err(StoreError::Write(e.clone())));
                         last = Err(e);
+                        if !data {
+                            break;
+                        }
                     }
                 }
+            }
+            // The write itself failed (a lock, a full disk): the rest fail with it at once, not
+            // one busy timeout and one log line each.
+            let rest: Vec<Op> = ops.collect();
+            if let Err(e) = &last
+                && !rest.is_empty()
+            {
+                shared
+                    .failed
+                    .fetch_add(rest.len() as u64, Ordering::Relaxed);
+                rest.into_iter()
+                    .for_each(|op| answer(op, Err(StoreError::Write(e.clone()))));
             }
             last
         }

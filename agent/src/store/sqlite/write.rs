@@ -36,9 +36,9 @@ pub(crate) struct SqliteWriter {
 }
 
 impl SqliteWriter {
-    /// Opens `path` for writing, with the settings of every store connection: WAL (set by
-    /// the migrating connection, and persistent), `synchronous = NORMAL`, foreign keys on, the
-    /// store's busy timeout, and temporary data in memory.
+    /// Opens `path` for writing: WAL (set by the migrating connection, and persistent; checked),
+    /// `synchronous = NORMAL`, foreign keys on and the busy timeout, as on the store's other
+    /// connections, and temporary data in memory (this connection only).
     pub(super) fn open(path: &Path) -> Result<Self, WriteError> {
         let conn = Connection::open_with_flags(
             path,
@@ -52,7 +52,7 @@ impl SqliteWriter {
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         let mode: String = conn.pragma_query_value(None, "journal_mode", |row| row.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(WriteError::Journal(mode));
+            return Err(WriteError::journal(mode));
         }
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(Self { conn })
@@ -61,6 +61,11 @@ impl SqliteWriter {
     /// Applies `ops` in queue order, in one transaction. A `begin` precedes its connection's
     /// statements, requests and end in the queue, so each row finds its parent.
     fn write(&mut self, ops: &[Op]) -> Result<(), rusqlite::Error> {
+        if !self.conn.is_autocommit() {
+            // A transaction a failed ROLLBACK left open would fail every later BEGIN.
+            warn!("audit writer found a transaction left open: rolling it back");
+            self.conn.execute_batch("ROLLBACK")?;
+        }
         let tx = self.conn.transaction()?;
         let mut missed = 0_u64;
         for op in ops {
@@ -89,7 +94,7 @@ impl SqliteWriter {
 
 impl WriteBackend for SqliteWriter {
     async fn write_batch(&mut self, ops: &[Op]) -> Result<(), WriteError> {
-        self.write(ops).map_err(WriteError::Sqlite)
+        Ok(self.write(ops)?)
     }
 
     async fn close(self) {
@@ -153,4 +158,23 @@ fn finish(
         to_i64(end.bytes_down),
         end.end_reason,
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_not_in_wal_mode_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("audit.db");
+        let conn = Connection::open(&path).expect("create");
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "DELETE", |row| row.get(0))
+            .expect("journal mode");
+        assert_eq!(mode, "delete");
+        drop(conn);
+        let e = SqliteWriter::open(&path).expect_err("not WAL");
+        assert_eq!(e.to_string(), "journal_mode is delete, not wal");
+    }
 }
