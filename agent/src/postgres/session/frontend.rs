@@ -92,9 +92,9 @@ where
                 let Ok(FrontendMessage::Execute(e)) = frame.decode() else {
                     return Err(bad(&frame));
                 };
-                let mut st = shared.lock();
-                let portal = st.portals.get(&e.portal).cloned();
-                let (columns, audit) = match portal {
+                let mut guard = shared.lock();
+                let st = &mut *guard;
+                let (columns, audit) = match st.portals.get(&e.portal) {
                     Some(p) => {
                         let cols = p.columns.clone().or_else(|| {
                             st.prepared.get(&p.statement).and_then(|s| {
@@ -121,7 +121,7 @@ where
                     a
                 });
                 st.expect.push_back(Expect::Execute { columns, audit });
-                drop(st);
+                drop(guard);
                 out.extend_from_slice(frame.raw());
             }
             b'C' => {
