@@ -51,42 +51,27 @@ pub enum UpstreamError {
 
 impl UpstreamError {
     /// Whether the connection ended before any response came: closed or reset by the server,
-    /// or the request never left, or (HTTP/2) the server refused the stream or a GOAWAY left it
-    /// unprocessed. Such a safe request without a body may be sent again.
+    /// or the request never left. Such a safe request without a body may be sent again.
     pub fn no_response(&self) -> bool {
         let UpstreamError::Http(e) = self else {
             return false;
         };
-        e.is_incomplete_message()
-            || e.is_canceled()
-            || e.is_closed()
-            || std::error::Error::source(e).is_some_and(unanswered)
-    }
-}
-
-/// Whether `cause` (of a hyper error) means the server did not answer the request.
-fn unanswered(cause: &(dyn std::error::Error + 'static)) -> bool {
-    let closed = |io: &io::Error| {
+        if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
+            return true;
+        }
         // A TLS server that closes without close_notify: rustls says UnexpectedEof.
-        matches!(
-            io.kind(),
-            io::ErrorKind::ConnectionReset
-                | io::ErrorKind::ConnectionAborted
-                | io::ErrorKind::BrokenPipe
-                | io::ErrorKind::UnexpectedEof
-        )
-    };
-    if let Some(io) = cause.downcast_ref::<io::Error>() {
-        return closed(io);
+        std::error::Error::source(e)
+            .and_then(|s| s.downcast_ref::<io::Error>())
+            .is_some_and(|io| {
+                matches!(
+                    io.kind(),
+                    io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::ConnectionAborted
+                        | io::ErrorKind::BrokenPipe
+                        | io::ErrorKind::UnexpectedEof
+                )
+            })
     }
-    if let Some(h2) = cause.downcast_ref::<h2::Error>() {
-        // RFC 9113 §8.7: a refused stream, or one above a GOAWAY's last stream id, was not
-        // processed.
-        return h2.reason() == Some(h2::Reason::REFUSED_STREAM)
-            || (h2.is_go_away() && h2.is_remote())
-            || h2.get_io().is_some_and(closed);
-    }
-    false
 }
 
 /// TLS towards the upstream.
@@ -477,35 +462,6 @@ impl Drop for Upstream {
         }
         for d in drivers.drain(..) {
             d.abort();
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn causes_that_mean_no_answer() {
-        let io = |kind: io::ErrorKind| io::Error::from(kind);
-        let yes: [Box<dyn std::error::Error>; 5] = [
-            Box::new(io(io::ErrorKind::ConnectionReset)),
-            Box::new(io(io::ErrorKind::BrokenPipe)),
-            Box::new(io(io::ErrorKind::UnexpectedEof)),
-            Box::new(io(io::ErrorKind::ConnectionAborted)),
-            Box::new(h2::Error::from(h2::Reason::REFUSED_STREAM)),
-        ];
-        for e in &yes {
-            assert!(unanswered(e.as_ref()), "{e:?}");
-        }
-        let no: [Box<dyn std::error::Error>; 4] = [
-            Box::new(io(io::ErrorKind::TimedOut)),
-            Box::new(io(io::ErrorKind::InvalidData)),
-            Box::new(h2::Error::from(h2::Reason::PROTOCOL_ERROR)),
-            Box::new(h2::Error::from(h2::Reason::INTERNAL_ERROR)),
-        ];
-        for e in &no {
-            assert!(!unanswered(e.as_ref()), "{e:?}");
         }
     }
 }
