@@ -1,8 +1,8 @@
 //! Idle upstream HTTP/1.1 connections kept for the next client connection of the same workload
 //! to the same target and address, as HAProxy (`http-reuse`) and nginx (`keepalive`) keep theirs:
 //! a client that opens a connection per request (`Connection: close`, many CLIs and scripts) then
-//! costs no upstream TCP (or TLS) handshake per request. HTTP/2 connections are pooled the same
-//! way, for one session at a time (taken only by a session that offers HTTP/2 upstream).
+//! costs no upstream TCP (or TLS) handshake per request. An upstream HTTP/2 connection is shared
+//! instead: the sessions of its key send their requests on it at the same time, as streams.
 //!
 //! A connection is only ever reused within one [`PoolKey`]: the same workload (never shared
 //! between workloads), target, destination address, name verified by TLS (`None` for plain HTTP),
@@ -48,35 +48,8 @@ pub struct PoolKey {
     pub generation: u64,
 }
 
-/// A connection's sender and the task driving it.
-pub enum Conn {
-    /// HTTP/1.1.
-    H1(http1::SendRequest<ProxyBody>, JoinHandle<()>),
-    /// HTTP/2. Pooled as HTTP/1.1 is, for one session at a time: no stream of another session
-    /// can hold it up (its stream limit, its flow-control window, a connection-bound login).
-    H2(http2::SendRequest<ProxyBody>, JoinHandle<()>),
-}
-
-impl Conn {
-    fn driver(&self) -> &JoinHandle<()> {
-        match self {
-            Conn::H1(_, d) | Conn::H2(_, d) => d,
-        }
-    }
-
-    fn is_h2(&self) -> bool {
-        matches!(self, Conn::H2(..))
-    }
-
-    /// Open and able to take a request.
-    fn ready(&self) -> bool {
-        let open = match self {
-            Conn::H1(s, _) => s.is_ready(),
-            Conn::H2(s, _) => s.is_ready() && !s.is_closed(),
-        };
-        open && !self.driver().is_finished()
-    }
-}
+/// An HTTP/1.1 connection's sender and the task driving it.
+pub type Conn = (http1::SendRequest<ProxyBody>, JoinHandle<()>);
 
 /// An idle connection. Dropping it aborts its driver, which closes the connection.
 pub struct Idle {
@@ -99,27 +72,41 @@ impl Idle {
     }
 
     fn usable(&self, now: Instant) -> bool {
-        self.conn
-            .as_ref()
-            .is_some_and(|c| now.duration_since(self.since) < IDLE && c.ready())
-    }
-
-    fn is_h2(&self) -> bool {
-        self.conn.as_ref().is_some_and(Conn::is_h2)
+        self.conn.as_ref().is_some_and(|(sender, driver)| {
+            now.duration_since(self.since) < IDLE && sender.is_ready() && !driver.is_finished()
+        })
     }
 }
 
 impl Drop for Idle {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            conn.driver().abort();
+        if let Some((_, driver)) = self.conn.take() {
+            driver.abort();
         }
+    }
+}
+
+/// An HTTP/2 connection shared by the sessions of one key: each sends its requests on it as
+/// streams, at the same time. The pool holds one sender; the connection closes once the pool
+/// and every session have dropped theirs and its streams are done (its driver task is never
+/// aborted: it is not one session's).
+struct Shared {
+    sender: http2::SendRequest<ProxyBody>,
+    /// When a session last took it.
+    since: Instant,
+}
+
+impl Shared {
+    fn usable(&self, now: Instant) -> bool {
+        now.duration_since(self.since) < IDLE && !self.sender.is_closed()
     }
 }
 
 /// The pool (one per agent).
 pub struct Pool {
     idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
+    /// At most one HTTP/2 connection per key.
+    shared: Mutex<HashMap<PoolKey, Shared>>,
     max_per_key: usize,
     max_total: usize,
 }
@@ -137,22 +124,24 @@ impl Pool {
     pub fn with_limits(max_per_key: usize, max_total: usize) -> Self {
         Self {
             idle: Mutex::new(HashMap::new()),
+            shared: Mutex::new(HashMap::new()),
             max_per_key: max_per_key.max(1),
             max_total: max_total.max(1),
         }
     }
 
-    /// The most recently returned usable connection for `key`, if any (stale ones are dropped);
-    /// an HTTP/2 one only when `h2` (the session offers HTTP/2 upstream).
-    pub fn take(&self, key: &PoolKey, h2: bool) -> Option<Idle> {
+    /// The most recently returned usable connection for `key`, if any (stale ones are dropped).
+    pub fn take(&self, key: &PoolKey) -> Option<Idle> {
         let now = Instant::now();
         let mut idle = lock(&self.idle);
         let list = idle.get_mut(key)?;
-        list.retain(|e| e.usable(now));
-        let found = list
-            .iter()
-            .rposition(|e| h2 || !e.is_h2())
-            .map(|i| list.remove(i));
+        let mut found = None;
+        while let Some(entry) = list.pop() {
+            if entry.usable(now) {
+                found = Some(entry);
+                break;
+            }
+        }
         if list.is_empty() {
             idle.remove(key);
         }
@@ -194,18 +183,53 @@ impl Pool {
         list.push(entry);
     }
 
-    /// Closes the connections past their time (or closed by the server).
+    /// The HTTP/2 connection shared under `key`, if one is open and was taken less than
+    /// [`IDLE`] ago.
+    pub fn take_shared(&self, key: &PoolKey) -> Option<http2::SendRequest<ProxyBody>> {
+        let now = Instant::now();
+        let mut shared = lock(&self.shared);
+        let entry = shared.get_mut(key)?;
+        if !entry.usable(now) {
+            shared.remove(key);
+            return None;
+        }
+        entry.since = now;
+        Some(entry.sender.clone())
+    }
+
+    /// Shares `sender` (a new HTTP/2 connection) under `key`, unless an open one is shared there
+    /// already or the pool is full. Drops the shared connections of older policy generations
+    /// and those past their time.
+    pub fn share(&self, key: PoolKey, sender: http2::SendRequest<ProxyBody>) {
+        let now = Instant::now();
+        let idle: usize = lock(&self.idle).values().map(Vec::len).sum();
+        let mut shared = lock(&self.shared);
+        shared.retain(|k, e| e.usable(now) && k.generation >= key.generation);
+        if shared.contains_key(&key) || idle + shared.len() >= self.max_total {
+            return;
+        }
+        shared.insert(key, Shared { sender, since: now });
+    }
+
+    /// Closes the connections past their time (or closed by the server), and stops sharing
+    /// HTTP/2 connections nobody took for [`IDLE`].
     pub fn sweep(&self) {
         let now = Instant::now();
         lock(&self.idle).retain(|_, list| {
             list.retain(|e| e.usable(now));
             !list.is_empty()
         });
+        lock(&self.shared).retain(|_, e| e.usable(now));
     }
 
-    /// Idle connections kept.
+    /// Idle HTTP/1.1 connections kept.
     pub fn len(&self) -> usize {
         lock(&self.idle).values().map(Vec::len).sum()
+    }
+
+    /// HTTP/2 connections shared.
+    pub fn shared_len(&self) -> usize {
+        lock(&self.shared).len()
     }
 
     /// Whether no idle connection is kept.

@@ -38,7 +38,7 @@ use super::{
     exchange::Session,
     gate::{Gate, approved},
     io::{Counted, Counters},
-    pool::{Conn, Idle, MAX_PER_KEY, Pool, PoolKey},
+    pool::{Idle, MAX_PER_KEY, Pool, PoolKey},
     request::Facts,
     upstream::{Connector, Pooling, Upstream, UpstreamTls},
 };
@@ -162,9 +162,6 @@ async fn upstream_handler(
             .body(body)
             .unwrap()
     };
-    if req.uri().query() == Some("slow") {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
     let resp = match req.uri().path() {
         "/json" => typed("application/json", full(JSON)),
         "/gzip" => Response::builder()
@@ -830,57 +827,10 @@ action = "allow"
         assert_eq!(seen.all().len(), 3);
     }
 
-    /// An upstream HTTP/2 connection left idle serves the next session of its key (one session
-    /// at a time), never another workload or policy generation, nor a session that offers
-    /// HTTP/1.1 alone.
+    /// An upstream HTTP/2 connection is shared by the later sessions of its key (its driver
+    /// outlives the session that opened it), never with another workload or policy generation.
     #[tokio::test]
-    async fn an_idle_http2_upstream_connection_serves_the_next_session_of_its_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let upstream_ca = Arc::new(LocalCa::load_or_create(dir.path()).unwrap());
-        let (upstream, seen, mut alpns) = https_upstream(upstream_ca.clone()).await;
-        let tls = UpstreamTls {
-            config: client_config(upstream_ca.cert_path(), ALPN_H2),
-            name: Some("upstream.test".into()),
-        };
-        let h1_only = UpstreamTls {
-            config: client_config(upstream_ca.cert_path(), ALPN_HTTP1),
-            ..tls.clone()
-        };
-        let pool = Arc::new(Pool::default());
-        let key = |workload: &str, generation| pool_key(workload, upstream, generation);
-        // (key, upstream TLS, upstream connections opened so far, idle connections kept after)
-        let steps = [
-            (key("etl", 1), &tls, 1, 1),
-            (key("etl", 1), &tls, 1, 1),
-            (key("reports", 1), &tls, 2, 2),
-            // a later policy generation: a new connection, and the older ones are closed
-            (key("etl", 2), &tls, 3, 1),
-            (key("etl", 2), &tls, 3, 1),
-            // a session whose client chose HTTP/1.1 does not take the HTTP/2 connection
-            (key("etl", 2), &h1_only, 4, 2),
-            (key("etl", 2), &tls, 4, 2),
-        ];
-        for (i, (key, tls, opened, kept)) in steps.into_iter().enumerate() {
-            let status =
-                request_through_pool_tls(upstream, &pool, key, get("/json"), Some(tls.clone()))
-                    .await;
-            assert_eq!(status, StatusCode::OK, "step {i}");
-            assert_eq!(seen.connections.load(Ordering::SeqCst), opened, "step {i}");
-            assert_eq!(pool.len(), kept, "step {i}");
-        }
-        assert_eq!(seen.requests.load(Ordering::SeqCst), 7);
-        // The connections opened: HTTP/2 but for the HTTP/1.1-only session's.
-        let mut h2 = Vec::new();
-        while let Ok(is_h2) = alpns.try_recv() {
-            h2.push(is_h2);
-        }
-        assert_eq!(h2, [true, true, true, false]);
-    }
-
-    /// Two sessions of one key at the same time each have a connection of their own: a pooled
-    /// HTTP/2 connection serves one session at a time.
-    #[tokio::test]
-    async fn concurrent_sessions_do_not_share_an_http2_connection() {
+    async fn an_http2_upstream_connection_is_shared_by_the_sessions_of_its_key() {
         let dir = tempfile::tempdir().unwrap();
         let upstream_ca = Arc::new(LocalCa::load_or_create(dir.path()).unwrap());
         let (upstream, seen, _alpns) = https_upstream(upstream_ca.clone()).await;
@@ -889,39 +839,38 @@ action = "allow"
             name: Some("upstream.test".into()),
         };
         let pool = Arc::new(Pool::default());
-        let key = pool_key("etl", upstream, 1);
-        assert_eq!(
-            request_through_pool_tls(
-                upstream,
-                &pool,
-                key.clone(),
-                get("/json"),
-                Some(tls.clone())
-            )
-            .await,
-            StatusCode::OK
-        );
-        assert_eq!(pool.len(), 1);
-        let (a, b) = tokio::join!(
-            request_through_pool_tls(
-                upstream,
-                &pool,
-                key.clone(),
-                get("/json?slow"),
-                Some(tls.clone())
-            ),
-            request_through_pool_tls(
-                upstream,
-                &pool,
-                key.clone(),
-                get("/json?slow"),
-                Some(tls.clone())
-            ),
-        );
-        assert_eq!((a, b), (StatusCode::OK, StatusCode::OK));
-        // One took the idle connection, the other opened its own; both are idle again.
-        assert_eq!(seen.connections.load(Ordering::SeqCst), 2);
-        assert_eq!(pool.len(), 2);
+        let key = |workload: &str, generation| pool_key(workload, upstream, generation);
+        // (key, upstream connections opened so far, connections shared after the session)
+        let steps = [
+            (key("etl", 1), 1, 1),
+            (key("etl", 1), 1, 1),
+            (key("reports", 1), 2, 2),
+            // a later policy generation: a new connection, and the older ones are no longer shared
+            (key("etl", 2), 3, 1),
+            (key("etl", 2), 3, 1),
+        ];
+        for (i, (key, opened, shared)) in steps.into_iter().enumerate() {
+            let status =
+                request_through_pool_tls(upstream, &pool, key, get("/json"), Some(tls.clone()))
+                    .await;
+            assert_eq!(status, StatusCode::OK, "step {i}");
+            assert_eq!(seen.connections.load(Ordering::SeqCst), opened, "step {i}");
+            assert_eq!(pool.shared_len(), shared, "step {i}");
+            assert_eq!(pool.len(), 0, "step {i}: no HTTP/1.1 connection kept");
+        }
+        // A session whose client chose HTTP/1.1 offers it alone upstream: it does not take the
+        // shared HTTP/2 connection (an upgrade needs HTTP/1.1).
+        let h1_only = UpstreamTls {
+            config: client_config(upstream_ca.cert_path(), ALPN_HTTP1),
+            ..tls
+        };
+        let status =
+            request_through_pool_tls(upstream, &pool, key("etl", 2), get("/json"), Some(h1_only))
+                .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(seen.connections.load(Ordering::SeqCst), 4);
+        assert_eq!((pool.shared_len(), pool.len()), (1, 1));
+        assert_eq!(seen.requests.load(Ordering::SeqCst), 6);
     }
 
     #[tokio::test]
@@ -1197,7 +1146,7 @@ async fn idle_connection(addr: SocketAddr) -> Idle {
         let _ = conn.await;
     });
     sender.ready().await.unwrap();
-    Idle::new(Conn::H1(sender, driver))
+    Idle::new((sender, driver))
 }
 
 #[tokio::test]
@@ -1235,7 +1184,7 @@ async fn the_pool_keeps_at_most_its_limit_per_key_and_sweeps_closed_connections(
         tokio::time::sleep(Duration::from_millis(20)).await;
         pool.sweep();
     }
-    assert!(pool.take(&key("etl"), true).is_none());
+    assert!(pool.take(&key("etl")).is_none());
 }
 
 #[tokio::test]
@@ -1257,7 +1206,7 @@ async fn the_pool_keeps_at_most_its_limit_in_all_and_closes_the_oldest() {
     // A fourth: the oldest of all (etl's first) is closed to make room.
     pool.put(key("reports"), idle_connection(addr).await);
     assert_eq!(pool.len(), 3);
-    let taken = |workload: &str| std::iter::from_fn(|| pool.take(&key(workload), true)).count();
+    let taken = |workload: &str| std::iter::from_fn(|| pool.take(&key(workload))).count();
     assert_eq!(taken("etl"), 1);
     assert_eq!(taken("reports"), 2);
 }

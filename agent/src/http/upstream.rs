@@ -3,8 +3,8 @@
 //! same destination if the server closed it. HTTP/2 when the upstream negotiates it by ALPN
 //! (requests multiplexed), else HTTP/1.1 (requests one at a time). An HTTP/1.1 connection left
 //! idle when the session ends goes to the [`Pool`], and a session takes its first connection from
-//! there when one with its key is idle (an HTTP/2 one only if the session offers HTTP/2; see
-//! [`super::pool`]).
+//! there when one with its key is idle; a new HTTP/2 connection is shared through the pool at
+//! once, with the later sessions of its key (see [`super::pool`]).
 use std::{
     future::Future,
     io,
@@ -24,7 +24,7 @@ use tracing::debug;
 
 use super::{
     body::ProxyBody,
-    pool::{Conn, Idle, Pool, PoolKey},
+    pool::{Idle, Pool, PoolKey},
 };
 use crate::{policy::normalize_host, tls};
 
@@ -306,25 +306,30 @@ impl Upstream {
             if tcp.is_none()
                 && reuse
                 && let (Some(pooling), Some(key)) = (&self.pooling, &key)
-                && let Some(conn) = pooling
-                    .pool
-                    .take(key, self.offers_h2())
-                    .and_then(Idle::into_conn)
+                && let Some((sender, driver)) = pooling.pool.take(key).and_then(Idle::into_conn)
             {
                 debug!("upstream connection reused from the pool");
-                let (state, driver) = match conn {
-                    Conn::H1(sender, driver) => (State::H1(sender), driver),
-                    Conn::H2(sender, driver) => (State::H2(sender), driver),
-                };
                 crate::sync::lock(&self.drivers).push(driver);
-                *guard = state;
+                *guard = State::H1(sender);
                 let epoch = self.next_epoch();
-                let conn = match &*guard {
-                    State::H2(s) => ReadyConn::H2(s.clone()),
-                    _ => ReadyConn::H1(guard),
-                };
                 return Ok(Ready {
-                    conn,
+                    conn: ReadyConn::H1(guard),
+                    pooled: true,
+                    epoch,
+                });
+            }
+            if tcp.is_none()
+                && reuse
+                && self.shares()
+                && self.offers_h2()
+                && let (Some(pooling), Some(key)) = (&self.pooling, &key)
+                && let Some(sender) = pooling.pool.take_shared(key)
+            {
+                debug!("upstream HTTP/2 connection shared from the pool");
+                *guard = State::H2(sender.clone());
+                let epoch = self.next_epoch();
+                return Ok(Ready {
+                    conn: ReadyConn::H2(sender),
                     pooled: true,
                     epoch,
                 });
@@ -339,10 +344,19 @@ impl Upstream {
             // A failed handshake leaves `Fresh(None)`: the next request reconnects.
             *guard = State::Fresh(None);
             let (state, driver) = self.handshake(tcp, host).await?;
-            let mut drivers = crate::sync::lock(&self.drivers);
-            drivers.retain(|d| !d.is_finished());
-            drivers.push(driver);
-            drop(drivers);
+            match (&state, &self.pooling, key) {
+                // A new HTTP/2 connection is shared with the later sessions of its key. Its
+                // driver outlives this session: it ends when every sender is gone.
+                (State::H2(sender), Some(pooling), Some(key)) if self.shares() => {
+                    pooling.pool.share(key, sender.clone());
+                    drop(driver);
+                }
+                _ => {
+                    let mut drivers = crate::sync::lock(&self.drivers);
+                    drivers.retain(|d| !d.is_finished());
+                    drivers.push(driver);
+                }
+            }
             *guard = state;
             self.next_epoch();
         }
@@ -375,7 +389,13 @@ impl Upstream {
         }
     }
 
-    /// Whether this session's upstream TLS offers HTTP/2: only then may it take a pooled HTTP/2
+    /// Whether this session may use, and offer, a shared HTTP/2 connection: not once it has
+    /// seen NTLM or Negotiate (see [`Upstream::keep_private`]).
+    fn shares(&self) -> bool {
+        self.poolable.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether this session's upstream TLS offers HTTP/2: only then may it take a shared HTTP/2
     /// connection. A session that offers HTTP/1.1 alone (its client chose it, for an upgrade
     /// perhaps) keeps to HTTP/1.1.
     fn offers_h2(&self) -> bool {
@@ -441,9 +461,8 @@ impl Drop for Upstream {
             .drivers
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner);
-        // An idle connection (its last response read to the end, not upgraded; HTTP/2: the
-        // session's streams are over) is kept for the next session with the same key;
-        // `Pool::put` refuses one that is not usable.
+        // An idle HTTP/1.1 connection (its last response read to the end, not upgraded) is kept
+        // for the next session with the same key; `Pool::put` refuses one that is not idle.
         if let Some(pooling) = &self.pooling
             && *self.poolable.get_mut()
             && let Some(key) = self
@@ -452,13 +471,10 @@ impl Drop for Upstream {
                 .unwrap_or_else(PoisonError::into_inner)
                 .take()
             && let Ok(mut state) = self.state.try_lock()
-            && let Some(conn) = match std::mem::replace(&mut *state, State::Fresh(None)) {
-                State::H1(sender) => drivers.pop().map(|d| Conn::H1(sender, d)),
-                State::H2(sender) => drivers.pop().map(|d| Conn::H2(sender, d)),
-                State::Fresh(_) => None,
-            }
+            && let State::H1(sender) = std::mem::replace(&mut *state, State::Fresh(None))
+            && let Some(driver) = drivers.pop()
         {
-            pooling.pool.put(key, Idle::new(conn));
+            pooling.pool.put(key, Idle::new((sender, driver)));
         }
         for d in drivers.drain(..) {
             d.abort();
