@@ -1,8 +1,7 @@
 //! Idle upstream HTTP/1.1 connections kept for the next client connection of the same workload
 //! to the same target and address, as HAProxy (`http-reuse`) and nginx (`keepalive`) keep theirs:
 //! a client that opens a connection per request (`Connection: close`, many CLIs and scripts) then
-//! costs no upstream TCP (or TLS) handshake per request. An upstream HTTP/2 connection is shared
-//! instead: the sessions of its key send their requests on it at the same time, as streams.
+//! costs no upstream TCP (or TLS) handshake per request.
 //!
 //! A connection is only ever reused within one [`PoolKey`]: the same workload (never shared
 //! between workloads), target, destination address, name verified by TLS (`None` for plain HTTP),
@@ -19,7 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http1;
 use tokio::task::JoinHandle;
 
 use super::body::ProxyBody;
@@ -86,27 +85,9 @@ impl Drop for Idle {
     }
 }
 
-/// An HTTP/2 connection shared by the sessions of one key: each sends its requests on it as
-/// streams, at the same time. The pool holds one sender; the connection closes once the pool
-/// and every session have dropped theirs and its streams are done (its driver task is never
-/// aborted: it is not one session's).
-struct Shared {
-    sender: http2::SendRequest<ProxyBody>,
-    /// When a session last took it.
-    since: Instant,
-}
-
-impl Shared {
-    fn usable(&self, now: Instant) -> bool {
-        now.duration_since(self.since) < IDLE && !self.sender.is_closed()
-    }
-}
-
 /// The pool (one per agent).
 pub struct Pool {
     idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
-    /// At most one HTTP/2 connection per key.
-    shared: Mutex<HashMap<PoolKey, Shared>>,
     max_per_key: usize,
     max_total: usize,
 }
@@ -124,7 +105,6 @@ impl Pool {
     pub fn with_limits(max_per_key: usize, max_total: usize) -> Self {
         Self {
             idle: Mutex::new(HashMap::new()),
-            shared: Mutex::new(HashMap::new()),
             max_per_key: max_per_key.max(1),
             max_total: max_total.max(1),
         }
@@ -183,53 +163,18 @@ impl Pool {
         list.push(entry);
     }
 
-    /// The HTTP/2 connection shared under `key`, if one is open and was taken less than
-    /// [`IDLE`] ago.
-    pub fn take_shared(&self, key: &PoolKey) -> Option<http2::SendRequest<ProxyBody>> {
-        let now = Instant::now();
-        let mut shared = lock(&self.shared);
-        let entry = shared.get_mut(key)?;
-        if !entry.usable(now) {
-            shared.remove(key);
-            return None;
-        }
-        entry.since = now;
-        Some(entry.sender.clone())
-    }
-
-    /// Shares `sender` (a new HTTP/2 connection) under `key`, unless an open one is shared there
-    /// already or the pool is full. Drops the shared connections of older policy generations
-    /// and those past their time.
-    pub fn share(&self, key: PoolKey, sender: http2::SendRequest<ProxyBody>) {
-        let now = Instant::now();
-        let idle: usize = lock(&self.idle).values().map(Vec::len).sum();
-        let mut shared = lock(&self.shared);
-        shared.retain(|k, e| e.usable(now) && k.generation >= key.generation);
-        if shared.contains_key(&key) || idle + shared.len() >= self.max_total {
-            return;
-        }
-        shared.insert(key, Shared { sender, since: now });
-    }
-
-    /// Closes the connections past their time (or closed by the server), and stops sharing
-    /// HTTP/2 connections nobody took for [`IDLE`].
+    /// Closes the connections past their time (or closed by the server).
     pub fn sweep(&self) {
         let now = Instant::now();
         lock(&self.idle).retain(|_, list| {
             list.retain(|e| e.usable(now));
             !list.is_empty()
         });
-        lock(&self.shared).retain(|_, e| e.usable(now));
     }
 
-    /// Idle HTTP/1.1 connections kept.
+    /// Idle connections kept.
     pub fn len(&self) -> usize {
         lock(&self.idle).values().map(Vec::len).sum()
-    }
-
-    /// HTTP/2 connections shared.
-    pub fn shared_len(&self) -> usize {
-        lock(&self.shared).len()
     }
 
     /// Whether no idle connection is kept.

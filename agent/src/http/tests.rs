@@ -827,52 +827,6 @@ action = "allow"
         assert_eq!(seen.all().len(), 3);
     }
 
-    /// An upstream HTTP/2 connection is shared by the later sessions of its key (its driver
-    /// outlives the session that opened it), never with another workload or policy generation.
-    #[tokio::test]
-    async fn an_http2_upstream_connection_is_shared_by_the_sessions_of_its_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let upstream_ca = Arc::new(LocalCa::load_or_create(dir.path()).unwrap());
-        let (upstream, seen, _alpns) = https_upstream(upstream_ca.clone()).await;
-        let tls = UpstreamTls {
-            config: client_config(upstream_ca.cert_path(), ALPN_H2),
-            name: Some("upstream.test".into()),
-        };
-        let pool = Arc::new(Pool::default());
-        let key = |workload: &str, generation| pool_key(workload, upstream, generation);
-        // (key, upstream connections opened so far, connections shared after the session)
-        let steps = [
-            (key("etl", 1), 1, 1),
-            (key("etl", 1), 1, 1),
-            (key("reports", 1), 2, 2),
-            // a later policy generation: a new connection, and the older ones are no longer shared
-            (key("etl", 2), 3, 1),
-            (key("etl", 2), 3, 1),
-        ];
-        for (i, (key, opened, shared)) in steps.into_iter().enumerate() {
-            let status =
-                request_through_pool_tls(upstream, &pool, key, get("/json"), Some(tls.clone()))
-                    .await;
-            assert_eq!(status, StatusCode::OK, "step {i}");
-            assert_eq!(seen.connections.load(Ordering::SeqCst), opened, "step {i}");
-            assert_eq!(pool.shared_len(), shared, "step {i}");
-            assert_eq!(pool.len(), 0, "step {i}: no HTTP/1.1 connection kept");
-        }
-        // A session whose client chose HTTP/1.1 offers it alone upstream: it does not take the
-        // shared HTTP/2 connection (an upgrade needs HTTP/1.1).
-        let h1_only = UpstreamTls {
-            config: client_config(upstream_ca.cert_path(), ALPN_HTTP1),
-            ..tls
-        };
-        let status =
-            request_through_pool_tls(upstream, &pool, key("etl", 2), get("/json"), Some(h1_only))
-                .await;
-        assert_eq!(status, StatusCode::OK);
-        assert_eq!(seen.connections.load(Ordering::SeqCst), 4);
-        assert_eq!((pool.shared_len(), pool.len()), (1, 1));
-        assert_eq!(seen.requests.load(Ordering::SeqCst), 6);
-    }
-
     #[tokio::test]
     async fn terminate_h2_and_passthrough_by_sni() {
         let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

@@ -3,8 +3,7 @@
 //! same destination if the server closed it. HTTP/2 when the upstream negotiates it by ALPN
 //! (requests multiplexed), else HTTP/1.1 (requests one at a time). An HTTP/1.1 connection left
 //! idle when the session ends goes to the [`Pool`], and a session takes its first connection from
-//! there when one with its key is idle; a new HTTP/2 connection is shared through the pool at
-//! once, with the later sessions of its key (see [`super::pool`]).
+//! there when one with its key is idle (see [`super::pool`]).
 use std::{
     future::Future,
     io,
@@ -318,22 +317,6 @@ impl Upstream {
                     epoch,
                 });
             }
-            if tcp.is_none()
-                && reuse
-                && self.shares()
-                && self.offers_h2()
-                && let (Some(pooling), Some(key)) = (&self.pooling, &key)
-                && let Some(sender) = pooling.pool.take_shared(key)
-            {
-                debug!("upstream HTTP/2 connection shared from the pool");
-                *guard = State::H2(sender.clone());
-                let epoch = self.next_epoch();
-                return Ok(Ready {
-                    conn: ReadyConn::H2(sender),
-                    pooled: true,
-                    epoch,
-                });
-            }
             let tcp = match tcp {
                 Some(t) => t,
                 None => {
@@ -343,21 +326,7 @@ impl Upstream {
             };
             // A failed handshake leaves `Fresh(None)`: the next request reconnects.
             *guard = State::Fresh(None);
-            let (state, driver) = self.handshake(tcp, host).await?;
-            match (&state, &self.pooling, key) {
-                // A new HTTP/2 connection is shared with the later sessions of its key. Its
-                // driver outlives this session: it ends when every sender is gone.
-                (State::H2(sender), Some(pooling), Some(key)) if self.shares() => {
-                    pooling.pool.share(key, sender.clone());
-                    drop(driver);
-                }
-                _ => {
-                    let mut drivers = crate::sync::lock(&self.drivers);
-                    drivers.retain(|d| !d.is_finished());
-                    drivers.push(driver);
-                }
-            }
-            *guard = state;
+            *guard = self.handshake(tcp, host).await?;
             self.next_epoch();
         }
         let epoch = self.epoch.load(std::sync::atomic::Ordering::Relaxed);
@@ -389,27 +358,7 @@ impl Upstream {
         }
     }
 
-    /// Whether this session may use, and offer, a shared HTTP/2 connection: not once it has
-    /// seen NTLM or Negotiate (see [`Upstream::keep_private`]).
-    fn shares(&self) -> bool {
-        self.poolable.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Whether this session's upstream TLS offers HTTP/2: only then may it take a shared HTTP/2
-    /// connection. A session that offers HTTP/1.1 alone (its client chose it, for an upgrade
-    /// perhaps) keeps to HTTP/1.1.
-    fn offers_h2(&self) -> bool {
-        self.tls
-            .as_ref()
-            .is_some_and(|t| t.config.alpn_protocols.iter().any(|p| p == tls::ALPN_H2))
-    }
-
-    /// A new connection over `tcp`, and the task driving it.
-    async fn handshake(
-        &self,
-        tcp: TcpStream,
-        host: &str,
-    ) -> Result<(State, JoinHandle<()>), UpstreamError> {
+    async fn handshake(&self, tcp: TcpStream, host: &str) -> Result<State, UpstreamError> {
         let _ = tcp.set_nodelay(true);
         match &self.tls {
             None => self.http(tcp, false).await,
@@ -427,7 +376,7 @@ impl Upstream {
         }
     }
 
-    async fn http<IO>(&self, io: IO, h2: bool) -> Result<(State, JoinHandle<()>), UpstreamError>
+    async fn http<IO>(&self, io: IO, h2: bool) -> Result<State, UpstreamError>
     where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
     {
@@ -451,7 +400,10 @@ impl Upstream {
             });
             (State::H1(sender), driver)
         };
-        Ok((state, driver))
+        let mut drivers = crate::sync::lock(&self.drivers);
+        drivers.retain(|d| !d.is_finished());
+        drivers.push(driver);
+        Ok(state)
     }
 }
 
