@@ -227,10 +227,10 @@ impl Fixture {
     }
 }
 
-/// A loopback address where nothing listens: a port the kernel gave out, closed again.
+/// A loopback address where nothing listens: port 1 (tcpmux, privileged and unused), never
+/// handed out as an ephemeral port, so no other test can start listening there meanwhile.
 fn closed_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local address")
+    SocketAddr::from(([127, 0, 0, 1], 1))
 }
 
 /// The `requests` array of a session (empty when absent).

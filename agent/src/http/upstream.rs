@@ -224,7 +224,7 @@ impl Ready {
             ReadyConn::H1(mut guard) => {
                 let State::H1(s) = &mut *guard else {
                     return Err(SendError {
-                        error: UpstreamError::Tls("connection not ready".into()),
+                        error: UpstreamError::Request("connection not ready".into()),
                         unsent: Some(req),
                     });
                 };
