@@ -1289,3 +1289,45 @@ async fn a_request_with_a_body_is_not_sent_again() {
     assert_eq!(seen.connections.load(Ordering::SeqCst), 1);
     assert_eq!(seen.all().len(), 2);
 }
+
+/// `discard(epoch)` drops the session's connection only while it is still the one of that
+/// epoch: a stale discard (from a request that failed on a connection already replaced) leaves
+/// the newer connection alone.
+#[tokio::test]
+async fn discard_drops_only_the_connection_of_its_epoch() {
+    let (upstream, seen) = upstream_server().await;
+    let connector: Connector =
+        Box::new(move || Box::pin(async move { TcpStream::connect(upstream).await }));
+    let up = Upstream::new(None, connector, None, None);
+    // The server counts a connection when its accept loop gets to it.
+    let accepted = |n: usize| {
+        let seen = seen.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while seen.connections.load(Ordering::SeqCst) != n {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "never {n} connections"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    let first = up.ready("api.example", false).await.unwrap().epoch();
+    accepted(1).await;
+    up.discard(first).await;
+    let second = up.ready("api.example", false).await.unwrap().epoch();
+    accepted(2).await;
+    assert_ne!(first, second);
+    // Stale: the connection stays (same epoch, no new connection).
+    up.discard(first).await;
+    assert_eq!(
+        up.ready("api.example", false).await.unwrap().epoch(),
+        second
+    );
+    // Current: the next request opens a new one.
+    up.discard(second).await;
+    let third = up.ready("api.example", false).await.unwrap().epoch();
+    assert_ne!(third, second);
+    accepted(3).await;
+}
