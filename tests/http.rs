@@ -17,8 +17,8 @@ use web::{
     client::{s_client, urllib, websocket},
     nginx::{CARDS, HELLO},
     policy::{
-        BACKEND, DEAD_PASSTHROUGH, NO_ADMIN, WEB, WEB_BAD_CA, WEB_ORIGINATE, WEB_READS, WEB_TLS,
-        WORKLOAD,
+        BACKEND, DEAD_PASSTHROUGH, DEAD_WEB, NO_ADMIN, WEB, WEB_BAD_CA, WEB_ORIGINATE, WEB_READS,
+        WEB_TLS, WORKLOAD,
     },
     requests,
 };
@@ -518,6 +518,31 @@ fn a_passthrough_target_that_refuses_resets_the_client_and_is_recorded() {
     assert_eq!(s.str("end_reason"), Some("upstream-refused"), "{s:?}");
     let next = Curl::new(&fx.http(fx.nginx.ports.plain, "/hello.txt")).run(&fx.app);
     assert_status(&next, 200);
+}
+
+/// A plain http target whose upstream refuses: the hand-off lets the client connection in, the
+/// request gets a 502 (not a reset) with the reason on its record, and `upstream_failures`
+/// counts the failed connect.
+#[test]
+fn an_unreachable_http_upstream_answers_502_and_is_counted() {
+    let test = "an_unreachable_http_upstream_answers_502_and_is_counted";
+    let Some(fx) = Fixture::start(test, "http-deadweb") else {
+        return;
+    };
+    let failures = |status: &Value| status["counters"]["upstream_failures"].as_u64();
+    let before = failures(&fx.agent.status()).expect("upstream_failures counter");
+    let out = Curl::new(&fx.http(fx.dead_web.port(), "/hello.txt")).run(&fx.app);
+    assert_status(&out, 502);
+    let session = fx.session_of(out.pid, 1);
+    assert_eq!(session["target"], DEAD_WEB, "{session:#}");
+    let r = &requests(&session)[0];
+    assert_eq!(r["status"], 502, "{session:#}");
+    assert!(
+        r["error"].as_str().unwrap_or("").contains("upstream"),
+        "{session:#}"
+    );
+    let after = failures(&fx.agent.status()).expect("upstream_failures counter");
+    assert!(after > before, "upstream_failures {before} -> {after}");
 }
 
 /// Originate: the task speaks plain HTTP to nginx's TLS port (which refuses plain HTTP to a

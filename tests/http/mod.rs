@@ -77,7 +77,7 @@ fn missing_tools() -> Option<String> {
     None
 }
 
-/// One test's world: nginx, the backend, an agent whose policy has the six targets, the
+/// One test's world: nginx, the backend, an agent whose policy has the seven targets, the
 /// enrolled cgroup of the `app` workload and the credentials (which no client ever gets).
 pub struct Fixture {
     /// The agent (dropped first: it stops before the servers).
@@ -96,6 +96,8 @@ pub struct Fixture {
     pub api_key: String,
     /// The pass-through target's address, where nothing listens.
     pub dead: SocketAddr,
+    /// The `dead-web` target's address, where nothing listens.
+    pub dead_web: SocketAddr,
     certs_dir: tempfile::TempDir,
 }
 
@@ -126,7 +128,7 @@ impl Fixture {
             set_mode(file, 0o600);
         }
         let at = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
-        let dead = closed_port();
+        let (dead, dead_web) = (closed_port(1), closed_port(2));
         let text = policy::policy(&policy::Spec {
             cgroup_glob: format!("{}/app-*", agent.attach),
             web: at(nginx.ports.plain),
@@ -135,6 +137,7 @@ impl Fixture {
             web_bad_ca: at(nginx.ports.tls_bad),
             backend: backend.addr,
             dead,
+            dead_web,
             ca: &certs.ca,
             other_ca: &certs.other_ca,
             bearer_file: &bearer_file,
@@ -150,6 +153,7 @@ impl Fixture {
             token,
             api_key,
             dead,
+            dead_web,
             certs_dir,
         };
         fixture.agent.write_policy("http.toml", &text);
@@ -227,10 +231,11 @@ impl Fixture {
     }
 }
 
-/// A loopback address where nothing listens: port 1 (tcpmux, privileged and unused), never
-/// handed out as an ephemeral port, so no other test can start listening there meanwhile.
-fn closed_port() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 1))
+/// A loopback address where nothing listens: a privileged, unassigned-in-practice low port
+/// (1: tcpmux, 2: compressnet), never handed out as an ephemeral port, so no other test can
+/// start listening there meanwhile.
+fn closed_port(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 /// The `requests` array of a session (empty when absent).

@@ -1,7 +1,7 @@
 //! The http suite's policy, as TOML text in the format of `policies/README.md`: the `app`
-//! workload and six http targets (nginx plain, nginx TLS terminated with HTTP/2, nginx TLS
+//! workload and seven http targets (nginx plain, nginx TLS terminated with HTTP/2, nginx TLS
 //! originated, nginx behind a target that names the wrong CA, the in-process backend, an SNI
-//! pass-through to an address where nothing listens), with
+//! pass-through and a plain target, each to an address where nothing listens), with
 //! credentials from root-only files, masking of card numbers and request rules.
 use std::{fmt::Write as _, net::SocketAddr, path::Path};
 
@@ -19,6 +19,8 @@ pub const WEB_BAD_CA: &str = "web-bad-ca";
 pub const BACKEND: &str = "backend";
 /// SNI pass-through (`tls = "passthrough"`) to an address where nothing listens.
 pub const DEAD_PASSTHROUGH: &str = "dead-passthrough";
+/// Plain HTTP (`tls = "none"`) to another address where nothing listens.
+pub const DEAD_WEB: &str = "dead-web";
 /// The request rule denying `/admin` on `web`.
 pub const NO_ADMIN: &str = "no-admin";
 /// The request rule allowing reads on `web`.
@@ -41,6 +43,8 @@ pub struct Spec<'a> {
     pub backend: SocketAddr,
     /// An address where nothing listens.
     pub dead: SocketAddr,
+    /// Another address where nothing listens.
+    pub dead_web: SocketAddr,
     /// nginx's CA.
     pub ca: &'a Path,
     /// The unrelated CA.
@@ -118,6 +122,7 @@ pub fn policy(s: &Spec<'_>) -> String {
         "",
         "",
     );
+    target(&mut t, DEAD_WEB, s.dead_web, "tls = \"none\"\n", "", "");
     // web: reads allowed, /admin denied (deny wins over the allow, which matches every path).
     rule(
         &mut t,
@@ -134,7 +139,13 @@ pub fn policy(s: &Spec<'_>) -> String {
         "[rule.http]\npaths = [\"/admin\", \"/admin/**\"]\n",
     );
     // The others: connection rules only, so every request is allowed (no-request-rules).
-    for name in [WEB_TLS, WEB_ORIGINATE, WEB_BAD_CA, DEAD_PASSTHROUGH] {
+    for name in [
+        WEB_TLS,
+        WEB_ORIGINATE,
+        WEB_BAD_CA,
+        DEAD_PASSTHROUGH,
+        DEAD_WEB,
+    ] {
         rule(&mut t, &format!("app-{name}"), name, "allow", "");
     }
     rule(

@@ -233,9 +233,7 @@ impl Session {
             }
         }
     }
-}
 
-impl Session {
     /// Sends a request once more, on a new connection (never one from the pool), shaped for it.
     async fn resend(
         &self,

@@ -1018,6 +1018,17 @@ async fn request_through_pool_tls(
     status
 }
 
+/// A pool for `etl` at `upstream` after one session's GET of `/json` (answered 200), and its key.
+async fn after_one_get(upstream: SocketAddr) -> (Arc<Pool>, PoolKey) {
+    let pool = Arc::new(Pool::default());
+    let key = pool_key("etl", upstream, 1);
+    assert_eq!(
+        exchange_through_pool(upstream, &pool, key.clone(), "/json").await,
+        StatusCode::OK
+    );
+    (pool, key)
+}
+
 #[tokio::test]
 async fn an_idle_upstream_connection_serves_the_next_session_with_the_same_key_only() {
     let (upstream, seen) = upstream_server().await;
@@ -1046,12 +1057,7 @@ async fn an_idle_upstream_connection_serves_the_next_session_with_the_same_key_o
 #[tokio::test]
 async fn a_denied_request_takes_no_connection_from_the_pool() {
     let (upstream, seen) = upstream_server().await;
-    let pool = Arc::new(Pool::default());
-    let key = pool_key("etl", upstream, 1);
-    assert_eq!(
-        exchange_through_pool(upstream, &pool, key.clone(), "/json").await,
-        StatusCode::OK
-    );
+    let (pool, key) = after_one_get(upstream).await;
     assert_eq!(pool.len(), 1);
     assert_eq!(
         exchange_through_pool(upstream, &pool, key, "/v1/sys/health").await,
@@ -1243,12 +1249,7 @@ where
 #[tokio::test]
 async fn a_safe_request_on_a_pooled_connection_closed_under_it_is_sent_again() {
     let (upstream, seen) = closing_server(None).await;
-    let pool = Arc::new(Pool::default());
-    let key = pool_key("etl", upstream, 1);
-    assert_eq!(
-        exchange_through_pool(upstream, &pool, key.clone(), "/json").await,
-        StatusCode::OK
-    );
+    let (pool, key) = after_one_get(upstream).await;
     assert_eq!(pool.len(), 1);
     // The next session takes the idle connection; the server closes it under the GET, which
     // goes out again on a new connection instead of failing with a 502.
@@ -1272,12 +1273,7 @@ async fn a_safe_request_on_a_pooled_connection_closed_under_it_is_sent_again() {
 #[tokio::test]
 async fn a_request_with_a_body_is_not_sent_again() {
     let (upstream, seen) = closing_server(None).await;
-    let pool = Arc::new(Pool::default());
-    let key = pool_key("etl", upstream, 1);
-    assert_eq!(
-        exchange_through_pool(upstream, &pool, key.clone(), "/json").await,
-        StatusCode::OK
-    );
+    let (pool, key) = after_one_get(upstream).await;
     let get_with_body = Request::get("/json")
         .header("host", "api.example:8080")
         .body(Full::new(Bytes::from_static(b"abc")))

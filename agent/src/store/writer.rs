@@ -132,17 +132,11 @@ async fn commit<B: WriteBackend>(
                     }
                 }
             }
-            // The write itself failed (a lock, a full disk): the rest fail with it at once, not
-            // one busy timeout and one log line each.
-            let rest: Vec<Op> = ops.collect();
-            if let Err(e) = &last
-                && !rest.is_empty()
-            {
-                shared
-                    .failed
-                    .fetch_add(rest.len() as u64, Ordering::Relaxed);
-                rest.into_iter()
-                    .for_each(|op| answer(op, Err(StoreError::Write(e.clone()))));
+            // The write itself failed (a lock, a full disk): the rest (none if the loop got to
+            // the end) fail with it at once, not one busy timeout and one log line each.
+            if let Err(e) = &last {
+                shared.failed.fetch_add(ops.len() as u64, Ordering::Relaxed);
+                ops.for_each(|op| answer(op, Err(StoreError::Write(e.clone()))));
             }
             last
         }

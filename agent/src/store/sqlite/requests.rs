@@ -4,7 +4,8 @@ use sqlx::{Row as _, sqlite::SqliteRow};
 use super::{SqlitePool, to_i64, write::id_text};
 use crate::store::{RequestRecord, RequestRow, StoreError, list, time};
 
-const INSERT: &str = "INSERT INTO requests (connection_id, seq, started_at, duration_us, \
+/// Prepared once per batch by the writer (`write.rs`).
+pub(super) const INSERT: &str = "INSERT INTO requests (connection_id, seq, started_at, duration_us, \
     method, host, path, query, status, bytes_up, bytes_down, decision, rule, masked, error, body) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
 
@@ -13,13 +14,13 @@ const SELECT: &str = "SELECT seq, started_at, duration_us, method, host, path, q
     bytes_up, bytes_down, decision, rule, masked, error, body FROM requests \
     WHERE connection_id = ?1 ORDER BY seq LIMIT ?2";
 
-/// Inserts `rec` (on the writer's connection).
+/// Inserts `rec` with [`INSERT`], prepared on the writer's connection.
 pub(super) fn insert(
-    tx: &rusqlite::Transaction<'_>,
+    insert: &mut rusqlite::Statement<'_>,
     rec: &RequestRecord,
 ) -> Result<(), rusqlite::Error> {
     let mut buf = [0; uuid::fmt::Hyphenated::LENGTH];
-    tx.prepare_cached(INSERT)?.execute(rusqlite::params![
+    insert.execute(rusqlite::params![
         id_text(&rec.connection_id, &mut buf),
         rec.seq,
         time::to_micros(rec.started_at),

@@ -8,17 +8,18 @@ use crate::store::{StatementRecord, StatementRow, StoreError, list, time};
 const SELECT: &str = "SELECT seq, started_at, duration_us, text, classes, tables, decision, \
     rule, rows, error, masked FROM statements WHERE connection_id = ?1 ORDER BY seq LIMIT ?2";
 
-const INSERT: &str = "INSERT INTO statements (connection_id, seq, started_at, duration_us, \
+/// Prepared once per batch by the writer (`write.rs`).
+pub(super) const INSERT: &str = "INSERT INTO statements (connection_id, seq, started_at, duration_us, \
     text, classes, tables, decision, rule, rows, error, masked) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
 
-/// Inserts `rec` (on the writer's connection).
+/// Inserts `rec` with [`INSERT`], prepared on the writer's connection.
 pub(super) fn insert(
-    tx: &rusqlite::Transaction<'_>,
+    insert: &mut rusqlite::Statement<'_>,
     rec: &StatementRecord,
 ) -> Result<(), rusqlite::Error> {
     let mut buf = [0; uuid::fmt::Hyphenated::LENGTH];
-    tx.prepare_cached(INSERT)?.execute(rusqlite::params![
+    insert.execute(rusqlite::params![
         id_text(&rec.connection_id, &mut buf),
         rec.seq,
         time::to_micros(rec.started_at),

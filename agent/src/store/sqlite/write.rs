@@ -1,12 +1,13 @@
 //! The writer's own SQLite connection: synchronous calls on the writer's thread (rusqlite), one
-//! cached prepared statement per kind of row, one transaction per batch.
+//! prepared statement per kind of row (taken from the connection's cache once per batch, not
+//! looked up by its SQL text per row), one transaction per batch.
 //!
 //! Reads and migrations use sqlx, whose SQLite driver runs each query on a worker thread of its
 //! own. For the writer those two thread hops per query (and the wake-ups they take) cost more
 //! than the inserts themselves; a connection owned by the writer's thread costs none.
 use std::path::Path;
 
-use rusqlite::{Connection, OpenFlags, Transaction, params};
+use rusqlite::{CachedStatement, Connection, OpenFlags, Statement, params};
 use tracing::warn;
 
 use super::{BUSY_TIMEOUT, requests, statements, to_i64};
@@ -68,15 +69,22 @@ impl SqliteWriter {
         }
         let tx = self.conn.transaction()?;
         let mut missed = 0_u64;
-        for op in ops {
-            match op {
-                Op::Begin { rec, .. } => insert_connection(&tx, rec, None)?,
-                Op::Record(rec, end) => insert_connection(&tx, rec, Some(end))?,
-                Op::Statement(rec) => statements::insert(&tx, rec)?,
-                Op::Request(rec) => requests::insert(&tx, rec)?,
-                Op::Finish(id, end) => {
-                    if finish(&tx, id, end)? == 0 {
-                        missed += 1;
+        {
+            let mut sql = Prepared::new(&tx);
+            for op in ops {
+                match op {
+                    Op::Begin { rec, .. } => {
+                        insert_connection(sql.get(Sql::Connection)?, rec, None)?;
+                    }
+                    Op::Record(rec, end) => {
+                        insert_connection(sql.get(Sql::Connection)?, rec, Some(end))?;
+                    }
+                    Op::Statement(rec) => statements::insert(sql.get(Sql::Statement)?, rec)?,
+                    Op::Request(rec) => requests::insert(sql.get(Sql::Request)?, rec)?,
+                    Op::Finish(id, end) => {
+                        if finish(sql.get(Sql::Finish)?, id, end)? == 0 {
+                            missed += 1;
+                        }
                     }
                 }
             }
@@ -104,6 +112,52 @@ impl WriteBackend for SqliteWriter {
     }
 }
 
+/// The writes of a batch.
+#[derive(Clone, Copy)]
+enum Sql {
+    Connection,
+    Finish,
+    Statement,
+    Request,
+}
+
+impl Sql {
+    const ALL: usize = 4;
+
+    fn text(self) -> &'static str {
+        match self {
+            Sql::Connection => INSERT_CONNECTION,
+            Sql::Finish => FINISH,
+            Sql::Statement => statements::INSERT,
+            Sql::Request => requests::INSERT,
+        }
+    }
+}
+
+/// A batch's prepared statements, each taken from the connection's cache at its first use in
+/// the batch (and back to it at the batch's end).
+struct Prepared<'c> {
+    conn: &'c Connection,
+    cached: [Option<CachedStatement<'c>>; Sql::ALL],
+}
+
+impl<'c> Prepared<'c> {
+    fn new(conn: &'c Connection) -> Self {
+        Self {
+            conn,
+            cached: Default::default(),
+        }
+    }
+
+    fn get(&mut self, sql: Sql) -> Result<&mut Statement<'c>, rusqlite::Error> {
+        let slot = &mut self.cached[sql as usize];
+        if slot.is_none() {
+            *slot = Some(self.conn.prepare_cached(sql.text())?);
+        }
+        Ok(slot.as_mut().expect("prepared just above"))
+    }
+}
+
 /// The lowercase hyphenated text of `id`, as stored, without allocating.
 pub(super) fn id_text<'b>(
     id: &uuid::Uuid,
@@ -113,12 +167,12 @@ pub(super) fn id_text<'b>(
 }
 
 fn insert_connection(
-    tx: &Transaction<'_>,
+    insert: &mut Statement<'_>,
     rec: &ConnectionRecord,
     end: Option<&ConnectionEnd>,
 ) -> Result<(), rusqlite::Error> {
     let mut buf = [0; uuid::fmt::Hyphenated::LENGTH];
-    tx.prepare_cached(INSERT_CONNECTION)?.execute(params![
+    insert.execute(params![
         id_text(&rec.id, &mut buf),
         time::to_micros(rec.started_at),
         rec.workload,
@@ -146,12 +200,12 @@ fn insert_connection(
 
 /// Rows changed: 0 for an unknown connection or one that already ended.
 fn finish(
-    tx: &Transaction<'_>,
+    update: &mut Statement<'_>,
     id: &uuid::Uuid,
     end: &ConnectionEnd,
 ) -> Result<usize, rusqlite::Error> {
     let mut buf = [0; uuid::fmt::Hyphenated::LENGTH];
-    tx.prepare_cached(FINISH)?.execute(params![
+    update.execute(params![
         id_text(id, &mut buf),
         time::to_micros(end.ended_at),
         to_i64(end.bytes_up),
