@@ -482,6 +482,125 @@ fn a_denied_statement_aborts_its_transaction() {
     );
 }
 
+/// A stalled audit store holds statements back, then refuses them (fail closed), and the
+/// session goes on once the store catches up. The test locks the audit database so that the
+/// writer cannot commit, while one psql session runs SELECTs. With `audit_queue = 70`, the free
+/// burst of 64 slots a statement needs is gone after 7 queued records.
+/// - Locked for 0.4 s, less than `audit_wait` (1.5 s): statements wait, then all run.
+/// - Locked for 3.5 s (less than the writer's 5 s busy timeout): a statement that waits the whole
+///   1.5 s is refused with `audit-unavailable`; later ones run once the lock is gone.
+///
+/// Every statement is in the audit, the refused ones with the rule that refused them.
+#[test]
+fn a_stalled_audit_store_holds_statements_then_refuses_them() {
+    let test = "a_stalled_audit_store_holds_statements_then_refuses_them";
+    let config = "audit_queue = 70\naudit_wait = \"1500ms\"\n";
+    let Some(f) = Fixture::start_configured(test, "pg-stall", config, |_| {}) else {
+        return;
+    };
+    let sync = f.agent.scratch().join("sync");
+    std::fs::create_dir_all(&sync).expect("sync dir");
+    let per_phase = 12;
+    let mut script = String::from("SELECT 'start';\n");
+    for phase in 1..=2 {
+        let (ready, go) = (
+            sync.join(format!("ready{phase}")),
+            sync.join(format!("go{phase}")),
+        );
+        script.push_str(&format!(
+            "\\! touch {r}; while [ ! -e {g} ]; do sleep 0.02; done\n",
+            r = ready.display(),
+            g = go.display()
+        ));
+        for i in 1..=per_phase {
+            script.push_str(&format!("SELECT {};\n", phase * 100 + i));
+        }
+    }
+    // The lock side runs beside psql: it waits for each phase, locks, lets psql go, unlocks.
+    let db = f.agent.state_dir.join("audit.db");
+    let (tollgate, config) = (f.agent.env.tollgate.clone(), f.agent.config.clone());
+    let waits = move || -> u64 {
+        let out = std::process::Command::new(&tollgate)
+            .args(["status", "--json", "--config"])
+            .arg(&config)
+            .output()
+            .expect("tollgate status");
+        let status: Value = serde_json::from_slice(&out.stdout).expect("status json");
+        status["counters"]["audit_room_waits"]
+            .as_u64()
+            .expect("audit_room_waits")
+    };
+    let locker = std::thread::spawn({
+        let sync = sync.clone();
+        move || {
+            let mut waited_in_phase_1 = 0;
+            for (phase, hold) in [
+                (1, Duration::from_millis(400)),
+                (2, Duration::from_millis(3500)),
+            ] {
+                let ready = sync.join(format!("ready{phase}"));
+                let seen = harness::poll(Duration::from_secs(30), || ready.exists().then_some(()));
+                assert!(seen.is_some(), "psql never reached phase {phase}");
+                let lock = rusqlite::Connection::open(&db).expect("open audit db");
+                lock.execute_batch("BEGIN IMMEDIATE")
+                    .expect("lock audit db");
+                std::fs::write(sync.join(format!("go{phase}")), "").expect("go");
+                std::thread::sleep(hold);
+                if phase == 1 {
+                    waited_in_phase_1 = waits();
+                }
+                lock.execute_batch("ROLLBACK").expect("unlock audit db");
+            }
+            waited_in_phase_1
+        }
+    });
+    let r = f
+        .psql(Role::Scram, "disable", &[])
+        .stdin(&script)
+        .run(Some(&f.etl));
+    let waited_in_phase_1 = locker.join().expect("locker thread");
+    assert!(
+        waited_in_phase_1 >= 1,
+        "no statement waited while the store was locked"
+    );
+    assert!(!r.timed_out, "{r:?}");
+
+    let out = lines(&r);
+    let ran = |phase: usize| {
+        (1..=per_phase)
+            .filter(|i| out.contains(&(phase * 100 + i).to_string().as_str()))
+            .count()
+    };
+    assert_eq!(
+        ran(1),
+        per_phase,
+        "phase 1: every statement waited and ran: {r:?}"
+    );
+    let refused = per_phase - ran(2);
+    assert!(
+        (1..per_phase).contains(&refused),
+        "phase 2: some statements refused, the last ones ran again ({refused}): {r:?}"
+    );
+    assert!(
+        out.contains(&"212"),
+        "the session goes on after the stall: {r:?}"
+    );
+    assert_eq!(
+        r.stderr.matches(&denial("audit-unavailable")).count(),
+        refused,
+        "{r:?}"
+    );
+
+    let session = f.statements_of(r.pid, 1 + 2 * per_phase);
+    let rules: Vec<_> = statements(&session).iter().map(verdict).collect();
+    let unavailable = rules
+        .iter()
+        .filter(|(_, decision, rule)| decision == "deny" && rule == "audit-unavailable")
+        .count();
+    assert_eq!(unavailable, refused, "{session:#}");
+    assert_eq!(rules.len(), 1 + 2 * per_phase, "{session:#}");
+}
+
 /// Blocked statements leave the data intact: DROP TABLE and ALTER TABLE (no-ddl), a DO block
 /// (unknown: no-unknown), TRUNCATE (no rule: default-deny).
 #[test]

@@ -98,6 +98,10 @@ pub struct Config {
     pub audit_failure: AuditFailure,
     /// Bound of the audit queue (records waiting to be written).
     pub audit_queue: usize,
+    /// How long a statement, request or new connection waits for room in a full audit queue
+    /// before it is refused, e.g. "2s": a writer that falls behind slows sessions down first.
+    #[serde(with = "humantime_serde_compat")]
+    pub audit_wait: Duration,
     /// Unix group (name) allowed on the admin socket besides root.
     pub admin_group: Option<String>,
     /// SPIFFE trust domain every workload's SPIFFE ID must belong to; any if unset.
@@ -148,6 +152,7 @@ impl Default for Config {
             fail_mode: FailMode::Closed,
             audit_failure: AuditFailure::Closed,
             audit_queue: 8192,
+            audit_wait: Duration::from_secs(2),
             admin_group: None,
             trust_domain: None,
             connect_timeout: Duration::from_secs(5),

@@ -124,6 +124,13 @@ impl Agent {
         agent
     }
 
+    /// Adds `lines` (TOML) to the main config; takes effect at the next [`Agent::start`].
+    pub fn add_config(&self, lines: &str) {
+        let mut text = std::fs::read_to_string(&self.config).expect("read config");
+        text.push_str(lines);
+        std::fs::write(&self.config, text).expect("write config");
+    }
+
     /// Absolute directory of the cgroup `<attach>/<sub>` (`sub` empty: the attach cgroup).
     pub fn cgroup_dir(&self, sub: &str) -> PathBuf {
         self.abs(&self.cgroup_path(sub))

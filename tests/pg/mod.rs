@@ -105,8 +105,24 @@ impl Fixture {
     /// Starts a server and an agent named after `tag` whose target is the default one (no
     /// upstream TLS, SCRAM and md5 credentials, masking on) changed by `adjust`.
     pub fn start(test: &str, tag: &str, adjust: impl FnOnce(&mut TargetSpec)) -> Option<Fixture> {
+        Fixture::start_configured(test, tag, "", adjust)
+    }
+
+    /// Like [`Fixture::start`] with `config` (TOML lines) added to the agent's main config.
+    pub fn start_configured(
+        test: &str,
+        tag: &str,
+        config: &str,
+        adjust: impl FnOnce(&mut TargetSpec),
+    ) -> Option<Fixture> {
         let env = prerequisites(test)?;
-        Some(Fixture::with_server(&env, PgServer::start(), tag, adjust))
+        Some(Fixture::with_server_configured(
+            &env,
+            PgServer::start(),
+            tag,
+            config,
+            adjust,
+        ))
     }
 
     /// Like [`Fixture::start`] with a server already started (e.g. in another namespace).
@@ -116,7 +132,18 @@ impl Fixture {
         tag: &str,
         adjust: impl FnOnce(&mut TargetSpec),
     ) -> Fixture {
+        Fixture::with_server_configured(env, pg, tag, "", adjust)
+    }
+
+    fn with_server_configured(
+        env: &crate::harness::prereq::Env,
+        pg: PgServer,
+        tag: &str,
+        config: &str,
+        adjust: impl FnOnce(&mut TargetSpec),
+    ) -> Fixture {
         let agent = Agent::new(env, tag, FailMode::Open);
+        agent.add_config(config);
         let etl = agent.cgroup_dir("etl-1");
         crate::harness::cgroup::mkdir(&etl);
         let secrets = agent.scratch().join("secrets");

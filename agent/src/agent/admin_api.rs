@@ -217,6 +217,7 @@ impl AdminApi for Api {
             ("audit_commits".into(), store.commits),
             ("audit_failed".into(), store.failed),
             ("audit_queue_full".into(), store.queue_full),
+            ("audit_room_waits".into(), store.room_waits),
             ("audit_queued".into(), store.queued as u64),
         ]);
         StatusReport {

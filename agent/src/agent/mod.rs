@@ -96,6 +96,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         fingerprint = %policy.fingerprint(), "policy loaded"
     );
     let (store, audit, reader) = store::open_sqlite(&config.audit_db(), config.audit_queue).await?;
+    let audit = audit.with_wait(config.audit_wait);
 
     // Listeners first: the programs must never redirect to a port nobody listens on.
     let listeners = bind_listeners(&config)?;

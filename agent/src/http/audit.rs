@@ -31,9 +31,15 @@ use crate::{
 pub trait Recorder: Send + Sync + 'static {
     /// Takes one record (never blocks).
     fn record(&self, rec: RequestRecord);
-    /// Whether a request may proceed: its record can still be taken.
+    /// Whether a request may proceed at once: its record can still be taken.
     fn has_room(&self) -> bool {
         true
+    }
+
+    /// When [`Self::has_room`] is false: waits for room for a while, then tells whether the
+    /// request may proceed (see [`AuditSink::room`]).
+    fn room(&self) -> Pin<Box<dyn Future<Output = bool> + Send + '_>> {
+        Box::pin(std::future::ready(self.has_room()))
     }
 }
 
@@ -46,6 +52,10 @@ impl Recorder for AuditSink {
 
     fn has_room(&self) -> bool {
         AuditSink::has_room(self)
+    }
+
+    fn room(&self) -> Pin<Box<dyn Future<Output = bool> + Send + '_>> {
+        Box::pin(AuditSink::room(self))
     }
 }
 

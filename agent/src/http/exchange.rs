@@ -108,8 +108,9 @@ impl Session {
             x.error("request head too large".to_owned());
             return x.respond(deny::too_large_head());
         }
-        if !self.recorder.has_room() {
-            // The audit store is behind: refuse rather than forward unrecorded (fail closed).
+        if !self.recorder.has_room() && !self.recorder.room().await {
+            // The audit store stayed behind for the whole wait: refuse rather than forward
+            // unrecorded (fail closed).
             x.error("audit unavailable".to_owned());
             return x.respond(deny::audit_unavailable());
         }

@@ -1,7 +1,10 @@
 //! The proxy's handle on the audit store: queues writes for the writer task without blocking.
-use std::sync::{
-    Arc,
-    atomic::{AtomicU64, Ordering},
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
 };
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -20,6 +23,8 @@ pub(crate) struct Shared {
     pub(crate) failed: AtomicU64,
     /// Operations refused on a full queue.
     pub(crate) queue_full: AtomicU64,
+    /// Times a statement, request or connection waited for room in the queue.
+    pub(crate) room_waits: AtomicU64,
     /// Transactions committed.
     pub(crate) commits: AtomicU64,
     /// Set to `true` to make the writer flush what is queued and stop.
@@ -28,6 +33,9 @@ pub(crate) struct Shared {
     /// its timer only, so that statements and requests (which nobody waits on) do not wake its
     /// thread one by one, and a connection waiting on its record does not wait for the timer.
     pub(crate) begin_queued: tokio::sync::Notify,
+    /// Rung by the writer each time it takes operations out of the queue: what waits for room
+    /// ([`AuditSink::room`]) looks again.
+    pub(crate) drained: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -37,9 +45,11 @@ impl Shared {
             written: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             queue_full: AtomicU64::new(0),
+            room_waits: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             close,
             begin_queued: tokio::sync::Notify::new(),
+            drained: tokio::sync::Notify::new(),
         };
         (Arc::new(shared), closed)
     }
@@ -50,23 +60,39 @@ impl Shared {
     }
 }
 
-/// Queues audit records for the single writer task. Cheap to clone; never blocks.
+/// Queues audit records for the single writer task. Cheap to clone; never blocks a thread.
 #[derive(Debug, Clone)]
 pub struct AuditSink {
     tx: mpsc::Sender<Op>,
     shared: Arc<Shared>,
+    /// How long [`Self::room`] and [`Self::begin`] wait for room in a full queue.
+    wait: Duration,
 }
 
 impl AuditSink {
     pub(crate) fn new(tx: mpsc::Sender<Op>, shared: Arc<Shared>) -> Self {
-        Self { tx, shared }
+        Self {
+            tx,
+            shared,
+            wait: Duration::ZERO,
+        }
+    }
+
+    /// This sink, waiting up to `wait` for room in a full queue (zero, the default: not at all).
+    #[must_use]
+    pub fn with_wait(self, wait: Duration) -> Self {
+        Self { wait, ..self }
     }
 
     /// Records a connection about to reach its target and returns once the row is committed.
-    /// Fails at once with [`StoreError::QueueFull`] if the writer is behind: the caller must then
-    /// refuse the connection.
+    /// When the writer is behind it first waits for room ([`Self::room`]), then fails with
+    /// [`StoreError::QueueFull`]: the caller must then refuse the connection.
     pub async fn begin(&self, rec: ConnectionRecord) -> Result<(), StoreError> {
         let (done, committed) = oneshot::channel();
+        if !self.has_room() {
+            // Not a hard error yet: the writer may catch up within the wait.
+            let _ = self.room().await;
+        }
         self.send(Op::Begin { rec, done })?;
         self.shared.begin_queued.notify_one();
         committed.await.map_err(|_| StoreError::Closed)?
@@ -106,6 +132,7 @@ impl AuditSink {
             written: self.shared.written.load(Ordering::Relaxed),
             failed: self.shared.failed.load(Ordering::Relaxed),
             queue_full: self.shared.queue_full.load(Ordering::Relaxed),
+            room_waits: self.shared.room_waits.load(Ordering::Relaxed),
             commits: self.shared.commits.load(Ordering::Relaxed),
             queued: self.tx.max_capacity() - self.tx.capacity(),
         }
@@ -115,7 +142,36 @@ impl AuditSink {
     /// is let through, so that a store that cannot keep up refuses new work (fail closed)
     /// instead of losing the record of work already done.
     pub fn has_room(&self) -> bool {
-        self.tx.capacity() >= ROOM
+        self.tx.capacity() >= ROOM.min(self.tx.max_capacity())
+    }
+
+    /// Waits until [`Self::has_room`], for at most the sink's wait: a writer that falls behind
+    /// (a slow disk, a starved CPU) holds new statements and requests back, which lets it catch
+    /// up, instead of refusing them at once. False when the wait ran out or the store is closed:
+    /// the caller then refuses (fail closed). Waiting takes no slot of the queue, so records of
+    /// work already done are never crowded out by what waits.
+    pub async fn room(&self) -> bool {
+        if self.has_room() {
+            return true;
+        }
+        if self.wait.is_zero() {
+            return false;
+        }
+        self.shared.room_waits.fetch_add(1, Ordering::Relaxed);
+        let deadline = tokio::time::Instant::now() + self.wait;
+        loop {
+            // Registered before the check: a drain between the check and the await still wakes.
+            let drained = self.shared.drained.notified();
+            if self.has_room() {
+                return true;
+            }
+            if *self.shared.close.borrow() || self.tx.is_closed() {
+                return false;
+            }
+            if tokio::time::timeout_at(deadline, drained).await.is_err() {
+                return self.has_room();
+            }
+        }
     }
 
     /// Logs a record that could not be queued: at most once a second, with how many were lost

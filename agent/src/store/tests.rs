@@ -437,6 +437,103 @@ async fn full_queue_fails_at_once() {
     assert_eq!((stats.written, stats.failed, stats.queue_full), (2, 0, 2));
 }
 
+/// A stuck writer (the database locked) with one operation in hand and one queued: with a
+/// queue of 3, a burst needs all 3 slots free, so there is no room. Returns the two records' ids.
+async fn stuck_with_one_queued(sink: &AuditSink) -> [uuid::Uuid; 2] {
+    let ids = [uuid::Uuid::now_v7(), uuid::Uuid::now_v7()];
+    sink.record(rec(ids[0], None, at(0, 0)), end(at(1, 0), "denied"))
+        .expect("first");
+    wait_queued(sink, 0).await; // the writer holds it, stuck on the lock
+    sink.record(rec(ids[1], None, at(0, 0)), end(at(1, 0), "denied"))
+        .expect("second");
+    assert!(!sink.has_room());
+    ids
+}
+
+/// `room()` waits for the writer: it gives up after the sink's wait while the writer is stuck,
+/// and answers as soon as the writer drains the queue once it is free again.
+#[tokio::test]
+async fn room_waits_for_the_writer_then_gives_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    let (store, sink, _reader) = open_sqlite(&path, 3).await.expect("open");
+    let lock = lock_writes(&path).await;
+    stuck_with_one_queued(&sink).await;
+
+    assert!(!sink.room().await, "no wait configured: no room at once");
+    let short = sink.clone().with_wait(Duration::from_millis(200));
+    let t = Instant::now();
+    assert!(
+        !short.room().await,
+        "the writer is stuck for longer than the wait"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        t.elapsed()
+    );
+
+    let long = sink.clone().with_wait(Duration::from_secs(30));
+    let unlock = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        unlock_writes(lock).await;
+    });
+    let t = Instant::now();
+    assert!(long.room().await, "room once the writer drains the queue");
+    assert!(t.elapsed() < WRITER_WAIT, "{:?}", t.elapsed());
+    unlock.await.expect("unlock");
+    assert_eq!(sink.stats().room_waits, 2, "the zero wait is not counted");
+    store.shutdown().await.expect("shutdown");
+}
+
+/// What waits for room takes no slot: records of work already done still go into the queue
+/// while a `room()` waits, and a `begin` on a queue without room waits instead of failing.
+#[tokio::test]
+async fn waiting_for_room_takes_no_slot_and_begin_waits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    let (store, sink, reader) = open_sqlite(&path, 3).await.expect("open");
+    let sink = sink.with_wait(Duration::from_secs(30));
+    let lock = lock_writes(&path).await;
+    let ids = stuck_with_one_queued(&sink).await;
+
+    let waiter = tokio::spawn({
+        let sink = sink.clone();
+        async move { sink.room().await }
+    });
+    while sink.stats().room_waits == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let third = uuid::Uuid::now_v7();
+    sink.record(rec(third, None, at(0, 0)), end(at(1, 0), "denied"))
+        .expect("the last slot is still free for a record");
+    let begun = uuid::Uuid::now_v7();
+    let begin = tokio::spawn({
+        let sink = sink.clone();
+        async move { sink.begin(rec(begun, Some("etl"), at(0, 0))).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !begin.is_finished() && !waiter.is_finished(),
+        "both wait on the stuck writer"
+    );
+
+    unlock_writes(lock).await;
+    assert!(waiter.await.expect("waiter"));
+    begin
+        .await
+        .expect("begin task")
+        .expect("begin committed after the wait");
+    assert_eq!(sink.stats().queue_full, 0);
+    store.shutdown().await.expect("shutdown");
+    for id in ids.iter().chain([&third, &begun]) {
+        assert!(
+            reader.get(&id.to_string()).await.expect("get").is_some(),
+            "{id}"
+        );
+    }
+}
+
 /// `BATCH_MAX` + 44 begins wait behind a stuck batch, then go in two transactions.
 #[tokio::test]
 async fn concurrent_begins_are_group_committed() {

@@ -68,6 +68,10 @@ pub struct StoreStats {
     pub failed: u64,
     /// Operations refused because the queue was full.
     pub queue_full: u64,
+    /// Times a statement, request or connection waited for room in the queue (see
+    /// [`super::AuditSink::room`]).
+    #[serde(default)]
+    pub room_waits: u64,
     /// Transactions committed (several operations each under load).
     pub commits: u64,
     /// Operations waiting in the queue now.

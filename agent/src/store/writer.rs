@@ -18,13 +18,15 @@ pub(crate) const BATCH_MAX: usize = 2048;
 /// committed before their connection proceeds.
 pub(crate) const GATHER: std::time::Duration = std::time::Duration::from_millis(5);
 
-fn drain(rx: &mut mpsc::Receiver<Op>, batch: &mut Vec<Op>) {
+/// Moves what is queued into `batch` (up to [`BATCH_MAX`]) and tells whoever waits for room.
+fn drain(rx: &mut mpsc::Receiver<Op>, batch: &mut Vec<Op>, shared: &Shared) {
     while batch.len() < BATCH_MAX {
         match rx.try_recv() {
             Ok(op) => batch.push(op),
             Err(_) => break,
         }
     }
+    shared.drained.notify_waiters();
 }
 
 /// Runs until the queue is closed (by [`Shared::close`] or the drop of every sink) and drained.
@@ -55,7 +57,7 @@ pub(crate) async fn run<B: WriteBackend>(
         };
         let Some(first) = first else { break };
         batch.push(first);
-        drain(&mut rx, &mut batch);
+        drain(&mut rx, &mut batch, &shared);
         // Statement and request records nobody waits on: let the batch gather for a moment, so
         // that a busy session costs one commit per few milliseconds instead of one per statement.
         // The writer then sleeps on its timer and on `begin_queued` only (not on the queue, whose
@@ -70,12 +72,12 @@ pub(crate) async fn run<B: WriteBackend>(
             loop {
                 tokio::select! {
                     () = tokio::time::sleep_until(deadline) => {
-                        drain(&mut rx, &mut batch);
+                        drain(&mut rx, &mut batch, &shared);
                         break;
                     }
                     () = shared.begin_queued.notified() => {
                         let from = batch.len();
-                        drain(&mut rx, &mut batch);
+                        drain(&mut rx, &mut batch, &shared);
                         if batch.len() >= BATCH_MAX || batch[from..].iter().any(Op::has_waiter) {
                             break;
                         }

@@ -92,6 +92,15 @@ where
                 let Ok(FrontendMessage::Execute(e)) = frame.decode() else {
                     return Err(bad(&frame));
                 };
+                // Each Execute of a prepared statement is a statement of its own in the audit:
+                // held, then refused, like a Query or Parse when the store cannot take it.
+                if !ctx.audit.has_room() {
+                    flush(&mut server, &mut out).await?;
+                    if !ctx.audit.room().await {
+                        refuse_execute(ctx, meta, shared, &e.portal, &mut out);
+                        continue;
+                    }
+                }
                 let mut guard = shared.lock();
                 let st = &mut *guard;
                 let (columns, audit) = match st.portals.get(&e.portal) {
@@ -187,7 +196,7 @@ async fn on_query(
     frame: FrontendFrame,
     out: &mut BytesMut,
 ) {
-    let checked = audit_gate(ctx, check::check(ctx, meta, &q.query).await);
+    let checked = audit_gate(ctx, check::check(ctx, meta, &q.query).await).await;
     let seq = shared.lock().seq();
     let audit = checked.audit(seq, &q.query, meta.redact_literals);
     if checked.decision.permits() {
@@ -201,7 +210,8 @@ async fn on_query(
         });
         out.extend_from_slice(frame.raw());
     } else {
-        deny_statement(ctx, meta, shared, &checked, audit, out, false);
+        let why = (checked.decision.rule.as_str(), checked.detail.as_str());
+        deny_statement(ctx, meta, shared, why, audit, out, false);
     }
 }
 
@@ -214,7 +224,7 @@ async fn on_parse(
     frame: FrontendFrame,
     out: &mut BytesMut,
 ) {
-    let checked = audit_gate(ctx, check::check(ctx, meta, &p.query).await);
+    let checked = audit_gate(ctx, check::check(ctx, meta, &p.query).await).await;
     let audit = checked.audit(0, &p.query, meta.redact_literals);
     if checked.decision.permits() {
         let exprs = lineage::plan(masker, &p.query, &checked.statements);
@@ -234,34 +244,40 @@ async fn on_parse(
         let seq = shared.lock().seq();
         let audit = StmtAudit { seq, ..audit };
         shared.lock().prepared.remove(&p.name);
-        deny_statement(ctx, meta, shared, &checked, audit, out, true);
+        let why = (checked.decision.rule.as_str(), checked.detail.as_str());
+        deny_statement(ctx, meta, shared, why, audit, out, true);
     }
 }
 
-/// A statement whose record the audit store could not take is refused: the store is behind
-/// (fail closed), and the statement would otherwise run unrecorded.
-fn audit_gate(ctx: &Context, mut checked: Checked) -> Checked {
-    if checked.decision.permits() && !ctx.audit.has_room() {
+/// The rule named when the audit store cannot take a statement's record.
+const AUDIT_UNAVAILABLE: &str = "audit-unavailable";
+
+/// A statement whose record the audit store cannot take is held while the store catches up
+/// ([`crate::store::AuditSink::room`]), then refused (fail closed): it would otherwise run
+/// unrecorded.
+async fn audit_gate(ctx: &Context, mut checked: Checked) -> Checked {
+    if checked.decision.permits() && !ctx.audit.room().await {
         checked.decision.verdict = crate::policy::Verdict::Deny;
         checked.decision.enforced = true;
-        checked.decision.rule = "audit-unavailable".into();
+        checked.decision.rule = AUDIT_UNAVAILABLE.into();
     }
     checked
 }
 
-/// Records the denial and makes the server raise it in place of the statement.
+/// Records the denial by `(rule, detail)` and makes the server raise it in place of the
+/// statement.
 fn deny_statement(
     ctx: &Context,
     meta: &SessionMeta,
     shared: &Shared,
-    checked: &Checked,
+    (rule, detail): (&str, &str),
     audit: StmtAudit,
     out: &mut BytesMut,
     extended: bool,
 ) {
-    let message = deny::denial_message(&checked.decision.rule, &checked.detail);
+    let message = deny::denial_message(rule, detail);
     info!(
-        workload = %meta.workload, target = %meta.target, rule = %checked.decision.rule,
+        workload = %meta.workload, target = %meta.target, rule = %rule,
         classes = ?audit.classes, "statement denied"
     );
     record(ctx, meta, audit, Some(&message));
@@ -284,6 +300,44 @@ fn deny_statement(
         drop(st);
         deny::simple(deny::SQLSTATE_DENIED, &message, out);
     }
+}
+
+/// Refuses an Execute the audit store cannot record: the upstream raises the denial in its
+/// place (and skips to the client's Sync, as after any error), and the denial is recorded if the
+/// store takes it by then.
+fn refuse_execute(
+    ctx: &Context,
+    meta: &SessionMeta,
+    shared: &Shared,
+    portal: &str,
+    out: &mut BytesMut,
+) {
+    let mut st = shared.lock();
+    let stmt = st.portals.get(portal).map(|p| p.statement.clone());
+    let audit = stmt.and_then(|s| st.prepared.get(&s).map(|p| p.audit.clone()));
+    let seq = st.seq();
+    drop(st);
+    let audit = match audit {
+        Some(a) => StmtAudit {
+            seq,
+            started: std::time::Instant::now(),
+            started_at: SystemTime::now(),
+            decision: "deny".into(),
+            rule: AUDIT_UNAVAILABLE.into(),
+            ..a
+        },
+        None => denied_audit_seq(seq, "execute of an unknown portal", AUDIT_UNAVAILABLE),
+    };
+    let detail = "the audit store cannot record it";
+    deny_statement(
+        ctx,
+        meta,
+        shared,
+        (AUDIT_UNAVAILABLE, detail),
+        audit,
+        out,
+        true,
+    );
 }
 
 fn on_bind(
@@ -393,8 +447,12 @@ fn on_close(shared: &Shared, c: Close, frame: FrontendFrame, out: &mut BytesMut)
 }
 
 fn denied_audit(shared: &Shared, text: &str, rule: &str) -> StmtAudit {
+    denied_audit_seq(shared.lock().seq(), text, rule)
+}
+
+fn denied_audit_seq(seq: u32, text: &str, rule: &str) -> StmtAudit {
     StmtAudit {
-        seq: shared.lock().seq(),
+        seq,
         started: std::time::Instant::now(),
         started_at: SystemTime::now(),
         text: text.into(),
