@@ -351,13 +351,26 @@ pub(crate) mod tests {
     use super::*;
     use crate::http::{body::full, request::tests::target};
 
-    /// Collects records.
+    /// Collects records. `stall`: `None`, room at once; `Some(ok)`, no room at once, and after
+    /// a short wait room when `ok`.
     #[derive(Default)]
-    pub(crate) struct Records(pub Mutex<Vec<RequestRecord>>);
+    pub(crate) struct Records(pub Mutex<Vec<RequestRecord>>, pub Mutex<Option<bool>>);
 
     impl Recorder for Records {
         fn record(&self, rec: RequestRecord) {
             self.0.lock().unwrap().push(rec);
+        }
+
+        fn has_room(&self) -> bool {
+            self.1.lock().unwrap().is_none()
+        }
+
+        fn room(&self) -> Pin<Box<dyn Future<Output = bool> + Send + '_>> {
+            let ok = self.1.lock().unwrap().unwrap_or(true);
+            Box::pin(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                ok
+            })
         }
     }
 

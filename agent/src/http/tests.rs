@@ -599,6 +599,35 @@ async fn a_malformed_request_ends_the_exchange_with_a_record() {
     assert_eq!(send(&mut c, get("/json")).await.0, StatusCode::OK);
 }
 
+/// A request waits while the audit store has no room: it goes upstream when room comes, and is
+/// refused with 503 (nothing sent upstream, the refusal recorded) when it does not.
+#[tokio::test]
+async fn a_request_waits_for_audit_room_then_is_refused() {
+    let h = harness(false).await;
+    let mut c = h1_client(h.proxy).await;
+    *h.records.1.lock().unwrap() = Some(true);
+    let (status, _, _) = send(&mut c, get("/json")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h.seen.requests.load(Ordering::SeqCst), 1);
+
+    *h.records.1.lock().unwrap() = Some(false);
+    let (status, _, body) = send(&mut c, get("/json")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("audit-unavailable"), "{body}");
+    assert_eq!(
+        h.seen.requests.load(Ordering::SeqCst),
+        1,
+        "nothing went upstream"
+    );
+    let recs = h.records.take();
+    assert_eq!(recs.len(), 2, "{recs:?}");
+    assert_eq!(
+        recs[1].error.as_deref(),
+        Some("audit unavailable"),
+        "{recs:?}"
+    );
+}
+
 #[tokio::test]
 async fn oversized_request_head_is_refused() {
     let h = harness(false).await;
