@@ -486,8 +486,9 @@ fn a_denied_statement_aborts_its_transaction() {
 /// session goes on once the store catches up. The test locks the audit database so that the
 /// writer cannot commit, while one psql session runs SELECTs. With `audit_queue = 70`, the free
 /// burst of 64 slots a statement needs is gone after 7 queued records.
-/// - Locked for 0.4 s, less than `audit_wait` (1.5 s): statements wait, then all run.
-/// - Locked for 3.5 s (less than the writer's 5 s busy timeout): a statement that waits the whole
+/// - Locked until a statement waits (less than `audit_wait`, 1.5 s): statements wait, then all
+///   run.
+/// - Locked for 3.2 s (less than the writer's 5 s busy timeout): a statement that waits the whole
 ///   1.5 s is refused with `audit-unavailable`; later ones run once the lock is gone.
 ///
 /// Every statement is in the audit, the refused ones with the rule that refused them.
@@ -533,11 +534,7 @@ fn a_stalled_audit_store_holds_statements_then_refuses_them() {
     let locker = std::thread::spawn({
         let sync = sync.clone();
         move || {
-            let mut waited_in_phase_1 = 0;
-            for (phase, hold) in [
-                (1, Duration::from_millis(400)),
-                (2, Duration::from_millis(3500)),
-            ] {
+            let lock_at = |phase: usize| {
                 let ready = sync.join(format!("ready{phase}"));
                 let seen = harness::poll(Duration::from_secs(30), || ready.exists().then_some(()));
                 assert!(seen.is_some(), "psql never reached phase {phase}");
@@ -545,13 +542,18 @@ fn a_stalled_audit_store_holds_statements_then_refuses_them() {
                 lock.execute_batch("BEGIN IMMEDIATE")
                     .expect("lock audit db");
                 std::fs::write(sync.join(format!("go{phase}")), "").expect("go");
-                std::thread::sleep(hold);
-                if phase == 1 {
-                    waited_in_phase_1 = waits();
-                }
-                lock.execute_batch("ROLLBACK").expect("unlock audit db");
-            }
-            waited_in_phase_1
+                lock
+            };
+            // Phase 1: held until a statement waits (well under audit_wait), then let go.
+            let lock = lock_at(1);
+            let waited = harness::poll(Duration::from_secs(1), || (waits() >= 1).then_some(()));
+            lock.execute_batch("ROLLBACK").expect("unlock audit db");
+            // Phase 2: held over audit_wait, and well under the writer's 5 s busy timeout (past
+            // which its batch, and the records in it, would be lost).
+            let lock = lock_at(2);
+            std::thread::sleep(Duration::from_millis(3200));
+            lock.execute_batch("ROLLBACK").expect("unlock audit db");
+            waited.is_some()
         }
     });
     let r = f
@@ -560,7 +562,7 @@ fn a_stalled_audit_store_holds_statements_then_refuses_them() {
         .run(Some(&f.etl));
     let waited_in_phase_1 = locker.join().expect("locker thread");
     assert!(
-        waited_in_phase_1 >= 1,
+        waited_in_phase_1,
         "no statement waited while the store was locked"
     );
     assert!(!r.timed_out, "{r:?}");

@@ -98,8 +98,9 @@ pub struct Config {
     pub audit_failure: AuditFailure,
     /// Bound of the audit queue (records waiting to be written).
     pub audit_queue: usize,
-    /// How long a statement, request or new connection waits for room in a full audit queue
-    /// before it is refused, e.g. "2s": a writer that falls behind slows sessions down first.
+    /// How long a statement or request waits for room in the audit queue, and a new connection
+    /// for a slot in a full queue, before it is refused, e.g. "2s": a writer that falls behind
+    /// slows sessions down first.
     #[serde(with = "humantime_serde_compat")]
     pub audit_wait: Duration,
     /// Unix group (name) allowed on the admin socket besides root.

@@ -4,9 +4,10 @@
 //! The proxy holds an [`AuditSink`]; every write goes through a bounded queue to ONE writer, on
 //! a thread of its own, that commits what is queued (up to [`writer::BATCH_MAX`] operations) in
 //! one transaction, on a SQLite connection it owns (`sqlite/write.rs`).
-//! Nothing on the data path blocks a thread. A queue without room makes new work wait
-//! ([`AuditSink::room`], up to the sink's wait), then fail with [`StoreError::QueueFull`]; the
-//! proxy then refuses the statement, request or connection (fail closed).
+//! Nothing on the data path blocks a thread. A queue without room makes new work wait, up to the
+//! sink's wait: statements and requests in [`AuditSink::room`] (false after the wait), a
+//! connection in [`AuditSink::begin`] ([`StoreError::QueueFull`] after the wait). The proxy then
+//! refuses the statement, request or connection (fail closed).
 //!
 //! - [`AuditSink::begin`] returns once the open row is **committed**: a connection reaches its
 //!   target only after its record is on disk, so an agent crash never loses it. (WAL with

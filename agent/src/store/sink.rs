@@ -85,13 +85,13 @@ impl AuditSink {
     }
 
     /// Records a connection about to reach its target and returns once the row is committed.
-    /// When the writer is behind it first waits for room ([`Self::room`]), then fails with
+    /// On a full queue it first waits (up to the sink's wait) for a slot, then fails with
     /// [`StoreError::QueueFull`]: the caller must then refuse the connection.
     pub async fn begin(&self, rec: ConnectionRecord) -> Result<(), StoreError> {
         let (done, committed) = oneshot::channel();
-        if !self.has_room() {
-            // Not a hard error yet: the writer may catch up within the wait.
-            let _ = self.room().await;
+        if self.tx.capacity() == 0 {
+            // One slot is enough for a connection; what the wait ends with, `send` tells.
+            self.wait_room(1).await;
         }
         self.send(Op::Begin { rec, done })?;
         self.shared.begin_queued.notify_one();
@@ -151,7 +151,14 @@ impl AuditSink {
     /// the caller then refuses (fail closed). Waiting takes no slot of the queue, so records of
     /// work already done are never crowded out by what waits.
     pub async fn room(&self) -> bool {
-        if self.has_room() {
+        self.wait_room(ROOM).await
+    }
+
+    /// Waits until `need` slots (at most the whole queue) are free, for at most the sink's wait.
+    async fn wait_room(&self, need: usize) -> bool {
+        let need = need.min(self.tx.max_capacity());
+        let free = || self.tx.capacity() >= need;
+        if free() {
             return true;
         }
         if self.wait.is_zero() {
@@ -162,14 +169,14 @@ impl AuditSink {
         loop {
             // Registered before the check: a drain between the check and the await still wakes.
             let drained = self.shared.drained.notified();
-            if self.has_room() {
+            if free() {
                 return true;
             }
             if *self.shared.close.borrow() || self.tx.is_closed() {
                 return false;
             }
             if tokio::time::timeout_at(deadline, drained).await.is_err() {
-                return self.has_room();
+                return free();
             }
         }
     }

@@ -95,8 +95,8 @@ where
                 // Each Execute of a prepared statement is a statement of its own in the audit:
                 // held, then refused, like a Query or Parse when the store cannot take it.
                 if !ctx.audit.has_room() {
-                    flush(&mut server, &mut out).await?;
-                    if !ctx.audit.room().await {
+                    let skipping = shared.lock().skipping;
+                    if skipping || !wait_for_room(ctx, &mut server, &mut out).await? {
                         refuse_execute(ctx, meta, shared, &e.portal, &mut out);
                         continue;
                     }
@@ -140,7 +140,10 @@ where
                 on_close(shared, c, frame, &mut out);
             }
             b'S' => {
-                shared.lock().expect.push_back(Expect::Sync);
+                let mut st = shared.lock();
+                st.skipping = false;
+                st.expect.push_back(Expect::Sync);
+                drop(st);
                 out.extend_from_slice(frame.raw());
             }
             b'H' | b'd' | b'c' | b'f' => out.extend_from_slice(frame.raw()),
@@ -171,6 +174,16 @@ where
     }
 }
 
+/// Sends what is decided, then waits for room in the audit queue ([`crate::store::AuditSink::room`]).
+async fn wait_for_room<W: AsyncWrite + Unpin>(
+    ctx: &Context,
+    server: &mut W,
+    out: &mut BytesMut,
+) -> std::io::Result<bool> {
+    flush(server, out).await?;
+    Ok(ctx.audit.room().await)
+}
+
 async fn flush<W: AsyncWrite + Unpin>(server: &mut W, out: &mut BytesMut) -> std::io::Result<()> {
     if !out.is_empty() {
         server.write_all(out).await?;
@@ -196,7 +209,7 @@ async fn on_query(
     frame: FrontendFrame,
     out: &mut BytesMut,
 ) {
-    let checked = audit_gate(ctx, check::check(ctx, meta, &q.query).await).await;
+    let checked = audit_gate(ctx, shared, check::check(ctx, meta, &q.query).await).await;
     let seq = shared.lock().seq();
     let audit = checked.audit(seq, &q.query, meta.redact_literals);
     if checked.decision.permits() {
@@ -224,7 +237,7 @@ async fn on_parse(
     frame: FrontendFrame,
     out: &mut BytesMut,
 ) {
-    let checked = audit_gate(ctx, check::check(ctx, meta, &p.query).await).await;
+    let checked = audit_gate(ctx, shared, check::check(ctx, meta, &p.query).await).await;
     let audit = checked.audit(0, &p.query, meta.redact_literals);
     if checked.decision.permits() {
         let exprs = lineage::plan(masker, &p.query, &checked.statements);
@@ -255,8 +268,11 @@ const AUDIT_UNAVAILABLE: &str = "audit-unavailable";
 /// A statement whose record the audit store cannot take is held while the store catches up
 /// ([`crate::store::AuditSink::room`]), then refused (fail closed): it would otherwise run
 /// unrecorded.
-async fn audit_gate(ctx: &Context, mut checked: Checked) -> Checked {
-    if checked.decision.permits() && !ctx.audit.room().await {
+async fn audit_gate(ctx: &Context, shared: &Shared, mut checked: Checked) -> Checked {
+    if checked.decision.permits()
+        && !ctx.audit.has_room()
+        && (shared.lock().skipping || !ctx.audit.room().await)
+    {
         checked.decision.verdict = crate::policy::Verdict::Deny;
         checked.decision.enforced = true;
         checked.decision.rule = AUDIT_UNAVAILABLE.into();
@@ -283,6 +299,7 @@ fn deny_statement(
     record(ctx, meta, audit, Some(&message));
     let mut st = shared.lock();
     if extended {
+        st.injected_error();
         st.expect.push_back(Expect::Parse { swallow: true });
         st.expect.push_back(Expect::Bind { swallow: true });
         st.expect.push_back(Expect::Execute {
@@ -387,6 +404,7 @@ fn on_bind(
             "tollgate: binary result format is refused on a target with masking; use text format";
         debug!(target = %meta.target, "binary results refused");
         let mut st = shared.lock();
+        st.injected_error();
         st.expect.push_back(Expect::Parse { swallow: true });
         st.expect.push_back(Expect::Bind { swallow: true });
         st.expect.push_back(Expect::Execute {

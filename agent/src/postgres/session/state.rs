@@ -185,6 +185,21 @@ pub struct State {
     pub next_seq: u32,
     /// In a COPY TO STDOUT stream.
     pub copy_out: bool,
+    /// tollgate made the server raise an error in the current extended-protocol batch: the
+    /// server skips every message up to the client's Sync, so nothing there waits for the audit
+    /// store. Cleared at the Sync.
+    pub skipping: bool,
+}
+
+impl State {
+    /// Notes that tollgate replaced a client message by Parse/Bind/Execute of a raising statement
+    /// on the unnamed statement and portal ([`super::deny::extended`]): the server skips to the
+    /// Sync, and the client's unnamed statement and portal are gone on the server.
+    pub fn injected_error(&mut self) {
+        self.skipping = true;
+        self.prepared.remove("");
+        self.portals.remove("");
+    }
 }
 
 /// A lock around [`State`]; never held across an await.
