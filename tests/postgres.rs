@@ -501,7 +501,9 @@ fn a_stalled_audit_store_holds_statements_then_refuses_them() {
     };
     let sync = f.agent.scratch().join("sync");
     std::fs::create_dir_all(&sync).expect("sync dir");
-    let per_phase = 12;
+    // Many statements per phase: the writer's first batch gathers for 5 ms before it blocks on
+    // the lock, and takes every record queued meanwhile; enough must be left to fill the margin.
+    let per_phase = 100;
     let mut script = String::from("SELECT 'start';\n");
     for phase in 1..=2 {
         let (ready, go) = (
@@ -514,7 +516,7 @@ fn a_stalled_audit_store_holds_statements_then_refuses_them() {
             g = go.display()
         ));
         for i in 1..=per_phase {
-            script.push_str(&format!("SELECT {};\n", phase * 100 + i));
+            script.push_str(&format!("SELECT {};\n", phase * 1000 + i));
         }
     }
     // The lock side runs beside psql: it waits for each phase, locks, lets psql go, unlocks.
@@ -570,7 +572,7 @@ fn a_stalled_audit_store_holds_statements_then_refuses_them() {
     let out = lines(&r);
     let ran = |phase: usize| {
         (1..=per_phase)
-            .filter(|i| out.contains(&(phase * 100 + i).to_string().as_str()))
+            .filter(|i| out.contains(&(phase * 1000 + i).to_string().as_str()))
             .count()
     };
     assert_eq!(
@@ -583,8 +585,9 @@ fn a_stalled_audit_store_holds_statements_then_refuses_them() {
         (1..per_phase).contains(&refused),
         "phase 2: some statements refused, the last ones ran again ({refused}): {r:?}"
     );
+    let last = (2000 + per_phase).to_string();
     assert!(
-        out.contains(&"212"),
+        out.contains(&last.as_str()),
         "the session goes on after the stall: {r:?}"
     );
     assert_eq!(

@@ -351,22 +351,26 @@ pub(crate) mod tests {
     use super::*;
     use crate::http::{body::full, request::tests::target};
 
-    /// Collects records. `stall`: `None`, room at once; `Some(ok)`, no room at once, and after
-    /// a short wait room when `ok`.
+    /// Collects records.
     #[derive(Default)]
-    pub(crate) struct Records(pub Mutex<Vec<RequestRecord>>, pub Mutex<Option<bool>>);
+    pub(crate) struct Records {
+        list: Mutex<Vec<RequestRecord>>,
+        /// `None`: room at once; `Some(ok)`: no room at once, and after a short wait room when
+        /// `ok`.
+        pub(crate) stall: Mutex<Option<bool>>,
+    }
 
     impl Recorder for Records {
         fn record(&self, rec: RequestRecord) {
-            self.0.lock().unwrap().push(rec);
+            self.list.lock().unwrap().push(rec);
         }
 
         fn has_room(&self) -> bool {
-            self.1.lock().unwrap().is_none()
+            self.stall.lock().unwrap().is_none()
         }
 
         fn room(&self) -> Pin<Box<dyn Future<Output = bool> + Send + '_>> {
-            let ok = self.1.lock().unwrap().unwrap_or(true);
+            let ok = self.stall.lock().unwrap().unwrap_or(true);
             Box::pin(async move {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 ok
@@ -376,7 +380,7 @@ pub(crate) mod tests {
 
     impl Records {
         pub(crate) fn take(&self) -> Vec<RequestRecord> {
-            std::mem::take(&mut *self.0.lock().unwrap())
+            std::mem::take(&mut *self.list.lock().unwrap())
         }
     }
 

@@ -605,12 +605,12 @@ async fn a_malformed_request_ends_the_exchange_with_a_record() {
 async fn a_request_waits_for_audit_room_then_is_refused() {
     let h = harness(false).await;
     let mut c = h1_client(h.proxy).await;
-    *h.records.1.lock().unwrap() = Some(true);
+    *h.records.stall.lock().unwrap() = Some(true);
     let (status, _, _) = send(&mut c, get("/json")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(h.seen.requests.load(Ordering::SeqCst), 1);
 
-    *h.records.1.lock().unwrap() = Some(false);
+    *h.records.stall.lock().unwrap() = Some(false);
     let (status, _, body) = send(&mut c, get("/json")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(body.contains("audit-unavailable"), "{body}");

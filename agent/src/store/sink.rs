@@ -142,7 +142,12 @@ impl AuditSink {
     /// is let through, so that a store that cannot keep up refuses new work (fail closed)
     /// instead of losing the record of work already done.
     pub fn has_room(&self) -> bool {
-        self.tx.capacity() >= ROOM.min(self.tx.max_capacity())
+        self.free(ROOM)
+    }
+
+    /// Whether `need` slots (at most the whole queue) are free.
+    fn free(&self, need: usize) -> bool {
+        self.tx.capacity() >= need.min(self.tx.max_capacity())
     }
 
     /// Waits until [`Self::has_room`], for at most the sink's wait: a writer that falls behind
@@ -156,8 +161,7 @@ impl AuditSink {
 
     /// Waits until `need` slots (at most the whole queue) are free, for at most the sink's wait.
     async fn wait_room(&self, need: usize) -> bool {
-        let need = need.min(self.tx.max_capacity());
-        let free = || self.tx.capacity() >= need;
+        let free = || self.free(need);
         if free() {
             return true;
         }

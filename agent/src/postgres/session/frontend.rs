@@ -300,12 +300,6 @@ fn deny_statement(
     let mut st = shared.lock();
     if extended {
         st.injected_error();
-        st.expect.push_back(Expect::Parse { swallow: true });
-        st.expect.push_back(Expect::Bind { swallow: true });
-        st.expect.push_back(Expect::Execute {
-            columns: None,
-            audit: None,
-        });
         drop(st);
         deny::extended(deny::SQLSTATE_DENIED, &message, out);
     } else {
@@ -405,12 +399,6 @@ fn on_bind(
         debug!(target = %meta.target, "binary results refused");
         let mut st = shared.lock();
         st.injected_error();
-        st.expect.push_back(Expect::Parse { swallow: true });
-        st.expect.push_back(Expect::Bind { swallow: true });
-        st.expect.push_back(Expect::Execute {
-            columns: None,
-            audit: None,
-        });
         drop(st);
         deny::extended(deny::SQLSTATE_REFUSED, msg, out);
         return;

@@ -192,10 +192,17 @@ pub struct State {
 }
 
 impl State {
-    /// Notes that tollgate replaced a client message by Parse/Bind/Execute of a raising statement
-    /// on the unnamed statement and portal ([`super::deny::extended`]): the server skips to the
-    /// Sync, and the client's unnamed statement and portal are gone on the server.
+    /// Notes that tollgate replaces a client message by Parse/Bind/Execute of a raising statement
+    /// on the unnamed statement and portal ([`super::deny::extended`]): the responses owed (the
+    /// ParseComplete and BindComplete swallowed, the error in place of the Execute), the server
+    /// skipping to the Sync, and the client's unnamed statement and portal gone on the server.
     pub fn injected_error(&mut self) {
+        self.expect.push_back(Expect::Parse { swallow: true });
+        self.expect.push_back(Expect::Bind { swallow: true });
+        self.expect.push_back(Expect::Execute {
+            columns: None,
+            audit: None,
+        });
         self.skipping = true;
         self.prepared.remove("");
         self.portals.remove("");
