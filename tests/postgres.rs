@@ -506,46 +506,19 @@ fn a_stalled_audit_store_holds_statements_then_refuses_them() {
     let per_phase = 100;
     let mut script = String::from("SELECT 'start';\n");
     for phase in 1..=2 {
-        let (ready, go) = (
-            sync.join(format!("ready{phase}")),
-            sync.join(format!("go{phase}")),
-        );
-        script.push_str(&format!(
-            "\\! touch {r}; while [ ! -e {g} ]; do sleep 0.02; done\n",
-            r = ready.display(),
-            g = go.display()
-        ));
+        let go = wait_for_go(&sync, &phase.to_string());
+        script.push_str(&format!("\\! {go}\n"));
         for i in 1..=per_phase {
             script.push_str(&format!("SELECT {};\n", phase * 1000 + i));
         }
     }
     // The lock side runs beside psql: it waits for each phase, locks, lets psql go, unlocks.
     let db = f.agent.state_dir.join("audit.db");
-    let (tollgate, config) = (f.agent.env.tollgate.clone(), f.agent.config.clone());
-    let waits = move || -> u64 {
-        let out = std::process::Command::new(&tollgate)
-            .args(["status", "--json", "--config"])
-            .arg(&config)
-            .output()
-            .expect("tollgate status");
-        let status: Value = serde_json::from_slice(&out.stdout).expect("status json");
-        status["counters"]["audit_room_waits"]
-            .as_u64()
-            .expect("audit_room_waits")
-    };
+    let waits = status_counter(&f, "audit_room_waits");
     let locker = std::thread::spawn({
         let sync = sync.clone();
         move || {
-            let lock_at = |phase: usize| {
-                let ready = sync.join(format!("ready{phase}"));
-                let seen = harness::poll(Duration::from_secs(30), || ready.exists().then_some(()));
-                assert!(seen.is_some(), "psql never reached phase {phase}");
-                let lock = rusqlite::Connection::open(&db).expect("open audit db");
-                lock.execute_batch("BEGIN IMMEDIATE")
-                    .expect("lock audit db");
-                std::fs::write(sync.join(format!("go{phase}")), "").expect("go");
-                lock
-            };
+            let lock_at = |phase: usize| lock_audit_at(&db, &sync, &phase.to_string());
             // Phase 1: held until a statement waits (well under audit_wait), then let go.
             let lock = lock_at(1);
             let waited = harness::poll(Duration::from_secs(1), || (waits() >= 1).then_some(()));
@@ -604,6 +577,168 @@ fn a_stalled_audit_store_holds_statements_then_refuses_them() {
         .count();
     assert_eq!(unavailable, refused, "{session:#}");
     assert_eq!(rules.len(), 1 + 2 * per_phase, "{session:#}");
+}
+
+/// A counter of `tollgate status --json`, read each time the returned function is called.
+fn status_counter(f: &Fixture, name: &'static str) -> impl Fn() -> u64 + Send + 'static {
+    let (tollgate, config) = (f.agent.env.tollgate.clone(), f.agent.config.clone());
+    move || {
+        let out = std::process::Command::new(&tollgate)
+            .args(["status", "--json", "--config"])
+            .arg(&config)
+            .output()
+            .expect("tollgate status");
+        let status: Value = serde_json::from_slice(&out.stdout).expect("status json");
+        status["counters"][name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no counter {name}: {status:#}"))
+    }
+}
+
+/// Waits until the client touches `ready{phase}` in `sync`, takes an SQLite write lock on the
+/// audit database `db` (the agent's writer can no longer commit), then touches `go{phase}`.
+fn lock_audit_at(
+    db: &std::path::Path,
+    sync: &std::path::Path,
+    phase: &str,
+) -> rusqlite::Connection {
+    let ready = sync.join(format!("ready{phase}"));
+    let seen = harness::poll(Duration::from_secs(30), || ready.exists().then_some(()));
+    assert!(seen.is_some(), "the client never reached phase {phase}");
+    let lock = rusqlite::Connection::open(db).expect("open audit db");
+    lock.execute_batch("BEGIN IMMEDIATE")
+        .expect("lock audit db");
+    std::fs::write(sync.join(format!("go{phase}")), "").expect("go");
+    lock
+}
+
+/// A shell line that touches `ready{phase}` in `sync`, then waits for `go{phase}`.
+fn wait_for_go(sync: &std::path::Path, phase: &str) -> String {
+    format!(
+        "touch {r}; while [ ! -e {g} ]; do sleep 0.02; done",
+        r = sync.join(format!("ready{phase}")).display(),
+        g = sync.join(format!("go{phase}")).display()
+    )
+}
+
+/// A pipelined batch through a stalled audit store, with pgbench (`\startpipeline`, extended
+/// protocol): 200 SELECTs sent before any result comes back. The audit queue holds 70 records.
+/// - Each statement let through holds a slot for its record in the queue, so the batch stops
+///   at the queue's margin and waits for the store; once it is unlocked, every statement runs
+///   and every record is written. (When statements only checked for room, all 200 went through
+///   at once and the records past the queue's size were lost.)
+/// - Locked past `audit_wait`: the first statement that waits the whole time is refused, which
+///   fails the batch. The server skips the rest up to the Sync, so none of them waits again nor
+///   is recorded (they would flood the queue's margin with records of statements never run).
+#[test]
+fn a_pipelined_batch_through_a_stalled_audit_store() {
+    let test = "a_pipelined_batch_through_a_stalled_audit_store";
+    let config = "audit_queue = 70\naudit_wait = \"1500ms\"\n";
+    let Some(f) = Fixture::start_configured(test, "pg-pipe", config, |_| {}) else {
+        return;
+    };
+    let sync = f.agent.scratch().join("sync");
+    std::fs::create_dir_all(&sync).expect("sync dir");
+    let db = f.agent.state_dir.join("audit.db");
+    let (waits, lost) = (
+        status_counter(&f, "audit_room_waits"),
+        status_counter(&f, "audit_queue_full"),
+    );
+    let batch = 200;
+    let pgbench = |phase: &str| {
+        let mut script = format!("\\shell {}\n\\startpipeline\n", wait_for_go(&sync, phase));
+        for i in 1..=batch {
+            script.push_str(&format!("SELECT {i};\n"));
+        }
+        script.push_str("\\endpipeline\n");
+        let file = sync.join(format!("batch{phase}.sql"));
+        std::fs::write(&file, script).expect("pgbench script");
+        let port = f.pg.port.to_string();
+        Client::new(
+            "/usr/bin/pgbench",
+            &[
+                "-n",
+                "-M",
+                "extended",
+                "-t",
+                "1",
+                "-f",
+                &file.to_string_lossy(),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "scram_user",
+                "orders",
+            ],
+        )
+        .env("PGSSLMODE", "disable")
+    };
+
+    // Phase 1: unlocked as soon as a statement waits (or after 2 s, if none ever does).
+    let locker = std::thread::spawn({
+        let (db, sync) = (db.clone(), sync.clone());
+        let waits = status_counter(&f, "audit_room_waits");
+        move || {
+            let lock = lock_audit_at(&db, &sync, "1");
+            let waited = harness::poll(Duration::from_secs(2), || (waits() >= 1).then_some(()));
+            lock.execute_batch("ROLLBACK").expect("unlock audit db");
+            waited.is_some()
+        }
+    });
+    let r = pgbench("1").run(Some(&f.etl));
+    assert!(locker.join().expect("locker"), "no statement waited");
+    assert!(r.ok(), "{r:?}");
+    let session = f.statements_of(r.pid, batch);
+    let rules: Vec<_> = statements(&session).iter().map(verdict).collect();
+    assert_eq!(rules.len(), batch, "{session:#}");
+    assert!(
+        rules.iter().all(|(_, decision, _)| decision == "allow"),
+        "{session:#}"
+    );
+    assert_eq!(lost(), 0, "no record was lost to a full queue");
+
+    // Phase 2: locked for 3.2 s, over audit_wait and under the writer's 5 s busy timeout.
+    let waits_before = waits();
+    let locker = std::thread::spawn({
+        let sync = sync.clone();
+        move || {
+            let lock = lock_audit_at(&db, &sync, "2");
+            std::thread::sleep(Duration::from_millis(3200));
+            lock.execute_batch("ROLLBACK").expect("unlock audit db");
+        }
+    });
+    let r = pgbench("2").run(Some(&f.etl));
+    locker.join().expect("locker");
+    assert!(!r.ok() && !r.timed_out, "the batch fails: {r:?}");
+    assert!(
+        r.stderr
+            .contains("statement denied by rule \"audit-unavailable\""),
+        "{r:?}"
+    );
+    // Before the writer blocks on the lock, its first batch can take records out of the queue a
+    // few times, each ending a wait; after the refusal, the ~190 statements left do not wait.
+    let waited = waits() - waits_before;
+    assert!(
+        (1..10).contains(&waited),
+        "{waited} waits: none in the failed batch"
+    );
+    // pgbench first opens a connection that runs nothing: wait for the one with statements.
+    let session = f.statements_of(r.pid, 2);
+    let rules: Vec<_> = statements(&session).iter().map(verdict).collect();
+    let (ran, refused): (Vec<_>, Vec<_>) = rules.iter().partition(|(_, d, _)| d == "allow");
+    assert!(
+        (1..batch).contains(&ran.len()),
+        "the first statements ran: {session:#}"
+    );
+    assert_eq!(
+        refused.len(),
+        1,
+        "only the refusal that waited: {session:#}"
+    );
+    assert_eq!(refused[0].2, "audit-unavailable", "{session:#}");
+    assert_eq!(lost(), 0, "no record was lost to a full queue");
 }
 
 /// Blocked statements leave the data intact: DROP TABLE and ALTER TABLE (no-ddl), a DO block

@@ -24,38 +24,36 @@ use super::{
 use crate::{
     masking::MaskCounts,
     policy::{Decision, HttpTarget},
-    store::{AuditSink, RequestRecord},
+    store::{AuditSink, RequestRecord, Slot},
 };
 
 /// Where request records go: the audit store, or a test's list.
 pub trait Recorder: Send + Sync + 'static {
-    /// Takes one record (never blocks).
-    fn record(&self, rec: RequestRecord);
-    /// Whether a request may proceed at once: its record can still be taken.
-    fn has_room(&self) -> bool {
-        true
-    }
+    /// Takes one record, in the `slot` held for it if any (never blocks).
+    fn record(&self, rec: RequestRecord, slot: Option<Slot>);
 
-    /// When [`Self::has_room`] is false: waits for room for a while, then tells whether the
-    /// request may proceed (see [`AuditSink::room`]).
-    fn room(&self) -> Pin<Box<dyn Future<Output = bool> + Send + '_>> {
-        Box::pin(std::future::ready(self.has_room()))
-    }
+    /// Holds a slot for the record of a request about to proceed, without waiting; `None`
+    /// when the store is behind (see [`AuditSink::hold`]).
+    fn try_hold(&self) -> Option<Slot>;
+
+    /// When [`Self::try_hold`] found none: waits for a slot for a while; `None` when the request
+    /// must be refused (see [`AuditSink::hold`]).
+    fn hold(&self) -> Pin<Box<dyn Future<Output = Option<Slot>> + Send + '_>>;
 }
 
 impl Recorder for AuditSink {
-    fn record(&self, rec: RequestRecord) {
-        if let Err(e) = self.request(rec) {
+    fn record(&self, rec: RequestRecord, slot: Option<Slot>) {
+        if let Err(e) = self.request(rec, slot) {
             self.warn_dropped("request", &e);
         }
     }
 
-    fn has_room(&self) -> bool {
-        AuditSink::has_room(self)
+    fn try_hold(&self) -> Option<Slot> {
+        AuditSink::try_hold(self)
     }
 
-    fn room(&self) -> Pin<Box<dyn Future<Output = bool> + Send + '_>> {
-        Box::pin(AuditSink::room(self))
+    fn hold(&self) -> Pin<Box<dyn Future<Output = Option<Slot>> + Send + '_>> {
+        Box::pin(AuditSink::hold(self))
     }
 }
 
@@ -139,6 +137,8 @@ pub struct Exchange {
     request_kind: Option<Kind>,
     target: Arc<HttpTarget>,
     recorder: Arc<dyn Recorder>,
+    /// The audit queue's slot held for the record once the request is let through.
+    slot: Option<Slot>,
 }
 
 impl Exchange {
@@ -180,6 +180,7 @@ impl Exchange {
             request_kind: kind_of(content_type.as_ref()),
             target,
             recorder,
+            slot: None,
         }
     }
 
@@ -191,7 +192,7 @@ impl Exchange {
         error: String,
         recorder: &dyn Recorder,
     ) {
-        recorder.record(RequestRecord {
+        let rec = RequestRecord {
             connection_id,
             seq,
             started_at: SystemTime::now(),
@@ -208,12 +209,18 @@ impl Exchange {
             masked: None,
             error: Some(error),
             body: None,
-        });
+        };
+        recorder.record(rec, None);
     }
 
     /// The tap the request body must go through.
     pub fn tap(&self) -> Arc<Tap> {
         self.tap.clone()
+    }
+
+    /// Keeps the audit queue's slot held for this record ([`Recorder::hold`]).
+    pub fn held(&mut self, slot: Slot) {
+        self.slot = Some(slot);
     }
 
     /// Records the decision.
@@ -261,8 +268,7 @@ impl Exchange {
             path = %self.rec.path, status = ?self.rec.status, decision = %self.rec.decision,
             "http request"
         );
-        let rec = self.rec;
-        self.recorder.record(rec);
+        self.recorder.record(self.rec, self.slot);
     }
 
     /// The kept request body, masked as a response would be (JSON by key and detectors; other
@@ -361,19 +367,20 @@ pub(crate) mod tests {
     }
 
     impl Recorder for Records {
-        fn record(&self, rec: RequestRecord) {
+        fn record(&self, rec: RequestRecord, slot: Option<Slot>) {
             self.list.lock().unwrap().push(rec);
+            drop(slot);
         }
 
-        fn has_room(&self) -> bool {
-            self.stall.lock().unwrap().is_none()
+        fn try_hold(&self) -> Option<Slot> {
+            self.stall.lock().unwrap().is_none().then(Slot::detached)
         }
 
-        fn room(&self) -> Pin<Box<dyn Future<Output = bool> + Send + '_>> {
+        fn hold(&self) -> Pin<Box<dyn Future<Output = Option<Slot>> + Send + '_>> {
             let ok = self.stall.lock().unwrap().unwrap_or(true);
             Box::pin(async move {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                ok
+                ok.then(Slot::detached)
             })
         }
     }

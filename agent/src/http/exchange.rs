@@ -108,12 +108,19 @@ impl Session {
             x.error("request head too large".to_owned());
             return x.respond(deny::too_large_head());
         }
-        if !self.recorder.has_room() && !self.recorder.room().await {
-            // The audit store stayed behind for the whole wait: refuse rather than forward
-            // unrecorded (fail closed).
-            x.error("audit unavailable".to_owned());
-            return x.respond(deny::audit_unavailable());
-        }
+        let slot = match self.recorder.try_hold() {
+            Some(slot) => slot,
+            None => match self.recorder.hold().await {
+                Some(slot) => slot,
+                None => {
+                    // The audit store stayed behind for the whole wait: refuse rather than
+                    // forward unrecorded (fail closed).
+                    x.error("audit unavailable".to_owned());
+                    return x.respond(deny::audit_unavailable());
+                }
+            },
+        };
+        x.held(slot);
         let decision = self.gate.decide(&facts).await;
         x.decided(&decision);
         if !decision.permits() {

@@ -43,7 +43,7 @@ use std::path::Path;
 use tokio::sync::{mpsc, oneshot};
 
 pub use error::{StoreError, WriteError};
-pub use sink::AuditSink;
+pub use sink::{AuditSink, Slot};
 pub use types::{
     ConnectionEnd, ConnectionRecord, RequestRecord, RequestRow, SessionFilter, SessionRow,
     StatementRecord, StatementRow, StoreStats,

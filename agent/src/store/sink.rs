@@ -109,21 +109,27 @@ impl AuditSink {
     }
 
     /// Queues a statement of a connection whose [`Self::begin`] has returned; does not wait.
-    /// Fails at once with [`StoreError::QueueFull`] when the writer is behind. A text longer than
-    /// [`MAX_STATEMENT_TEXT`] is cut first. A statement of an unknown connection, or a repeated
-    /// `seq`, is refused by the database and counted as failed; it does not sink the others.
-    pub fn statement(&self, mut rec: StatementRecord) -> Result<(), StoreError> {
+    /// With the `slot` held for it ([`Self::hold`]) it always fits; without one (a denial, say)
+    /// it fails at once with [`StoreError::QueueFull`] when the writer is behind. A text longer
+    /// than [`MAX_STATEMENT_TEXT`] is cut first. A statement of an unknown connection, or a
+    /// repeated `seq`, is refused by the database and counted as failed; it does not sink the
+    /// others.
+    pub fn statement(
+        &self,
+        mut rec: StatementRecord,
+        slot: Option<Slot>,
+    ) -> Result<(), StoreError> {
         cap_text(&mut rec.text, MAX_STATEMENT_TEXT);
-        self.send(Op::Statement(rec))
+        self.send_in(slot, Op::Statement(rec))
     }
 
     /// Queues an HTTP request of a connection whose [`Self::begin`] has returned; does not wait.
     /// Same rules as [`Self::statement`]; a body longer than [`MAX_REQUEST_BODY`] is cut first.
-    pub fn request(&self, mut rec: RequestRecord) -> Result<(), StoreError> {
+    pub fn request(&self, mut rec: RequestRecord, slot: Option<Slot>) -> Result<(), StoreError> {
         if let Some(body) = rec.body.as_mut() {
             cap_text(body, MAX_REQUEST_BODY);
         }
-        self.send(Op::Request(Box::new(rec)))
+        self.send_in(slot, Op::Request(Box::new(rec)))
     }
 
     /// Counters of the writer and the current queue depth.
@@ -138,9 +144,8 @@ impl AuditSink {
         }
     }
 
-    /// Whether the queue has room for a burst of records. Checked before a statement or request
-    /// is let through, so that a store that cannot keep up refuses new work (fail closed)
-    /// instead of losing the record of work already done.
+    /// Whether the queue has room for a burst of records: [`ROOM`] slots are kept free for the
+    /// records nobody holds a slot for (denials, connection ends).
     pub fn has_room(&self) -> bool {
         self.free(ROOM)
     }
@@ -150,37 +155,58 @@ impl AuditSink {
         self.tx.capacity() >= need.min(self.tx.max_capacity())
     }
 
-    /// Waits until [`Self::has_room`], for at most the sink's wait: a writer that falls behind
-    /// (a slow disk, a starved CPU) holds new statements and requests back, which lets it catch
-    /// up, instead of refusing them at once. False when the wait ran out or the store is closed:
-    /// the caller then refuses (fail closed). Waiting takes no slot of the queue, so records of
-    /// work already done are never crowded out by what waits.
-    pub async fn room(&self) -> bool {
-        self.wait_room(ROOM).await
+    /// Holds a slot for the record of a statement or request about to be let through, so that
+    /// its record cannot be lost to a full queue however many others are let through meanwhile.
+    /// Only while [`Self::has_room`]: the margin stays free for the records nobody holds a slot
+    /// for. When there is none, waits up to the sink's wait: a writer that falls behind (a slow
+    /// disk, a starved CPU) holds new work back, which lets it catch up, instead of refusing it
+    /// at once. `None` when the wait ran out or the store is closed: the caller then refuses
+    /// (fail closed). Waiting takes no slot, so records of work already done are never crowded
+    /// out by what waits.
+    pub async fn hold(&self) -> Option<Slot> {
+        self.wait_for(ROOM, || self.try_hold()).await
+    }
+
+    /// [`Self::hold`] without waiting.
+    pub fn try_hold(&self) -> Option<Slot> {
+        if !self.has_room() || *self.shared.close.borrow() {
+            return None;
+        }
+        self.tx.clone().try_reserve_owned().ok().map(Slot)
     }
 
     /// Waits until `need` slots (at most the whole queue) are free, for at most the sink's wait.
     async fn wait_room(&self, need: usize) -> bool {
-        let free = || self.free(need);
-        if free() {
-            return true;
+        self.wait_for(need, || self.free(need).then_some(()))
+            .await
+            .is_some()
+    }
+
+    /// Waits, for at most the sink's wait, until `take` succeeds; it is tried again each time
+    /// the writer drains the queue. `need` is the number of free slots it takes, for a count of
+    /// waits that only counts real ones.
+    async fn wait_for<T>(&self, need: usize, take: impl Fn() -> Option<T>) -> Option<T> {
+        if let Some(t) = take() {
+            return Some(t);
         }
         if self.wait.is_zero() {
-            return false;
+            return None;
         }
-        self.shared.room_waits.fetch_add(1, Ordering::Relaxed);
+        if !self.free(need) {
+            self.shared.room_waits.fetch_add(1, Ordering::Relaxed);
+        }
         let deadline = tokio::time::Instant::now() + self.wait;
         loop {
             // Registered before the check: a drain between the check and the await still wakes.
             let drained = self.shared.drained.notified();
-            if free() {
-                return true;
+            if let Some(t) = take() {
+                return Some(t);
             }
             if *self.shared.close.borrow() || self.tx.is_closed() {
-                return false;
+                return None;
             }
             if tokio::time::timeout_at(deadline, drained).await.is_err() {
-                return free();
+                return take();
             }
         }
     }
@@ -207,6 +233,20 @@ impl AuditSink {
         self.shared.close();
     }
 
+    /// Sends `op` in its held slot, or without one like [`Self::send`].
+    fn send_in(&self, slot: Option<Slot>, op: Op) -> Result<(), StoreError> {
+        match slot {
+            Some(Slot(permit)) => {
+                if *self.shared.close.borrow() {
+                    return Err(StoreError::Closed);
+                }
+                permit.send(op);
+                Ok(())
+            }
+            None => self.send(op),
+        }
+    }
+
     fn send(&self, op: Op) -> Result<(), StoreError> {
         if *self.shared.close.borrow() {
             return Err(StoreError::Closed);
@@ -221,8 +261,29 @@ impl AuditSink {
     }
 }
 
-/// Free queue slots below which new statements and requests are refused.
-const ROOM: usize = 64;
+/// Free queue slots below which no slot is held for new statements and requests
+/// ([`AuditSink::hold`]): the records nobody holds a slot for use them.
+pub(crate) const ROOM: usize = 64;
+
+/// A place in the audit queue held for the record of one statement or request let through
+/// ([`AuditSink::hold`]); given back when dropped unused.
+pub struct Slot(mpsc::OwnedPermit<Op>);
+
+impl Slot {
+    /// A slot of a queue nobody reads, for recorders in tests.
+    #[cfg(test)]
+    pub(crate) fn detached() -> Self {
+        let (tx, rx) = mpsc::channel(1);
+        std::mem::forget(rx);
+        Self(tx.try_reserve_owned().expect("an empty queue has room"))
+    }
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Slot")
+    }
+}
 
 /// Cuts `text` to at most `max` bytes at a character boundary, then appends `… [N more bytes]`
 /// (N counts the bytes cut).

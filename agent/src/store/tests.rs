@@ -8,7 +8,7 @@ use std::{
 use sqlx::{ConnectOptions as _, Connection as _, SqliteConnection, sqlite::SqliteConnectOptions};
 
 use super::*;
-use crate::store::writer::BATCH_MAX;
+use crate::store::{sink::ROOM, writer::BATCH_MAX};
 
 const T0: u64 = 1_700_000_000; // 2023-11-14T22:13:20Z
 /// How long [`wait_queued`] and [`wait_done`] wait for the writer (a deadline in wall time,
@@ -450,7 +450,7 @@ async fn stuck_with_one_queued(sink: &AuditSink) -> [uuid::Uuid; 2] {
     ids
 }
 
-/// `room()` waits for the writer: it gives up after the sink's wait while the writer is stuck,
+/// `hold()` waits for the writer: it gives up after the sink's wait while the writer is stuck,
 /// and answers as soon as the writer drains the queue once it is free again.
 #[tokio::test]
 async fn room_waits_for_the_writer_then_gives_up() {
@@ -460,11 +460,14 @@ async fn room_waits_for_the_writer_then_gives_up() {
     let lock = lock_writes(&path).await;
     stuck_with_one_queued(&sink).await;
 
-    assert!(!sink.room().await, "no wait configured: no room at once");
+    assert!(
+        sink.hold().await.is_none(),
+        "no wait configured: no room at once"
+    );
     let short = sink.clone().with_wait(Duration::from_millis(200));
     let t = Instant::now();
     assert!(
-        !short.room().await,
+        short.hold().await.is_none(),
         "the writer is stuck for longer than the wait"
     );
     assert!(
@@ -479,14 +482,17 @@ async fn room_waits_for_the_writer_then_gives_up() {
         unlock_writes(lock).await;
     });
     let t = Instant::now();
-    assert!(long.room().await, "room once the writer drains the queue");
+    assert!(
+        long.hold().await.is_some(),
+        "room once the writer drains the queue"
+    );
     assert!(t.elapsed() < WRITER_WAIT, "{:?}", t.elapsed());
     unlock.await.expect("unlock");
     assert_eq!(sink.stats().room_waits, 2, "the zero wait is not counted");
     store.shutdown().await.expect("shutdown");
 }
 
-/// What waits for room takes no slot: records of work already done still go into the queue
+/// What waits to hold a slot takes none: records of work already done still go into the queue
 /// while a `room()` waits, and a `begin` on a queue without room waits instead of failing.
 #[tokio::test]
 async fn waiting_for_room_takes_no_slot_and_begin_waits() {
@@ -499,7 +505,7 @@ async fn waiting_for_room_takes_no_slot_and_begin_waits() {
 
     let waiter = tokio::spawn({
         let sink = sink.clone();
-        async move { sink.room().await }
+        async move { sink.hold().await.is_some() }
     });
     while sink.stats().room_waits == 0 {
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -532,6 +538,59 @@ async fn waiting_for_room_takes_no_slot_and_begin_waits() {
             "{id}"
         );
     }
+}
+
+/// A held slot is a reservation: its record goes in however many records without one filled
+/// the queue meanwhile. Slots are held only while the margin for those records is free, and a
+/// slot dropped unused is given back.
+#[tokio::test]
+async fn a_held_slot_is_kept_through_a_full_queue() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    let (store, sink, reader) = open_sqlite(&path, ROOM + 2).await.expect("open");
+    let id = uuid::Uuid::now_v7();
+    sink.begin(rec(id, Some("etl"), at(0, 0)))
+        .await
+        .expect("begin");
+    let lock = lock_writes(&path).await;
+    // The writer takes this one and is stuck on the lock: the queue is empty again.
+    sink.statement(stmt(id, 1, "first"), None).expect("queue");
+    wait_queued(&sink, 0).await;
+
+    let held: Vec<_> = (0..3)
+        .map(|i| sink.try_hold().unwrap_or_else(|| panic!("hold {i}")))
+        .collect();
+    assert!(
+        sink.try_hold().is_none(),
+        "the last {ROOM} - 1 slots are kept for records without a slot"
+    );
+    let mut seq = 10;
+    while sink.statement(stmt(id, seq, "unheld"), None).is_ok() {
+        seq += 1;
+    }
+    assert_eq!(seq - 10, ROOM as u32 - 1, "every free slot was taken");
+    let mut held = held.into_iter();
+    for seq in 2..=3 {
+        sink.statement(stmt(id, seq, "held"), held.next())
+            .expect("a held slot always fits");
+    }
+    drop(held); // the third slot, unused, is given back
+    sink.statement(stmt(id, 4, "in the slot given back"), None)
+        .expect("one slot free again");
+    assert_eq!(
+        sink.stats().queue_full,
+        1,
+        "only the probe that found it full"
+    );
+
+    unlock_writes(lock).await;
+    store.shutdown().await.expect("shutdown");
+    let got = reader
+        .statements(&id.to_string())
+        .await
+        .expect("statements");
+    assert_eq!(got.len(), 4 + ROOM - 1);
+    assert_eq!(&seqs(&got)[..4], [1, 2, 3, 4]);
 }
 
 /// `BATCH_MAX` + 44 begins wait behind a stuck batch, then go in two transactions.
@@ -745,23 +804,29 @@ async fn statements_round_trip() {
     sink.begin(rec(id, Some("etl"), at(0, 0)))
         .await
         .expect("begin");
-    sink.statement(StatementRecord {
-        classes: vec!["select".into(), "set".into()],
-        tables: vec!["public.orders".into(), "\"odd,name\"".into()],
-        masked: Some(serde_json::json!({"card_number": 12, "email": 1})),
-        ..stmt(id, 1, "SELECT * FROM orders WHERE id = $1")
-    })
+    sink.statement(
+        StatementRecord {
+            classes: vec!["select".into(), "set".into()],
+            tables: vec!["public.orders".into(), "\"odd,name\"".into()],
+            masked: Some(serde_json::json!({"card_number": 12, "email": 1})),
+            ..stmt(id, 1, "SELECT * FROM orders WHERE id = $1")
+        },
+        None,
+    )
     .expect("statement 1");
-    sink.statement(StatementRecord {
-        duration: None,
-        classes: vec!["delete".into()],
-        tables: vec![],
-        decision: "deny".into(),
-        rule: "default-deny".into(),
-        rows: None,
-        error: Some("permission denied by rule default-deny".into()),
-        ..stmt(id, 2, "DELETE FROM orders\nWHERE id = ?")
-    })
+    sink.statement(
+        StatementRecord {
+            duration: None,
+            classes: vec!["delete".into()],
+            tables: vec![],
+            decision: "deny".into(),
+            rule: "default-deny".into(),
+            rows: None,
+            error: Some("permission denied by rule default-deny".into()),
+            ..stmt(id, 2, "DELETE FROM orders\nWHERE id = ?")
+        },
+        None,
+    )
     .expect("statement 2");
     sink.finish(id, end(at(9, 0), "closed")).expect("finish");
     store.shutdown().await.expect("shutdown");
@@ -829,7 +894,7 @@ async fn statements_come_back_in_seq_order_per_session() {
     }
     // Queued out of order and interleaved; 10 sorts after 9 (numbers, not text).
     for (id, seq) in [(a, 3), (b, 2), (a, 10), (a, 1), (b, 1), (a, 9), (a, 2)] {
-        sink.statement(stmt(id, seq, &format!("select {seq}")))
+        sink.statement(stmt(id, seq, &format!("select {seq}")), None)
             .expect("statement");
     }
     store.shutdown().await.expect("shutdown");
@@ -876,14 +941,15 @@ async fn bad_statements_fail_alone() {
         .await
         .expect("begin");
     let lock = lock_writes(&path).await;
-    sink.statement(stmt(id, 1, "first")).expect("queue 1");
+    sink.statement(stmt(id, 1, "first"), None).expect("queue 1");
     wait_queued(&sink, 0).await; // the writer holds it, stuck on the lock
-    sink.statement(stmt(ghost, 1, "no such connection"))
+    sink.statement(stmt(ghost, 1, "no such connection"), None)
         .expect("queue ghost");
-    sink.statement(stmt(id, 2, "second")).expect("queue 2");
-    sink.statement(stmt(id, 2, "second again"))
+    sink.statement(stmt(id, 2, "second"), None)
+        .expect("queue 2");
+    sink.statement(stmt(id, 2, "second again"), None)
         .expect("queue duplicate");
-    sink.statement(stmt(id, 3, "third")).expect("queue 3");
+    sink.statement(stmt(id, 3, "third"), None).expect("queue 3");
     unlock_writes(lock).await;
     wait_done(&sink, 6).await;
     store.shutdown().await.expect("shutdown");
@@ -907,7 +973,7 @@ async fn foreign_keys_are_enforced_on_every_connection() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = db_path(&dir);
     let (store, sink, _reader) = open_sqlite(&path, 16).await.expect("open");
-    sink.statement(stmt(uuid::Uuid::now_v7(), 1, "orphan"))
+    sink.statement(stmt(uuid::Uuid::now_v7(), 1, "orphan"), None)
         .expect("queue");
     wait_done(&sink, 1).await;
     store.shutdown().await.expect("shutdown");
@@ -941,8 +1007,9 @@ async fn statements_on_a_full_queue_fail_at_once() {
     )
     .expect("record");
     wait_queued(&sink, 0).await; // the writer holds it, stuck on the lock
-    sink.statement(stmt(id, 1, "one")).expect("fills the queue");
-    let full = sink.statement(stmt(id, 2, "two"));
+    sink.statement(stmt(id, 1, "one"), None)
+        .expect("fills the queue");
+    let full = sink.statement(stmt(id, 2, "two"), None);
     assert!(matches!(full, Err(StoreError::QueueFull)), "{full:?}");
     let full = sink.finish(id, end(at(1, 0), "closed"));
     assert!(matches!(full, Err(StoreError::QueueFull)), "{full:?}");
@@ -955,7 +1022,7 @@ async fn statements_on_a_full_queue_fail_at_once() {
         .await
         .expect("statements");
     assert_eq!(seqs(&got), [1]);
-    let late = sink.statement(stmt(id, 4, "after close"));
+    let late = sink.statement(stmt(id, 4, "after close"), None);
     assert!(matches!(late, Err(StoreError::Closed)), "{late:?}");
     let stats = sink.stats();
     assert_eq!((stats.written, stats.failed, stats.queue_full), (3, 0, 2));
@@ -971,7 +1038,7 @@ async fn long_statement_text_is_cut() {
         .await
         .expect("begin");
     let long = format!("select {}", "x".repeat(MAX_STATEMENT_TEXT));
-    sink.statement(stmt(id, 1, &long)).expect("statement");
+    sink.statement(stmt(id, 1, &long), None).expect("statement");
     store.shutdown().await.expect("shutdown");
     let got = reader
         .statements(&id.to_string())
@@ -1045,21 +1112,24 @@ async fn requests_round_trip() {
     sink.begin(rec(id, Some("etl"), at(0, 0)))
         .await
         .expect("begin");
-    sink.request(request(id, 1)).expect("request 1");
-    sink.request(RequestRecord {
-        method: "DELETE".into(),
-        path: "/v1/sys/seal".into(),
-        query: vec![],
-        status: Some(403),
-        bytes_down: 80,
-        decision: "deny".into(),
-        rule: "no-sys".into(),
-        masked: None,
-        error: Some("denied by rule no-sys".into()),
-        duration: None,
-        body: Some("x".repeat(crate::store::MAX_REQUEST_BODY + 10)),
-        ..request(id, 2)
-    })
+    sink.request(request(id, 1), None).expect("request 1");
+    sink.request(
+        RequestRecord {
+            method: "DELETE".into(),
+            path: "/v1/sys/seal".into(),
+            query: vec![],
+            status: Some(403),
+            bytes_down: 80,
+            decision: "deny".into(),
+            rule: "no-sys".into(),
+            masked: None,
+            error: Some("denied by rule no-sys".into()),
+            duration: None,
+            body: Some("x".repeat(crate::store::MAX_REQUEST_BODY + 10)),
+            ..request(id, 2)
+        },
+        None,
+    )
     .expect("request 2");
     sink.finish(id, end(at(9, 0), "closed")).expect("finish");
     store.shutdown().await.expect("shutdown");
@@ -1134,9 +1204,9 @@ async fn request_of_unknown_connection_fails_alone() {
     sink.begin(rec(id, Some("etl"), at(0, 0)))
         .await
         .expect("begin");
-    sink.request(request(uuid::Uuid::now_v7(), 1))
+    sink.request(request(uuid::Uuid::now_v7(), 1), None)
         .expect("ghost");
-    sink.request(request(id, 1)).expect("real");
+    sink.request(request(id, 1), None).expect("real");
     wait_done(&sink, 3).await;
     assert_eq!(sink.stats().failed, 1);
     store.shutdown().await.expect("shutdown");
@@ -1157,10 +1227,13 @@ async fn a_run_of_requests_is_written_whole_and_in_order() {
         .await
         .expect("begin");
     for seq in 1..=86 {
-        sink.request(RequestRecord {
-            path: format!("/item/{seq}"),
-            ..request(id, seq)
-        })
+        sink.request(
+            RequestRecord {
+                path: format!("/item/{seq}"),
+                ..request(id, seq)
+            },
+            None,
+        )
         .expect("request");
     }
     store.shutdown().await.expect("shutdown");

@@ -279,16 +279,26 @@ fn complete(
     suspended: bool,
 ) {
     match expect.front_mut() {
-        Some(Expect::Query { stmts, columns, .. }) => {
+        Some(Expect::Query {
+            stmts,
+            columns,
+            slot,
+            ..
+        }) => {
             *columns = None;
             if let Some(a) = stmts.pop_front() {
-                record_done(ctx, meta, a, rows, error);
+                record_done(ctx, meta, a, slot.take(), rows, error);
             }
         }
         Some(Expect::Execute { .. }) => {
-            if let Some(Expect::Execute { audit: Some(a), .. }) = expect.pop_front() {
+            if let Some(Expect::Execute {
+                audit: Some(a),
+                slot,
+                ..
+            }) = expect.pop_front()
+            {
                 let rows = rows.or(suspended.then_some(0));
-                record_done(ctx, meta, a, rows, error);
+                record_done(ctx, meta, a, slot, rows, error);
             }
         }
         _ => {}

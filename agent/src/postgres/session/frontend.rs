@@ -11,11 +11,11 @@ use tracing::{debug, info};
 use crate::{
     masking::Masker,
     postgres::protocol::{
-        Bind, Close, Describe, FrontendFrame, FrontendMessage, MAX_MESSAGE_LEN, ObjectKind, Parse,
-        Query, next_frontend,
+        Bind, Close, Describe, Flush, FrontendFrame, FrontendMessage, MAX_MESSAGE_LEN, ObjectKind,
+        Parse, Query, next_frontend,
     },
     proxy::Context,
-    store::StatementRecord,
+    store::{Slot, StatementRecord},
 };
 
 use super::{
@@ -65,7 +65,9 @@ where
                 let Ok(FrontendMessage::Query(q)) = frame.decode() else {
                     return Err(bad(&frame));
                 };
-                // Before a possibly long approval hold, what is already decided goes out.
+                // Before a possibly long hold (an approval, the audit store), what is already
+                // decided goes out.
+                before_hold(ctx, &mut out);
                 flush(&mut server, &mut out).await?;
                 on_query(ctx, meta, masker, shared, q, frame, &mut out).await;
             }
@@ -73,6 +75,7 @@ where
                 let Ok(FrontendMessage::Parse(p)) = frame.decode() else {
                     return Err(bad(&frame));
                 };
+                before_hold(ctx, &mut out);
                 flush(&mut server, &mut out).await?;
                 on_parse(ctx, meta, masker, shared, p, frame, &mut out).await;
             }
@@ -94,13 +97,21 @@ where
                 };
                 // Each Execute of a prepared statement is a statement of its own in the audit:
                 // held, then refused, like a Query or Parse when the store cannot take it.
-                if !ctx.audit.has_room() {
-                    let skipping = shared.lock().skipping;
-                    if skipping || !wait_for_room(ctx, &mut server, &mut out).await? {
-                        refuse_execute(ctx, meta, shared, &e.portal, &mut out);
-                        continue;
+                let slot = match ctx.audit.try_hold() {
+                    Some(slot) => slot,
+                    None => {
+                        let skipping = shared.lock().skipping;
+                        let slot = match skipping {
+                            true => None,
+                            false => hold_slot(ctx, &mut server, &mut out).await?,
+                        };
+                        let Some(slot) = slot else {
+                            refuse_execute(ctx, meta, shared, &e.portal, &mut out);
+                            continue;
+                        };
+                        slot
                     }
-                }
+                };
                 let mut guard = shared.lock();
                 let st = &mut *guard;
                 let (columns, audit) = match st.portals.get(&e.portal) {
@@ -129,7 +140,11 @@ where
                     a.started_at = SystemTime::now();
                     a
                 });
-                st.expect.push_back(Expect::Execute { columns, audit });
+                st.expect.push_back(Expect::Execute {
+                    columns,
+                    audit,
+                    slot: Some(slot),
+                });
                 drop(guard);
                 out.extend_from_slice(frame.raw());
             }
@@ -161,6 +176,7 @@ where
                     stmts: Default::default(),
                     columns: None,
                     exprs: None,
+                    slot: None,
                 });
                 drop(st);
                 deny::simple(
@@ -174,14 +190,27 @@ where
     }
 }
 
-/// Sends what is decided, then waits for room in the audit queue ([`crate::store::AuditSink::room`]).
-async fn wait_for_room<W: AsyncWrite + Unpin>(
+/// Sends what is decided, then waits for a slot in the audit queue
+/// ([`crate::store::AuditSink::hold`]).
+async fn hold_slot<W: AsyncWrite + Unpin>(
     ctx: &Context,
     server: &mut W,
     out: &mut BytesMut,
-) -> std::io::Result<bool> {
+) -> std::io::Result<Option<Slot>> {
+    before_hold(ctx, out);
     flush(server, out).await?;
-    Ok(ctx.audit.room().await)
+    Ok(ctx.audit.hold().await)
+}
+
+/// Before a statement waits for a slot in the audit queue: a Flush for the server. In an
+/// extended-protocol batch the server keeps its results until the client's Sync, and the slots
+/// held for the statements before this one are given back only once their results (and so their
+/// records) come: without the Flush, a batch longer than the queue would wait for itself.
+/// (Flush has no response: nothing is owed to the client.)
+fn before_hold(ctx: &Context, out: &mut BytesMut) {
+    if !ctx.audit.has_room() {
+        Flush.encode(out);
+    }
 }
 
 async fn flush<W: AsyncWrite + Unpin>(server: &mut W, out: &mut BytesMut) -> std::io::Result<()> {
@@ -209,7 +238,7 @@ async fn on_query(
     frame: FrontendFrame,
     out: &mut BytesMut,
 ) {
-    let checked = audit_gate(ctx, shared, check::check(ctx, meta, &q.query).await).await;
+    let (checked, slot) = audit_gate(ctx, shared, check::check(ctx, meta, &q.query).await).await;
     let seq = shared.lock().seq();
     let audit = checked.audit(seq, &q.query, meta.redact_literals);
     if checked.decision.permits() {
@@ -220,6 +249,7 @@ async fn on_query(
             stmts,
             columns: None,
             exprs,
+            slot,
         });
         out.extend_from_slice(frame.raw());
     } else {
@@ -237,7 +267,8 @@ async fn on_parse(
     frame: FrontendFrame,
     out: &mut BytesMut,
 ) {
-    let checked = audit_gate(ctx, shared, check::check(ctx, meta, &p.query).await).await;
+    // A Parse is recorded only if denied: each Execute of it holds its own slot.
+    let (checked, _) = audit_gate(ctx, shared, check::check(ctx, meta, &p.query).await).await;
     let audit = checked.audit(0, &p.query, meta.redact_literals);
     if checked.decision.permits() {
         let exprs = lineage::plan(masker, &p.query, &checked.statements);
@@ -265,19 +296,29 @@ async fn on_parse(
 /// The rule named when the audit store cannot take a statement's record.
 const AUDIT_UNAVAILABLE: &str = "audit-unavailable";
 
-/// A statement whose record the audit store cannot take is held while the store catches up
-/// ([`crate::store::AuditSink::room`]), then refused (fail closed): it would otherwise run
-/// unrecorded.
-async fn audit_gate(ctx: &Context, shared: &Shared, mut checked: Checked) -> Checked {
-    if checked.decision.permits()
-        && !ctx.audit.has_room()
-        && (shared.lock().skipping || !ctx.audit.room().await)
-    {
+/// A statement let through holds a slot in the audit queue for its record
+/// ([`crate::store::AuditSink::hold`]). When the store is behind, the statement waits for one
+/// while the store catches up, then is refused (fail closed): it would otherwise run unrecorded.
+async fn audit_gate(
+    ctx: &Context,
+    shared: &Shared,
+    mut checked: Checked,
+) -> (Checked, Option<Slot>) {
+    if !checked.decision.permits() {
+        return (checked, None);
+    }
+    let slot = match ctx.audit.try_hold() {
+        Some(slot) => Some(slot),
+        // Inside an extended-protocol batch already failed, the server skips it: no wait.
+        None if shared.lock().skipping => None,
+        None => ctx.audit.hold().await,
+    };
+    if slot.is_none() {
         checked.decision.verdict = crate::policy::Verdict::Deny;
         checked.decision.enforced = true;
         checked.decision.rule = AUDIT_UNAVAILABLE.into();
     }
-    checked
+    (checked, slot)
 }
 
 /// Records the denial by `(rule, detail)` and makes the server raise it in place of the
@@ -292,11 +333,18 @@ fn deny_statement(
     extended: bool,
 ) {
     let message = deny::denial_message(rule, detail);
-    info!(
-        workload = %meta.workload, target = %meta.target, rule = %rule,
-        classes = ?audit.classes, "statement denied"
-    );
-    record(ctx, meta, audit, Some(&message));
+    // In a batch tollgate already failed, the server skips the message anyway: a refusal for
+    // want of audit room is not recorded (a pipelined batch would flood the queue's margin, kept
+    // for other sessions' records, with statements that never ran).
+    if rule == AUDIT_UNAVAILABLE && shared.lock().skipping {
+        debug!(target = %meta.target, "statement in a failed batch refused: audit store behind");
+    } else {
+        info!(
+            workload = %meta.workload, target = %meta.target, rule = %rule,
+            classes = ?audit.classes, "statement denied"
+        );
+        record(ctx, meta, audit, Some(&message));
+    }
     let mut st = shared.lock();
     if extended {
         st.injected_error();
@@ -307,6 +355,7 @@ fn deny_statement(
             stmts: Default::default(),
             columns: None,
             exprs: None,
+            slot: None,
         });
         drop(st);
         deny::simple(deny::SQLSTATE_DENIED, &message, out);
@@ -470,16 +519,18 @@ fn denied_audit_seq(seq: u32, text: &str, rule: &str) -> StmtAudit {
     }
 }
 
-/// Queues the audit record of a statement (never waits; a full queue is logged).
+/// Queues the audit record of a statement not let through, without a held slot (never waits;
+/// a full queue is logged).
 pub fn record(ctx: &Context, meta: &SessionMeta, a: StmtAudit, error: Option<&str>) {
-    record_done(ctx, meta, a, None, error);
+    record_done(ctx, meta, a, None, None, error);
 }
 
-/// Queues the audit record of a completed statement.
+/// Queues the audit record of a completed statement, in the `slot` held for it.
 pub fn record_done(
     ctx: &Context,
     meta: &SessionMeta,
     a: StmtAudit,
+    slot: Option<Slot>,
     rows: Option<u64>,
     error: Option<&str>,
 ) {
@@ -500,7 +551,7 @@ pub fn record_done(
         error: error.map(str::to_owned),
         masked,
     };
-    if let Err(e) = ctx.audit.statement(rec) {
+    if let Err(e) = ctx.audit.statement(rec, slot) {
         ctx.audit.warn_dropped("statement", &e);
     }
 }

@@ -10,6 +10,7 @@ use super::{catalog::Catalog, lineage::ExprPlan};
 use crate::{
     masking::{ColumnMask, MaskCounts, Masker},
     postgres::protocol::{FieldDescription, ObjectKind},
+    store::Slot,
 };
 
 /// One result column as masking sees it.
@@ -141,6 +142,8 @@ pub enum Expect {
         columns: Option<Columns>,
         /// How computed result columns are masked.
         exprs: Option<Arc<ExprPlan>>,
+        /// The audit queue's slot held for the record.
+        slot: Option<Slot>,
     },
     /// ParseComplete (swallowed when tollgate injected the Parse).
     Parse {
@@ -165,6 +168,8 @@ pub enum Expect {
         columns: Option<Columns>,
         /// Audit, `None` for tollgate's own raising statement (already audited).
         audit: Option<StmtAudit>,
+        /// The audit queue's slot held for the record.
+        slot: Option<Slot>,
     },
     /// CloseComplete.
     Close,
@@ -202,6 +207,7 @@ impl State {
         self.expect.push_back(Expect::Execute {
             columns: None,
             audit: None,
+            slot: None,
         });
         self.skipping = true;
         self.prepared.remove("");
