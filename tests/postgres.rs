@@ -623,13 +623,15 @@ fn wait_for_go(sync: &std::path::Path, phase: &str) -> String {
 
 /// A pipelined batch through a stalled audit store, with pgbench (`\startpipeline`, extended
 /// protocol): 200 SELECTs sent before any result comes back. The audit queue holds 70 records.
-/// - Each statement let through holds a slot for its record in the queue, so the batch stops
-///   at the queue's margin and waits for the store; once it is unlocked, every statement runs
-///   and every record is written. (When statements only checked for room, all 200 went through
-///   at once and the records past the queue's size were lost.)
-/// - Locked past `audit_wait`: the first statement that waits the whole time is refused, which
-///   fails the batch. The server skips the rest up to the Sync, so none of them waits again nor
-///   is recorded (they would flood the queue's margin with records of statements never run).
+/// - Each statement let through holds a slot for its record, so a batch longer than the queue
+///   loses no record while the writer is stuck (the audit database locked for 1 s). (When
+///   statements only checked for room, all 200 went through and the records past the queue's
+///   size were lost.)
+/// - With the queue's backlog past its margin (denials of another session, written by nobody
+///   while the database is locked), the batch's first statement waits the whole `audit_wait`
+///   and is refused, which fails the batch. The server skips the rest up to the Sync, so none
+///   of them waits again nor is recorded (they would flood the margin with records of
+///   statements never run).
 #[test]
 fn a_pipelined_batch_through_a_stalled_audit_store() {
     let test = "a_pipelined_batch_through_a_stalled_audit_store";
@@ -676,19 +678,17 @@ fn a_pipelined_batch_through_a_stalled_audit_store() {
         .env("PGSSLMODE", "disable")
     };
 
-    // Phase 1: unlocked as soon as a statement waits (or after 2 s, if none ever does).
+    // Phase 1: locked for 1 s (well under the writer's 5 s busy timeout).
     let locker = std::thread::spawn({
         let (db, sync) = (db.clone(), sync.clone());
-        let waits = status_counter(&f, "audit_room_waits");
         move || {
             let lock = lock_audit_at(&db, &sync, "1");
-            let waited = harness::poll(Duration::from_secs(2), || (waits() >= 1).then_some(()));
+            std::thread::sleep(Duration::from_secs(1));
             lock.execute_batch("ROLLBACK").expect("unlock audit db");
-            waited.is_some()
         }
     });
     let r = pgbench("1").run(Some(&f.etl));
-    assert!(locker.join().expect("locker"), "no statement waited");
+    locker.join().expect("locker");
     assert!(r.ok(), "{r:?}");
     let session = f.statements_of(r.pid, batch);
     let rules: Vec<_> = statements(&session).iter().map(verdict).collect();
@@ -699,45 +699,65 @@ fn a_pipelined_batch_through_a_stalled_audit_store() {
     );
     assert_eq!(lost(), 0, "no record was lost to a full queue");
 
-    // Phase 2: locked for 3.2 s, over audit_wait and under the writer's 5 s busy timeout.
+    // Phase 2: while pgbench waits to send its batch, the database is locked and a psql
+    // session's denials fill the backlog past the margin: the first one, taken by the writer,
+    // blocks it on the lock; the ten after it stay queued.
     let waits_before = waits();
+    let mut script = format!(
+        "\\! {}\nDROP TABLE accounts;\n\\! sleep 0.2\n",
+        wait_for_go(&sync, "P")
+    );
+    script.push_str(&"DROP TABLE accounts;\n".repeat(10));
+    script.push_str(&format!("\\! touch {}\n", sync.join("doneP").display()));
+    let (conninfo, etl) = (f.conninfo(Role::Scram.name(), "disable"), f.etl.clone());
+    let denials = std::thread::spawn(move || psql(&conninfo, &[]).stdin(&script).run(Some(&etl)));
     let locker = std::thread::spawn({
         let sync = sync.clone();
         move || {
-            let lock = lock_audit_at(&db, &sync, "2");
-            std::thread::sleep(Duration::from_millis(3200));
+            let ready = sync.join("ready2");
+            let seen = harness::poll(Duration::from_secs(30), || ready.exists().then_some(()));
+            assert!(seen.is_some(), "pgbench never reached phase 2");
+            let lock = lock_audit_at(&db, &sync, "P");
+            let done = sync.join("doneP");
+            let seen = harness::poll(Duration::from_secs(10), || done.exists().then_some(()));
+            assert!(seen.is_some(), "psql never finished its denials");
+            std::fs::write(sync.join("go2"), "").expect("go");
+            // Past audit_wait, and within the writer's 5 s busy timeout.
+            std::thread::sleep(Duration::from_secs(2));
             lock.execute_batch("ROLLBACK").expect("unlock audit db");
         }
     });
     let r = pgbench("2").run(Some(&f.etl));
     locker.join().expect("locker");
+    let d = denials.join().expect("psql");
+    assert_eq!(
+        d.stderr.matches(&denial(policy::NO_DDL)).count(),
+        11,
+        "{d:?}"
+    );
     assert!(!r.ok() && !r.timed_out, "the batch fails: {r:?}");
     assert!(
         r.stderr
             .contains("statement denied by rule \"audit-unavailable\""),
         "{r:?}"
     );
-    // Before the writer blocks on the lock, its first batch can take records out of the queue a
-    // few times, each ending a wait; after the refusal, the ~190 statements left do not wait.
-    let waited = waits() - waits_before;
-    assert!(
-        (1..10).contains(&waited),
-        "{waited} waits: none in the failed batch"
+    assert_eq!(
+        waits() - waits_before,
+        1,
+        "one wait, then none in the failed batch"
     );
     // pgbench first opens a connection that runs nothing: wait for the one with statements.
-    let session = f.statements_of(r.pid, 2);
+    let session = f.statements_of(r.pid, 1);
     let rules: Vec<_> = statements(&session).iter().map(verdict).collect();
-    let (ran, refused): (Vec<_>, Vec<_>) = rules.iter().partition(|(_, d, _)| d == "allow");
-    assert!(
-        (1..batch).contains(&ran.len()),
-        "the first statements ran: {session:#}"
-    );
     assert_eq!(
-        refused.len(),
-        1,
+        rules,
+        [(
+            vec!["select".to_owned()],
+            "deny".to_owned(),
+            "audit-unavailable".to_owned()
+        )],
         "only the refusal that waited: {session:#}"
     );
-    assert_eq!(refused[0].2, "audit-unavailable", "{session:#}");
     assert_eq!(lost(), 0, "no record was lost to a full queue");
 }
 

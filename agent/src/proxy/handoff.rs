@@ -20,7 +20,7 @@ use crate::{
         copy::Transfer,
         reset, upstream,
     },
-    store::{ConnectionEnd, ConnectionRecord},
+    store::{ConnectionEnd, ConnectionRecord, Slot},
     tcp,
 };
 
@@ -150,9 +150,12 @@ pub async fn handle(ctx: Arc<Context>, mut client: TcpStream, peer: SocketAddr, 
         return;
     }
 
-    // Write-ahead audit: the record is committed before any byte reaches the target.
-    if let Err(e) = ctx.audit.begin(record).await {
-        match ctx.settings.audit_failure {
+    // Write-ahead audit: the record is committed before any byte reaches the target. The slot
+    // it returns is held for the connection's end.
+    let mut ending = None;
+    match ctx.audit.begin(record).await {
+        Ok(slot) => ending = Some(slot),
+        Err(e) => match ctx.settings.audit_failure {
             AuditFailure::Closed => {
                 Stats::inc(&ctx.stats.audit_refused);
                 warn!(error = %e, %dst, "audit store cannot record: connection refused (audit_failure = closed)");
@@ -162,7 +165,7 @@ pub async fn handle(ctx: Arc<Context>, mut client: TcpStream, peer: SocketAddr, 
             AuditFailure::Open => {
                 warn!(error = %e, %dst, "audit store cannot record: connection let through (audit_failure = open)");
             }
-        }
+        },
     }
     let protocol = decision.target.as_ref().map(|t| t.protocol);
     let workload = || w.map(|w| w.name.clone()).unwrap_or_default();
@@ -187,7 +190,7 @@ pub async fn handle(ctx: Arc<Context>, mut client: TcpStream, peer: SocketAddr, 
             crate::http::serve(&ctx, init, client).await
         }
         Some(Protocol::Postgres) => {
-            let Some(upstream) = connect_upstream(&ctx, id, dst).await else {
+            let Some(upstream) = connect_upstream(&ctx, id, dst, &mut ending).await else {
                 reset(client);
                 return;
             };
@@ -200,7 +203,7 @@ pub async fn handle(ctx: Arc<Context>, mut client: TcpStream, peer: SocketAddr, 
             crate::postgres::session::serve(&ctx, init, client, upstream).await
         }
         Some(Protocol::Tcp) | None => {
-            let Some(mut upstream) = connect_upstream(&ctx, id, dst).await else {
+            let Some(mut upstream) = connect_upstream(&ctx, id, dst, &mut ending).await else {
                 reset(client);
                 return;
             };
@@ -212,10 +215,8 @@ pub async fn handle(ctx: Arc<Context>, mut client: TcpStream, peer: SocketAddr, 
         rule = %decision.rule, up = transfer.up, down = transfer.down,
         end = %transfer.end.label(), "connection"
     );
-    if let Err(e) = ctx
-        .audit
-        .finish(id, end(transfer.up, transfer.down, &transfer.end.label()))
-    {
+    let last = end(transfer.up, transfer.down, &transfer.end.label());
+    if let Err(e) = ctx.audit.finish(id, last, ending) {
         ctx.audit.warn_dropped("connection-end", &e);
     }
 }
@@ -310,15 +311,21 @@ fn record_for(
 }
 
 /// The upstream connection of an allowed connection; `None` when it cannot be made (counted, and
-/// the connection's record ended with the reason; the caller resets the client).
-async fn connect_upstream(ctx: &Context, id: uuid::Uuid, dst: SocketAddr) -> Option<TcpStream> {
+/// the connection's record ended with the reason, in the `ending` slot; the caller resets the
+/// client).
+async fn connect_upstream(
+    ctx: &Context,
+    id: uuid::Uuid,
+    dst: SocketAddr,
+    ending: &mut Option<Slot>,
+) -> Option<TcpStream> {
     match upstream::connect_counted(ctx, dst).await {
         Ok(u) => {
             Stats::inc(&ctx.stats.allowed);
             Some(u)
         }
         Err(e) => {
-            let _ = ctx.audit.finish(id, end(0, 0, &e.label()));
+            let _ = ctx.audit.finish(id, end(0, 0, &e.label()), ending.take());
             None
         }
     }

@@ -149,14 +149,15 @@ fn spawn_writer<B: backend::WriteBackend>(
 
 /// Opens the SQLite audit database at `path` (created mode 0600; its directory 0750 if missing),
 /// migrates it, closes rows a previous agent left open, and starts the writer with a queue of
-/// `queue_capacity` operations (at least 1).
+/// `queue_capacity` operations waiting for it (at least 1), beside the slots held by work in
+/// flight (see [`AuditSink`]).
 pub async fn open_sqlite(
     path: &Path,
     queue_capacity: usize,
 ) -> Result<(Store, AuditSink, StoreReader), StoreError> {
     let (writer_db, reader_db) = sqlite::open(path).await?;
-    let (tx, rx) = mpsc::channel(queue_capacity.max(1));
-    let (shared, closed) = sink::Shared::new();
+    let (shared, closed) = sink::Shared::new(queue_capacity);
+    let (tx, rx) = mpsc::channel(shared.backlog_max + sink::IN_FLIGHT);
     let writer = spawn_writer(writer_db, rx, shared.clone(), closed)?;
     let sink = AuditSink::new(tx, shared.clone());
     Ok((

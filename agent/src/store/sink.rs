@@ -2,7 +2,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -33,13 +33,18 @@ pub(crate) struct Shared {
     /// its timer only, so that statements and requests (which nobody waits on) do not wake its
     /// thread one by one, and a connection waiting on its record does not wait for the timer.
     pub(crate) begin_queued: tokio::sync::Notify,
-    /// Rung by the writer each time it takes operations out of the queue: what waits for room
-    /// ([`AuditSink::room`]) looks again.
+    /// Rung by the writer each time it takes operations out of the queue, and by a slot given
+    /// back unused: what waits for room ([`AuditSink::hold`]) looks again.
     pub(crate) drained: tokio::sync::Notify,
+    /// Most records waiting for the writer (the configured `audit_queue`).
+    pub(crate) backlog_max: usize,
+    /// Slots held by work in flight ([`Slot`]) and not yet used.
+    pub(crate) held: AtomicUsize,
 }
 
 impl Shared {
-    pub(crate) fn new() -> (Arc<Self>, watch::Receiver<bool>) {
+    /// State for a queue of at most `backlog_max` records waiting for the writer (at least 1).
+    pub(crate) fn new(backlog_max: usize) -> (Arc<Self>, watch::Receiver<bool>) {
         let (close, closed) = watch::channel(false);
         let shared = Self {
             written: AtomicU64::new(0),
@@ -50,6 +55,8 @@ impl Shared {
             close,
             begin_queued: tokio::sync::Notify::new(),
             drained: tokio::sync::Notify::new(),
+            backlog_max: backlog_max.max(1),
+            held: AtomicUsize::new(0),
         };
         (Arc::new(shared), closed)
     }
@@ -61,6 +68,11 @@ impl Shared {
 }
 
 /// Queues audit records for the single writer task. Cheap to clone; never blocks a thread.
+///
+/// The channel holds two kinds of places: up to `audit_queue` records waiting for the writer
+/// (the backlog), and the slots held by work in flight ([`Self::hold`]), up to [`IN_FLIGHT`].
+/// Only the backlog tells whether the writer keeps up: work in flight (a long query, a streamed
+/// response) does not count against it until its record is sent.
 #[derive(Debug, Clone)]
 pub struct AuditSink {
     tx: mpsc::Sender<Op>,
@@ -84,18 +96,27 @@ impl AuditSink {
         Self { wait, ..self }
     }
 
-    /// Records a connection about to reach its target and returns once the row is committed.
-    /// On a full queue it first waits (up to the sink's wait) for a slot, then fails with
+    /// Records a connection about to reach its target and returns once the row is committed,
+    /// with the slot held for the connection's end ([`Self::finish`]): an end is never lost to
+    /// a full queue. On a full queue it first waits (up to the sink's wait), then fails with
     /// [`StoreError::QueueFull`]: the caller must then refuse the connection.
-    pub async fn begin(&self, rec: ConnectionRecord) -> Result<(), StoreError> {
+    pub async fn begin(&self, rec: ConnectionRecord) -> Result<Slot, StoreError> {
         let (done, committed) = oneshot::channel();
-        if self.tx.capacity() == 0 {
-            // One slot is enough for a connection; what the wait ends with, `send` tells.
-            self.wait_room(1).await;
-        }
+        // One free place is enough for a connection.
+        let end = self
+            .wait_for(1, || if self.free(1) { self.reserve() } else { None })
+            .await;
+        let Some(end) = end else {
+            if *self.shared.close.borrow() {
+                return Err(StoreError::Closed);
+            }
+            self.shared.queue_full.fetch_add(1, Ordering::Relaxed);
+            return Err(StoreError::QueueFull);
+        };
         self.send(Op::Begin { rec, done })?;
         self.shared.begin_queued.notify_one();
-        committed.await.map_err(|_| StoreError::Closed)?
+        committed.await.map_err(|_| StoreError::Closed)??;
+        Ok(end)
     }
 
     /// Queues a complete record (a connection that never reached upstream); does not wait.
@@ -103,9 +124,15 @@ impl AuditSink {
         self.send(Op::Record(rec, end))
     }
 
-    /// Queues the end of a connection recorded by [`Self::begin`]; does not wait.
-    pub fn finish(&self, id: uuid::Uuid, end: ConnectionEnd) -> Result<(), StoreError> {
-        self.send(Op::Finish(id, end))
+    /// Queues the end of a connection recorded by [`Self::begin`], in the `slot` it returned;
+    /// does not wait.
+    pub fn finish(
+        &self,
+        id: uuid::Uuid,
+        end: ConnectionEnd,
+        slot: Option<Slot>,
+    ) -> Result<(), StoreError> {
+        self.send_in(slot, Op::Finish(id, end))
     }
 
     /// Queues a statement of a connection whose [`Self::begin`] has returned; does not wait.
@@ -140,8 +167,16 @@ impl AuditSink {
             queue_full: self.shared.queue_full.load(Ordering::Relaxed),
             room_waits: self.shared.room_waits.load(Ordering::Relaxed),
             commits: self.shared.commits.load(Ordering::Relaxed),
-            queued: self.tx.max_capacity() - self.tx.capacity(),
+            queued: self.backlog(),
+            in_flight: self.shared.held.load(Ordering::Relaxed),
         }
+    }
+
+    /// Records waiting for the writer: the channel's used places, less the slots held and not
+    /// yet used.
+    fn backlog(&self) -> usize {
+        let used = self.tx.max_capacity() - self.tx.capacity();
+        used.saturating_sub(self.shared.held.load(Ordering::Relaxed))
     }
 
     /// Whether the queue has room for a burst of records: [`ROOM`] slots are kept free for the
@@ -150,36 +185,57 @@ impl AuditSink {
         self.free(ROOM)
     }
 
-    /// Whether `need` slots (at most the whole queue) are free.
+    /// Whether the backlog has room for `need` more records (at most the whole backlog).
     fn free(&self, need: usize) -> bool {
-        self.tx.capacity() >= need.min(self.tx.max_capacity())
+        let max = self.shared.backlog_max;
+        max.saturating_sub(self.backlog()) >= need.min(max)
     }
 
     /// Holds a slot for the record of a statement or request about to be let through, so that
     /// its record cannot be lost to a full queue however many others are let through meanwhile.
-    /// Only while [`Self::has_room`]: the margin stays free for the records nobody holds a slot
-    /// for. When there is none, waits up to the sink's wait: a writer that falls behind (a slow
-    /// disk, a starved CPU) holds new work back, which lets it catch up, instead of refusing it
-    /// at once. `None` when the wait ran out or the store is closed: the caller then refuses
-    /// (fail closed). Waiting takes no slot, so records of work already done are never crowded
-    /// out by what waits.
+    /// Only while [`Self::has_room`] (the writer keeps up, and the margin stays free for the
+    /// records nobody holds a slot for), and while fewer than [`IN_FLIGHT`] slots are held. When
+    /// there is none, waits up to the sink's wait: a writer that falls behind (a slow disk, a
+    /// starved CPU) holds new work back, which lets it catch up, instead of refusing it at once.
+    /// `None` when the wait ran out or the store is closed: the caller then refuses (fail
+    /// closed). Waiting takes no slot, so records of work already done are never crowded out by
+    /// what waits.
     pub async fn hold(&self) -> Option<Slot> {
         self.wait_for(ROOM, || self.try_hold()).await
     }
 
     /// [`Self::hold`] without waiting.
     pub fn try_hold(&self) -> Option<Slot> {
-        if !self.has_room() || *self.shared.close.borrow() {
+        if !self.has_room() {
             return None;
         }
-        self.tx.clone().try_reserve_owned().ok().map(Slot)
+        self.reserve()
     }
 
-    /// Waits until `need` slots (at most the whole queue) are free, for at most the sink's wait.
-    async fn wait_room(&self, need: usize) -> bool {
-        self.wait_for(need, || self.free(need).then_some(()))
-            .await
-            .is_some()
+    /// A slot for work in flight, if fewer than [`IN_FLIGHT`] are held and the store is open.
+    fn reserve(&self) -> Option<Slot> {
+        if *self.shared.close.borrow() {
+            return None;
+        }
+        // Counted first: the backlog never counts a held slot as a record.
+        let in_flight_max = self
+            .tx
+            .max_capacity()
+            .saturating_sub(self.shared.backlog_max);
+        if self.shared.held.fetch_add(1, Ordering::Relaxed) >= in_flight_max {
+            self.shared.held.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        match self.tx.clone().try_reserve_owned() {
+            Ok(permit) => Some(Slot {
+                permit: Some(permit),
+                shared: self.shared.clone(),
+            }),
+            Err(_) => {
+                self.shared.held.fetch_sub(1, Ordering::Relaxed);
+                None
+            }
+        }
     }
 
     /// Waits, for at most the sink's wait, until `take` succeeds; it is tried again each time
@@ -233,29 +289,32 @@ impl AuditSink {
         self.shared.close();
     }
 
-    /// Sends `op` in its held slot, or without one like [`Self::send`].
+    /// Sends `op` in its held slot (even while the store closes: the writer still takes what
+    /// was sent before it stops), or without one like [`Self::send`].
     fn send_in(&self, slot: Option<Slot>, op: Op) -> Result<(), StoreError> {
         match slot {
-            Some(Slot(permit)) => {
-                if *self.shared.close.borrow() {
-                    return Err(StoreError::Closed);
-                }
-                permit.send(op);
+            Some(mut slot) => {
+                slot.send(op);
                 Ok(())
             }
             None => self.send(op),
         }
     }
 
+    /// Sends a record that has no slot: refused when the backlog is full.
     fn send(&self, op: Op) -> Result<(), StoreError> {
         if *self.shared.close.borrow() {
             return Err(StoreError::Closed);
         }
+        let full = || {
+            self.shared.queue_full.fetch_add(1, Ordering::Relaxed);
+            StoreError::QueueFull
+        };
+        if !self.free(1) {
+            return Err(full());
+        }
         self.tx.try_send(op).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => {
-                self.shared.queue_full.fetch_add(1, Ordering::Relaxed);
-                StoreError::QueueFull
-            }
+            mpsc::error::TrySendError::Full(_) => full(),
             mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
         })
     }
@@ -265,17 +324,50 @@ impl AuditSink {
 /// ([`AuditSink::hold`]): the records nobody holds a slot for use them.
 pub(crate) const ROOM: usize = 64;
 
+/// Most slots held at once by work in flight, over the whole agent: one per open connection (for
+/// its end) and one per statement or request running ([`AuditSink::hold`]). Beyond it, new work
+/// waits (then is refused) as when the writer falls behind. The channel's places cost no memory
+/// until a record fills them.
+pub(crate) const IN_FLIGHT: usize = 65_536;
+
 /// A place in the audit queue held for the record of one statement or request let through
 /// ([`AuditSink::hold`]); given back when dropped unused.
-pub struct Slot(mpsc::OwnedPermit<Op>);
+pub struct Slot {
+    permit: Option<mpsc::OwnedPermit<Op>>,
+    shared: Arc<Shared>,
+}
 
 impl Slot {
+    fn send(&mut self, op: Op) {
+        if let Some(permit) = self.permit.take() {
+            permit.send(op);
+            self.shared.held.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
     /// A slot of a queue nobody reads, for recorders in tests.
     #[cfg(test)]
     pub(crate) fn detached() -> Self {
         let (tx, rx) = mpsc::channel(1);
         std::mem::forget(rx);
-        Self(tx.try_reserve_owned().expect("an empty queue has room"))
+        let (shared, _) = Shared::new(1);
+        shared.held.fetch_add(1, Ordering::Relaxed);
+        Self {
+            permit: Some(tx.try_reserve_owned().expect("an empty queue has room")),
+            shared,
+        }
+    }
+}
+
+impl Drop for Slot {
+    /// A slot given back unused (the work failed or its session ended): whoever waits for one
+    /// may take it.
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take() {
+            drop(permit);
+            self.shared.held.fetch_sub(1, Ordering::Relaxed);
+            self.shared.drained.notify_waiters();
+        }
     }
 }
 

@@ -8,7 +8,10 @@ use std::{
 use sqlx::{ConnectOptions as _, Connection as _, SqliteConnection, sqlite::SqliteConnectOptions};
 
 use super::*;
-use crate::store::{sink::ROOM, writer::BATCH_MAX};
+use crate::store::{
+    sink::{ROOM, Shared},
+    writer::BATCH_MAX,
+};
 
 const T0: u64 = 1_700_000_000; // 2023-11-14T22:13:20Z
 /// How long [`wait_queued`] and [`wait_done`] wait for the writer (a deadline in wall time,
@@ -126,7 +129,7 @@ async fn begin_finish_round_trip() {
     assert_eq!(open.bytes_up, None);
     assert_eq!(open.duration_ms, None);
 
-    sink.finish(id, end(at(2, 623_456), "closed"))
+    sink.finish(id, end(at(2, 623_456), "closed"), None)
         .expect("finish");
     store.shutdown().await.expect("shutdown");
 
@@ -368,7 +371,8 @@ fn crash_recovery_closes_open_rows() {
         sink.begin(rec(done, Some("w"), at(0, 0)))
             .await
             .expect("begin");
-        sink.finish(done, end(at(1, 0), "closed")).expect("finish");
+        sink.finish(done, end(at(1, 0), "closed"), None)
+            .expect("finish");
         // Queued after the finish: once it is committed, so is the finish.
         sink.begin(rec(open, Some("w"), at(2, 0)))
             .await
@@ -541,47 +545,61 @@ async fn waiting_for_room_takes_no_slot_and_begin_waits() {
 }
 
 /// A held slot is a reservation: its record goes in however many records without one filled
-/// the queue meanwhile. Slots are held only while the margin for those records is free, and a
-/// slot dropped unused is given back.
+/// the queue meanwhile. Slots are held only while the backlog leaves the margin for those
+/// records free; work in flight does not count as backlog until its record is sent.
 #[tokio::test]
 async fn a_held_slot_is_kept_through_a_full_queue() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = db_path(&dir);
     let (store, sink, reader) = open_sqlite(&path, ROOM + 2).await.expect("open");
     let id = uuid::Uuid::now_v7();
-    sink.begin(rec(id, Some("etl"), at(0, 0)))
+    // Its slot is held for the connection's end.
+    let ending = sink
+        .begin(rec(id, Some("etl"), at(0, 0)))
         .await
         .expect("begin");
     let lock = lock_writes(&path).await;
-    // The writer takes this one and is stuck on the lock: the queue is empty again.
-    sink.statement(stmt(id, 1, "first"), None).expect("queue");
+    // The writer takes this record (not a bulk one: it does not gather more) and is stuck on
+    // the lock: the queue is empty again, and stays as it is below.
+    let stuck = uuid::Uuid::now_v7();
+    sink.record(rec(stuck, None, at(0, 0)), end(at(1, 0), "denied"))
+        .expect("record");
     wait_queued(&sink, 0).await;
 
-    let held: Vec<_> = (0..3)
+    let mut held: Vec<_> = (0..5)
         .map(|i| sink.try_hold().unwrap_or_else(|| panic!("hold {i}")))
         .collect();
-    assert!(
-        sink.try_hold().is_none(),
-        "the last {ROOM} - 1 slots are kept for records without a slot"
-    );
+    assert_eq!((sink.stats().queued, sink.stats().in_flight), (0, 6));
+    // Records without a slot: once the backlog leaves fewer than ROOM places, nothing more is
+    // held; once it is full, they are refused.
     let mut seq = 10;
+    while sink.try_hold().is_some_and(|slot| {
+        drop(slot);
+        true
+    }) {
+        sink.statement(stmt(id, seq, "unheld"), None).expect("room");
+        seq += 1;
+    }
+    assert_eq!(seq - 10, 3, "holds stop once the margin is reached");
     while sink.statement(stmt(id, seq, "unheld"), None).is_ok() {
         seq += 1;
     }
-    assert_eq!(seq - 10, ROOM as u32 - 1, "every free slot was taken");
-    let mut held = held.into_iter();
-    for seq in 2..=3 {
-        sink.statement(stmt(id, seq, "held"), held.next())
-            .expect("a held slot always fits");
-    }
-    drop(held); // the third slot, unused, is given back
-    sink.statement(stmt(id, 4, "in the slot given back"), None)
-        .expect("one slot free again");
+    assert_eq!(seq - 10, ROOM as u32 + 2, "the whole backlog filled");
     assert_eq!(
         sink.stats().queue_full,
         1,
         "only the probe that found it full"
     );
+    for seq in 1..=2 {
+        sink.statement(stmt(id, seq, "held"), held.pop())
+            .expect("a held slot always fits");
+    }
+    sink.finish(id, end(at(2, 0), "client-closed"), Some(ending))
+        .expect("a connection's end always fits");
+    let stats = sink.stats();
+    assert_eq!((stats.queued, stats.in_flight), (ROOM + 5, 3));
+    drop(held);
+    assert_eq!(sink.stats().in_flight, 0, "unused slots are given back");
 
     unlock_writes(lock).await;
     store.shutdown().await.expect("shutdown");
@@ -589,8 +607,38 @@ async fn a_held_slot_is_kept_through_a_full_queue() {
         .statements(&id.to_string())
         .await
         .expect("statements");
-    assert_eq!(got.len(), 4 + ROOM - 1);
-    assert_eq!(&seqs(&got)[..4], [1, 2, 3, 4]);
+    assert_eq!(got.len(), ROOM + 4);
+    assert_eq!(&seqs(&got)[..2], [1, 2]);
+    assert!(reader.get(&stuck.to_string()).await.expect("get").is_some());
+    let row = reader
+        .get(&id.to_string())
+        .await
+        .expect("get")
+        .expect("row");
+    assert_eq!(row.end_reason.as_deref(), Some("client-closed"));
+}
+
+/// Slots for work in flight are bounded apart from the backlog: when every one is held, a
+/// statement waits, and a slot given back unused (its work failed) wakes it at once, with the
+/// writer idle.
+#[tokio::test]
+async fn a_slot_given_back_wakes_a_waiter() {
+    let (shared, _closed) = Shared::new(ROOM);
+    let (tx, _rx) = tokio::sync::mpsc::channel(ROOM + 2); // room for 2 slots in flight
+    let sink = AuditSink::new(tx, shared).with_wait(Duration::from_secs(30));
+    let first = sink.try_hold().expect("first");
+    let _second = sink.try_hold().expect("second");
+    assert!(sink.try_hold().is_none(), "every slot in flight is held");
+    let waiter = tokio::spawn({
+        let sink = sink.clone();
+        async move { sink.hold().await.is_some() }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiter.is_finished(), "it waits");
+    let t = Instant::now();
+    drop(first);
+    assert!(waiter.await.expect("waiter"), "it gets the slot given back");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
 }
 
 /// `BATCH_MAX` + 44 begins wait behind a stuck batch, then go in two transactions.
@@ -644,7 +692,7 @@ async fn many_concurrent_begins_complete() {
             tokio::spawn(async move {
                 let id = uuid::Uuid::now_v7();
                 sink.begin(rec(id, Some("w"), at(i, 0))).await?;
-                sink.finish(id, end(at(i + 1, 0), "closed"))
+                sink.finish(id, end(at(i + 1, 0), "closed"), None)
             })
         })
         .collect();
@@ -740,7 +788,7 @@ async fn dropping_every_sink_stops_the_writer() {
     let (store, sink, _reader) = open_sqlite(&path, 64).await.expect("open");
     let id = uuid::Uuid::now_v7();
     sink.begin(rec(id, None, at(0, 0))).await.expect("begin");
-    sink.finish(id, end(at(1, 0), "agent-shutdown"))
+    sink.finish(id, end(at(1, 0), "agent-shutdown"), None)
         .expect("finish");
     drop(sink);
     tokio::time::timeout(Duration::from_secs(5), store.writer)
@@ -828,7 +876,8 @@ async fn statements_round_trip() {
         None,
     )
     .expect("statement 2");
-    sink.finish(id, end(at(9, 0), "closed")).expect("finish");
+    sink.finish(id, end(at(9, 0), "closed"), None)
+        .expect("finish");
     store.shutdown().await.expect("shutdown");
 
     let want = vec![
@@ -1011,7 +1060,7 @@ async fn statements_on_a_full_queue_fail_at_once() {
         .expect("fills the queue");
     let full = sink.statement(stmt(id, 2, "two"), None);
     assert!(matches!(full, Err(StoreError::QueueFull)), "{full:?}");
-    let full = sink.finish(id, end(at(1, 0), "closed"));
+    let full = sink.finish(id, end(at(1, 0), "closed"), None);
     assert!(matches!(full, Err(StoreError::QueueFull)), "{full:?}");
     assert_eq!(sink.stats().queue_full, 2);
 
@@ -1131,7 +1180,8 @@ async fn requests_round_trip() {
         None,
     )
     .expect("request 2");
-    sink.finish(id, end(at(9, 0), "closed")).expect("finish");
+    sink.finish(id, end(at(9, 0), "closed"), None)
+        .expect("finish");
     store.shutdown().await.expect("shutdown");
 
     let got = reader
@@ -1259,10 +1309,14 @@ async fn ends_of_a_batch_land_on_their_own_rows_and_the_first_end_counts() {
             .expect("begin");
     }
     for (i, id) in ids.iter().enumerate() {
-        sink.finish(*id, end(at(100 + i as u64, 0), &format!("closed-{i}")))
-            .expect("finish");
+        sink.finish(
+            *id,
+            end(at(100 + i as u64, 0), &format!("closed-{i}")),
+            None,
+        )
+        .expect("finish");
     }
-    sink.finish(ids[0], end(at(999, 0), "second"))
+    sink.finish(ids[0], end(at(999, 0), "second"), None)
         .expect("again");
     store.shutdown().await.expect("shutdown");
     for (i, id) in ids.iter().enumerate() {

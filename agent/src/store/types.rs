@@ -69,13 +69,16 @@ pub struct StoreStats {
     /// Operations refused because the queue was full.
     pub queue_full: u64,
     /// Times a statement, request or connection waited for room in the queue (see
-    /// [`super::AuditSink::room`]).
+    /// [`super::AuditSink::hold`]).
     #[serde(default)]
     pub room_waits: u64,
     /// Transactions committed (several operations each under load).
     pub commits: u64,
     /// Operations waiting in the queue now.
     pub queued: usize,
+    /// Slots held now by statements and requests in flight, for their records.
+    #[serde(default)]
+    pub in_flight: usize,
 }
 
 /// Selection of sessions for [`super::StoreReader::list`]; the default selects all, newest first.

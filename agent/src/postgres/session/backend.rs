@@ -233,9 +233,7 @@ fn on_frame(
                 return Ok(());
             }
         }
-        b'Z' => {
-            st.expect.pop_front();
-        }
+        b'Z' => st.ready_for_query(),
         _ => {} // ParameterStatus, notices, notifications, copy-in responses: passed through.
     }
     drop(st);

@@ -65,19 +65,16 @@ where
                 let Ok(FrontendMessage::Query(q)) = frame.decode() else {
                     return Err(bad(&frame));
                 };
-                // Before a possibly long hold (an approval, the audit store), what is already
-                // decided goes out.
-                before_hold(ctx, &mut out);
+                // Before a possibly long approval hold, what is already decided goes out.
                 flush(&mut server, &mut out).await?;
-                on_query(ctx, meta, masker, shared, q, frame, &mut out).await;
+                on_query(ctx, meta, masker, shared, q, frame, &mut server, &mut out).await?;
             }
             b'P' => {
                 let Ok(FrontendMessage::Parse(p)) = frame.decode() else {
                     return Err(bad(&frame));
                 };
-                before_hold(ctx, &mut out);
                 flush(&mut server, &mut out).await?;
-                on_parse(ctx, meta, masker, shared, p, frame, &mut out).await;
+                on_parse(ctx, meta, masker, shared, p, frame, &mut server, &mut out).await?;
             }
             b'B' => {
                 let Ok(FrontendMessage::Bind(b)) = frame.decode() else {
@@ -97,20 +94,9 @@ where
                 };
                 // Each Execute of a prepared statement is a statement of its own in the audit:
                 // held, then refused, like a Query or Parse when the store cannot take it.
-                let slot = match ctx.audit.try_hold() {
-                    Some(slot) => slot,
-                    None => {
-                        let skipping = shared.lock().skipping;
-                        let slot = match skipping {
-                            true => None,
-                            false => hold_slot(ctx, &mut server, &mut out).await?,
-                        };
-                        let Some(slot) = slot else {
-                            refuse_execute(ctx, meta, shared, &e.portal, &mut out);
-                            continue;
-                        };
-                        slot
-                    }
+                let Some(slot) = hold_slot(ctx, shared, &mut server, &mut out).await? else {
+                    refuse_execute(ctx, meta, shared, &e.portal, &mut out);
+                    continue;
                 };
                 let mut guard = shared.lock();
                 let st = &mut *guard;
@@ -190,27 +176,29 @@ where
     }
 }
 
-/// Sends what is decided, then waits for a slot in the audit queue
-/// ([`crate::store::AuditSink::hold`]).
+/// A slot in the audit queue for the record of a statement about to be let through
+/// ([`crate::store::AuditSink::hold`]); `None`: refuse it (fail closed).
+///
+/// When there is none at once, the statement waits, after sending what is decided and a Flush:
+/// in an extended-protocol batch the server keeps its results until the client's Sync, and the
+/// records of the statements before this one (which the writer must take before there is room)
+/// come only with their results. (Flush has no response: nothing is owed to the client.) Inside
+/// a batch tollgate already failed, nothing waits: the server skips to the Sync anyway.
 async fn hold_slot<W: AsyncWrite + Unpin>(
     ctx: &Context,
+    shared: &Shared,
     server: &mut W,
     out: &mut BytesMut,
 ) -> std::io::Result<Option<Slot>> {
-    before_hold(ctx, out);
+    if let Some(slot) = ctx.audit.try_hold() {
+        return Ok(Some(slot));
+    }
+    if shared.lock().skipping {
+        return Ok(None);
+    }
+    Flush.encode(out);
     flush(server, out).await?;
     Ok(ctx.audit.hold().await)
-}
-
-/// Before a statement waits for a slot in the audit queue: a Flush for the server. In an
-/// extended-protocol batch the server keeps its results until the client's Sync, and the slots
-/// held for the statements before this one are given back only once their results (and so their
-/// records) come: without the Flush, a batch longer than the queue would wait for itself.
-/// (Flush has no response: nothing is owed to the client.)
-fn before_hold(ctx: &Context, out: &mut BytesMut) {
-    if !ctx.audit.has_room() {
-        Flush.encode(out);
-    }
 }
 
 async fn flush<W: AsyncWrite + Unpin>(server: &mut W, out: &mut BytesMut) -> std::io::Result<()> {
@@ -229,16 +217,19 @@ fn bad(frame: &FrontendFrame) -> ReadError {
     ))
 }
 
-async fn on_query(
+#[allow(clippy::too_many_arguments)]
+async fn on_query<W: AsyncWrite + Unpin>(
     ctx: &Context,
     meta: &SessionMeta,
     masker: &Masker,
     shared: &Shared,
     q: Query,
     frame: FrontendFrame,
+    server: &mut W,
     out: &mut BytesMut,
-) {
-    let (checked, slot) = audit_gate(ctx, shared, check::check(ctx, meta, &q.query).await).await;
+) -> std::io::Result<()> {
+    let checked = check::check(ctx, meta, &q.query).await;
+    let (checked, slot) = audit_gate(ctx, shared, checked, server, out).await?;
     let seq = shared.lock().seq();
     let audit = checked.audit(seq, &q.query, meta.redact_literals);
     if checked.decision.permits() {
@@ -256,19 +247,23 @@ async fn on_query(
         let why = (checked.decision.rule.as_str(), checked.detail.as_str());
         deny_statement(ctx, meta, shared, why, audit, out, false);
     }
+    Ok(())
 }
 
-async fn on_parse(
+#[allow(clippy::too_many_arguments)]
+async fn on_parse<W: AsyncWrite + Unpin>(
     ctx: &Context,
     meta: &SessionMeta,
     masker: &Masker,
     shared: &Shared,
     p: Parse,
     frame: FrontendFrame,
+    server: &mut W,
     out: &mut BytesMut,
-) {
+) -> std::io::Result<()> {
     // A Parse is recorded only if denied: each Execute of it holds its own slot.
-    let (checked, _) = audit_gate(ctx, shared, check::check(ctx, meta, &p.query).await).await;
+    let checked = check::check(ctx, meta, &p.query).await;
+    let (checked, _) = audit_gate(ctx, shared, checked, server, out).await?;
     let audit = checked.audit(0, &p.query, meta.redact_literals);
     if checked.decision.permits() {
         let exprs = lineage::plan(masker, &p.query, &checked.statements);
@@ -291,34 +286,32 @@ async fn on_parse(
         let why = (checked.decision.rule.as_str(), checked.detail.as_str());
         deny_statement(ctx, meta, shared, why, audit, out, true);
     }
+    Ok(())
 }
 
 /// The rule named when the audit store cannot take a statement's record.
 const AUDIT_UNAVAILABLE: &str = "audit-unavailable";
 
-/// A statement let through holds a slot in the audit queue for its record
-/// ([`crate::store::AuditSink::hold`]). When the store is behind, the statement waits for one
-/// while the store catches up, then is refused (fail closed): it would otherwise run unrecorded.
-async fn audit_gate(
+/// A statement let through holds a slot in the audit queue for its record ([`hold_slot`]). When
+/// the store is behind, the statement waits for one while the store catches up, then is refused
+/// (fail closed): it would otherwise run unrecorded.
+async fn audit_gate<W: AsyncWrite + Unpin>(
     ctx: &Context,
     shared: &Shared,
     mut checked: Checked,
-) -> (Checked, Option<Slot>) {
+    server: &mut W,
+    out: &mut BytesMut,
+) -> std::io::Result<(Checked, Option<Slot>)> {
     if !checked.decision.permits() {
-        return (checked, None);
+        return Ok((checked, None));
     }
-    let slot = match ctx.audit.try_hold() {
-        Some(slot) => Some(slot),
-        // Inside an extended-protocol batch already failed, the server skips it: no wait.
-        None if shared.lock().skipping => None,
-        None => ctx.audit.hold().await,
-    };
+    let slot = hold_slot(ctx, shared, server, out).await?;
     if slot.is_none() {
         checked.decision.verdict = crate::policy::Verdict::Deny;
         checked.decision.enforced = true;
         checked.decision.rule = AUDIT_UNAVAILABLE.into();
     }
-    (checked, slot)
+    Ok((checked, slot))
 }
 
 /// Records the denial by `(rule, detail)` and makes the server raise it in place of the

@@ -227,9 +227,80 @@ impl Shared {
 }
 
 impl State {
+    /// ReadyForQuery: the server has answered everything up to the client's Sync (or the simple
+    /// Query it ends). What is still owed before that Sync was skipped after an error: the
+    /// server drops messages up to the Sync, and an error handled while the client's batch was
+    /// still arriving left the entries of the rest of the batch behind it. They go now, with
+    /// the Sync (and the slots held for their records); left, they would be matched with the
+    /// responses to later messages (rows masked by another statement's columns, a real
+    /// ParseComplete swallowed).
+    pub fn ready_for_query(&mut self) {
+        while let Some(e) = self.expect.pop_front() {
+            if matches!(e, Expect::Sync | Expect::Query { .. }) {
+                break;
+            }
+        }
+    }
+
     /// The next sequence number.
     pub fn seq(&mut self) -> u32 {
         self.next_seq += 1;
         self.next_seq
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tags of what is owed, in order.
+    fn owed(st: &State) -> Vec<&'static str> {
+        st.expect
+            .iter()
+            .map(|e| match e {
+                Expect::Query { .. } => "query",
+                Expect::Parse { swallow: true } => "parse (injected)",
+                Expect::Parse { .. } => "parse",
+                Expect::Bind { .. } => "bind",
+                Expect::Describe { .. } => "describe",
+                Expect::Execute { .. } => "execute",
+                Expect::Close => "close",
+                Expect::Sync => "sync",
+            })
+            .collect()
+    }
+
+    /// A batch whose error the server sent while the rest of the batch was still arriving: what
+    /// was owed for the rest (including tollgate's own injected refusal) goes at the
+    /// ReadyForQuery, and the next batch starts in step.
+    #[test]
+    fn ready_for_query_drops_what_the_server_skipped() {
+        let mut st = State::default();
+        st.expect.push_back(Expect::Bind { swallow: false });
+        st.expect.push_back(Expect::Execute {
+            columns: None,
+            audit: None,
+            slot: Some(crate::store::Slot::detached()),
+        });
+        st.injected_error();
+        st.expect.push_back(Expect::Sync);
+        st.expect.push_back(Expect::Parse { swallow: false });
+        st.expect.push_back(Expect::Sync);
+        st.ready_for_query();
+        assert_eq!(owed(&st), ["parse", "sync"]);
+        st.expect.pop_front();
+        st.ready_for_query();
+        assert!(st.expect.is_empty());
+
+        // A simple Query is answered by its own ReadyForQuery.
+        st.expect.push_back(Expect::Query {
+            stmts: Default::default(),
+            columns: None,
+            exprs: None,
+            slot: None,
+        });
+        st.expect.push_back(Expect::Parse { swallow: false });
+        st.ready_for_query();
+        assert_eq!(owed(&st), ["parse"]);
     }
 }
