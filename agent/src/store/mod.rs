@@ -5,16 +5,18 @@
 //! a thread of its own, that commits what is queued (up to [`writer::BATCH_MAX`] operations) in
 //! one transaction, on a SQLite connection it owns (`sqlite/write.rs`).
 //! Nothing on the data path blocks a thread. A queue without room makes new work wait, up to the
-//! sink's wait: statements and requests in [`AuditSink::room`] (false after the wait), a
+//! sink's wait: statements and requests in [`AuditSink::hold`] (`None` after the wait), a
 //! connection in [`AuditSink::begin`] ([`StoreError::QueueFull`] after the wait). The proxy then
-//! refuses the statement, request or connection (fail closed).
+//! refuses the statement, request or connection (fail closed). What goes ahead holds a
+//! [`Slot`] for its record (a connection, for its end), so that record is never lost to a full
+//! queue.
 //!
 //! - [`AuditSink::begin`] returns once the open row is **committed**: a connection reaches its
 //!   target only after its record is on disk, so an agent crash never loses it. (WAL with
 //!   `synchronous = NORMAL`: a commit survives a crash of the agent; a power loss may drop the
 //!   last transactions.)
 //! - [`AuditSink::finish`], [`AuditSink::record`], [`AuditSink::statement`] and
-//!   [`AuditSink::request`] are queued without waiting. A statement or request references its
+//!   [`AuditSink::request`] are queued without waiting (in their slot, when they have one). A statement or request references its
 //!   connection row (a foreign key): record it only after that connection's `begin` returned.
 //! - On open, rows left open by a crashed agent get `end_reason = "agent-restart"` and keep
 //!   `ended_at` NULL: when those connections really ended is unknown, and a made-up end would
@@ -156,8 +158,8 @@ pub async fn open_sqlite(
     queue_capacity: usize,
 ) -> Result<(Store, AuditSink, StoreReader), StoreError> {
     let (writer_db, reader_db) = sqlite::open(path).await?;
-    let (shared, closed) = sink::Shared::new(queue_capacity);
-    let (tx, rx) = mpsc::channel(shared.backlog_max + sink::IN_FLIGHT);
+    let (shared, closed) = sink::Shared::new(queue_capacity, sink::IN_FLIGHT);
+    let (tx, rx) = mpsc::channel(shared.backlog_max + shared.in_flight_max);
     let writer = spawn_writer(writer_db, rx, shared.clone(), closed)?;
     let sink = AuditSink::new(tx, shared.clone());
     Ok((

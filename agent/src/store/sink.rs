@@ -36,15 +36,22 @@ pub(crate) struct Shared {
     /// Rung by the writer each time it takes operations out of the queue, and by a slot given
     /// back unused: what waits for room ([`AuditSink::hold`]) looks again.
     pub(crate) drained: tokio::sync::Notify,
-    /// Most records waiting for the writer (the configured `audit_queue`).
+    /// Most records waiting for the writer (the configured `audit_queue`); records sent in
+    /// held slots may go past it.
     pub(crate) backlog_max: usize,
+    /// Most slots held at once ([`IN_FLIGHT`] in the agent).
+    pub(crate) in_flight_max: usize,
     /// Slots held by work in flight ([`Slot`]) and not yet used.
     pub(crate) held: AtomicUsize,
 }
 
 impl Shared {
-    /// State for a queue of at most `backlog_max` records waiting for the writer (at least 1).
-    pub(crate) fn new(backlog_max: usize) -> (Arc<Self>, watch::Receiver<bool>) {
+    /// State for a queue of at most `backlog_max` records waiting for the writer (at least 1)
+    /// and `in_flight_max` slots held; its channel needs room for both.
+    pub(crate) fn new(
+        backlog_max: usize,
+        in_flight_max: usize,
+    ) -> (Arc<Self>, watch::Receiver<bool>) {
         let (close, closed) = watch::channel(false);
         let shared = Self {
             written: AtomicU64::new(0),
@@ -56,9 +63,16 @@ impl Shared {
             begin_queued: tokio::sync::Notify::new(),
             drained: tokio::sync::Notify::new(),
             backlog_max: backlog_max.max(1),
+            in_flight_max,
             held: AtomicUsize::new(0),
         };
         (Arc::new(shared), closed)
+    }
+
+    /// Most slots statements and requests may hold: the last quarter of the budget is kept for
+    /// connection ends, so that work in flight never keeps new connections out.
+    fn work_max(&self) -> usize {
+        self.in_flight_max - self.in_flight_max / 4
     }
 
     /// Asks the writer to flush and stop; later sends fail with [`StoreError::Closed`].
@@ -77,7 +91,7 @@ impl Shared {
 pub struct AuditSink {
     tx: mpsc::Sender<Op>,
     shared: Arc<Shared>,
-    /// How long [`Self::room`] and [`Self::begin`] wait for room in a full queue.
+    /// How long [`Self::hold`] and [`Self::begin`] wait for room in a full queue.
     wait: Duration,
 }
 
@@ -104,7 +118,13 @@ impl AuditSink {
         let (done, committed) = oneshot::channel();
         // One free place is enough for a connection.
         let end = self
-            .wait_for(1, || if self.free(1) { self.reserve() } else { None })
+            .wait_for(1, || {
+                if self.free(1) {
+                    self.reserve(self.shared.in_flight_max)
+                } else {
+                    None
+                }
+            })
             .await;
         let Some(end) = end else {
             if *self.shared.close.borrow() {
@@ -209,20 +229,16 @@ impl AuditSink {
         if !self.has_room() {
             return None;
         }
-        self.reserve()
+        self.reserve(self.shared.work_max())
     }
 
-    /// A slot for work in flight, if fewer than [`IN_FLIGHT`] are held and the store is open.
-    fn reserve(&self) -> Option<Slot> {
+    /// A slot for work in flight, if fewer than `max` are held and the store is open.
+    fn reserve(&self, max: usize) -> Option<Slot> {
         if *self.shared.close.borrow() {
             return None;
         }
         // Counted first: the backlog never counts a held slot as a record.
-        let in_flight_max = self
-            .tx
-            .max_capacity()
-            .saturating_sub(self.shared.backlog_max);
-        if self.shared.held.fetch_add(1, Ordering::Relaxed) >= in_flight_max {
+        if self.shared.held.fetch_add(1, Ordering::Relaxed) >= max {
             self.shared.held.fetch_sub(1, Ordering::Relaxed);
             return None;
         }
@@ -325,13 +341,14 @@ impl AuditSink {
 pub(crate) const ROOM: usize = 64;
 
 /// Most slots held at once by work in flight, over the whole agent: one per open connection (for
-/// its end) and one per statement or request running ([`AuditSink::hold`]). Beyond it, new work
-/// waits (then is refused) as when the writer falls behind. The channel's places cost no memory
-/// until a record fills them.
+/// its end) and one per statement or request running ([`AuditSink::hold`]), which may take three
+/// quarters of them. Beyond it, new work waits (then is refused) as when the writer falls
+/// behind. The channel's places cost no memory until a record fills them.
 pub(crate) const IN_FLIGHT: usize = 65_536;
 
-/// A place in the audit queue held for the record of one statement or request let through
-/// ([`AuditSink::hold`]); given back when dropped unused.
+/// A place in the audit queue held for one record: of a statement or request let through
+/// ([`AuditSink::hold`]), or of a connection's end ([`AuditSink::begin`]); given back when
+/// dropped unused.
 pub struct Slot {
     permit: Option<mpsc::OwnedPermit<Op>>,
     shared: Arc<Shared>,
@@ -350,7 +367,7 @@ impl Slot {
     pub(crate) fn detached() -> Self {
         let (tx, rx) = mpsc::channel(1);
         std::mem::forget(rx);
-        let (shared, _) = Shared::new(1);
+        let (shared, _) = Shared::new(1, 1);
         shared.held.fetch_add(1, Ordering::Relaxed);
         Self {
             permit: Some(tx.try_reserve_owned().expect("an empty queue has room")),
@@ -365,8 +382,12 @@ impl Drop for Slot {
     fn drop(&mut self) {
         if let Some(permit) = self.permit.take() {
             drop(permit);
-            self.shared.held.fetch_sub(1, Ordering::Relaxed);
-            self.shared.drained.notify_waiters();
+            // Only a full budget has waiters a slot given back can help (the backlog is as it
+            // was): no wake-up, and no lock taken, for the slots a Parse checks and gives back.
+            let before = self.shared.held.fetch_sub(1, Ordering::Relaxed);
+            if before >= self.shared.work_max() {
+                self.shared.drained.notify_waiters();
+            }
         }
     }
 }

@@ -623,8 +623,8 @@ async fn a_held_slot_is_kept_through_a_full_queue() {
 /// writer idle.
 #[tokio::test]
 async fn a_slot_given_back_wakes_a_waiter() {
-    let (shared, _closed) = Shared::new(ROOM);
-    let (tx, _rx) = tokio::sync::mpsc::channel(ROOM + 2); // room for 2 slots in flight
+    let (shared, _closed) = Shared::new(ROOM, 2);
+    let (tx, _rx) = tokio::sync::mpsc::channel(ROOM + 2);
     let sink = AuditSink::new(tx, shared).with_wait(Duration::from_secs(30));
     let first = sink.try_hold().expect("first");
     let _second = sink.try_hold().expect("second");

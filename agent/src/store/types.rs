@@ -76,7 +76,8 @@ pub struct StoreStats {
     pub commits: u64,
     /// Operations waiting in the queue now.
     pub queued: usize,
-    /// Slots held now by statements and requests in flight, for their records.
+    /// Slots held now for records to come: one per open connection (its end) and one per
+    /// statement or request running.
     #[serde(default)]
     pub in_flight: usize,
 }

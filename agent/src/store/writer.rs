@@ -18,6 +18,9 @@ pub(crate) const BATCH_MAX: usize = 2048;
 /// committed before their connection proceeds.
 pub(crate) const GATHER: std::time::Duration = std::time::Duration::from_millis(5);
 
+/// While stopping, how long the writer waits for a record before it stops anyway.
+const CLOSE_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Moves what is queued into `batch` (up to [`BATCH_MAX`]) and tells whoever waits for room.
 fn drain(rx: &mut mpsc::Receiver<Op>, batch: &mut Vec<Op>, shared: &Shared) {
     while batch.len() < BATCH_MAX {
@@ -43,7 +46,19 @@ pub(crate) async fn run<B: WriteBackend>(
     let mut batch = Vec::with_capacity(BATCH_MAX);
     loop {
         let first = if closing {
-            rx.recv().await
+            // Past a while with nothing coming, what still holds a slot (a task the agent's
+            // stop did not reach) must not keep the writer from stopping.
+            match tokio::time::timeout(CLOSE_IDLE, rx.recv()).await {
+                Ok(op) => op,
+                Err(_) => {
+                    let held = shared.held.load(Ordering::Relaxed);
+                    warn!(
+                        held,
+                        "audit writer stopping with slots still held: their records are lost"
+                    );
+                    break;
+                }
+            }
         } else {
             tokio::select! {
                 op = rx.recv() => op,
