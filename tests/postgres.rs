@@ -12,7 +12,7 @@ use std::time::Duration;
 use harness::{Need, NetNs};
 use nix::sys::signal::Signal;
 use pg::{
-    Client, Fixture, PgServer, Role, Run,
+    Fixture, PgServer, Role, Run,
     certs::SERVER_NAME,
     conninfo, data, policy, psql, python, rust_client,
     server::{PG_BIN, Placement},
@@ -202,36 +202,14 @@ fn pgbench_select_only_simple_extended_and_prepared() {
     let Some(f) = Fixture::start(test, "pg-bench", |_| {}) else {
         return;
     };
-    let port = f.pg.port.to_string();
     for (mode, secs, clients) in [
         ("simple", "3", "4"),
         ("extended", "3", "1"),
         ("prepared", "2", "2"),
     ] {
-        let r = Client::new(
-            "/usr/bin/pgbench",
-            &[
-                "-n",
-                "-S",
-                "-T",
-                secs,
-                "-M",
-                mode,
-                "-c",
-                clients,
-                "-j",
-                "2",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-U",
-                "scram_user",
-                "orders",
-            ],
-        )
-        .env("PGSSLMODE", "disable")
-        .run(Some(&f.etl));
+        let r = f
+            .pgbench(&["-n", "-S", "-T", secs, "-M", mode, "-c", clients, "-j", "2"])
+            .run(Some(&f.etl));
         assert!(r.ok(), "pgbench -M {mode}: {r:?}");
         assert!(
             r.stdout
@@ -514,14 +492,14 @@ fn a_stalled_audit_store_holds_statements_then_refuses_them() {
     }
     // The lock side runs beside psql: it waits for each phase, locks, lets psql go, unlocks.
     let db = f.agent.state_dir.join("audit.db");
-    let waits = status_counter(&f, "audit_room_waits");
-    let locker = std::thread::spawn({
-        let sync = sync.clone();
-        move || {
+    let (r, waited_in_phase_1) = std::thread::scope(|s| {
+        let locker = s.spawn(|| {
             let lock_at = |phase: usize| lock_audit_at(&db, &sync, &phase.to_string());
             // Phase 1: held until a statement waits (well under audit_wait), then let go.
             let lock = lock_at(1);
-            let waited = harness::poll(Duration::from_secs(1), || (waits() >= 1).then_some(()));
+            let waited = harness::poll(Duration::from_secs(1), || {
+                (counter(&f, "audit_room_waits") >= 1).then_some(())
+            });
             lock.execute_batch("ROLLBACK").expect("unlock audit db");
             // Phase 2: held over audit_wait, and well under the writer's 5 s busy timeout (past
             // which its batch, and the records in it, would be lost).
@@ -529,13 +507,13 @@ fn a_stalled_audit_store_holds_statements_then_refuses_them() {
             std::thread::sleep(Duration::from_millis(3200));
             lock.execute_batch("ROLLBACK").expect("unlock audit db");
             waited.is_some()
-        }
+        });
+        let r = f
+            .psql(Role::Scram, "disable", &[])
+            .stdin(&script)
+            .run(Some(&f.etl));
+        (r, locker.join().expect("locker thread"))
     });
-    let r = f
-        .psql(Role::Scram, "disable", &[])
-        .stdin(&script)
-        .run(Some(&f.etl));
-    let waited_in_phase_1 = locker.join().expect("locker thread");
     assert!(
         waited_in_phase_1,
         "no statement waited while the store was locked"
@@ -579,20 +557,12 @@ fn a_stalled_audit_store_holds_statements_then_refuses_them() {
     assert_eq!(rules.len(), 1 + 2 * per_phase, "{session:#}");
 }
 
-/// A counter of `tollgate status --json`, read each time the returned function is called.
-fn status_counter(f: &Fixture, name: &'static str) -> impl Fn() -> u64 + Send + 'static {
-    let (tollgate, config) = (f.agent.env.tollgate.clone(), f.agent.config.clone());
-    move || {
-        let out = std::process::Command::new(&tollgate)
-            .args(["status", "--json", "--config"])
-            .arg(&config)
-            .output()
-            .expect("tollgate status");
-        let status: Value = serde_json::from_slice(&out.stdout).expect("status json");
-        status["counters"][name]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no counter {name}: {status:#}"))
-    }
+/// A counter of `tollgate status --json`.
+fn counter(f: &Fixture, name: &str) -> u64 {
+    let status = f.agent.status();
+    status["counters"][name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no counter {name}: {status:#}"))
 }
 
 /// Waits until the client touches `ready{phase}` in `sync`, takes an SQLite write lock on the
@@ -642,10 +612,8 @@ fn a_pipelined_batch_through_a_stalled_audit_store() {
     let sync = f.agent.scratch().join("sync");
     std::fs::create_dir_all(&sync).expect("sync dir");
     let db = f.agent.state_dir.join("audit.db");
-    let (waits, lost) = (
-        status_counter(&f, "audit_room_waits"),
-        status_counter(&f, "audit_queue_full"),
-    );
+    let waits = || counter(&f, "audit_room_waits");
+    let lost = || counter(&f, "audit_queue_full");
     let batch = 200;
     let pgbench = |phase: &str| {
         let mut script = format!("\\shell {}\n\\startpipeline\n", wait_for_go(&sync, phase));
@@ -655,27 +623,8 @@ fn a_pipelined_batch_through_a_stalled_audit_store() {
         script.push_str("\\endpipeline\n");
         let file = sync.join(format!("batch{phase}.sql"));
         std::fs::write(&file, script).expect("pgbench script");
-        let port = f.pg.port.to_string();
-        Client::new(
-            "/usr/bin/pgbench",
-            &[
-                "-n",
-                "-M",
-                "extended",
-                "-t",
-                "1",
-                "-f",
-                &file.to_string_lossy(),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-U",
-                "scram_user",
-                "orders",
-            ],
-        )
-        .env("PGSSLMODE", "disable")
+        let file = file.to_string_lossy();
+        f.pgbench(&["-n", "-M", "extended", "-t", "1", "-f", &file])
     };
 
     // Phase 1: locked for 1 s (well under the writer's 5 s busy timeout).

@@ -209,6 +209,15 @@ impl Fixture {
         psql(&self.conninfo(role.name(), sslmode), args)
     }
 
+    /// `pgbench ARGS…` against the `orders` database as scram_user over loopback, without TLS
+    /// or any password (run it in the enrolled cgroup).
+    pub fn pgbench(&self, args: &[&str]) -> Client {
+        let port = self.pg.port.to_string();
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["-h", "127.0.0.1", "-p", &port, "-U", "scram_user", "orders"]);
+        Client::new("/usr/bin/pgbench", &all).env("PGSSLMODE", "disable")
+    }
+
     /// A connection string to the server for `user` with `sslmode`, without any password.
     pub fn conninfo(&self, user: &str, sslmode: &str) -> String {
         client::conninfo_at(&self.pg.host.to_string(), self.pg.port, user, sslmode)

@@ -2,7 +2,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -29,6 +29,8 @@ pub(crate) struct Shared {
     pub(crate) commits: AtomicU64,
     /// Set to `true` to make the writer flush what is queued and stop.
     pub(crate) close: watch::Sender<bool>,
+    /// The same signal, read on every send and hold without the watch channel's lock.
+    closed: AtomicBool,
     /// Rung after a `begin` is queued: while the writer gathers a batch it sleeps on this and
     /// its timer only, so that statements and requests (which nobody waits on) do not wake its
     /// thread one by one, and a connection waiting on its record does not wait for the timer.
@@ -60,6 +62,7 @@ impl Shared {
             room_waits: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             close,
+            closed: AtomicBool::new(false),
             begin_queued: tokio::sync::Notify::new(),
             drained: tokio::sync::Notify::new(),
             backlog_max: backlog_max.max(1),
@@ -75,8 +78,14 @@ impl Shared {
         self.in_flight_max - self.in_flight_max / 4
     }
 
+    /// Whether [`Self::close`] was called.
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
     /// Asks the writer to flush and stop; later sends fail with [`StoreError::Closed`].
     pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
         self.close.send_replace(true);
     }
 }
@@ -127,7 +136,7 @@ impl AuditSink {
             })
             .await;
         let Some(end) = end else {
-            if *self.shared.close.borrow() {
+            if self.shared.is_closed() {
                 return Err(StoreError::Closed);
             }
             self.shared.queue_full.fetch_add(1, Ordering::Relaxed);
@@ -201,7 +210,7 @@ impl AuditSink {
 
     /// Whether the queue has room for a burst of records: [`ROOM`] slots are kept free for the
     /// records nobody holds a slot for (denials, connection ends).
-    pub fn has_room(&self) -> bool {
+    pub(crate) fn has_room(&self) -> bool {
         self.free(ROOM)
     }
 
@@ -234,7 +243,7 @@ impl AuditSink {
 
     /// A slot for work in flight, if fewer than `max` are held and the store is open.
     fn reserve(&self, max: usize) -> Option<Slot> {
-        if *self.shared.close.borrow() {
+        if self.shared.is_closed() {
             return None;
         }
         // Counted first: the backlog never counts a held slot as a record.
@@ -274,7 +283,7 @@ impl AuditSink {
             if let Some(t) = take() {
                 return Some(t);
             }
-            if *self.shared.close.borrow() || self.tx.is_closed() {
+            if self.shared.is_closed() || self.tx.is_closed() {
                 return None;
             }
             if tokio::time::timeout_at(deadline, drained).await.is_err() {
@@ -319,7 +328,7 @@ impl AuditSink {
 
     /// Sends a record that has no slot: refused when the backlog is full.
     fn send(&self, op: Op) -> Result<(), StoreError> {
-        if *self.shared.close.borrow() {
+        if self.shared.is_closed() {
             return Err(StoreError::Closed);
         }
         let full = || {

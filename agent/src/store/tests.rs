@@ -497,7 +497,7 @@ async fn room_waits_for_the_writer_then_gives_up() {
 }
 
 /// What waits to hold a slot takes none: records of work already done still go into the queue
-/// while a `room()` waits, and a `begin` on a queue without room waits instead of failing.
+/// while a `hold()` waits, and a `begin` on a queue without room waits instead of failing.
 #[tokio::test]
 async fn waiting_for_room_takes_no_slot_and_begin_waits() {
     let dir = tempfile::tempdir().expect("tempdir");
