@@ -641,6 +641,45 @@ async fn a_slot_given_back_wakes_a_waiter() {
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
 }
 
+/// The last quarter of the in-flight budget is kept for connection ends: with every slot that
+/// statements and requests may hold taken, new connections still begin (each holding the slot
+/// of its end), until the whole budget is held.
+#[tokio::test]
+async fn connection_ends_keep_a_quarter_of_the_in_flight_budget() {
+    let (shared, _closed) = Shared::new(ROOM, 8);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(ROOM + 8);
+    // A writer that commits every connection at once.
+    tokio::spawn(async move {
+        while let Some(op) = rx.recv().await {
+            if let backend::Op::Begin { done, .. } = op {
+                let _ = done.send(Ok(()));
+            }
+        }
+    });
+    let sink = AuditSink::new(tx, shared);
+    let _work: Vec<_> = (0..6)
+        .map(|i| sink.try_hold().unwrap_or_else(|| panic!("hold {i}")))
+        .collect();
+    assert!(sink.try_hold().is_none(), "work may hold three quarters");
+    let mut ends = Vec::new();
+    for i in 0..2 {
+        let end = sink
+            .begin(rec(uuid::Uuid::now_v7(), Some("etl"), at(i, 0)))
+            .await
+            .unwrap_or_else(|e| panic!("connection {i} begins past the work's share: {e}"));
+        ends.push(end);
+    }
+    assert_eq!(sink.stats().in_flight, 8);
+    let refused = sink
+        .begin(rec(uuid::Uuid::now_v7(), Some("etl"), at(3, 0)))
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::QueueFull)),
+        "the whole budget is held: {refused:?}"
+    );
+    assert_eq!(sink.stats().queued, 0, "the writer kept up throughout");
+}
+
 /// `BATCH_MAX` + 44 begins wait behind a stuck batch, then go in two transactions.
 #[tokio::test]
 async fn concurrent_begins_are_group_committed() {
