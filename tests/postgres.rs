@@ -259,10 +259,11 @@ fn psycopg2_masked_rows_and_cancel() {
     assert_eq!(out["after"], data::CUSTOMERS, "{out:#}");
 }
 
-/// The child process of [`rust_driver_simple_extended_prepared_and_binary_masking`]: the
-/// test binary re-run in the enrolled cgroup as a tokio-postgres client.
+/// The child process of [`rust_driver_simple_extended_prepared_and_binary_masking`] and
+/// [`rust_driver_copy_in_through_the_extended_protocol`]: the test binary re-run in the
+/// enrolled cgroup as a tokio-postgres client.
 #[test]
-#[ignore = "client process started by rust_driver_simple_extended_prepared_and_binary_masking"]
+#[ignore = "client process started by the rust_driver tests"]
 fn rust_driver_child() {
     let spec = std::env::var(pg::client::CHILD_SPEC).expect("run by the rust_driver test");
     let spec: Value = serde_json::from_str(&spec).expect("spec JSON");
@@ -270,7 +271,10 @@ fn rust_driver_child() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let out = rt.block_on(pg::driver::scenario(&spec));
+    let out = match spec["scenario"].as_str() {
+        Some("copy") => rt.block_on(pg::driver::copy_scenario(&spec)),
+        _ => rt.block_on(pg::driver::scenario(&spec)),
+    };
     println!("\n{out}");
 }
 
@@ -413,6 +417,101 @@ fn rust_driver_simple_extended_prepared_and_binary_masking() {
         );
     }
     assert_eq!(plain["binary_email"], json!({"rows": [email]}), "{plain:#}");
+}
+
+/// COPY FROM STDIN through the extended protocol (tokio-postgres `copy_in`: Bind, Execute,
+/// Sync, then CopyData, CopyDone, Sync). The server ignores the Sync sent while it copies and
+/// answers both with one ReadyForQuery; tollgate must owe one too, or every later response is
+/// matched with the request before it (rows masked by another statement's columns, or all
+/// hidden; records with another statement's text and rows). After the copy, simple and
+/// extended statements are masked by their own columns and recorded in order, with their
+/// rows; a copy the client fails (CopyFail) is recorded with the server's error, and the
+/// session goes on in step.
+#[test]
+fn rust_driver_copy_in_through_the_extended_protocol() {
+    let test = "rust_driver_copy_in_through_the_extended_protocol";
+    let Some(f) = Fixture::start(test, "pg-rustcopy", |t| {
+        t.binary_results = Some("allow".into());
+    }) else {
+        return;
+    };
+    let spec = json!({"port": f.pg.port, "user": "scram_user", "scenario": "copy"});
+    let r = rust_client(&spec).run(Some(&f.etl));
+    assert!(r.ok(), "{r:?}");
+    let out = r.json();
+    assert_eq!(out["connect"], "ok", "{out:#}");
+    assert_eq!(out["copy"], 2, "{out:#}");
+    let (c1, c2) = (&f.pg.customers[0], &f.pg.customers[1]);
+    assert_eq!(
+        out["simple"],
+        json!([
+            [c1.id.to_string(), c1.card_last4()],
+            [c2.id.to_string(), c2.card_last4()]
+        ]),
+        "{out:#}"
+    );
+    assert_eq!(out["extended"], json!([["copy one", 31]]), "{out:#}");
+    assert_eq!(out["extended_masked"], json!([c2.card_last4()]), "{out:#}");
+    let accounts = (data::ACCOUNTS + 2).to_string();
+    assert_eq!(out["count"], json!([[accounts]]), "{out:#}");
+    assert_eq!(out["copy_fail"], "sent", "{out:#}");
+    assert_eq!(
+        out["after"],
+        json!([["3001", "copy one"], ["3002", "copy two"]]),
+        "{out:#}"
+    );
+
+    let pid = u32::try_from(out["pid"].as_u64().expect("pid")).expect("pid");
+    let session = f.statements_of(pid, 7);
+    let got: Vec<_> = statements(&session)
+        .iter()
+        .map(|s| {
+            let error = s["error"]
+                .as_str()
+                .map(|e| e.split(':').next().unwrap_or(e));
+            (s["text"].as_str().unwrap_or(""), s["rows"].as_u64(), error)
+        })
+        .collect();
+    let copy = "copy accounts (id, owner, balance) from stdin";
+    assert_eq!(
+        got,
+        [
+            (copy, Some(2), None),
+            // Literals are redacted in the audit.
+            (
+                "select id, card_number from customers where id <= ? order by id",
+                Some(2),
+                None
+            ),
+            (
+                "select owner, balance from accounts where id = $1",
+                Some(1),
+                None
+            ),
+            (
+                "select card_number from customers where id = $1",
+                Some(1),
+                None
+            ),
+            ("select count(*) from accounts", Some(1), None),
+            // CopyFail: 57014, query_canceled.
+            (copy, None, Some("57014")),
+            (
+                "select id, owner from accounts where id > ? order by id",
+                Some(2),
+                None
+            ),
+        ],
+        "{session:#}"
+    );
+    let masked: Vec<_> = statements(&session).iter().map(|s| &s["masked"]).collect();
+    let cards = |n: u64| json!({"by_column": {"card_number": n}, "by_detector": {}});
+    assert_eq!(masked[1], &cards(2), "{session:#}");
+    assert_eq!(masked[3], &cards(1), "{session:#}");
+    assert_eq!(
+        f.pg.admin_sql("orders", "select count(*) from accounts"),
+        accounts
+    );
 }
 
 /// A denied statement inside a transaction: BEGIN; INSERT; DROP TABLE (42501 naming the

@@ -193,3 +193,122 @@ pub async fn scenario(spec: &Value) -> Value {
     let _ = conn.await;
     out
 }
+
+/// The rows of a simple-protocol result, each as an array of its text values.
+fn simple_rows(msgs: &[SimpleQueryMessage]) -> Value {
+    Value::Array(
+        msgs.iter()
+            .filter_map(|m| match m {
+                SimpleQueryMessage::Row(row) => Some(Value::Array(
+                    (0..row.len()).map(|i| json!(row.get(i))).collect(),
+                )),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+/// Runs the COPY scenario of `spec` (`port`, `user`): a prepared COPY FROM STDIN executed
+/// through the extended protocol (tokio-postgres sends a Sync right after the Execute, which
+/// the server ignores while it copies, and one more after CopyDone), then simple and extended
+/// statements whose rows tollgate must mask by their own columns; the COPY again, failed by the
+/// client (the sink dropped: CopyFail and Sync), then one more statement.
+pub async fn copy_scenario(spec: &Value) -> Value {
+    use futures_util::SinkExt as _;
+
+    let port = spec["port"].as_u64().expect("spec.port");
+    let user = spec["user"].as_str().expect("spec.user");
+    let conf = format!("host=127.0.0.1 port={port} user={user} dbname=orders sslmode=disable");
+    let mut out = json!({"pid": std::process::id()});
+    let (client, conn) = match tokio_postgres::connect(&conf, NoTls).await {
+        Ok(pair) => pair,
+        Err(e) => {
+            out["connect"] = error(&e);
+            return out;
+        }
+    };
+    out["connect"] = json!("ok");
+    let conn = tokio::spawn(conn);
+    // Prepared once and kept: a statement dropped at once is closed (Close, Sync), and the
+    // blind match of CloseComplete would hide a ReadyForQuery owed too many.
+    let copy = match client
+        .prepare("copy accounts (id, owner, balance) from stdin")
+        .await
+    {
+        Ok(stmt) => stmt,
+        Err(e) => {
+            out["prepare"] = error(&e);
+            return out;
+        }
+    };
+
+    out["copy"] = match client.copy_in(&copy).await {
+        Ok(sink) => {
+            let mut sink = std::pin::pin!(sink);
+            let rows = bytes::Bytes::from_static(b"3001\tcopy one\t31\n3002\tcopy two\t32\n");
+            match sink.send(rows).await {
+                Ok(()) => sink
+                    .as_mut()
+                    .finish()
+                    .await
+                    .map_or_else(|e| error(&e), |n| json!(n)),
+                Err(e) => error(&e),
+            }
+        }
+        Err(e) => error(&e),
+    };
+    out["simple"] = match client
+        .simple_query("select id, card_number from customers where id <= 2 order by id")
+        .await
+    {
+        Ok(msgs) => simple_rows(&msgs),
+        Err(e) => error(&e),
+    };
+    out["extended"] = match client
+        .query(
+            "select owner, balance from accounts where id = $1",
+            &[&3001i32],
+        )
+        .await
+    {
+        Ok(rows) => Value::Array(
+            rows.iter()
+                .map(|r| json!([r.get::<_, String>(0), r.get::<_, i64>(1)]))
+                .collect(),
+        ),
+        Err(e) => error(&e),
+    };
+    out["extended_masked"] = match client
+        .query("select card_number from customers where id = $1", &[&2i32])
+        .await
+    {
+        Ok(rows) => Value::Array(rows.iter().map(|r| json!(r.get::<_, String>(0))).collect()),
+        Err(e) => error(&e),
+    };
+    out["count"] = match client.simple_query("select count(*) from accounts").await {
+        Ok(msgs) => simple_rows(&msgs),
+        Err(e) => error(&e),
+    };
+    // Dropped unfinished, the sink sends CopyFail: the server fails the copy.
+    out["copy_fail"] = match client.copy_in(&copy).await {
+        Ok(sink) => {
+            let mut sink = std::pin::pin!(sink);
+            let row = bytes::Bytes::from_static(b"3003\tnever\t1\n");
+            sink.send(row)
+                .await
+                .map_or_else(|e| error(&e), |()| json!("sent"))
+        }
+        Err(e) => error(&e),
+    };
+    out["after"] = match client
+        .simple_query("select id, owner from accounts where id > 3000 order by id")
+        .await
+    {
+        Ok(msgs) => simple_rows(&msgs),
+        Err(e) => error(&e),
+    };
+
+    drop(client);
+    let _ = conn.await;
+    out
+}

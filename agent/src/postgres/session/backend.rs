@@ -178,6 +178,7 @@ fn on_frame(
                 return Ok(());
             }
         }
+        b'G' => st.copy_in_started(),
         b'H' => st.copy_out = true,
         b'c' => st.copy_out = false,
         b'C' | b'I' | b's' => {
@@ -217,12 +218,15 @@ fn on_frame(
                 )
             });
             st.copy_out = false;
+            // A copy in that fails (bad data, CopyFail) ends: the server skips to the next Sync
+            // and answers it.
+            st.copy_in = false;
             let simple = matches!(st.expect.front(), Some(Expect::Query { .. }));
             complete(ctx, meta, &mut st.expect, None, Some(&message), false);
             if !simple {
                 // Extended protocol: the server skips everything up to the next Sync.
                 while let Some(e) = st.expect.front() {
-                    if matches!(e, Expect::Sync) {
+                    if matches!(e, Expect::Sync { .. }) {
                         break;
                     }
                     st.expect.pop_front();
@@ -234,7 +238,7 @@ fn on_frame(
             }
         }
         b'Z' => st.ready_for_query(),
-        _ => {} // ParameterStatus, notices, notifications, copy-in responses: passed through.
+        _ => {} // ParameterStatus, notices, notifications: passed through.
     }
     drop(st);
     out.extend_from_slice(frame.raw());

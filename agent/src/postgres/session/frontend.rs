@@ -42,6 +42,9 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut out = BytesMut::with_capacity(8 * 1024);
+    // Mirrors `State::after_execute` (set and cleared only here), so that the lock is taken
+    // only when it changes.
+    let mut after_execute = false;
     loop {
         let frame = match next_frontend(&mut buf, false, MAX_MESSAGE_LEN)? {
             Some(f) => f,
@@ -60,6 +63,10 @@ where
             }
         };
         let tag = frame.raw().first().copied().unwrap_or(0);
+        if after_execute && !matches!(tag, b'S' | b'H' | b'd') {
+            after_execute = false;
+            shared.lock().copy_over();
+        }
         match tag {
             b'Q' => {
                 let Ok(FrontendMessage::Query(q)) = frame.decode() else {
@@ -131,7 +138,9 @@ where
                     audit,
                     slot: Some(slot),
                 });
+                st.executed();
                 drop(guard);
+                after_execute = true;
                 out.extend_from_slice(frame.raw());
             }
             b'C' => {
@@ -141,10 +150,7 @@ where
                 on_close(shared, c, frame, &mut out);
             }
             b'S' => {
-                let mut st = shared.lock();
-                st.skipping = false;
-                st.expect.push_back(Expect::Sync);
-                drop(st);
+                shared.lock().client_sync(after_execute);
                 out.extend_from_slice(frame.raw());
             }
             b'H' | b'd' | b'c' | b'f' => out.extend_from_slice(frame.raw()),

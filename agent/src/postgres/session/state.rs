@@ -174,7 +174,12 @@ pub enum Expect {
     /// CloseComplete.
     Close,
     /// ReadyForQuery.
-    Sync,
+    Sync {
+        /// Sent after an Execute, with only Syncs, Flushes and CopyData in between: if that
+        /// Execute started a COPY FROM STDIN, the server ignores this Sync
+        /// ([`State::copy_in_started`]).
+        after_execute: bool,
+    },
 }
 
 /// The shared state.
@@ -190,6 +195,15 @@ pub struct State {
     pub next_seq: u32,
     /// In a COPY TO STDOUT stream.
     pub copy_out: bool,
+    /// The client's messages since its last Execute were only Syncs, Flushes and CopyData: were
+    /// that Execute a COPY FROM STDIN, the server would still be copying, and ignoring those
+    /// Syncs (tokio-postgres, for one, sends a Sync right after the Execute, and another after
+    /// CopyDone).
+    pub after_execute: bool,
+    /// The server copies in for the client's last Execute (its CopyInResponse came) and the
+    /// client has not ended the copy: the Syncs it sends meanwhile are ignored by the server
+    /// and owe nothing.
+    pub copy_in: bool,
     /// tollgate made the server raise an error in the current extended-protocol batch: the
     /// server skips every message up to the client's Sync, so nothing there waits for the audit
     /// store. Cleared at the Sync.
@@ -236,10 +250,54 @@ impl State {
     /// ParseComplete swallowed).
     pub fn ready_for_query(&mut self) {
         while let Some(e) = self.expect.pop_front() {
-            if matches!(e, Expect::Sync | Expect::Query { .. }) {
+            if matches!(e, Expect::Sync { .. } | Expect::Query { .. }) {
                 break;
             }
         }
+    }
+
+    /// The client sends a Sync: a ReadyForQuery is owed for it, unless the server is copying in
+    /// (it ignores the Sync then).
+    pub fn client_sync(&mut self, after_execute: bool) {
+        if self.copy_in && after_execute {
+            return;
+        }
+        self.skipping = false;
+        self.expect.push_back(Expect::Sync { after_execute });
+    }
+
+    /// The client's Execute is forwarded: see [`Self::after_execute`].
+    pub fn executed(&mut self) {
+        self.after_execute = true;
+    }
+
+    /// The client sent something other than a Sync, Flush or CopyData after its last Execute:
+    /// CopyDone and CopyFail end a copy, anything else makes the server fail it. The Syncs it
+    /// sends from now on are answered.
+    pub fn copy_over(&mut self) {
+        self.after_execute = false;
+        self.copy_in = false;
+    }
+
+    /// CopyInResponse: the server started a COPY FROM STDIN. For an Execute (owed first), it
+    /// ignores the client's Syncs until CopyDone or CopyFail. Those already owed go: they are
+    /// the Syncs tagged `after_execute` right behind that Execute (any other entry, or an
+    /// untagged Sync, was sent after the copy's end). If nothing was sent after them and the
+    /// client has not ended the copy, the Syncs it sends until it does owe nothing.
+    pub fn copy_in_started(&mut self) {
+        if !matches!(self.expect.front(), Some(Expect::Execute { .. })) {
+            // A simple Query's COPY: its client sends no Sync.
+            return;
+        }
+        while matches!(
+            self.expect.get(1),
+            Some(Expect::Sync {
+                after_execute: true
+            })
+        ) {
+            self.expect.remove(1);
+        }
+        self.copy_in = self.expect.len() == 1 && self.after_execute;
     }
 
     /// The next sequence number.
@@ -265,7 +323,10 @@ mod tests {
                 Expect::Describe { .. } => "describe",
                 Expect::Execute { .. } => "execute",
                 Expect::Close => "close",
-                Expect::Sync => "sync",
+                Expect::Sync {
+                    after_execute: true,
+                } => "sync (after execute)",
+                Expect::Sync { .. } => "sync",
             })
             .collect()
     }
@@ -283,9 +344,13 @@ mod tests {
             slot: Some(crate::store::Slot::detached()),
         });
         st.injected_error();
-        st.expect.push_back(Expect::Sync);
+        st.expect.push_back(Expect::Sync {
+            after_execute: true,
+        });
         st.expect.push_back(Expect::Parse { swallow: false });
-        st.expect.push_back(Expect::Sync);
+        st.expect.push_back(Expect::Sync {
+            after_execute: false,
+        });
         st.ready_for_query();
         assert_eq!(owed(&st), ["parse", "sync"]);
         st.expect.pop_front();
@@ -302,5 +367,107 @@ mod tests {
         st.expect.push_back(Expect::Parse { swallow: false });
         st.ready_for_query();
         assert_eq!(owed(&st), ["parse"]);
+    }
+
+    /// Plays `steps` on a state: the client's messages as the frontend pump forwards them
+    /// (`>X`) and the server's responses as the backend pump matches them (`<X`), in the order
+    /// the two pumps take the lock. Every ReadyForQuery must find a Sync owed first (nothing
+    /// left behind), and nothing may be owed at the end.
+    fn play(steps: &str) {
+        let mut st = State::default();
+        // The frontend's mirror of `after_execute`.
+        let mut after_execute = false;
+        for step in steps.split_whitespace() {
+            let (side, tag) = step.split_at(1);
+            let tag = tag.as_bytes()[0];
+            if side == ">" {
+                if after_execute && !matches!(tag, b'S' | b'H' | b'd') {
+                    after_execute = false;
+                    st.copy_over();
+                }
+                match tag {
+                    b'P' => st.expect.push_back(Expect::Parse { swallow: false }),
+                    b'B' => st.expect.push_back(Expect::Bind { swallow: false }),
+                    b'E' => {
+                        st.expect.push_back(Expect::Execute {
+                            columns: None,
+                            audit: None,
+                            slot: None,
+                        });
+                        st.executed();
+                        after_execute = true;
+                    }
+                    b'S' => st.client_sync(after_execute),
+                    _ => {} // CopyData, CopyDone, CopyFail, Flush: nothing owed.
+                }
+                continue;
+            }
+            match tag {
+                b'1' => assert!(
+                    matches!(st.expect.pop_front(), Some(Expect::Parse { .. })),
+                    "{steps}: at {step}"
+                ),
+                b'2' => assert!(
+                    matches!(st.expect.pop_front(), Some(Expect::Bind { .. })),
+                    "{steps}: at {step}"
+                ),
+                b'C' => assert!(
+                    matches!(st.expect.pop_front(), Some(Expect::Execute { .. })),
+                    "{steps}: at {step}"
+                ),
+                b'G' => st.copy_in_started(),
+                // An error for the Execute owed first: the server skips to the next Sync.
+                b'E' => {
+                    st.copy_in = false;
+                    st.expect.pop_front();
+                    while !matches!(st.expect.front(), Some(Expect::Sync { .. }) | None) {
+                        st.expect.pop_front();
+                    }
+                }
+                b'Z' => {
+                    assert!(
+                        matches!(st.expect.front(), Some(Expect::Sync { .. })),
+                        "{steps}: at {step}, owed: {:?}",
+                        owed(&st)
+                    );
+                    st.ready_for_query();
+                }
+                _ => unreachable!("{step}"),
+            }
+        }
+        assert!(st.expect.is_empty(), "{steps}: owed {:?}", owed(&st));
+        assert!(!st.copy_in, "{steps}");
+    }
+
+    /// COPY FROM STDIN through the extended protocol: the server ignores the Syncs the client
+    /// sends between the Execute and CopyDone or CopyFail, so one ReadyForQuery is owed for
+    /// them all with the Sync after the copy, however the two pumps interleave. The next batch
+    /// is answered in step.
+    #[test]
+    fn a_copy_in_owes_one_ready_for_query() {
+        let next = ">P >B >E >S <1 <2 <C <Z";
+        for steps in [
+            // tokio-postgres: Bind, Execute, Sync, then the data once CopyInResponse came.
+            ">B >E >S <2 <G >d >d >c >S <C <Z",
+            // The CopyInResponse handled before the Sync after the Execute was forwarded.
+            ">B >E <2 <G >S >d >c >S <C <Z",
+            // A client that does not wait for CopyInResponse: all of it before the response.
+            ">B >E >S >d >c >S <2 <G <C <Z",
+            // ... up to CopyDone, and the last Sync after the response.
+            ">B >E >S >d >c <2 <G >S <C <Z",
+            // ... the next Execute too, before the response.
+            ">B >E >S >d >c >B >E >S <2 <G <C <2 <C <Z",
+            // CopyFail: the server fails the copy and answers the Sync after it.
+            ">B >E >S <2 <G >d >f >S <E <Z",
+            // A bad row: the copy fails while the client still sends data; the Sync after its
+            // CopyDone is answered.
+            ">B >E >S <2 <G >d <E >d >c >S <Z",
+            // A COPY that never starts (the server fails the Execute): both Syncs are answered.
+            ">B >E >S >d >c >S <2 <E <Z <Z",
+            // Not a COPY at all.
+            ">B >E >S <2 <C <Z",
+        ] {
+            play(&format!("{steps} {next}"));
+        }
     }
 }
