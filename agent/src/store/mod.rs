@@ -45,6 +45,8 @@ use std::path::Path;
 use tokio::sync::{mpsc, oneshot};
 
 pub use error::{StoreError, WriteError};
+#[cfg(test)]
+pub(crate) use sink::Sent;
 pub use sink::{AuditSink, Slot};
 pub use types::{
     ConnectionEnd, ConnectionRecord, RequestRecord, RequestRow, SessionFilter, SessionRow,

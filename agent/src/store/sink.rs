@@ -188,6 +188,15 @@ impl AuditSink {
         self.send_in(slot, Op::Request(Box::new(rec)))
     }
 
+    /// A sink whose queue a test reads instead of a writer: room for `backlog` records waiting,
+    /// and as many slots.
+    #[cfg(test)]
+    pub(crate) fn for_tests(backlog: usize) -> (Self, Sent) {
+        let (shared, _) = Shared::new(backlog, backlog);
+        let (tx, rx) = mpsc::channel(2 * backlog.max(1));
+        (Self::new(tx, shared), Sent(rx))
+    }
+
     /// Counters of the writer and the current queue depth.
     pub fn stats(&self) -> StoreStats {
         StoreStats {
@@ -342,6 +351,23 @@ impl AuditSink {
             mpsc::error::TrySendError::Full(_) => full(),
             mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
         })
+    }
+}
+
+/// What was sent to a sink made by [`AuditSink::for_tests`].
+#[cfg(test)]
+pub(crate) struct Sent(mpsc::Receiver<Op>);
+
+#[cfg(test)]
+impl Sent {
+    /// The statement records sent since the last call, in order; panics on any other kind.
+    pub(crate) fn statements(&mut self) -> Vec<StatementRecord> {
+        std::iter::from_fn(|| self.0.try_recv().ok())
+            .map(|op| match op {
+                Op::Statement(rec) => rec,
+                other => panic!("not a statement: {other:?}"),
+            })
+            .collect()
     }
 }
 

@@ -12,6 +12,7 @@ use crate::{
         BackendFrame, BackendMessage, CopyData, DataRow, MAX_MESSAGE_LEN, ObjectKind, next_backend,
     },
     proxy::Context,
+    store::AuditSink,
 };
 
 use super::{
@@ -54,7 +55,7 @@ where
             }
             continue;
         };
-        on_frame(ctx, meta, masker, shared, frame, &mut out)?;
+        on_frame(&ctx.audit, meta, masker, shared, frame, &mut out)?;
         // Large result sets: do not let the outgoing buffer grow without bound.
         if out.len() >= 64 * 1024 {
             client.write_all(&out).await?;
@@ -65,7 +66,7 @@ where
 }
 
 fn on_frame(
-    ctx: &Context,
+    audit: &AuditSink,
     meta: &SessionMeta,
     masker: &Masker,
     shared: &Shared,
@@ -187,7 +188,7 @@ fn on_frame(
                 _ => None,
             };
             st.copy_out = false;
-            complete(ctx, meta, &mut st.expect, rows, None, frame.tag() == b's');
+            complete(audit, meta, &mut st.expect, rows, None, frame.tag() == b's');
         }
         b'E' => {
             let decoded = match frame.decode() {
@@ -222,14 +223,23 @@ fn on_frame(
             // and answers it.
             st.copy_in = false;
             let simple = matches!(st.expect.front(), Some(Expect::Query { .. }));
-            complete(ctx, meta, &mut st.expect, None, Some(&message), false);
+            let owed = !st.expect.is_empty();
+            complete(audit, meta, &mut st.expect, None, Some(&message), false);
             if !simple {
-                // Extended protocol: the server skips everything up to the next Sync.
+                // Extended protocol: the server skips everything up to the next Sync. What the
+                // client sent of it already goes (with the slots held for records).
                 while let Some(e) = st.expect.front() {
                     if matches!(e, Expect::Sync { .. }) {
                         break;
                     }
                     st.expect.pop_front();
+                }
+                // No Sync owed: the client has not sent the batch's end yet, and the rest of
+                // it is skipped too (nothing waits for the audit store there). The frontend
+                // clears it at that Sync; once sent, the Sync is owed, and a frontend already
+                // past it is not held back.
+                if owed && st.expect.is_empty() {
+                    st.skipping = true;
                 }
             }
             if let Some(e) = rewritten {
@@ -273,7 +283,7 @@ fn add_counts(expect: &mut std::collections::VecDeque<Expect>, counts: &MaskCoun
 
 /// A statement's result arrived: record it and move on.
 fn complete(
-    ctx: &Context,
+    audit: &AuditSink,
     meta: &SessionMeta,
     expect: &mut std::collections::VecDeque<Expect>,
     rows: Option<u64>,
@@ -289,7 +299,7 @@ fn complete(
         }) => {
             *columns = None;
             if let Some(a) = stmts.pop_front() {
-                record_done(ctx, meta, a, slot.take(), rows, error);
+                record_done(audit, meta, a, slot.take(), rows, error);
             }
         }
         Some(Expect::Execute { .. }) => {
@@ -300,7 +310,7 @@ fn complete(
             }) = expect.pop_front()
             {
                 let rows = rows.or(suspended.then_some(0));
-                record_done(ctx, meta, a, slot, rows, error);
+                record_done(audit, meta, a, slot, rows, error);
             }
         }
         _ => {}
@@ -346,4 +356,175 @@ fn mask_row(
         }
     }
     Ok(changed.then_some(row))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::VecDeque, time::SystemTime};
+
+    use super::*;
+    use crate::{
+        postgres::protocol::{
+            BackendMessage, BindComplete, ErrorResponse, ReadyForQuery, TransactionStatus,
+        },
+        store::Sent,
+    };
+
+    /// The backend of a session without masking, whose records a test reads.
+    struct Backend {
+        audit: AuditSink,
+        sent: Sent,
+        meta: SessionMeta,
+        masker: Masker,
+        shared: Shared,
+    }
+
+    impl Backend {
+        fn new() -> Self {
+            let (audit, sent) = AuditSink::for_tests(8);
+            let meta = SessionMeta {
+                connection_id: uuid::Uuid::now_v7(),
+                workload: "w".into(),
+                target: "t".into(),
+                database: "d".into(),
+                role: "r".into(),
+                redact_literals: false,
+                column_masking: false,
+                binary_allowed: false,
+                catalog: Default::default(),
+            };
+            Self {
+                audit,
+                sent,
+                meta,
+                masker: Masker::default(),
+                shared: Shared::default(),
+            }
+        }
+
+        /// What the frontend owes for an Execute of `text` let through: its audit and a slot.
+        fn execute(&self, text: &str) -> Expect {
+            let seq = self.shared.lock().seq();
+            Expect::Execute {
+                columns: None,
+                audit: Some(state::StmtAudit {
+                    seq,
+                    started: std::time::Instant::now(),
+                    started_at: SystemTime::now(),
+                    text: text.into(),
+                    classes: vec!["select".into()],
+                    tables: Vec::new(),
+                    decision: "allow".into(),
+                    rule: "r".into(),
+                    masked: Default::default(),
+                }),
+                slot: Some(self.audit.try_hold().expect("a slot")),
+            }
+        }
+
+        /// The server sends `msg`; what goes to the client.
+        fn receive(&self, msg: impl Into<BackendMessage>) -> BytesMut {
+            let mut buf = BytesMut::new();
+            msg.into().encode(&mut buf);
+            let frame = next_backend(&mut buf, MAX_MESSAGE_LEN)
+                .expect("frames")
+                .expect("whole");
+            let mut out = BytesMut::new();
+            on_frame(
+                &self.audit,
+                &self.meta,
+                &self.masker,
+                &self.shared,
+                frame,
+                &mut out,
+            )
+            .expect("handled");
+            out
+        }
+
+        fn owed(&self) -> VecDeque<&'static str> {
+            self.shared
+                .lock()
+                .expect
+                .iter()
+                .map(|e| match e {
+                    Expect::Execute { .. } => "execute",
+                    Expect::Sync { .. } => "sync",
+                    Expect::Bind { .. } => "bind",
+                    _ => "other",
+                })
+                .collect()
+        }
+    }
+
+    fn error() -> ErrorResponse {
+        ErrorResponse::new("ERROR", "22012", "division by zero")
+    }
+
+    /// The server fails a statement of an extended batch whose Sync the client has not sent
+    /// yet: the server skips the rest of the batch, so what the client still sends of it
+    /// neither waits for an audit slot nor records a refusal for want of one (`skipping`), as
+    /// after tollgate's own refusal. The entries of the messages already forwarded go, with
+    /// their slots; the client's Sync ends the batch.
+    #[test]
+    fn a_server_error_mid_batch_skips_the_rest_of_it() {
+        let mut b = Backend::new();
+        for text in ["select 1/0", "select 2"] {
+            let execute = b.execute(text);
+            let mut st = b.shared.lock();
+            st.expect.push_back(Expect::Bind { swallow: false });
+            st.expect.push_back(execute);
+        }
+        b.receive(BindComplete);
+        b.receive(error());
+        let recs = b.sent.statements();
+        assert_eq!(recs.len(), 1, "{recs:?}");
+        assert_eq!(recs[0].text, "select 1/0");
+        assert_eq!(recs[0].error.as_deref(), Some("22012: division by zero"));
+        assert!(b.owed().is_empty(), "{:?}", b.owed());
+        assert_eq!(
+            b.audit.stats().in_flight,
+            0,
+            "the skipped one's slot is back"
+        );
+        assert!(b.shared.lock().skipping, "the rest of the batch is skipped");
+
+        // The client's Sync ends the batch.
+        b.shared.lock().client_sync(false);
+        assert!(!b.shared.lock().skipping);
+        b.receive(ReadyForQuery {
+            status: TransactionStatus::Idle,
+        });
+        assert!(b.owed().is_empty(), "{:?}", b.owed());
+    }
+
+    /// The same error once the client has sent the batch's Sync (the frontend may be in the
+    /// next batch already): nothing more is skipped.
+    #[test]
+    fn a_server_error_after_the_batch_was_sent_skips_nothing_more() {
+        let b = Backend::new();
+        for text in ["select 1/0", "select 2"] {
+            let execute = b.execute(text);
+            b.shared.lock().expect.push_back(execute);
+        }
+        b.shared.lock().client_sync(false);
+        b.shared
+            .lock()
+            .expect
+            .push_back(Expect::Bind { swallow: false });
+        b.receive(error());
+        assert_eq!(b.owed(), ["sync", "bind"]);
+        assert!(!b.shared.lock().skipping);
+
+        // A simple Query's error skips nothing either.
+        let b = Backend::new();
+        b.shared.lock().expect.push_back(Expect::Query {
+            stmts: Default::default(),
+            columns: None,
+            exprs: None,
+            slot: None,
+        });
+        b.receive(error());
+        assert!(!b.shared.lock().skipping);
+    }
 }

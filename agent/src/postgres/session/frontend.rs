@@ -15,7 +15,7 @@ use crate::{
         Parse, Query, next_frontend,
     },
     proxy::Context,
-    store::{Slot, StatementRecord},
+    store::{AuditSink, Slot, StatementRecord},
 };
 
 use super::{
@@ -162,7 +162,7 @@ where
             b'F' => {
                 // FunctionCall runs a function by OID, outside SQL: never classified, never allowed.
                 let audit = denied_audit(shared, "function call (by OID)", "function-call");
-                record(ctx, meta, audit, None);
+                record(&ctx.audit, meta, audit, None);
                 let mut st = shared.lock();
                 st.expect.push_back(Expect::Query {
                     stmts: Default::default(),
@@ -342,7 +342,7 @@ fn deny_statement(
             workload = %meta.workload, target = %meta.target, rule = %rule,
             classes = ?audit.classes, "statement denied"
         );
-        record(ctx, meta, audit, Some(&message));
+        record(&ctx.audit, meta, audit, Some(&message));
     }
     let mut st = shared.lock();
     if extended {
@@ -520,13 +520,13 @@ fn denied_audit_seq(seq: u32, text: &str, rule: &str) -> StmtAudit {
 
 /// Queues the audit record of a statement not let through, without a held slot (never waits;
 /// a full queue is logged).
-pub fn record(ctx: &Context, meta: &SessionMeta, a: StmtAudit, error: Option<&str>) {
-    record_done(ctx, meta, a, None, None, error);
+pub fn record(audit: &AuditSink, meta: &SessionMeta, a: StmtAudit, error: Option<&str>) {
+    record_done(audit, meta, a, None, None, error);
 }
 
 /// Queues the audit record of a completed statement, in the `slot` held for it.
 pub fn record_done(
-    ctx: &Context,
+    audit: &AuditSink,
     meta: &SessionMeta,
     a: StmtAudit,
     slot: Option<Slot>,
@@ -550,7 +550,7 @@ pub fn record_done(
         error: error.map(str::to_owned),
         masked,
     };
-    if let Err(e) = ctx.audit.statement(rec, slot) {
-        ctx.audit.warn_dropped("statement", &e);
+    if let Err(e) = audit.statement(rec, slot) {
+        audit.warn_dropped("statement", &e);
     }
 }

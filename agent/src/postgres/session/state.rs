@@ -204,9 +204,10 @@ pub struct State {
     /// client has not ended the copy: the Syncs it sends meanwhile are ignored by the server
     /// and owe nothing.
     pub copy_in: bool,
-    /// tollgate made the server raise an error in the current extended-protocol batch: the
-    /// server skips every message up to the client's Sync, so nothing there waits for the audit
-    /// store. Cleared at the Sync.
+    /// The current extended-protocol batch failed: tollgate made the server raise an error in
+    /// it, or the server's own error came before the client sent the batch's Sync. The server
+    /// skips every message up to that Sync, so nothing there waits for the audit store. Cleared
+    /// at the Sync.
     pub skipping: bool,
 }
 
