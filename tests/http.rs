@@ -14,7 +14,7 @@ use serde_json::Value;
 use web::{
     Curl, CurlOut, Fixture, SERVER_NAME,
     backend::{pattern, sha256_hex},
-    client::{s_client, urllib, websocket},
+    client::{requests_after, s_client, urllib, websocket},
     nginx::{CARDS, HELLO},
     policy::{
         BACKEND, DEAD_PASSTHROUGH, DEAD_WEB, NO_ADMIN, WEB, WEB_BAD_CA, WEB_ORIGINATE, WEB_READS,
@@ -543,6 +543,76 @@ fn an_unreachable_http_upstream_answers_502_and_is_counted() {
     );
     let after = failures(&fx.agent.status()).expect("upstream_failures counter");
     assert!(after > before, "upstream_failures {before} -> {after}");
+}
+
+/// `audit_failure = "open"`: a connection whose record the audit store could not commit (its
+/// database locked past the writer's 5 s busy timeout) is let through unrecorded. Its requests
+/// are served, and their records are never sent: they would reference a connection row that
+/// does not exist, fail the foreign key, and make the writer retry its batch one record at a
+/// time (each counted in `audit_failed`).
+#[test]
+fn an_unrecorded_connection_sends_no_request_records() {
+    let test = "an_unrecorded_connection_sends_no_request_records";
+    let Some(fx) = Fixture::start_configured(test, "http-unrec", "audit_failure = \"open\"\n")
+    else {
+        return;
+    };
+    let failed = || {
+        fx.agent.status()["counters"]["audit_failed"]
+            .as_u64()
+            .expect("audit_failed counter")
+    };
+    let go = fx.agent.scratch().join("go");
+    let lock = rusqlite::Connection::open(fx.agent.state_dir.join("audit.db")).expect("open db");
+    lock.execute_batch("BEGIN IMMEDIATE")
+        .expect("lock audit db");
+    let port = fx.nginx.ports.plain;
+    let (py, let_through, failed_then) = std::thread::scope(|s| {
+        let client =
+            s.spawn(|| requests_after(&fx.app, port, &go, &["/hello.txt?a", "/hello.txt?b"]));
+        let let_through = harness::poll(std::time::Duration::from_secs(30), || {
+            fx.agent_log()
+                .contains("connection let through (audit_failure = open)")
+                .then_some(())
+        });
+        lock.execute_batch("ROLLBACK").expect("unlock audit db");
+        let failed_then = failed();
+        std::fs::write(&go, "").expect("go");
+        (client.join().expect("client"), let_through, failed_then)
+    });
+    assert!(
+        let_through.is_some(),
+        "never let through: {}",
+        fx.agent.log_tail()
+    );
+    assert_eq!(
+        py.v["statuses"],
+        serde_json::json!([200, 200]),
+        "{:?}",
+        py.v
+    );
+    fx.nginx.wait_requests("/hello.txt?b", 1);
+
+    // A recorded connection after it: once its record is in, the writer has taken every
+    // record sent before.
+    let out = Curl::new(&fx.http(port, "/hello.txt?after")).run(&fx.app);
+    assert_status(&out, 200);
+    fx.session_of(out.pid, 1);
+    assert_eq!(
+        failed(),
+        failed_then,
+        "records of the unrecorded connection were sent"
+    );
+    assert!(
+        !fx.agent_log().contains("audit batch rejected"),
+        "{}",
+        fx.agent.log_tail()
+    );
+    assert!(
+        fx.agent.sessions().iter().all(|s| s.pid() != Some(py.pid)),
+        "{}",
+        fx.agent.sessions_text()
+    );
 }
 
 /// Originate: the task speaks plain HTTP to nginx's TLS port (which refuses plain HTTP to a

@@ -656,6 +656,68 @@ fn a_stalled_audit_store_holds_statements_then_refuses_them() {
     assert_eq!(rules.len(), 1 + 2 * per_phase, "{session:#}");
 }
 
+/// `audit_failure = "open"`: a session whose connection record the audit store could not
+/// commit (its database locked past the writer's 5 s busy timeout) is let through unrecorded.
+/// Its statements run, and their records are never sent: they would reference a connection row
+/// that does not exist, fail the foreign key, and make the writer retry its batch one record
+/// at a time (each counted in `audit_failed`).
+#[test]
+fn an_unrecorded_session_sends_no_statement_records() {
+    let test = "an_unrecorded_session_sends_no_statement_records";
+    let config = "audit_failure = \"open\"\n";
+    let Some(f) = Fixture::start_configured(test, "pg-unrec", config, |_| {}) else {
+        return;
+    };
+    let sync = f.agent.scratch().join("sync");
+    std::fs::create_dir_all(&sync).expect("sync dir");
+    let script = format!(
+        "\\! {}\nSELECT 1;\nSELECT 2;\nSELECT 3;\n",
+        wait_for_go(&sync, "1")
+    );
+    let lock = rusqlite::Connection::open(f.agent.state_dir.join("audit.db")).expect("open db");
+    lock.execute_batch("BEGIN IMMEDIATE")
+        .expect("lock audit db");
+    let (r, let_through, failed_then) = std::thread::scope(|s| {
+        let client = s.spawn(|| {
+            f.psql(Role::Scram, "disable", &[])
+                .stdin(&script)
+                .run(Some(&f.etl))
+        });
+        let let_through = harness::poll(Duration::from_secs(30), || {
+            f.agent_log()
+                .contains("connection let through (audit_failure = open)")
+                .then_some(())
+        });
+        lock.execute_batch("ROLLBACK").expect("unlock audit db");
+        let failed_then = counter(&f, "audit_failed");
+        std::fs::write(sync.join("go1"), "").expect("go");
+        (client.join().expect("psql"), let_through, failed_then)
+    });
+    assert!(let_through.is_some(), "never let through: {r:?}");
+    assert!(r.ok() && lines(&r) == ["1", "2", "3"], "{r:?}");
+
+    // A recorded session after it: once its statement is in, the writer has taken every
+    // record sent before.
+    let after = f.psql_c("SELECT 4");
+    assert!(after.ok(), "{after:?}");
+    f.statements_of(after.pid, 1);
+    assert_eq!(
+        counter(&f, "audit_failed"),
+        failed_then,
+        "records of the unrecorded session were sent"
+    );
+    assert!(
+        !f.agent_log().contains("audit batch rejected"),
+        "{}",
+        f.agent_log()
+    );
+    assert!(
+        f.agent.sessions().iter().all(|s| s.pid() != Some(r.pid)),
+        "{}",
+        f.agent.sessions_text()
+    );
+}
+
 /// A counter of `tollgate status --json`.
 fn counter(f: &Fixture, name: &str) -> u64 {
     let status = f.agent.status();

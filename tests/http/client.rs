@@ -315,6 +315,38 @@ pub fn websocket(cgroup: &Path, host: &str, port: u16, path: &str) -> PyOut {
     python(cgroup, PY_WEBSOCKET, &[host, &port.to_string(), path])
 }
 
+/// Connects to `127.0.0.1:port`, waits until the file `go` exists, then sends a GET for each
+/// path on that one connection. Prints the statuses.
+const PY_AFTER_GO: &str = r#"
+import http.client, json, os, sys, time
+port, go, paths = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+out = {"pid": os.getpid()}
+try:
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    c.connect()
+    while not os.path.exists(go):
+        time.sleep(0.02)
+    statuses = []
+    for path in paths:
+        c.request("GET", path)
+        r = c.getresponse()
+        r.read()
+        statuses.append(r.status)
+    out["statuses"] = statuses
+except Exception as e:
+    out["error"] = type(e).__name__ + ": " + str(e)
+print(json.dumps(out))
+"#;
+
+/// Runs in `cgroup` a client that connects to `127.0.0.1:port` at once, and sends a GET for
+/// each of `paths` on that connection once the file `go` exists.
+pub fn requests_after(cgroup: &Path, port: u16, go: &Path, paths: &[&str]) -> PyOut {
+    let (port, go) = (port.to_string(), go.display().to_string());
+    let mut args = vec![port.as_str(), go.as_str()];
+    args.extend_from_slice(paths);
+    python(cgroup, PY_AFTER_GO, &args)
+}
+
 fn python(cgroup: &Path, script: &str, args: &[&str]) -> PyOut {
     let mut cmd = Command::new(PYTHON);
     cmd.arg("-c")

@@ -105,6 +105,11 @@ impl Fixture {
     /// Starts nginx, the backend and an agent named after `tag`; `None` when a prerequisite is
     /// missing outside CI.
     pub fn start(test: &str, tag: &str) -> Option<Fixture> {
+        Fixture::start_configured(test, tag, "")
+    }
+
+    /// Like [`Fixture::start`] with `config` (TOML lines) added to the agent's main config.
+    pub fn start_configured(test: &str, tag: &str, config: &str) -> Option<Fixture> {
         let env = prerequisites(test)?;
         let certs_dir = tempfile::Builder::new()
             .prefix("tollgate-http-certs-")
@@ -114,6 +119,7 @@ impl Fixture {
         let nginx = Nginx::start(&certs);
         let backend = Backend::start();
         let agent = Agent::new(&env, tag, FailMode::Open);
+        agent.add_config(config);
         let app = agent.cgroup_dir("app-1");
         crate::harness::cgroup::mkdir(&app);
         let secrets = agent.scratch().join("secrets");

@@ -57,6 +57,26 @@ impl Recorder for AuditSink {
     }
 }
 
+/// The recorder of a connection let through unrecorded (`audit_failure = "open"`): it has no
+/// row for its requests' records to reference, so they are never sent (the store would refuse
+/// each, and retry its whole batch one record at a time). Slots are held as for any request:
+/// the store's backpressure applies all the same.
+pub struct Unrecorded(pub AuditSink);
+
+impl Recorder for Unrecorded {
+    fn record(&self, _rec: RequestRecord, slot: Option<Slot>) {
+        drop(slot);
+    }
+
+    fn try_hold(&self) -> Option<Slot> {
+        self.0.try_hold()
+    }
+
+    fn hold(&self) -> Pin<Box<dyn Future<Output = Option<Slot>> + Send + '_>> {
+        Box::pin(self.0.hold())
+    }
+}
+
 /// A request body seen on its way upstream: bytes counted, the start kept when recording.
 #[derive(Debug, Default)]
 pub struct Tap {

@@ -61,8 +61,11 @@ pub async fn sweep_pool(pool: Arc<Pool>) {
 /// What the hand-off knows when it passes a connection to the handler.
 #[derive(Debug, Clone)]
 pub struct HttpInit {
-    /// Audit id of the connection (already begun).
+    /// Audit id of the connection.
     pub connection_id: uuid::Uuid,
+    /// The connection has its row in the audit store (begun): `false` when it was let through
+    /// unrecorded (`audit_failure = "open"`), and then none of its requests is recorded.
+    pub recorded: bool,
     /// Workload name.
     pub workload: String,
     /// Target name.
@@ -144,13 +147,18 @@ pub async fn serve(ctx: &Arc<Context>, init: HttpInit, client: TcpStream) -> Tra
         workload: init.workload.clone(),
         target: init.target.clone(),
     });
+    let recorder: Arc<dyn audit::Recorder> = if init.recorded {
+        Arc::new(ctx.audit.clone())
+    } else {
+        Arc::new(audit::Unrecorded(ctx.audit.clone()))
+    };
     let session = Arc::new(Session::new(
         init.connection_id,
         init.workload.clone(),
         init.dst,
         target,
         gate,
-        Arc::new(ctx.audit.clone()),
+        recorder,
         upstream::Upstream::new(
             None,
             connector,

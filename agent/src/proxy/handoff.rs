@@ -151,7 +151,8 @@ pub async fn handle(ctx: Arc<Context>, mut client: TcpStream, peer: SocketAddr, 
     }
 
     // Write-ahead audit: the record is committed before any byte reaches the target. The slot
-    // it returns is held for the connection's end.
+    // it returns is held for the connection's end; without it, the connection has no row, and
+    // nothing of it is recorded (its statements, requests and end would reference no row).
     let mut ending = None;
     match ctx.audit.begin(record).await {
         Ok(slot) => ending = Some(slot),
@@ -167,6 +168,7 @@ pub async fn handle(ctx: Arc<Context>, mut client: TcpStream, peer: SocketAddr, 
             }
         },
     }
+    let recorded = ending.is_some();
     let protocol = decision.target.as_ref().map(|t| t.protocol);
     let workload = || w.map(|w| w.name.clone()).unwrap_or_default();
     let target = || {
@@ -183,6 +185,7 @@ pub async fn handle(ctx: Arc<Context>, mut client: TcpStream, peer: SocketAddr, 
             Stats::inc(&ctx.stats.allowed);
             let init = crate::http::HttpInit {
                 connection_id: id,
+                recorded,
                 workload: workload(),
                 target: target(),
                 dst,
@@ -196,6 +199,7 @@ pub async fn handle(ctx: Arc<Context>, mut client: TcpStream, peer: SocketAddr, 
             };
             let init = crate::postgres::session::SessionInit {
                 connection_id: id,
+                recorded,
                 workload: workload(),
                 target: target(),
                 dst,
@@ -216,7 +220,9 @@ pub async fn handle(ctx: Arc<Context>, mut client: TcpStream, peer: SocketAddr, 
         end = %transfer.end.label(), "connection"
     );
     let last = end(transfer.up, transfer.down, &transfer.end.label());
-    if let Err(e) = ctx.audit.finish(id, last, ending) {
+    if let Some(slot) = ending
+        && let Err(e) = ctx.audit.finish(id, last, Some(slot))
+    {
         ctx.audit.warn_dropped("connection-end", &e);
     }
 }
@@ -311,8 +317,8 @@ fn record_for(
 }
 
 /// The upstream connection of an allowed connection; `None` when it cannot be made (counted, and
-/// the connection's record ended with the reason, in the `ending` slot; the caller resets the
-/// client).
+/// the connection's record, if it has one, ended with the reason in the `ending` slot; the
+/// caller resets the client).
 async fn connect_upstream(
     ctx: &Context,
     id: uuid::Uuid,
@@ -325,7 +331,9 @@ async fn connect_upstream(
             Some(u)
         }
         Err(e) => {
-            let _ = ctx.audit.finish(id, end(0, 0, &e.label()), ending.take());
+            if let Some(slot) = ending.take() {
+                let _ = ctx.audit.finish(id, end(0, 0, &e.label()), Some(slot));
+            }
             None
         }
     }

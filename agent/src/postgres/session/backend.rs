@@ -365,7 +365,8 @@ mod tests {
     use super::*;
     use crate::{
         postgres::protocol::{
-            BackendMessage, BindComplete, ErrorResponse, ReadyForQuery, TransactionStatus,
+            BackendMessage, BindComplete, CommandComplete, ErrorResponse, ReadyForQuery,
+            TransactionStatus,
         },
         store::Sent,
     };
@@ -384,6 +385,7 @@ mod tests {
             let (audit, sent) = AuditSink::for_tests(8);
             let meta = SessionMeta {
                 connection_id: uuid::Uuid::now_v7(),
+                recorded: true,
                 workload: "w".into(),
                 target: "t".into(),
                 database: "d".into(),
@@ -457,6 +459,21 @@ mod tests {
         }
     }
 
+    /// The audit of a statement denied by policy.
+    fn denied(text: &str) -> state::StmtAudit {
+        state::StmtAudit {
+            seq: 9,
+            started: std::time::Instant::now(),
+            started_at: SystemTime::now(),
+            text: text.into(),
+            classes: vec!["ddl".into()],
+            tables: Vec::new(),
+            decision: "deny".into(),
+            rule: "no-ddl".into(),
+            masked: Default::default(),
+        }
+    }
+
     fn error() -> ErrorResponse {
         ErrorResponse::new("ERROR", "22012", "division by zero")
     }
@@ -526,5 +543,25 @@ mod tests {
         });
         b.receive(error());
         assert!(!b.shared.lock().skipping);
+    }
+
+    /// A session let through unrecorded (`audit_failure = "open"`: its connection has no row)
+    /// sends no statement record; the slots held for them are given back.
+    #[test]
+    fn an_unrecorded_session_sends_no_records() {
+        let mut b = Backend::new();
+        b.meta.recorded = false;
+        let execute = b.execute("select 1/0");
+        b.shared.lock().expect.push_back(execute);
+        let execute = b.execute("select 2");
+        b.shared.lock().expect.push_back(execute);
+        b.receive(CommandComplete {
+            tag: "SELECT 1".into(),
+        });
+        b.receive(error());
+        assert!(b.sent.statements().is_empty());
+        assert_eq!(b.audit.stats().in_flight, 0);
+        super::super::frontend::record(&b.audit, &b.meta, denied("drop table t"), Some("no"));
+        assert!(b.sent.statements().is_empty());
     }
 }

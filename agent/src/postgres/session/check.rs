@@ -18,6 +18,8 @@ use super::state::StmtAudit;
 pub struct SessionMeta {
     /// Audit id of the connection.
     pub connection_id: uuid::Uuid,
+    /// The connection has its row in the audit store (see [`super::SessionInit::recorded`]).
+    pub recorded: bool,
     /// Workload name.
     pub workload: String,
     /// Target name.

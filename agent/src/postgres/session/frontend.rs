@@ -524,7 +524,8 @@ pub fn record(audit: &AuditSink, meta: &SessionMeta, a: StmtAudit, error: Option
     record_done(audit, meta, a, None, None, error);
 }
 
-/// Queues the audit record of a completed statement, in the `slot` held for it.
+/// Queues the audit record of a completed statement, in the `slot` held for it. A session
+/// without a connection row has none sent (the slot is given back): the store would refuse it.
 pub fn record_done(
     audit: &AuditSink,
     meta: &SessionMeta,
@@ -533,6 +534,9 @@ pub fn record_done(
     rows: Option<u64>,
     error: Option<&str>,
 ) {
+    if !meta.recorded {
+        return;
+    }
     let masked = (!a.masked.is_empty())
         .then(|| serde_json::to_value(&a.masked).ok())
         .flatten();

@@ -44,6 +44,9 @@ use stream::{BoxStream, ReadError, send};
 pub struct SessionInit {
     /// Audit id of the connection.
     pub connection_id: uuid::Uuid,
+    /// The connection has its row in the audit store: `false` when it was let through
+    /// unrecorded (`audit_failure = "open"`), and then none of its statements is recorded.
+    pub recorded: bool,
     /// Workload name.
     pub workload: String,
     /// Target name.
@@ -219,6 +222,7 @@ async fn run(
 
     let meta = SessionMeta {
         connection_id: init.connection_id,
+        recorded: init.recorded,
         workload: init.workload.clone(),
         target: init.target.clone(),
         database,
