@@ -9,11 +9,6 @@ use tollgate::{
     telemetry,
 };
 
-/// mimalloc: the proxy allocates and frees many small buffers per request on one worker thread;
-/// glibc's malloc cost about 1.2 us of user CPU per HTTP request more on the bench rig.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match cli.load_config() {
