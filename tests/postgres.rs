@@ -1020,6 +1020,39 @@ fn psql_cancel_of_a_long_query() {
     }
 }
 
+/// A statement whose session ends before its result: psql killed (SIGKILL) while the server
+/// runs `pg_sleep(30)`. The statement held a slot for its record; the record is written when
+/// the session ends, without a duration, with the reason as its error (it may have run).
+#[test]
+fn a_statement_whose_session_ends_first_is_recorded() {
+    let test = "a_statement_whose_session_ends_first_is_recorded";
+    let Some(f) = Fixture::start(test, "pg-ended", |_| {}) else {
+        return;
+    };
+    let r = f
+        .psql(Role::Scram, "disable", &[])
+        .stdin("SELECT 1;\nSELECT pg_sleep(30);\n")
+        .signal_when(f.pg.running("pg_sleep(30)"), Signal::SIGKILL)
+        .timeout(Duration::from_secs(40))
+        .run(Some(&f.etl));
+    assert!(r.signalled.is_some() && r.code.is_none(), "{r:?}");
+    let session = f.statements_of(r.pid, 2);
+    let stmts = statements(&session);
+    assert_eq!(stmts.len(), 2, "{session:#}");
+    assert_eq!(stmts[0]["rows"], 1, "{session:#}");
+    let last = &stmts[1];
+    assert_eq!(last["text"], "SELECT pg_sleep(?)", "{session:#}");
+    assert_eq!(verdict(last).1, "allow", "{session:#}");
+    assert!(
+        last["duration_ms"].is_null() && last["rows"].is_null(),
+        "{session:#}"
+    );
+    assert_eq!(
+        last["error"], "session ended before the result",
+        "{session:#}"
+    );
+}
+
 /// SCRAM and md5 upstream logins with credentials from root-only files; the client has none.
 #[test]
 fn scram_and_md5_upstream_logins() {

@@ -281,6 +281,12 @@ impl Exchange {
         }
         self.rec.duration = Some(self.started.elapsed());
         self.rec.bytes_down = bytes_down;
+        let slot = self.slot.take();
+        self.send(slot);
+    }
+
+    /// Sends the record, in `slot` if any (the exchange is over: dropped next).
+    fn send(&mut self, slot: Option<Slot>) {
         self.rec.bytes_up = self.tap.bytes.load(Ordering::Relaxed);
         self.rec.body = self.recorded_body();
         debug!(
@@ -288,7 +294,27 @@ impl Exchange {
             path = %self.rec.path, status = ?self.rec.status, decision = %self.rec.decision,
             "http request"
         );
-        self.recorder.record(self.rec, self.slot);
+        // The record leaves; what stays behind is empty (no allocation).
+        let empty = RequestRecord {
+            connection_id: self.rec.connection_id,
+            seq: self.rec.seq,
+            started_at: self.rec.started_at,
+            duration: None,
+            method: String::new(),
+            host: String::new(),
+            path: String::new(),
+            query: Vec::new(),
+            status: None,
+            bytes_up: 0,
+            bytes_down: 0,
+            decision: String::new(),
+            rule: String::new(),
+            masked: None,
+            error: None,
+            body: None,
+        };
+        self.recorder
+            .record(std::mem::replace(&mut self.rec, empty), slot);
     }
 
     /// The kept request body, masked as a response would be (JSON by key and detectors; other
@@ -311,6 +337,27 @@ impl Exchange {
         Some(out)
     }
 }
+
+impl Drop for Exchange {
+    /// An exchange dropped before its response was given to the client: hyper drops the
+    /// request's future when its client goes away (or resets the stream), and the agent's stop
+    /// ends it too. Let through (a slot held, the decision taken), the request may have reached
+    /// the upstream: it is recorded all the same, in its slot, without status or duration.
+    /// Still waiting for its decision, it went nowhere: the slot is given back.
+    fn drop(&mut self) {
+        let Some(slot) = self.slot.take() else {
+            return;
+        };
+        if self.rec.decision.is_empty() {
+            return;
+        }
+        self.error(SESSION_ENDED);
+        self.send(Some(slot));
+    }
+}
+
+/// The error recorded for a request whose session ended before its response.
+const SESSION_ENDED: &str = "session ended before the response";
 
 /// A response body that completes its exchange's record when it ends.
 struct Metered {
@@ -495,6 +542,53 @@ pub(crate) mod tests {
         assert_eq!(recs[0].body.as_deref(), Some("abcd… [cut]"));
         assert_eq!(recs[0].error.as_deref(), Some("response not completed"));
         assert_eq!(recs[0].bytes_up, 8);
+    }
+
+    /// An exchange dropped before its response (hyper drops the request's future when its
+    /// client goes away): let through, it is recorded in its slot, without status or duration;
+    /// still waiting for its decision, it never went anywhere and is not.
+    #[tokio::test]
+    async fn an_exchange_dropped_before_its_response() {
+        let records = Arc::new(Records::default());
+        let mut t = target(None, true);
+        t.record_bodies = true;
+        let mut x = Exchange::new(
+            uuid::Uuid::now_v7(),
+            2,
+            &facts("text/plain"),
+            Arc::new(t),
+            records.clone(),
+        );
+        Tapped::new(full("abc"), x.tap()).collect().await.unwrap();
+        x.held(Slot::detached());
+        x.decided(&Decision {
+            verdict: crate::policy::Verdict::Allow,
+            enforced: true,
+            rule: "r".into(),
+            target: None,
+        });
+        drop(x);
+        let recs = records.take();
+        assert_eq!(recs.len(), 1, "{recs:?}");
+        let r = &recs[0];
+        assert_eq!((r.seq, r.decision.as_str()), (2, "allow"));
+        assert_eq!((r.status, r.duration), (None, None));
+        assert_eq!((r.bytes_up, r.body.as_deref()), (3, Some("abc")));
+        assert_eq!(
+            r.error.as_deref(),
+            Some("session ended before the response")
+        );
+
+        let mut x = Exchange::new(
+            uuid::Uuid::now_v7(),
+            3,
+            &facts("text/plain"),
+            Arc::new(target(None, true)),
+            records.clone(),
+        );
+        x.held(Slot::detached());
+        drop(x);
+        assert!(records.take().is_empty());
     }
 
     #[tokio::test]

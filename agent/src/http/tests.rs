@@ -81,7 +81,7 @@ workloads = ["etl"]
 targets = ["api"]
 action = "allow"
 [rule.http]
-paths = ["/json", "/gzip", "/echo", "/upload", "/ws", "/big", "/img", "/ntlm"]
+paths = ["/json", "/gzip", "/echo", "/upload", "/ws", "/big", "/img", "/ntlm", "/slow"]
 
 [[rule]]
 name = "no-sys"
@@ -191,6 +191,11 @@ async fn upstream_handler(
         }
         "/big" => typed("text/plain", full("4111111111111111 ".repeat(10_000))),
         "/img" => typed("image/png", full(vec![b'P', b'N', b'G', 1])),
+        // Answers long after any test is over.
+        "/slow" => {
+            tokio::time::sleep(Duration::from_secs(600)).await;
+            typed("text/plain", full("late"))
+        }
         "/ntlm" => Response::builder()
             .status(StatusCode::UNAUTHORIZED)
             .header("www-authenticate", "NTLM")
@@ -597,6 +602,60 @@ async fn a_malformed_request_ends_the_exchange_with_a_record() {
     // The proxy still serves the next connection.
     let mut c = h1_client(h.proxy).await;
     assert_eq!(send(&mut c, get("/json")).await.0, StatusCode::OK);
+}
+
+/// A client that goes away before the response head (the upstream is slow), over HTTP/1.1 and
+/// HTTP/2: hyper drops the exchange. The request was let through and reached the upstream, so
+/// it is recorded all the same, in its slot, without status or duration.
+#[tokio::test]
+async fn a_request_whose_client_goes_away_is_recorded() {
+    for h2 in [false, true] {
+        let h = harness(h2).await;
+        let stream = TcpStream::connect(h.proxy).await.unwrap();
+        let io = TokioIo::new(stream);
+        let (conn, req) = if h2 {
+            let (mut s, conn) = client2::handshake(TokioExecutor::new(), io).await.unwrap();
+            let req = Request::get("http://api.example/slow")
+                .body(Full::<Bytes>::default())
+                .unwrap();
+            let conn = tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            (conn, tokio::spawn(async move { s.send_request(req).await }))
+        } else {
+            let (mut s, conn) = client1::handshake(io).await.unwrap();
+            let conn = tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            (
+                conn,
+                tokio::spawn(async move { s.send_request(get("/slow")).await }),
+            )
+        };
+        while h.seen.requests.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The client goes away: its connection closes.
+        req.abort();
+        conn.abort();
+        let mut recs = Vec::new();
+        for _ in 0..500 {
+            recs = h.records.take();
+            if !recs.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(recs.len(), 1, "h2 {h2}: {recs:?}");
+        let r = &recs[0];
+        assert_eq!((r.path.as_str(), r.decision.as_str()), ("/slow", "allow"));
+        assert_eq!((r.status, r.duration), (None, None), "h2 {h2}: {r:?}");
+        assert_eq!(
+            r.error.as_deref(),
+            Some("session ended before the response"),
+            "h2 {h2}: {r:?}"
+        );
+    }
 }
 
 /// A request waits while the audit store has no room: it goes upstream when room comes, and is

@@ -17,7 +17,7 @@ use crate::{
 
 use super::{
     check::SessionMeta,
-    frontend::record_done,
+    frontend::{record_done, record_unanswered},
     state::{self, Columns, Expect, Shared},
     stream::{self, ReadError},
 };
@@ -317,6 +317,33 @@ fn complete(
     }
 }
 
+/// The session ended (the client or the server went away, the agent stops): the statements
+/// let through whose result never came may have run. Each is recorded all the same, in the
+/// slot held for it, without a duration and with [`super::frontend::SESSION_ENDED`] as its
+/// error. (What the server skipped after an error holds no slot, and is not recorded.)
+pub fn session_ended(audit: &AuditSink, meta: &SessionMeta, shared: &Shared) {
+    let owed = std::mem::take(&mut shared.lock().expect);
+    for e in owed {
+        match e {
+            Expect::Query {
+                mut stmts,
+                slot: Some(slot),
+                ..
+            } => {
+                if let Some(a) = stmts.pop_front() {
+                    record_unanswered(audit, meta, a, slot);
+                }
+            }
+            Expect::Execute {
+                audit: Some(a),
+                slot: Some(slot),
+                ..
+            } => record_unanswered(audit, meta, a, slot),
+            _ => {}
+        }
+    }
+}
+
 /// Masks one DataRow; `None` when nothing changed (forward the raw frame).
 fn mask_row(
     masker: &Masker,
@@ -563,5 +590,51 @@ mod tests {
         assert_eq!(b.audit.stats().in_flight, 0);
         super::super::frontend::record(&b.audit, &b.meta, denied("drop table t"), Some("no"));
         assert!(b.sent.statements().is_empty());
+    }
+
+    /// The session ends with responses owed: the statements let through (a Query, an Execute)
+    /// are recorded in their slots, without duration or rows, with the reason as their error;
+    /// what holds no slot (tollgate's own refusal, already recorded) is not.
+    #[test]
+    fn statements_owed_when_the_session_ends_are_recorded() {
+        let mut b = Backend::new();
+        // The audit and slot of a Query let through.
+        let Expect::Execute {
+            audit: Some(query),
+            slot,
+            ..
+        } = b.execute("select pg_sleep(30)")
+        else {
+            unreachable!("execute() makes an Execute")
+        };
+        let execute = b.execute("select 2");
+        {
+            let mut st = b.shared.lock();
+            st.expect.push_back(Expect::Query {
+                stmts: [query].into(),
+                columns: None,
+                exprs: None,
+                slot,
+            });
+            st.expect.push_back(execute);
+            st.client_sync(false);
+            st.injected_error();
+        }
+        session_ended(&b.audit, &b.meta, &b.shared);
+        let recs = b.sent.statements();
+        let got: Vec<_> = recs
+            .iter()
+            .map(|r| (r.text.as_str(), r.duration, r.rows, r.error.as_deref()))
+            .collect();
+        let ended = Some(super::super::frontend::SESSION_ENDED);
+        assert_eq!(
+            got,
+            [
+                ("select pg_sleep(30)", None, None, ended),
+                ("select 2", None, None, ended)
+            ]
+        );
+        assert!(b.owed().is_empty());
+        assert_eq!(b.audit.stats().in_flight, 0);
     }
 }

@@ -107,6 +107,9 @@ where
                 };
                 let mut guard = shared.lock();
                 let st = &mut *guard;
+                // In a batch that already failed, the server skips it: no record will come,
+                // and none is made if the session ends first.
+                let slot = (!st.skipping).then_some(slot);
                 let (columns, audit) = match st.portals.get(&e.portal) {
                     Some(p) => {
                         let cols = p.columns.clone().or_else(|| {
@@ -136,7 +139,7 @@ where
                 st.expect.push_back(Expect::Execute {
                     columns,
                     audit,
-                    slot: Some(slot),
+                    slot,
                 });
                 st.executed();
                 drop(guard);
@@ -189,7 +192,8 @@ where
 /// in an extended-protocol batch the server keeps its results until the client's Sync, and the
 /// records of the statements before this one (which the writer must take before there is room)
 /// come only with their results. (Flush has no response: nothing is owed to the client.) Inside
-/// a batch tollgate already failed, nothing waits: the server skips to the Sync anyway.
+/// a batch that already failed ([`super::state::State::skipping`]), nothing waits: the server
+/// skips to the Sync anyway.
 async fn hold_slot<W: AsyncWrite + Unpin>(
     ctx: &Context,
     shared: &Shared,
@@ -242,12 +246,16 @@ async fn on_query<W: AsyncWrite + Unpin>(
         // One audit entry per message; rows are summed over its statements.
         let stmts = std::iter::once(audit).collect();
         let exprs = lineage::plan(masker, &q.query, &checked.statements);
-        shared.lock().expect.push_back(Expect::Query {
+        let mut st = shared.lock();
+        // Sent inside a failed extended-protocol batch, the server skips it (see the Execute).
+        let slot = slot.filter(|_| !st.skipping);
+        st.expect.push_back(Expect::Query {
             stmts,
             columns: None,
             exprs,
             slot,
         });
+        drop(st);
         out.extend_from_slice(frame.raw());
     } else {
         let why = (checked.decision.rule.as_str(), checked.detail.as_str());
@@ -332,7 +340,7 @@ fn deny_statement(
     extended: bool,
 ) {
     let message = deny::denial_message(rule, detail);
-    // In a batch tollgate already failed, the server skips the message anyway: a refusal for
+    // In a batch that already failed, the server skips the message anyway: a refusal for
     // want of audit room is not recorded (a pipelined batch would flood the queue's margin, kept
     // for other sessions' records, with statements that never ran).
     if rule == AUDIT_UNAVAILABLE && shared.lock().skipping {
@@ -524,13 +532,36 @@ pub fn record(audit: &AuditSink, meta: &SessionMeta, a: StmtAudit, error: Option
     record_done(audit, meta, a, None, None, error);
 }
 
-/// Queues the audit record of a completed statement, in the `slot` held for it. A session
-/// without a connection row has none sent (the slot is given back): the store would refuse it.
+/// Queues the audit record of a completed statement, in the `slot` held for it.
 pub fn record_done(
     audit: &AuditSink,
     meta: &SessionMeta,
     a: StmtAudit,
     slot: Option<Slot>,
+    rows: Option<u64>,
+    error: Option<&str>,
+) {
+    let duration = Some(a.started.elapsed());
+    send(audit, meta, a, slot, duration, rows, error);
+}
+
+/// The error recorded for a statement whose session ended before its result.
+pub const SESSION_ENDED: &str = "session ended before the result";
+
+/// Queues the audit record of a statement let through whose result never came (its session
+/// ended first: it may have run), in the `slot` held for it: no duration, no rows.
+pub fn record_unanswered(audit: &AuditSink, meta: &SessionMeta, a: StmtAudit, slot: Slot) {
+    send(audit, meta, a, Some(slot), None, None, Some(SESSION_ENDED));
+}
+
+/// Queues a statement record. A session without a connection row has none sent (the slot is
+/// given back): the store would refuse it.
+fn send(
+    audit: &AuditSink,
+    meta: &SessionMeta,
+    a: StmtAudit,
+    slot: Option<Slot>,
+    duration: Option<std::time::Duration>,
     rows: Option<u64>,
     error: Option<&str>,
 ) {
@@ -544,7 +575,7 @@ pub fn record_done(
         connection_id: meta.connection_id,
         seq: a.seq,
         started_at: a.started_at,
-        duration: Some(a.started.elapsed()),
+        duration,
         text: a.text,
         classes: a.classes,
         tables: a.tables,

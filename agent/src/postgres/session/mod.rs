@@ -265,6 +265,7 @@ async fn run(
         },
         _ = ctx.stopped() => CopyEnd::Shutdown,
     };
+    backend::session_ended(&ctx.audit, &meta, &shared);
     if let Some((pid, key)) = issued {
         ctx.pg_cancel.remove(pid, &key);
     }
