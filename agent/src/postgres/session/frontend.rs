@@ -247,8 +247,14 @@ async fn on_query<W: AsyncWrite + Unpin>(
         let stmts = std::iter::once(audit).collect();
         let exprs = lineage::plan(masker, &q.query, &checked.statements);
         let mut st = shared.lock();
-        // Sent inside a failed extended-protocol batch, the server skips it (see the Execute).
-        let slot = slot.filter(|_| !st.skipping);
+        if st.skipping {
+            // Sent inside a failed extended-protocol batch: the server discards it, a Query
+            // too, up to the client's Sync, and answers nothing. An entry owed for it would stay
+            // behind that Sync's ReadyForQuery and shift every later response by one.
+            drop(st);
+            out.extend_from_slice(frame.raw());
+            return Ok(());
+        }
         st.expect.push_back(Expect::Query {
             stmts,
             columns: None,
@@ -357,7 +363,7 @@ fn deny_statement(
         st.injected_error();
         drop(st);
         deny::extended(deny::SQLSTATE_DENIED, &message, out);
-    } else {
+    } else if !st.skipping {
         st.expect.push_back(Expect::Query {
             stmts: Default::default(),
             columns: None,
@@ -367,6 +373,8 @@ fn deny_statement(
         drop(st);
         deny::simple(deny::SQLSTATE_DENIED, &message, out);
     }
+    // Else a Query inside a failed extended-protocol batch: the server would discard the
+    // refusal with the rest of the batch, and owe nothing for it (see `on_query`).
 }
 
 /// Refuses an Execute the audit store cannot record: the upstream raises the denial in its
