@@ -13,22 +13,36 @@ fn error(e: &tokio_postgres::Error) -> Value {
     }
 }
 
-/// Runs the scenario described by `spec` (`port`, `user`, `card`).
-pub async fn scenario(spec: &Value) -> Value {
+/// The connection task of a client made by [`connect`].
+type Conn = tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>;
+
+/// Connects as `spec.user` to `spec.port` (database orders, no TLS): the scenario's output so
+/// far (`pid`, `connect: "ok"`), the client and its connection task; or the output with the
+/// connect error.
+async fn connect(spec: &Value) -> Result<(Value, tokio_postgres::Client, Conn), Value> {
     let port = spec["port"].as_u64().expect("spec.port");
     let user = spec["user"].as_str().expect("spec.user");
-    let card = spec["card"].as_str().expect("spec.card").to_owned();
     let conf = format!("host=127.0.0.1 port={port} user={user} dbname=orders sslmode=disable");
     let mut out = json!({"pid": std::process::id()});
-    let (client, conn) = match tokio_postgres::connect(&conf, NoTls).await {
-        Ok(pair) => pair,
+    match tokio_postgres::connect(&conf, NoTls).await {
+        Ok((client, conn)) => {
+            out["connect"] = json!("ok");
+            Ok((out, client, tokio::spawn(conn)))
+        }
         Err(e) => {
             out["connect"] = error(&e);
-            return out;
+            Err(out)
         }
+    }
+}
+
+/// Runs the scenario described by `spec` (`port`, `user`, `card`).
+pub async fn scenario(spec: &Value) -> Value {
+    let card = spec["card"].as_str().expect("spec.card").to_owned();
+    let (mut out, client, conn) = match connect(spec).await {
+        Ok(c) => c,
+        Err(out) => return out,
     };
-    out["connect"] = json!("ok");
-    let conn = tokio::spawn(conn);
 
     // Simple protocol: text results, masked by tollgate.
     out["simple"] = match client
@@ -216,19 +230,10 @@ fn simple_rows(msgs: &[SimpleQueryMessage]) -> Value {
 pub async fn copy_scenario(spec: &Value) -> Value {
     use futures_util::SinkExt as _;
 
-    let port = spec["port"].as_u64().expect("spec.port");
-    let user = spec["user"].as_str().expect("spec.user");
-    let conf = format!("host=127.0.0.1 port={port} user={user} dbname=orders sslmode=disable");
-    let mut out = json!({"pid": std::process::id()});
-    let (client, conn) = match tokio_postgres::connect(&conf, NoTls).await {
-        Ok(pair) => pair,
-        Err(e) => {
-            out["connect"] = error(&e);
-            return out;
-        }
+    let (mut out, client, conn) = match connect(spec).await {
+        Ok(c) => c,
+        Err(out) => return out,
     };
-    out["connect"] = json!("ok");
-    let conn = tokio::spawn(conn);
     // Prepared once and kept: a statement dropped at once is closed (Close, Sync), and the
     // blind match of CloseComplete would hide a ReadyForQuery owed too many.
     let copy = match client

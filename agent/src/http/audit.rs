@@ -178,22 +178,11 @@ impl Exchange {
             .and_then(|(_, v)| hyper::header::HeaderValue::from_str(v).ok());
         Self {
             rec: RequestRecord {
-                connection_id,
-                seq,
-                started_at: SystemTime::now(),
-                duration: None,
                 method: facts.method.clone(),
                 host: facts.audit_host(),
                 path: facts.audit_path(),
                 query: facts.query_names(),
-                status: None,
-                bytes_up: 0,
-                bytes_down: 0,
-                decision: String::new(),
-                rule: String::new(),
-                masked: None,
-                error: None,
-                body: None,
+                ..blank(connection_id, seq, SystemTime::now())
             },
             started: Instant::now(),
             tap: Arc::new(Tap::new(target.record_bodies, cap)),
@@ -295,24 +284,7 @@ impl Exchange {
             "http request"
         );
         // The record leaves; what stays behind is empty (no allocation).
-        let empty = RequestRecord {
-            connection_id: self.rec.connection_id,
-            seq: self.rec.seq,
-            started_at: self.rec.started_at,
-            duration: None,
-            method: String::new(),
-            host: String::new(),
-            path: String::new(),
-            query: Vec::new(),
-            status: None,
-            bytes_up: 0,
-            bytes_down: 0,
-            decision: String::new(),
-            rule: String::new(),
-            masked: None,
-            error: None,
-            body: None,
-        };
+        let empty = blank(self.rec.connection_id, self.rec.seq, self.rec.started_at);
         self.recorder
             .record(std::mem::replace(&mut self.rec, empty), slot);
     }
@@ -335,6 +307,28 @@ impl Exchange {
             out.push_str("… [cut]");
         }
         Some(out)
+    }
+}
+
+/// A request record with nothing known yet but its place (allocates nothing).
+fn blank(connection_id: uuid::Uuid, seq: u32, started_at: SystemTime) -> RequestRecord {
+    RequestRecord {
+        connection_id,
+        seq,
+        started_at,
+        duration: None,
+        method: String::new(),
+        host: String::new(),
+        path: String::new(),
+        query: Vec::new(),
+        status: None,
+        bytes_up: 0,
+        bytes_down: 0,
+        decision: String::new(),
+        rule: String::new(),
+        masked: None,
+        error: None,
+        body: None,
     }
 }
 
