@@ -4,7 +4,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tracing::debug;
 
 use crate::{
     masking::{MaskCounts, Masker},
@@ -18,7 +17,7 @@ use crate::{
 use super::{
     check::SessionMeta,
     frontend::{record_done, record_unanswered},
-    state::{self, Columns, Expect, Shared},
+    state::{self, Columns, Desync, Expect, Shared, State},
     stream::{self, ReadError},
 };
 
@@ -76,29 +75,38 @@ fn on_frame(
     let mut st = shared.lock();
     match frame.tag() {
         b'1' => {
-            if let Some(Expect::Parse { swallow }) = st.expect.pop_front()
-                && swallow
+            if let Expect::Parse { swallow: true } =
+                st.take("ParseComplete", |e| matches!(e, Expect::Parse { .. }))?
             {
                 return Ok(());
             }
         }
         b'2' => {
-            if let Some(Expect::Bind { swallow }) = st.expect.pop_front()
-                && swallow
+            if let Expect::Bind { swallow: true } =
+                st.take("BindComplete", |e| matches!(e, Expect::Bind { .. }))?
             {
                 return Ok(());
             }
         }
         b'3' => {
-            st.expect.pop_front();
+            st.take("CloseComplete", |e| matches!(e, Expect::Close))?;
         }
-        b't' => {} // ParameterDescription: RowDescription or NoData follows.
+        // ParameterDescription: RowDescription or NoData follows.
+        b't' => st.expect_front("ParameterDescription", |e| {
+            matches!(
+                e,
+                Expect::Describe {
+                    kind: ObjectKind::Statement,
+                    ..
+                }
+            )
+        })?,
         b'n' => {
             // NoData: a statement that returns no rows (binary formats are then harmless).
-            if let Some(Expect::Describe {
+            if let Expect::Describe {
                 kind: ObjectKind::Statement,
                 name,
-            }) = st.expect.pop_front()
+            } = st.take("NoData", |e| matches!(e, Expect::Describe { .. }))?
                 && let Some(p) = st.prepared.get_mut(&name)
             {
                 p.fields = Some(Vec::new());
@@ -106,18 +114,20 @@ fn on_frame(
         }
         // Nothing is masked: a RowDescription only settles a pending Describe; rows pass as is.
         b'T' if masker.is_empty() => {
+            st.expect_front("RowDescription", described)?;
             if matches!(st.expect.front(), Some(Expect::Describe { .. })) {
-                st.expect.pop_front();
+                st.pop();
             }
         }
         b'T' => {
             let Ok(BackendMessage::RowDescription(rd)) = frame.decode() else {
                 return Err(bad("RowDescription"));
             };
+            st.expect_front("RowDescription", described)?;
             match st.expect.front_mut() {
                 Some(Expect::Describe { kind, name }) => {
                     let (kind, name) = (*kind, name.clone());
-                    st.expect.pop_front();
+                    st.pop();
                     match kind {
                         ObjectKind::Statement => {
                             if let Some(p) = st.prepared.get_mut(&name) {
@@ -148,7 +158,7 @@ fn on_frame(
                         plan.as_deref(),
                     ));
                 }
-                _ => debug!("RowDescription without a request"),
+                _ => {} // Checked above.
             }
         }
         b'D' if !masker.is_empty() => {
@@ -179,16 +189,27 @@ fn on_frame(
                 return Ok(());
             }
         }
-        b'G' => st.copy_in_started(),
+        b'G' => st.copy_in_response()?,
+        // Only a replication connection (refused at startup) copies both ways, and tollgate
+        // never forwards a FunctionCall.
+        b'W' | b'V' => {
+            return Err(ReadError::Violation(format!(
+                "unexpected {} from the server",
+                frame.name()
+            )));
+        }
         b'H' => st.copy_out = true,
         b'c' => st.copy_out = false,
         b'C' | b'I' | b's' => {
+            st.expect_front(frame.name(), |e| {
+                matches!(e, Expect::Query { .. } | Expect::Execute { .. })
+            })?;
             let rows = match frame.decode() {
                 Ok(BackendMessage::CommandComplete(c)) => c.rows(),
                 _ => None,
             };
             st.copy_out = false;
-            complete(audit, meta, &mut st.expect, rows, None, frame.tag() == b's');
+            complete(audit, meta, &mut st, rows, None, frame.tag() == b's');
         }
         b'E' => {
             let decoded = match frame.decode() {
@@ -219,20 +240,21 @@ fn on_frame(
                 )
             });
             st.copy_out = false;
-            // A copy in that fails (bad data, CopyFail) ends: the server skips to the next Sync
-            // and answers it.
-            st.copy_in = false;
             let simple = matches!(st.expect.front(), Some(Expect::Query { .. }));
             let owed = !st.expect.is_empty();
-            complete(audit, meta, &mut st.expect, None, Some(&message), false);
+            if simple {
+                st.query_failed();
+            }
+            complete(audit, meta, &mut st, None, Some(&message), false);
             if !simple {
                 // Extended protocol: the server skips everything up to the next Sync. What the
-                // client sent of it already goes (with the slots held for records).
+                // client sent of it already goes (with the slots held for records). A copy in
+                // that fails (bad data, CopyFail) ends with its Execute.
                 while let Some(e) = st.expect.front() {
-                    if matches!(e, Expect::Sync { .. }) {
+                    if matches!(e, Expect::Sync) {
                         break;
                     }
-                    st.expect.pop_front();
+                    st.pop();
                 }
                 // No Sync owed: the client has not sent the batch's end yet, and the rest of
                 // it is skipped too (nothing waits for the audit store there). The frontend
@@ -247,12 +269,20 @@ fn on_frame(
                 return Ok(());
             }
         }
-        b'Z' => st.ready_for_query(),
+        b'Z' => st.ready_for_query()?,
         _ => {} // ParameterStatus, notices, notifications: passed through.
     }
     drop(st);
     out.extend_from_slice(frame.raw());
     Ok(())
+}
+
+impl From<Desync> for ReadError {
+    fn from(d: Desync) -> Self {
+        ReadError::Violation(format!(
+            "{d}: tollgate can no longer tell which request a response answers"
+        ))
+    }
 }
 
 fn bad(what: &'static str) -> ReadError {
@@ -285,12 +315,12 @@ fn add_counts(expect: &mut std::collections::VecDeque<Expect>, counts: &MaskCoun
 fn complete(
     audit: &AuditSink,
     meta: &SessionMeta,
-    expect: &mut std::collections::VecDeque<Expect>,
+    st: &mut State,
     rows: Option<u64>,
     error: Option<&str>,
     suspended: bool,
 ) {
-    match expect.front_mut() {
+    match st.expect.front_mut() {
         Some(Expect::Query {
             stmts,
             columns,
@@ -307,7 +337,7 @@ fn complete(
                 audit: Some(a),
                 slot,
                 ..
-            }) = expect.pop_front()
+            }) = st.pop()
             {
                 let rows = rows.or(suspended.then_some(0));
                 record_done(audit, meta, a, slot, rows, error);
@@ -315,6 +345,11 @@ fn complete(
         }
         _ => {}
     }
+}
+
+/// What a RowDescription answers: a Describe, or a simple Query's result set.
+fn described(e: &Expect) -> bool {
+    matches!(e, Expect::Describe { .. } | Expect::Query { .. })
 }
 
 /// The session ended (the client or the server went away, the agent stops): the statements
@@ -392,8 +427,8 @@ mod tests {
     use super::*;
     use crate::{
         postgres::protocol::{
-            BackendMessage, BindComplete, CommandComplete, ErrorResponse, ReadyForQuery,
-            TransactionStatus,
+            BackendMessage, BindComplete, CommandComplete, CopyInResponse, ErrorResponse,
+            ParseComplete, ReadyForQuery, TransactionStatus,
         },
         store::Sent,
     };
@@ -433,26 +468,35 @@ mod tests {
 
         /// What the frontend owes for an Execute of `text` let through: its audit and a slot.
         fn execute(&self, text: &str) -> Expect {
-            let seq = self.shared.lock().seq();
             Expect::Execute {
                 columns: None,
-                audit: Some(state::StmtAudit {
-                    seq,
-                    started: std::time::Instant::now(),
-                    started_at: SystemTime::now(),
-                    text: text.into(),
-                    classes: vec!["select".into()],
-                    tables: Vec::new(),
-                    decision: "allow".into(),
-                    rule: "r".into(),
-                    masked: Default::default(),
-                }),
+                audit: Some(self.allowed(text)),
                 slot: Some(self.audit.try_hold().expect("a slot")),
+                copy: None,
+            }
+        }
+
+        /// The audit of a statement let through.
+        fn allowed(&self, text: &str) -> state::StmtAudit {
+            state::StmtAudit {
+                seq: self.shared.lock().seq(),
+                started: std::time::Instant::now(),
+                started_at: SystemTime::now(),
+                text: text.into(),
+                classes: vec!["select".into()],
+                tables: Vec::new(),
+                decision: "allow".into(),
+                rule: "r".into(),
+                masked: Default::default(),
             }
         }
 
         /// The server sends `msg`; what goes to the client.
         fn receive(&self, msg: impl Into<BackendMessage>) -> BytesMut {
+            self.try_receive(msg).expect("handled")
+        }
+
+        fn try_receive(&self, msg: impl Into<BackendMessage>) -> Result<BytesMut, ReadError> {
             let mut buf = BytesMut::new();
             msg.into().encode(&mut buf);
             let frame = next_backend(&mut buf, MAX_MESSAGE_LEN)
@@ -466,9 +510,8 @@ mod tests {
                 &self.shared,
                 frame,
                 &mut out,
-            )
-            .expect("handled");
-            out
+            )?;
+            Ok(out)
         }
 
         fn owed(&self) -> VecDeque<&'static str> {
@@ -478,7 +521,7 @@ mod tests {
                 .iter()
                 .map(|e| match e {
                     Expect::Execute { .. } => "execute",
-                    Expect::Sync { .. } => "sync",
+                    Expect::Sync => "sync",
                     Expect::Bind { .. } => "bind",
                     _ => "other",
                 })
@@ -534,7 +577,7 @@ mod tests {
         assert!(b.shared.lock().skipping, "the rest of the batch is skipped");
 
         // The client's Sync ends the batch.
-        b.shared.lock().client_sync(false);
+        b.shared.lock().client_sync();
         assert!(!b.shared.lock().skipping);
         b.receive(ReadyForQuery {
             status: TransactionStatus::Idle,
@@ -551,7 +594,7 @@ mod tests {
             let execute = b.execute(text);
             b.shared.lock().expect.push_back(execute);
         }
-        b.shared.lock().client_sync(false);
+        b.shared.lock().client_sync();
         b.shared
             .lock()
             .expect
@@ -567,6 +610,7 @@ mod tests {
             columns: None,
             exprs: None,
             slot: None,
+            copy: None,
         });
         b.receive(error());
         assert!(!b.shared.lock().skipping);
@@ -615,9 +659,10 @@ mod tests {
                 columns: None,
                 exprs: None,
                 slot,
+                copy: None,
             });
             st.expect.push_back(execute);
-            st.client_sync(false);
+            st.client_sync();
             st.injected_error();
         }
         session_ended(&b.audit, &b.meta, &b.shared);
@@ -636,5 +681,268 @@ mod tests {
         );
         assert!(b.owed().is_empty());
         assert_eq!(b.audit.stats().in_flight, 0);
+    }
+
+    /// A session played message by message: the client's messages as the frontend pump
+    /// handles them (`>X`; `>Ec` and `>Qc` may start a COPY FROM STDIN), the server's responses
+    /// as the backend pump does (`<X`, through [`on_frame`]). A client message the frontend
+    /// waits on is tried again after each server response, with those after it.
+    struct Play {
+        b: Backend,
+        /// What went to the server: the client's messages, `H` for a Flush sent in place of a
+        /// Sync, `S` for a held Sync sent.
+        sent: String,
+        /// Client messages waiting, in order.
+        waiting: VecDeque<String>,
+        /// The frontend ended the session.
+        refused: bool,
+        /// Statements let through.
+        let_through: usize,
+        /// Statement records the writer took.
+        recorded: usize,
+    }
+
+    impl Play {
+        fn run(steps: &str) -> Play {
+            let mut p = Play {
+                b: Backend::new(),
+                sent: String::new(),
+                waiting: VecDeque::new(),
+                refused: false,
+                let_through: 0,
+                recorded: 0,
+            };
+            for step in steps.split_whitespace() {
+                let (side, msg) = step.split_at(1);
+                if side == ">" {
+                    p.waiting.push_back(msg.to_owned());
+                    p.client();
+                } else {
+                    p.server(msg, steps);
+                    p.recorded += p.b.sent.statements().len();
+                    // Held Syncs go as soon as the server is known not to copy.
+                    if p.waiting.is_empty() {
+                        let held = p.b.shared.lock().release();
+                        p.release(held);
+                    }
+                    p.client();
+                }
+            }
+            assert!(
+                p.waiting.is_empty(),
+                "{steps}: still waiting: {:?}",
+                p.waiting
+            );
+            p
+        }
+
+        fn release(&mut self, n: u32) {
+            for _ in 0..n {
+                self.b.shared.lock().client_sync();
+                self.sent.push('S');
+            }
+        }
+
+        /// The frontend takes the client's waiting messages, in order, until one waits.
+        fn client(&mut self) {
+            while let Some(msg) = self.waiting.front().cloned() {
+                if self.refused {
+                    self.waiting.clear();
+                    return;
+                }
+                let tag = msg.as_bytes()[0];
+                let step = self.b.shared.lock().client_step(tag);
+                match step {
+                    state::Step::Wait => return,
+                    state::Step::Refuse => {
+                        self.refused = true;
+                        continue;
+                    }
+                    state::Step::Hold => {
+                        self.waiting.pop_front();
+                        self.sent.push('H');
+                        continue;
+                    }
+                    state::Step::Release(n) => self.release(n),
+                    state::Step::Forward => {}
+                }
+                self.waiting.pop_front();
+                let copy = msg.len() > 1;
+                let entry = match tag {
+                    b'P' => Some(Expect::Parse { swallow: false }),
+                    b'B' => Some(Expect::Bind { swallow: false }),
+                    b'E' => {
+                        let audit = self.b.allowed(&msg);
+                        let mut st = self.b.shared.lock();
+                        let slot = (!st.skipping).then(|| self.b.audit.try_hold().expect("slot"));
+                        let copy = (copy && slot.is_some()).then(|| st.open_copy(false));
+                        self.let_through += usize::from(slot.is_some());
+                        Some(Expect::Execute {
+                            columns: None,
+                            audit: Some(audit),
+                            slot,
+                            copy,
+                        })
+                    }
+                    b'Q' => {
+                        let audit = self.b.allowed(&msg);
+                        let slot = self.b.audit.try_hold();
+                        self.let_through += 1;
+                        Some(Expect::Query {
+                            stmts: [audit].into(),
+                            columns: None,
+                            exprs: None,
+                            slot,
+                            copy: copy.then(|| self.b.shared.lock().open_copy(true)),
+                        })
+                    }
+                    b'S' => {
+                        self.b.shared.lock().client_sync();
+                        None
+                    }
+                    _ => None, // CopyData, CopyDone, CopyFail, Flush: nothing owed.
+                };
+                if let Some(e) = entry {
+                    self.b.shared.lock().expect.push_back(e);
+                }
+                self.sent.push(char::from(tag));
+            }
+        }
+
+        fn server(&mut self, msg: &str, steps: &str) {
+            let r = match msg {
+                "1" => self
+                    .b
+                    .try_receive(BackendMessage::ParseComplete(ParseComplete)),
+                "2" => self.b.try_receive(BindComplete),
+                "C" => self.b.try_receive(CommandComplete {
+                    tag: "COPY 1".into(),
+                }),
+                "G" => self.b.try_receive(CopyInResponse::default()),
+                "E" => self.b.try_receive(error()),
+                "Z" => self.b.try_receive(ReadyForQuery {
+                    status: TransactionStatus::Idle,
+                }),
+                _ => unreachable!("{msg}"),
+            };
+            if let Err(e) = r {
+                panic!("{steps}: at <{msg}: {e}; owed {:?}", self.b.owed());
+            }
+        }
+
+        /// Everything answered and recorded; no Sync held.
+        fn in_step(&self, steps: &str) {
+            assert!(
+                self.b.owed().is_empty(),
+                "{steps}: owed {:?}",
+                self.b.owed()
+            );
+            let st = self.b.shared.lock();
+            assert!(
+                st.copy
+                    .as_ref()
+                    .is_none_or(|w| w.held == 0 && w.phase == state::CopyPhase::Over),
+                "{steps}: {:?}",
+                st.copy
+            );
+            drop(st);
+            assert_eq!(
+                self.recorded, self.let_through,
+                "{steps}: every statement let through is recorded"
+            );
+        }
+    }
+
+    /// COPY FROM STDIN, played in the orders the two pumps can see it. The server ignores a
+    /// Sync while it copies in and answers it otherwise, and where a copy fails in the
+    /// client's stream cannot be known; so no Sync is forwarded while the server may be copying
+    /// (a Flush goes in its place), and every ReadyForQuery the server sends is one tollgate
+    /// owes. Each play ends with everything answered and recorded, and the next batch in step.
+    #[test]
+    fn copy_in_orders() {
+        let next = ">P >B >E >S <1 <2 <C <Z";
+        for (steps, sent) in [
+            // tokio-postgres and libpq: Bind, Execute, Sync, then the data once
+            // CopyInResponse came. The Sync is dropped: the server would ignore it.
+            (">B >Ec >S <2 <G >d >d >c >S <C <Z", "BEHddcS"),
+            // The CopyInResponse came before the Sync.
+            (">B >Ec <2 <G >S >d >c >S <C <Z", "BEHdcS"),
+            // A client that does not wait for CopyInResponse: its CopyDone waits for it.
+            (">B >Ec >S >d >c >S <2 <G <C <Z", "BEHdcS"),
+            // No Sync until the end: nothing held.
+            (">B >Ec >d >c >S <2 <G <C <Z", "BEdcS"),
+            // The copy never starts (no such table): the held Sync goes, and is answered.
+            (">B >Ec >S <2 <E <Z", "BEHS"),
+            // ... with the next batch sent at once: it waits for the held Sync.
+            (">B >Ec >S >B >E >S <2 <E <Z <2 <C <Z", "BEHSBES"),
+            // Not a copy after all (an unclassified statement): the Flush brings its result.
+            (">B >Ec >S <2 <C <Z", "BEHS"),
+            // A bad row, and a Sync sent among the data: not forwarded, so not answered.
+            (">B >Ec >S <2 <G >d >S <E >c >S <Z", "BEHdHcS"),
+            // ... all pipelined: the next batch is matched with its own responses.
+            (
+                ">B >Ec >S <2 <G >d >S >c >S >P >B >E >S <E <Z <1 <2 <C <Z",
+                "BEHdHcSPBES",
+            ),
+            // CopyFail.
+            (">B >Ec >S <2 <G >d >f >S <E <Z", "BEHdfS"),
+            // The copy fails before reading anything (a trigger, a cancel): the Sync after
+            // CopyDone is the one answered.
+            (">B >Ec >S <2 <G <E >d >c >S <Z", "BEHdcS"),
+            // A Sync after the copy failed is forwarded and answered.
+            (">B >Ec <2 <G >d <E >S <Z >c >S <Z", "BEdScS"),
+            // Simple Query: psql's \copy.
+            (">Qc <G >d >c <C <Z", "Qdc"),
+            // Two copies in one query string.
+            (">Qc <G >d >c <C <G >d >c <C <Z", "Qdcdc"),
+            // A query string that fails before its copy: the next Query waited, and goes.
+            (">Qc >Q <E <Z <C <Z", "QQ"),
+            // A Sync during a simple Query's copy is not forwarded.
+            (">Qc <G >d >S <E <Z", "QdH"),
+        ] {
+            let p = Play::run(&format!("{steps} {next}"));
+            assert!(!p.refused, "{steps}");
+            assert_eq!(p.sent, format!("{sent}PBES"), "{steps}");
+            p.in_step(steps);
+        }
+    }
+
+    /// A message other than CopyData, CopyDone, CopyFail, Flush or Sync while the server copies
+    /// in: the server would fail the copy on it and consume it, leaving it unanswered. The
+    /// frontend ends the session instead, also when the message came before the server said it
+    /// copies.
+    #[test]
+    fn a_message_during_a_copy_ends_the_session() {
+        for steps in [
+            ">Qc <G >d >Q",
+            ">Qc >Q <G",
+            ">B >Ec >S <2 <G >d >P",
+            ">B >Ec >S >P <2 <G",
+        ] {
+            assert!(Play::run(steps).refused, "{steps}");
+        }
+    }
+
+    /// A CopyInResponse for a statement that cannot start a copy (tollgate classified it as
+    /// something else), and responses that answer nothing owed, end the session.
+    #[test]
+    fn responses_out_of_step_end_the_session() {
+        let b = Backend::new();
+        let execute = b.execute("select 1");
+        b.shared.lock().expect.push_back(execute);
+        let e = b
+            .try_receive(CopyInResponse::default())
+            .expect_err("desync");
+        assert!(e.to_string().contains("CopyInResponse"), "{e}");
+        let e = b.try_receive(BindComplete).expect_err("desync");
+        assert!(e.to_string().contains("BindComplete"), "{e}");
+        b.shared.lock().client_sync();
+        let e = b
+            .try_receive(ReadyForQuery {
+                status: TransactionStatus::Idle,
+            })
+            .expect_err("desync");
+        assert!(e.to_string().contains("the result of an Execute"), "{e}");
+        assert_eq!(b.owed(), ["execute", "sync"], "left for the session's end");
     }
 }

@@ -5,14 +5,17 @@ use std::{
 };
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
+    sync::Notify,
+};
 use tracing::{debug, info};
 
 use crate::{
     masking::Masker,
     postgres::protocol::{
         Bind, Close, Describe, Flush, FrontendFrame, FrontendMessage, MAX_MESSAGE_LEN, ObjectKind,
-        Parse, Query, next_frontend,
+        Parse, Query, Sync, next_frontend,
     },
     proxy::Context,
     store::{AuditSink, Slot, StatementRecord},
@@ -21,7 +24,7 @@ use crate::{
 use super::{
     check::{self, Checked, SessionMeta},
     deny, lineage,
-    state::{Expect, Portal, Prepared, Shared, StmtAudit},
+    state::{Expect, Portal, Prepared, Shared, Step, StmtAudit, may_copy},
     stream::{self, ReadError},
 };
 
@@ -42,9 +45,10 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut out = BytesMut::with_capacity(8 * 1024);
-    // Mirrors `State::after_execute` (set and cleared only here), so that the lock is taken
-    // only when it changes.
-    let mut after_execute = false;
+    // A copy window is open (`State::copy`; opened and closed only here), so that the lock is
+    // taken for it only then.
+    let mut window = false;
+    let copy_changed = shared.lock().copy_changed.clone();
     loop {
         let frame = match next_frontend(&mut buf, false, MAX_MESSAGE_LEN)? {
             Some(f) => f,
@@ -54,7 +58,20 @@ where
                     server.flush().await?;
                     out.clear();
                 }
-                let n = stream::fill(&mut client, &mut buf).await?;
+                // Syncs held in a copy window go as soon as the server is known not to copy:
+                // the client may be waiting for their ReadyForQuery.
+                let n = if window && shared.lock().holds_syncs() {
+                    tokio::select! {
+                        n = stream::fill(&mut client, &mut buf) => n?,
+                        () = copy_changed.notified() => {
+                            let held = shared.lock().release();
+                            release(shared, held, &mut out);
+                            continue;
+                        }
+                    }
+                } else {
+                    stream::fill(&mut client, &mut buf).await?
+                };
                 if n == 0 {
                     return Ok(());
                 }
@@ -63,9 +80,22 @@ where
             }
         };
         let tag = frame.raw().first().copied().unwrap_or(0);
-        if after_execute && !matches!(tag, b'S' | b'H' | b'd') {
-            after_execute = false;
-            shared.lock().copy_over();
+        if window {
+            match copy_step(shared, &copy_changed, tag, &mut server, &mut out).await? {
+                Step::Hold => {
+                    Flush.encode(&mut out);
+                    continue;
+                }
+                Step::Refuse => {
+                    return Err(ReadError::Violation(format!(
+                        "{} sent during COPY FROM STDIN (the server would fail the copy on it)",
+                        frame.name()
+                    )));
+                }
+                Step::Release(n) => release(shared, n, &mut out),
+                Step::Forward | Step::Wait => {}
+            }
+            window = shared.lock().copy.is_some();
         }
         match tag {
             b'Q' => {
@@ -74,7 +104,8 @@ where
                 };
                 // Before a possibly long approval hold, what is already decided goes out.
                 flush(&mut server, &mut out).await?;
-                on_query(ctx, meta, masker, shared, q, frame, &mut server, &mut out).await?;
+                window =
+                    on_query(ctx, meta, masker, shared, q, frame, &mut server, &mut out).await?;
             }
             b'P' => {
                 let Ok(FrontendMessage::Parse(p)) = frame.decode() else {
@@ -110,7 +141,7 @@ where
                 // In a batch that already failed, the server skips it: no record will come,
                 // and none is made if the session ends first.
                 let slot = (!st.skipping).then_some(slot);
-                let (columns, audit) = match st.portals.get(&e.portal) {
+                let (columns, audit, may_copy) = match st.portals.get(&e.portal) {
                     Some(p) => {
                         let cols = p.columns.clone().or_else(|| {
                             st.prepared.get(&p.statement).and_then(|s| {
@@ -125,10 +156,11 @@ where
                                 })
                             })
                         });
-                        let audit = st.prepared.get(&p.statement).map(|s| s.audit.clone());
-                        (cols, audit)
+                        let prepared = st.prepared.get(&p.statement);
+                        let audit = prepared.map(|s| s.audit.clone());
+                        (cols, audit, prepared.is_some_and(|s| s.may_copy))
                     }
-                    None => (None, None),
+                    None => (None, None, false),
                 };
                 let audit = audit.map(|mut a| {
                     a.seq = st.seq();
@@ -136,14 +168,17 @@ where
                     a.started_at = SystemTime::now();
                     a
                 });
+                // One that may start a COPY FROM STDIN opens a copy window, unless the server
+                // skips it.
+                let copy = (may_copy && slot.is_some()).then(|| st.open_copy(false));
+                window = copy.is_some();
                 st.expect.push_back(Expect::Execute {
                     columns,
                     audit,
                     slot,
+                    copy,
                 });
-                st.executed();
                 drop(guard);
-                after_execute = true;
                 out.extend_from_slice(frame.raw());
             }
             b'C' => {
@@ -153,7 +188,7 @@ where
                 on_close(shared, c, frame, &mut out);
             }
             b'S' => {
-                shared.lock().client_sync(after_execute);
+                shared.lock().client_sync();
                 out.extend_from_slice(frame.raw());
             }
             b'H' | b'd' | b'c' | b'f' => out.extend_from_slice(frame.raw()),
@@ -172,6 +207,7 @@ where
                     columns: None,
                     exprs: None,
                     slot: None,
+                    copy: None,
                 });
                 drop(st);
                 deny::simple(
@@ -211,6 +247,40 @@ async fn hold_slot<W: AsyncWrite + Unpin>(
     Ok(ctx.audit.hold().await)
 }
 
+/// What to do with a client message of type `tag` while a copy window is open
+/// ([`super::state::CopyWindow`]). [`Step::Wait`] is waited out here: what is decided goes to
+/// the server, with a Flush (the server then sends what settles the window), until the
+/// server's responses settle it. Never returns [`Step::Wait`].
+async fn copy_step<W: AsyncWrite + Unpin>(
+    shared: &Shared,
+    changed: &Notify,
+    tag: u8,
+    server: &mut W,
+    out: &mut BytesMut,
+) -> std::io::Result<Step> {
+    loop {
+        let step = shared.lock().client_step(tag);
+        if step != Step::Wait {
+            return Ok(step);
+        }
+        Flush.encode(out);
+        flush(server, out).await?;
+        changed.notified().await;
+    }
+}
+
+/// Sends `n` Syncs held in a copy window, each owed a ReadyForQuery.
+fn release(shared: &Shared, n: u32, out: &mut BytesMut) {
+    if n == 0 {
+        return;
+    }
+    let mut st = shared.lock();
+    for _ in 0..n {
+        st.client_sync();
+        Sync.encode(out);
+    }
+}
+
 async fn flush<W: AsyncWrite + Unpin>(server: &mut W, out: &mut BytesMut) -> std::io::Result<()> {
     if !out.is_empty() {
         server.write_all(out).await?;
@@ -227,6 +297,8 @@ fn bad(frame: &FrontendFrame) -> ReadError {
     ))
 }
 
+/// Decides a Query and forwards it, or the denial in its place. Returns whether it opened a
+/// copy window.
 #[allow(clippy::too_many_arguments)]
 async fn on_query<W: AsyncWrite + Unpin>(
     ctx: &Context,
@@ -237,7 +309,7 @@ async fn on_query<W: AsyncWrite + Unpin>(
     frame: FrontendFrame,
     server: &mut W,
     out: &mut BytesMut,
-) -> std::io::Result<()> {
+) -> std::io::Result<bool> {
     let checked = check::check(ctx, meta, &q.query).await;
     let (checked, slot) = audit_gate(ctx, shared, checked, server, out).await?;
     let seq = shared.lock().seq();
@@ -253,21 +325,23 @@ async fn on_query<W: AsyncWrite + Unpin>(
             // behind that Sync's ReadyForQuery and shift every later response by one.
             drop(st);
             out.extend_from_slice(frame.raw());
-            return Ok(());
+            return Ok(false);
         }
+        let copy = may_copy(&checked.statements).then(|| st.open_copy(true));
         st.expect.push_back(Expect::Query {
             stmts,
             columns: None,
             exprs,
             slot,
+            copy,
         });
         drop(st);
         out.extend_from_slice(frame.raw());
-    } else {
-        let why = (checked.decision.rule.as_str(), checked.detail.as_str());
-        deny_statement(ctx, meta, shared, why, audit, out, false);
+        return Ok(copy.is_some());
     }
-    Ok(())
+    let why = (checked.decision.rule.as_str(), checked.detail.as_str());
+    deny_statement(ctx, meta, shared, why, audit, out, false);
+    Ok(false)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -294,6 +368,7 @@ async fn on_parse<W: AsyncWrite + Unpin>(
                 audit,
                 fields: None,
                 exprs,
+                may_copy: may_copy(&checked.statements),
             },
         );
         st.expect.push_back(Expect::Parse { swallow: false });
@@ -369,6 +444,7 @@ fn deny_statement(
             columns: None,
             exprs: None,
             slot: None,
+            copy: None,
         });
         drop(st);
         deny::simple(deny::SQLSTATE_DENIED, &message, out);

@@ -6,6 +6,8 @@ use std::{
     time::{Instant, SystemTime},
 };
 
+use tokio::sync::Notify;
+
 use super::{catalog::Catalog, lineage::ExprPlan};
 use crate::{
     masking::{ColumnMask, MaskCounts, Masker},
@@ -115,6 +117,17 @@ pub struct Prepared {
     pub exprs: Option<Arc<ExprPlan>>,
     /// Row description from a statement Describe (formats unknown there).
     pub fields: Option<Vec<FieldDescription>>,
+    /// It may start a COPY FROM STDIN ([`may_copy`]).
+    pub may_copy: bool,
+}
+
+/// Whether statements may start a COPY FROM STDIN: a `COPY … FROM` (STDIN or not), or a
+/// statement that could not be classified.
+pub fn may_copy(statements: &[crate::postgres::sql::Classified]) -> bool {
+    use crate::postgres::sql::StatementClass;
+    statements
+        .iter()
+        .any(|c| matches!(c.class, StatementClass::CopyFrom | StatementClass::Unknown))
 }
 
 /// A bound portal.
@@ -144,6 +157,8 @@ pub enum Expect {
         exprs: Option<Arc<ExprPlan>>,
         /// The audit queue's slot held for the record.
         slot: Option<Slot>,
+        /// The copy window it opened ([`CopyWindow::id`]): it may start a COPY FROM STDIN.
+        copy: Option<u32>,
     },
     /// ParseComplete (swallowed when tollgate injected the Parse).
     Parse {
@@ -170,16 +185,120 @@ pub enum Expect {
         audit: Option<StmtAudit>,
         /// The audit queue's slot held for the record.
         slot: Option<Slot>,
+        /// The copy window it opened ([`CopyWindow::id`]): it may start a COPY FROM STDIN.
+        copy: Option<u32>,
     },
     /// CloseComplete.
     Close,
     /// ReadyForQuery.
-    Sync {
-        /// Sent after an Execute, with only Syncs, Flushes and CopyData in between: if that
-        /// Execute started a COPY FROM STDIN, the server ignores this Sync
-        /// ([`State::copy_in_started`]).
-        after_execute: bool,
-    },
+    Sync,
+}
+
+impl Expect {
+    /// What the server owes, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Expect::Query { .. } => "the result of a Query",
+            Expect::Parse { .. } => "ParseComplete",
+            Expect::Bind { .. } => "BindComplete",
+            Expect::Describe { .. } => "a description",
+            Expect::Execute { .. } => "the result of an Execute",
+            Expect::Close => "CloseComplete",
+            Expect::Sync => "ReadyForQuery",
+        }
+    }
+
+    /// Holds a slot for the record of a statement let through: the server must answer it
+    /// (or skip it after an error), never pass over it.
+    fn is_live(&self) -> bool {
+        match self {
+            Expect::Query { stmts, slot, .. } => slot.is_some() && !stmts.is_empty(),
+            Expect::Execute { slot, .. } => slot.is_some(),
+            _ => false,
+        }
+    }
+
+    /// The copy window this entry opened.
+    fn copy(&self) -> Option<u32> {
+        match self {
+            Expect::Query { copy, .. } | Expect::Execute { copy, .. } => *copy,
+            _ => None,
+        }
+    }
+}
+
+/// A response that matches nothing owed: tollgate no longer knows which request the server
+/// answers (which statement's columns mask the rows, which record gets the result), so the
+/// session ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desync {
+    /// The server's message.
+    pub response: &'static str,
+    /// What was owed first; `None`: nothing.
+    pub owed: Option<&'static str>,
+}
+
+impl std::fmt::Display for Desync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the server sent {} while {} was owed",
+            self.response,
+            self.owed.unwrap_or("nothing")
+        )
+    }
+}
+
+/// What the server does with a statement that may start a COPY FROM STDIN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyPhase {
+    /// Not known yet: neither its CopyInResponse nor its end has come.
+    Pending,
+    /// The server copies in (its CopyInResponse came): it ignores the client's Syncs.
+    Copying,
+    /// The server is not copying for it: it ended without a copy, or its copy failed.
+    Over,
+}
+
+/// The client's side of a statement that may start a COPY FROM STDIN (a `COPY … FROM`, or a
+/// statement tollgate could not classify), from the Query or Execute that sends it to the
+/// client's CopyDone or CopyFail (for a Query, to its ReadyForQuery: it may copy several
+/// times).
+///
+/// While the server copies in, it ignores Sync; once a copy fails, it answers the next Sync it
+/// reads. Where in the client's stream a copy fails (a bad row, a trigger, a cancel, a
+/// timeout) cannot be known, so a Sync forwarded during a copy may or may not be answered. A
+/// ReadyForQuery tollgate did not expect, or one it expected that never comes, would match
+/// every later response with the wrong request. So no Sync is forwarded in a window unless the
+/// server is known not to copy: a Flush goes in its place. Syncs held while the server has not
+/// said whether it copies are sent (and owed) if it does not; once it copies, they are dropped,
+/// as the server would ignore them (libpq and tokio-postgres send one right after the
+/// Execute).
+#[derive(Debug)]
+pub struct CopyWindow {
+    /// Its number, on the entry owed for its statement.
+    pub id: u32,
+    /// What the server does with it, as far as its responses tell.
+    pub phase: CopyPhase,
+    /// Syncs held while [`CopyPhase::Pending`].
+    pub held: u32,
+    /// Opened by a simple Query.
+    pub query: bool,
+}
+
+/// What the frontend does with a client message ([`State::client_step`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Handle it as usual.
+    Forward,
+    /// Send the `n` Syncs held first (each owed a ReadyForQuery), then handle it as usual.
+    Release(u32),
+    /// A Sync that is not forwarded: a Flush goes in its place.
+    Hold,
+    /// Wait until the server's responses settle the copy window, then ask again.
+    Wait,
+    /// The server would fail its copy on this message: end the session.
+    Refuse,
 }
 
 /// The shared state.
@@ -195,15 +314,12 @@ pub struct State {
     pub next_seq: u32,
     /// In a COPY TO STDOUT stream.
     pub copy_out: bool,
-    /// The client's messages since its last Execute were only Syncs, Flushes and CopyData: were
-    /// that Execute a COPY FROM STDIN, the server would still be copying, and ignoring those
-    /// Syncs (tokio-postgres, for one, sends a Sync right after the Execute, and another after
-    /// CopyDone).
-    pub after_execute: bool,
-    /// The server copies in for the client's last Execute (its CopyInResponse came) and the
-    /// client has not ended the copy: the Syncs it sends meanwhile are ignored by the server
-    /// and owe nothing.
-    pub copy_in: bool,
+    /// The client's open copy window.
+    pub copy: Option<CopyWindow>,
+    /// The number of the last copy window.
+    pub copies: u32,
+    /// Rung when the phase of the open copy window changes (the frontend may wait on it).
+    pub copy_changed: Arc<Notify>,
     /// The current extended-protocol batch failed: tollgate made the server raise an error in
     /// it, or the server's own error came before the client sent the batch's Sync. The server
     /// skips every message up to that Sync, so nothing there waits for the audit store. Cleared
@@ -223,6 +339,7 @@ impl State {
             columns: None,
             audit: None,
             slot: None,
+            copy: None,
         });
         self.skipping = true;
         self.prepared.remove("");
@@ -242,63 +359,202 @@ impl Shared {
 }
 
 impl State {
+    /// Removes the entry owed first. A statement that opened a copy window has ended (its
+    /// result, its error, or skipped after an error): the server is not copying for it.
+    pub fn pop(&mut self) -> Option<Expect> {
+        let e = self.expect.pop_front()?;
+        if let Some(id) = e.copy() {
+            self.copy_settled(id);
+        }
+        Some(e)
+    }
+
+    /// Removes the entry owed first if `fits` it; otherwise the server answers something not
+    /// owed (the entry stays, to be recorded when the session ends).
+    pub fn take(
+        &mut self,
+        response: &'static str,
+        fits: impl Fn(&Expect) -> bool,
+    ) -> Result<Expect, Desync> {
+        match self.expect.front() {
+            Some(e) if fits(e) => Ok(self.pop().expect("an entry owed")),
+            other => Err(Desync {
+                response,
+                owed: other.map(Expect::name),
+            }),
+        }
+    }
+
+    /// The entry owed first must be `fits` for `response`.
+    pub fn expect_front(
+        &self,
+        response: &'static str,
+        fits: impl Fn(&Expect) -> bool,
+    ) -> Result<(), Desync> {
+        match self.expect.front() {
+            Some(e) if fits(e) => Ok(()),
+            other => Err(Desync {
+                response,
+                owed: other.map(Expect::name),
+            }),
+        }
+    }
+
     /// ReadyForQuery: the server has answered everything up to the client's Sync (or the simple
     /// Query it ends). What is still owed before that Sync was skipped after an error: the
     /// server drops messages up to the Sync, and an error handled while the client's batch was
     /// still arriving left the entries of the rest of the batch behind it. They go now, with
-    /// the Sync (and the slots held for their records); left, they would be matched with the
-    /// responses to later messages (rows masked by another statement's columns, a real
-    /// ParseComplete swallowed).
-    pub fn ready_for_query(&mut self) {
-        while let Some(e) = self.expect.pop_front() {
-            if matches!(e, Expect::Sync { .. } | Expect::Query { .. }) {
-                break;
-            }
+    /// the Sync; left, they would be matched with the responses to later messages (rows masked
+    /// by another statement's columns, a real ParseComplete swallowed).
+    ///
+    /// A skipped entry never holds a slot (those pushed while [`Self::skipping`] get none, and
+    /// the server's error takes the others). One that does was let through and not answered:
+    /// the server answered a Sync tollgate does not know of, and passing over the statement
+    /// would leave it unrecorded. That, and a ReadyForQuery with no Sync owed, is a
+    /// [`Desync`]; nothing is removed then.
+    pub fn ready_for_query(&mut self) -> Result<(), Desync> {
+        let end = self
+            .expect
+            .iter()
+            .position(|e| matches!(e, Expect::Sync | Expect::Query { .. }));
+        let desync = |owed: Option<&Expect>| Desync {
+            response: "ReadyForQuery",
+            owed: owed.map(Expect::name),
+        };
+        let Some(end) = end else {
+            return Err(desync(self.expect.front()));
+        };
+        if let Some(live) = self.expect.iter().take(end + 1).find(|e| e.is_live()) {
+            return Err(desync(Some(live)));
         }
+        for _ in 0..=end {
+            self.pop();
+        }
+        Ok(())
     }
 
-    /// The client sends a Sync: a ReadyForQuery is owed for it, unless the server is copying in
-    /// (it ignores the Sync then).
-    pub fn client_sync(&mut self, after_execute: bool) {
-        if self.copy_in && after_execute {
-            return;
-        }
+    /// The client sends a Sync that is forwarded: a ReadyForQuery is owed for it, and it ends
+    /// a failed batch.
+    pub fn client_sync(&mut self) {
         self.skipping = false;
-        self.expect.push_back(Expect::Sync { after_execute });
+        self.expect.push_back(Expect::Sync);
     }
 
-    /// The client's Execute is forwarded: see [`Self::after_execute`].
-    pub fn executed(&mut self) {
-        self.after_execute = true;
+    /// Opens a copy window for a Query (`query`) or Execute about to be forwarded; its number
+    /// goes on the entry owed for it.
+    pub fn open_copy(&mut self, query: bool) -> u32 {
+        self.copies += 1;
+        self.copy = Some(CopyWindow {
+            id: self.copies,
+            phase: CopyPhase::Pending,
+            held: 0,
+            query,
+        });
+        self.copies
     }
 
-    /// The client sent something other than a Sync, Flush or CopyData after its last Execute:
-    /// CopyDone and CopyFail end a copy, anything else makes the server fail it. The Syncs it
-    /// sends from now on are answered.
-    pub fn copy_over(&mut self) {
-        self.after_execute = false;
-        self.copy_in = false;
-    }
-
-    /// CopyInResponse: the server started a COPY FROM STDIN. For an Execute (owed first), it
-    /// ignores the client's Syncs until CopyDone or CopyFail. Those already owed go: they are
-    /// the Syncs tagged `after_execute` right behind that Execute (any other entry, or an
-    /// untagged Sync, was sent after the copy's end). If nothing was sent after them and the
-    /// client has not ended the copy, the Syncs it sends until it does owe nothing.
-    pub fn copy_in_started(&mut self) {
-        if !matches!(self.expect.front(), Some(Expect::Execute { .. })) {
-            // A simple Query's COPY: its client sends no Sync.
-            return;
+    /// What the frontend does with a client message of type `tag` ([`CopyWindow`]). Without
+    /// an open window: [`Step::Forward`].
+    pub fn client_step(&mut self, tag: u8) -> Step {
+        let Some(w) = self.copy.as_mut() else {
+            return Step::Forward;
+        };
+        match (w.phase, tag) {
+            (CopyPhase::Over, _) => {
+                let held = w.held;
+                self.copy = None;
+                if held > 0 {
+                    Step::Release(held)
+                } else {
+                    Step::Forward
+                }
+            }
+            (_, b'd' | b'H' | b'X') => Step::Forward,
+            (CopyPhase::Pending, b'S') => {
+                w.held += 1;
+                Step::Hold
+            }
+            (CopyPhase::Copying, b'S') => Step::Hold,
+            // CopyDone or CopyFail: the client's copy ends (an Execute's window with it). A
+            // Query may start another.
+            (CopyPhase::Copying, b'c' | b'f') => {
+                if w.query {
+                    w.phase = CopyPhase::Pending;
+                } else {
+                    self.copy = None;
+                }
+                Step::Forward
+            }
+            // Held Syncs precede it: wait to know whether they are sent.
+            (CopyPhase::Pending, b'c' | b'f') if w.held > 0 => Step::Wait,
+            (CopyPhase::Pending, b'c' | b'f') => {
+                if !w.query {
+                    self.copy = None;
+                }
+                Step::Forward
+            }
+            (CopyPhase::Pending, _) => Step::Wait,
+            (CopyPhase::Copying, _) => Step::Refuse,
         }
-        while matches!(
-            self.expect.get(1),
-            Some(Expect::Sync {
-                after_execute: true
-            })
-        ) {
-            self.expect.remove(1);
+    }
+
+    /// The frontend waits for the client while Syncs are held: it must also wake when they
+    /// are to be sent.
+    pub fn holds_syncs(&self) -> bool {
+        self.copy
+            .as_ref()
+            .is_some_and(|w| w.held > 0 && w.phase == CopyPhase::Pending)
+    }
+
+    /// The held Syncs to send now that the server is known not to copy; the window closes.
+    pub fn release(&mut self) -> u32 {
+        match &self.copy {
+            Some(w) if w.phase == CopyPhase::Over => {
+                let held = w.held;
+                self.copy = None;
+                held
+            }
+            _ => 0,
         }
-        self.copy_in = self.expect.len() == 1 && self.after_execute;
+    }
+
+    /// CopyInResponse: the server copies in for the statement owed first, which must be one
+    /// that may ([`Expect::copy`]). The Syncs held for its window are dropped: the server would
+    /// have ignored them.
+    pub fn copy_in_response(&mut self) -> Result<(), Desync> {
+        let Some(id) = self.expect.front().and_then(Expect::copy) else {
+            return Err(Desync {
+                response: "CopyInResponse",
+                owed: self.expect.front().map(Expect::name),
+            });
+        };
+        if let Some(w) = self.copy.as_mut()
+            && w.id == id
+        {
+            w.phase = CopyPhase::Copying;
+            w.held = 0;
+            self.copy_changed.notify_one();
+        }
+        Ok(())
+    }
+
+    /// The statement of window `id` ended, or its copy failed: the server is not copying.
+    fn copy_settled(&mut self, id: u32) {
+        if let Some(w) = self.copy.as_mut()
+            && w.id == id
+            && w.phase != CopyPhase::Over
+        {
+            w.phase = CopyPhase::Over;
+            self.copy_changed.notify_one();
+        }
+    }
+
+    /// An error in a simple Query that opened a copy window: the rest of its query string is
+    /// not run, so no copy starts or goes on (its ReadyForQuery follows).
+    pub fn query_failed(&mut self) {
+        if let Some(id) = self.expect.front().and_then(Expect::copy) {
+            self.copy_settled(id);
+        }
     }
 
     /// The next sequence number.
@@ -324,12 +580,28 @@ mod tests {
                 Expect::Describe { .. } => "describe",
                 Expect::Execute { .. } => "execute",
                 Expect::Close => "close",
-                Expect::Sync {
-                    after_execute: true,
-                } => "sync (after execute)",
-                Expect::Sync { .. } => "sync",
+                Expect::Sync => "sync",
             })
             .collect()
+    }
+
+    fn execute(slot: Option<Slot>) -> Expect {
+        Expect::Execute {
+            columns: None,
+            audit: None,
+            slot,
+            copy: None,
+        }
+    }
+
+    fn query(slot: Option<Slot>) -> Expect {
+        Expect::Query {
+            stmts: Default::default(),
+            columns: None,
+            exprs: None,
+            slot,
+            copy: None,
+        }
     }
 
     /// A batch whose error the server sent while the rest of the batch was still arriving: what
@@ -339,136 +611,96 @@ mod tests {
     fn ready_for_query_drops_what_the_server_skipped() {
         let mut st = State::default();
         st.expect.push_back(Expect::Bind { swallow: false });
-        st.expect.push_back(Expect::Execute {
-            columns: None,
-            audit: None,
-            slot: Some(crate::store::Slot::detached()),
-        });
+        st.expect.push_back(execute(None));
         st.injected_error();
-        st.expect.push_back(Expect::Sync {
-            after_execute: true,
-        });
+        st.client_sync();
         st.expect.push_back(Expect::Parse { swallow: false });
-        st.expect.push_back(Expect::Sync {
-            after_execute: false,
-        });
-        st.ready_for_query();
+        st.client_sync();
+        st.ready_for_query().expect("in step");
         assert_eq!(owed(&st), ["parse", "sync"]);
-        st.expect.pop_front();
-        st.ready_for_query();
+        st.pop();
+        st.ready_for_query().expect("in step");
         assert!(st.expect.is_empty());
 
         // A simple Query is answered by its own ReadyForQuery.
-        st.expect.push_back(Expect::Query {
-            stmts: Default::default(),
-            columns: None,
-            exprs: None,
-            slot: None,
-        });
+        st.expect.push_back(query(None));
         st.expect.push_back(Expect::Parse { swallow: false });
-        st.ready_for_query();
+        st.ready_for_query().expect("in step");
         assert_eq!(owed(&st), ["parse"]);
     }
 
-    /// Plays `steps` on a state: the client's messages as the frontend pump forwards them
-    /// (`>X`) and the server's responses as the backend pump matches them (`<X`), in the order
-    /// the two pumps take the lock. Every ReadyForQuery must find a Sync owed first (nothing
-    /// left behind), and nothing may be owed at the end.
-    fn play(steps: &str) {
+    /// A ReadyForQuery that would pass over a statement let through (it holds a slot for its
+    /// record, and no error came for it), or that comes with no Sync owed, answers a Sync
+    /// tollgate does not know of: a desync, and nothing is removed (the session ends, and
+    /// what is owed is recorded then).
+    #[test]
+    fn ready_for_query_never_passes_over_a_statement_let_through() {
         let mut st = State::default();
-        // The frontend's mirror of `after_execute`.
-        let mut after_execute = false;
-        for step in steps.split_whitespace() {
-            let (side, tag) = step.split_at(1);
-            let tag = tag.as_bytes()[0];
-            if side == ">" {
-                if after_execute && !matches!(tag, b'S' | b'H' | b'd') {
-                    after_execute = false;
-                    st.copy_over();
-                }
-                match tag {
-                    b'P' => st.expect.push_back(Expect::Parse { swallow: false }),
-                    b'B' => st.expect.push_back(Expect::Bind { swallow: false }),
-                    b'E' => {
-                        st.expect.push_back(Expect::Execute {
-                            columns: None,
-                            audit: None,
-                            slot: None,
-                        });
-                        st.executed();
-                        after_execute = true;
-                    }
-                    b'S' => st.client_sync(after_execute),
-                    _ => {} // CopyData, CopyDone, CopyFail, Flush: nothing owed.
-                }
-                continue;
+        st.expect.push_back(Expect::Parse { swallow: false });
+        st.expect.push_back(Expect::Bind { swallow: false });
+        st.expect.push_back(execute(Some(Slot::detached())));
+        st.client_sync();
+        let err = st.ready_for_query().expect_err("a desync");
+        assert_eq!(
+            err,
+            Desync {
+                response: "ReadyForQuery",
+                owed: Some("the result of an Execute")
             }
-            match tag {
-                b'1' => assert!(
-                    matches!(st.expect.pop_front(), Some(Expect::Parse { .. })),
-                    "{steps}: at {step}"
-                ),
-                b'2' => assert!(
-                    matches!(st.expect.pop_front(), Some(Expect::Bind { .. })),
-                    "{steps}: at {step}"
-                ),
-                b'C' => assert!(
-                    matches!(st.expect.pop_front(), Some(Expect::Execute { .. })),
-                    "{steps}: at {step}"
-                ),
-                b'G' => st.copy_in_started(),
-                // An error for the Execute owed first: the server skips to the next Sync.
-                b'E' => {
-                    st.copy_in = false;
-                    st.expect.pop_front();
-                    while !matches!(st.expect.front(), Some(Expect::Sync { .. }) | None) {
-                        st.expect.pop_front();
-                    }
-                }
-                b'Z' => {
-                    assert!(
-                        matches!(st.expect.front(), Some(Expect::Sync { .. })),
-                        "{steps}: at {step}, owed: {:?}",
-                        owed(&st)
-                    );
-                    st.ready_for_query();
-                }
-                _ => unreachable!("{step}"),
-            }
+        );
+        assert_eq!(owed(&st), ["parse", "bind", "execute", "sync"]);
+
+        // A simple Query answered before its result.
+        let mut st = State::default();
+        let mut q = query(Some(Slot::detached()));
+        if let Expect::Query { stmts, .. } = &mut q {
+            stmts.push_back(StmtAudit {
+                seq: 1,
+                started: Instant::now(),
+                started_at: SystemTime::now(),
+                text: "select 1".into(),
+                classes: Vec::new(),
+                tables: Vec::new(),
+                decision: "allow".into(),
+                rule: "r".into(),
+                masked: Default::default(),
+            });
         }
-        assert!(st.expect.is_empty(), "{steps}: owed {:?}", owed(&st));
-        assert!(!st.copy_in, "{steps}");
+        st.expect.push_back(q);
+        assert!(st.ready_for_query().is_err());
+        assert_eq!(owed(&st), ["query"]);
+
+        // Nothing owed, or no Sync among it.
+        let mut st = State::default();
+        assert_eq!(
+            st.ready_for_query(),
+            Err(Desync {
+                response: "ReadyForQuery",
+                owed: None
+            })
+        );
+        st.expect.push_back(Expect::Parse { swallow: false });
+        assert!(st.ready_for_query().is_err());
+        assert_eq!(owed(&st), ["parse"]);
     }
 
-    /// COPY FROM STDIN through the extended protocol: the server ignores the Syncs the client
-    /// sends between the Execute and CopyDone or CopyFail, so one ReadyForQuery is owed for
-    /// them all with the Sync after the copy, however the two pumps interleave. The next batch
-    /// is answered in step.
+    /// Responses are taken only by what they answer.
     #[test]
-    fn a_copy_in_owes_one_ready_for_query() {
-        let next = ">P >B >E >S <1 <2 <C <Z";
-        for steps in [
-            // tokio-postgres: Bind, Execute, Sync, then the data once CopyInResponse came.
-            ">B >E >S <2 <G >d >d >c >S <C <Z",
-            // The CopyInResponse handled before the Sync after the Execute was forwarded.
-            ">B >E <2 <G >S >d >c >S <C <Z",
-            // A client that does not wait for CopyInResponse: all of it before the response.
-            ">B >E >S >d >c >S <2 <G <C <Z",
-            // ... up to CopyDone, and the last Sync after the response.
-            ">B >E >S >d >c <2 <G >S <C <Z",
-            // ... the next Execute too, before the response.
-            ">B >E >S >d >c >B >E >S <2 <G <C <2 <C <Z",
-            // CopyFail: the server fails the copy and answers the Sync after it.
-            ">B >E >S <2 <G >d >f >S <E <Z",
-            // A bad row: the copy fails while the client still sends data; the Sync after its
-            // CopyDone is answered.
-            ">B >E >S <2 <G >d <E >d >c >S <Z",
-            // A COPY that never starts (the server fails the Execute): both Syncs are answered.
-            ">B >E >S >d >c >S <2 <E <Z <Z",
-            // Not a COPY at all.
-            ">B >E >S <2 <C <Z",
-        ] {
-            play(&format!("{steps} {next}"));
-        }
+    fn a_response_takes_only_what_it_answers() {
+        let mut st = State::default();
+        st.expect.push_back(Expect::Bind { swallow: false });
+        let err = st
+            .take("CloseComplete", |e| matches!(e, Expect::Close))
+            .expect_err("not owed");
+        assert_eq!(
+            err.to_string(),
+            "the server sent CloseComplete while BindComplete was owed"
+        );
+        assert_eq!(owed(&st), ["bind"]);
+        assert!(
+            st.take("BindComplete", |e| matches!(e, Expect::Bind { .. }))
+                .is_ok()
+        );
+        assert!(st.take("BindComplete", |_| true).is_err());
     }
 }
