@@ -14,7 +14,9 @@ use nix::sys::signal::Signal;
 use pg::{
     Fixture, PgServer, Role, Run,
     certs::SERVER_NAME,
-    conninfo, data, policy, psql, python, rust_client,
+    conninfo, data, policy, psql, python,
+    raw::Script,
+    rust_client,
     server::{PG_BIN, Placement},
 };
 use serde_json::{Value, json};
@@ -426,7 +428,9 @@ fn rust_driver_simple_extended_prepared_and_binary_masking() {
 /// hidden; records with another statement's text and rows). After the copy, simple and
 /// extended statements are masked by their own columns and recorded in order, with their
 /// rows; a copy the client fails (CopyFail) is recorded with the server's error, and the
-/// session goes on in step.
+/// session goes on in step. Last, a COPY the server fails at its Execute (no copy starts)
+/// gives the driver its error and is recorded with it, and the connection still ends cleanly
+/// (the Sync after that Execute is answered).
 #[test]
 fn rust_driver_copy_in_through_the_extended_protocol() {
     let test = "rust_driver_copy_in_through_the_extended_protocol";
@@ -455,6 +459,7 @@ fn rust_driver_copy_in_through_the_extended_protocol() {
     let accounts = (data::ACCOUNTS + 2).to_string();
     assert_eq!(out["count"], json!([[accounts]]), "{out:#}");
     assert_eq!(out["copy_fail"], "sent", "{out:#}");
+    assert_eq!(out["copy_missing"]["code"], "42703", "{out:#}");
     assert_eq!(
         out["after"],
         json!([["3001", "copy one"], ["3002", "copy two"]]),
@@ -462,16 +467,8 @@ fn rust_driver_copy_in_through_the_extended_protocol() {
     );
 
     let pid = u32::try_from(out["pid"].as_u64().expect("pid")).expect("pid");
-    let session = f.statements_of(pid, 7);
-    let got: Vec<_> = statements(&session)
-        .iter()
-        .map(|s| {
-            let error = s["error"]
-                .as_str()
-                .map(|e| e.split(':').next().unwrap_or(e));
-            (s["text"].as_str().unwrap_or(""), s["rows"].as_u64(), error)
-        })
-        .collect();
+    let session = f.statements_of(pid, 8);
+    let got = outcomes(&session);
     let copy = "copy accounts (id, owner, balance) from stdin";
     assert_eq!(
         got,
@@ -501,6 +498,8 @@ fn rust_driver_copy_in_through_the_extended_protocol() {
                 Some(2),
                 None
             ),
+            // undefined_column, at the Execute: no copy started.
+            (pg::driver::COPY_NO_SUCH_COLUMN, None, Some("42703")),
         ],
         "{session:#}"
     );
@@ -512,6 +511,316 @@ fn rust_driver_copy_in_through_the_extended_protocol() {
         f.pg.admin_sql("orders", "select count(*) from accounts"),
         accounts
     );
+}
+
+/// The COPY FROM STDIN of the raw-protocol tests.
+const COPY_ACCOUNTS: &str = "copy accounts (id, owner, balance) from stdin";
+/// A row that fails that copy: its id is not an int (22P02, invalid_text_representation).
+const BAD_ROW: &str = "notanumber\tx\t1\n";
+/// A statement whose one result column is masked (`last4`), and its text in the audit.
+const CARD_OF_1: (&str, &str) = (
+    "select card_number from customers where id = 1",
+    "select card_number from customers where id = ?",
+);
+/// A statement with nothing to mask.
+const COUNT_ACCOUNTS: &str = "select count(*) from accounts";
+
+/// Parse, Bind and Execute of `sql` on the unnamed statement and portal, then Sync (messages
+/// of the scripted raw client).
+fn extended_batch(sql: &str) -> Vec<Value> {
+    vec![
+        json!(["P", "", sql]),
+        json!(["B", "", ""]),
+        json!(["E", ""]),
+        json!(["S"]),
+    ]
+}
+
+/// Prepares `sql` as statement `name` and describes it (answered `1 t T Z`), as drivers do
+/// before they bind: tollgate learns the result columns from that answer. (Rows of a portal
+/// whose columns it does not know when the Execute goes out are hidden whole.)
+fn prepare(name: &str, sql: &str) -> Value {
+    json!({"send": [["P", name, sql], ["D", "S", name], ["S"]]})
+}
+
+/// Bind of the prepared statement `name` to the unnamed portal, Execute, Sync (`2 D… C Z`).
+fn run_prepared(name: &str) -> Vec<Value> {
+    vec![json!(["B", "", name]), json!(["E", ""]), json!(["S"])]
+}
+
+/// `(text, rows, SQLSTATE of the error or the whole error)` of each recorded statement.
+fn outcomes(session: &Value) -> Vec<(&str, Option<u64>, Option<&str>)> {
+    statements(session)
+        .iter()
+        .map(|s| {
+            let error = s["error"]
+                .as_str()
+                .map(|e| e.split(':').next().unwrap_or(e));
+            (s["text"].as_str().unwrap_or(""), s["rows"].as_u64(), error)
+        })
+        .collect()
+}
+
+/// The first steps of the failed-copy tests: prepare the select of [`CARD_OF_1`] as `card`,
+/// then start the COPY through the extended protocol and wait for its CopyInResponse. Their
+/// own steps follow (from [`COPY_STARTED`] on).
+fn card_then_copy() -> Vec<Value> {
+    vec![
+        prepare("card", CARD_OF_1.0),
+        json!({"until": "Z"}),
+        json!({"send": extended_batch(COPY_ACCOUNTS)}),
+        json!({"until": "G"}),
+    ]
+}
+
+/// Index of the first step after [`card_then_copy`].
+const COPY_STARTED: usize = 4;
+
+/// What both orders of the failed-copy test must show after [`card_then_copy`]: the copy's
+/// error (22P02), one ReadyForQuery, the select's answers with the card masked by its column;
+/// in the audit, the failed copy, then the select with its row.
+fn assert_failed_copy_then_select(f: &Fixture, out: &Script) {
+    assert_eq!(out.step(1)["got"], json!(["1", "t", "T", "Z"]), "{out}");
+    assert_eq!(out.step(3)["got"], json!(["1", "2", "G"]), "{out}");
+    assert_eq!(out.end(), "open", "{out}");
+    let card = f.pg.customers[0].card_last4();
+    assert_eq!(
+        out.rows_from(COPY_STARTED),
+        [json!([card])],
+        "the select's row: {out}"
+    );
+    assert_eq!(out.sqlstates_from(COPY_STARTED), ["22P02"], "{out}");
+    let got = out.types_from(COPY_STARTED);
+    let error = got.iter().position(|t| t == "E").unwrap_or(got.len());
+    let bind = got.iter().position(|t| t == "2").unwrap_or(got.len());
+    let ready = got
+        .get(error..bind)
+        .map_or(0, |between| between.iter().filter(|t| *t == "Z").count());
+    assert_eq!(
+        ready, 1,
+        "ReadyForQuery between the copy's error and the select's BindComplete: {out}"
+    );
+    assert_eq!(got, ["E", "Z", "2", "D", "C", "Z"], "{out}");
+
+    let session = f.statements_of(out.pid(), 2);
+    assert_eq!(
+        outcomes(&session),
+        [
+            (COPY_ACCOUNTS, None, Some("22P02")),
+            (CARD_OF_1.1, Some(1), None)
+        ],
+        "{session:#}"
+    );
+    assert_eq!(
+        statements(&session)[1]["masked"],
+        json!({"by_column": {"card_number": 1}, "by_detector": {}}),
+        "{session:#}"
+    );
+}
+
+/// During a COPY FROM STDIN through the extended protocol the server ignores Syncs, so
+/// tollgate does not forward them: one sent with the data gets no ReadyForQuery. Here a bad
+/// row fails the copy (22P02) and the client's Sync sent with it stays unanswered; the client
+/// then sends CopyDone, Sync and a select: exactly one ReadyForQuery comes between the copy's
+/// error and the select's BindComplete (PostgreSQL alone sends two, one per Sync). The
+/// select's card is masked by its own column, and the audit has the failed copy, then the
+/// select with its row.
+#[test]
+fn a_sync_sent_during_copy_in_gets_no_ready_for_query() {
+    let test = "a_sync_sent_during_copy_in_gets_no_ready_for_query";
+    let Some(f) = Fixture::start(test, "pg-copysync", |_| {}) else {
+        return;
+    };
+    let mut end_and_select = vec![json!(["c"]), json!(["S"])];
+    end_and_select.extend(run_prepared("card"));
+    let mut steps = card_then_copy();
+    steps.extend([
+        json!({"send": [["d", BAD_ROW], ["S"]]}),
+        json!({"drain": 0.5}),
+        json!({"send": end_and_select}),
+        json!({"until": "C"}),
+        json!({"until": "Z"}),
+        json!({"drain": 0.3}),
+    ]);
+    let out = Script::run(&f, &Value::Array(steps));
+    assert_failed_copy_then_select(&f, &out);
+}
+
+/// The same orders pipelined: the bad row, a Sync, CopyDone, a Sync and a select in one write,
+/// while the server copies in. The server fails the copy at the bad row and answers two
+/// Syncs; tollgate forwards only the one after CopyDone, so the select's responses are matched
+/// with the select: its card is masked by its column and it is recorded with its row.
+/// (Forwarding both Syncs, tollgate took the second ReadyForQuery for the select's and dropped
+/// its entries: the select ran unrecorded, its rows hidden whole for want of columns.)
+#[test]
+fn a_select_pipelined_behind_a_failed_copy_is_masked_and_recorded() {
+    let test = "a_select_pipelined_behind_a_failed_copy_is_masked_and_recorded";
+    let Some(f) = Fixture::start(test, "pg-copypipe", |_| {}) else {
+        return;
+    };
+    let mut rest = vec![
+        json!(["d", BAD_ROW]),
+        json!(["S"]),
+        json!(["c"]),
+        json!(["S"]),
+    ];
+    rest.extend(run_prepared("card"));
+    let mut steps = card_then_copy();
+    steps.extend([
+        json!({"send": rest}),
+        json!({"until": "C"}),
+        json!({"until": "Z"}),
+        json!({"drain": 0.3}),
+    ]);
+    let out = Script::run(&f, &Value::Array(steps));
+    assert_failed_copy_then_select(&f, &out);
+}
+
+/// A COPY FROM STDIN whose Execute the server fails (no such column: no copy starts) is
+/// answered up to its ReadyForQuery: the Sync after the Execute, which tollgate holds while a
+/// copy may start, is forwarded once the error shows none did. The client does not hang, and
+/// the next statement, sent after that answer or pipelined behind the failing batch, is
+/// answered in order and recorded with its row.
+#[test]
+fn a_copy_that_never_starts_answers_its_sync() {
+    let test = "a_copy_that_never_starts_answers_its_sync";
+    let Some(f) = Fixture::start(test, "pg-copynone", |_| {}) else {
+        return;
+    };
+    let missing = pg::driver::COPY_NO_SUCH_COLUMN;
+    let accounts = data::ACCOUNTS.to_string();
+    let audit = [
+        (missing, None, Some("42703")),
+        (COUNT_ACCOUNTS, Some(1), None),
+    ];
+
+    // One batch, its answer, then a simple Query.
+    let out = Script::run(
+        &f,
+        &json!([
+            {"send": extended_batch(missing)},
+            {"until": "Z"},
+            {"send": [["Q", COUNT_ACCOUNTS]]},
+            {"until": "Z"},
+        ]),
+    );
+    assert_eq!(out.step(1)["got"], json!(["1", "2", "E", "Z"]), "{out}");
+    assert_eq!(out.sqlstates_from(0), ["42703"], "{out}");
+    assert_eq!(out.step(3)["got"], json!(["T", "D", "C", "Z"]), "{out}");
+    assert_eq!(out.rows_from(0), [json!([accounts])], "{out}");
+    assert_eq!(out.end(), "open", "{out}");
+    let session = f.statements_of(out.pid(), 2);
+    assert_eq!(outcomes(&session), audit, "{session:#}");
+
+    // The failing batch and a prepared select's batch in one write.
+    let mut both = extended_batch(missing);
+    both.extend(run_prepared("count"));
+    let out = Script::run(
+        &f,
+        &json!([
+            prepare("count", COUNT_ACCOUNTS),
+            {"until": "Z"},
+            {"send": both},
+            {"until": "C"},
+            {"until": "Z"},
+            {"drain": 0.3},
+        ]),
+    );
+    assert_eq!(out.step(1)["got"], json!(["1", "t", "T", "Z"]), "{out}");
+    assert_eq!(
+        out.types_from(2),
+        ["1", "2", "E", "Z", "2", "D", "C", "Z"],
+        "{out}"
+    );
+    assert_eq!(out.sqlstates_from(2), ["42703"], "{out}");
+    assert_eq!(out.rows_from(2), [json!([accounts])], "{out}");
+    assert_eq!(out.end(), "open", "{out}");
+    let session = f.statements_of(out.pid(), 2);
+    assert_eq!(outcomes(&session), audit, "{session:#}");
+}
+
+/// What the session ended before a statement's result says in its record: it may have run.
+const SESSION_ENDED: &str = "session ended before the result";
+
+/// A message other than CopyData, CopyDone, CopyFail, Flush or Sync while the server copies in
+/// (COPY FROM STDIN, by a simple Query or through the extended protocol): tollgate ends that
+/// session, without forwarding it. (PostgreSQL 15 would fail the copy and end the connection
+/// too, "protocol synchronization was lost", having read the message's type.) The client sees
+/// the connection end, possibly after an ErrorResponse, and no row; the statement it sent is
+/// not recorded as run or as possibly run; the connection's end in the audit says it came
+/// during COPY; the copy added nothing and a new session works.
+#[test]
+fn a_query_sent_during_copy_in_ends_the_session() {
+    let test = "a_query_sent_during_copy_in_ends_the_session";
+    let Some(f) = Fixture::start(test, "pg-copyquery", |_| {}) else {
+        return;
+    };
+    let cards = "select card_number from customers";
+    let copy_then = |copy: Vec<Value>, started: Value, next: Vec<Value>| {
+        let out = Script::run(
+            &f,
+            &json!([
+                {"send": copy},
+                {"until": "G"},
+                {"send": next},
+                {"drain": 2.0},
+                // Only if the session is still open: does it go on in step?
+                {"send": [["Q", COUNT_ACCOUNTS]]},
+                {"until": "Z"},
+            ]),
+        );
+        assert_eq!(out.step(1)["got"], started, "copy not started: {out}");
+        out
+    };
+    let simple = copy_then(
+        vec![json!(["Q", COPY_ACCOUNTS])],
+        json!(["G"]),
+        vec![json!(["Q", cards])],
+    );
+    let extended = copy_then(
+        extended_batch(COPY_ACCOUNTS),
+        json!(["1", "2", "G"]),
+        extended_batch(cards),
+    );
+    for (what, out) in [("simple", &simple), ("extended", &extended)] {
+        assert!(
+            matches!(out.end(), "eof" | "reset"),
+            "{what}: session not ended: {out}"
+        );
+        assert_eq!(out.rows_from(2), Vec::<Value>::new(), "{what}: {out}");
+
+        let session = f.session_of(out.pid());
+        let stmts = statements(&session);
+        assert_eq!(
+            stmts.first().and_then(|s| s["text"].as_str()),
+            Some(COPY_ACCOUNTS),
+            "{what}: {session:#}"
+        );
+        assert!(stmts[0]["rows"].is_null(), "{what}: {session:#}");
+        let ran: Vec<_> = stmts
+            .iter()
+            .filter(|s| s["text"] == cards && s["decision"] == "allow")
+            .filter(|s| !s["rows"].is_null() || s["error"].is_null() || s["error"] == SESSION_ENDED)
+            .collect();
+        assert!(
+            ran.is_empty(),
+            "{what}: the select recorded as (possibly) run: {session:#}"
+        );
+        let reason = session["end_reason"].as_str().unwrap_or("");
+        assert!(
+            reason.contains("during COPY"),
+            "{what}: end_reason {reason:?}: {session:#}"
+        );
+    }
+
+    let accounts = data::ACCOUNTS.to_string();
+    let next = Script::run(
+        &f,
+        &json!([{"send": [["Q", COUNT_ACCOUNTS]]}, {"until": "Z"}]),
+    );
+    assert_eq!(next.rows_from(0), [json!([accounts])], "{next}");
+    assert_eq!(next.end(), "open", "{next}");
+    assert_eq!(f.pg.admin_sql("orders", COUNT_ACCOUNTS), accounts);
 }
 
 /// A denied statement inside a transaction: BEGIN; INSERT; DROP TABLE (42501 naming the

@@ -222,11 +222,16 @@ fn simple_rows(msgs: &[SimpleQueryMessage]) -> Value {
     )
 }
 
+/// A COPY FROM STDIN the policy allows and the server fails at its Execute, before any copy
+/// starts: the table has no such column.
+pub const COPY_NO_SUCH_COLUMN: &str = "copy accounts (id, no_such_column) from stdin";
+
 /// Runs the COPY scenario of `spec` (`port`, `user`): a prepared COPY FROM STDIN executed
 /// through the extended protocol (tokio-postgres sends a Sync right after the Execute, which
 /// the server ignores while it copies, and one more after CopyDone), then simple and extended
 /// statements whose rows tollgate must mask by their own columns; the COPY again, failed by the
-/// client (the sink dropped: CopyFail and Sync), then one more statement.
+/// client (the sink dropped: CopyFail and Sync), then one more statement; last, a COPY that
+/// never starts (the server fails its Execute).
 pub async fn copy_scenario(spec: &Value) -> Value {
     use futures_util::SinkExt as _;
 
@@ -310,6 +315,15 @@ pub async fn copy_scenario(spec: &Value) -> Value {
         .await
     {
         Ok(msgs) => simple_rows(&msgs),
+        Err(e) => error(&e),
+    };
+    // Last: a COPY the server fails at its Execute (no such column), so no copy starts and the
+    // Sync sent after the Execute must be answered (were it held back, the connection would
+    // never finish below). tokio-postgres then sends CopyFail and a Sync of its own, whose
+    // ReadyForQuery it takes as the answer to its next request, PostgreSQL alone too: nothing
+    // can follow on this connection.
+    out["copy_missing"] = match client.copy_in::<_, bytes::Bytes>(COPY_NO_SUCH_COLUMN).await {
+        Ok(_sink) => json!("started"),
         Err(e) => error(&e),
     };
 

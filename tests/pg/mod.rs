@@ -9,6 +9,7 @@ pub mod data;
 pub mod driver;
 pub mod policy;
 pub mod py;
+pub mod raw;
 pub mod server;
 
 use std::{

@@ -142,3 +142,119 @@ other.close()
 out["new_after"] = count(session())
 print(json.dumps(out))
 "#;
+
+/// Raw protocol client driven by a script: sends a startup packet (scram_user, database
+/// orders, no password), reads up to ReadyForQuery, then runs the steps of `argv[2]` (JSON):
+/// - `{"send": [[type, field…], …]}`: the messages concatenated and sent at once (pipelined):
+///   `["P", name, sql]` (no parameter types), `["B", portal, statement]` (no parameters, text
+///   results), `["D", "P" or "S", name]`, `["E", portal]` (all rows), `["Q", sql]`,
+///   `["d", text]`, `["f", reason]`, `["S"]`, `["H"]`, `["c"]`, `["X"]`;
+/// - `{"until": types}`: reads messages until one of `types` arrives (5 s at most);
+/// - `{"drain": seconds}`: reads whatever arrives within that time (less if the connection
+///   ends);
+/// - `{"sleep": seconds}`.
+///
+/// Prints `pid`, `startup` (types), per step its `got` (types), `errors` (`C` and `M` of each
+/// ErrorResponse), `rows` (DataRow values) and `how` (`stop`, `quiet`, `timeout`, `eof`,
+/// `reset`), and `end`: `open`, `eof`, `reset` or `timeout` (the steps after an end are not
+/// run). Args: port, steps.
+pub const SCRIPT: &str = r#"
+import json, os, socket, struct, sys, time
+port, steps = int(sys.argv[1]), json.loads(sys.argv[2])
+
+z = lambda s: s.encode() + b"\0"
+h = lambda n: struct.pack("!h", n)
+ENCODE = {
+    "P": lambda name, sql: z(name) + z(sql) + h(0),
+    "B": lambda portal, stmt: z(portal) + z(stmt) + h(0) + h(0) + h(0),
+    "D": lambda kind, name: kind.encode() + z(name),
+    "E": lambda portal: z(portal) + struct.pack("!i", 0),
+    "Q": lambda sql: z(sql),
+    "d": lambda text: text.encode(),
+    "f": lambda reason: z(reason),
+    "S": lambda: b"", "H": lambda: b"", "c": lambda: b"", "X": lambda: b"",
+}
+
+def message(kind, *fields):
+    body = ENCODE[kind](*fields)
+    return kind.encode() + struct.pack("!i", 4 + len(body)) + body
+
+def error_fields(body):
+    f = {chr(p[0]): p[1:].decode("utf-8", "replace") for p in body.split(b"\0") if p}
+    return {"C": f.get("C"), "M": f.get("M")}
+
+def data_row(body):
+    values, at = [], 2
+    for _ in range(struct.unpack("!h", body[:2])[0]):
+        n = struct.unpack("!i", body[at:at + 4])[0]
+        at += 4
+        values.append(None if n < 0 else body[at:at + n].decode("utf-8", "replace"))
+        at += max(n, 0)
+    return values
+
+buf = b""
+def read(stop, seconds):
+    """Reads messages until one of the types in `stop` comes, for `seconds` at most."""
+    global buf
+    got = {"got": [], "errors": [], "rows": []}
+    deadline = time.monotonic() + seconds
+    while True:
+        while len(buf) >= 5:
+            n = 1 + struct.unpack("!i", buf[1:5])[0]
+            if len(buf) < n:
+                break
+            kind, body, buf = chr(buf[0]), buf[5:n], buf[n:]
+            got["got"].append(kind)
+            if kind == "E":
+                got["errors"].append(error_fields(body))
+            if kind == "D":
+                got["rows"].append(data_row(body))
+            if kind in stop:
+                got["how"] = "stop"
+                return got
+        left = deadline - time.monotonic()
+        if left <= 0:
+            got["how"] = "timeout" if stop else "quiet"
+            return got
+        s.settimeout(left)
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            continue
+        except ConnectionResetError:
+            chunk = None
+        if not chunk:
+            got["how"] = "eof" if chunk == b"" else "reset"
+            return got
+        buf += chunk
+
+out = {"pid": os.getpid(), "steps": [], "end": "open"}
+s = socket.create_connection(("127.0.0.1", port), timeout=5)
+params = b"user\0scram_user\0database\0orders\0application_name\0raw-script\0\0"
+s.sendall(struct.pack("!ii", 8 + len(params), 196608) + params)
+start = read("ZE", 5)
+out["startup"] = start["got"]
+if start["got"][-1:] != ["Z"]:
+    out["end"] = start["how"]
+    steps = []
+for step in steps:
+    if "send" in step:
+        try:
+            s.sendall(b"".join(message(*m) for m in step["send"]))
+            done = {"sent": len(step["send"])}
+        except (BrokenPipeError, ConnectionResetError) as e:
+            done = {"how": "eof" if isinstance(e, BrokenPipeError) else "reset"}
+    elif "until" in step:
+        done = read(step["until"], 5)
+    elif "drain" in step:
+        done = read("", step["drain"])
+    else:
+        time.sleep(step["sleep"])
+        done = {}
+    out["steps"].append(done)
+    if done.get("how") in ("eof", "reset", "timeout"):
+        out["end"] = done["how"]
+        break
+s.close()
+print(json.dumps(out))
+"#;

@@ -1,0 +1,77 @@
+//! The scripted raw-protocol client ([`super::py::SCRIPT`]): runs a list of steps (pipelined
+//! sends, reads up to a message type, drains) in the enrolled cgroup, and reads its report.
+use serde_json::Value;
+
+use super::{Fixture, python};
+
+/// The report of one run of the scripted client.
+#[derive(Debug, Clone)]
+pub struct Script(pub Value);
+
+impl Script {
+    /// Runs `steps` (a JSON array, see [`super::py::SCRIPT`]) as the `etl` workload.
+    pub fn run(f: &Fixture, steps: &Value) -> Script {
+        let r = python(
+            super::py::SCRIPT,
+            &[&f.pg.port.to_string(), &steps.to_string()],
+        )
+        .run(Some(&f.etl));
+        assert!(r.ok(), "script client failed: {r:?}");
+        let out = Script(r.json());
+        assert_eq!(
+            out.0["startup"].as_array().and_then(|a| a.last()),
+            Some(&Value::from("Z")),
+            "no ReadyForQuery after the startup: {out}"
+        );
+        out
+    }
+
+    /// Process id of the client (the one the audit records).
+    pub fn pid(&self) -> u32 {
+        self.0["pid"]
+            .as_u64()
+            .and_then(|p| u32::try_from(p).ok())
+            .unwrap_or_else(|| panic!("no pid: {self}"))
+    }
+
+    /// How the connection ended: `open`, `eof`, `reset` or `timeout`.
+    pub fn end(&self) -> &str {
+        self.0["end"].as_str().unwrap_or("")
+    }
+
+    /// The step at `i` (`Null` when it was not run).
+    pub fn step(&self, i: usize) -> &Value {
+        &self.0["steps"][i]
+    }
+
+    /// Message types received by the steps from `from` on, in order.
+    pub fn types_from(&self, from: usize) -> Vec<String> {
+        self.collect(from, "got", |v| v.as_str().unwrap_or("?").to_owned())
+    }
+
+    /// SQLSTATEs of the ErrorResponses received by the steps from `from` on.
+    pub fn sqlstates_from(&self, from: usize) -> Vec<String> {
+        self.collect(from, "errors", |e| e["C"].as_str().unwrap_or("").to_owned())
+    }
+
+    /// DataRows received by the steps from `from` on, each as the array of its values.
+    pub fn rows_from(&self, from: usize) -> Vec<Value> {
+        self.collect(from, "rows", Value::clone)
+    }
+
+    fn collect<T>(&self, from: usize, key: &str, each: impl Fn(&Value) -> T) -> Vec<T> {
+        let steps = self.0["steps"].as_array().map_or(&[][..], Vec::as_slice);
+        steps
+            .iter()
+            .skip(from)
+            .flat_map(|s| s[key].as_array().map_or(&[][..], Vec::as_slice))
+            .map(each)
+            .collect()
+    }
+}
+
+impl std::fmt::Display for Script {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
