@@ -537,8 +537,7 @@ fn extended_batch(sql: &str) -> Vec<Value> {
 }
 
 /// Prepares `sql` as statement `name` and describes it (answered `1 t T Z`), as drivers do
-/// before they bind: tollgate learns the result columns from that answer. (Rows of a portal
-/// whose columns it does not know when the Execute goes out are hidden whole.)
+/// before they bind: tollgate learns the result columns from that answer.
 fn prepare(name: &str, sql: &str) -> Value {
     json!({"send": [["P", name, sql], ["D", "S", name], ["S"]]})
 }
@@ -614,6 +613,55 @@ fn assert_failed_copy_then_select(f: &Fixture, out: &Script) {
     assert_eq!(
         statements(&session)[1]["masked"],
         json!({"by_column": {"card_number": 1}, "by_detector": {}}),
+        "{session:#}"
+    );
+}
+
+/// libpq's `PQexecParams` order: Parse, Bind, Describe of the portal, Execute and Sync in one
+/// write, so the Execute goes out before the RowDescription that tells its columns comes back.
+/// The rows are still masked by their own columns (the card keeps its last 4 digits, the id
+/// passes), not hidden whole, and recorded with the masking counted.
+#[test]
+fn a_portal_described_in_the_same_batch_is_masked_by_its_columns() {
+    let test = "a_portal_described_in_the_same_batch_is_masked_by_its_columns";
+    let Some(f) = Fixture::start(test, "pg-execparams", |_| {}) else {
+        return;
+    };
+    let sql = "select id, card_number from customers where id <= 2 order by id";
+    let out = Script::run(
+        &f,
+        &json!([
+            {"send": [["P", "", sql], ["B", "", ""], ["D", "P", ""], ["E", ""], ["S"]]},
+            {"until": "Z"},
+        ]),
+    );
+    assert_eq!(
+        out.step(1)["got"],
+        json!(["1", "2", "T", "D", "D", "C", "Z"]),
+        "{out}"
+    );
+    let (c1, c2) = (&f.pg.customers[0], &f.pg.customers[1]);
+    assert_eq!(
+        out.rows_from(0),
+        [
+            json!([c1.id.to_string(), c1.card_last4()]),
+            json!([c2.id.to_string(), c2.card_last4()])
+        ],
+        "{out}"
+    );
+    let session = f.statements_of(out.pid(), 1);
+    assert_eq!(
+        outcomes(&session),
+        [(
+            "select id, card_number from customers where id <= ? order by id",
+            Some(2),
+            None
+        )],
+        "{session:#}"
+    );
+    assert_eq!(
+        statements(&session)[0]["masked"],
+        json!({"by_column": {"card_number": 2}, "by_detector": {}}),
         "{session:#}"
     );
 }

@@ -137,13 +137,15 @@ fn on_frame(
                         ObjectKind::Portal => {
                             if let Some(p) = st.portals.get_mut(&name) {
                                 let exprs = p.exprs.clone();
-                                p.columns = Some(state::columns(
+                                let columns = state::columns(
                                     masker,
                                     &meta.catalog,
                                     &rd.fields,
                                     None,
                                     exprs.as_deref(),
-                                ));
+                                );
+                                p.columns = Some(columns.clone());
+                                st.portal_described(&name, &columns);
                             }
                         }
                     }
@@ -469,6 +471,7 @@ mod tests {
         /// What the frontend owes for an Execute of `text` let through: its audit and a slot.
         fn execute(&self, text: &str) -> Expect {
             Expect::Execute {
+                portal: String::new(),
                 columns: None,
                 audit: Some(self.allowed(text)),
                 slot: Some(self.audit.try_hold().expect("a slot")),
@@ -778,6 +781,7 @@ mod tests {
                         let copy = (copy && slot.is_some()).then(|| st.open_copy(false));
                         self.let_through += usize::from(slot.is_some());
                         Some(Expect::Execute {
+                            portal: String::new(),
                             columns: None,
                             audit: Some(audit),
                             slot,

@@ -173,6 +173,7 @@ where
                 let copy = (may_copy && slot.is_some()).then(|| st.open_copy(false));
                 window = copy.is_some();
                 st.expect.push_back(Expect::Execute {
+                    portal: e.portal,
                     columns,
                     audit,
                     slot,

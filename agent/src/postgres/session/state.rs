@@ -179,7 +179,10 @@ pub enum Expect {
     },
     /// Rows, then CommandComplete / EmptyQueryResponse / PortalSuspended.
     Execute {
-        /// Columns of the portal.
+        /// The portal's name.
+        portal: String,
+        /// Columns of the portal (`None`: not known when it was sent; a Describe of the portal
+        /// sent before it may still tell them, [`State::portal_described`]).
         columns: Option<Columns>,
         /// Audit, `None` for tollgate's own raising statement (already audited).
         audit: Option<StmtAudit>,
@@ -336,6 +339,7 @@ impl State {
         self.expect.push_back(Expect::Parse { swallow: true });
         self.expect.push_back(Expect::Bind { swallow: true });
         self.expect.push_back(Expect::Execute {
+            portal: String::new(),
             columns: None,
             audit: None,
             slot: None,
@@ -557,6 +561,24 @@ impl State {
         }
     }
 
+    /// A portal's RowDescription came: the Executes of it already sent without columns take
+    /// them (libpq's `PQexecParams` sends Parse, Bind, Describe, Execute and Sync at once; left
+    /// without columns, every value of the result would be hidden on a target with column
+    /// rules). Only up to the next Bind or Sync, after which the name may be another portal.
+    pub fn portal_described(&mut self, portal: &str, columns: &Columns) {
+        for e in &mut self.expect {
+            match e {
+                Expect::Execute {
+                    portal: p,
+                    columns: c @ None,
+                    ..
+                } if p == portal => *c = Some(columns.clone()),
+                Expect::Bind { .. } | Expect::Sync => break,
+                _ => {}
+            }
+        }
+    }
+
     /// The next sequence number.
     pub fn seq(&mut self) -> u32 {
         self.next_seq += 1;
@@ -587,6 +609,7 @@ mod tests {
 
     fn execute(slot: Option<Slot>) -> Expect {
         Expect::Execute {
+            portal: String::new(),
             columns: None,
             audit: None,
             slot,
@@ -702,5 +725,38 @@ mod tests {
                 .is_ok()
         );
         assert!(st.take("BindComplete", |_| true).is_err());
+    }
+
+    /// A portal's description reaches the Executes of that portal sent before it came, up to
+    /// the next Bind (which may reuse the name); other portals' Executes are left alone.
+    #[test]
+    fn a_portal_description_reaches_its_executes_sent_before_it() {
+        let of = |portal: &str| Expect::Execute {
+            portal: portal.into(),
+            columns: None,
+            audit: None,
+            slot: None,
+            copy: None,
+        };
+        let mut st = State::default();
+        st.expect.push_back(of(""));
+        st.expect.push_back(of("other"));
+        st.expect.push_back(Expect::Bind { swallow: false });
+        st.expect.push_back(of(""));
+        let cols: Columns = Arc::new(vec![Column {
+            mask: None,
+            binary: false,
+            text_like: true,
+        }]);
+        st.portal_described("", &cols);
+        let known: Vec<bool> = st
+            .expect
+            .iter()
+            .filter_map(|e| match e {
+                Expect::Execute { columns, .. } => Some(columns.is_some()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(known, [true, false, false]);
     }
 }
