@@ -666,6 +666,62 @@ fn a_portal_described_in_the_same_batch_is_masked_by_its_columns() {
     );
 }
 
+/// A session that pipelines more Executes than it may hold audit slots for
+/// (`SESSION_IN_FLIGHT`, 1024) in one batch, without reading: at the cap, tollgate sends what
+/// it has with a Flush and waits for results of the session's own, so one session cannot take
+/// the whole in-flight budget. Every statement is answered in order and recorded, and the wait
+/// is counted in `audit_session_waits`.
+#[test]
+fn a_long_pipeline_waits_for_its_own_results_at_the_session_cap() {
+    let test = "a_long_pipeline_waits_for_its_own_results_at_the_session_cap";
+    let Some(f) = Fixture::start(test, "pg-sessioncap", |_| {}) else {
+        return;
+    };
+    const N: usize = 1500;
+    let before = counter(&f, "audit_session_waits");
+    let mut batch = Vec::new();
+    for _ in 0..N {
+        batch.extend([json!(["B", "", "count"]), json!(["E", ""])]);
+    }
+    batch.push(json!(["S"]));
+    let out = Script::run(
+        &f,
+        &json!([
+            prepare("count", COUNT_ACCOUNTS),
+            {"until": "Z"},
+            {"send": batch},
+            {"until": "Z"},
+        ]),
+    );
+    assert_eq!(out.end(), "open", "{out}");
+    let got = out.types_from(2);
+    let count = |t: &str| got.iter().filter(|g| *g == t).count();
+    assert_eq!(
+        (count("2"), count("D"), count("C"), count("E"), count("Z")),
+        (N, N, N, 0, 1),
+        "every Execute answered, once"
+    );
+    assert_eq!(got.last().map(String::as_str), Some("Z"));
+    let accounts = data::ACCOUNTS.to_string();
+    assert!(
+        out.rows_from(2).iter().all(|r| *r == json!([accounts])),
+        "rows"
+    );
+    let session = f.statements_of(out.pid(), N);
+    let outcomes = outcomes(&session);
+    assert_eq!(outcomes.len(), N, "all recorded");
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| *o == (COUNT_ACCOUNTS, Some(1), None)),
+        "{session:#}"
+    );
+    assert!(
+        counter(&f, "audit_session_waits") > before,
+        "the session waited at its cap"
+    );
+}
+
 /// During a COPY FROM STDIN through the extended protocol the server ignores Syncs, so
 /// tollgate does not forward them: one sent with the data gets no ReadyForQuery. Here a bad
 /// row fails the copy (22P02) and the client's Sync sent with it stays unanswered; the client

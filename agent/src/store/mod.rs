@@ -47,7 +47,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use error::{StoreError, WriteError};
 #[cfg(test)]
 pub(crate) use sink::Sent;
-pub use sink::{AuditSink, Slot};
+pub use sink::{AuditSink, SESSION_IN_FLIGHT, SessionBudget, SessionPermit, Slot};
 pub use types::{
     ConnectionEnd, ConnectionRecord, RequestRecord, RequestRow, SessionFilter, SessionRow,
     StatementRecord, StatementRow, StoreStats,

@@ -25,6 +25,8 @@ pub(crate) struct Shared {
     pub(crate) queue_full: AtomicU64,
     /// Times a statement, request or connection waited for room in the queue.
     pub(crate) room_waits: AtomicU64,
+    /// Times a session waited for results of its own, holding [`SESSION_IN_FLIGHT`] slots.
+    pub(crate) session_waits: AtomicU64,
     /// Transactions committed.
     pub(crate) commits: AtomicU64,
     /// Set to `true` to make the writer flush what is queued and stop.
@@ -60,6 +62,7 @@ impl Shared {
             failed: AtomicU64::new(0),
             queue_full: AtomicU64::new(0),
             room_waits: AtomicU64::new(0),
+            session_waits: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             close,
             closed: AtomicBool::new(false),
@@ -204,6 +207,7 @@ impl AuditSink {
             failed: self.shared.failed.load(Ordering::Relaxed),
             queue_full: self.shared.queue_full.load(Ordering::Relaxed),
             room_waits: self.shared.room_waits.load(Ordering::Relaxed),
+            session_waits: self.shared.session_waits.load(Ordering::Relaxed),
             commits: self.shared.commits.load(Ordering::Relaxed),
             queued: self.backlog(),
             in_flight: self.shared.held.load(Ordering::Relaxed),
@@ -264,6 +268,7 @@ impl AuditSink {
             Ok(permit) => Some(Slot {
                 permit: Some(permit),
                 shared: self.shared.clone(),
+                session: None,
             }),
             Err(_) => {
                 self.shared.held.fetch_sub(1, Ordering::Relaxed);
@@ -381,20 +386,75 @@ pub(crate) const ROOM: usize = 64;
 /// behind. The channel's places cost no memory until a record fills them.
 pub(crate) const IN_FLIGHT: usize = 65_536;
 
+/// Most slots one session may hold at once ([`SessionBudget`]): a PostgreSQL session that
+/// pipelines Executes without reading their results holds one per Execute, and without a cap
+/// one session could take the statements' whole share of [`IN_FLIGHT`] and make every other
+/// workload wait. At the cap, the session waits for results of its own, and only it stalls.
+pub const SESSION_IN_FLIGHT: usize = 1024;
+
+/// The slots one session may hold ([`SESSION_IN_FLIGHT`]); each [`Slot`] it holds carries one
+/// of its permits ([`Slot::in_session`]), given back with the slot.
+#[derive(Debug, Clone)]
+pub struct SessionBudget(Arc<tokio::sync::Semaphore>);
+
+/// One of a [`SessionBudget`]'s permits.
+#[derive(Debug)]
+pub struct SessionPermit {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Default for SessionBudget {
+    fn default() -> Self {
+        Self::new(SESSION_IN_FLIGHT)
+    }
+}
+
+impl SessionBudget {
+    /// A budget of `n` slots.
+    pub fn new(n: usize) -> Self {
+        Self(Arc::new(tokio::sync::Semaphore::new(n)))
+    }
+
+    /// A permit, if the session holds fewer slots than its budget.
+    pub fn try_take(&self) -> Option<SessionPermit> {
+        let permit = self.0.clone().try_acquire_owned().ok()?;
+        Some(SessionPermit { _permit: permit })
+    }
+
+    /// Waits until the session holds fewer slots than its budget (its own results give them
+    /// back), counting the wait in `sink`'s `session_waits`.
+    pub async fn take(&self, sink: &AuditSink) -> SessionPermit {
+        sink.shared.session_waits.fetch_add(1, Ordering::Relaxed);
+        let permit = self.0.clone().acquire_owned().await;
+        SessionPermit {
+            _permit: permit.expect("the semaphore is never closed"),
+        }
+    }
+}
+
 /// A place in the audit queue held for one record: of a statement or request let through
 /// ([`AuditSink::hold`]), or of a connection's end ([`AuditSink::begin`]); given back when
 /// dropped unused.
 pub struct Slot {
     permit: Option<mpsc::OwnedPermit<Op>>,
     shared: Arc<Shared>,
+    /// The session's permit, given back with the slot.
+    session: Option<SessionPermit>,
 }
 
 impl Slot {
+    /// The slot counted in its session's budget until it is used or given back.
+    pub fn in_session(mut self, permit: SessionPermit) -> Self {
+        self.session = Some(permit);
+        self
+    }
+
     fn send(&mut self, op: Op) {
         if let Some(permit) = self.permit.take() {
             permit.send(op);
             self.shared.held.fetch_sub(1, Ordering::Relaxed);
         }
+        self.session = None;
     }
 
     /// A slot of a queue nobody reads, for recorders in tests.
@@ -407,6 +467,7 @@ impl Slot {
         Self {
             permit: Some(tx.try_reserve_owned().expect("an empty queue has room")),
             shared,
+            session: None,
         }
     }
 }

@@ -680,6 +680,47 @@ async fn connection_ends_keep_a_quarter_of_the_in_flight_budget() {
     assert_eq!(sink.stats().queued, 0, "the writer kept up throughout");
 }
 
+/// A session holds at most its budget of slots: each slot carries one of its permits, given
+/// back when the slot's record is sent or the slot is dropped unused; at the cap the session
+/// waits (counted), while other sessions still hold slots.
+#[tokio::test]
+async fn a_session_holds_at_most_its_budget_of_slots() {
+    let (sink, mut sent) = AuditSink::for_tests(64);
+    let budget = SessionBudget::new(2);
+    let hold = |budget: &SessionBudget| {
+        let permit = budget.try_take()?;
+        Some(sink.try_hold().expect("room").in_session(permit))
+    };
+    let first = hold(&budget).expect("one");
+    let second = hold(&budget).expect("two");
+    assert!(budget.try_take().is_none(), "at the cap");
+    let other = SessionBudget::new(2);
+    assert!(hold(&other).is_some(), "another session is not held back");
+
+    // At the cap, the session waits until one of its slots is used.
+    let waiting = {
+        let (budget, sink) = (budget.clone(), sink.clone());
+        tokio::spawn(async move { budget.take(&sink).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiting.is_finished(), "waits for a slot of its own");
+    sink.statement(stmt(uuid::Uuid::now_v7(), 1, "select 1"), Some(first))
+        .expect("sent");
+    let permit = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("a used slot gives its permit back")
+        .expect("task");
+    assert_eq!(sink.stats().session_waits, 1);
+    assert_eq!(sent.statements().len(), 1);
+
+    // A slot dropped unused gives its permit back too.
+    drop(permit);
+    drop(second);
+    let both = [budget.try_take(), budget.try_take()];
+    assert!(both.iter().all(Option::is_some));
+    assert!(budget.try_take().is_none());
+}
+
 /// `BATCH_MAX` + 44 begins wait behind a stuck batch, then go in two transactions.
 #[tokio::test]
 async fn concurrent_begins_are_group_committed() {

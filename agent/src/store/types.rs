@@ -72,6 +72,10 @@ pub struct StoreStats {
     /// [`super::AuditSink::hold`]).
     #[serde(default)]
     pub room_waits: u64,
+    /// Times a session waited for results of its own, at its cap of slots held (see
+    /// [`super::SessionBudget`]).
+    #[serde(default)]
+    pub session_waits: u64,
     /// Transactions committed (several operations each under load).
     pub commits: u64,
     /// Operations waiting in the queue now.

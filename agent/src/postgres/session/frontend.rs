@@ -231,21 +231,36 @@ where
 /// come only with their results. (Flush has no response: nothing is owed to the client.) Inside
 /// a batch that already failed ([`super::state::State::skipping`]), nothing waits: the server
 /// skips to the Sync anyway.
+///
+/// The session holds at most [`crate::store::SESSION_IN_FLIGHT`] slots: at that cap it waits, the
+/// same way, for results of its own to give slots back (however long they take: only this
+/// session stalls, as it would behind a slow server).
 async fn hold_slot<W: AsyncWrite + Unpin>(
     ctx: &Context,
     shared: &Shared,
     server: &mut W,
     out: &mut BytesMut,
 ) -> std::io::Result<Option<Slot>> {
+    let permit = match shared.budget.try_take() {
+        Some(p) => p,
+        None => {
+            if shared.lock().skipping {
+                return Ok(None);
+            }
+            Flush.encode(out);
+            flush(server, out).await?;
+            shared.budget.take(&ctx.audit).await
+        }
+    };
     if let Some(slot) = ctx.audit.try_hold() {
-        return Ok(Some(slot));
+        return Ok(Some(slot.in_session(permit)));
     }
     if shared.lock().skipping {
         return Ok(None);
     }
     Flush.encode(out);
     flush(server, out).await?;
-    Ok(ctx.audit.hold().await)
+    Ok(ctx.audit.hold().await.map(|s| s.in_session(permit)))
 }
 
 /// What to do with a client message of type `tag` while a copy window is open

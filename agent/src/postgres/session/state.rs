@@ -12,7 +12,7 @@ use super::{catalog::Catalog, lineage::ExprPlan};
 use crate::{
     masking::{ColumnMask, MaskCounts, Masker},
     postgres::protocol::{FieldDescription, ObjectKind},
-    store::Slot,
+    store::{SessionBudget, Slot},
 };
 
 /// One result column as masking sees it.
@@ -353,12 +353,16 @@ impl State {
 
 /// A lock around [`State`]; never held across an await.
 #[derive(Debug, Default)]
-pub struct Shared(Mutex<State>);
+pub struct Shared {
+    state: Mutex<State>,
+    /// The audit slots the session may hold at once.
+    pub budget: SessionBudget,
+}
 
 impl Shared {
     /// Locks the state.
     pub fn lock(&self) -> MutexGuard<'_, State> {
-        crate::sync::lock(&self.0)
+        crate::sync::lock(&self.state)
     }
 }
 
