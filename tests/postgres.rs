@@ -722,6 +722,65 @@ fn a_long_pipeline_waits_for_its_own_results_at_the_session_cap() {
     );
 }
 
+/// A Describe is answered after the client may have parsed or bound the name again (the
+/// unnamed statement and portal are reused at every Parse and Bind). The answer describes what
+/// the name meant when the Describe was sent, never what it means when the answer comes:
+/// - portal: P1 B1 D(portal) E1 then P2 B2 E2 in one write: E1's computed card is masked by
+///   B1's plan (with B2's, the computed column had no rule and went out in clear);
+/// - statement: P1 (names) D(statement) P2 (cards) on the same name, then a Bind and Execute of
+///   it once answered: P1's columns were taken for P2's statement, and the cards passed as
+///   names. Now P2's columns are unknown and its values hidden whole.
+#[test]
+fn a_description_answers_what_the_name_meant_when_it_was_sent() {
+    let test = "a_description_answers_what_the_name_meant_when_it_was_sent";
+    let Some(f) = Fixture::start(test, "pg-namereuse", |_| {}) else {
+        return;
+    };
+    let c1 = &f.pg.customers[0];
+    let out = Script::run(
+        &f,
+        &json!([
+            {"send": [
+                ["P", "", "select upper(card_number) from customers where id = 1"],
+                ["B", "", ""], ["D", "P", ""], ["E", ""],
+                ["P", "", "select 1"], ["B", "", ""], ["E", ""], ["S"]
+            ]},
+            {"until": "Z"},
+        ]),
+    );
+    assert_eq!(
+        out.step(1)["got"],
+        json!(["1", "2", "T", "D", "C", "1", "2", "D", "C", "Z"]),
+        "{out}"
+    );
+    let rows = out.rows_from(0);
+    assert_eq!(rows[0], json!([c1.card_last4()]), "{out}");
+    // E2's portal was never described: its columns are unknown, its values hidden.
+    assert_eq!(rows[1], json!(["[REDACTED]"]), "{out}");
+
+    let out = Script::run(
+        &f,
+        &json!([
+            {"send": [
+                ["P", "", "select name from customers where id = 1"], ["D", "S", ""],
+                ["P", "", "select card_number from customers where id = 1"], ["S"]
+            ]},
+            {"until": "Z"},
+            {"send": [["B", "", ""], ["E", ""], ["S"]]},
+            {"until": "Z"},
+        ]),
+    );
+    assert_eq!(
+        out.step(1)["got"],
+        json!(["1", "t", "T", "1", "Z"]),
+        "{out}"
+    );
+    assert_eq!(out.step(3)["got"], json!(["2", "D", "C", "Z"]), "{out}");
+    let rows = out.rows_from(2);
+    assert_ne!(rows[0], json!([c1.card_number]), "the card in clear: {out}");
+    assert_eq!(rows[0], json!(["[REDACTED]"]), "{out}");
+}
+
 /// During a COPY FROM STDIN through the extended protocol the server ignores Syncs, so
 /// tollgate does not forward them: one sent with the data gets no ReadyForQuery. Here a bad
 /// row fails the copy (22P02) and the client's Sync sent with it stays unanswered; the client

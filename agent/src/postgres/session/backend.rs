@@ -106,8 +106,11 @@ fn on_frame(
             if let Expect::Describe {
                 kind: ObjectKind::Statement,
                 name,
+                generation,
+                ..
             } = st.take("NoData", |e| matches!(e, Expect::Describe { .. }))?
                 && let Some(p) = st.prepared.get_mut(&name)
+                && p.generation == generation
             {
                 p.fields = Some(Vec::new());
             }
@@ -125,28 +128,40 @@ fn on_frame(
             };
             st.expect_front("RowDescription", described)?;
             match st.expect.front_mut() {
-                Some(Expect::Describe { kind, name }) => {
-                    let (kind, name) = (*kind, name.clone());
-                    st.pop();
+                Some(Expect::Describe { .. }) => {
+                    let Some(Expect::Describe {
+                        kind,
+                        name,
+                        generation,
+                        exprs,
+                    }) = st.pop()
+                    else {
+                        unreachable!("a Describe is owed first")
+                    };
+                    // What the name means now may have been parsed or bound again since the
+                    // Describe was sent: only what it described takes the answer.
                     match kind {
                         ObjectKind::Statement => {
-                            if let Some(p) = st.prepared.get_mut(&name) {
+                            if let Some(p) = st.prepared.get_mut(&name)
+                                && p.generation == generation
+                            {
                                 p.fields = Some(rd.fields.clone());
                             }
                         }
                         ObjectKind::Portal => {
-                            if let Some(p) = st.portals.get_mut(&name) {
-                                let exprs = p.exprs.clone();
-                                let columns = state::columns(
-                                    masker,
-                                    &meta.catalog,
-                                    &rd.fields,
-                                    None,
-                                    exprs.as_deref(),
-                                );
+                            let columns = state::columns(
+                                masker,
+                                &meta.catalog,
+                                &rd.fields,
+                                None,
+                                exprs.as_deref(),
+                            );
+                            if let Some(p) = st.portals.get_mut(&name)
+                                && p.generation == generation
+                            {
                                 p.columns = Some(columns.clone());
-                                st.portal_described(&name, &columns);
                             }
+                            st.portal_described(generation, &columns);
                         }
                     }
                 }
@@ -258,8 +273,8 @@ fn on_frame(
                     }
                     st.pop();
                 }
-                // No Sync owed: the client has not sent the batch's end yet, and the rest of
-                // it is skipped too (nothing waits for the audit store there). The frontend
+                // No Sync owed: the client has not sent the batch's end yet (or it is held in
+                // a copy window, and owed when released), and the rest of it is skipped too (nothing waits for the audit store there). The frontend
                 // clears it at that Sync; once sent, the Sync is owed, and a frontend already
                 // past it is not held back.
                 if owed && st.expect.is_empty() {
@@ -471,7 +486,7 @@ mod tests {
         /// What the frontend owes for an Execute of `text` let through: its audit and a slot.
         fn execute(&self, text: &str) -> Expect {
             Expect::Execute {
-                portal: String::new(),
+                portal: 0,
                 columns: None,
                 audit: Some(self.allowed(text)),
                 slot: Some(self.audit.try_hold().expect("a slot")),
@@ -781,7 +796,7 @@ mod tests {
                         let copy = (copy && slot.is_some()).then(|| st.open_copy(false));
                         self.let_through += usize::from(slot.is_some());
                         Some(Expect::Execute {
-                            portal: String::new(),
+                            portal: 0,
                             columns: None,
                             audit: Some(audit),
                             slot,
@@ -903,6 +918,11 @@ mod tests {
             (">Qc >Q <E <Z <C <Z", "QQ"),
             // A Sync during a simple Query's copy is not forwarded.
             (">Qc <G >d >S <E <Z", "QdH"),
+            // A simple Query's copy data sent before its CopyInResponse: that copy is over when
+            // the response comes, and the next Query waits for the first one's end.
+            (">Qc >d >c >Q <G <C <Z <C <Z", "QdcQ"),
+            // ... and a Sync after it is held until then, and answered.
+            (">Qc >d >c >S <G <C <Z <Z", "QdcHS"),
         ] {
             let p = Play::run(&format!("{steps} {next}"));
             assert!(!p.refused, "{steps}");
@@ -922,6 +942,8 @@ mod tests {
             ">Qc >Q <G",
             ">B >Ec >S <2 <G >d >P",
             ">B >Ec >S >P <2 <G",
+            // A Query's copy ended after a held Sync: its next copy might wait for it.
+            ">Qc >S >d >c",
         ] {
             assert!(Play::run(steps).refused, "{steps}");
         }

@@ -59,8 +59,20 @@ where
                     out.clear();
                 }
                 // Syncs held in a copy window go as soon as the server is known not to copy:
-                // the client may be waiting for their ReadyForQuery.
-                let n = if window && shared.lock().holds_syncs() {
+                // the client may be waiting for their ReadyForQuery. The server's answer may
+                // have come already, or may come while this waits for the client.
+                let holds = window && {
+                    let mut st = shared.lock();
+                    let held = st.release();
+                    if held > 0 {
+                        drop(st);
+                        release(shared, held, &mut out);
+                        window = shared.lock().copy.is_some();
+                        continue;
+                    }
+                    st.holds_syncs()
+                };
+                let n = if holds {
                     tokio::select! {
                         n = stream::fill(&mut client, &mut buf) => n?,
                         () = copy_changed.notified() => {
@@ -141,7 +153,7 @@ where
                 // In a batch that already failed, the server skips it: no record will come,
                 // and none is made if the session ends first.
                 let slot = (!st.skipping).then_some(slot);
-                let (columns, audit, may_copy) = match st.portals.get(&e.portal) {
+                let (columns, audit, may_copy, generation) = match st.portals.get(&e.portal) {
                     Some(p) => {
                         let cols = p.columns.clone().or_else(|| {
                             st.prepared.get(&p.statement).and_then(|s| {
@@ -158,9 +170,10 @@ where
                         });
                         let prepared = st.prepared.get(&p.statement);
                         let audit = prepared.map(|s| s.audit.clone());
-                        (cols, audit, prepared.is_some_and(|s| s.may_copy))
+                        let may_copy = prepared.is_some_and(|s| s.may_copy);
+                        (cols, audit, may_copy, p.generation)
                     }
-                    None => (None, None, false),
+                    None => (None, None, false, 0),
                 };
                 let audit = audit.map(|mut a| {
                     a.seq = st.seq();
@@ -173,7 +186,7 @@ where
                 let copy = (may_copy && slot.is_some()).then(|| st.open_copy(false));
                 window = copy.is_some();
                 st.expect.push_back(Expect::Execute {
-                    portal: e.portal,
+                    portal: generation,
                     columns,
                     audit,
                     slot,
@@ -203,6 +216,10 @@ where
                 let audit = denied_audit(shared, "function call (by OID)", "function-call");
                 record(&ctx.audit, meta, audit, None);
                 let mut st = shared.lock();
+                if st.skipping {
+                    // Inside a failed batch the server discards the refusal too, unanswered.
+                    continue;
+                }
                 st.expect.push_back(Expect::Query {
                     stmts: Default::default(),
                     columns: None,
@@ -378,6 +395,7 @@ async fn on_parse<W: AsyncWrite + Unpin>(
     if checked.decision.permits() {
         let exprs = lineage::plan(masker, &p.query, &checked.statements);
         let mut st = shared.lock();
+        let generation = st.generation();
         st.prepared.insert(
             p.name.clone(),
             Prepared {
@@ -385,6 +403,7 @@ async fn on_parse<W: AsyncWrite + Unpin>(
                 fields: None,
                 exprs,
                 may_copy: may_copy(&checked.statements),
+                generation,
             },
         );
         st.expect.push_back(Expect::Parse { swallow: false });
@@ -571,6 +590,7 @@ fn on_bind(
             )
         })
     });
+    let generation = st.generation();
     st.portals.insert(
         b.portal.clone(),
         Portal {
@@ -578,6 +598,7 @@ fn on_bind(
             formats: b.result_formats.clone(),
             columns,
             exprs,
+            generation,
         },
     );
     st.expect.push_back(Expect::Bind { swallow: false });
@@ -586,10 +607,21 @@ fn on_bind(
 }
 
 fn on_describe(shared: &Shared, d: Describe, frame: FrontendFrame, out: &mut BytesMut) {
-    shared.lock().expect.push_back(Expect::Describe {
+    let mut st = shared.lock();
+    let (generation, exprs) = match d.kind {
+        ObjectKind::Statement => (st.prepared.get(&d.name).map_or(0, |p| p.generation), None),
+        ObjectKind::Portal => st
+            .portals
+            .get(&d.name)
+            .map_or((0, None), |p| (p.generation, p.exprs.clone())),
+    };
+    st.expect.push_back(Expect::Describe {
         kind: d.kind,
         name: d.name,
+        generation,
+        exprs,
     });
+    drop(st);
     out.extend_from_slice(frame.raw());
 }
 

@@ -119,6 +119,9 @@ pub struct Prepared {
     pub fields: Option<Vec<FieldDescription>>,
     /// It may start a COPY FROM STDIN ([`may_copy`]).
     pub may_copy: bool,
+    /// Which Parse made it ([`State::generation`]): a Describe answered after the name was
+    /// parsed again describes the older statement.
+    pub generation: u64,
 }
 
 /// Whether statements may start a COPY FROM STDIN: a `COPY … FROM` (STDIN or not), or a
@@ -141,6 +144,9 @@ pub struct Portal {
     pub exprs: Option<Arc<ExprPlan>>,
     /// Columns, once known (portal Describe, or the statement's description).
     pub columns: Option<Columns>,
+    /// Which Bind made it ([`State::generation`]): a Describe or Execute sent before the name
+    /// was bound again is of the older portal.
+    pub generation: u64,
 }
 
 /// A response the server owes the client, in order.
@@ -176,11 +182,15 @@ pub enum Expect {
         kind: ObjectKind,
         /// Its name.
         name: String,
+        /// The generation of what the name meant when the Describe was sent (0: nothing).
+        generation: u64,
+        /// A portal's plan for masking computed columns, as bound then.
+        exprs: Option<Arc<ExprPlan>>,
     },
     /// Rows, then CommandComplete / EmptyQueryResponse / PortalSuspended.
     Execute {
-        /// The portal's name.
-        portal: String,
+        /// The generation of its portal (0: unknown portal).
+        portal: u64,
         /// Columns of the portal (`None`: not known when it was sent; a Describe of the portal
         /// sent before it may still tell them, [`State::portal_described`]).
         columns: Option<Columns>,
@@ -287,6 +297,9 @@ pub struct CopyWindow {
     pub held: u32,
     /// Opened by a simple Query.
     pub query: bool,
+    /// A Query's copies the client ended (CopyDone or CopyFail) before their CopyInResponse
+    /// came: those CopyInResponses start a copy that is already over.
+    pub ended_early: u32,
 }
 
 /// What the frontend does with a client message ([`State::client_step`]).
@@ -321,6 +334,8 @@ pub struct State {
     pub copy: Option<CopyWindow>,
     /// The number of the last copy window.
     pub copies: u32,
+    /// The last generation given to a prepared statement or portal.
+    pub generations: u64,
     /// Rung when the phase of the open copy window changes (the frontend may wait on it).
     pub copy_changed: Arc<Notify>,
     /// The current extended-protocol batch failed: tollgate made the server raise an error in
@@ -339,7 +354,7 @@ impl State {
         self.expect.push_back(Expect::Parse { swallow: true });
         self.expect.push_back(Expect::Bind { swallow: true });
         self.expect.push_back(Expect::Execute {
-            portal: String::new(),
+            portal: 0,
             columns: None,
             audit: None,
             slot: None,
@@ -457,6 +472,7 @@ impl State {
             phase: CopyPhase::Pending,
             held: 0,
             query,
+            ended_early: 0,
         });
         self.copies
     }
@@ -493,10 +509,14 @@ impl State {
                 }
                 Step::Forward
             }
-            // Held Syncs precede it: wait to know whether they are sent.
+            // Held Syncs precede it: wait to know whether they are sent. A Query's next copy
+            // might be waiting for this very message: the session ends instead.
+            (CopyPhase::Pending, b'c' | b'f') if w.held > 0 && w.query => Step::Refuse,
             (CopyPhase::Pending, b'c' | b'f') if w.held > 0 => Step::Wait,
             (CopyPhase::Pending, b'c' | b'f') => {
-                if !w.query {
+                if w.query {
+                    w.ended_early += 1;
+                } else {
                     self.copy = None;
                 }
                 Step::Forward
@@ -507,11 +527,11 @@ impl State {
     }
 
     /// The frontend waits for the client while Syncs are held: it must also wake when they
-    /// are to be sent.
+    /// are to be sent (also when the server's answer came just now).
     pub fn holds_syncs(&self) -> bool {
         self.copy
             .as_ref()
-            .is_some_and(|w| w.held > 0 && w.phase == CopyPhase::Pending)
+            .is_some_and(|w| w.held > 0 && w.phase != CopyPhase::Copying)
     }
 
     /// The held Syncs to send now that the server is known not to copy; the window closes.
@@ -539,9 +559,15 @@ impl State {
         if let Some(w) = self.copy.as_mut()
             && w.id == id
         {
-            w.phase = CopyPhase::Copying;
-            w.held = 0;
-            self.copy_changed.notify_one();
+            if w.ended_early > 0 {
+                // The client's end of this copy is sent: the server reads it before anything
+                // held since, and is not copying then.
+                w.ended_early -= 1;
+            } else {
+                w.phase = CopyPhase::Copying;
+                w.held = 0;
+                self.copy_changed.notify_one();
+            }
         }
         Ok(())
     }
@@ -565,20 +591,31 @@ impl State {
         }
     }
 
-    /// A portal's RowDescription came: the Executes of it already sent without columns take
-    /// them (libpq's `PQexecParams` sends Parse, Bind, Describe, Execute and Sync at once; left
-    /// without columns, every value of the result would be hidden on a target with column
-    /// rules). Only up to the next Bind or Sync, after which the name may be another portal.
-    pub fn portal_described(&mut self, portal: &str, columns: &Columns) {
+    /// A number for a new prepared statement or portal. Names are reused (the unnamed ones at
+    /// every Parse and Bind), and a response comes after the client may have reused the name:
+    /// what it describes is known by this number, never by the name.
+    pub fn generation(&mut self) -> u64 {
+        self.generations += 1;
+        self.generations
+    }
+
+    /// The RowDescription of portal `generation` came: the Executes of it already sent without
+    /// columns take them (libpq's `PQexecParams` sends Parse, Bind, Describe, Execute and Sync
+    /// at once; left without columns, every value of the result would be hidden on a target
+    /// with column rules).
+    pub fn portal_described(&mut self, generation: u64, columns: &Columns) {
+        if generation == 0 {
+            return;
+        }
         for e in &mut self.expect {
-            match e {
-                Expect::Execute {
-                    portal: p,
-                    columns: c @ None,
-                    ..
-                } if p == portal => *c = Some(columns.clone()),
-                Expect::Bind { .. } | Expect::Sync => break,
-                _ => {}
+            if let Expect::Execute {
+                portal,
+                columns: c @ None,
+                ..
+            } = e
+                && *portal == generation
+            {
+                *c = Some(columns.clone());
             }
         }
     }
@@ -613,7 +650,7 @@ mod tests {
 
     fn execute(slot: Option<Slot>) -> Expect {
         Expect::Execute {
-            portal: String::new(),
+            portal: 0,
             columns: None,
             audit: None,
             slot,
@@ -731,28 +768,29 @@ mod tests {
         assert!(st.take("BindComplete", |_| true).is_err());
     }
 
-    /// A portal's description reaches the Executes of that portal sent before it came, up to
-    /// the next Bind (which may reuse the name); other portals' Executes are left alone.
+    /// A portal's description reaches the Executes of that portal (by its generation) sent
+    /// before it came, not those of a portal bound later under the same name.
     #[test]
     fn a_portal_description_reaches_its_executes_sent_before_it() {
-        let of = |portal: &str| Expect::Execute {
-            portal: portal.into(),
+        let of = |portal: u64| Expect::Execute {
+            portal,
             columns: None,
             audit: None,
             slot: None,
             copy: None,
         };
         let mut st = State::default();
-        st.expect.push_back(of(""));
-        st.expect.push_back(of("other"));
+        st.expect.push_back(of(1));
+        st.expect.push_back(of(2));
         st.expect.push_back(Expect::Bind { swallow: false });
-        st.expect.push_back(of(""));
+        st.expect.push_back(of(1));
         let cols: Columns = Arc::new(vec![Column {
             mask: None,
             binary: false,
             text_like: true,
         }]);
-        st.portal_described("", &cols);
+        st.portal_described(1, &cols);
+        st.portal_described(0, &cols);
         let known: Vec<bool> = st
             .expect
             .iter()
@@ -761,6 +799,6 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(known, [true, false, false]);
+        assert_eq!(known, [true, false, true]);
     }
 }
