@@ -902,6 +902,76 @@ fn a_copy_that_never_starts_answers_its_sync() {
     assert_eq!(outcomes(&session), audit, "{session:#}");
 }
 
+/// OID of `pg_backend_pid()`, called by FunctionCall in [`a_function_call_is_refused_and_recorded`].
+const PG_BACKEND_PID_OID: i32 = 2026;
+
+/// A FunctionCall message runs a function by OID, outside SQL, so no statement rule can see
+/// it: tollgate refuses it (42501, rule `function-call`), records the refusal, and the session
+/// goes on. Inside an extended-protocol batch that already failed the server skips it up to
+/// the Sync: tollgate sends nothing for it and owes nothing, so the Sync's ReadyForQuery is the
+/// only answer and the next query is answered in step (the refusal is still recorded).
+#[test]
+fn a_function_call_is_refused_and_recorded() {
+    let test = "a_function_call_is_refused_and_recorded";
+    let Some(f) = Fixture::start(test, "pg-fncall", |_| {}) else {
+        return;
+    };
+    let drop = "DROP TABLE customers";
+    let out = Script::run(
+        &f,
+        &json!([
+            {"send": [["F", PG_BACKEND_PID_OID]]},
+            {"until": "Z"},
+            // The batch's error comes (Flush) before the FunctionCall is sent.
+            {"send": [["P", "", drop], ["B", "", ""], ["E", ""], ["H"]]},
+            {"until": "E"},
+            {"send": [["F", PG_BACKEND_PID_OID], ["S"]]},
+            {"until": "Z"},
+            {"send": [["Q", COUNT_ACCOUNTS]]},
+            {"until": "Z"},
+            {"drain": 0.3},
+        ]),
+    );
+    // Never a FunctionCallResponse ('V'): the function did not run.
+    assert_eq!(out.step(1)["got"], json!(["E", "Z"]), "{out}");
+    assert_eq!(out.step(3)["got"], json!(["E"]), "{out}");
+    assert_eq!(out.step(5)["got"], json!(["Z"]), "{out}");
+    assert_eq!(out.step(7)["got"], json!(["T", "D", "C", "Z"]), "{out}");
+    assert_eq!(out.sqlstates_from(0), ["42501", "42501"], "{out}");
+    assert_eq!(
+        out.rows_from(0),
+        [json!([data::ACCOUNTS.to_string()])],
+        "{out}"
+    );
+    assert_eq!(out.step(8)["got"], json!([]), "{out}");
+    assert_eq!(out.end(), "open", "{out}");
+
+    let session = f.statements_of(out.pid(), 4);
+    let decided: Vec<(&str, &str, &str)> = statements(&session)
+        .iter()
+        .map(|s| {
+            let field = |k: &str| s[k].as_str().unwrap_or("");
+            (field("text"), field("decision"), field("rule"))
+        })
+        .collect();
+    let call = "function call (by OID)";
+    assert_eq!(
+        decided,
+        [
+            (call, "deny", "function-call"),
+            (drop, "deny", policy::NO_DDL),
+            (call, "deny", "function-call"),
+            (COUNT_ACCOUNTS, "allow", decided[3].2),
+        ],
+        "{session:#}"
+    );
+    // The table is intact.
+    assert_eq!(
+        f.pg.admin_sql("orders", "select count(*) from customers"),
+        data::CUSTOMERS.to_string()
+    );
+}
+
 /// What the session ended before a statement's result says in its record: it may have run.
 const SESSION_ENDED: &str = "session ended before the result";
 
