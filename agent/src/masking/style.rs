@@ -77,16 +77,17 @@ fn last4(value: &str) -> String {
         alnum
     };
     let mut seen = 0;
-    value
-        .chars()
-        .map(|c| {
-            if !c.is_alphanumeric() {
-                return c;
-            }
+    // One '*' (one byte) per masked character: never longer than the value.
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        if c.is_alphanumeric() {
             seen += 1;
-            if seen > keep_from { c } else { '*' }
-        })
-        .collect()
+            out.push(if seen > keep_from { c } else { '*' });
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The secret of the `hash` style: an HMAC-SHA256 state keyed once. Its `Debug` prints

@@ -14,12 +14,12 @@ const MAX_LABEL: usize = 63;
 pub fn find(text: &str) -> Vec<Span> {
     let b = text.as_bytes();
     let mut out = Vec::new();
-    if b.len() < 6 || !b.contains(&b'@') {
+    if b.len() < 6 {
         return out;
     }
     let mut floor = 0;
-    for at in 0..b.len() {
-        if b[at] != b'@' || at < floor {
+    for at in memchr::memchr_iter(b'@', b) {
+        if at < floor {
             continue;
         }
         let Some(start) = local_start(b, floor, at) else {

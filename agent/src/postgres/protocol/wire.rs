@@ -190,6 +190,11 @@ pub(crate) fn put_count(dst: &mut BytesMut, n: usize) -> usize {
 
 /// Appends an Int32 length (-1 for NULL) and the bytes, at most `i32::MAX` of them.
 pub(crate) fn put_nullable(dst: &mut BytesMut, value: Option<&Bytes>) {
+    put_nullable_slice(dst, value.map(|v| &v[..]));
+}
+
+/// [`put_nullable`] of a borrowed value.
+pub(crate) fn put_nullable_slice(dst: &mut BytesMut, value: Option<&[u8]>) {
     match value {
         None => dst.put_i32(-1),
         Some(v) => {

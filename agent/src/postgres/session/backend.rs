@@ -8,7 +8,8 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use crate::{
     masking::{MaskCounts, Masker},
     postgres::protocol::{
-        BackendFrame, BackendMessage, CopyData, DataRow, MAX_MESSAGE_LEN, ObjectKind, next_backend,
+        BackendFrame, BackendMessage, CopyData, MAX_MESSAGE_LEN, ObjectKind, RowValues,
+        next_backend,
     },
     proxy::Context,
     store::AuditSink,
@@ -181,12 +182,11 @@ fn on_frame(
         b'D' if !masker.is_empty() => {
             let cols = current_columns(&st.expect);
             let mut counts = MaskCounts::default();
-            let masked = mask_row(masker, cols.as_ref(), &frame, &mut counts)?;
+            let masked = mask_row(masker, cols.as_ref(), &frame, &mut counts, out)?;
             if !counts.is_empty() {
                 add_counts(&mut st.expect, &counts);
             }
-            if let Some(row) = masked {
-                row.encode(out);
+            if masked {
                 return Ok(());
             }
         }
@@ -396,18 +396,21 @@ pub fn session_ended(audit: &AuditSink, meta: &SessionMeta, shared: &Shared) {
     }
 }
 
-/// Masks one DataRow; `None` when nothing changed (forward the raw frame).
+/// Masks one DataRow into `out`; false when nothing changed (forward the raw frame). The
+/// values are read in place: a row that needs no masking costs no allocation.
 fn mask_row(
     masker: &Masker,
     cols: Option<&Columns>,
     frame: &BackendFrame,
     counts: &mut MaskCounts,
-) -> Result<Option<DataRow>, ReadError> {
-    let Ok(BackendMessage::DataRow(mut row)) = frame.decode() else {
+    out: &mut BytesMut,
+) -> Result<bool, ReadError> {
+    let body = frame.raw().get(5..).unwrap_or_default();
+    let Ok(row) = RowValues::parse(body) else {
         return Err(bad("DataRow"));
     };
-    let mut changed = false;
-    for (i, value) in row.values.iter_mut().enumerate() {
+    let mut replaced: Vec<(usize, String)> = Vec::new();
+    for (i, value) in row.iter().enumerate() {
         let Some(bytes) = value else { continue };
         let col = cols.and_then(|c| c.get(i));
         let replacement = match col {
@@ -430,11 +433,18 @@ fn mask_row(
             },
         };
         if let Some(r) = replacement {
-            *bytes = Bytes::from(r.into_bytes());
-            changed = true;
+            replaced.push((i, r));
         }
     }
-    Ok(changed.then_some(row))
+    if replaced.is_empty() {
+        return Ok(false);
+    }
+    // In column order, as pushed.
+    let mut next = replaced.iter().peekable();
+    row.encode_replacing(out, |i| {
+        next.next_if(|(at, _)| *at == i).map(|(_, r)| r.as_bytes())
+    });
+    Ok(true)
 }
 
 #[cfg(test)]

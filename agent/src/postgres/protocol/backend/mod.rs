@@ -21,7 +21,7 @@ pub use authentication::Authentication;
 pub use backend_key_data::BackendKeyData;
 pub use command_complete::CommandComplete;
 pub use copy_response::{CopyBothResponse, CopyInResponse, CopyOutResponse};
-pub use data_row::DataRow;
+pub use data_row::{DataRow, RowValues};
 pub use error_response::ErrorResponse;
 pub use fields::field;
 pub use function_call_response::FunctionCallResponse;
