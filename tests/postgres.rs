@@ -903,7 +903,7 @@ fn a_copy_that_never_starts_answers_its_sync() {
 }
 
 /// OID of `pg_backend_pid()`, called by FunctionCall in [`a_function_call_is_refused_and_recorded`].
-const PG_BACKEND_PID_OID: i32 = 2026;
+const PG_BACKEND_PID_OID: u32 = 2026;
 
 /// A FunctionCall message runs a function by OID, outside SQL, so no statement rule can see
 /// it: tollgate refuses it (42501, rule `function-call`), records the refusal, and the session
@@ -961,7 +961,7 @@ fn a_function_call_is_refused_and_recorded() {
             (call, "deny", "function-call"),
             (drop, "deny", policy::NO_DDL),
             (call, "deny", "function-call"),
-            (COUNT_ACCOUNTS, "allow", decided[3].2),
+            (COUNT_ACCOUNTS, "allow", policy::READS),
         ],
         "{session:#}"
     );

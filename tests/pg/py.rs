@@ -174,7 +174,7 @@ ENCODE = {
     "d": lambda text: text.encode(),
     "f": lambda reason: z(reason),
     # FunctionCall of function `oid` without arguments, text result.
-    "F": lambda oid: struct.pack("!ihhh", oid, 0, 0, 0),
+    "F": lambda oid: struct.pack("!Ihhh", oid, 0, 0, 0),
     "S": lambda: b"", "H": lambda: b"", "c": lambda: b"", "X": lambda: b"",
 }
 
