@@ -1413,6 +1413,88 @@ fn a_pipelined_batch_through_a_stalled_audit_store() {
     assert_eq!(lost(), 0, "no record was lost to a full queue");
 }
 
+/// A statement waiting for an audit slot stops waiting when the server's error fails its batch
+/// meanwhile, since the server skips it anyway.
+/// - The batch's first Execute (a 2 s sleep, then a division by zero) goes through while the
+///   store is fine.
+/// - Then the store stalls: the database is locked, and another session's denials push the
+///   backlog past its margin.
+/// - The next Parse waits for room. The division-by-zero error comes while it waits.
+/// - The batch's ReadyForQuery comes with the error, not after `audit_wait` (4 s; the store
+///   stays stalled for 3.5 s). Only the statement that ran is recorded.
+#[test]
+fn a_statement_waiting_for_the_audit_store_stops_when_its_batch_fails() {
+    let test = "a_statement_waiting_for_the_audit_store_stops_when_its_batch_fails";
+    let config = "audit_queue = 70\naudit_wait = \"4s\"\n";
+    let Some(f) = Fixture::start_configured(test, "pg-waitfail", config, |_| {}) else {
+        return;
+    };
+    let sync = f.agent.scratch().join("sync");
+    std::fs::create_dir_all(&sync).expect("sync dir");
+    let db = f.agent.state_dir.join("audit.db");
+    // Fails when it has run for 2 s (a division by zero at the Execute, after the sleep), while
+    // the next statement already waits. PostgreSQL sends an error at once, unflushed or not.
+    let failing = "select pg_sleep(2), count(*) / count(*) from accounts where false";
+
+    // Connected before the lock (a connection's record is committed before it goes on), the
+    // psql session sends its denials once the database is locked: the writer takes the first
+    // and blocks on the lock; ten stay queued.
+    let mut denials = format!(
+        "\\! {}\nDROP TABLE accounts;\n\\! sleep 0.2\n",
+        wait_for_go(&sync, "P")
+    );
+    denials.push_str(&"DROP TABLE accounts;\n".repeat(10));
+    denials.push_str(&format!("\\! touch {}\n", sync.join("doneP").display()));
+    let (conninfo, etl) = (f.conninfo(Role::Scram.name(), "disable"), f.etl.clone());
+    let psql_denials =
+        std::thread::spawn(move || psql(&conninfo, &[]).stdin(&denials).run(Some(&etl)));
+    let stall = std::thread::spawn({
+        let sync = sync.clone();
+        move || {
+            let sent = sync.join("sent");
+            let seen = harness::poll(Duration::from_secs(30), || sent.exists().then_some(()));
+            assert!(seen.is_some(), "the client never sent its first Execute");
+            let lock = lock_audit_at(&db, &sync, "P");
+            let done = sync.join("doneP");
+            let seen = harness::poll(Duration::from_secs(10), || done.exists().then_some(()));
+            assert!(seen.is_some(), "psql never finished its denials");
+            std::fs::write(sync.join("go1"), "").expect("go");
+            // Past the client's 2.5 s below, within the writer's 5 s busy timeout.
+            std::thread::sleep(Duration::from_millis(3500));
+            lock.execute_batch("ROLLBACK").expect("unlock audit db");
+        }
+    });
+    let ready = sync.join("sent").to_string_lossy().into_owned();
+    let go = sync.join("go1").to_string_lossy().into_owned();
+    let out = Script::run(
+        &f,
+        &json!([
+            // Not flushed: its error comes with the Flush sent before the wait.
+            {"send": [["P", "", failing], ["B", "", ""], ["E", ""]]},
+            {"signal": ready, "wait": go},
+            {"send": [["P", "", COUNT_ACCOUNTS], ["B", "", ""], ["E", ""], ["S"]]},
+            {"until": "Z", "within": 2.5},
+            {"drain": 0.3},
+        ]),
+    );
+    stall.join().expect("stall");
+    let d = psql_denials.join().expect("psql");
+    assert_eq!(
+        d.stderr.matches(&denial(policy::NO_DDL)).count(),
+        11,
+        "{d:?}"
+    );
+    assert_eq!(out.step(3)["got"], json!(["1", "2", "E", "Z"]), "{out}");
+    assert_eq!(out.sqlstates_from(0), ["22012"], "{out}");
+    assert_eq!(out.end(), "open", "{out}");
+    let session = f.statements_of(out.pid(), 1);
+    assert_eq!(
+        outcomes(&session),
+        [(&*failing.replace("(2)", "(?)"), None, Some("22012"))],
+        "{session:#}"
+    );
+}
+
 /// Blocked statements leave the data intact: DROP TABLE and ALTER TABLE (no-ddl), a DO block
 /// (unknown: no-unknown), TRUNCATE (no rule: default-deny).
 #[test]

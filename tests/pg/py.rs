@@ -150,7 +150,10 @@ print(json.dumps(out))
 ///   results), `["D", "P" or "S", name]`, `["E", portal]` (all rows), `["Q", sql]`,
 ///   `["d", text]`, `["f", reason]`, `["F", oid]` (FunctionCall without arguments), `["S"]`,
 ///   `["H"]`, `["c"]`, `["X"]`;
-/// - `{"until": types}`: reads messages until one of `types` arrives (5 s at most);
+/// - `{"until": types}`: reads messages until one of `types` arrives (5 s at most, or
+///   `"within"` seconds);
+/// - `{"signal": path, "wait": path}`: creates the first file, then waits for the second
+///   (30 s at most), so a test can act at that point of the script;
 /// - `{"drain": seconds}`: reads whatever arrives within that time (less if the connection
 ///   ends);
 /// - `{"sleep": seconds}`.
@@ -248,7 +251,13 @@ for step in steps:
         except (BrokenPipeError, ConnectionResetError) as e:
             done = {"how": "eof" if isinstance(e, BrokenPipeError) else "reset"}
     elif "until" in step:
-        done = read(step["until"], 5)
+        done = read(step["until"], step.get("within", 5))
+    elif "signal" in step:
+        open(step["signal"], "w").close()
+        deadline = time.monotonic() + 30
+        while not os.path.exists(step["wait"]) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        done = {} if os.path.exists(step["wait"]) else {"how": "timeout"}
     elif "drain" in step:
         done = read("", step["drain"])
     else:

@@ -279,6 +279,7 @@ fn on_frame(
                 // past it is not held back.
                 if owed && st.expect.is_empty() {
                     st.skipping = true;
+                    st.batch_failed.notify_waiters();
                 }
             }
             if let Some(e) = rewritten {

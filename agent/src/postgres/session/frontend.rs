@@ -252,6 +252,9 @@ where
 /// The session holds at most [`crate::store::SESSION_IN_FLIGHT`] slots: at that cap it waits, the
 /// same way, for results of its own to give slots back (however long they take: only this
 /// session stalls, as it would behind a slow server).
+///
+/// Either wait ends, without a slot, when the server's error fails the batch meanwhile (the
+/// Flush may bring it): the server skips this statement anyway.
 async fn hold_slot<W: AsyncWrite + Unpin>(
     ctx: &Context,
     shared: &Shared,
@@ -266,7 +269,10 @@ async fn hold_slot<W: AsyncWrite + Unpin>(
             }
             Flush.encode(out);
             flush(server, out).await?;
-            shared.budget.take(&ctx.audit).await
+            tokio::select! {
+                p = shared.budget.take(&ctx.audit) => p,
+                () = batch_failed(shared) => return Ok(None),
+            }
         }
     };
     if let Some(slot) = ctx.audit.try_hold() {
@@ -277,7 +283,25 @@ async fn hold_slot<W: AsyncWrite + Unpin>(
     }
     Flush.encode(out);
     flush(server, out).await?;
-    Ok(ctx.audit.hold().await.map(|s| s.in_session(permit)))
+    tokio::select! {
+        slot = ctx.audit.hold() => Ok(slot.map(|s| s.in_session(permit))),
+        () = batch_failed(shared) => Ok(None),
+    }
+}
+
+/// Resolves once the current extended-protocol batch has failed ([`super::state::State::skipping`]).
+async fn batch_failed(shared: &Shared) {
+    let rung = shared.lock().batch_failed.clone();
+    loop {
+        let notified = rung.notified();
+        tokio::pin!(notified);
+        // Registered before the check, so a ring between the check and the await is not lost.
+        notified.as_mut().enable();
+        if shared.lock().skipping {
+            return;
+        }
+        notified.await;
+    }
 }
 
 /// What to do with a client message of type `tag` while a copy window is open

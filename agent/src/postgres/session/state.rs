@@ -343,6 +343,9 @@ pub struct State {
     /// skips every message up to that Sync, so nothing there waits for the audit store. Cleared
     /// at the Sync.
     pub skipping: bool,
+    /// Rung when the server's error fails the batch ([`Self::skipping`] set by the backend): a
+    /// statement of it already waiting for an audit slot stops waiting.
+    pub batch_failed: Arc<Notify>,
 }
 
 impl State {
