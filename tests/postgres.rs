@@ -902,6 +902,69 @@ fn a_copy_that_never_starts_answers_its_sync() {
     assert_eq!(outcomes(&session), audit, "{session:#}");
 }
 
+/// A statement the server refuses before it runs is recorded with the server's error, as a
+/// failing simple Query is, never left out of the audit:
+/// - at Parse: an unknown column;
+/// - at Bind: a table the role has no privilege on. PostgreSQL checks privileges when the
+///   portal starts, which for the unnamed portal is at Bind.
+///
+/// In a batch, the statements that ran before the refused one are recorded with their results.
+/// Those after it are skipped by the server and not recorded.
+#[test]
+fn statements_the_server_refuses_before_they_run_are_recorded() {
+    let test = "statements_the_server_refuses_before_they_run_are_recorded";
+    let Some(f) = Fixture::start(test, "pg-refused", |_| {}) else {
+        return;
+    };
+    // Allowed by the policy (`pgbench_*`), owned by the superuser: scram_user may not read it.
+    f.pg.admin_sql("orders", "CREATE TABLE pgbench_hidden (x int)");
+    let unknown_column = "select nosuchcol from accounts";
+    let hidden = "select x from pgbench_hidden";
+    let mut three = vec![
+        json!(["P", "", COUNT_ACCOUNTS]),
+        json!(["B", "", ""]),
+        json!(["E", ""]),
+    ];
+    three.extend([
+        json!(["P", "", hidden]),
+        json!(["B", "", ""]),
+        json!(["E", ""]),
+    ]);
+    three.extend(extended_batch(COUNT_ACCOUNTS));
+    let out = Script::run(
+        &f,
+        &json!([
+            {"send": extended_batch(unknown_column)},
+            {"until": "Z"},
+            {"send": extended_batch(hidden)},
+            {"until": "Z"},
+            {"send": three},
+            {"until": "Z"},
+            {"drain": 0.3},
+        ]),
+    );
+    assert_eq!(out.step(1)["got"], json!(["E", "Z"]), "{out}");
+    assert_eq!(out.step(3)["got"], json!(["1", "E", "Z"]), "{out}");
+    assert_eq!(
+        out.step(5)["got"],
+        json!(["1", "2", "D", "C", "1", "E", "Z"]),
+        "{out}"
+    );
+    assert_eq!(out.sqlstates_from(0), ["42703", "42501", "42501"], "{out}");
+    assert_eq!(out.end(), "open", "{out}");
+    let session = f.statements_of(out.pid(), 4);
+    assert_eq!(
+        outcomes(&session),
+        [
+            (unknown_column, None, Some("42703")),
+            (hidden, None, Some("42501")),
+            (COUNT_ACCOUNTS, Some(1), None),
+            (hidden, None, Some("42501")),
+        ],
+        "{session:#}"
+    );
+}
+
 /// OID of `pg_backend_pid()`, called by FunctionCall in [`a_function_call_is_refused_and_recorded`].
 const PG_BACKEND_PID_OID: u32 = 2026;
 

@@ -76,14 +76,14 @@ fn on_frame(
     let mut st = shared.lock();
     match frame.tag() {
         b'1' => {
-            if let Expect::Parse { swallow: true } =
+            if let Expect::Parse { swallow: true, .. } =
                 st.take("ParseComplete", |e| matches!(e, Expect::Parse { .. }))?
             {
                 return Ok(());
             }
         }
         b'2' => {
-            if let Expect::Bind { swallow: true } =
+            if let Expect::Bind { swallow: true, .. } =
                 st.take("BindComplete", |e| matches!(e, Expect::Bind { .. }))?
             {
                 return Ok(());
@@ -264,6 +264,15 @@ fn on_frame(
             }
             complete(audit, meta, &mut st, None, Some(&message), false);
             if !simple {
+                // Refused before it ran (at its Parse or Bind): its Execute is the attempt.
+                if let Some(Expect::Execute {
+                    audit: Some(a),
+                    slot: Some(slot),
+                    ..
+                }) = st.execute_of_failed()
+                {
+                    record_done(audit, meta, a, Some(slot), None, Some(&message));
+                }
                 // Extended protocol: the server skips everything up to the next Sync. What the
                 // client sent of it already goes (with the slots held for records). A copy in
                 // that fails (bad data, CopyFail) ends with its Execute.
@@ -498,6 +507,7 @@ mod tests {
         fn execute(&self, text: &str) -> Expect {
             Expect::Execute {
                 portal: 0,
+                statement: 0,
                 columns: None,
                 audit: Some(self.allowed(text)),
                 slot: Some(self.audit.try_hold().expect("a slot")),
@@ -588,7 +598,10 @@ mod tests {
         for text in ["select 1/0", "select 2"] {
             let execute = b.execute(text);
             let mut st = b.shared.lock();
-            st.expect.push_back(Expect::Bind { swallow: false });
+            st.expect.push_back(Expect::Bind {
+                swallow: false,
+                generation: 0,
+            });
             st.expect.push_back(execute);
         }
         b.receive(BindComplete);
@@ -624,10 +637,10 @@ mod tests {
             b.shared.lock().expect.push_back(execute);
         }
         b.shared.lock().client_sync();
-        b.shared
-            .lock()
-            .expect
-            .push_back(Expect::Bind { swallow: false });
+        b.shared.lock().expect.push_back(Expect::Bind {
+            swallow: false,
+            generation: 0,
+        });
         b.receive(error());
         assert_eq!(b.owed(), ["sync", "bind"]);
         assert!(!b.shared.lock().skipping);
@@ -798,8 +811,14 @@ mod tests {
                 self.waiting.pop_front();
                 let copy = msg.len() > 1;
                 let entry = match tag {
-                    b'P' => Some(Expect::Parse { swallow: false }),
-                    b'B' => Some(Expect::Bind { swallow: false }),
+                    b'P' => Some(Expect::Parse {
+                        swallow: false,
+                        generation: 0,
+                    }),
+                    b'B' => Some(Expect::Bind {
+                        swallow: false,
+                        generation: 0,
+                    }),
                     b'E' => {
                         let audit = self.b.allowed(&msg);
                         let mut st = self.b.shared.lock();
@@ -808,6 +827,7 @@ mod tests {
                         self.let_through += usize::from(slot.is_some());
                         Some(Expect::Execute {
                             portal: 0,
+                            statement: 0,
                             columns: None,
                             audit: Some(audit),
                             slot,

@@ -153,28 +153,30 @@ where
                 // In a batch that already failed, the server skips it: no record will come,
                 // and none is made if the session ends first.
                 let slot = (!st.skipping).then_some(slot);
-                let (columns, audit, may_copy, generation) = match st.portals.get(&e.portal) {
-                    Some(p) => {
-                        let cols = p.columns.clone().or_else(|| {
-                            st.prepared.get(&p.statement).and_then(|s| {
-                                s.fields.as_ref().map(|f| {
-                                    super::state::columns(
-                                        masker,
-                                        &meta.catalog,
-                                        f,
-                                        Some(&p.formats),
-                                        p.exprs.as_deref(),
-                                    )
+                let (columns, audit, may_copy, (generation, statement)) =
+                    match st.portals.get(&e.portal) {
+                        Some(p) => {
+                            let cols = p.columns.clone().or_else(|| {
+                                st.prepared.get(&p.statement).and_then(|s| {
+                                    s.fields.as_ref().map(|f| {
+                                        super::state::columns(
+                                            masker,
+                                            &meta.catalog,
+                                            f,
+                                            Some(&p.formats),
+                                            p.exprs.as_deref(),
+                                        )
+                                    })
                                 })
-                            })
-                        });
-                        let prepared = st.prepared.get(&p.statement);
-                        let audit = prepared.map(|s| s.audit.clone());
-                        let may_copy = prepared.is_some_and(|s| s.may_copy);
-                        (cols, audit, may_copy, p.generation)
-                    }
-                    None => (None, None, false, 0),
-                };
+                            });
+                            let prepared = st.prepared.get(&p.statement);
+                            let audit = prepared.map(|s| s.audit.clone());
+                            let may_copy = prepared.is_some_and(|s| s.may_copy);
+                            let generations = (p.generation, p.statement_generation);
+                            (cols, audit, may_copy, generations)
+                        }
+                        None => (None, None, false, (0, 0)),
+                    };
                 let audit = audit.map(|mut a| {
                     a.seq = st.seq();
                     a.started = std::time::Instant::now();
@@ -187,6 +189,7 @@ where
                 window = copy.is_some();
                 st.expect.push_back(Expect::Execute {
                     portal: generation,
+                    statement,
                     columns,
                     audit,
                     slot,
@@ -430,7 +433,10 @@ async fn on_parse<W: AsyncWrite + Unpin>(
                 generation,
             },
         );
-        st.expect.push_back(Expect::Parse { swallow: false });
+        st.expect.push_back(Expect::Parse {
+            swallow: false,
+            generation,
+        });
         drop(st);
         out.extend_from_slice(frame.raw());
     } else {
@@ -615,6 +621,7 @@ fn on_bind(
         })
     });
     let generation = st.generation();
+    let statement_generation = st.prepared.get(&b.statement).map_or(0, |p| p.generation);
     st.portals.insert(
         b.portal.clone(),
         Portal {
@@ -623,9 +630,13 @@ fn on_bind(
             columns,
             exprs,
             generation,
+            statement_generation,
         },
     );
-    st.expect.push_back(Expect::Bind { swallow: false });
+    st.expect.push_back(Expect::Bind {
+        swallow: false,
+        generation,
+    });
     drop(st);
     out.extend_from_slice(frame.raw());
 }

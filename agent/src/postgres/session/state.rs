@@ -147,6 +147,8 @@ pub struct Portal {
     /// Which Bind made it ([`State::generation`]): a Describe or Execute sent before the name
     /// was bound again is of the older portal.
     pub generation: u64,
+    /// The generation of the prepared statement it was bound to (0: unknown).
+    pub statement_generation: u64,
 }
 
 /// A response the server owes the client, in order.
@@ -170,11 +172,15 @@ pub enum Expect {
     Parse {
         /// Injected by tollgate: not forwarded.
         swallow: bool,
+        /// The generation of the prepared statement it makes (0: injected).
+        generation: u64,
     },
     /// BindComplete.
     Bind {
         /// Injected by tollgate: not forwarded.
         swallow: bool,
+        /// The generation of the portal it makes (0: injected).
+        generation: u64,
     },
     /// ParameterDescription? then RowDescription or NoData.
     Describe {
@@ -191,6 +197,8 @@ pub enum Expect {
     Execute {
         /// The generation of its portal (0: unknown portal).
         portal: u64,
+        /// The generation of the prepared statement its portal was bound to (0: unknown).
+        statement: u64,
         /// Columns of the portal (`None`: not known when it was sent; a Describe of the portal
         /// sent before it may still tell them, [`State::portal_described`]).
         columns: Option<Columns>,
@@ -354,10 +362,17 @@ impl State {
     /// ParseComplete and BindComplete swallowed, the error in place of the Execute), the server
     /// skipping to the Sync, and the client's unnamed statement and portal gone on the server.
     pub fn injected_error(&mut self) {
-        self.expect.push_back(Expect::Parse { swallow: true });
-        self.expect.push_back(Expect::Bind { swallow: true });
+        self.expect.push_back(Expect::Parse {
+            swallow: true,
+            generation: 0,
+        });
+        self.expect.push_back(Expect::Bind {
+            swallow: true,
+            generation: 0,
+        });
         self.expect.push_back(Expect::Execute {
             portal: 0,
+            statement: 0,
             columns: None,
             audit: None,
             slot: None,
@@ -389,6 +404,42 @@ impl State {
     /// result, its error, or skipped after an error): the server is not copying for it.
     pub fn pop(&mut self) -> Option<Expect> {
         let e = self.expect.pop_front()?;
+        if let Some(id) = e.copy() {
+            self.copy_settled(id);
+        }
+        Some(e)
+    }
+
+    /// The server's error answers the client's Parse or Bind owed first: the statement never
+    /// ran (an unknown column fails at Parse, a missing privilege when the portal starts, at
+    /// Bind). Takes out the Execute of what that Parse or Bind made, if the same batch sent one
+    /// (before its Sync), so that the attempt is recorded with the error, as a failing simple
+    /// Query is. Only the first Execute of it: the server skips the rest of the batch.
+    pub fn execute_of_failed(&mut self) -> Option<Expect> {
+        let (statement, portal) = match self.expect.front()? {
+            Expect::Parse {
+                swallow: false,
+                generation,
+            } if *generation != 0 => (*generation, 0),
+            Expect::Bind {
+                swallow: false,
+                generation,
+            } if *generation != 0 => (0, *generation),
+            _ => return None,
+        };
+        let at = self
+            .expect
+            .iter()
+            .take_while(|e| !matches!(e, Expect::Sync))
+            .position(|e| match e {
+                Expect::Execute {
+                    statement: s,
+                    portal: p,
+                    ..
+                } => (statement != 0 && *s == statement) || (portal != 0 && *p == portal),
+                _ => false,
+            })?;
+        let e = self.expect.remove(at)?;
         if let Some(id) = e.copy() {
             self.copy_settled(id);
         }
@@ -640,7 +691,7 @@ mod tests {
             .iter()
             .map(|e| match e {
                 Expect::Query { .. } => "query",
-                Expect::Parse { swallow: true } => "parse (injected)",
+                Expect::Parse { swallow: true, .. } => "parse (injected)",
                 Expect::Parse { .. } => "parse",
                 Expect::Bind { .. } => "bind",
                 Expect::Describe { .. } => "describe",
@@ -651,9 +702,75 @@ mod tests {
             .collect()
     }
 
+    /// The Execute of a statement the server refused at its Parse or Bind is found by the
+    /// generations it was sent with; never one of another statement, nor past the Sync, nor for
+    /// tollgate's own injected refusal.
+    #[test]
+    fn an_execute_is_found_for_its_failed_parse_or_bind() {
+        let parse = |generation| Expect::Parse {
+            swallow: false,
+            generation,
+        };
+        let bind = |generation| Expect::Bind {
+            swallow: false,
+            generation,
+        };
+        let exec = |portal, statement| Expect::Execute {
+            portal,
+            statement,
+            columns: None,
+            audit: None,
+            slot: None,
+            copy: None,
+        };
+        let found = |entries: Vec<Expect>| {
+            let mut st = State::default();
+            st.expect.extend(entries);
+            let e = st.execute_of_failed();
+            let left = st.expect.len();
+            (
+                e.map(|e| match e {
+                    Expect::Execute {
+                        portal, statement, ..
+                    } => (portal, statement),
+                    _ => panic!("not an Execute"),
+                }),
+                left,
+            )
+        };
+        // P(1) B(2) E: found by its statement, then by its portal.
+        let batch = || vec![parse(1), bind(2), exec(2, 1), Expect::Sync];
+        assert_eq!(found(batch()), (Some((2, 1)), 3));
+        assert_eq!(
+            found(batch().into_iter().skip(1).collect()),
+            (Some((2, 1)), 2)
+        );
+        // An older statement bound after the failed Parse is not it.
+        assert_eq!(
+            found(vec![parse(5), bind(6), exec(6, 3), Expect::Sync]),
+            (None, 4)
+        );
+        // Not past the Sync.
+        assert_eq!(
+            found(vec![bind(2), Expect::Sync, exec(2, 1), Expect::Sync]),
+            (None, 4)
+        );
+        // Not for an injected refusal (generation 0, swallowed).
+        let mut st = State::default();
+        st.injected_error();
+        st.expect.push_back(exec(0, 0));
+        assert!(st.execute_of_failed().is_none());
+        // Only the first Execute of the portal.
+        assert_eq!(
+            found(vec![bind(2), exec(2, 1), exec(2, 1), Expect::Sync]),
+            (Some((2, 1)), 3)
+        );
+    }
+
     fn execute(slot: Option<Slot>) -> Expect {
         Expect::Execute {
             portal: 0,
+            statement: 0,
             columns: None,
             audit: None,
             slot,
@@ -677,11 +794,17 @@ mod tests {
     #[test]
     fn ready_for_query_drops_what_the_server_skipped() {
         let mut st = State::default();
-        st.expect.push_back(Expect::Bind { swallow: false });
+        st.expect.push_back(Expect::Bind {
+            swallow: false,
+            generation: 0,
+        });
         st.expect.push_back(execute(None));
         st.injected_error();
         st.client_sync();
-        st.expect.push_back(Expect::Parse { swallow: false });
+        st.expect.push_back(Expect::Parse {
+            swallow: false,
+            generation: 0,
+        });
         st.client_sync();
         st.ready_for_query().expect("in step");
         assert_eq!(owed(&st), ["parse", "sync"]);
@@ -691,7 +814,10 @@ mod tests {
 
         // A simple Query is answered by its own ReadyForQuery.
         st.expect.push_back(query(None));
-        st.expect.push_back(Expect::Parse { swallow: false });
+        st.expect.push_back(Expect::Parse {
+            swallow: false,
+            generation: 0,
+        });
         st.ready_for_query().expect("in step");
         assert_eq!(owed(&st), ["parse"]);
     }
@@ -703,8 +829,14 @@ mod tests {
     #[test]
     fn ready_for_query_never_passes_over_a_statement_let_through() {
         let mut st = State::default();
-        st.expect.push_back(Expect::Parse { swallow: false });
-        st.expect.push_back(Expect::Bind { swallow: false });
+        st.expect.push_back(Expect::Parse {
+            swallow: false,
+            generation: 0,
+        });
+        st.expect.push_back(Expect::Bind {
+            swallow: false,
+            generation: 0,
+        });
         st.expect.push_back(execute(Some(Slot::detached())));
         st.client_sync();
         let err = st.ready_for_query().expect_err("a desync");
@@ -746,7 +878,10 @@ mod tests {
                 owed: None
             })
         );
-        st.expect.push_back(Expect::Parse { swallow: false });
+        st.expect.push_back(Expect::Parse {
+            swallow: false,
+            generation: 0,
+        });
         assert!(st.ready_for_query().is_err());
         assert_eq!(owed(&st), ["parse"]);
     }
@@ -755,7 +890,10 @@ mod tests {
     #[test]
     fn a_response_takes_only_what_it_answers() {
         let mut st = State::default();
-        st.expect.push_back(Expect::Bind { swallow: false });
+        st.expect.push_back(Expect::Bind {
+            swallow: false,
+            generation: 0,
+        });
         let err = st
             .take("CloseComplete", |e| matches!(e, Expect::Close))
             .expect_err("not owed");
@@ -777,6 +915,7 @@ mod tests {
     fn a_portal_description_reaches_its_executes_sent_before_it() {
         let of = |portal: u64| Expect::Execute {
             portal,
+            statement: 0,
             columns: None,
             audit: None,
             slot: None,
@@ -785,7 +924,10 @@ mod tests {
         let mut st = State::default();
         st.expect.push_back(of(1));
         st.expect.push_back(of(2));
-        st.expect.push_back(Expect::Bind { swallow: false });
+        st.expect.push_back(Expect::Bind {
+            swallow: false,
+            generation: 0,
+        });
         st.expect.push_back(of(1));
         let cols: Columns = Arc::new(vec![Column {
             mask: None,
