@@ -931,6 +931,14 @@ fn statements_the_server_refuses_before_they_run_are_recorded() {
         json!(["E", ""]),
     ]);
     three.extend(extended_batch(COUNT_ACCOUNTS));
+    // An Execute that fails when it runs, then a statement the server skips.
+    let divides = "select count(*) / count(*) from accounts where false";
+    let mut skipped = vec![
+        json!(["P", "", divides]),
+        json!(["B", "", ""]),
+        json!(["E", ""]),
+    ];
+    skipped.extend(extended_batch(COUNT_ACCOUNTS));
     let out = Script::run(
         &f,
         &json!([
@@ -939,6 +947,8 @@ fn statements_the_server_refuses_before_they_run_are_recorded() {
             {"send": extended_batch(hidden)},
             {"until": "Z"},
             {"send": three},
+            {"until": "Z"},
+            {"send": skipped},
             {"until": "Z"},
             {"drain": 0.3},
         ]),
@@ -950,9 +960,14 @@ fn statements_the_server_refuses_before_they_run_are_recorded() {
         json!(["1", "2", "D", "C", "1", "E", "Z"]),
         "{out}"
     );
-    assert_eq!(out.sqlstates_from(0), ["42703", "42501", "42501"], "{out}");
+    assert_eq!(out.step(7)["got"], json!(["1", "2", "E", "Z"]), "{out}");
+    assert_eq!(
+        out.sqlstates_from(0),
+        ["42703", "42501", "42501", "22012"],
+        "{out}"
+    );
     assert_eq!(out.end(), "open", "{out}");
-    let session = f.statements_of(out.pid(), 4);
+    let session = f.statements_of(out.pid(), 5);
     assert_eq!(
         outcomes(&session),
         [
@@ -960,6 +975,42 @@ fn statements_the_server_refuses_before_they_run_are_recorded() {
             (hidden, None, Some("42501")),
             (COUNT_ACCOUNTS, Some(1), None),
             (hidden, None, Some("42501")),
+            (divides, None, Some("22012")),
+        ],
+        "the statement skipped after the failed Execute is not recorded: {session:#}"
+    );
+}
+
+/// A denied Parse of a named statement that exists leaves it as it was: the server never sees
+/// that Parse, so a later Bind of the name runs the statement prepared before, and tollgate
+/// records it under that statement's text.
+#[test]
+fn a_denied_parse_leaves_the_named_statement_as_it_was() {
+    let test = "a_denied_parse_leaves_the_named_statement_as_it_was";
+    let Some(f) = Fixture::start(test, "pg-reparse", |_| {}) else {
+        return;
+    };
+    let drop = "DROP TABLE customers";
+    let out = Script::run(
+        &f,
+        &json!([
+            prepare("count", COUNT_ACCOUNTS),
+            {"until": "Z"},
+            {"send": [["P", "count", drop], ["S"]]},
+            {"until": "Z"},
+            {"send": run_prepared("count")},
+            {"until": "Z"},
+        ]),
+    );
+    assert_eq!(out.step(3)["got"], json!(["E", "Z"]), "{out}");
+    assert_eq!(out.step(5)["got"], json!(["2", "D", "C", "Z"]), "{out}");
+    assert_eq!(out.sqlstates_from(0), ["42501"], "{out}");
+    let session = f.statements_of(out.pid(), 2);
+    assert_eq!(
+        outcomes(&session),
+        [
+            (drop, None, Some("tollgate")),
+            (COUNT_ACCOUNTS, Some(1), None),
         ],
         "{session:#}"
     );

@@ -262,14 +262,17 @@ fn on_frame(
             if simple {
                 st.query_failed();
             }
+            // Refused before it ran (the error answers its Parse or Bind): its Execute is the
+            // attempt. Taken before `complete`, which takes an Execute the error answers: the
+            // entry after that one is not the failed one.
+            let refused = (!simple).then(|| st.execute_of_failed()).flatten();
             complete(audit, meta, &mut st, None, Some(&message), false);
             if !simple {
-                // Refused before it ran (at its Parse or Bind): its Execute is the attempt.
                 if let Some(Expect::Execute {
                     audit: Some(a),
                     slot: Some(slot),
                     ..
-                }) = st.execute_of_failed()
+                }) = refused
                 {
                     record_done(audit, meta, a, Some(slot), None, Some(&message));
                 }

@@ -442,7 +442,8 @@ async fn on_parse<W: AsyncWrite + Unpin>(
     } else {
         let seq = shared.lock().seq();
         let audit = StmtAudit { seq, ..audit };
-        shared.lock().prepared.remove(&p.name);
+        // A named statement keeps what it was: the server never sees this Parse (the unnamed
+        // one is replaced by the refusal's own Parse, `State::injected_error`).
         let why = (checked.decision.rule.as_str(), checked.detail.as_str());
         deny_statement(ctx, meta, shared, why, audit, out, true);
     }
