@@ -981,6 +981,47 @@ fn statements_the_server_refuses_before_they_run_are_recorded() {
     );
 }
 
+/// An Execute whose portal has no statement tollgate let through is refused (42501, rule
+/// `unknown-statement`) and recorded, never run unrecorded. Here the statement was closed
+/// after its portal was bound: PostgreSQL keeps the portal, tollgate no longer knows what it
+/// runs.
+#[test]
+fn an_execute_without_a_known_statement_is_refused() {
+    let test = "an_execute_without_a_known_statement_is_refused";
+    let Some(f) = Fixture::start(test, "pg-unknownstmt", |_| {}) else {
+        return;
+    };
+    let out = Script::run(
+        &f,
+        &json!([
+            prepare("count", COUNT_ACCOUNTS),
+            {"until": "Z"},
+            {"send": [["B", "held", "count"], ["C", "S", "count"], ["E", "held"], ["S"]]},
+            {"until": "Z"},
+            {"send": [["Q", COUNT_ACCOUNTS]]},
+            {"until": "Z"},
+        ]),
+    );
+    assert_eq!(out.step(3)["got"], json!(["2", "3", "E", "Z"]), "{out}");
+    assert_eq!(out.step(5)["got"], json!(["T", "D", "C", "Z"]), "{out}");
+    assert_eq!(out.sqlstates_from(0), ["42501"], "{out}");
+    let session = f.statements_of(out.pid(), 2);
+    let decided: Vec<(&str, &str)> = statements(&session)
+        .iter()
+        .map(|s| {
+            (
+                s["decision"].as_str().unwrap_or(""),
+                s["rule"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        decided,
+        [("deny", "unknown-statement"), ("allow", policy::READS)],
+        "{session:#}"
+    );
+}
+
 /// A denied Parse of a named statement that exists leaves it as it was: the server never sees
 /// that Parse, so a later Bind of the name runs the statement prepared before, and tollgate
 /// records it under that statement's text.

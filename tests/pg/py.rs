@@ -148,7 +148,8 @@ print(json.dumps(out))
 /// - `{"send": [[type, field…], …]}`: the messages concatenated and sent at once (pipelined):
 ///   `["P", name, sql]` (no parameter types), `["B", portal, statement]` (no parameters, text
 ///   results), `["D", "P" or "S", name]`, `["E", portal]` (all rows), `["Q", sql]`,
-///   `["d", text]`, `["f", reason]`, `["F", oid]` (FunctionCall without arguments), `["S"]`,
+///   `["d", text]`, `["f", reason]`, `["F", oid]` (FunctionCall without arguments),
+///   `["C", "P" or "S", name]` (Close), `["S"]`,
 ///   `["H"]`, `["c"]`, `["X"]`;
 /// - `{"until": types}`: reads messages until one of `types` arrives (5 s at most, or
 ///   `"within"` seconds);
@@ -176,6 +177,7 @@ ENCODE = {
     "Q": lambda sql: z(sql),
     "d": lambda text: text.encode(),
     "f": lambda reason: z(reason),
+    "C": lambda kind, name: kind.encode() + z(name),
     # FunctionCall of function `oid` without arguments, text result.
     "F": lambda oid: struct.pack("!Ihhh", oid, 0, 0, 0),
     "S": lambda: b"", "H": lambda: b"", "c": lambda: b"", "X": lambda: b"",

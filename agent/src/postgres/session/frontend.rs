@@ -177,6 +177,26 @@ where
                         }
                         None => (None, None, false, (0, 0)),
                     };
+                if audit.is_none() && slot.is_some() {
+                    // No statement tollgate let through is known for this portal (its statement
+                    // was closed, or tollgate's view drifted from the server's): whatever the
+                    // server would run is neither decided here nor recordable. Refused (fail
+                    // closed); an unknown portal fails at the server all the same.
+                    drop(guard);
+                    drop(slot);
+                    let audit = denied_audit(shared, UNKNOWN_PORTAL_TEXT, UNKNOWN_STATEMENT);
+                    let detail = "tollgate does not know the statement of this portal";
+                    deny_statement(
+                        ctx,
+                        meta,
+                        shared,
+                        (UNKNOWN_STATEMENT, detail),
+                        audit,
+                        &mut out,
+                        true,
+                    );
+                    continue;
+                }
                 let audit = audit.map(|mut a| {
                     a.seq = st.seq();
                     a.started = std::time::Instant::now();
@@ -452,6 +472,12 @@ async fn on_parse<W: AsyncWrite + Unpin>(
 
 /// The rule named when the audit store cannot take a statement's record.
 const AUDIT_UNAVAILABLE: &str = "audit-unavailable";
+
+/// The rule named when an Execute's portal has no statement tollgate let through.
+const UNKNOWN_STATEMENT: &str = "unknown-statement";
+
+/// The recorded text of such an Execute.
+const UNKNOWN_PORTAL_TEXT: &str = "execute of a portal without a known statement";
 
 /// A statement let through holds a slot in the audit queue for its record ([`hold_slot`]). When
 /// the store is behind, the statement waits for one while the store catches up, then is refused
