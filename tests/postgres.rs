@@ -1022,6 +1022,53 @@ fn an_execute_without_a_known_statement_is_refused() {
     );
 }
 
+/// A Parse sent after the server's error, in the same batch, is skipped by the server, which
+/// keeps the statement the name had. tollgate keeps it too, so a later Bind and Execute of the
+/// name is recorded as the statement the server runs, not as the one it skipped.
+#[test]
+fn a_parse_the_server_skips_leaves_the_statement_as_it_was() {
+    let test = "a_parse_the_server_skips_leaves_the_statement_as_it_was";
+    let Some(f) = Fixture::start(test, "pg-skipparse", |_| {}) else {
+        return;
+    };
+    let skipped = "select count(*) from customers";
+    let out = Script::run(
+        &f,
+        &json!([
+            {"send": [["P", "", COUNT_ACCOUNTS], ["S"]]},
+            {"until": "Z"},
+            // A Bind of a statement that does not exist fails the batch; its error comes first.
+            {"send": [["B", "", "nope"], ["H"]]},
+            {"until": "E"},
+            {"send": [["P", "", skipped], ["S"]]},
+            {"until": "Z"},
+            {"send": [["B", "", ""], ["D", "P", ""], ["E", ""], ["S"]]},
+            {"until": "Z"},
+        ]),
+    );
+    assert_eq!(
+        out.step(5)["got"],
+        json!(["Z"]),
+        "the Parse was skipped: {out}"
+    );
+    assert_eq!(
+        out.step(7)["got"],
+        json!(["2", "T", "D", "C", "Z"]),
+        "{out}"
+    );
+    assert_eq!(
+        out.rows_from(6),
+        [json!([data::ACCOUNTS.to_string()])],
+        "the server ran the first statement: {out}"
+    );
+    let session = f.statements_of(out.pid(), 1);
+    assert_eq!(
+        outcomes(&session),
+        [(COUNT_ACCOUNTS, Some(1), None)],
+        "{session:#}"
+    );
+}
+
 /// A denied Parse of a named statement that exists leaves it as it was: the server never sees
 /// that Parse, so a later Bind of the name runs the statement prepared before, and tollgate
 /// records it under that statement's text.

@@ -443,16 +443,21 @@ async fn on_parse<W: AsyncWrite + Unpin>(
         let exprs = lineage::plan(masker, &p.query, &checked.statements);
         let mut st = shared.lock();
         let generation = st.generation();
-        st.prepared.insert(
-            p.name.clone(),
-            Prepared {
-                audit,
-                fields: None,
-                exprs,
-                may_copy: may_copy(&checked.statements),
-                generation,
-            },
-        );
+        // In a batch that already failed the server skips this Parse and keeps what the name
+        // was: so does tollgate (a later Bind of the name runs that, and is recorded and
+        // masked as that).
+        if !st.skipping {
+            st.prepared.insert(
+                p.name.clone(),
+                Prepared {
+                    audit,
+                    fields: None,
+                    exprs,
+                    may_copy: may_copy(&checked.statements),
+                    generation,
+                },
+            );
+        }
         st.expect.push_back(Expect::Parse {
             swallow: false,
             generation,
@@ -649,17 +654,20 @@ fn on_bind(
     });
     let generation = st.generation();
     let statement_generation = st.prepared.get(&b.statement).map_or(0, |p| p.generation);
-    st.portals.insert(
-        b.portal.clone(),
-        Portal {
-            statement: b.statement.clone(),
-            formats: b.result_formats.clone(),
-            columns,
-            exprs,
-            generation,
-            statement_generation,
-        },
-    );
+    // Skipped by the server in a failed batch: the portal stays what it was.
+    if !st.skipping {
+        st.portals.insert(
+            b.portal.clone(),
+            Portal {
+                statement: b.statement.clone(),
+                formats: b.result_formats.clone(),
+                columns,
+                exprs,
+                generation,
+                statement_generation,
+            },
+        );
+    }
     st.expect.push_back(Expect::Bind {
         swallow: false,
         generation,
@@ -689,7 +697,9 @@ fn on_describe(shared: &Shared, d: Describe, frame: FrontendFrame, out: &mut Byt
 
 fn on_close(shared: &Shared, c: Close, frame: FrontendFrame, out: &mut BytesMut) {
     let mut st = shared.lock();
+    // Skipped by the server in a failed batch: nothing is closed.
     match c.kind {
+        _ if st.skipping => {}
         ObjectKind::Statement => {
             st.prepared.remove(&c.name);
         }
