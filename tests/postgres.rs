@@ -1487,6 +1487,67 @@ fn lock_audit_at(
     lock
 }
 
+/// The audit store stalled behind a backlog past its margin: a psql session of the etl
+/// workload, connected before the lock (a connection's record is committed before it goes on),
+/// sends eleven denials once the database is locked. The writer takes the first and blocks on
+/// the lock; the ten after it stay queued.
+struct Stall {
+    denials: std::thread::JoinHandle<Run>,
+    locker: std::thread::JoinHandle<()>,
+}
+
+impl Stall {
+    /// Once `after` exists in `sync` (the client under test has reached its point), locks the
+    /// audit database `db`, waits for the denials, touches `go` in `sync`, and unlocks `hold`
+    /// later (keep it within the writer's 5 s busy timeout).
+    fn start(
+        f: &Fixture,
+        db: &std::path::Path,
+        sync: &std::path::Path,
+        (after, go): (&str, &str),
+        hold: Duration,
+    ) -> Stall {
+        let mut script = format!(
+            "\\! {}\nDROP TABLE accounts;\n\\! sleep 0.2\n",
+            wait_for_go(sync, "P")
+        );
+        script.push_str(&"DROP TABLE accounts;\n".repeat(10));
+        script.push_str(&format!("\\! touch {}\n", sync.join("doneP").display()));
+        let (conninfo, etl) = (f.conninfo(Role::Scram.name(), "disable"), f.etl.clone());
+        let denials =
+            std::thread::spawn(move || psql(&conninfo, &[]).stdin(&script).run(Some(&etl)));
+        let (db, sync) = (db.to_owned(), sync.to_owned());
+        let (after, go) = (sync.join(after), sync.join(go));
+        let locker = std::thread::spawn(move || {
+            let seen = harness::poll(Duration::from_secs(30), || after.exists().then_some(()));
+            assert!(
+                seen.is_some(),
+                "the client never reached {}",
+                after.display()
+            );
+            let lock = lock_audit_at(&db, &sync, "P");
+            let done = sync.join("doneP");
+            let seen = harness::poll(Duration::from_secs(10), || done.exists().then_some(()));
+            assert!(seen.is_some(), "psql never finished its denials");
+            std::fs::write(&go, "").expect("go");
+            std::thread::sleep(hold);
+            lock.execute_batch("ROLLBACK").expect("unlock audit db");
+        });
+        Stall { denials, locker }
+    }
+
+    /// Waits for the unlock and for psql; each of its eleven statements was denied.
+    fn finish(self) {
+        self.locker.join().expect("locker");
+        let d = self.denials.join().expect("psql");
+        assert_eq!(
+            d.stderr.matches(&denial(policy::NO_DDL)).count(),
+            11,
+            "{d:?}"
+        );
+    }
+}
+
 /// A shell line that touches `ready{phase}` in `sync`, then waits for `go{phase}`.
 fn wait_for_go(sync: &std::path::Path, phase: &str) -> String {
     format!(
@@ -1557,38 +1618,10 @@ fn a_pipelined_batch_through_a_stalled_audit_store() {
     // session's denials fill the backlog past the margin: the first one, taken by the writer,
     // blocks it on the lock; the ten after it stay queued.
     let waits_before = waits();
-    let mut script = format!(
-        "\\! {}\nDROP TABLE accounts;\n\\! sleep 0.2\n",
-        wait_for_go(&sync, "P")
-    );
-    script.push_str(&"DROP TABLE accounts;\n".repeat(10));
-    script.push_str(&format!("\\! touch {}\n", sync.join("doneP").display()));
-    let (conninfo, etl) = (f.conninfo(Role::Scram.name(), "disable"), f.etl.clone());
-    let denials = std::thread::spawn(move || psql(&conninfo, &[]).stdin(&script).run(Some(&etl)));
-    let locker = std::thread::spawn({
-        let sync = sync.clone();
-        move || {
-            let ready = sync.join("ready2");
-            let seen = harness::poll(Duration::from_secs(30), || ready.exists().then_some(()));
-            assert!(seen.is_some(), "pgbench never reached phase 2");
-            let lock = lock_audit_at(&db, &sync, "P");
-            let done = sync.join("doneP");
-            let seen = harness::poll(Duration::from_secs(10), || done.exists().then_some(()));
-            assert!(seen.is_some(), "psql never finished its denials");
-            std::fs::write(sync.join("go2"), "").expect("go");
-            // Past audit_wait, and within the writer's 5 s busy timeout.
-            std::thread::sleep(Duration::from_secs(2));
-            lock.execute_batch("ROLLBACK").expect("unlock audit db");
-        }
-    });
+    // Past audit_wait, and within the writer's 5 s busy timeout.
+    let stall = Stall::start(&f, &db, &sync, ("ready2", "go2"), Duration::from_secs(2));
     let r = pgbench("2").run(Some(&f.etl));
-    locker.join().expect("locker");
-    let d = denials.join().expect("psql");
-    assert_eq!(
-        d.stderr.matches(&denial(policy::NO_DDL)).count(),
-        11,
-        "{d:?}"
-    );
+    stall.finish();
     assert!(!r.ok() && !r.timed_out, "the batch fails: {r:?}");
     assert!(
         r.stderr
@@ -1638,40 +1671,14 @@ fn a_statement_waiting_for_the_audit_store_stops_when_its_batch_fails() {
     // the next statement already waits. PostgreSQL sends an error at once, unflushed or not.
     let failing = "select pg_sleep(2), count(*) / count(*) from accounts where false";
 
-    // Connected before the lock (a connection's record is committed before it goes on), the
-    // psql session sends its denials once the database is locked: the writer takes the first
-    // and blocks on the lock; ten stay queued.
-    let mut denials = format!(
-        "\\! {}\nDROP TABLE accounts;\n\\! sleep 0.2\n",
-        wait_for_go(&sync, "P")
-    );
-    denials.push_str(&"DROP TABLE accounts;\n".repeat(10));
-    denials.push_str(&format!("\\! touch {}\n", sync.join("doneP").display()));
-    let (conninfo, etl) = (f.conninfo(Role::Scram.name(), "disable"), f.etl.clone());
-    let psql_denials =
-        std::thread::spawn(move || psql(&conninfo, &[]).stdin(&denials).run(Some(&etl)));
-    let stall = std::thread::spawn({
-        let sync = sync.clone();
-        move || {
-            let sent = sync.join("sent");
-            let seen = harness::poll(Duration::from_secs(30), || sent.exists().then_some(()));
-            assert!(seen.is_some(), "the client never sent its first Execute");
-            let lock = lock_audit_at(&db, &sync, "P");
-            let done = sync.join("doneP");
-            let seen = harness::poll(Duration::from_secs(10), || done.exists().then_some(()));
-            assert!(seen.is_some(), "psql never finished its denials");
-            std::fs::write(sync.join("go1"), "").expect("go");
-            // Past the client's 2.5 s below, within the writer's 5 s busy timeout.
-            std::thread::sleep(Duration::from_millis(3500));
-            lock.execute_batch("ROLLBACK").expect("unlock audit db");
-        }
-    });
+    // Past the client's 2.5 s below, within the writer's 5 s busy timeout.
+    let stall = Stall::start(&f, &db, &sync, ("sent", "go1"), Duration::from_millis(3500));
     let ready = sync.join("sent").to_string_lossy().into_owned();
     let go = sync.join("go1").to_string_lossy().into_owned();
     let out = Script::run(
         &f,
         &json!([
-            // Not flushed: its error comes with the Flush sent before the wait.
+            // Its error comes about 2 s later, while the next Parse waits for room.
             {"send": [["P", "", failing], ["B", "", ""], ["E", ""]]},
             {"signal": ready, "wait": go},
             {"send": [["P", "", COUNT_ACCOUNTS], ["B", "", ""], ["E", ""], ["S"]]},
@@ -1679,13 +1686,7 @@ fn a_statement_waiting_for_the_audit_store_stops_when_its_batch_fails() {
             {"drain": 0.3},
         ]),
     );
-    stall.join().expect("stall");
-    let d = psql_denials.join().expect("psql");
-    assert_eq!(
-        d.stderr.matches(&denial(policy::NO_DDL)).count(),
-        11,
-        "{d:?}"
-    );
+    stall.finish();
     assert_eq!(out.step(3)["got"], json!(["1", "2", "E", "Z"]), "{out}");
     assert_eq!(out.sqlstates_from(0), ["22012"], "{out}");
     assert_eq!(out.end(), "open", "{out}");

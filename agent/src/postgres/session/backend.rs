@@ -601,10 +601,7 @@ mod tests {
         for text in ["select 1/0", "select 2"] {
             let execute = b.execute(text);
             let mut st = b.shared.lock();
-            st.expect.push_back(Expect::Bind {
-                swallow: false,
-                generation: 0,
-            });
+            st.expect.push_back(Expect::bind(0));
             st.expect.push_back(execute);
         }
         b.receive(BindComplete);
@@ -640,10 +637,7 @@ mod tests {
             b.shared.lock().expect.push_back(execute);
         }
         b.shared.lock().client_sync();
-        b.shared.lock().expect.push_back(Expect::Bind {
-            swallow: false,
-            generation: 0,
-        });
+        b.shared.lock().expect.push_back(Expect::bind(0));
         b.receive(error());
         assert_eq!(b.owed(), ["sync", "bind"]);
         assert!(!b.shared.lock().skipping);
@@ -814,14 +808,8 @@ mod tests {
                 self.waiting.pop_front();
                 let copy = msg.len() > 1;
                 let entry = match tag {
-                    b'P' => Some(Expect::Parse {
-                        swallow: false,
-                        generation: 0,
-                    }),
-                    b'B' => Some(Expect::Bind {
-                        swallow: false,
-                        generation: 0,
-                    }),
+                    b'P' => Some(Expect::parse(0)),
+                    b'B' => Some(Expect::bind(0)),
                     b'E' => {
                         let audit = self.b.allowed(&msg);
                         let mut st = self.b.shared.lock();

@@ -458,10 +458,7 @@ async fn on_parse<W: AsyncWrite + Unpin>(
                 },
             );
         }
-        st.expect.push_back(Expect::Parse {
-            swallow: false,
-            generation,
-        });
+        st.expect.push_back(Expect::parse(generation));
         drop(st);
         out.extend_from_slice(frame.raw());
     } else {
@@ -668,10 +665,7 @@ fn on_bind(
             },
         );
     }
-    st.expect.push_back(Expect::Bind {
-        swallow: false,
-        generation,
-    });
+    st.expect.push_back(Expect::bind(generation));
     drop(st);
     out.extend_from_slice(frame.raw());
 }

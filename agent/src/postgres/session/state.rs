@@ -216,6 +216,22 @@ pub enum Expect {
 }
 
 impl Expect {
+    /// The ParseComplete owed for the client's Parse making statement `generation`.
+    pub fn parse(generation: u64) -> Self {
+        Expect::Parse {
+            swallow: false,
+            generation,
+        }
+    }
+
+    /// The BindComplete owed for the client's Bind making portal `generation`.
+    pub fn bind(generation: u64) -> Self {
+        Expect::Bind {
+            swallow: false,
+            generation,
+        }
+    }
+
     /// What the server owes, for messages.
     pub fn name(&self) -> &'static str {
         match self {
@@ -707,22 +723,7 @@ mod tests {
     /// tollgate's own injected refusal.
     #[test]
     fn an_execute_is_found_for_its_failed_parse_or_bind() {
-        let parse = |generation| Expect::Parse {
-            swallow: false,
-            generation,
-        };
-        let bind = |generation| Expect::Bind {
-            swallow: false,
-            generation,
-        };
-        let exec = |portal, statement| Expect::Execute {
-            portal,
-            statement,
-            columns: None,
-            audit: None,
-            slot: None,
-            copy: None,
-        };
+        let (parse, bind, exec) = (Expect::parse, Expect::bind, execute_of);
         let found = |entries: Vec<Expect>| {
             let mut st = State::default();
             st.expect.extend(entries);
@@ -767,6 +768,19 @@ mod tests {
         );
     }
 
+    /// An Execute of portal generation `portal`, bound to statement generation `statement`,
+    /// without a record or slot.
+    fn execute_of(portal: u64, statement: u64) -> Expect {
+        Expect::Execute {
+            portal,
+            statement,
+            columns: None,
+            audit: None,
+            slot: None,
+            copy: None,
+        }
+    }
+
     fn execute(slot: Option<Slot>) -> Expect {
         Expect::Execute {
             portal: 0,
@@ -794,17 +808,11 @@ mod tests {
     #[test]
     fn ready_for_query_drops_what_the_server_skipped() {
         let mut st = State::default();
-        st.expect.push_back(Expect::Bind {
-            swallow: false,
-            generation: 0,
-        });
+        st.expect.push_back(Expect::bind(0));
         st.expect.push_back(execute(None));
         st.injected_error();
         st.client_sync();
-        st.expect.push_back(Expect::Parse {
-            swallow: false,
-            generation: 0,
-        });
+        st.expect.push_back(Expect::parse(0));
         st.client_sync();
         st.ready_for_query().expect("in step");
         assert_eq!(owed(&st), ["parse", "sync"]);
@@ -814,10 +822,7 @@ mod tests {
 
         // A simple Query is answered by its own ReadyForQuery.
         st.expect.push_back(query(None));
-        st.expect.push_back(Expect::Parse {
-            swallow: false,
-            generation: 0,
-        });
+        st.expect.push_back(Expect::parse(0));
         st.ready_for_query().expect("in step");
         assert_eq!(owed(&st), ["parse"]);
     }
@@ -829,14 +834,8 @@ mod tests {
     #[test]
     fn ready_for_query_never_passes_over_a_statement_let_through() {
         let mut st = State::default();
-        st.expect.push_back(Expect::Parse {
-            swallow: false,
-            generation: 0,
-        });
-        st.expect.push_back(Expect::Bind {
-            swallow: false,
-            generation: 0,
-        });
+        st.expect.push_back(Expect::parse(0));
+        st.expect.push_back(Expect::bind(0));
         st.expect.push_back(execute(Some(Slot::detached())));
         st.client_sync();
         let err = st.ready_for_query().expect_err("a desync");
@@ -878,10 +877,7 @@ mod tests {
                 owed: None
             })
         );
-        st.expect.push_back(Expect::Parse {
-            swallow: false,
-            generation: 0,
-        });
+        st.expect.push_back(Expect::parse(0));
         assert!(st.ready_for_query().is_err());
         assert_eq!(owed(&st), ["parse"]);
     }
@@ -890,10 +886,7 @@ mod tests {
     #[test]
     fn a_response_takes_only_what_it_answers() {
         let mut st = State::default();
-        st.expect.push_back(Expect::Bind {
-            swallow: false,
-            generation: 0,
-        });
+        st.expect.push_back(Expect::bind(0));
         let err = st
             .take("CloseComplete", |e| matches!(e, Expect::Close))
             .expect_err("not owed");
@@ -913,21 +906,11 @@ mod tests {
     /// before it came, not those of a portal bound later under the same name.
     #[test]
     fn a_portal_description_reaches_its_executes_sent_before_it() {
-        let of = |portal: u64| Expect::Execute {
-            portal,
-            statement: 0,
-            columns: None,
-            audit: None,
-            slot: None,
-            copy: None,
-        };
+        let of = |portal| execute_of(portal, 0);
         let mut st = State::default();
         st.expect.push_back(of(1));
         st.expect.push_back(of(2));
-        st.expect.push_back(Expect::Bind {
-            swallow: false,
-            generation: 0,
-        });
+        st.expect.push_back(Expect::bind(0));
         st.expect.push_back(of(1));
         let cols: Columns = Arc::new(vec![Column {
             mask: None,

@@ -82,16 +82,6 @@ impl<'a> RowValues<'a> {
         }
     }
 
-    /// How many values the row has.
-    pub fn len(&self) -> usize {
-        self.count
-    }
-
-    /// True for a row without columns.
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
     /// The values in order; `None` is SQL NULL.
     pub fn iter(&self) -> impl Iterator<Item = Option<&'a [u8]>> + use<'a> {
         let mut rest = self.body.get(2..).unwrap_or_default();
@@ -237,7 +227,7 @@ mod tests {
                     let want: Vec<Option<&[u8]>> =
                         row.values.iter().map(|v| v.as_deref()).collect();
                     assert_eq!(values, want, "{body:?}");
-                    assert_eq!(view.len(), want.len());
+                    assert_eq!(view.iter().count(), want.len());
                     // Unchanged re-encoding gives the same bytes.
                     let mut same = BytesMut::new();
                     view.encode_replacing(&mut same, |_| None);
