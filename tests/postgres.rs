@@ -1069,6 +1069,54 @@ fn a_parse_the_server_skips_leaves_the_statement_as_it_was() {
     );
 }
 
+/// A Parse pipelined after a statement that fails later changes nothing: the server skips it,
+/// so a Bind of the name in the next batch (sent before the error came) runs the statement
+/// parsed before. tollgate records that statement and masks its rows by it: a computed copy of
+/// a card number is masked by its source column, not let through by the plan of the skipped
+/// statement (which computes nothing sensitive).
+#[test]
+fn a_bind_after_a_skipped_parse_is_masked_as_what_the_server_runs() {
+    let test = "a_bind_after_a_skipped_parse_is_masked_as_what_the_server_runs";
+    let Some(f) = Fixture::start(test, "pg-skipmask", |_| {}) else {
+        return;
+    };
+    let card = "select upper(card_number) as card from customers where id = 1";
+    let skipped = "select 'nothing to mask' as card";
+    // Fails after 1 s, when tollgate has long taken in the rest of the write.
+    let failing = "select pg_sleep(1), count(*) / count(*) from accounts where false";
+    let out = Script::run(
+        &f,
+        &json!([
+            {"send": [["P", "", card], ["S"]]},
+            {"until": "Z"},
+            {"send": [
+                ["P", "f", failing], ["B", "", "f"], ["E", ""], ["P", "", skipped], ["S"],
+                ["B", "", ""], ["D", "P", ""], ["E", ""], ["S"],
+            ]},
+            {"until": "Z"},
+            {"until": "Z"},
+        ]),
+    );
+    assert_eq!(out.step(3)["got"], json!(["1", "2", "E", "Z"]), "{out}");
+    assert_eq!(out.sqlstates_from(0), ["22012"], "{out}");
+    assert_eq!(
+        out.step(4)["got"],
+        json!(["2", "T", "D", "C", "Z"]),
+        "{out}"
+    );
+    let c1 = &f.pg.customers[0];
+    assert_eq!(out.rows_from(4), [json!([c1.card_last4()])], "{out}");
+    let session = f.statements_of(out.pid(), 2);
+    assert_eq!(
+        outcomes(&session),
+        [
+            (&*failing.replace("(1)", "(?)"), None, Some("22012")),
+            (&*card.replace("= 1", "= ?"), Some(1), None),
+        ],
+        "{session:#}"
+    );
+}
+
 /// A denied Parse of a named statement that exists leaves it as it was: the server never sees
 /// that Parse, so a later Bind of the name runs the statement prepared before, and tollgate
 /// records it under that statement's text.

@@ -90,7 +90,7 @@ fn on_frame(
             }
         }
         b'3' => {
-            st.take("CloseComplete", |e| matches!(e, Expect::Close))?;
+            st.take("CloseComplete", |e| matches!(e, Expect::Close { .. }))?;
         }
         // ParameterDescription: RowDescription or NoData follows.
         b't' => st.expect_front("ParameterDescription", |e| {
@@ -266,6 +266,9 @@ fn on_frame(
             // attempt. Taken before `complete`, which takes an Execute the error answers: the
             // entry after that one is not the failed one.
             let refused = (!simple).then(|| st.execute_of_failed()).flatten();
+            // The error answers the client's Parse: PostgreSQL dropped the unnamed statement
+            // before it failed.
+            let parse_failed = matches!(st.expect.front(), Some(Expect::Parse { .. }));
             complete(audit, meta, &mut st, None, Some(&message), false);
             if !simple {
                 if let Some(Expect::Execute {
@@ -277,18 +280,15 @@ fn on_frame(
                     record_done(audit, meta, a, Some(slot), None, Some(&message));
                 }
                 // Extended protocol: the server skips everything up to the next Sync. What the
-                // client sent of it already goes (with the slots held for records). A copy in
-                // that fails (bad data, CopyFail) ends with its Execute.
-                while let Some(e) = st.expect.front() {
-                    if matches!(e, Expect::Sync) {
-                        break;
-                    }
-                    st.pop();
-                }
+                // client sent of it already goes (with the slots held for records), and what
+                // its Parses, Binds and Closes changed is taken back. A copy in that fails (bad
+                // data, CopyFail) ends with its Execute.
+                st.skip_to_sync(parse_failed);
                 // No Sync owed: the client has not sent the batch's end yet (or it is held in
-                // a copy window, and owed when released), and the rest of it is skipped too (nothing waits for the audit store there). The frontend
-                // clears it at that Sync; once sent, the Sync is owed, and a frontend already
-                // past it is not held back.
+                // a copy window, and owed when released), and the rest of it is skipped too
+                // (nothing waits for the audit store there). The frontend clears it at that
+                // Sync; once sent, the Sync is owed, and a frontend already past it is not
+                // held back.
                 if owed && st.expect.is_empty() {
                     st.skipping = true;
                     st.batch_failed.notify_waiters();
@@ -601,7 +601,7 @@ mod tests {
         for text in ["select 1/0", "select 2"] {
             let execute = b.execute(text);
             let mut st = b.shared.lock();
-            st.expect.push_back(Expect::bind(0));
+            st.expect.push_back(Expect::bind(0, 0, None));
             st.expect.push_back(execute);
         }
         b.receive(BindComplete);
@@ -637,7 +637,7 @@ mod tests {
             b.shared.lock().expect.push_back(execute);
         }
         b.shared.lock().client_sync();
-        b.shared.lock().expect.push_back(Expect::bind(0));
+        b.shared.lock().expect.push_back(Expect::bind(0, 0, None));
         b.receive(error());
         assert_eq!(b.owed(), ["sync", "bind"]);
         assert!(!b.shared.lock().skipping);
@@ -808,8 +808,8 @@ mod tests {
                 self.waiting.pop_front();
                 let copy = msg.len() > 1;
                 let entry = match tag {
-                    b'P' => Some(Expect::parse(0)),
-                    b'B' => Some(Expect::bind(0)),
+                    b'P' => Some(Expect::parse(0, None)),
+                    b'B' => Some(Expect::bind(0, 0, None)),
                     b'E' => {
                         let audit = self.b.allowed(&msg);
                         let mut st = self.b.shared.lock();

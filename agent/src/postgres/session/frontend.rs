@@ -26,6 +26,7 @@ use super::{
     deny, lineage,
     state::{Expect, Portal, Prepared, Shared, Step, StmtAudit, may_copy},
     stream::{self, ReadError},
+    undo::Undo,
 };
 
 /// Pumps client messages to the server until Terminate or EOF (`Ok`).
@@ -445,20 +446,23 @@ async fn on_parse<W: AsyncWrite + Unpin>(
         let generation = st.generation();
         // In a batch that already failed the server skips this Parse and keeps what the name
         // was: so does tollgate (a later Bind of the name runs that, and is recorded and
-        // masked as that).
-        if !st.skipping {
-            st.prepared.insert(
-                p.name.clone(),
-                Prepared {
-                    audit,
-                    fields: None,
-                    exprs,
-                    may_copy: may_copy(&checked.statements),
-                    generation,
-                },
-            );
-        }
-        st.expect.push_back(Expect::parse(generation));
+        // masked as that). Otherwise what the name was comes back if the server skips or
+        // fails it all the same (`super::undo`).
+        let undo = (!st.skipping).then(|| {
+            let prepared = Prepared {
+                audit,
+                fields: None,
+                exprs,
+                may_copy: may_copy(&checked.statements),
+                generation,
+            };
+            Undo::Statement {
+                name: p.name.clone(),
+                made: generation,
+                before: st.prepared.insert(p.name, prepared),
+            }
+        });
+        st.expect.push_back(Expect::parse(generation, undo));
         drop(st);
         out.extend_from_slice(frame.raw());
     } else {
@@ -652,20 +656,23 @@ fn on_bind(
     let generation = st.generation();
     let statement_generation = st.prepared.get(&b.statement).map_or(0, |p| p.generation);
     // Skipped by the server in a failed batch: the portal stays what it was.
-    if !st.skipping {
-        st.portals.insert(
-            b.portal.clone(),
-            Portal {
-                statement: b.statement.clone(),
-                formats: b.result_formats.clone(),
-                columns,
-                exprs,
-                generation,
-                statement_generation,
-            },
-        );
-    }
-    st.expect.push_back(Expect::bind(generation));
+    let undo = (!st.skipping).then(|| {
+        let portal = Portal {
+            statement: b.statement,
+            formats: b.result_formats,
+            columns,
+            exprs,
+            generation,
+            statement_generation,
+        };
+        Undo::Portal {
+            name: b.portal.clone(),
+            made: generation,
+            before: st.portals.insert(b.portal, portal),
+        }
+    });
+    st.expect
+        .push_back(Expect::bind(generation, statement_generation, undo));
     drop(st);
     out.extend_from_slice(frame.raw());
 }
@@ -692,16 +699,22 @@ fn on_describe(shared: &Shared, d: Describe, frame: FrontendFrame, out: &mut Byt
 fn on_close(shared: &Shared, c: Close, frame: FrontendFrame, out: &mut BytesMut) {
     let mut st = shared.lock();
     // Skipped by the server in a failed batch: nothing is closed.
-    match c.kind {
-        _ if st.skipping => {}
-        ObjectKind::Statement => {
-            st.prepared.remove(&c.name);
-        }
-        ObjectKind::Portal => {
-            st.portals.remove(&c.name);
-        }
-    }
-    st.expect.push_back(Expect::Close);
+    let undo = match c.kind {
+        _ if st.skipping => None,
+        ObjectKind::Statement => Some(Undo::Statement {
+            before: st.prepared.remove(&c.name),
+            name: c.name,
+            made: 0,
+        }),
+        ObjectKind::Portal => Some(Undo::Portal {
+            before: st.portals.remove(&c.name),
+            name: c.name,
+            made: 0,
+        }),
+    };
+    st.expect.push_back(Expect::Close {
+        undo: undo.map(Box::new),
+    });
     drop(st);
     out.extend_from_slice(frame.raw());
 }

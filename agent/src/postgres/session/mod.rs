@@ -11,6 +11,7 @@ mod lineage;
 mod startup;
 mod state;
 mod stream;
+mod undo;
 mod upstream;
 
 use std::{

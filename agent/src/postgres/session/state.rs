@@ -8,7 +8,7 @@ use std::{
 
 use tokio::sync::Notify;
 
-use super::{catalog::Catalog, lineage::ExprPlan};
+use super::{catalog::Catalog, lineage::ExprPlan, undo::Undo};
 use crate::{
     masking::{ColumnMask, MaskCounts, Masker},
     postgres::protocol::{FieldDescription, ObjectKind},
@@ -174,6 +174,8 @@ pub enum Expect {
         swallow: bool,
         /// The generation of the prepared statement it makes (0: injected).
         generation: u64,
+        /// What the name was, put back if the server does not answer it.
+        undo: Option<Box<Undo>>,
     },
     /// BindComplete.
     Bind {
@@ -181,6 +183,10 @@ pub enum Expect {
         swallow: bool,
         /// The generation of the portal it makes (0: injected).
         generation: u64,
+        /// The generation of the prepared statement it binds (0: unknown).
+        statement: u64,
+        /// What the name was, put back if the server does not answer it.
+        undo: Option<Box<Undo>>,
     },
     /// ParameterDescription? then RowDescription or NoData.
     Describe {
@@ -210,25 +216,33 @@ pub enum Expect {
         copy: Option<u32>,
     },
     /// CloseComplete.
-    Close,
+    Close {
+        /// What the name was, put back if the server does not answer it.
+        undo: Option<Box<Undo>>,
+    },
     /// ReadyForQuery.
     Sync,
 }
 
 impl Expect {
-    /// The ParseComplete owed for the client's Parse making statement `generation`.
-    pub fn parse(generation: u64) -> Self {
+    /// The ParseComplete owed for the client's Parse making statement `generation`, which
+    /// changed what `undo` tells.
+    pub fn parse(generation: u64, undo: Option<Undo>) -> Self {
         Expect::Parse {
             swallow: false,
             generation,
+            undo: undo.map(Box::new),
         }
     }
 
-    /// The BindComplete owed for the client's Bind making portal `generation`.
-    pub fn bind(generation: u64) -> Self {
+    /// The BindComplete owed for the client's Bind making portal `generation` of statement
+    /// generation `statement`, which changed what `undo` tells.
+    pub fn bind(generation: u64, statement: u64, undo: Option<Undo>) -> Self {
         Expect::Bind {
             swallow: false,
             generation,
+            statement,
+            undo: undo.map(Box::new),
         }
     }
 
@@ -240,7 +254,7 @@ impl Expect {
             Expect::Bind { .. } => "BindComplete",
             Expect::Describe { .. } => "a description",
             Expect::Execute { .. } => "the result of an Execute",
-            Expect::Close => "CloseComplete",
+            Expect::Close { .. } => "CloseComplete",
             Expect::Sync => "ReadyForQuery",
         }
     }
@@ -376,15 +390,35 @@ impl State {
     /// Notes that tollgate replaces a client message by Parse/Bind/Execute of a raising statement
     /// on the unnamed statement and portal ([`super::deny::extended`]): the responses owed (the
     /// ParseComplete and BindComplete swallowed, the error in place of the Execute), the server
-    /// skipping to the Sync, and the client's unnamed statement and portal gone on the server.
+    /// skipping to the Sync, and the client's unnamed statement and portal gone on the server
+    /// (unless it skips the raising statement itself, in a batch already failed).
     pub fn injected_error(&mut self) {
+        // Skipped in a batch already failed: the server keeps them, so does tollgate.
+        let live = !self.skipping;
+        let statement = live.then(|| {
+            Box::new(Undo::Statement {
+                name: String::new(),
+                made: 0,
+                before: self.prepared.remove(""),
+            })
+        });
+        let portal = live.then(|| {
+            Box::new(Undo::Portal {
+                name: String::new(),
+                made: 0,
+                before: self.portals.remove(""),
+            })
+        });
         self.expect.push_back(Expect::Parse {
             swallow: true,
             generation: 0,
+            undo: statement,
         });
         self.expect.push_back(Expect::Bind {
             swallow: true,
             generation: 0,
+            statement: 0,
+            undo: portal,
         });
         self.expect.push_back(Expect::Execute {
             portal: 0,
@@ -395,8 +429,6 @@ impl State {
             copy: None,
         });
         self.skipping = true;
-        self.prepared.remove("");
-        self.portals.remove("");
     }
 }
 
@@ -436,10 +468,12 @@ impl State {
             Expect::Parse {
                 swallow: false,
                 generation,
+                ..
             } if *generation != 0 => (*generation, 0),
             Expect::Bind {
                 swallow: false,
                 generation,
+                ..
             } if *generation != 0 => (0, *generation),
             _ => return None,
         };
@@ -520,10 +554,32 @@ impl State {
         if let Some(live) = self.expect.iter().take(end + 1).find(|e| e.is_live()) {
             return Err(desync(Some(live)));
         }
+        let mut undone = Vec::new();
         for _ in 0..=end {
-            self.pop();
+            undone.extend(self.pop().as_mut().and_then(Expect::take_undo));
         }
+        self.take_back(undone, false);
         Ok(())
+    }
+
+    /// The server's error fails the batch: it skips everything up to the client's Sync. What
+    /// the client sent of it goes (with the slots held for records), and what its Parses,
+    /// Binds and Closes changed is taken back ([`super::undo`]); `parse_failed`: the error
+    /// answers the first of them, a Parse.
+    pub fn skip_to_sync(&mut self, parse_failed: bool) {
+        let mut undone = Vec::new();
+        let mut first = true;
+        let mut failed_first = false;
+        while let Some(e) = self.expect.front() {
+            if matches!(e, Expect::Sync) {
+                break;
+            }
+            let undo = self.pop().as_mut().and_then(Expect::take_undo);
+            failed_first |= first && parse_failed && undo.is_some();
+            first = false;
+            undone.extend(undo);
+        }
+        self.take_back(undone, failed_first);
     }
 
     /// The client sends a Sync that is forwarded: a ReadyForQuery is owed for it, and it ends
@@ -712,7 +768,7 @@ mod tests {
                 Expect::Bind { .. } => "bind",
                 Expect::Describe { .. } => "describe",
                 Expect::Execute { .. } => "execute",
-                Expect::Close => "close",
+                Expect::Close { .. } => "close",
                 Expect::Sync => "sync",
             })
             .collect()
@@ -723,7 +779,9 @@ mod tests {
     /// tollgate's own injected refusal.
     #[test]
     fn an_execute_is_found_for_its_failed_parse_or_bind() {
-        let (parse, bind, exec) = (Expect::parse, Expect::bind, execute_of);
+        let parse = |g| Expect::parse(g, None);
+        let bind = |g| Expect::bind(g, 0, None);
+        let exec = execute_of;
         let found = |entries: Vec<Expect>| {
             let mut st = State::default();
             st.expect.extend(entries);
@@ -808,11 +866,11 @@ mod tests {
     #[test]
     fn ready_for_query_drops_what_the_server_skipped() {
         let mut st = State::default();
-        st.expect.push_back(Expect::bind(0));
+        st.expect.push_back(Expect::bind(0, 0, None));
         st.expect.push_back(execute(None));
         st.injected_error();
         st.client_sync();
-        st.expect.push_back(Expect::parse(0));
+        st.expect.push_back(Expect::parse(0, None));
         st.client_sync();
         st.ready_for_query().expect("in step");
         assert_eq!(owed(&st), ["parse", "sync"]);
@@ -822,7 +880,7 @@ mod tests {
 
         // A simple Query is answered by its own ReadyForQuery.
         st.expect.push_back(query(None));
-        st.expect.push_back(Expect::parse(0));
+        st.expect.push_back(Expect::parse(0, None));
         st.ready_for_query().expect("in step");
         assert_eq!(owed(&st), ["parse"]);
     }
@@ -834,8 +892,8 @@ mod tests {
     #[test]
     fn ready_for_query_never_passes_over_a_statement_let_through() {
         let mut st = State::default();
-        st.expect.push_back(Expect::parse(0));
-        st.expect.push_back(Expect::bind(0));
+        st.expect.push_back(Expect::parse(0, None));
+        st.expect.push_back(Expect::bind(0, 0, None));
         st.expect.push_back(execute(Some(Slot::detached())));
         st.client_sync();
         let err = st.ready_for_query().expect_err("a desync");
@@ -877,7 +935,7 @@ mod tests {
                 owed: None
             })
         );
-        st.expect.push_back(Expect::parse(0));
+        st.expect.push_back(Expect::parse(0, None));
         assert!(st.ready_for_query().is_err());
         assert_eq!(owed(&st), ["parse"]);
     }
@@ -886,9 +944,9 @@ mod tests {
     #[test]
     fn a_response_takes_only_what_it_answers() {
         let mut st = State::default();
-        st.expect.push_back(Expect::bind(0));
+        st.expect.push_back(Expect::bind(0, 0, None));
         let err = st
-            .take("CloseComplete", |e| matches!(e, Expect::Close))
+            .take("CloseComplete", |e| matches!(e, Expect::Close { .. }))
             .expect_err("not owed");
         assert_eq!(
             err.to_string(),
@@ -910,7 +968,7 @@ mod tests {
         let mut st = State::default();
         st.expect.push_back(of(1));
         st.expect.push_back(of(2));
-        st.expect.push_back(Expect::bind(0));
+        st.expect.push_back(Expect::bind(0, 0, None));
         st.expect.push_back(of(1));
         let cols: Columns = Arc::new(vec![Column {
             mask: None,
