@@ -981,14 +981,13 @@ fn statements_the_server_refuses_before_they_run_are_recorded() {
     );
 }
 
-/// An Execute whose portal has no statement tollgate let through is refused (42501, rule
-/// `unknown-statement`) and recorded, never run unrecorded. Here the statement was closed
-/// after its portal was bound: PostgreSQL keeps the portal, tollgate no longer knows what it
-/// runs.
+/// A portal outlives the Close of its statement (PostgreSQL keeps it): its Execute runs the
+/// statement bound, and tollgate records it as that statement (its portal keeps what the
+/// statement was).
 #[test]
-fn an_execute_without_a_known_statement_is_refused() {
-    let test = "an_execute_without_a_known_statement_is_refused";
-    let Some(f) = Fixture::start(test, "pg-unknownstmt", |_| {}) else {
+fn a_portal_outlives_the_close_of_its_statement() {
+    let test = "a_portal_outlives_the_close_of_its_statement";
+    let Some(f) = Fixture::start(test, "pg-closedstmt", |_| {}) else {
         return;
     };
     let out = Script::run(
@@ -998,14 +997,98 @@ fn an_execute_without_a_known_statement_is_refused() {
             {"until": "Z"},
             {"send": [["B", "held", "count"], ["C", "S", "count"], ["E", "held"], ["S"]]},
             {"until": "Z"},
-            {"send": [["Q", COUNT_ACCOUNTS]]},
+        ]),
+    );
+    assert_eq!(
+        out.step(3)["got"],
+        json!(["2", "3", "D", "C", "Z"]),
+        "{out}"
+    );
+    let session = f.statements_of(out.pid(), 1);
+    assert_eq!(
+        outcomes(&session),
+        [(COUNT_ACCOUNTS, Some(1), None)],
+        "{session:#}"
+    );
+}
+
+/// A portal runs the statement it was bound to, even when the statement's name was parsed
+/// again since (PostgreSQL keeps the portal): its Execute is recorded as that statement, and
+/// its rows are never masked by the newer statement's columns (which read no sensitive
+/// column). Without a description of the portal, its values are hidden.
+#[test]
+fn a_portal_runs_its_statement_after_the_name_is_parsed_again() {
+    let test = "a_portal_runs_its_statement_after_the_name_is_parsed_again";
+    let Some(f) = Fixture::start(test, "pg-reparsed", |_| {}) else {
+        return;
+    };
+    let card = "select upper(card_number) as c from customers where id = 1";
+    let name = "select name from customers where id = 1";
+    let out = Script::run(
+        &f,
+        &json!([
+            {"send": [["P", "", card], ["B", "", ""], ["P", "", name], ["D", "S", ""], ["H"]]},
+            {"until": "T"},
+            {"send": [["E", ""], ["S"]]},
             {"until": "Z"},
         ]),
     );
-    assert_eq!(out.step(3)["got"], json!(["2", "3", "E", "Z"]), "{out}");
-    assert_eq!(out.step(5)["got"], json!(["T", "D", "C", "Z"]), "{out}");
-    assert_eq!(out.sqlstates_from(0), ["42501"], "{out}");
-    let session = f.statements_of(out.pid(), 2);
+    assert_eq!(
+        out.step(1)["got"],
+        json!(["1", "2", "1", "t", "T"]),
+        "{out}"
+    );
+    assert_eq!(out.step(3)["got"], json!(["D", "C", "Z"]), "{out}");
+    let card_number = &f.pg.customers[0].card_number;
+    let rows = out.rows_from(2);
+    assert_eq!(rows.len(), 1, "{out}");
+    assert!(
+        !rows[0]
+            .to_string()
+            .contains(&card_number[card_number.len() - 4..]),
+        "any of the card passed: {out}"
+    );
+    let session = f.statements_of(out.pid(), 1);
+    assert_eq!(
+        outcomes(&session),
+        [(&*card.replace("= 1", "= ?"), Some(1), None)],
+        "{session:#}"
+    );
+}
+
+/// An Execute whose portal has no statement tollgate let through is refused (42501, rule
+/// `unknown-statement`) and recorded, never run unrecorded. Here the portal was bound, in a
+/// batch sent before the error of the batch before came back, to a statement whose Close
+/// tollgate had applied and the server then skipped: the server binds the statement, tollgate
+/// had none. Once the error comes, the statement is known again.
+#[test]
+fn an_execute_without_a_known_statement_is_refused() {
+    let test = "an_execute_without_a_known_statement_is_refused";
+    let Some(f) = Fixture::start(test, "pg-unknownstmt", |_| {}) else {
+        return;
+    };
+    // Fails after 1 s, when tollgate has long taken in the rest of the write.
+    let failing = "select pg_sleep(1), count(*) / count(*) from accounts where false";
+    let out = Script::run(
+        &f,
+        &json!([
+            prepare("count", COUNT_ACCOUNTS),
+            {"until": "Z"},
+            {"send": [
+                ["P", "f", failing], ["B", "", "f"], ["E", ""], ["C", "S", "count"], ["S"],
+                ["B", "held", "count"], ["E", "held"], ["S"],
+            ]},
+            {"until": "Z"},
+            {"until": "Z"},
+            {"send": [["B", "", "count"], ["E", ""], ["S"]]},
+            {"until": "Z"},
+        ]),
+    );
+    assert_eq!(out.step(3)["got"], json!(["1", "2", "E", "Z"]), "{out}");
+    assert_eq!(out.step(4)["got"], json!(["2", "E", "Z"]), "{out}");
+    assert_eq!(out.step(6)["got"], json!(["2", "D", "C", "Z"]), "{out}");
+    assert_eq!(out.sqlstates_from(0), ["22012", "42501"], "{out}");
+    let session = f.statements_of(out.pid(), 3);
     let decided: Vec<(&str, &str)> = statements(&session)
         .iter()
         .map(|s| {
@@ -1017,7 +1100,16 @@ fn an_execute_without_a_known_statement_is_refused() {
         .collect();
     assert_eq!(
         decided,
-        [("deny", "unknown-statement"), ("allow", policy::READS)],
+        [
+            ("allow", policy::READS),
+            ("deny", "unknown-statement"),
+            ("allow", policy::READS)
+        ],
+        "{session:#}"
+    );
+    assert_eq!(
+        outcomes(&session)[2],
+        (COUNT_ACCOUNTS, Some(1), None),
         "{session:#}"
     );
 }

@@ -266,8 +266,8 @@ fn on_frame(
             // attempt. Taken before `complete`, which takes an Execute the error answers: the
             // entry after that one is not the failed one.
             let refused = (!simple).then(|| st.execute_of_failed()).flatten();
-            // The error answers the client's Parse: PostgreSQL dropped the unnamed statement
-            // before it failed.
+            // The error answers a Parse (the client's or tollgate's own): PostgreSQL dropped
+            // the unnamed statement before it failed.
             let parse_failed = matches!(st.expect.front(), Some(Expect::Parse { .. }));
             complete(audit, meta, &mut st, None, Some(&message), false);
             if !simple {

@@ -157,9 +157,14 @@ where
                 let (columns, audit, may_copy, (generation, statement)) =
                     match st.portals.get(&e.portal) {
                         Some(p) => {
+                            // The statement's description, if it came since the Bind, and the
+                            // name still holds the statement bound.
                             let cols = p.columns.clone().or_else(|| {
-                                st.prepared.get(&p.statement).and_then(|s| {
-                                    s.fields.as_ref().map(|f| {
+                                st.prepared
+                                    .get(&p.statement)
+                                    .filter(|s| s.generation == p.statement_generation)
+                                    .and_then(|s| s.fields.as_deref())
+                                    .map(|f| {
                                         super::state::columns(
                                             masker,
                                             &meta.catalog,
@@ -168,13 +173,10 @@ where
                                             p.exprs.as_deref(),
                                         )
                                     })
-                                })
                             });
-                            let prepared = st.prepared.get(&p.statement);
-                            let audit = prepared.map(|s| s.audit.clone());
-                            let may_copy = prepared.is_some_and(|s| s.may_copy);
+                            let audit = p.audit.as_deref().cloned();
                             let generations = (p.generation, p.statement_generation);
-                            (cols, audit, may_copy, generations)
+                            (cols, audit, p.may_copy, generations)
                         }
                         None => (None, None, false, (0, 0)),
                     };
@@ -450,7 +452,7 @@ async fn on_parse<W: AsyncWrite + Unpin>(
         // fails it all the same (`super::undo`).
         let undo = (!st.skipping).then(|| {
             let prepared = Prepared {
-                audit,
+                audit: std::sync::Arc::new(audit),
                 fields: None,
                 exprs,
                 may_copy: may_copy(&checked.statements),
@@ -562,8 +564,10 @@ fn refuse_execute(
     out: &mut BytesMut,
 ) {
     let mut st = shared.lock();
-    let stmt = st.portals.get(portal).map(|p| p.statement.clone());
-    let audit = stmt.and_then(|s| st.prepared.get(&s).map(|p| p.audit.clone()));
+    let audit = st
+        .portals
+        .get(portal)
+        .and_then(|p| p.audit.as_deref().cloned());
     let seq = st.seq();
     drop(st);
     let audit = match audit {
@@ -597,64 +601,48 @@ fn on_bind(
     frame: FrontendFrame,
     out: &mut BytesMut,
 ) {
-    let binary = b.result_formats.contains(&1);
+    // One look at the statement, under one lock: the backend may put back another under the
+    // name meanwhile (`super::undo`).
+    let mut guard = shared.lock();
+    let st = &mut *guard;
+    let statement = st.prepared.get(&b.statement);
+    let exprs = statement.and_then(|p| p.exprs.clone());
+    let fields = statement.and_then(|p| p.fields.as_deref());
+    let columns = fields.map(|f| {
+        super::state::columns(
+            masker,
+            &meta.catalog,
+            f,
+            Some(&b.result_formats),
+            exprs.as_deref(),
+        )
+    });
     // Binary values of non-text types cannot be masked. "refuse": no binary result column while
     // the target masks anything; "allow": binary passes unless a column with a rule is binary and
     // not a text type. A statement with no result columns (Describe said NoData) returns none.
-    let exprs = shared
-        .lock()
-        .prepared
-        .get(&b.statement)
-        .and_then(|p| p.exprs.clone());
-    let binary_ok = !binary
+    let binary_ok = !b.result_formats.contains(&1)
         || masker.is_empty()
-        || match shared
-            .lock()
-            .prepared
-            .get(&b.statement)
-            .and_then(|p| p.fields.clone())
-        {
-            Some(f) if f.is_empty() => true,
-            Some(f) if meta.binary_allowed => super::state::columns(
-                masker,
-                &meta.catalog,
-                &f,
-                Some(&b.result_formats),
-                exprs.as_deref(),
-            )
-            .iter()
-            .all(|c| !(c.binary && !c.text_like && c.mask.is_some())),
-            Some(f) => {
-                super::state::columns(masker, &meta.catalog, &f, Some(&b.result_formats), None)
-                    .iter()
-                    .all(|c| !c.binary)
-            }
-            None => false,
+        || match (&columns, fields) {
+            (_, Some([])) => true,
+            (Some(c), _) if meta.binary_allowed => c
+                .iter()
+                .all(|c| !(c.binary && !c.text_like && c.mask.is_some())),
+            (Some(c), _) => c.iter().all(|c| !c.binary),
+            (None, _) => false,
         };
+    let (statement_generation, audit, may_copy) = statement.map_or((0, None, false), |p| {
+        (p.generation, Some(p.audit.clone()), p.may_copy)
+    });
     if !binary_ok {
         let msg =
             "tollgate: binary result format is refused on a target with masking; use text format";
         debug!(target = %meta.target, "binary results refused");
-        let mut st = shared.lock();
         st.injected_error();
-        drop(st);
+        drop(guard);
         deny::extended(deny::SQLSTATE_REFUSED, msg, out);
         return;
     }
-    let mut st = shared.lock();
-    let columns = st.prepared.get(&b.statement).and_then(|s| {
-        s.fields.as_ref().map(|f| {
-            super::state::columns(
-                masker,
-                &meta.catalog,
-                f,
-                Some(&b.result_formats),
-                exprs.as_deref(),
-            )
-        })
-    });
     let generation = st.generation();
-    let statement_generation = st.prepared.get(&b.statement).map_or(0, |p| p.generation);
     // Skipped by the server in a failed batch: the portal stays what it was.
     let undo = (!st.skipping).then(|| {
         let portal = Portal {
@@ -664,6 +652,8 @@ fn on_bind(
             exprs,
             generation,
             statement_generation,
+            audit,
+            may_copy,
         };
         Undo::Portal {
             name: b.portal.clone(),
@@ -673,7 +663,7 @@ fn on_bind(
     });
     st.expect
         .push_back(Expect::bind(generation, statement_generation, undo));
-    drop(st);
+    drop(guard);
     out.extend_from_slice(frame.raw());
 }
 

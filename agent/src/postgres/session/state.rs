@@ -112,7 +112,7 @@ pub struct StmtAudit {
 #[derive(Debug, Clone)]
 pub struct Prepared {
     /// Audit template for each execution.
-    pub audit: StmtAudit,
+    pub audit: Arc<StmtAudit>,
     /// How its computed result columns are masked.
     pub exprs: Option<Arc<ExprPlan>>,
     /// Row description from a statement Describe (formats unknown there).
@@ -149,6 +149,12 @@ pub struct Portal {
     pub generation: u64,
     /// The generation of the prepared statement it was bound to (0: unknown).
     pub statement_generation: u64,
+    /// That statement's audit template (`None`: tollgate does not know the statement, and
+    /// refuses an Execute of the portal). Kept here, as the statement's name may be parsed
+    /// again while the portal lives.
+    pub audit: Option<Arc<StmtAudit>>,
+    /// That statement may start a COPY FROM STDIN ([`may_copy`]).
+    pub may_copy: bool,
 }
 
 /// A response the server owes the client, in order.

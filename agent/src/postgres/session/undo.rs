@@ -14,7 +14,7 @@
 //! server still has under that name. Those later entries are pointed at what the server runs:
 //! its record and its masking plan (rows hidden until a description of the portal comes, as
 //! for any Execute sent without one).
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use super::{
     lineage::ExprPlan,
@@ -45,23 +45,6 @@ pub enum Undo {
     },
 }
 
-impl Undo {
-    /// A Parse of the unnamed statement. When the server fails one, it has dropped the unnamed
-    /// statement before (PostgreSQL releases it first), so none is left.
-    fn is_unnamed_parse(&self) -> bool {
-        matches!(self, Undo::Statement { name, made, .. } if name.is_empty() && *made != 0)
-    }
-
-    /// The same kind of object under the same name as `other`.
-    fn same_name(&self, other: &Undo) -> bool {
-        match (self, other) {
-            (Undo::Statement { name: a, .. }, Undo::Statement { name: b, .. })
-            | (Undo::Portal { name: a, .. }, Undo::Portal { name: b, .. }) => a == b,
-            _ => false,
-        }
-    }
-}
-
 impl Expect {
     /// What this entry's message changed, if the server has not done it yet.
     pub fn undo_mut(&mut self) -> Option<&mut Undo> {
@@ -84,220 +67,215 @@ impl Expect {
     }
 }
 
+/// What a later Bind binds once the statement it was sent for is taken back.
+struct Bound {
+    generation: u64,
+    audit: Arc<StmtAudit>,
+    exprs: Option<Arc<ExprPlan>>,
+    may_copy: bool,
+}
+
 impl State {
     /// The server did not do what `undone` changed, oldest first: the entries it skipped
-    /// after an error, and (first) the one the error answers. `failed_first`: the error
-    /// answers the first of them (a Parse of the unnamed statement then leaves none).
+    /// after an error, and (first) the one the error answers. `parse_failed`: the error
+    /// answers the first of them, a Parse (of the unnamed statement, it leaves none:
+    /// PostgreSQL drops the unnamed statement before parsing, tollgate's own Parse too).
     ///
-    /// Taken back newest first, so each name ends as it was before the oldest of them. A name
-    /// changed again by a later batch already sent keeps that change; it now replaces what the
-    /// name was before the skipped messages.
-    pub fn take_back(&mut self, undone: Vec<Undo>, failed_first: bool) {
+    /// Each name goes back to what it was before the oldest of them. A name changed again by
+    /// a later batch already sent keeps that change, which now replaces what the name was
+    /// before. The work is linear in the entries owed (a client may pipeline many).
+    pub fn take_back(&mut self, mut undone: Vec<Undo>, parse_failed: bool) {
+        if undone.is_empty() {
+            return;
+        }
+        if parse_failed
+            && let Some(Undo::Statement { name, before, .. }) = undone.first_mut()
+            && name.is_empty()
+        {
+            *before = None;
+        }
         let count = undone.len();
-        for (i, mut u) in undone.into_iter().enumerate().rev() {
-            if i == 0
-                && failed_first
-                && u.is_unnamed_parse()
-                && let Undo::Statement { before, .. } = &mut u
-            {
-                *before = None;
+        // Newest first: the oldest's `before` is written last.
+        let mut statements: HashMap<String, Option<Prepared>> = HashMap::new();
+        let mut portals: HashMap<String, Option<Portal>> = HashMap::new();
+        let mut made_statements: HashMap<u64, String> = HashMap::new();
+        let mut made_portals: HashMap<u64, String> = HashMap::new();
+        for u in undone.into_iter().rev() {
+            match u {
+                Undo::Statement { name, made, before } => {
+                    if made != 0 {
+                        made_statements.insert(made, name.clone());
+                    }
+                    statements.insert(name, before);
+                }
+                Undo::Portal { name, made, before } => {
+                    if made != 0 {
+                        made_portals.insert(made, name.clone());
+                    }
+                    portals.insert(name, before);
+                }
             }
-            self.take_back_one(u);
         }
-        if count > 0 {
-            tracing::debug!(count, "changes the server skipped taken back");
+        let statement_now = |made: u64| {
+            made_statements
+                .get(&made)
+                .and_then(|n| statements.get(n))
+                .and_then(Option::as_ref)
+        };
+        let portal_now = |made: u64| {
+            made_portals
+                .get(&made)
+                .and_then(|n| portals.get(n))
+                .and_then(Option::as_ref)
+        };
+        let rebound = self.repoint(statement_now, portal_now);
+        if !rebound.is_empty() {
+            for p in self.portals_mut() {
+                if let Some(b) = rebound.get(&p.generation) {
+                    p.statement_generation = b.generation;
+                    p.audit = Some(b.audit.clone());
+                    p.exprs.clone_from(&b.exprs);
+                    p.may_copy = b.may_copy;
+                    p.columns = None;
+                }
+            }
         }
+        self.put_back(statements, portals);
+        tracing::debug!(count, "changes the server skipped taken back");
     }
 
-    fn take_back_one(&mut self, u: Undo) {
-        self.repoint_dependents(&u);
-        let later = self
-            .expect
-            .iter_mut()
-            .filter_map(Expect::undo_mut)
-            .find(|l| l.same_name(&u));
-        match (u, later) {
-            (
-                Undo::Statement { before, .. },
-                Some(Undo::Statement {
-                    before: replaced, ..
-                }),
-            ) => *replaced = before,
-            (
-                Undo::Portal { before, .. },
-                Some(Undo::Portal {
-                    before: replaced, ..
-                }),
-            ) => *replaced = before,
-            (Undo::Statement { name, before, .. }, _) => match before {
-                Some(p) => {
-                    self.prepared.insert(name, p);
-                }
-                None => {
-                    self.prepared.remove(&name);
-                }
-            },
-            (Undo::Portal { name, before, .. }, _) => match before {
-                Some(p) => {
-                    self.portals.insert(name, p);
-                }
-                None => {
-                    self.portals.remove(&name);
-                }
-            },
-        }
-    }
-
-    /// Later entries, already sent, that used what `u`'s message made now use what the server
-    /// has under the name instead. With nothing under it, the server fails their Bind or
-    /// Execute, and they stay as sent (the attempt is recorded with that error).
-    fn repoint_dependents(&mut self, u: &Undo) {
-        match u {
-            Undo::Statement {
-                made,
-                before: Some(p),
-                ..
-            } if *made != 0 => self.repoint_statement(*made, p),
-            Undo::Portal {
-                made,
-                before: Some(p),
-                ..
-            } if *made != 0 => self.repoint_portal(*made, p),
-            _ => {}
-        }
-    }
-
-    /// Later uses of statement generation `from` use `to`.
-    fn repoint_statement(&mut self, from: u64, to: &Prepared) {
-        let mut portals = Vec::new();
+    /// Later entries, already sent, that used what an undone message made now use what the
+    /// server has under the name (`statement_now`, `portal_now` of the generation it made).
+    /// With nothing under it, the server fails their Bind or Execute, and they stay as sent
+    /// (the attempt is recorded with that error). Returns the later Binds pointed at another
+    /// statement, by the generation of their portal.
+    fn repoint<'a>(
+        &mut self,
+        statement_now: impl Fn(u64) -> Option<&'a Prepared>,
+        portal_now: impl Fn(u64) -> Option<&'a Portal>,
+    ) -> HashMap<u64, Bound> {
+        let mut rebound: HashMap<u64, Bound> = HashMap::new();
         for e in &mut self.expect {
             match e {
                 Expect::Bind {
                     statement,
                     generation,
                     ..
-                } if *statement == from => {
-                    *statement = to.generation;
-                    portals.push(*generation);
+                } => {
+                    if let Some(x) = statement_now(*statement) {
+                        *statement = x.generation;
+                        let bound = Bound {
+                            generation: x.generation,
+                            audit: x.audit.clone(),
+                            exprs: x.exprs.clone(),
+                            may_copy: x.may_copy,
+                        };
+                        rebound.insert(*generation, bound);
+                    }
                 }
                 Expect::Describe {
                     kind: ObjectKind::Statement,
                     generation,
                     ..
-                } if *generation == from => *generation = to.generation,
-                _ => {}
-            }
-        }
-        for p in self.portals_mut() {
-            if portals.contains(&p.generation) {
-                p.statement_generation = to.generation;
-                p.exprs.clone_from(&to.exprs);
-                p.columns = None;
-            }
-        }
-        self.repoint_uses(&portals, to.generation, Some(&to.audit), &to.exprs);
-    }
-
-    /// Later uses of portal generation `from` use `to`.
-    fn repoint_portal(&mut self, from: u64, to: &Portal) {
-        for e in &mut self.expect {
-            if let Expect::Describe {
-                kind: ObjectKind::Portal,
-                generation,
-                ..
-            }
-            | Expect::Execute {
-                portal: generation, ..
-            } = e
-                && *generation == from
-            {
-                *generation = to.generation;
-            }
-        }
-        // Its statement may be gone from tollgate's view: then its rows are hidden (no
-        // columns), and the record stays as sent.
-        let audit = self
-            .statement_by_generation(to.statement_generation)
-            .map(|s| s.audit.clone());
-        self.repoint_uses(
-            &[to.generation],
-            to.statement_generation,
-            audit.as_ref(),
-            &to.exprs,
-        );
-    }
-
-    /// Describes and Executes of `portals` are of statement generation `statement`, whose
-    /// record is `audit` (`None`: unknown, the record stays as sent) and whose computed
-    /// columns are masked by `exprs`. Their rows are hidden until a description of the
-    /// portal comes.
-    fn repoint_uses(
-        &mut self,
-        portals: &[u64],
-        statement: u64,
-        audit: Option<&StmtAudit>,
-        exprs: &Option<Arc<ExprPlan>>,
-    ) {
-        for e in &mut self.expect {
-            match e {
+                } => {
+                    if let Some(x) = statement_now(*generation) {
+                        *generation = x.generation;
+                    }
+                }
                 Expect::Describe {
                     kind: ObjectKind::Portal,
                     generation,
-                    exprs: planned,
+                    exprs,
                     ..
-                } if portals.contains(generation) => *planned = exprs.clone(),
+                } => {
+                    if let Some(b) = rebound.get(generation) {
+                        exprs.clone_from(&b.exprs);
+                    } else if let Some(p) = portal_now(*generation) {
+                        *generation = p.generation;
+                        exprs.clone_from(&p.exprs);
+                    }
+                }
                 Expect::Execute {
                     portal,
-                    statement: s,
+                    statement,
                     columns,
-                    audit: recorded,
+                    audit,
                     ..
-                } if portals.contains(portal) => {
-                    *s = statement;
-                    *columns = None;
-                    if let (Some(a), Some(audit)) = (recorded, audit) {
-                        a.text.clone_from(&audit.text);
-                        a.classes.clone_from(&audit.classes);
-                        a.tables.clone_from(&audit.tables);
-                        a.decision.clone_from(&audit.decision);
-                        a.rule.clone_from(&audit.rule);
+                } => {
+                    // Its rows are hidden until a description of the portal comes.
+                    if let Some(b) = rebound.get(portal) {
+                        *statement = b.generation;
+                        *columns = None;
+                        rebase(audit.as_mut(), Some(&b.audit));
+                    } else if let Some(p) = portal_now(*portal) {
+                        *portal = p.generation;
+                        *statement = p.statement_generation;
+                        *columns = None;
+                        rebase(audit.as_mut(), p.audit.as_deref());
                     }
                 }
                 _ => {}
             }
         }
+        rebound
     }
 
-    /// The prepared statement of `generation`: under its name, or what a later message
-    /// replaced.
-    fn statement_by_generation(&self, generation: u64) -> Option<&Prepared> {
-        let pending = self.expect.iter().filter_map(|e| match e {
-            Expect::Parse { undo, .. } | Expect::Close { undo } => match undo.as_deref() {
-                Some(Undo::Statement {
-                    before: Some(p), ..
-                }) => Some(p),
-                _ => None,
-            },
-            _ => None,
-        });
-        self.prepared
-            .values()
-            .chain(pending)
-            .find(|p| p.generation == generation)
+    /// Each name goes back to what it was, unless a later entry changes it again: then that
+    /// entry's `before` is what the name was.
+    fn put_back(
+        &mut self,
+        mut statements: HashMap<String, Option<Prepared>>,
+        mut portals: HashMap<String, Option<Portal>>,
+    ) {
+        for e in &mut self.expect {
+            match e.undo_mut() {
+                Some(Undo::Statement { name, before, .. }) => {
+                    if let Some(was) = statements.remove(name) {
+                        *before = was;
+                    }
+                }
+                Some(Undo::Portal { name, before, .. }) => {
+                    if let Some(was) = portals.remove(name) {
+                        *before = was;
+                    }
+                }
+                None => {}
+            }
+        }
+        for (name, was) in statements {
+            match was {
+                Some(p) => self.prepared.insert(name, p),
+                None => self.prepared.remove(&name),
+            };
+        }
+        for (name, was) in portals {
+            match was {
+                Some(p) => self.portals.insert(name, p),
+                None => self.portals.remove(&name),
+            };
+        }
     }
 
     /// Every portal tollgate knows: under its name, or what a later message replaced.
     fn portals_mut(&mut self) -> impl Iterator<Item = &mut Portal> {
-        let pending = self.expect.iter_mut().filter_map(|e| match e {
-            Expect::Bind { undo, .. } | Expect::Close { undo } => match undo.as_deref_mut() {
-                Some(Undo::Portal {
-                    before: Some(p), ..
-                }) => Some(p),
-                _ => None,
-            },
+        let pending = self.expect.iter_mut().filter_map(|e| match e.undo_mut() {
+            Some(Undo::Portal {
+                before: Some(p), ..
+            }) => Some(p),
             _ => None,
         });
         self.portals.values_mut().chain(pending)
+    }
+}
+
+/// The record of an Execute is of statement `to` (unknown: it stays as sent).
+fn rebase(record: Option<&mut StmtAudit>, to: Option<&StmtAudit>) {
+    if let (Some(a), Some(to)) = (record, to) {
+        a.text.clone_from(&to.text);
+        a.classes.clone_from(&to.classes);
+        a.tables.clone_from(&to.tables);
+        a.decision.clone_from(&to.decision);
+        a.rule.clone_from(&to.rule);
     }
 }
 
@@ -326,8 +304,8 @@ mod tests {
     fn parse(st: &mut State, name: &str, text: &str) -> u64 {
         let generation = st.generation();
         let prepared = Prepared {
-            audit: audit(text),
-            exprs: None,
+            audit: Arc::new(audit(text)),
+            exprs: Some(plan_of(text)),
             fields: None,
             may_copy: false,
             generation,
@@ -342,19 +320,36 @@ mod tests {
         generation
     }
 
+    /// The masking plan of a statement: every computed column masked if it reads cards.
+    fn plan_of(text: &str) -> Arc<ExprPlan> {
+        Arc::new(if text.contains("card") {
+            ExprPlan::Unknown
+        } else {
+            ExprPlan::Nothing
+        })
+    }
+
+    /// Whether `plan` masks every computed column.
+    fn masks_all(plan: Option<&Arc<ExprPlan>>) -> bool {
+        matches!(plan.map(|p| &**p), Some(ExprPlan::Unknown))
+    }
+
     /// The client's Bind of `portal` to `statement`, with columns known.
     fn bind(st: &mut State, portal: &str, statement: &str) -> u64 {
         let generation = st.generation();
-        let statement_generation = st.prepared.get(statement).map_or(0, |p| p.generation);
+        let s = st.prepared.get(statement);
         let columns: Columns = Arc::new(Vec::new());
         let p = Portal {
             statement: statement.into(),
             formats: Vec::new(),
-            exprs: None,
+            exprs: s.and_then(|s| s.exprs.clone()),
             columns: Some(columns),
             generation,
-            statement_generation,
+            statement_generation: s.map_or(0, |s| s.generation),
+            audit: s.map(|s| s.audit.clone()),
+            may_copy: false,
         };
+        let statement_generation = p.statement_generation;
         let before = st.portals.insert(portal.into(), p);
         let undo = Undo::Portal {
             name: portal.into(),
@@ -368,12 +363,15 @@ mod tests {
 
     /// The client's Describe of `portal`.
     fn describe(st: &mut State, portal: &str) {
-        let generation = st.portals.get(portal).map_or(0, |p| p.generation);
+        let (generation, exprs) = st
+            .portals
+            .get(portal)
+            .map_or((0, None), |p| (p.generation, p.exprs.clone()));
         st.expect.push_back(Expect::Describe {
             kind: ObjectKind::Portal,
             name: portal.into(),
             generation,
-            exprs: None,
+            exprs,
         });
     }
 
@@ -382,7 +380,7 @@ mod tests {
         let p = st.portals.get(portal).expect("a portal");
         let (generation, statement_generation) = (p.generation, p.statement_generation);
         let columns = p.columns.clone();
-        let audit = st.prepared.get(&p.statement).map(|s| s.audit.clone());
+        let audit = p.audit.as_deref().cloned();
         st.expect.push_back(Expect::Execute {
             portal: generation,
             statement: statement_generation,
@@ -523,7 +521,7 @@ mod tests {
     #[test]
     fn a_later_bind_of_a_skipped_parse_runs_what_the_server_has() {
         let mut st = State::default();
-        let q0 = parse(&mut st, "", "q0");
+        let q0 = parse(&mut st, "", "card q0");
         answer(&mut st);
         bind(&mut st, "", "");
         execute(&mut st, "");
@@ -537,15 +535,107 @@ mod tests {
         answer(&mut st); // BindComplete
         error(&mut st);
         st.ready_for_query().expect("in step");
-        assert_eq!(text(&st, "").as_deref(), Some("q0"));
-        assert_eq!(executes(&st), [("q0".to_owned(), false)]);
+        assert_eq!(text(&st, "").as_deref(), Some("card q0"));
+        assert_eq!(executes(&st), [("card q0".to_owned(), false)]);
         let p = &st.portals[""];
         assert_eq!((p.generation, p.statement_generation), (portal, q0));
         assert!(p.columns.is_none());
-        match st.expect.front() {
-            Some(Expect::Bind { statement, .. }) => assert_eq!(*statement, q0),
-            _ => panic!("the later Bind is owed"),
+        assert!(masks_all(p.exprs.as_ref()), "the portal masks by q0's plan");
+        assert_eq!(p.audit.as_ref().map(|a| &*a.text), Some("card q0"));
+        let owed: Vec<_> = st.expect.iter().take(2).collect();
+        match owed[..] {
+            [
+                Expect::Bind { statement, .. },
+                Expect::Describe {
+                    exprs, generation, ..
+                },
+            ] => {
+                assert_eq!((*statement, *generation), (q0, portal));
+                assert!(masks_all(exprs.as_ref()), "described by q0's plan");
+            }
+            _ => panic!("the later Bind and Describe are owed: {owed:?}"),
         }
+    }
+
+    /// Two skipped Parses of one name: it goes back to what it was before the older one.
+    #[test]
+    fn a_name_changed_twice_goes_back_to_before_both() {
+        let mut st = State::default();
+        parse(&mut st, "", "q0");
+        answer(&mut st);
+        bind(&mut st, "", "");
+        execute(&mut st, "");
+        parse(&mut st, "", "a");
+        bind(&mut st, "", "");
+        parse(&mut st, "", "b");
+        st.client_sync();
+        answer(&mut st); // BindComplete
+        error(&mut st);
+        assert_eq!(text(&st, "").as_deref(), Some("q0"));
+        assert_eq!(st.portals[""].audit.as_ref().map(|a| &*a.text), Some("q0"));
+    }
+
+    /// An error that answers a Bind: the unnamed Parse skipped after it is put back, not
+    /// dropped (only a Parse the error answers leaves no unnamed statement).
+    #[test]
+    fn a_parse_skipped_after_a_failed_bind_is_put_back() {
+        let mut st = State::default();
+        parse(&mut st, "", "q0");
+        answer(&mut st);
+        bind(&mut st, "", "");
+        parse(&mut st, "", "skipped");
+        st.client_sync();
+        error(&mut st);
+        assert_eq!(text(&st, "").as_deref(), Some("q0"));
+    }
+
+    /// tollgate's own Parse (a refusal) failing, as in an aborted transaction: the server
+    /// dropped the unnamed statement first, so none is left; skipped, the statement stays.
+    #[test]
+    fn an_injected_parse_takes_the_unnamed_statement_with_it() {
+        let mut st = State::default();
+        parse(&mut st, "", "q0");
+        answer(&mut st);
+        st.injected_error();
+        assert_eq!(text(&st, ""), None);
+        st.client_sync();
+        error(&mut st);
+        assert_eq!(text(&st, ""), None, "failed: dropped");
+
+        let mut st = State::default();
+        parse(&mut st, "", "q0");
+        answer(&mut st);
+        st.expect.push_back(Expect::bind(0, 0, None));
+        st.injected_error();
+        st.client_sync();
+        error(&mut st);
+        assert_eq!(text(&st, "").as_deref(), Some("q0"), "skipped: kept");
+    }
+
+    /// A skipped Close brings the statement back; a later Bind sent while it was gone stays
+    /// without a statement (its Execute is refused: fail closed), while a new Bind of the name
+    /// binds it.
+    #[test]
+    fn a_skipped_close_brings_the_statement_back() {
+        let mut st = State::default();
+        parse(&mut st, "s", "card s");
+        answer(&mut st);
+        bind(&mut st, "", "s");
+        execute(&mut st, "");
+        close(&mut st, "s");
+        st.client_sync();
+        bind(&mut st, "held", "s");
+        st.client_sync();
+        answer(&mut st); // BindComplete
+        error(&mut st);
+        assert_eq!(text(&st, "s").as_deref(), Some("card s"));
+        assert!(st.portals["held"].audit.is_none());
+        st.ready_for_query().expect("in step");
+        bind(&mut st, "again", "s");
+        assert_eq!(
+            st.portals["again"].audit.as_ref().map(|a| &*a.text),
+            Some("card s")
+        );
     }
 
     /// Without anything under the name on the server, a later Bind of it fails there: it
