@@ -5,7 +5,8 @@
 //! wrk (`--latency`) fetches a 1 KiB static file from an origin nginx, keep-alive and with
 //! `Connection: close`, through each path: requests per second, ratio to direct, latency
 //! p50/p99 and the CPU time the proxy process (and its children) spent per request
-//! (`/proc/<pid>/stat` utime+stime). tollgate's target is `protocol = "http"`, `tls = "none"`,
+//! (`/proc/<pid>/stat` utime+stime), with its kernel part and, for tollgate, its audit writer
+//! thread's part. tollgate's target is `protocol = "http"`, `tls = "none"`,
 //! with a request rule (every request decided) and the request audit (one record per request).
 //!
 //! Every run proves its path: the origin served the requests, the path's proxy counted them
@@ -272,6 +273,10 @@ struct Series {
     p99: Vec<f64>,
     /// Proxy CPU µs per request per round (empty for direct).
     cpu: Vec<f64>,
+    /// Of it, system (kernel) time.
+    kernel: Vec<f64>,
+    /// Of it, tollgate's audit writer thread (empty for the other paths).
+    writer: Vec<f64>,
     /// Errors over all rounds (non-2xx/3xx, socket errors).
     errors: u64,
     /// tollgate audit records dropped (queue full) over all rounds.
@@ -281,7 +286,7 @@ struct Series {
 /// One measured run.
 struct Measurement {
     outcome: Outcome,
-    cpu_per_req: Option<f64>,
+    cpu_per_req: Option<proc::Cpu>,
     audit_dropped: u64,
 }
 
@@ -415,7 +420,7 @@ impl Bench {
         let dropped = |agent: &BenchAgent| agent.counter("audit_queue_full").unwrap_or(0);
         let dropped_before = dropped(&self.agent);
         let before = self.counters()?;
-        let cpu_before = pid.map(servers::tree_cpu_us).transpose()?;
+        let cpu_before = pid.map(servers::tree_cpu).transpose()?;
         let out = self.scratch.join("wrk.out");
         let outcome = {
             let _visit = (path == Path::Tollgate)
@@ -424,7 +429,7 @@ impl Bench {
             wrk::run(load, &url, &out)
         };
         let outcome = outcome.with_context(|| format!("{} run", path.label()))?;
-        let cpu_after = pid.map(servers::tree_cpu_us).transpose()?;
+        let cpu_after = pid.map(servers::tree_cpu).transpose()?;
         let after = self.counters()?;
         let connections = match load.mode {
             Mode::KeepAlive => u64::from(load.connections).min(outcome.requests),
@@ -437,7 +442,7 @@ impl Bench {
         let audit_dropped = dropped(&self.agent).saturating_sub(dropped_before);
         let cpu_per_req = cpu_before
             .zip(cpu_after)
-            .map(|(b, a)| (a - b) / outcome.requests.max(1) as f64);
+            .map(|(b, a)| (a - b).per(outcome.requests));
         Ok(Measurement {
             outcome,
             cpu_per_req,
@@ -491,8 +496,10 @@ impl Bench {
                         o.rps,
                         o.p50_us,
                         o.p99_us,
-                        m.cpu_per_req
-                            .map_or(String::new(), |c| format!("  proxy CPU {c:.1} µs/req")),
+                        m.cpu_per_req.map_or(String::new(), |c| format!(
+                            "  proxy CPU {:.1} µs/req (kernel {:.1})",
+                            c.total, c.system
+                        )),
                         if o.errors > 0 {
                             format!("  {} errors", o.errors)
                         } else {
@@ -503,7 +510,13 @@ impl Bench {
                     s.rps.push(o.rps);
                     s.p50.push(o.p50_us);
                     s.p99.push(o.p99_us);
-                    s.cpu.extend(m.cpu_per_req);
+                    if let Some(c) = m.cpu_per_req {
+                        s.cpu.push(c.total);
+                        s.kernel.push(c.system);
+                        if path == Path::Tollgate {
+                            s.writer.push(c.writer);
+                        }
+                    }
                     s.errors += o.errors;
                     s.audit_dropped += m.audit_dropped;
                 }
@@ -559,6 +572,8 @@ fn table(o: &Options, mode: Mode, s: &BTreeMap<(Mode, Path), Series>) -> Table {
         each(&|x| ratio(median(&x.p99) / median(&direct.p99))),
     );
     t.row("proxy CPU µs/request", each(&|x| med(&x.cpu)));
+    t.row("  of it kernel", each(&|x| med(&x.kernel)));
+    t.row("  of it audit writer", each(&|x| med(&x.writer)));
     t.row("errors (all rounds)", each(&|x| x.errors.to_string()));
     t.row(
         "audit records dropped",
@@ -652,6 +667,7 @@ mod tests {
                     },
                     errors: 0,
                     audit_dropped: 7,
+                    ..Series::default()
                 },
             );
         }

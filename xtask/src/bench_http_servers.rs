@@ -321,9 +321,9 @@ fn listening(port: u16) -> bool {
     .is_ok()
 }
 
-/// User + system CPU time of `pid` and its direct children (nginx's workers), in µs.
-pub fn tree_cpu_us(pid: u32) -> anyhow::Result<f64> {
-    let mut total = proc::cpu_us(pid)?;
+/// CPU time of `pid` and its direct children (nginx's workers).
+pub fn tree_cpu(pid: u32) -> anyhow::Result<proc::Cpu> {
+    let mut total = proc::cpu(pid)?;
     for e in std::fs::read_dir("/proc")?.flatten() {
         let Ok(child) = e.file_name().to_string_lossy().parse::<u32>() else {
             continue;
@@ -333,7 +333,7 @@ pub fn tree_cpu_us(pid: u32) -> anyhow::Result<f64> {
             .and_then(|s| ppid(&s));
         if parent == Some(pid) {
             // A worker that exited meanwhile no longer costs anything.
-            total += proc::cpu_us(child).unwrap_or(0.0);
+            total = total + proc::cpu(child).unwrap_or_default();
         }
     }
     Ok(total)

@@ -3,7 +3,8 @@
 //! as medians. It prints; it asserts nothing about speed.
 //!
 //! 1. `pgbench -S` (simple and extended protocol): TPS, ratio to direct, and the CPU time the
-//!    proxy process spent per transaction (`/proc/<pid>/stat` utime+stime).
+//!    proxy process spent per transaction (`/proc/<pid>/stat` utime+stime), with its kernel
+//!    part (stime) and, for tollgate, its audit writer thread's part.
 //! 2. Latency p50/p99 at fixed rates, from pgbench's transaction log: half the direct TPS
 //!    (above what a slow path sustains: then its latency is queueing) and half the slowest
 //!    path's TPS (a rate every path sustains).
@@ -259,6 +260,10 @@ struct Series {
     tps: Vec<f64>,
     /// Proxy CPU µs per transaction per round (empty for direct).
     cpu: Vec<f64>,
+    /// Of it, system (kernel) time.
+    kernel: Vec<f64>,
+    /// Of it, tollgate's audit writer thread (empty for the other paths).
+    writer: Vec<f64>,
     /// Latency p50 (µs) per round.
     p50: Vec<f64>,
     /// Latency p99 (µs) per round.
@@ -270,8 +275,22 @@ struct Series {
 /// One measured run.
 struct Measurement {
     tps: f64,
-    cpu_per_tx: Option<f64>,
+    /// The proxy's CPU per transaction.
+    cpu: Option<proc::Cpu>,
     outcome: pgbench::Outcome,
+}
+
+impl Series {
+    /// Adds a run's proxy CPU per transaction; the writer's part only for tollgate's.
+    fn add_cpu(&mut self, cpu: Option<proc::Cpu>, path: Path) {
+        if let Some(c) = cpu {
+            self.cpu.push(c.total);
+            self.kernel.push(c.system);
+            if path == Path::Tollgate {
+                self.writer.push(c.writer);
+            }
+        }
+    }
 }
 
 /// Everything the measurements use. Fields drop in order: the agent first, the server last.
@@ -372,7 +391,7 @@ impl Bench {
         let port = self.port(path);
         let pid = self.proxy_pid(path);
         let before = self.counters()?;
-        let cpu_before = pid.map(proc::cpu_us).transpose()?;
+        let cpu_before = pid.map(proc::cpu).transpose()?;
         let outcome = {
             let _visit = (path == Path::Tollgate)
                 .then(|| visit(&self.host, &self.client_cgroup))
@@ -380,7 +399,7 @@ impl Bench {
             pgbench::run(load, host, port, &self.pg.password, &self.scratch)
         };
         let outcome = outcome.with_context(|| format!("{} run", path.label()))?;
-        let cpu_after = pid.map(proc::cpu_us).transpose()?;
+        let cpu_after = pid.map(proc::cpu).transpose()?;
         let after = self.counters()?;
         paths::verify(
             path,
@@ -389,12 +408,12 @@ impl Bench {
             u64::from(load.clients),
             outcome.transactions,
         )?;
-        let cpu_per_tx = cpu_before
+        let cpu = cpu_before
             .zip(cpu_after)
-            .map(|(b, a)| (a - b) / outcome.transactions.max(1) as f64);
+            .map(|(b, a)| (a - b).per(outcome.transactions));
         Ok(Measurement {
             tps: outcome.tps,
-            cpu_per_tx,
+            cpu,
             outcome,
         })
     }
@@ -489,11 +508,11 @@ impl Bench {
                         path.label(),
                         protocol.name(),
                         m.tps,
-                        cpu_note(m.cpu_per_tx)
+                        cpu_note(m.cpu)
                     ));
                     let s = out.entry((protocol, path)).or_default();
                     s.tps.push(m.tps);
-                    s.cpu.extend(m.cpu_per_tx);
+                    s.add_cpu(m.cpu, path);
                 }
             }
         }
@@ -525,11 +544,11 @@ impl Bench {
                     p50,
                     p99,
                     m.tps,
-                    cpu_note(m.cpu_per_tx)
+                    cpu_note(m.cpu)
                 ));
                 let s = out.entry(path).or_default();
                 s.tps.push(m.tps);
-                s.cpu.extend(m.cpu_per_tx);
+                s.add_cpu(m.cpu, path);
                 s.p50.push(p50);
                 s.p99.push(p99);
                 s.not_completed += m.outcome.not_completed;
@@ -567,11 +586,11 @@ impl Bench {
                     self.opts.rounds,
                     if masked { "on" } else { "off" },
                     m.tps,
-                    cpu_note(m.cpu_per_tx)
+                    cpu_note(m.cpu)
                 ));
                 let s = &mut out[usize::from(masked)];
                 s.tps.push(m.tps);
-                s.cpu.extend(m.cpu_per_tx);
+                s.add_cpu(m.cpu, Path::Tollgate);
             }
         }
         Ok(out)
@@ -587,8 +606,18 @@ fn protocols(round: usize) -> [Protocol; 2] {
     }
 }
 
-fn cpu_note(cpu: Option<f64>) -> String {
-    cpu.map_or(String::new(), |c| format!("  proxy CPU {c:.1} µs/tx"))
+fn cpu_note(cpu: Option<proc::Cpu>) -> String {
+    cpu.map_or(String::new(), |c| {
+        let writer = if c.writer > 0.0 {
+            format!(", writer {:.1}", c.writer)
+        } else {
+            String::new()
+        };
+        format!(
+            "  proxy CPU {:.1} µs/tx (kernel {:.1}{writer})",
+            c.total, c.system
+        )
+    })
 }
 
 /// The first three words of `program args` output (`HAProxy version 2.6.12`), or the program
@@ -648,6 +677,14 @@ fn throughput_table(o: &Options, s: &BTreeMap<(Protocol, Path), Series>) -> Tabl
         t.row(
             format!("{name}: proxy CPU µs/tx"),
             Path::ALL.iter().map(|&p| med(&get(p).cpu)).collect(),
+        );
+        t.row(
+            format!("{name}:   of it kernel"),
+            Path::ALL.iter().map(|&p| med(&get(p).kernel)).collect(),
+        );
+        t.row(
+            format!("{name}:   of it audit writer"),
+            Path::ALL.iter().map(|&p| med(&get(p).writer)).collect(),
         );
     }
     t

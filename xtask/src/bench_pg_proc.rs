@@ -295,24 +295,96 @@ pub fn run_bounded(
     Ok((status, fs::read_to_string(out).unwrap_or_default()))
 }
 
-/// User + system CPU time of process `pid` (all its threads), in µs.
-pub fn cpu_us(pid: u32) -> anyhow::Result<f64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("reading /proc/{pid}/stat"))?;
-    let ticks = stat_cpu_ticks(&stat).context("malformed /proc/<pid>/stat")?;
-    // SAFETY: sysconf has no memory arguments.
-    let hz = unsafe { sysconf(SC_CLK_TCK) };
-    let hz = if hz > 0 { hz as f64 } else { 100.0 };
-    Ok(ticks as f64 * 1e6 / hz)
+/// CPU time of a process, in µs: all of it, its system (kernel) part, and the part of its
+/// threads named [`WRITER_THREAD`] (tollgate's audit writer).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Cpu {
+    /// User + system.
+    pub total: f64,
+    /// System.
+    pub system: f64,
+    /// User + system of the audit writer thread (0 in a process without one).
+    pub writer: f64,
 }
 
-/// utime + stime (fields 14 and 15) of a `/proc/<pid>/stat` line. The command name (field 2)
-/// may hold spaces and parentheses: fields are counted after its last `)`.
-fn stat_cpu_ticks(stat: &str) -> Option<u64> {
+impl std::ops::Sub for Cpu {
+    type Output = Cpu;
+
+    fn sub(self, before: Cpu) -> Cpu {
+        Cpu {
+            total: self.total - before.total,
+            system: self.system - before.system,
+            writer: self.writer - before.writer,
+        }
+    }
+}
+
+impl Cpu {
+    /// Each figure divided by `n` (at least 1).
+    pub fn per(self, n: u64) -> Cpu {
+        let n = n.max(1) as f64;
+        Cpu {
+            total: self.total / n,
+            system: self.system / n,
+            writer: self.writer / n,
+        }
+    }
+}
+
+impl std::ops::Add for Cpu {
+    type Output = Cpu;
+
+    fn add(self, other: Cpu) -> Cpu {
+        Cpu {
+            total: self.total + other.total,
+            system: self.system + other.system,
+            writer: self.writer + other.writer,
+        }
+    }
+}
+
+/// The name of tollgate's audit writer thread (`/proc/<pid>/task/<tid>/comm`).
+pub const WRITER_THREAD: &str = "audit-writer";
+
+/// [`Cpu`] of process `pid`.
+pub fn cpu(pid: u32) -> anyhow::Result<Cpu> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    let (user, system) = stat_user_system(&stat).context("malformed /proc/<pid>/stat")?;
+    let mut writer = 0;
+    // Threads come and go: one unreadable now is skipped.
+    for task in fs::read_dir(format!("/proc/{pid}/task"))?.flatten() {
+        let dir = task.path();
+        let named = fs::read_to_string(dir.join("comm")).is_ok_and(|c| c.trim() == WRITER_THREAD);
+        if let (true, Ok(stat)) = (named, fs::read_to_string(dir.join("stat")))
+            && let Some((u, s)) = stat_user_system(&stat)
+        {
+            writer += u + s;
+        }
+    }
+    let us = |ticks: u64| ticks as f64 * 1e6 / clock_ticks();
+    Ok(Cpu {
+        total: us(user + system),
+        system: us(system),
+        writer: us(writer),
+    })
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` times.
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no memory arguments.
+    let hz = unsafe { sysconf(SC_CLK_TCK) };
+    if hz > 0 { hz as f64 } else { 100.0 }
+}
+
+/// utime and stime (fields 14 and 15) of a `/proc/<pid>/stat` line, in clock ticks. The
+/// command name (field 2) may hold spaces and parentheses: fields are counted after its last
+/// `)`.
+fn stat_user_system(stat: &str) -> Option<(u64, u64)> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     // After the name, field 3 (state) is at index 0: field n is at n - 3.
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+    Some((f.get(11)?.parse().ok()?, f.get(12)?.parse().ok()?))
 }
 
 /// The parent pid (field 4) of a `/proc/<pid>/stat` line.
@@ -365,17 +437,45 @@ mod tests {
     fn stat_cases() {
         let line = "1234 (tollgate (x) y) S 99 1234 1234 0 -1 4194560 100 0 0 0 \
                     250 75 0 0 20 0 9 0 100 0 0";
-        assert_eq!(stat_cpu_ticks(line), Some(325));
+        assert_eq!(stat_user_system(line), Some((250, 75)));
         assert_eq!(stat_ppid(line), Some(99));
         let cases = ["", "1 (x) S 1", "garbage"];
         for bad in cases {
-            assert_eq!(stat_cpu_ticks(bad), None, "{bad:?}");
+            assert_eq!(stat_user_system(bad), None, "{bad:?}");
         }
     }
 
     #[test]
     fn own_cpu_time_is_readable() {
-        let us = cpu_us(std::process::id()).expect("own stat");
-        assert!(us >= 0.0);
+        let c = cpu(std::process::id()).expect("own stat");
+        assert!(c.total >= c.system && c.system >= 0.0, "{c:?}");
+    }
+
+    /// A thread named as the writer is counted in `writer`.
+    #[test]
+    fn the_writer_threads_time_is_its_own() {
+        let spin = |d: Duration| {
+            let end = std::time::Instant::now() + d;
+            while std::time::Instant::now() < end {
+                std::hint::black_box(0u64);
+            }
+        };
+        let before = cpu(std::process::id()).expect("own stat");
+        // Read while the thread lives: an exited thread has no task entry.
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::Builder::new()
+            .name(WRITER_THREAD.into())
+            .spawn(move || {
+                spin(Duration::from_millis(300));
+                rx.recv().ok();
+            })
+            .expect("thread");
+        std::thread::sleep(Duration::from_millis(400));
+        let during = cpu(std::process::id()).expect("own stat");
+        tx.send(()).ok();
+        t.join().expect("joined");
+        let d = during - before;
+        assert!(d.writer >= 200_000.0, "{d:?}");
+        assert!(d.total >= d.writer && d.total >= d.system, "{d:?}");
     }
 }
