@@ -1056,6 +1056,82 @@ fn a_portal_runs_its_statement_after_the_name_is_parsed_again() {
     );
 }
 
+/// A session holds at most 10000 named prepared statements (tollgate keeps what each is): the
+/// next Parse of a new name is refused (42501, rule `prepared-limit`) and recorded; once one is
+/// closed, a new one may be prepared.
+#[test]
+fn prepared_statements_are_bounded_per_session() {
+    let test = "prepared_statements_are_bounded_per_session";
+    let Some(f) = Fixture::start(test, "pg-preplimit", |_| {}) else {
+        return;
+    };
+    let out = Script::run(
+        &f,
+        &json!([
+            {"send": [["P", "s{i}", COUNT_ACCOUNTS]], "repeat": 10_000},
+            {"send": [["S"]]},
+            {"until": "Z", "within": 60},
+            {"send": [["P", "one-more", COUNT_ACCOUNTS], ["S"]]},
+            {"until": "Z"},
+            {"send": [["C", "S", "s0"], ["P", "one-more", COUNT_ACCOUNTS], ["S"]]},
+            {"until": "Z"},
+        ]),
+    );
+    let got = out.step(2)["got"].as_array().cloned().unwrap_or_default();
+    assert_eq!(got.len(), 10_001, "{}", out.step(2));
+    assert!(got[..10_000].iter().all(|t| t == "1"), "{}", out.step(2));
+    assert_eq!(out.step(4)["got"], json!(["E", "Z"]), "{out}");
+    assert_eq!(out.sqlstates_from(3), ["42501"], "{out}");
+    assert_eq!(out.step(6)["got"], json!(["3", "1", "Z"]), "{out}");
+    let session = f.statements_of(out.pid(), 1);
+    let (_, decision, rule) = verdict(&statements(&session)[0]);
+    assert_eq!(
+        (&*decision, &*rule),
+        ("deny", "prepared-limit"),
+        "{session:#}"
+    );
+}
+
+/// Outside a transaction block a portal ends with its transaction (at the Sync): tollgate
+/// forgets it then, and refuses an Execute of it later (rule `unknown-statement`). Inside a
+/// transaction block it lives on to the next batch, and runs.
+#[test]
+fn a_portal_ends_with_its_transaction() {
+    let test = "a_portal_ends_with_its_transaction";
+    let Some(f) = Fixture::start(test, "pg-portalend", |_| {}) else {
+        return;
+    };
+    let out = Script::run(
+        &f,
+        &json!([
+            prepare("count", COUNT_ACCOUNTS),
+            {"until": "Z"},
+            {"send": [["B", "p", "count"], ["S"]]},
+            {"until": "Z"},
+            {"send": [["E", "p"], ["S"]]},
+            {"until": "Z"},
+            {"send": [["Q", "BEGIN"], ["B", "p", "count"], ["S"]]},
+            {"until": "Z"},
+            {"until": "Z"},
+            {"send": [["E", "p"], ["S"]]},
+            {"until": "Z"},
+            {"send": [["Q", "COMMIT"]]},
+            {"until": "Z"},
+        ]),
+    );
+    assert_eq!(out.step(5)["got"], json!(["E", "Z"]), "{out}");
+    assert_eq!(out.sqlstates_from(4), ["42501"], "{out}");
+    assert_eq!(out.step(10)["got"], json!(["D", "C", "Z"]), "{out}");
+    let session = f.statements_of(out.pid(), 4);
+    let (_, _, rule) = verdict(&statements(&session)[0]);
+    assert_eq!(rule, "unknown-statement", "{session:#}");
+    assert_eq!(
+        outcomes(&session)[2],
+        (COUNT_ACCOUNTS, Some(1), None),
+        "{session:#}"
+    );
+}
+
 /// An Execute whose portal has no statement tollgate let through is refused (42501, rule
 /// `unknown-statement`) and recorded, never run unrecorded. Here the portal was bound, in a
 /// batch sent before the error of the batch before came back, to a statement whose Close

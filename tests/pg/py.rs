@@ -150,7 +150,8 @@ print(json.dumps(out))
 ///   results), `["D", "P" or "S", name]`, `["E", portal]` (all rows), `["Q", sql]`,
 ///   `["d", text]`, `["f", reason]`, `["F", oid]` (FunctionCall without arguments),
 ///   `["C", "P" or "S", name]` (Close), `["S"]`,
-///   `["H"]`, `["c"]`, `["X"]`;
+///   `["H"]`, `["c"]`, `["X"]`; with `"repeat": n`, the messages `n` times, `{i}` in their
+///   strings replaced by 0, 1, …;
 /// - `{"until": types}`: reads messages until one of `types` arrives (5 s at most, or
 ///   `"within"` seconds);
 /// - `{"signal": path, "wait": path}`: creates the first file, then waits for the second
@@ -247,9 +248,12 @@ if start["got"][-1:] != ["Z"]:
     steps = []
 for step in steps:
     if "send" in step:
+        n = step.get("repeat", 1)
+        at = lambda f, i: f.replace("{i}", str(i)) if isinstance(f, str) else f
+        batch = [[at(f, i) for f in m] for i in range(n) for m in step["send"]]
         try:
-            s.sendall(b"".join(message(*m) for m in step["send"]))
-            done = {"sent": len(step["send"])}
+            s.sendall(b"".join(message(*m) for m in batch))
+            done = {"sent": len(batch)}
         except (BrokenPipeError, ConnectionResetError) as e:
             done = {"how": "eof" if isinstance(e, BrokenPipeError) else "reset"}
     elif "until" in step:

@@ -9,7 +9,7 @@ use crate::{
     masking::{MaskCounts, Masker},
     postgres::protocol::{
         BackendFrame, BackendMessage, CopyData, MAX_MESSAGE_LEN, ObjectKind, RowValues,
-        next_backend,
+        TransactionStatus, next_backend,
     },
     proxy::Context,
     store::AuditSink,
@@ -82,13 +82,11 @@ fn on_frame(
                 return Ok(());
             }
         }
-        b'2' => {
-            if let Expect::Bind { swallow: true, .. } =
-                st.take("BindComplete", |e| matches!(e, Expect::Bind { .. }))?
-            {
-                return Ok(());
-            }
-        }
+        b'2' => match st.take("BindComplete", |e| matches!(e, Expect::Bind { .. }))? {
+            Expect::Bind { swallow: true, .. } => return Ok(()),
+            Expect::Bind { generation, .. } => st.bound = st.bound.max(generation),
+            _ => {}
+        },
         b'3' => {
             st.take("CloseComplete", |e| matches!(e, Expect::Close { .. }))?;
         }
@@ -299,7 +297,14 @@ fn on_frame(
                 return Ok(());
             }
         }
-        b'Z' => st.ready_for_query()?,
+        b'Z' => {
+            st.ready_for_query()?;
+            if let Ok(BackendMessage::ReadyForQuery(r)) = frame.decode()
+                && r.status == TransactionStatus::Idle
+            {
+                st.idle();
+            }
+        }
         _ => {} // ParameterStatus, notices, notifications: passed through.
     }
     drop(st);

@@ -442,6 +442,27 @@ async fn on_parse<W: AsyncWrite + Unpin>(
     let checked = check::check(ctx, meta, &p.query).await;
     let (checked, _) = audit_gate(ctx, shared, checked, server, out).await?;
     let audit = checked.audit(0, &p.query, meta.redact_literals);
+    if checked.decision.permits() && prepared_full(shared, &p.name) {
+        let audit = StmtAudit {
+            seq: shared.lock().seq(),
+            decision: "deny".into(),
+            rule: PREPARED_LIMIT.into(),
+            ..audit
+        };
+        let detail = format!(
+            "the session holds {MAX_PREPARED} prepared statements: close some (Close, DEALLOCATE)"
+        );
+        deny_statement(
+            ctx,
+            meta,
+            shared,
+            (PREPARED_LIMIT, &detail),
+            audit,
+            out,
+            true,
+        );
+        return Ok(());
+    }
     if checked.decision.permits() {
         let exprs = lineage::plan(masker, &p.query, &checked.statements);
         let mut st = shared.lock();
@@ -476,6 +497,22 @@ async fn on_parse<W: AsyncWrite + Unpin>(
         deny_statement(ctx, meta, shared, why, audit, out, true);
     }
     Ok(())
+}
+
+/// Named prepared statements a session may hold. tollgate keeps what each one is (its record,
+/// its masking plan), so a client preparing without end would grow the agent, which serves
+/// every workload of the host. Drivers cache far fewer (pgjdbc 256, psycopg 100).
+pub const MAX_PREPARED: usize = 10_000;
+
+/// The rule named when a Parse would pass [`MAX_PREPARED`].
+const PREPARED_LIMIT: &str = "prepared-limit";
+
+/// A Parse of `name` would make one prepared statement more than [`MAX_PREPARED`] (the unnamed
+/// statement is replaced, and a name in use fails at the server).
+fn prepared_full(shared: &Shared, name: &str) -> bool {
+    let st = &shared.lock().prepared;
+    let named = st.len() - usize::from(st.contains_key(""));
+    !name.is_empty() && named >= MAX_PREPARED && !st.contains_key(name)
 }
 
 /// The rule named when the audit store cannot take a statement's record.

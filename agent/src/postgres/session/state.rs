@@ -390,6 +390,8 @@ pub struct State {
     /// Rung when the server's error fails the batch ([`Self::skipping`] set by the backend): a
     /// statement of it already waiting for an audit slot stops waiting.
     pub batch_failed: Arc<Notify>,
+    /// The newest portal generation whose Bind the server answered ([`Self::idle`]).
+    pub bound: u64,
 }
 
 impl State {
@@ -586,6 +588,15 @@ impl State {
             undone.extend(undo);
         }
         self.take_back(undone, failed_first);
+    }
+
+    /// ReadyForQuery outside a transaction block: the server has ended the transaction, and
+    /// its portals with it. So does tollgate, for the portals whose Bind it answered (later ones,
+    /// bound in a batch still on its way, live): a client binding named portals in autocommit
+    /// does not grow tollgate's view without end.
+    pub fn idle(&mut self) {
+        let bound = self.bound;
+        self.portals.retain(|_, p| p.generation > bound);
     }
 
     /// The client sends a Sync that is forwarded: a ReadyForQuery is owed for it, and it ends
@@ -964,6 +975,32 @@ mod tests {
                 .is_ok()
         );
         assert!(st.take("BindComplete", |_| true).is_err());
+    }
+
+    /// Outside a transaction block the server has dropped every portal: so does tollgate, for
+    /// those whose Bind it answered, not for one bound in a batch still on its way.
+    #[test]
+    fn portals_end_with_their_transaction() {
+        let mut st = State::default();
+        for name in ["", "a", "b"] {
+            let generation = st.generation();
+            let portal = Portal {
+                statement: String::new(),
+                formats: Vec::new(),
+                exprs: None,
+                columns: None,
+                generation,
+                statement_generation: 0,
+                audit: None,
+                may_copy: false,
+            };
+            st.portals.insert(name.into(), portal);
+        }
+        st.bound = 2;
+        st.idle();
+        let mut left: Vec<&str> = st.portals.keys().map(String::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["b"]);
     }
 
     /// A portal's description reaches the Executes of that portal (by its generation) sent
