@@ -1132,6 +1132,90 @@ fn a_portal_ends_with_its_transaction() {
     );
 }
 
+/// SQL shares names with the protocol: `DECLARE` and `CLOSE` make and drop portals,
+/// `PREPARE` and `DEALLOCATE` prepared statements. A client that replaces, by SQL, a portal or
+/// statement tollgate knows from its Bind or Parse (here with one whose columns need no masking)
+/// would have the server run the new one under tollgate's record and columns of the old: a card
+/// number passed whole. tollgate forgets such names, and an Execute of the portal, or a Bind
+/// of the statement, is refused (`unknown-statement`).
+#[test]
+fn sql_that_replaces_a_portal_or_statement_is_not_masked_as_the_old_one() {
+    let test = "sql_that_replaces_a_portal_or_statement_is_not_masked_as_the_old_one";
+    let Some(f) = Fixture::start(test, "pg-sqlnames", |t| t.utility = true) else {
+        return;
+    };
+    let harmless = "select 'nothing to mask'::text as v";
+    let cursor = "DECLARE c CURSOR FOR SELECT card_number FROM customers";
+    let statement = "PREPARE s AS SELECT card_number FROM customers";
+    let out = Script::run(
+        &f,
+        &json!([
+            prepare("s", harmless),
+            {"until": "Z"},
+            {"send": [["Q", "BEGIN"]]},
+            {"until": "Z"},
+            {"send": [["B", "c", "s"], ["S"]]},
+            {"until": "Z"},
+            {"send": [["Q", "CLOSE c"], ["Q", cursor]]},
+            {"until": "Z"},
+            {"until": "Z"},
+            {"send": [["E", "c"], ["S"]]},
+            {"until": "Z"},
+            {"send": [["Q", "ROLLBACK"]]},
+            {"until": "Z"},
+            {"send": [["Q", "DEALLOCATE s"], ["Q", statement]]},
+            {"until": "Z"},
+            {"until": "Z"},
+            {"send": [["B", "", "s"], ["E", ""], ["S"]]},
+            {"until": "Z"},
+        ]),
+    );
+    assert_eq!(out.end(), "open", "{out}");
+    let card = &f.pg.customers[0].card_number;
+    assert!(
+        !out.to_string().contains(&card[card.len() - 4..]),
+        "a card passed: {out}"
+    );
+    assert_eq!(out.step(10)["got"], json!(["E", "Z"]), "{out}");
+    assert_eq!(out.step(17)["got"], json!(["2", "E", "Z"]), "{out}");
+    assert_eq!(out.sqlstates_from(0), ["42501", "42501"], "{out}");
+    let session = f.statements_of(out.pid(), 8);
+    let rules: Vec<String> = statements(&session).iter().map(|s| verdict(s).2).collect();
+    assert_eq!(
+        rules.iter().filter(|r| *r == "unknown-statement").count(),
+        2,
+        "{session:#}"
+    );
+}
+
+/// A client may pipeline more batches than tollgate lets be owed at once (1024): past that its
+/// Syncs wait for the server's answers, and every batch is still answered, in order.
+#[test]
+fn a_pipeline_longer_than_the_syncs_owed_is_answered_in_order() {
+    let test = "a_pipeline_longer_than_the_syncs_owed_is_answered_in_order";
+    // Without masking: no Describe is sent, and masking would hide every value.
+    let Some(f) = Fixture::start(test, "pg-manysyncs", |t| t.masking = false) else {
+        return;
+    };
+    let out = Script::run(
+        &f,
+        &json!([
+            {"send": [["P", "", "select {i}"], ["B", "", ""], ["E", ""], ["S"]], "repeat": 3000},
+            {"until": "Z", "count": 3000, "within": 60},
+        ]),
+    );
+    let got = out.step(1)["got"].as_array().cloned().unwrap_or_default();
+    let ready = got.iter().filter(|t| *t == "Z").count();
+    assert_eq!(ready, 3000, "{}", out.step(1)["how"]);
+    let rows: Vec<String> = out.rows_from(1).iter().map(|r| r[0].to_string()).collect();
+    let want: Vec<String> = (0..3000).map(|i| format!("\"{i}\"")).collect();
+    assert!(
+        rows == want,
+        "rows out of order or missing: {} rows",
+        rows.len()
+    );
+}
+
 /// An Execute whose portal has no statement tollgate let through is refused (42501, rule
 /// `unknown-statement`) and recorded, never run unrecorded. Here the portal was bound, in a
 /// batch sent before the error of the batch before came back, to a statement whose Close

@@ -170,6 +170,7 @@ impl Fixture {
             credentials,
             rule_roles: None,
             rule_databases: None,
+            utility: false,
         };
         adjust(&mut spec);
         let mut fixture = Fixture {

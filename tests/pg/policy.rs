@@ -18,6 +18,8 @@ pub const READS: &str = "etl-reads";
 pub const WRITES: &str = "etl-writes";
 /// The rule allowing `COPY … TO`.
 pub const COPY_OUT: &str = "etl-copy-out";
+/// The rule allowing utility statements, when the test asks ([`TargetSpec::utility`]).
+pub const UTILITY: &str = "etl-utility";
 
 /// Tables the `etl` rules name (every table a statement touches must match one).
 const TABLES: &[&str] = &[
@@ -54,6 +56,8 @@ pub struct TargetSpec {
     pub rule_roles: Option<Vec<String>>,
     /// Databases the allow rules pin the workload to (`databases = [...]`), when set.
     pub rule_databases: Option<Vec<String>>,
+    /// Also allow utility statements (`CLOSE`, `DEALLOCATE`, …; rule [`UTILITY`]).
+    pub utility: bool,
 }
 
 impl TargetSpec {
@@ -122,6 +126,9 @@ pub fn policy(cgroup_glob: &str, target: &TargetSpec) -> String {
         (COPY_OUT, &["copy_to"][..], &own[..]),
     ] {
         p.push_str(&statement_rule(name, "allow", classes, Some(tables), &pins));
+    }
+    if target.utility {
+        p.push_str(&statement_rule(UTILITY, "allow", &["utility"], None, &pins));
     }
     p.push_str(&statement_rule(NO_DDL, "deny", &["ddl"], None, ""));
     p.push_str(&statement_rule(NO_UNKNOWN, "deny", &["unknown"], None, ""));

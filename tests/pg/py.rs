@@ -152,8 +152,8 @@ print(json.dumps(out))
 ///   `["C", "P" or "S", name]` (Close), `["S"]`,
 ///   `["H"]`, `["c"]`, `["X"]`; with `"repeat": n`, the messages `n` times, `{i}` in their
 ///   strings replaced by 0, 1, …;
-/// - `{"until": types}`: reads messages until one of `types` arrives (5 s at most, or
-///   `"within"` seconds);
+/// - `{"until": types}`: reads messages until one of `types` arrives (`"count"` of them, if
+///   given; 5 s at most, or `"within"` seconds);
 /// - `{"signal": path, "wait": path}`: creates the first file, then waits for the second
 ///   (30 s at most), so a test can act at that point of the script;
 /// - `{"drain": seconds}`: reads whatever arrives within that time (less if the connection
@@ -202,10 +202,11 @@ def data_row(body):
     return values
 
 buf = b""
-def read(stop, seconds):
-    """Reads messages until one of the types in `stop` comes, for `seconds` at most."""
+def read(stop, seconds, count=1):
+    """Reads messages until `count` of the types in `stop` came, for `seconds` at most."""
     global buf
     got = {"got": [], "errors": [], "rows": []}
+    seen = 0
     deadline = time.monotonic() + seconds
     while True:
         while len(buf) >= 5:
@@ -219,8 +220,10 @@ def read(stop, seconds):
             if kind == "D":
                 got["rows"].append(data_row(body))
             if kind in stop:
-                got["how"] = "stop"
-                return got
+                seen += 1
+                if seen >= count:
+                    got["how"] = "stop"
+                    return got
         left = deadline - time.monotonic()
         if left <= 0:
             got["how"] = "timeout" if stop else "quiet"
@@ -257,7 +260,7 @@ for step in steps:
         except (BrokenPipeError, ConnectionResetError) as e:
             done = {"how": "eof" if isinstance(e, BrokenPipeError) else "reset"}
     elif "until" in step:
-        done = read(step["until"], step.get("within", 5))
+        done = read(step["until"], step.get("within", 5), step.get("count", 1))
     elif "signal" in step:
         open(step["signal"], "w").close()
         deadline = time.monotonic() + 30

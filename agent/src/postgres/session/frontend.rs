@@ -17,6 +17,7 @@ use crate::{
         Bind, Close, Describe, Flush, FrontendFrame, FrontendMessage, MAX_MESSAGE_LEN, ObjectKind,
         Parse, Query, Sync, next_frontend,
     },
+    postgres::sql::NameEffects,
     proxy::Context,
     store::{AuditSink, Slot, StatementRecord},
 };
@@ -24,7 +25,9 @@ use crate::{
 use super::{
     check::{self, Checked, SessionMeta},
     deny, lineage,
-    state::{Expect, Portal, Prepared, Shared, Step, StmtAudit, may_copy},
+    state::{
+        Expect, MAX_SYNCS_OWED, Portal, Prepared, Shared, Step, StmtAudit, may_copy, name_effects,
+    },
     stream::{self, ReadError},
     undo::Undo,
 };
@@ -154,7 +157,7 @@ where
                 // In a batch that already failed, the server skips it: no record will come,
                 // and none is made if the session ends first.
                 let slot = (!st.skipping).then_some(slot);
-                let (columns, audit, may_copy, (generation, statement)) =
+                let (columns, audit, may_copy, names, (generation, statement)) =
                     match st.portals.get(&e.portal) {
                         Some(p) => {
                             // The statement's description, if it came since the Bind, and the
@@ -176,9 +179,9 @@ where
                             });
                             let audit = p.audit.as_deref().cloned();
                             let generations = (p.generation, p.statement_generation);
-                            (cols, audit, p.may_copy, generations)
+                            (cols, audit, p.may_copy, p.names.clone(), generations)
                         }
-                        None => (None, None, false, (0, 0)),
+                        None => (None, None, false, NameEffects::default(), (0, 0)),
                     };
                 if audit.is_none() && slot.is_some() {
                     // No statement tollgate let through is known for this portal (its statement
@@ -210,6 +213,9 @@ where
                 // skips it.
                 let copy = (may_copy && slot.is_some()).then(|| st.open_copy(false));
                 window = copy.is_some();
+                if slot.is_some() {
+                    st.forget(&names);
+                }
                 st.expect.push_back(Expect::Execute {
                     portal: generation,
                     statement,
@@ -228,6 +234,7 @@ where
                 on_close(shared, c, frame, &mut out);
             }
             b'S' => {
+                room_for_sync(shared, &mut server, &mut out).await?;
                 shared.lock().client_sync();
                 out.extend_from_slice(frame.raw());
             }
@@ -312,6 +319,27 @@ async fn hold_slot<W: AsyncWrite + Unpin>(
     tokio::select! {
         slot = ctx.audit.hold() => Ok(slot.map(|s| s.in_session(permit))),
         () = batch_failed(shared) => Ok(None),
+    }
+}
+
+/// Waits, after sending what is decided, while [`MAX_SYNCS_OWED`] Syncs are owed: each of them
+/// is forwarded, so the server answers it.
+async fn room_for_sync<W: AsyncWrite + Unpin>(
+    shared: &Shared,
+    server: &mut W,
+    out: &mut BytesMut,
+) -> std::io::Result<()> {
+    let answered = shared.lock().answered.clone();
+    loop {
+        let notified = answered.notified();
+        tokio::pin!(notified);
+        // Registered before the check, so an answer between the check and the await is not lost.
+        notified.as_mut().enable();
+        if shared.lock().syncs < MAX_SYNCS_OWED {
+            return Ok(());
+        }
+        flush(server, out).await?;
+        notified.await;
     }
 }
 
@@ -411,6 +439,7 @@ async fn on_query<W: AsyncWrite + Unpin>(
             return Ok(false);
         }
         let copy = may_copy(&checked.statements).then(|| st.open_copy(true));
+        st.forget(&name_effects(&checked.statements));
         st.expect.push_back(Expect::Query {
             stmts,
             columns: None,
@@ -478,6 +507,7 @@ async fn on_parse<W: AsyncWrite + Unpin>(
                 exprs,
                 may_copy: may_copy(&checked.statements),
                 generation,
+                names: name_effects(&checked.statements),
             };
             Undo::Statement {
                 name: p.name.clone(),
@@ -667,9 +697,15 @@ fn on_bind(
             (Some(c), _) => c.iter().all(|c| !c.binary),
             (None, _) => false,
         };
-    let (statement_generation, audit, may_copy) = statement.map_or((0, None, false), |p| {
-        (p.generation, Some(p.audit.clone()), p.may_copy)
-    });
+    let (statement_generation, audit, may_copy, names) =
+        statement.map_or((0, None, false, NameEffects::default()), |p| {
+            (
+                p.generation,
+                Some(p.audit.clone()),
+                p.may_copy,
+                p.names.clone(),
+            )
+        });
     if !binary_ok {
         let msg =
             "tollgate: binary result format is refused on a target with masking; use text format";
@@ -691,6 +727,7 @@ fn on_bind(
             statement_generation,
             audit,
             may_copy,
+            names,
         };
         Undo::Portal {
             name: b.portal.clone(),

@@ -12,6 +12,7 @@ use super::{catalog::Catalog, lineage::ExprPlan, undo::Undo};
 use crate::{
     masking::{ColumnMask, MaskCounts, Masker},
     postgres::protocol::{FieldDescription, ObjectKind},
+    postgres::sql::{NameEffects, Names},
     store::{SessionBudget, Slot},
 };
 
@@ -122,6 +123,8 @@ pub struct Prepared {
     /// Which Parse made it ([`State::generation`]): a Describe answered after the name was
     /// parsed again describes the older statement.
     pub generation: u64,
+    /// The prepared statements and portals each execution makes or drops ([`State::forget`]).
+    pub names: NameEffects,
 }
 
 /// Whether statements may start a COPY FROM STDIN: a `COPY … FROM` (STDIN or not), or a
@@ -131,6 +134,15 @@ pub fn may_copy(statements: &[crate::postgres::sql::Classified]) -> bool {
     statements
         .iter()
         .any(|c| matches!(c.class, StatementClass::CopyFrom | StatementClass::Unknown))
+}
+
+/// What statements do to the session's prepared statements and portals, together.
+pub fn name_effects(statements: &[crate::postgres::sql::Classified]) -> NameEffects {
+    let mut e = NameEffects::default();
+    for c in statements {
+        e.merge(&c.names);
+    }
+    e
 }
 
 /// A bound portal.
@@ -155,6 +167,8 @@ pub struct Portal {
     pub audit: Option<Arc<StmtAudit>>,
     /// That statement may start a COPY FROM STDIN ([`may_copy`]).
     pub may_copy: bool,
+    /// The prepared statements and portals that statement makes or drops.
+    pub names: NameEffects,
 }
 
 /// A response the server owes the client, in order.
@@ -392,7 +406,18 @@ pub struct State {
     pub batch_failed: Arc<Notify>,
     /// The newest portal generation whose Bind the server answered ([`Self::idle`]).
     pub bound: u64,
+    /// Syncs forwarded and not answered yet ([`MAX_SYNCS_OWED`]).
+    pub syncs: usize,
+    /// Rung when a ReadyForQuery brings [`Self::syncs`] under [`MAX_SYNCS_OWED`].
+    pub answered: Arc<Notify>,
 }
+
+/// Batches (Syncs) a session may have forwarded and not had answered. A client may pipeline
+/// without reading; past this many, its next Sync waits for the server's answers. Each error
+/// takes back its batch's changes in time linear in what is owed (`super::undo`): the cap keeps
+/// a pipeline of failing batches from costing the agent (which serves every session of the host
+/// on few threads) time quadratic in its length.
+pub const MAX_SYNCS_OWED: usize = 1024;
 
 impl State {
     /// Notes that tollgate replaces a client message by Parse/Bind/Execute of a raising statement
@@ -562,6 +587,12 @@ impl State {
         if let Some(live) = self.expect.iter().take(end + 1).find(|e| e.is_live()) {
             return Err(desync(Some(live)));
         }
+        if matches!(self.expect.get(end), Some(Expect::Sync)) {
+            self.syncs = self.syncs.saturating_sub(1);
+            if self.syncs + 1 == MAX_SYNCS_OWED {
+                self.answered.notify_waiters();
+            }
+        }
         let mut undone = Vec::new();
         for _ in 0..=end {
             undone.extend(self.pop().as_mut().and_then(Expect::take_undo));
@@ -599,10 +630,33 @@ impl State {
         self.portals.retain(|_, p| p.generation > bound);
     }
 
+    /// A statement about to be forwarded makes or drops prepared statements or portals by SQL
+    /// (`PREPARE`, `DEALLOCATE`, `DECLARE`, `CLOSE`, `DISCARD ALL`, or anything not
+    /// understood), which share their names with the protocol's: tollgate forgets those names,
+    /// as what the server has under them is no longer what tollgate was told. A Bind of a
+    /// forgotten statement or an Execute of a forgotten portal is then refused (fail closed).
+    pub fn forget(&mut self, e: &NameEffects) {
+        match &e.statements {
+            Names::None => {}
+            Names::Some(names) => names.iter().for_each(|n| {
+                self.prepared.remove(n);
+            }),
+            Names::All => self.prepared.clear(),
+        }
+        match &e.portals {
+            Names::None => {}
+            Names::Some(names) => names.iter().for_each(|n| {
+                self.portals.remove(n);
+            }),
+            Names::All => self.portals.clear(),
+        }
+    }
+
     /// The client sends a Sync that is forwarded: a ReadyForQuery is owed for it, and it ends
     /// a failed batch.
     pub fn client_sync(&mut self) {
         self.skipping = false;
+        self.syncs += 1;
         self.expect.push_back(Expect::Sync);
     }
 
@@ -977,6 +1031,33 @@ mod tests {
         assert!(st.take("BindComplete", |_| true).is_err());
     }
 
+    /// Syncs owed are counted from the client's Sync to its ReadyForQuery; the one that brings
+    /// the count under the cap rings the frontend.
+    #[test]
+    fn syncs_owed_are_counted() {
+        let mut st = State::default();
+        for _ in 0..MAX_SYNCS_OWED {
+            st.client_sync();
+        }
+        st.expect.push_back(query(None));
+        assert_eq!(st.syncs, MAX_SYNCS_OWED);
+        let rung = st.answered.clone();
+        let notified = rung.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        st.ready_for_query().expect("in step");
+        assert_eq!(st.syncs, MAX_SYNCS_OWED - 1);
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        assert!(notified.as_mut().poll(&mut cx).is_ready(), "rung");
+        for _ in 1..MAX_SYNCS_OWED {
+            st.ready_for_query().expect("in step");
+        }
+        // A simple Query's ReadyForQuery answers no Sync.
+        st.ready_for_query().expect("in step");
+        assert_eq!((st.syncs, st.expect.len()), (0, 0));
+    }
+
     /// Outside a transaction block the server has dropped every portal: so does tollgate, for
     /// those whose Bind it answered, not for one bound in a batch still on its way.
     #[test]
@@ -993,6 +1074,7 @@ mod tests {
                 statement_generation: 0,
                 audit: None,
                 may_copy: false,
+                names: Default::default(),
             };
             st.portals.insert(name.into(), portal);
         }

@@ -309,6 +309,7 @@ mod tests {
             fields: None,
             may_copy: false,
             generation,
+            names: Default::default(),
         };
         let before = st.prepared.insert(name.into(), prepared);
         let undo = Undo::Statement {
@@ -348,6 +349,7 @@ mod tests {
             statement_generation: s.map_or(0, |s| s.generation),
             audit: s.map(|s| s.audit.clone()),
             may_copy: false,
+            names: Default::default(),
         };
         let statement_generation = p.statement_generation;
         let before = st.portals.insert(portal.into(), p);

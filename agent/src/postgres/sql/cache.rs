@@ -31,6 +31,7 @@ pub(crate) struct Shape {
     pub class: StatementClass,
     pub reads: Vec<String>,
     pub writes: Vec<String>,
+    pub names: super::NameEffects,
 }
 
 struct Generations<V> {

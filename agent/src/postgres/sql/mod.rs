@@ -105,6 +105,7 @@ mod lex;
 mod names;
 mod prelex;
 mod project;
+mod session_names;
 mod walk;
 
 #[cfg(test)]
@@ -123,6 +124,7 @@ pub use class::StatementClass;
 #[cfg(test)]
 use project::project;
 pub use project::{Projected, expr_needs_mask, per_field, projection};
+pub use session_names::{NameEffects, Names};
 
 /// Statements with at most this many tokens (whitespace and comments not counted) are parsed on
 /// the caller's stack; any parse tree they make is shallow enough to drop there.
@@ -145,6 +147,10 @@ pub struct Classified {
     /// The statement with literals replaced by `'?'` / `?` and comments removed, for an audit
     /// record when the policy asks for redaction.
     pub text_redacted: String,
+    /// The session's prepared statements and portals it makes or drops (`PREPARE`, `DECLARE`,
+    /// …; all of them for a statement not understood).
+    #[serde(skip)]
+    pub names: NameEffects,
 }
 
 impl Classified {
@@ -154,6 +160,7 @@ impl Classified {
             reads: Vec::new(),
             writes: Vec::new(),
             text_redacted,
+            names: NameEffects::all(),
         }
     }
 }
@@ -215,6 +222,7 @@ fn classify_statement(chunk: lex::Chunk) -> Classified {
             reads: hit.reads,
             writes: hit.writes,
             text_redacted: lex::redact(&chunk.tokens),
+            names: hit.names,
         };
     }
     let classified = parse_statement(chunk);
@@ -225,6 +233,7 @@ fn classify_statement(chunk: lex::Chunk) -> Classified {
                 class: classified.class,
                 reads: classified.reads.clone(),
                 writes: classified.writes.clone(),
+                names: classified.names.clone(),
             },
         );
     }
@@ -239,11 +248,18 @@ fn parse_statement(chunk: lex::Chunk) -> Classified {
             class: Some(class),
             reads,
             writes,
+            names,
         }) => Classified {
             class,
             reads,
             writes,
             text_redacted,
+            // What cannot be classified may do anything.
+            names: if class == StatementClass::Unknown {
+                NameEffects::all()
+            } else {
+                names
+            },
         },
         _ => Classified::unknown(text_redacted),
     }

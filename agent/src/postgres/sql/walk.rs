@@ -28,12 +28,15 @@ pub(crate) struct Analysis {
     pub reads: Vec<String>,
     /// Tables and objects written, normalized, first occurrence first.
     pub writes: Vec<String>,
+    /// The session's prepared statements and portals it makes or drops.
+    pub names: super::NameEffects,
 }
 
 /// Classifies one parsed statement.
 pub(crate) fn statement(stmt: &Statement) -> Analysis {
     let mut walker = Walker::default();
     walker.statement(stmt);
+    walker.out.names = super::session_names::of(stmt);
     walker.out
 }
 

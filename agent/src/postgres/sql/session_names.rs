@@ -1,0 +1,158 @@
+//! What a statement does to the session's named objects that the extended protocol shares with
+//! SQL: prepared statements (`PREPARE`, `DEALLOCATE`) and portals (cursors: `DECLARE`,
+//! `CLOSE`). A client can replace, under a name tollgate knows from its Parse or Bind, what the
+//! server runs; tollgate then forgets the name (fail closed) rather than record and mask by what
+//! it was.
+use sqlparser::ast::{CloseCursor, DiscardObject, Ident, Statement};
+
+/// Which names of one kind a statement makes or drops.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Names {
+    /// None.
+    #[default]
+    None,
+    /// These (as PostgreSQL folds them: unquoted lower-cased).
+    Some(Vec<String>),
+    /// Any or all of them.
+    All,
+}
+
+impl Names {
+    fn add(&mut self, name: String) {
+        match self {
+            Names::None => *self = Names::Some(vec![name]),
+            Names::Some(names) if !names.contains(&name) => names.push(name),
+            Names::Some(_) | Names::All => {}
+        }
+    }
+
+    fn merge(&mut self, other: &Names) {
+        match other {
+            Names::None => {}
+            Names::All => *self = Names::All,
+            Names::Some(names) => {
+                for n in names {
+                    self.add(n.clone());
+                }
+            }
+        }
+    }
+}
+
+/// What a statement does to the session's prepared statements and portals.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NameEffects {
+    /// Prepared statements.
+    pub statements: Names,
+    /// Portals (cursors).
+    pub portals: Names,
+}
+
+impl NameEffects {
+    /// Anything: a statement whose effect cannot be known.
+    pub fn all() -> Self {
+        NameEffects {
+            statements: Names::All,
+            portals: Names::All,
+        }
+    }
+
+    /// Touches no name.
+    pub fn is_none(&self) -> bool {
+        self.statements == Names::None && self.portals == Names::None
+    }
+
+    /// Adds what `other` touches.
+    pub fn merge(&mut self, other: &NameEffects) {
+        self.statements.merge(&other.statements);
+        self.portals.merge(&other.portals);
+    }
+}
+
+/// What `stmt` does to the session's names.
+pub(crate) fn of(stmt: &Statement) -> NameEffects {
+    let mut e = NameEffects::default();
+    match stmt {
+        Statement::Prepare { name, .. } => e.statements.add(folded(name)),
+        Statement::Deallocate { name, .. } => {
+            if name.quote_style.is_none() && name.value.eq_ignore_ascii_case("all") {
+                e.statements = Names::All;
+            } else {
+                e.statements.add(folded(name));
+            }
+        }
+        Statement::Declare { stmts } => {
+            for declare in stmts {
+                for name in &declare.names {
+                    e.portals.add(folded(name));
+                }
+            }
+        }
+        Statement::Close { cursor } => match cursor {
+            CloseCursor::All => e.portals = Names::All,
+            CloseCursor::Specific { name } => e.portals.add(folded(name)),
+        },
+        Statement::Discard {
+            object_type: DiscardObject::ALL,
+        } => e = NameEffects::all(),
+        _ => {}
+    }
+    e
+}
+
+/// An identifier as PostgreSQL names the object: unquoted ones are lower-cased.
+fn folded(name: &Ident) -> String {
+    if name.quote_style.is_some() {
+        name.value.clone()
+    } else {
+        name.value.to_lowercase()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::postgres::sql::classify;
+
+    fn effects(sql: &str) -> NameEffects {
+        let mut e = NameEffects::default();
+        for c in classify(sql).iter() {
+            e.merge(&c.names);
+        }
+        e
+    }
+
+    fn some(names: &[&str]) -> Names {
+        Names::Some(names.iter().map(|n| (*n).to_owned()).collect())
+    }
+
+    #[test]
+    fn statements_that_make_or_drop_names() {
+        let cases = [
+            ("PREPARE Q1 AS SELECT 1", some(&["q1"]), Names::None),
+            ("deallocate \"Q1\"", some(&["Q1"]), Names::None),
+            ("DEALLOCATE PREPARE q1", some(&["q1"]), Names::None),
+            ("DEALLOCATE ALL", Names::All, Names::None),
+            (
+                "DECLARE c CURSOR FOR SELECT card_number FROM customers",
+                Names::None,
+                some(&["c"]),
+            ),
+            ("CLOSE c; CLOSE \"D\"", Names::None, some(&["c", "D"])),
+            ("CLOSE ALL", Names::None, Names::All),
+            ("DISCARD ALL", Names::All, Names::All),
+            ("DISCARD PLANS", Names::None, Names::None),
+            ("DO $$ BEGIN END $$", Names::All, Names::All),
+            ("SELEKT 1 FROM", Names::All, Names::All),
+            ("SELECT * FROM customers", Names::None, Names::None),
+            ("FETCH 10 FROM c", Names::None, Names::None),
+        ];
+        for (sql, statements, portals) in cases {
+            let e = effects(sql);
+            assert_eq!((e.statements, e.portals), (statements, portals), "{sql}");
+        }
+        // The memo by shape keeps them.
+        assert_eq!(effects("CLOSE c").portals, some(&["c"]));
+        assert_eq!(effects("CLOSE c").portals, some(&["c"]));
+    }
+}
