@@ -559,6 +559,32 @@ mod tests {
         }
     }
 
+    /// A later batch's change of a name takes what the name was before the skipped one: a
+    /// Close skipped, then a later Parse of the name (which the server then fails, the name
+    /// being still in use) leaves the statement from before both.
+    #[test]
+    fn a_later_change_takes_over_what_the_name_was() {
+        let mut st = State::default();
+        parse(&mut st, "s", "a");
+        answer(&mut st);
+        bind(&mut st, "", "s");
+        execute(&mut st, "");
+        close(&mut st, "s");
+        st.client_sync();
+        parse(&mut st, "s", "b");
+        st.client_sync();
+        answer(&mut st); // BindComplete
+        error(&mut st); // the Execute fails: the Close is skipped
+        assert_eq!(
+            text(&st, "s").as_deref(),
+            Some("b"),
+            "the later Parse stays"
+        );
+        st.ready_for_query().expect("in step");
+        error(&mut st); // 42P05: "s" still exists
+        assert_eq!(text(&st, "s").as_deref(), Some("a"));
+    }
+
     /// Two skipped Parses of one name: it goes back to what it was before the older one.
     #[test]
     fn a_name_changed_twice_goes_back_to_before_both() {
