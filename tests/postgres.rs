@@ -1101,6 +1101,48 @@ fn prepared_statements_are_bounded_per_session() {
     );
 }
 
+/// Inside one transaction a session holds at most 10000 named portals: the next Bind of a new
+/// name is refused (42501, rule `portal-limit`) and recorded, and the transaction fails as
+/// after any error. Once it ends, so do its portals, and portals are bound again.
+#[test]
+fn portals_are_bounded_per_session() {
+    let test = "portals_are_bounded_per_session";
+    let Some(f) = Fixture::start(test, "pg-portallimit", |_| {}) else {
+        return;
+    };
+    let out = Script::run(
+        &f,
+        &json!([
+            prepare("count", COUNT_ACCOUNTS),
+            {"until": "Z"},
+            {"send": [["Q", "BEGIN"]]},
+            {"until": "Z"},
+            {"send": [["B", "p{i}", "count"]], "repeat": 10_000},
+            {"send": [["S"]]},
+            {"until": "Z", "within": 60},
+            {"send": [["B", "one-more", "count"], ["S"]]},
+            {"until": "Z"},
+            {"send": [["Q", "ROLLBACK"], ["Q", "BEGIN"]]},
+            {"until": "Z", "count": 2},
+            {"send": [["B", "p0", "count"], ["C", "P", "p0"], ["B", "one-more", "count"], ["S"]]},
+            {"until": "Z"},
+        ]),
+    );
+    let got = out.step(6)["got"].as_array().cloned().unwrap_or_default();
+    assert_eq!(got.len(), 10_001, "{}", out.step(6));
+    assert!(got[..10_000].iter().all(|t| t == "2"), "{}", out.step(6));
+    assert_eq!(out.step(8)["got"], json!(["E", "Z"]), "{out}");
+    assert_eq!(out.sqlstates_from(7), ["42501"], "{out}");
+    assert_eq!(out.step(12)["got"], json!(["2", "3", "2", "Z"]), "{out}");
+    let session = f.statements_of(out.pid(), 4);
+    let (_, decision, rule) = verdict(&statements(&session)[1]);
+    assert_eq!(
+        (&*decision, &*rule),
+        ("deny", "portal-limit"),
+        "{session:#}"
+    );
+}
+
 /// Outside a transaction block a portal ends with its transaction (at the Sync): tollgate
 /// forgets it then, and refuses an Execute of it later (rule `unknown-statement`). Inside a
 /// transaction block it lives on to the next batch, and runs.

@@ -134,7 +134,7 @@ where
                 let Ok(FrontendMessage::Bind(b)) = frame.decode() else {
                     return Err(bad(&frame));
                 };
-                on_bind(meta, masker, shared, b, frame, &mut out);
+                on_bind(ctx, meta, masker, shared, b, frame, &mut out);
             }
             b'D' => {
                 let Ok(FrontendMessage::Describe(d)) = frame.decode() else {
@@ -545,6 +545,20 @@ fn prepared_full(shared: &Shared, name: &str) -> bool {
     !name.is_empty() && named >= MAX_PREPARED && !st.contains_key(name)
 }
 
+/// Named portals a session may hold. The server drops them when their transaction ends (and
+/// tollgate with it, `State::idle`); inside one transaction a client could bind without end.
+pub const MAX_PORTALS: usize = 10_000;
+
+/// The rule named when a Bind would pass [`MAX_PORTALS`].
+const PORTAL_LIMIT: &str = "portal-limit";
+
+/// A Bind of `name` would make one named portal more than [`MAX_PORTALS`].
+fn portals_full(shared: &Shared, name: &str) -> bool {
+    let st = &shared.lock().portals;
+    let named = st.len() - usize::from(st.contains_key(""));
+    !name.is_empty() && named >= MAX_PORTALS && !st.contains_key(name)
+}
+
 /// The rule named when the audit store cannot take a statement's record.
 const AUDIT_UNAVAILABLE: &str = "audit-unavailable";
 
@@ -661,6 +675,7 @@ fn refuse_execute(
 }
 
 fn on_bind(
+    ctx: &Context,
     meta: &SessionMeta,
     masker: &Masker,
     shared: &Shared,
@@ -668,6 +683,17 @@ fn on_bind(
     frame: FrontendFrame,
     out: &mut BytesMut,
 ) {
+    if portals_full(shared, &b.portal) {
+        let audit = denied_audit(
+            shared,
+            "bind of a portal past the session's limit",
+            PORTAL_LIMIT,
+        );
+        let detail =
+            format!("the session holds {MAX_PORTALS} portals: close some, or end the transaction");
+        deny_statement(ctx, meta, shared, (PORTAL_LIMIT, &detail), audit, out, true);
+        return;
+    }
     // One look at the statement, under one lock: the backend may put back another under the
     // name meanwhile (`super::undo`).
     let mut guard = shared.lock();
