@@ -299,9 +299,7 @@ fn on_frame(
         }
         b'Z' => {
             st.ready_for_query()?;
-            if let Ok(BackendMessage::ReadyForQuery(r)) = frame.decode()
-                && r.status == TransactionStatus::Idle
-            {
+            if frame.raw().get(5) == Some(&TransactionStatus::Idle.byte()) {
                 st.idle();
             }
         }

@@ -17,7 +17,7 @@ use crate::{
         Bind, Close, Describe, Flush, FrontendFrame, FrontendMessage, MAX_MESSAGE_LEN, ObjectKind,
         Parse, Query, Sync, next_frontend,
     },
-    postgres::sql::NameEffects,
+    postgres::sql::{MAX_NAME_LEN, NameEffects},
     proxy::Context,
     store::{AuditSink, Slot, StatementRecord},
 };
@@ -127,6 +127,7 @@ where
                 let Ok(FrontendMessage::Parse(p)) = frame.decode() else {
                     return Err(bad(&frame));
                 };
+                names_fit(&[&p.name])?;
                 flush(&mut server, &mut out).await?;
                 on_parse(ctx, meta, masker, shared, p, frame, &mut server, &mut out).await?;
             }
@@ -134,18 +135,21 @@ where
                 let Ok(FrontendMessage::Bind(b)) = frame.decode() else {
                     return Err(bad(&frame));
                 };
+                names_fit(&[&b.portal, &b.statement])?;
                 on_bind(ctx, meta, masker, shared, b, frame, &mut out);
             }
             b'D' => {
                 let Ok(FrontendMessage::Describe(d)) = frame.decode() else {
                     return Err(bad(&frame));
                 };
+                names_fit(&[&d.name])?;
                 on_describe(shared, d, frame, &mut out);
             }
             b'E' => {
                 let Ok(FrontendMessage::Execute(e)) = frame.decode() else {
                     return Err(bad(&frame));
                 };
+                names_fit(&[&e.portal])?;
                 // Each Execute of a prepared statement is a statement of its own in the audit:
                 // held, then refused, like a Query or Parse when the store cannot take it.
                 let Some(slot) = hold_slot(ctx, shared, &mut server, &mut out).await? else {
@@ -231,6 +235,7 @@ where
                 let Ok(FrontendMessage::Close(c)) = frame.decode() else {
                     return Err(bad(&frame));
                 };
+                names_fit(&[&c.name])?;
                 on_close(shared, c, frame, &mut out);
             }
             b'S' => {
@@ -269,6 +274,19 @@ where
             }
             _ => return Err(bad(&frame)),
         }
+    }
+}
+
+/// Statement and portal names must fit PostgreSQL's 63 bytes: it truncates longer ones, so two
+/// names tollgate holds apart could be one object on the server (its record and masking plan
+/// taken for another's). No driver names them so long: the session ends.
+fn names_fit(names: &[&str]) -> Result<(), ReadError> {
+    match names.iter().find(|n| n.len() > MAX_NAME_LEN) {
+        Some(n) => Err(ReadError::Violation(format!(
+            "a statement or portal name of {} bytes (PostgreSQL keeps {MAX_NAME_LEN})",
+            n.len()
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -329,7 +347,13 @@ async fn room_for_sync<W: AsyncWrite + Unpin>(
     server: &mut W,
     out: &mut BytesMut,
 ) -> std::io::Result<()> {
-    let answered = shared.lock().answered.clone();
+    let answered = {
+        let st = shared.lock();
+        if st.syncs < MAX_SYNCS_OWED {
+            return Ok(());
+        }
+        st.answered.clone()
+    };
     loop {
         let notified = answered.notified();
         tokio::pin!(notified);
@@ -540,9 +564,44 @@ const PREPARED_LIMIT: &str = "prepared-limit";
 /// A Parse of `name` would make one prepared statement more than [`MAX_PREPARED`] (the unnamed
 /// statement is replaced, and a name in use fails at the server).
 fn prepared_full(shared: &Shared, name: &str) -> bool {
-    let st = &shared.lock().prepared;
-    let named = st.len() - usize::from(st.contains_key(""));
-    !name.is_empty() && named >= MAX_PREPARED && !st.contains_key(name)
+    if name.is_empty() {
+        return false;
+    }
+    let st = shared.lock();
+    full(
+        &st.prepared,
+        &st.expect,
+        name,
+        MAX_PREPARED,
+        |u| matches!(u, Undo::Statement { name, before: Some(_), .. } if !name.is_empty()),
+    )
+}
+
+/// Whether `held` (by name) is at `max` named entries, counting those a pending Close in
+/// `owed` would put back if the server skipped it; a name held already fits.
+fn full<V>(
+    held: &std::collections::HashMap<String, V>,
+    owed: &std::collections::VecDeque<Expect>,
+    name: &str,
+    max: usize,
+    closed: impl Fn(&Undo) -> bool,
+) -> bool {
+    if held.contains_key(name) {
+        return false;
+    }
+    let named = held.len() - usize::from(held.contains_key(""));
+    // At most one pending Close per entry owed: only near the limit are they counted.
+    if named + owed.len() < max {
+        return false;
+    }
+    let pending = owed
+        .iter()
+        .filter(|e| match e {
+            Expect::Close { undo: Some(u) } => closed(u),
+            _ => false,
+        })
+        .count();
+    named + pending >= max
 }
 
 /// Named portals a session may hold. The server drops them when their transaction ends (and
@@ -554,9 +613,17 @@ const PORTAL_LIMIT: &str = "portal-limit";
 
 /// A Bind of `name` would make one named portal more than [`MAX_PORTALS`].
 fn portals_full(shared: &Shared, name: &str) -> bool {
-    let st = &shared.lock().portals;
-    let named = st.len() - usize::from(st.contains_key(""));
-    !name.is_empty() && named >= MAX_PORTALS && !st.contains_key(name)
+    if name.is_empty() {
+        return false;
+    }
+    let st = shared.lock();
+    full(
+        &st.portals,
+        &st.expect,
+        name,
+        MAX_PORTALS,
+        |u| matches!(u, Undo::Portal { name, before: Some(_), .. } if !name.is_empty()),
+    )
 }
 
 /// The rule named when the audit store cannot take a statement's record.

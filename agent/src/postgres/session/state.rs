@@ -636,6 +636,18 @@ impl State {
     /// as what the server has under them is no longer what tollgate was told. A Bind of a
     /// forgotten statement or an Execute of a forgotten portal is then refused (fail closed).
     pub fn forget(&mut self, e: &NameEffects) {
+        if e.is_none() {
+            return;
+        }
+        // What a pending Parse, Bind or Close would put back if the server skipped it is gone
+        // too: the server has replaced it.
+        for u in self.expect.iter_mut().filter_map(Expect::undo_mut) {
+            match u {
+                Undo::Statement { name, before, .. } if e.statements.holds(name) => *before = None,
+                Undo::Portal { name, before, .. } if e.portals.holds(name) => *before = None,
+                _ => {}
+            }
+        }
         match &e.statements {
             Names::None => {}
             Names::Some(names) => names.iter().for_each(|n| {

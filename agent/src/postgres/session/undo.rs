@@ -17,6 +17,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use super::{
+    super::sql::NameEffects,
     lineage::ExprPlan,
     state::{Expect, Portal, Prepared, State, StmtAudit},
 };
@@ -73,6 +74,7 @@ struct Bound {
     audit: Arc<StmtAudit>,
     exprs: Option<Arc<ExprPlan>>,
     may_copy: bool,
+    names: NameEffects,
 }
 
 impl State {
@@ -128,7 +130,7 @@ impl State {
                 .and_then(|n| portals.get(n))
                 .and_then(Option::as_ref)
         };
-        let rebound = self.repoint(statement_now, portal_now);
+        let (rebound, runs) = self.repoint(statement_now, portal_now);
         if !rebound.is_empty() {
             for p in self.portals_mut() {
                 if let Some(b) = rebound.get(&p.generation) {
@@ -136,11 +138,14 @@ impl State {
                     p.audit = Some(b.audit.clone());
                     p.exprs.clone_from(&b.exprs);
                     p.may_copy = b.may_copy;
+                    p.names.clone_from(&b.names);
                     p.columns = None;
                 }
             }
         }
         self.put_back(statements, portals);
+        // Executes already sent now run statements that make or drop names by SQL.
+        self.forget(&runs);
         tracing::debug!(count, "changes the server skipped taken back");
     }
 
@@ -148,13 +153,15 @@ impl State {
     /// server has under the name (`statement_now`, `portal_now` of the generation it made).
     /// With nothing under it, the server fails their Bind or Execute, and they stay as sent
     /// (the attempt is recorded with that error). Returns the later Binds pointed at another
-    /// statement, by the generation of their portal.
+    /// statement, by the generation of their portal, and the names the statements the later
+    /// Executes now run make or drop.
     fn repoint<'a>(
         &mut self,
         statement_now: impl Fn(u64) -> Option<&'a Prepared>,
         portal_now: impl Fn(u64) -> Option<&'a Portal>,
-    ) -> HashMap<u64, Bound> {
+    ) -> (HashMap<u64, Bound>, NameEffects) {
         let mut rebound: HashMap<u64, Bound> = HashMap::new();
+        let mut runs = NameEffects::default();
         for e in &mut self.expect {
             match e {
                 Expect::Bind {
@@ -169,6 +176,7 @@ impl State {
                             audit: x.audit.clone(),
                             exprs: x.exprs.clone(),
                             may_copy: x.may_copy,
+                            names: x.names.clone(),
                         };
                         rebound.insert(*generation, bound);
                     }
@@ -207,17 +215,19 @@ impl State {
                         *statement = b.generation;
                         *columns = None;
                         rebase(audit.as_mut(), Some(&b.audit));
+                        runs.merge(&b.names);
                     } else if let Some(p) = portal_now(*portal) {
                         *portal = p.generation;
                         *statement = p.statement_generation;
                         *columns = None;
                         rebase(audit.as_mut(), p.audit.as_deref());
+                        runs.merge(&p.names);
                     }
                 }
                 _ => {}
             }
         }
-        rebound
+        (rebound, runs)
     }
 
     /// Each name goes back to what it was, unless a later entry changes it again: then that
@@ -583,6 +593,65 @@ mod tests {
         st.ready_for_query().expect("in step");
         error(&mut st); // 42P05: "s" still exists
         assert_eq!(text(&st, "s").as_deref(), Some("a"));
+    }
+
+    /// A name SQL replaced (`DEALLOCATE s; PREPARE s …`, forwarded while a Close of it is
+    /// pending) is not put back when the server skips the Close: the server's `s` is the new one.
+    #[test]
+    fn a_name_replaced_by_sql_is_not_put_back() {
+        let mut st = State::default();
+        parse(&mut st, "s", "harmless");
+        answer(&mut st);
+        bind(&mut st, "", "s");
+        execute(&mut st, "");
+        close(&mut st, "s");
+        st.client_sync();
+        st.forget(&NameEffects {
+            statements: crate::postgres::sql::Names::Some(vec!["s".into()]),
+            portals: Default::default(),
+        });
+        answer(&mut st); // BindComplete
+        error(&mut st);
+        assert_eq!(text(&st, "s"), None);
+    }
+
+    /// An Execute sent for a statement that turns out, once its batch's Parse is taken back,
+    /// to be one that declares a cursor: the cursor's name is forgotten.
+    #[test]
+    fn an_execute_repointed_to_a_declare_forgets_the_cursor() {
+        let mut st = State::default();
+        let declare = Prepared {
+            audit: Arc::new(audit("declare c")),
+            exprs: None,
+            fields: None,
+            may_copy: false,
+            generation: st.generation(),
+            names: NameEffects {
+                statements: Default::default(),
+                portals: crate::postgres::sql::Names::Some(vec!["c".into()]),
+            },
+        };
+        st.prepared.insert("d".into(), declare);
+        parse(&mut st, "", "harmless");
+        answer(&mut st);
+        bind(&mut st, "c", "");
+        answer(&mut st);
+        bind(&mut st, "", "");
+        execute(&mut st, "");
+        parse(&mut st, "d", "harmless too");
+        st.client_sync();
+        bind(&mut st, "x", "d");
+        execute(&mut st, "x");
+        st.client_sync();
+        assert!(st.portals.contains_key("c"));
+        answer(&mut st); // BindComplete
+        error(&mut st);
+        assert_eq!(text(&st, "d").as_deref(), Some("declare c"));
+        assert!(
+            !st.portals.contains_key("c"),
+            "the cursor's name is forgotten"
+        );
+        assert_eq!(executes(&st), [("declare c".to_owned(), false)]);
     }
 
     /// Two skipped Parses of one name: it goes back to what it was before the older one.

@@ -124,7 +124,7 @@ pub use class::StatementClass;
 #[cfg(test)]
 use project::project;
 pub use project::{Projected, expr_needs_mask, per_field, projection};
-pub use session_names::{NameEffects, Names};
+pub use session_names::{MAX_NAME_LEN, NameEffects, Names};
 
 /// Statements with at most this many tokens (whitespace and comments not counted) are parsed on
 /// the caller's stack; any parse tree they make is shallow enough to drop there.

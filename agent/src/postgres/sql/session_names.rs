@@ -18,11 +18,30 @@ pub enum Names {
 }
 
 impl Names {
+    /// Adds the object `ident` names. One PostgreSQL would name differently from a plain
+    /// ASCII lower-casing (non-ASCII letters, or long enough to be truncated to 63 bytes) makes
+    /// it all of them (fail closed).
+    fn add_ident(&mut self, ident: &Ident) {
+        match folded(ident) {
+            Some(name) => self.add(name),
+            None => *self = Names::All,
+        }
+    }
+
     fn add(&mut self, name: String) {
         match self {
             Names::None => *self = Names::Some(vec![name]),
             Names::Some(names) if !names.contains(&name) => names.push(name),
             Names::Some(_) | Names::All => {}
+        }
+    }
+
+    /// Whether `name` is among them.
+    pub fn holds(&self, name: &str) -> bool {
+        match self {
+            Names::None => false,
+            Names::Some(names) => names.iter().any(|n| n == name),
+            Names::All => true,
         }
     }
 
@@ -73,24 +92,24 @@ impl NameEffects {
 pub(crate) fn of(stmt: &Statement) -> NameEffects {
     let mut e = NameEffects::default();
     match stmt {
-        Statement::Prepare { name, .. } => e.statements.add(folded(name)),
+        Statement::Prepare { name, .. } => e.statements.add_ident(name),
         Statement::Deallocate { name, .. } => {
             if name.quote_style.is_none() && name.value.eq_ignore_ascii_case("all") {
                 e.statements = Names::All;
             } else {
-                e.statements.add(folded(name));
+                e.statements.add_ident(name);
             }
         }
         Statement::Declare { stmts } => {
             for declare in stmts {
                 for name in &declare.names {
-                    e.portals.add(folded(name));
+                    e.portals.add_ident(name);
                 }
             }
         }
         Statement::Close { cursor } => match cursor {
             CloseCursor::All => e.portals = Names::All,
-            CloseCursor::Specific { name } => e.portals.add(folded(name)),
+            CloseCursor::Specific { name } => e.portals.add_ident(name),
         },
         Statement::Discard {
             object_type: DiscardObject::ALL,
@@ -100,13 +119,20 @@ pub(crate) fn of(stmt: &Statement) -> NameEffects {
     e
 }
 
-/// An identifier as PostgreSQL names the object: unquoted ones are lower-cased.
-fn folded(name: &Ident) -> String {
-    if name.quote_style.is_some() {
+/// The longest name PostgreSQL keeps whole (`NAMEDATALEN - 1`): a longer one is truncated.
+pub const MAX_NAME_LEN: usize = 63;
+
+/// An identifier as PostgreSQL names the object: unquoted ones have ASCII letters lower-cased.
+/// `None` where that is not all it does (other letters, truncation).
+fn folded(name: &Ident) -> Option<String> {
+    if !name.value.is_ascii() || name.value.len() > MAX_NAME_LEN {
+        return None;
+    }
+    Some(if name.quote_style.is_some() {
         name.value.clone()
     } else {
-        name.value.to_lowercase()
-    }
+        name.value.to_ascii_lowercase()
+    })
 }
 
 #[cfg(test)]
@@ -146,6 +172,17 @@ mod tests {
             ("SELEKT 1 FROM", Names::All, Names::All),
             ("SELECT * FROM customers", Names::None, Names::None),
             ("FETCH 10 FROM c", Names::None, Names::None),
+            ("CLOSE \"Ä\"", Names::None, Names::All),
+            (
+                &*format!("CLOSE {}", "c".repeat(64)),
+                Names::None,
+                Names::All,
+            ),
+            (
+                &*format!("CLOSE {}", "c".repeat(63)),
+                Names::None,
+                some(&[&"c".repeat(63)]),
+            ),
         ];
         for (sql, statements, portals) in cases {
             let e = effects(sql);
