@@ -57,6 +57,14 @@ pub use types::{
 /// ends with `… [N more bytes]`.
 pub const MAX_STATEMENT_TEXT: usize = 64 * 1024;
 
+/// Cuts a statement's text as a session holds it for its records (a prepared statement's, for
+/// as long as it lives) to what the store keeps, with room for the `… [N more bytes]` mark: the
+/// store then takes it as is, and a session holding many long statements holds only that much.
+pub fn cap_statement_text(text: &mut String) {
+    // "… [N more bytes]" with a 20-digit N is 37 bytes.
+    sink::cap_text(text, MAX_STATEMENT_TEXT - 64);
+}
+
 /// Longest recorded request body, in bytes (the target's `body_cap` is usually smaller); cut and
 /// marked as statement texts are.
 pub const MAX_REQUEST_BODY: usize = 64 * 1024;

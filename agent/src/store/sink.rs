@@ -496,7 +496,7 @@ impl std::fmt::Debug for Slot {
 
 /// Cuts `text` to at most `max` bytes at a character boundary, then appends `… [N more bytes]`
 /// (N counts the bytes cut).
-fn cap_text(text: &mut String, max: usize) {
+pub(super) fn cap_text(text: &mut String, max: usize) {
     if text.len() <= max {
         return;
     }
@@ -512,6 +512,18 @@ fn cap_text(text: &mut String, max: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A text a session cut is stored as it is, its count of cut bytes exact.
+    #[test]
+    fn a_statement_text_cut_by_the_session_is_kept() {
+        let mut t = "x".repeat(MAX_STATEMENT_TEXT * 4);
+        super::super::cap_statement_text(&mut t);
+        assert!(t.len() <= MAX_STATEMENT_TEXT, "{}", t.len());
+        assert!(t.ends_with(&format!("… [{} more bytes]", MAX_STATEMENT_TEXT * 3 + 64)));
+        let cut = t.clone();
+        cap_text(&mut t, MAX_STATEMENT_TEXT);
+        assert_eq!(t, cut);
+    }
 
     #[test]
     fn cap_text_cases() {

@@ -52,11 +52,12 @@ pub struct Checked {
 impl Checked {
     /// The audit entry of this message, with sequence number `seq`.
     pub fn audit(&self, seq: u32, sql_text: &str, redact: bool) -> StmtAudit {
-        let text = if redact {
+        let mut text = if redact {
             redacted(&self.statements)
         } else {
             sql_text.to_owned()
         };
+        crate::store::cap_statement_text(&mut text);
         let mut tables: Vec<String> = Vec::new();
         for c in self.statements.iter() {
             for t in c.reads.iter().chain(&c.writes) {
