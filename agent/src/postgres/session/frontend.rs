@@ -533,11 +533,8 @@ async fn on_parse<W: AsyncWrite + Unpin>(
                 generation,
                 names: name_effects(&checked.statements),
             };
-            Undo::Statement {
-                name: p.name.clone(),
-                made: generation,
-                before: st.prepared.insert(p.name, prepared),
-            }
+            let name = p.name.clone();
+            Undo::statement(name, generation, st.prepared.insert(p.name, prepared))
         });
         st.expect.push_back(Expect::parse(generation, undo));
         drop(st);
@@ -568,40 +565,20 @@ fn prepared_full(shared: &Shared, name: &str) -> bool {
         return false;
     }
     let st = shared.lock();
-    full(
-        &st.prepared,
-        &st.expect,
-        name,
-        MAX_PREPARED,
-        |u| matches!(u, Undo::Statement { name, before: Some(_), .. } if !name.is_empty()),
-    )
+    full(&st.prepared, st.closing.0, name, MAX_PREPARED)
 }
 
-/// Whether `held` (by name) is at `max` named entries, counting those a pending Close in
-/// `owed` would put back if the server skipped it; a name held already fits.
+/// Whether `held` (by name), with `closing` of them closed by a Close the server has not
+/// answered (it may skip it, and they come back), is at `max` named entries; a name held
+/// already fits.
 fn full<V>(
     held: &std::collections::HashMap<String, V>,
-    owed: &std::collections::VecDeque<Expect>,
+    closing: usize,
     name: &str,
     max: usize,
-    closed: impl Fn(&Undo) -> bool,
 ) -> bool {
-    if held.contains_key(name) {
-        return false;
-    }
     let named = held.len() - usize::from(held.contains_key(""));
-    // At most one pending Close per entry owed: only near the limit are they counted.
-    if named + owed.len() < max {
-        return false;
-    }
-    let pending = owed
-        .iter()
-        .filter(|e| match e {
-            Expect::Close { undo: Some(u) } => closed(u),
-            _ => false,
-        })
-        .count();
-    named + pending >= max
+    !held.contains_key(name) && named + closing >= max
 }
 
 /// Named portals a session may hold. The server drops them when their transaction ends (and
@@ -617,13 +594,7 @@ fn portals_full(shared: &Shared, name: &str) -> bool {
         return false;
     }
     let st = shared.lock();
-    full(
-        &st.portals,
-        &st.expect,
-        name,
-        MAX_PORTALS,
-        |u| matches!(u, Undo::Portal { name, before: Some(_), .. } if !name.is_empty()),
-    )
+    full(&st.portals, st.closing.1, name, MAX_PORTALS)
 }
 
 /// The rule named when the audit store cannot take a statement's record.
@@ -822,11 +793,8 @@ fn on_bind(
             may_copy,
             names,
         };
-        Undo::Portal {
-            name: b.portal.clone(),
-            made: generation,
-            before: st.portals.insert(b.portal, portal),
-        }
+        let name = b.portal.clone();
+        Undo::portal(name, generation, st.portals.insert(b.portal, portal))
     });
     st.expect
         .push_back(Expect::bind(generation, statement_generation, undo));
@@ -858,20 +826,23 @@ fn on_close(shared: &Shared, c: Close, frame: FrontendFrame, out: &mut BytesMut)
     // Skipped by the server in a failed batch: nothing is closed.
     let undo = match c.kind {
         _ if st.skipping => None,
-        ObjectKind::Statement => Some(Undo::Statement {
-            before: st.prepared.remove(&c.name),
-            name: c.name,
-            made: 0,
-        }),
-        ObjectKind::Portal => Some(Undo::Portal {
-            before: st.portals.remove(&c.name),
-            name: c.name,
-            made: 0,
-        }),
+        ObjectKind::Statement => {
+            let before = st.prepared.remove(&c.name);
+            Some(Undo::statement(c.name, 0, before))
+        }
+        ObjectKind::Portal => {
+            let before = st.portals.remove(&c.name);
+            Some(Undo::portal(c.name, 0, before))
+        }
     };
-    st.expect.push_back(Expect::Close {
+    let close = Expect::Close {
         undo: undo.map(Box::new),
-    });
+    };
+    if let Some((statements, portals)) = close.closes() {
+        st.closing.0 += statements;
+        st.closing.1 += portals;
+    }
+    st.expect.push_back(close);
     drop(st);
     out.extend_from_slice(frame.raw());
 }

@@ -289,6 +289,18 @@ impl Expect {
         }
     }
 
+    /// A Close of a named statement (1, 0) or portal (0, 1) that changed tollgate's view.
+    pub fn closes(&self) -> Option<(usize, usize)> {
+        match self {
+            Expect::Close { undo: Some(u) } => match &**u {
+                Undo::Statement { name, .. } if !name.is_empty() => Some((1, 0)),
+                Undo::Portal { name, .. } if !name.is_empty() => Some((0, 1)),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// The copy window this entry opened.
     fn copy(&self) -> Option<u32> {
         match self {
@@ -408,6 +420,9 @@ pub struct State {
     pub bound: u64,
     /// Syncs forwarded and not answered yet ([`MAX_SYNCS_OWED`]).
     pub syncs: usize,
+    /// Closes of named statements and of named portals owed: the server may skip them, and
+    /// what they closed comes back ([`Self::closing`]).
+    pub closing: (usize, usize),
     /// Rung when a ReadyForQuery brings [`Self::syncs`] under [`MAX_SYNCS_OWED`].
     pub answered: Arc<Notify>,
 }
@@ -428,20 +443,10 @@ impl State {
     pub fn injected_error(&mut self) {
         // Skipped in a batch already failed: the server keeps them, so does tollgate.
         let live = !self.skipping;
-        let statement = live.then(|| {
-            Box::new(Undo::Statement {
-                name: String::new(),
-                made: 0,
-                before: self.prepared.remove(""),
-            })
-        });
-        let portal = live.then(|| {
-            Box::new(Undo::Portal {
-                name: String::new(),
-                made: 0,
-                before: self.portals.remove(""),
-            })
-        });
+        let statement =
+            live.then(|| Box::new(Undo::statement(String::new(), 0, self.prepared.remove(""))));
+        let portal =
+            live.then(|| Box::new(Undo::portal(String::new(), 0, self.portals.remove(""))));
         self.expect.push_back(Expect::Parse {
             swallow: true,
             generation: 0,
@@ -485,6 +490,10 @@ impl State {
     /// result, its error, or skipped after an error): the server is not copying for it.
     pub fn pop(&mut self) -> Option<Expect> {
         let e = self.expect.pop_front()?;
+        if let Some((statements, portals)) = e.closes() {
+            self.closing.0 = self.closing.0.saturating_sub(statements);
+            self.closing.1 = self.closing.1.saturating_sub(portals);
+        }
         if let Some(id) = e.copy() {
             self.copy_settled(id);
         }
@@ -639,12 +648,14 @@ impl State {
         if e.is_none() {
             return;
         }
-        // What a pending Parse, Bind or Close would put back if the server skipped it is gone
-        // too: the server has replaced it.
+        // What a pending Parse, Bind or Close would put back if the server skipped it is not
+        // to be put back either: the server's name is SQL's now (`super::undo`).
         for u in self.expect.iter_mut().filter_map(Expect::undo_mut) {
             match u {
-                Undo::Statement { name, before, .. } if e.statements.holds(name) => *before = None,
-                Undo::Portal { name, before, .. } if e.portals.holds(name) => *before = None,
+                Undo::Statement { name, replaced, .. } if e.statements.holds(name) => {
+                    *replaced = true
+                }
+                Undo::Portal { name, replaced, .. } if e.portals.holds(name) => *replaced = true,
                 _ => {}
             }
         }

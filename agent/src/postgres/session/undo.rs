@@ -34,6 +34,9 @@ pub enum Undo {
         made: u64,
         /// What the name was.
         before: Option<Prepared>,
+        /// SQL forwarded since replaced or dropped the name ([`State::forget`]): `before` is
+        /// what Binds sent before that SQL bind, not what to put back.
+        replaced: bool,
     },
     /// A portal.
     Portal {
@@ -43,7 +46,31 @@ pub enum Undo {
         made: u64,
         /// What the name was.
         before: Option<Portal>,
+        /// As for a statement.
+        replaced: bool,
     },
+}
+
+impl Undo {
+    /// What a message making (or, `made` 0, dropping) statement `name` changed.
+    pub fn statement(name: String, made: u64, before: Option<Prepared>) -> Self {
+        Undo::Statement {
+            name,
+            made,
+            before,
+            replaced: false,
+        }
+    }
+
+    /// What a message making (or, `made` 0, dropping) portal `name` changed.
+    pub fn portal(name: String, made: u64, before: Option<Portal>) -> Self {
+        Undo::Portal {
+            name,
+            made,
+            before,
+            replaced: false,
+        }
+    }
 }
 
 impl Expect {
@@ -67,6 +94,9 @@ impl Expect {
         }
     }
 }
+
+/// What a name was before the skipped messages, and whether SQL replaced it since.
+type Was<V> = (Option<V>, bool);
 
 /// What a later Bind binds once the statement it was sent for is taken back.
 struct Bound {
@@ -98,23 +128,33 @@ impl State {
         }
         let count = undone.len();
         // Newest first: the oldest's `before` is written last.
-        let mut statements: HashMap<String, Option<Prepared>> = HashMap::new();
-        let mut portals: HashMap<String, Option<Portal>> = HashMap::new();
+        let mut statements: HashMap<String, Was<Prepared>> = HashMap::new();
+        let mut portals: HashMap<String, Was<Portal>> = HashMap::new();
         let mut made_statements: HashMap<u64, String> = HashMap::new();
         let mut made_portals: HashMap<u64, String> = HashMap::new();
         for u in undone.into_iter().rev() {
             match u {
-                Undo::Statement { name, made, before } => {
+                Undo::Statement {
+                    name,
+                    made,
+                    before,
+                    replaced,
+                } => {
                     if made != 0 {
                         made_statements.insert(made, name.clone());
                     }
-                    statements.insert(name, before);
+                    statements.insert(name, (before, replaced));
                 }
-                Undo::Portal { name, made, before } => {
+                Undo::Portal {
+                    name,
+                    made,
+                    before,
+                    replaced,
+                } => {
                     if made != 0 {
                         made_portals.insert(made, name.clone());
                     }
-                    portals.insert(name, before);
+                    portals.insert(name, (before, replaced));
                 }
             }
         }
@@ -122,13 +162,13 @@ impl State {
             made_statements
                 .get(&made)
                 .and_then(|n| statements.get(n))
-                .and_then(Option::as_ref)
+                .and_then(|(was, _)| was.as_ref())
         };
         let portal_now = |made: u64| {
             made_portals
                 .get(&made)
                 .and_then(|n| portals.get(n))
-                .and_then(Option::as_ref)
+                .and_then(|(was, _)| was.as_ref())
         };
         let (rebound, runs) = self.repoint(statement_now, portal_now);
         if !rebound.is_empty() {
@@ -144,8 +184,23 @@ impl State {
             }
         }
         self.put_back(statements, portals);
-        // Executes already sent now run statements that make or drop names by SQL.
-        self.forget(&runs);
+        if !runs.is_none() {
+            // An Execute already sent now runs SQL that makes or drops names (a DECLARE, say):
+            // what the entries sent after it run under those names is not known. Their rows
+            // are hidden until described, and computed columns masked (fail closed).
+            self.forget(&runs);
+            for e in &mut self.expect {
+                match e {
+                    Expect::Execute { columns, .. } => *columns = None,
+                    Expect::Describe {
+                        kind: ObjectKind::Portal,
+                        exprs,
+                        ..
+                    } => *exprs = Some(Arc::new(ExprPlan::Unknown)),
+                    _ => {}
+                }
+            }
+        }
         tracing::debug!(count, "changes the server skipped taken back");
     }
 
@@ -231,35 +286,47 @@ impl State {
     }
 
     /// Each name goes back to what it was, unless a later entry changes it again: then that
-    /// entry's `before` is what the name was.
+    /// entry's `before` is what the name was. A name SQL replaced since (`replaced`) goes back
+    /// to nothing: tollgate does not know what SQL made of it. A later entry sent before that
+    /// SQL still had the server's old value under the name, one sent after it nothing.
     fn put_back(
         &mut self,
-        mut statements: HashMap<String, Option<Prepared>>,
-        mut portals: HashMap<String, Option<Portal>>,
+        mut statements: HashMap<String, Was<Prepared>>,
+        mut portals: HashMap<String, Was<Portal>>,
     ) {
         for e in &mut self.expect {
             match e.undo_mut() {
-                Some(Undo::Statement { name, before, .. }) => {
-                    if let Some(was) = statements.remove(name) {
-                        *before = was;
+                Some(Undo::Statement {
+                    name,
+                    before,
+                    replaced,
+                    ..
+                }) => {
+                    if let Some((was, sql)) = statements.remove(name) {
+                        *before = if sql && !*replaced { None } else { was };
                     }
                 }
-                Some(Undo::Portal { name, before, .. }) => {
-                    if let Some(was) = portals.remove(name) {
-                        *before = was;
+                Some(Undo::Portal {
+                    name,
+                    before,
+                    replaced,
+                    ..
+                }) => {
+                    if let Some((was, sql)) = portals.remove(name) {
+                        *before = if sql && !*replaced { None } else { was };
                     }
                 }
                 None => {}
             }
         }
-        for (name, was) in statements {
-            match was {
+        for (name, (was, sql)) in statements {
+            match was.filter(|_| !sql) {
                 Some(p) => self.prepared.insert(name, p),
                 None => self.prepared.remove(&name),
             };
         }
-        for (name, was) in portals {
-            match was {
+        for (name, (was, sql)) in portals {
+            match was.filter(|_| !sql) {
                 Some(p) => self.portals.insert(name, p),
                 None => self.portals.remove(&name),
             };
@@ -322,11 +389,7 @@ mod tests {
             names: Default::default(),
         };
         let before = st.prepared.insert(name.into(), prepared);
-        let undo = Undo::Statement {
-            name: name.into(),
-            made: generation,
-            before,
-        };
+        let undo = Undo::statement(name.into(), generation, before);
         st.expect.push_back(Expect::parse(generation, Some(undo)));
         generation
     }
@@ -363,11 +426,7 @@ mod tests {
         };
         let statement_generation = p.statement_generation;
         let before = st.portals.insert(portal.into(), p);
-        let undo = Undo::Portal {
-            name: portal.into(),
-            made: generation,
-            before,
-        };
+        let undo = Undo::portal(portal.into(), generation, before);
         st.expect
             .push_back(Expect::bind(generation, statement_generation, Some(undo)));
         generation
@@ -405,11 +464,7 @@ mod tests {
 
     fn close(st: &mut State, name: &str) {
         let before = st.prepared.remove(name);
-        let undo = Undo::Statement {
-            name: name.into(),
-            made: 0,
-            before,
-        };
+        let undo = Undo::statement(name.into(), 0, before);
         st.expect.push_back(Expect::Close {
             undo: Some(Box::new(undo)),
         });
@@ -615,6 +670,39 @@ mod tests {
         assert_eq!(text(&st, "s"), None);
     }
 
+    /// SQL that drops a name, sent after a batch whose skipped Parse changed it: a Bind of the
+    /// name sent between them binds what the server had (its record and plan), and the name
+    /// goes back to nothing.
+    #[test]
+    fn a_bind_sent_before_sql_replaced_the_name_binds_the_old_statement() {
+        let mut st = State::default();
+        parse(&mut st, "s", "card a");
+        answer(&mut st);
+        parse(&mut st, "", "q0");
+        answer(&mut st);
+        bind(&mut st, "", "");
+        execute(&mut st, "");
+        parse(&mut st, "s", "harmless");
+        st.client_sync();
+        bind(&mut st, "", "s");
+        describe(&mut st, "");
+        execute(&mut st, "");
+        st.client_sync();
+        st.forget(&NameEffects {
+            statements: crate::postgres::sql::Names::Some(vec!["s".into()]),
+            portals: Default::default(),
+        });
+        answer(&mut st); // BindComplete
+        error(&mut st);
+        assert_eq!(text(&st, "s"), None, "SQL dropped it");
+        assert_eq!(executes(&st), [("card a".to_owned(), false)]);
+        let described = st.expect.iter().find_map(|e| match e {
+            Expect::Describe { exprs, .. } => Some(exprs.clone()),
+            _ => None,
+        });
+        assert!(masks_all(described.flatten().as_ref()), "by card a's plan");
+    }
+
     /// An Execute sent for a statement that turns out, once its batch's Parse is taken back,
     /// to be one that declares a cursor: the cursor's name is forgotten.
     #[test]
@@ -642,6 +730,8 @@ mod tests {
         st.client_sync();
         bind(&mut st, "x", "d");
         execute(&mut st, "x");
+        execute(&mut st, "c");
+        describe(&mut st, "c");
         st.client_sync();
         assert!(st.portals.contains_key("c"));
         answer(&mut st); // BindComplete
@@ -651,7 +741,20 @@ mod tests {
             !st.portals.contains_key("c"),
             "the cursor's name is forgotten"
         );
-        assert_eq!(executes(&st), [("declare c".to_owned(), false)]);
+        // The Execute of "c" sent after it runs the cursor: its rows are hidden, and a
+        // description masks every computed column.
+        assert_eq!(
+            executes(&st),
+            [
+                ("declare c".to_owned(), false),
+                ("harmless".to_owned(), false)
+            ]
+        );
+        let described = st.expect.iter().find_map(|e| match e {
+            Expect::Describe { exprs, .. } => Some(exprs.clone()),
+            _ => None,
+        });
+        assert!(masks_all(described.flatten().as_ref()));
     }
 
     /// Two skipped Parses of one name: it goes back to what it was before the older one.
