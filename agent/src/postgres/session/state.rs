@@ -420,8 +420,8 @@ pub struct State {
     pub bound: u64,
     /// Syncs forwarded and not answered yet ([`MAX_SYNCS_OWED`]).
     pub syncs: usize,
-    /// Closes of named statements and of named portals owed: the server may skip them, and
-    /// what they closed comes back ([`Self::closing`]).
+    /// Closes of named statements and of named portals owed ([`Expect::closes`]): the server
+    /// may skip them, and what they closed comes back, so the session's limits count them.
     pub closing: (usize, usize),
     /// Rung when a ReadyForQuery brings [`Self::syncs`] under [`MAX_SYNCS_OWED`].
     pub answered: Arc<Notify>,

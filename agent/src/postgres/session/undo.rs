@@ -186,8 +186,9 @@ impl State {
         self.put_back(statements, portals);
         if !runs.is_none() {
             // An Execute already sent now runs SQL that makes or drops names (a DECLARE, say):
-            // what the entries sent after it run under those names is not known. Their rows
-            // are hidden until described, and computed columns masked (fail closed).
+            // what the entries sent after it run under those names is not known. The rows of
+            // every entry still owed are hidden until described, and computed columns masked
+            // (fail closed; a rare path, so no finer bound).
             self.forget(&runs);
             for e in &mut self.expect {
                 match e {
