@@ -1349,6 +1349,49 @@ fn a_name_longer_than_postgresql_keeps_ends_the_session() {
     );
 }
 
+/// A Parse of a name SQL prepared fails at the server (the name is in use); a Bind of the name
+/// pipelined after it binds SQL's statement, which tollgate does not know. It is taken as
+/// unknown: its computed column is redacted (not let through by the failed Parse's plan), and
+/// its record is marked.
+#[test]
+fn a_bind_of_a_name_sql_prepared_behind_a_failed_parse_is_taken_as_unknown() {
+    let test = "a_bind_of_a_name_sql_prepared_behind_a_failed_parse_is_taken_as_unknown";
+    let Some(f) = Fixture::start(test, "pg-sqlfailed", |_| {}) else {
+        return;
+    };
+    let sql = "PREPARE s AS SELECT card_number || '' AS x FROM customers WHERE id = 1";
+    let out = Script::run(
+        &f,
+        &json!([
+            {"send": [["Q", sql]]},
+            {"until": "Z"},
+            {"send": [
+                ["P", "s", "select 'nothing to mask'::text as x"], ["S"],
+                ["B", "", "s"], ["D", "P", ""], ["E", ""], ["S"],
+            ]},
+            {"until": "Z", "count": 2},
+        ]),
+    );
+    assert_eq!(out.end(), "open", "{out}");
+    assert_eq!(
+        out.step(3)["got"],
+        json!(["E", "Z", "2", "T", "D", "C", "Z"]),
+        "{out}"
+    );
+    assert_eq!(out.sqlstates_from(2), ["42P05"], "{out}");
+    let card = &f.pg.customers[0].card_number;
+    assert!(
+        !out.to_string().contains(&card[card.len() - 4..]),
+        "a card passed: {out}"
+    );
+    let session = f.statements_of(out.pid(), 2);
+    let texts: Vec<&str> = statements(&session)
+        .iter()
+        .map(|s| s["text"].as_str().unwrap_or(""))
+        .collect();
+    assert!(texts[1].contains("what ran is not known"), "{session:#}");
+}
+
 /// A client may pipeline more batches than tollgate lets be owed at once (1024): past that its
 /// Syncs wait for the server's answers, and every batch is still answered, in order.
 #[test]

@@ -637,6 +637,14 @@ impl State {
     pub fn idle(&mut self) {
         let bound = self.bound;
         self.portals.retain(|_, p| p.generation > bound);
+        // Nor is one of them put back if the server skips a later Bind or Close of its name.
+        for u in self.expect.iter_mut().filter_map(Expect::undo_mut) {
+            if let Undo::Portal { before, .. } = u
+                && before.as_ref().is_some_and(|p| p.generation <= bound)
+            {
+                *before = None;
+            }
+        }
     }
 
     /// A statement about to be forwarded makes or drops prepared statements or portals by SQL

@@ -161,24 +161,28 @@ impl State {
         let statement_now = |made: u64| {
             made_statements
                 .get(&made)
-                .and_then(|n| statements.get(n))
-                .and_then(|(was, _)| was.as_ref())
+                .map(|n| statements.get(n).and_then(|(was, _)| was.as_ref()))
         };
         let portal_now = |made: u64| {
             made_portals
                 .get(&made)
-                .and_then(|n| portals.get(n))
-                .and_then(|(was, _)| was.as_ref())
+                .map(|n| portals.get(n).and_then(|(was, _)| was.as_ref()))
         };
-        let (rebound, runs) = self.repoint(statement_now, portal_now);
-        if !rebound.is_empty() {
+        let (rebound, unknown, runs) = self.repoint(statement_now, portal_now);
+        if !rebound.is_empty() || !unknown.is_empty() {
             for p in self.portals_mut() {
                 if let Some(b) = rebound.get(&p.generation) {
                     p.statement_generation = b.generation;
                     p.audit = Some(b.audit.clone());
-                    p.exprs.clone_from(&b.exprs);
+                    raise(&mut p.exprs, &b.exprs);
                     p.may_copy = b.may_copy;
                     p.names.clone_from(&b.names);
+                    p.columns = None;
+                } else if unknown.contains(&p.generation) {
+                    // Its Executes are refused from now on: what it runs is not known.
+                    p.statement_generation = 0;
+                    p.audit = None;
+                    p.exprs = unknown_plan();
                     p.columns = None;
                 }
             }
@@ -192,12 +196,15 @@ impl State {
             self.forget(&runs);
             for e in &mut self.expect {
                 match e {
-                    Expect::Execute { columns, .. } => *columns = None,
+                    Expect::Execute { columns, audit, .. } => {
+                        *columns = None;
+                        mark_uncertain(audit.as_mut());
+                    }
                     Expect::Describe {
                         kind: ObjectKind::Portal,
                         exprs,
                         ..
-                    } => *exprs = Some(Arc::new(ExprPlan::Unknown)),
+                    } => *exprs = unknown_plan(),
                     _ => {}
                 }
             }
@@ -206,17 +213,20 @@ impl State {
     }
 
     /// Later entries, already sent, that used what an undone message made now use what the
-    /// server has under the name (`statement_now`, `portal_now` of the generation it made).
-    /// With nothing under it, the server fails their Bind or Execute, and they stay as sent
-    /// (the attempt is recorded with that error). Returns the later Binds pointed at another
-    /// statement, by the generation of their portal, and the names the statements the later
+    /// server has under the name (`statement_now`, `portal_now` of the generation it made:
+    /// `None` for one no undone message made). Where tollgate has nothing under the name, the
+    /// server may have nothing (it fails their Bind or Execute) or what SQL made of it: they
+    /// are taken as unknown (fail closed): rows hidden, computed columns masked, the record
+    /// marked. Returns the later Binds pointed at another statement, by the generation of their
+    /// portal, the portals bound to an unknown one, and the names the statements the later
     /// Executes now run make or drop.
     fn repoint<'a>(
         &mut self,
-        statement_now: impl Fn(u64) -> Option<&'a Prepared>,
-        portal_now: impl Fn(u64) -> Option<&'a Portal>,
-    ) -> (HashMap<u64, Bound>, NameEffects) {
+        statement_now: impl Fn(u64) -> Option<Option<&'a Prepared>>,
+        portal_now: impl Fn(u64) -> Option<Option<&'a Portal>>,
+    ) -> (HashMap<u64, Bound>, Vec<u64>, NameEffects) {
         let mut rebound: HashMap<u64, Bound> = HashMap::new();
+        let mut unknown: Vec<u64> = Vec::new();
         let mut runs = NameEffects::default();
         for e in &mut self.expect {
             match e {
@@ -224,8 +234,8 @@ impl State {
                     statement,
                     generation,
                     ..
-                } => {
-                    if let Some(x) = statement_now(*statement) {
+                } => match statement_now(*statement) {
+                    Some(Some(x)) => {
                         *statement = x.generation;
                         let bound = Bound {
                             generation: x.generation,
@@ -236,16 +246,21 @@ impl State {
                         };
                         rebound.insert(*generation, bound);
                     }
-                }
+                    Some(None) => {
+                        *statement = 0;
+                        unknown.push(*generation);
+                    }
+                    None => {}
+                },
                 Expect::Describe {
                     kind: ObjectKind::Statement,
                     generation,
                     ..
-                } => {
-                    if let Some(x) = statement_now(*generation) {
-                        *generation = x.generation;
-                    }
-                }
+                } => match statement_now(*generation) {
+                    Some(Some(x)) => *generation = x.generation,
+                    Some(None) => *generation = 0,
+                    None => {}
+                },
                 Expect::Describe {
                     kind: ObjectKind::Portal,
                     generation,
@@ -253,10 +268,18 @@ impl State {
                     ..
                 } => {
                     if let Some(b) = rebound.get(generation) {
-                        exprs.clone_from(&b.exprs);
-                    } else if let Some(p) = portal_now(*generation) {
-                        *generation = p.generation;
-                        exprs.clone_from(&p.exprs);
+                        raise(exprs, &b.exprs);
+                    } else if unknown.contains(generation) {
+                        *exprs = unknown_plan();
+                    } else {
+                        match portal_now(*generation) {
+                            Some(Some(p)) => {
+                                *generation = p.generation;
+                                raise(exprs, &p.exprs);
+                            }
+                            Some(None) => *exprs = unknown_plan(),
+                            None => {}
+                        }
                     }
                 }
                 Expect::Execute {
@@ -272,18 +295,31 @@ impl State {
                         *columns = None;
                         rebase(audit.as_mut(), Some(&b.audit));
                         runs.merge(&b.names);
-                    } else if let Some(p) = portal_now(*portal) {
-                        *portal = p.generation;
-                        *statement = p.statement_generation;
+                    } else if unknown.contains(portal) {
+                        *statement = 0;
                         *columns = None;
-                        rebase(audit.as_mut(), p.audit.as_deref());
-                        runs.merge(&p.names);
+                        mark_uncertain(audit.as_mut());
+                    } else {
+                        match portal_now(*portal) {
+                            Some(Some(p)) => {
+                                *portal = p.generation;
+                                *statement = p.statement_generation;
+                                *columns = None;
+                                rebase(audit.as_mut(), p.audit.as_deref());
+                                runs.merge(&p.names);
+                            }
+                            Some(None) => {
+                                *columns = None;
+                                mark_uncertain(audit.as_mut());
+                            }
+                            None => {}
+                        }
                     }
                 }
                 _ => {}
             }
         }
-        (rebound, runs)
+        (rebound, unknown, runs)
     }
 
     /// Each name goes back to what it was, unless a later entry changes it again: then that
@@ -343,6 +379,32 @@ impl State {
             _ => None,
         });
         self.portals.values_mut().chain(pending)
+    }
+}
+
+/// The plan that masks every computed column.
+fn unknown_plan() -> Option<Arc<ExprPlan>> {
+    Some(Arc::new(ExprPlan::Unknown))
+}
+
+/// `exprs` becomes `to`, unless it already masks every computed column: a plan taken as
+/// unknown (fail closed) is never lowered by a later take-back.
+fn raise(exprs: &mut Option<Arc<ExprPlan>>, to: &Option<Arc<ExprPlan>>) {
+    if !matches!(exprs.as_deref(), Some(ExprPlan::Unknown)) {
+        exprs.clone_from(to);
+    }
+}
+
+/// What marks the record of an Execute whose statement tollgate cannot know.
+pub const UNCERTAIN_MARK: &str =
+    " [tollgate: what ran is not known: SQL or a failed Parse changed the name]";
+
+/// Marks the record of an Execute as of a statement tollgate cannot know (once).
+fn mark_uncertain(record: Option<&mut StmtAudit>) {
+    if let Some(a) = record
+        && !a.text.ends_with(UNCERTAIN_MARK)
+    {
+        a.text.push_str(UNCERTAIN_MARK);
     }
 }
 
@@ -744,11 +806,12 @@ mod tests {
         );
         // The Execute of "c" sent after it runs the cursor: its rows are hidden, and a
         // description masks every computed column.
+        let uncertain = |t: &str| format!("{t}{UNCERTAIN_MARK}");
         assert_eq!(
             executes(&st),
             [
-                ("declare c".to_owned(), false),
-                ("harmless".to_owned(), false)
+                (uncertain("declare c"), false),
+                (uncertain("harmless"), false)
             ]
         );
         let described = st.expect.iter().find_map(|e| match e {
@@ -839,19 +902,31 @@ mod tests {
         );
     }
 
-    /// Without anything under the name on the server, a later Bind of it fails there: it
-    /// stays as sent (its Execute is the attempt, recorded with the server's error).
+    /// Without anything under the name in tollgate's view, the server has nothing (its Bind
+    /// fails) or what SQL made of the name: a later Bind of it is taken as unknown (fail
+    /// closed): rows hidden, the record marked, the portal refused from then on.
     #[test]
-    fn a_later_bind_of_a_name_the_server_lacks_stays_as_sent() {
+    fn a_later_bind_of_a_name_tollgate_lacks_is_taken_as_unknown() {
         let mut st = State::default();
         parse(&mut st, "s", "never made");
         st.client_sync();
         bind(&mut st, "", "s");
+        describe(&mut st, "");
         execute(&mut st, "");
         st.client_sync();
         error(&mut st);
         st.ready_for_query().expect("in step");
         assert_eq!(text(&st, "s"), None);
-        assert_eq!(executes(&st), [("never made".to_owned(), true)]);
+        assert_eq!(
+            executes(&st),
+            [(format!("never made{UNCERTAIN_MARK}"), false)]
+        );
+        let p = &st.portals[""];
+        assert!(p.audit.is_none() && masks_all(p.exprs.as_ref()));
+        let described = st.expect.iter().find_map(|e| match e {
+            Expect::Describe { exprs, .. } => Some(exprs.clone()),
+            _ => None,
+        });
+        assert!(masks_all(described.flatten().as_ref()));
     }
 }
