@@ -465,7 +465,7 @@ fn mask_row(
 
 #[cfg(test)]
 mod tests {
-    use std::{collections::VecDeque, time::SystemTime};
+    use std::collections::VecDeque;
 
     use super::*;
     use crate::{
@@ -523,17 +523,7 @@ mod tests {
 
         /// The audit of a statement let through.
         fn allowed(&self, text: &str) -> state::StmtAudit {
-            state::StmtAudit {
-                seq: self.shared.lock().seq(),
-                started: std::time::Instant::now(),
-                started_at: SystemTime::now(),
-                text: text.into(),
-                classes: vec!["select".into()],
-                tables: Vec::new(),
-                decision: "allow".into(),
-                rule: "r".into(),
-                masked: Default::default(),
-            }
+            state::StmtAudit::allowed_in_test(self.shared.lock().seq(), text)
         }
 
         /// The server sends `msg`; what goes to the client.
@@ -577,15 +567,10 @@ mod tests {
     /// The audit of a statement denied by policy.
     fn denied(text: &str) -> state::StmtAudit {
         state::StmtAudit {
-            seq: 9,
-            started: std::time::Instant::now(),
-            started_at: SystemTime::now(),
-            text: text.into(),
             classes: vec!["ddl".into()],
-            tables: Vec::new(),
             decision: "deny".into(),
             rule: "no-ddl".into(),
-            masked: Default::default(),
+            ..state::StmtAudit::allowed_in_test(9, text)
         }
     }
 

@@ -109,6 +109,24 @@ pub struct StmtAudit {
     pub masked: MaskCounts,
 }
 
+#[cfg(test)]
+impl StmtAudit {
+    /// The record of `text` let through (a `select`, by rule `r`), for tests.
+    pub fn allowed_in_test(seq: u32, text: &str) -> Self {
+        StmtAudit {
+            seq,
+            started: Instant::now(),
+            started_at: SystemTime::now(),
+            text: text.into(),
+            classes: vec!["select".into()],
+            tables: Vec::new(),
+            decision: "allow".into(),
+            rule: "r".into(),
+            masked: Default::default(),
+        }
+    }
+}
+
 /// What a prepared statement is, learned at Parse (policy) and Describe (columns).
 #[derive(Debug, Clone)]
 pub struct Prepared {
@@ -1012,17 +1030,7 @@ mod tests {
         let mut st = State::default();
         let mut q = query(Some(Slot::detached()));
         if let Expect::Query { stmts, .. } = &mut q {
-            stmts.push_back(StmtAudit {
-                seq: 1,
-                started: Instant::now(),
-                started_at: SystemTime::now(),
-                text: "select 1".into(),
-                classes: Vec::new(),
-                tables: Vec::new(),
-                decision: "allow".into(),
-                rule: "r".into(),
-                masked: Default::default(),
-            });
+            stmts.push_back(StmtAudit::allowed_in_test(1, "select 1"));
         }
         st.expect.push_back(q);
         assert!(st.ready_for_query().is_err());

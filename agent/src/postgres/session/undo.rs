@@ -421,23 +421,23 @@ fn rebase(record: Option<&mut StmtAudit>, to: Option<&StmtAudit>) {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Instant, SystemTime};
-
     use super::*;
     use crate::postgres::session::state::Columns;
 
     fn audit(text: &str) -> StmtAudit {
-        StmtAudit {
-            seq: 0,
-            started: Instant::now(),
-            started_at: SystemTime::now(),
-            text: text.into(),
-            classes: vec!["select".into()],
-            tables: Vec::new(),
-            decision: "allow".into(),
-            rule: "r".into(),
-            masked: Default::default(),
-        }
+        StmtAudit::allowed_in_test(0, text)
+    }
+
+    /// The plan of the first portal Describe owed.
+    fn described(st: &State) -> Option<Arc<ExprPlan>> {
+        st.expect.iter().find_map(|e| match e {
+            Expect::Describe {
+                kind: ObjectKind::Portal,
+                exprs,
+                ..
+            } => exprs.clone(),
+            _ => None,
+        })
     }
 
     /// The client's Parse of `name` as `text`, as the frontend applies it.
@@ -759,11 +759,7 @@ mod tests {
         error(&mut st);
         assert_eq!(text(&st, "s"), None, "SQL dropped it");
         assert_eq!(executes(&st), [("card a".to_owned(), false)]);
-        let described = st.expect.iter().find_map(|e| match e {
-            Expect::Describe { exprs, .. } => Some(exprs.clone()),
-            _ => None,
-        });
-        assert!(masks_all(described.flatten().as_ref()), "by card a's plan");
+        assert!(masks_all(described(&st).as_ref()), "by card a's plan");
     }
 
     /// An Execute sent for a statement that turns out, once its batch's Parse is taken back,
@@ -814,11 +810,7 @@ mod tests {
                 (uncertain("harmless"), false)
             ]
         );
-        let described = st.expect.iter().find_map(|e| match e {
-            Expect::Describe { exprs, .. } => Some(exprs.clone()),
-            _ => None,
-        });
-        assert!(masks_all(described.flatten().as_ref()));
+        assert!(masks_all(described(&st).as_ref()));
     }
 
     /// Two skipped Parses of one name: it goes back to what it was before the older one.
@@ -923,10 +915,6 @@ mod tests {
         );
         let p = &st.portals[""];
         assert!(p.audit.is_none() && masks_all(p.exprs.as_ref()));
-        let described = st.expect.iter().find_map(|e| match e {
-            Expect::Describe { exprs, .. } => Some(exprs.clone()),
-            _ => None,
-        });
-        assert!(masks_all(described.flatten().as_ref()));
+        assert!(masks_all(described(&st).as_ref()));
     }
 }
