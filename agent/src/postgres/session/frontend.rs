@@ -124,32 +124,33 @@ where
                     on_query(ctx, meta, masker, shared, q, frame, &mut server, &mut out).await?;
             }
             b'P' => {
-                let Ok(FrontendMessage::Parse(p)) = frame.decode() else {
+                let Ok(FrontendMessage::Parse(mut p)) = frame.decode() else {
                     return Err(bad(&frame));
                 };
-                names_fit(&[&p.name])?;
+                fit_name(&mut p.name)?;
                 flush(&mut server, &mut out).await?;
                 on_parse(ctx, meta, masker, shared, p, frame, &mut server, &mut out).await?;
             }
             b'B' => {
-                let Ok(FrontendMessage::Bind(b)) = frame.decode() else {
+                let Ok(FrontendMessage::Bind(mut b)) = frame.decode() else {
                     return Err(bad(&frame));
                 };
-                names_fit(&[&b.portal, &b.statement])?;
+                fit_name(&mut b.portal)?;
+                fit_name(&mut b.statement)?;
                 on_bind(ctx, meta, masker, shared, b, frame, &mut out);
             }
             b'D' => {
-                let Ok(FrontendMessage::Describe(d)) = frame.decode() else {
+                let Ok(FrontendMessage::Describe(mut d)) = frame.decode() else {
                     return Err(bad(&frame));
                 };
-                names_fit(&[&d.name])?;
+                fit_name(&mut d.name)?;
                 on_describe(shared, d, frame, &mut out);
             }
             b'E' => {
-                let Ok(FrontendMessage::Execute(e)) = frame.decode() else {
+                let Ok(FrontendMessage::Execute(mut e)) = frame.decode() else {
                     return Err(bad(&frame));
                 };
-                names_fit(&[&e.portal])?;
+                fit_name(&mut e.portal)?;
                 // Each Execute of a prepared statement is a statement of its own in the audit:
                 // held, then refused, like a Query or Parse when the store cannot take it.
                 let Some(slot) = hold_slot(ctx, shared, &mut server, &mut out).await? else {
@@ -232,10 +233,10 @@ where
                 out.extend_from_slice(frame.raw());
             }
             b'C' => {
-                let Ok(FrontendMessage::Close(c)) = frame.decode() else {
+                let Ok(FrontendMessage::Close(mut c)) = frame.decode() else {
                     return Err(bad(&frame));
                 };
-                names_fit(&[&c.name])?;
+                fit_name(&mut c.name)?;
                 on_close(shared, c, frame, &mut out);
             }
             b'S' => {
@@ -277,17 +278,26 @@ where
     }
 }
 
-/// Statement and portal names must fit PostgreSQL's 63 bytes: it truncates longer ones, so two
-/// names tollgate holds apart could be one object on the server (its record and masking plan
-/// taken for another's). No driver names them so long: the session ends.
-fn names_fit(names: &[&str]) -> Result<(), ReadError> {
-    match names.iter().find(|n| n.len() > MAX_NAME_LEN) {
-        Some(n) => Err(ReadError::Violation(format!(
-            "a statement or portal name of {} bytes (PostgreSQL keeps {MAX_NAME_LEN})",
-            n.len()
-        ))),
-        None => Ok(()),
+/// Cuts a statement or portal name to what PostgreSQL keeps of it, so that tollgate's view holds
+/// one object where the server does (never a record or masking plan taken for another's).
+///
+/// The server looks prepared statements and portals up by the first 63 bytes of their name (its
+/// hash tables copy, hash and compare no more), in its own encoding. An ASCII prefix is the same
+/// bytes in every server encoding: the name is cut there. Where the cut falls on or after a
+/// non-ASCII byte, what the server keeps depends on its encoding: the session ends.
+fn fit_name(name: &mut String) -> Result<(), ReadError> {
+    if name.len() <= MAX_NAME_LEN {
+        return Ok(());
     }
+    if !name.as_bytes()[..MAX_NAME_LEN].is_ascii() {
+        return Err(ReadError::Violation(format!(
+            "a statement or portal name of {} bytes, not ASCII in the {MAX_NAME_LEN} bytes \
+             PostgreSQL keeps",
+            name.len()
+        )));
+    }
+    name.truncate(MAX_NAME_LEN);
+    Ok(())
 }
 
 /// A slot in the audit queue for the record of a statement about to be let through
@@ -926,5 +936,41 @@ fn send(
     };
     if let Err(e) = audit.statement(rec, slot) {
         audit.warn_dropped("statement", &e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fitted(name: &str) -> Result<String, String> {
+        let mut name = name.to_owned();
+        fit_name(&mut name)
+            .map(|()| name)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_name_postgresql_keeps_whole_is_left_alone() {
+        for name in ["", "s1", &"s".repeat(63), "é", &"é".repeat(31)] {
+            assert_eq!(fitted(name).as_deref(), Ok(name));
+        }
+    }
+
+    #[test]
+    fn a_longer_name_is_cut_to_the_63_bytes_postgresql_keeps() {
+        let long = format!("{}_first", "s".repeat(63));
+        assert_eq!(fitted(&long), Ok("s".repeat(63)));
+        // What follows the cut may be anything: the server never reads it.
+        let tail = format!("{}é", "s".repeat(63));
+        assert_eq!(fitted(&tail), Ok("s".repeat(63)));
+    }
+
+    #[test]
+    fn a_cut_on_or_after_a_non_ascii_byte_is_refused() {
+        for name in [format!("{}éx", "s".repeat(62)), "é".repeat(32)] {
+            let err = fitted(&name).expect_err(&name);
+            assert!(err.contains("not ASCII"), "{err}");
+        }
     }
 }
