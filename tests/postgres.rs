@@ -1942,6 +1942,66 @@ fn a_stalled_audit_store_holds_statements_then_refuses_them() {
     assert_eq!(rules.len(), 1 + 2 * per_phase, "{session:#}");
 }
 
+/// `audit_failure = "open"`: a statement that finds no room in the audit queue for the whole
+/// `audit_wait` runs (never refused), with a warning; its record is queued if there is room by
+/// its end. The test locks the audit database while one psql session runs SELECTs, and lets it
+/// go once a statement was let through that way.
+#[test]
+fn an_open_store_lets_statements_through_while_it_is_behind() {
+    let test = "an_open_store_lets_statements_through_while_it_is_behind";
+    let config = "audit_queue = 70\naudit_wait = \"300ms\"\naudit_failure = \"open\"\n";
+    let Some(f) = Fixture::start_configured(test, "pg-openbehind", config, |_| {}) else {
+        return;
+    };
+    let sync = f.agent.scratch().join("sync");
+    std::fs::create_dir_all(&sync).expect("sync dir");
+    let per_phase = 100;
+    let mut script = format!("SELECT 'start';\n\\! {}\n", wait_for_go(&sync, "1"));
+    for i in 1..=per_phase {
+        script.push_str(&format!("SELECT {};\n", 1000 + i));
+    }
+    let db = f.agent.state_dir.join("audit.db");
+    let (r, let_through) = std::thread::scope(|s| {
+        let locker = s.spawn(|| {
+            let lock = lock_audit_at(&db, &sync, "1");
+            // Well under the writer's 5 s busy timeout: no batch of records is lost to it.
+            let let_through = harness::poll(Duration::from_secs(3), || {
+                (counter(&f, "audit_unheld") >= 1).then_some(())
+            });
+            lock.execute_batch("ROLLBACK").expect("unlock audit db");
+            let_through.is_some()
+        });
+        let r = f
+            .psql(Role::Scram, "disable", &[])
+            .stdin(&script)
+            .run(Some(&f.etl));
+        (r, locker.join().expect("locker thread"))
+    });
+    assert!(let_through, "no statement was let through unheld: {r:?}");
+    assert!(!r.timed_out, "{r:?}");
+    let out = lines(&r);
+    let ran = (1..=per_phase)
+        .filter(|i| out.contains(&(1000 + i).to_string().as_str()))
+        .count();
+    assert_eq!(ran, per_phase, "every statement ran: {r:?}");
+    assert!(!r.stderr.contains("audit-unavailable"), "{r:?}");
+    assert!(
+        f.agent_log()
+            .contains("work let through without a place for its record"),
+        "{}",
+        f.agent_log()
+    );
+    // What was recorded names no refusal.
+    let session = f.statements_of(r.pid, 1);
+    assert!(
+        statements(&session)
+            .iter()
+            .map(verdict)
+            .all(|(_, decision, _)| decision == "allow"),
+        "{session:#}"
+    );
+}
+
 /// `audit_failure = "open"`: a session whose connection record the audit store could not
 /// commit (its database locked past the writer's 5 s busy timeout) is let through unrecorded.
 /// Its statements run, and their records are never sent: they would reference a connection row

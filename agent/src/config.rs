@@ -45,14 +45,16 @@ pub enum FailMode {
     Closed,
 }
 
-/// What happens to new connections of enrolled workloads when the audit store cannot keep up.
+/// What happens to work of enrolled workloads (new connections, statements, requests) when the
+/// audit store cannot keep up, after `audit_wait`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum AuditFailure {
-    /// Refuse the connection (default).
+    /// Refuse it (default): nothing is done unrecorded.
     #[default]
     Closed,
-    /// Let the connection through unrecorded, with a warning in the log.
+    /// Let it through, with a warning in the log: a connection unrecorded, a statement or
+    /// request recorded only if the queue has room when it ends.
     Open,
 }
 

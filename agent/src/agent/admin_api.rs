@@ -219,6 +219,7 @@ impl AdminApi for Api {
             ("audit_queue_full".into(), store.queue_full),
             ("audit_room_waits".into(), store.room_waits),
             ("audit_session_waits".into(), store.session_waits),
+            ("audit_unheld".into(), store.unheld),
             ("audit_queued".into(), store.queued as u64),
             ("audit_in_flight".into(), store.in_flight as u64),
         ]);

@@ -96,7 +96,9 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         fingerprint = %policy.fingerprint(), "policy loaded"
     );
     let (store, audit, reader) = store::open_sqlite(&config.audit_db(), config.audit_queue).await?;
-    let audit = audit.with_wait(config.audit_wait);
+    let audit = audit
+        .with_wait(config.audit_wait)
+        .with_failure(config.audit_failure);
 
     // Listeners first: the programs must never redirect to a port nobody listens on.
     let listeners = bind_listeners(&config)?;

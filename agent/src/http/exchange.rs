@@ -114,7 +114,8 @@ impl Session {
                 Some(slot) => slot,
                 None => {
                     // The audit store stayed behind for the whole wait: refuse rather than
-                    // forward unrecorded (fail closed).
+                    // forward unrecorded (fail closed; under `audit_failure = "open"` the sink
+                    // gives a slot that holds no place instead).
                     x.error("audit unavailable".to_owned());
                     return x.respond(deny::audit_unavailable());
                 }

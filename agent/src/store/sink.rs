@@ -9,6 +9,8 @@ use std::{
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::config::AuditFailure;
+
 use super::{
     ConnectionEnd, ConnectionRecord, MAX_REQUEST_BODY, MAX_STATEMENT_TEXT, RequestRecord,
     StatementRecord, StoreError, StoreStats, backend::Op,
@@ -27,6 +29,8 @@ pub(crate) struct Shared {
     pub(crate) room_waits: AtomicU64,
     /// Times a session waited for results of its own, holding [`SESSION_IN_FLIGHT`] slots.
     pub(crate) session_waits: AtomicU64,
+    /// Statements and requests let through without a slot (`audit_failure = "open"`).
+    pub(crate) unheld: AtomicU64,
     /// Transactions committed.
     pub(crate) commits: AtomicU64,
     /// Set to `true` to make the writer flush what is queued and stop.
@@ -63,6 +67,7 @@ impl Shared {
             queue_full: AtomicU64::new(0),
             room_waits: AtomicU64::new(0),
             session_waits: AtomicU64::new(0),
+            unheld: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             close,
             closed: AtomicBool::new(false),
@@ -105,6 +110,9 @@ pub struct AuditSink {
     shared: Arc<Shared>,
     /// How long [`Self::hold`] and [`Self::begin`] wait for room in a full queue.
     wait: Duration,
+    /// What [`Self::hold`] gives when that wait runs out: nothing (refuse the work), or a slot
+    /// that holds no place (`audit_failure = "open"`).
+    failure: AuditFailure,
 }
 
 impl AuditSink {
@@ -113,7 +121,15 @@ impl AuditSink {
             tx,
             shared,
             wait: Duration::ZERO,
+            failure: AuditFailure::Closed,
         }
+    }
+
+    /// This sink, letting work through unheld when [`Self::hold`] finds no room
+    /// (`AuditFailure::Open`), or not (`Closed`, the default).
+    #[must_use]
+    pub fn with_failure(self, failure: AuditFailure) -> Self {
+        Self { failure, ..self }
     }
 
     /// This sink, waiting up to `wait` for room in a full queue (zero, the default: not at all).
@@ -208,6 +224,7 @@ impl AuditSink {
             queue_full: self.shared.queue_full.load(Ordering::Relaxed),
             room_waits: self.shared.room_waits.load(Ordering::Relaxed),
             session_waits: self.shared.session_waits.load(Ordering::Relaxed),
+            unheld: self.shared.unheld.load(Ordering::Relaxed),
             commits: self.shared.commits.load(Ordering::Relaxed),
             queued: self.backlog(),
             in_flight: self.shared.held.load(Ordering::Relaxed),
@@ -242,8 +259,22 @@ impl AuditSink {
     /// `None` when the wait ran out or the store is closed: the caller then refuses (fail
     /// closed). Waiting takes no slot, so records of work already done are never crowded out by
     /// what waits.
+    ///
+    /// Under `audit_failure = "open"`, the work is let through instead, with a slot that holds
+    /// no place ([`Slot::unheld`]): its record goes into the queue only if there is room when it
+    /// is sent, and is otherwise lost (counted in `queue_full`, logged). Counted in `unheld` and
+    /// logged (at most once a second).
     pub async fn hold(&self) -> Option<Slot> {
-        self.wait_for(ROOM, || self.try_hold()).await
+        let slot = self.wait_for(ROOM, || self.try_hold()).await;
+        match (slot, self.failure) {
+            (Some(slot), _) => Some(slot),
+            (None, AuditFailure::Closed) => None,
+            (None, AuditFailure::Open) => {
+                self.shared.unheld.fetch_add(1, Ordering::Relaxed);
+                warn_unheld();
+                Some(Slot::unheld(self.shared.clone()))
+            }
+        }
     }
 
     /// [`Self::hold`] without waiting.
@@ -309,15 +340,8 @@ impl AuditSink {
     /// Logs a record that could not be queued: at most once a second, with how many were lost
     /// meanwhile (a flood of lines would hide everything else).
     pub fn warn_dropped(&self, what: &'static str, e: &StoreError) {
-        use std::sync::atomic::AtomicU64;
-        static LAST: AtomicU64 = AtomicU64::new(0);
-        static SINCE: AtomicU64 = AtomicU64::new(0);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let lost = SINCE.fetch_add(1, Ordering::Relaxed) + 1;
-        if LAST.swap(now, Ordering::Relaxed) != now {
-            SINCE.store(0, Ordering::Relaxed);
+        static LOST: EverySecond = EverySecond::new();
+        if let Some(lost) = LOST.count() {
             tracing::warn!(error = %e, kind = what, lost, "audit records lost (queue full or store closed)");
         }
     }
@@ -332,11 +356,12 @@ impl AuditSink {
     /// was sent before it stops), or without one like [`Self::send`].
     fn send_in(&self, slot: Option<Slot>, op: Op) -> Result<(), StoreError> {
         match slot {
-            Some(mut slot) => {
+            Some(mut slot) if slot.permit.is_some() => {
                 slot.send(op);
                 Ok(())
             }
-            None => self.send(op),
+            // No slot, or one that holds no place: a place if the queue has one.
+            _ => self.send(op),
         }
     }
 
@@ -443,6 +468,16 @@ pub struct Slot {
 }
 
 impl Slot {
+    /// A slot that holds no place in the queue, for work let through when none was to be had
+    /// (`audit_failure = "open"`): its record is sent as one without a slot.
+    fn unheld(shared: Arc<Shared>) -> Self {
+        Self {
+            permit: None,
+            shared,
+            session: None,
+        }
+    }
+
     /// The slot counted in its session's budget until it is used or given back.
     pub fn in_session(mut self, permit: SessionPermit) -> Self {
         self.session = Some(permit);
@@ -491,6 +526,45 @@ impl Drop for Slot {
 impl std::fmt::Debug for Slot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Slot")
+    }
+}
+
+/// Logs work let through unheld: at most once a second, with how many meanwhile.
+fn warn_unheld() {
+    static UNHELD: EverySecond = EverySecond::new();
+    if let Some(unheld) = UNHELD.count() {
+        tracing::warn!(
+            unheld,
+            "audit store behind: work let through without a place for its record (audit_failure = open)"
+        );
+    }
+}
+
+/// Counts events, and says when to log them: at most once a second (a flood of lines would hide
+/// everything else), with how many came since the last line.
+struct EverySecond {
+    last: AtomicU64,
+    since: AtomicU64,
+}
+
+impl EverySecond {
+    const fn new() -> Self {
+        Self {
+            last: AtomicU64::new(0),
+            since: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one event; `Some(events since the last line)` when a line is due.
+    fn count(&self) -> Option<u64> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let since = self.since.fetch_add(1, Ordering::Relaxed) + 1;
+        (self.last.swap(now, Ordering::Relaxed) != now).then(|| {
+            self.since.store(0, Ordering::Relaxed);
+            since
+        })
     }
 }
 

@@ -8,6 +8,7 @@ use std::{
 use sqlx::{ConnectOptions as _, Connection as _, SqliteConnection, sqlite::SqliteConnectOptions};
 
 use super::*;
+use crate::config::AuditFailure;
 use crate::store::{
     sink::{ROOM, Shared},
     writer::BATCH_MAX,
@@ -1443,4 +1444,46 @@ fn shipped_migrations_are_unchanged() {
         .collect();
     let want: Vec<(i64, String)> = pinned.iter().map(|(v, h)| (*v, (*h).to_owned())).collect();
     assert_eq!(got, want);
+}
+
+/// Under `audit_failure = "open"`, `hold()` whose wait runs out lets the work through with a
+/// slot that holds no place: its record goes into the queue while there is room, and is lost
+/// (counted in `queue_full`) once there is none. Under `closed` the same wait refuses.
+#[tokio::test]
+async fn an_open_sink_lets_work_through_unheld_when_the_wait_runs_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    let (store, sink, _reader) = open_sqlite(&path, 3).await.expect("open");
+    let lock = lock_writes(&path).await;
+    stuck_with_one_queued(&sink).await;
+    let wait = Duration::from_millis(100);
+    let closed = sink.clone().with_wait(wait);
+    let open = sink
+        .clone()
+        .with_wait(wait)
+        .with_failure(AuditFailure::Open);
+
+    assert!(closed.hold().await.is_none(), "closed: refused");
+    let t = Instant::now();
+    let first = open.hold().await.expect("open: let through");
+    assert!(t.elapsed() >= wait, "it waited first: {:?}", t.elapsed());
+    let second = open.hold().await.expect("open: let through");
+    let stats = sink.stats();
+    assert_eq!((stats.unheld, stats.in_flight), (2, 0), "{stats:?}");
+
+    let id = uuid::Uuid::now_v7();
+    let queued = stats.queued;
+    open.statement(stmt(id, 1, "select 1"), Some(first))
+        .expect("room for it in the queue");
+    assert_eq!(sink.stats().queued, queued + 1);
+    while sink.statement(stmt(id, 9, "filler"), None).is_ok() {}
+    let full = sink.stats().queue_full;
+    assert!(matches!(
+        open.statement(stmt(id, 2, "select 2"), Some(second)),
+        Err(StoreError::QueueFull)
+    ));
+    assert_eq!(sink.stats().queue_full, full + 1);
+
+    unlock_writes(lock).await;
+    store.shutdown().await.expect("shutdown");
 }

@@ -76,6 +76,10 @@ pub struct StoreStats {
     /// [`super::SessionBudget`]).
     #[serde(default)]
     pub session_waits: u64,
+    /// Statements and requests let through without a place for their record, the store being
+    /// behind (`audit_failure = "open"`; see [`super::AuditSink::hold`]).
+    #[serde(default)]
+    pub unheld: u64,
     /// Transactions committed (several operations each under load).
     pub commits: u64,
     /// Operations waiting in the queue now.

@@ -618,7 +618,8 @@ const UNKNOWN_PORTAL_TEXT: &str = "execute of a portal without a known statement
 
 /// A statement let through holds a slot in the audit queue for its record ([`hold_slot`]). When
 /// the store is behind, the statement waits for one while the store catches up, then is refused
-/// (fail closed): it would otherwise run unrecorded.
+/// (fail closed): it would otherwise run unrecorded. (Under `audit_failure = "open"` the sink
+/// gives a slot that holds no place instead, and the statement runs.)
 async fn audit_gate<W: AsyncWrite + Unpin>(
     ctx: &Context,
     shared: &Shared,
