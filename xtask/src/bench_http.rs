@@ -6,7 +6,9 @@
 //! `Connection: close`, through each path: requests per second, ratio to direct, latency
 //! p50/p99 and the CPU time the proxy process (and its children) spent per request
 //! (`/proc/<pid>/stat` utime+stime), with its kernel part and, for tollgate, its audit writer
-//! thread's part. tollgate's target is `protocol = "http"`, `tls = "none"`,
+//! thread's part; and tollgate's requests per second and CPU over each other path's, the median
+//! of the round-by-round ratios (each round runs every path, so a machine that slows down
+//! between rounds moves both sides of a ratio). tollgate's target is `protocol = "http"`, `tls = "none"`,
 //! with a request rule (every request decided) and the request audit (one record per request).
 //!
 //! Every run proves its path: the origin served the requests, the path's proxy counted them
@@ -33,7 +35,7 @@ use anyhow::{Context as _, bail};
 use super::{
     env::{self, BenchAgent, Host, visit},
     note,
-    stats::{fmt_num, median},
+    stats::{fmt_num, median, paired_ratio},
     step,
 };
 use paths::{Counters, Path};
@@ -574,6 +576,15 @@ fn table(o: &Options, mode: Mode, s: &BTreeMap<(Mode, Path), Series>) -> Table {
     t.row("proxy CPU µs/request", each(&|x| med(&x.cpu)));
     t.row("  of it kernel", each(&|x| med(&x.kernel)));
     t.row("  of it audit writer", each(&|x| med(&x.writer)));
+    let ours = get(Path::Tollgate);
+    t.row(
+        "tollgate's req/s over this",
+        each(&|x| ratio(paired_ratio(&ours.rps, &x.rps))),
+    );
+    t.row(
+        "tollgate's CPU over this",
+        each(&|x| ratio(paired_ratio(&ours.cpu, &x.cpu))),
+    );
     t.row("errors (all rounds)", each(&|x| x.errors.to_string()));
     t.row(
         "audit records dropped",

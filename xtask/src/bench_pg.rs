@@ -4,7 +4,9 @@
 //!
 //! 1. `pgbench -S` (simple and extended protocol): TPS, ratio to direct, and the CPU time the
 //!    proxy process spent per transaction (`/proc/<pid>/stat` utime+stime), with its kernel
-//!    part (stime) and, for tollgate, its audit writer thread's part.
+//!    part (stime) and, for tollgate, its audit writer thread's part; and tollgate's TPS and CPU
+//!    over each other path's, the median of the round-by-round ratios (each round runs every
+//!    path, so a machine that slows down between rounds moves both sides of a ratio).
 //! 2. Latency p50/p99 at fixed rates, from pgbench's transaction log: half the direct TPS
 //!    (above what a slow path sustains: then its latency is queueing) and half the slowest
 //!    path's TPS (a rate every path sustains).
@@ -40,7 +42,7 @@ use anyhow::{Context as _, bail};
 use super::{
     env::{self, BenchAgent, Host, visit},
     note,
-    stats::{fmt_num, median, percentile},
+    stats::{fmt_num, median, paired_ratio, percentile},
     step,
 };
 use paths::{Counters, Path};
@@ -685,6 +687,21 @@ fn throughput_table(o: &Options, s: &BTreeMap<(Protocol, Path), Series>) -> Tabl
         t.row(
             format!("{name}:   of it audit writer"),
             Path::ALL.iter().map(|&p| med(&get(p).writer)).collect(),
+        );
+        let ours = get(Path::Tollgate);
+        t.row(
+            format!("{name}: tollgate's TPS over this"),
+            Path::ALL
+                .iter()
+                .map(|&p| ratio(paired_ratio(&ours.tps, &get(p).tps)))
+                .collect(),
+        );
+        t.row(
+            format!("{name}: tollgate's CPU over this"),
+            Path::ALL
+                .iter()
+                .map(|&p| ratio(paired_ratio(&ours.cpu, &get(p).cpu)))
+                .collect(),
         );
     }
     t

@@ -16,6 +16,18 @@ pub fn median(values: &[f64]) -> f64 {
     }
 }
 
+/// `a` over `b`, for two series measured in the same interleaved rounds: the median of the
+/// ratios round by round (each pair measured minutes apart at most, so a machine that slows down
+/// between rounds moves both), or the ratio of the medians when the rounds do not pair up.
+pub fn paired_ratio(a: &[f64], b: &[f64]) -> f64 {
+    if a.len() == b.len() && !a.is_empty() {
+        let each: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
+        median(&each)
+    } else {
+        median(a) / median(b)
+    }
+}
+
 /// Nearest-rank percentile `p` (0..=100) of `samples`; NaN when empty.
 pub fn percentile(samples: &[f64], p: f64) -> f64 {
     let mut v = samples.to_vec();
@@ -89,6 +101,17 @@ pub fn fmt_num(x: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paired_ratio_takes_the_median_round() {
+        // Round 2 ran on a slower machine for both: its ratio is like the others.
+        let a = [10.0, 5.0, 12.0];
+        let b = [20.0, 10.0, 20.0];
+        assert_eq!(paired_ratio(&a, &b), 0.5);
+        // Rounds that do not pair up: ratio of the medians.
+        assert_eq!(paired_ratio(&[10.0, 30.0, 20.0], &[40.0]), 0.5);
+        assert!(paired_ratio(&[], &[1.0]).is_nan());
+    }
 
     #[test]
     fn median_cases() {
