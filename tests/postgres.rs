@@ -1391,6 +1391,38 @@ fn a_long_name_cut_inside_a_non_ascii_character_ends_the_session() {
     );
 }
 
+/// A server whose encoding converts names (LATIN1 here; EUC_JP takes `é` as three bytes, and two
+/// distinct characters as one) may keep two names tollgate holds apart as one: a non-ASCII
+/// statement name ends the session there. ASCII names go on, and on a UTF8 database the same
+/// non-ASCII name is taken.
+#[test]
+fn a_non_ascii_name_on_a_server_that_converts_names_ends_the_session() {
+    let test = "a_non_ascii_name_on_a_server_that_converts_names_ends_the_session";
+    let Some(f) = Fixture::start(test, "pg-latin1", |_| {}) else {
+        return;
+    };
+    f.pg.admin_sql(
+        "postgres",
+        "CREATE DATABASE latin1 OWNER app ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' \
+         TEMPLATE template0",
+    );
+    let steps = json!([
+        {"send": [["P", "s1", "select 1"], ["S"]]},
+        {"until": "Z"},
+        {"send": [["P", "s\u{e9}", "select 1"], ["S"]]},
+        {"until": "Z"},
+    ]);
+    let latin1 = Script::run_on(&f, "latin1", &steps);
+    assert_eq!(latin1.step(1)["got"], json!(["1", "Z"]), "{latin1}");
+    assert!(
+        matches!(latin1.end(), "eof" | "reset"),
+        "the session went on: {latin1}"
+    );
+    let utf8 = Script::run(&f, &steps);
+    assert_eq!(utf8.end(), "open", "{utf8}");
+    assert_eq!(utf8.step(3)["got"], json!(["1", "Z"]), "{utf8}");
+}
+
 /// A Parse of a name SQL prepared fails at the server (the name is in use); a Bind of the name
 /// pipelined after it binds SQL's statement, which tollgate does not know. It is taken as
 /// unknown: its computed column is redacted (not let through by the failed Parse's plan), and

@@ -144,7 +144,8 @@ print(json.dumps(out))
 "#;
 
 /// Raw protocol client driven by a script: sends a startup packet (scram_user, database
-/// orders, no password), reads up to ReadyForQuery, then runs the steps of `argv[2]` (JSON):
+/// `argv[3]` or orders, no password), reads up to ReadyForQuery, then runs the steps of
+/// `argv[2]` (JSON):
 /// - `{"send": [[type, field…], …]}`: the messages concatenated and sent at once (pipelined):
 ///   `["P", name, sql]` (no parameter types), `["B", portal, statement]` (no parameters, text
 ///   results), `["D", "P" or "S", name]`, `["E", portal]` (all rows), `["Q", sql]`,
@@ -242,7 +243,8 @@ def read(stop, seconds, count=1):
 
 out = {"pid": os.getpid(), "steps": [], "end": "open"}
 s = socket.create_connection(("127.0.0.1", port), timeout=5)
-params = b"user\0scram_user\0database\0orders\0application_name\0raw-script\0\0"
+database = sys.argv[3].encode() if len(sys.argv) > 3 else b"orders"
+params = b"user\0scram_user\0database\0" + database + b"\0application_name\0raw-script\0\0"
 s.sendall(struct.pack("!ii", 8 + len(params), 196608) + params)
 start = read("ZE", 5)
 out["startup"] = start["got"]

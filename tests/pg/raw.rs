@@ -11,9 +11,14 @@ pub struct Script(pub Value);
 impl Script {
     /// Runs `steps` (a JSON array, see [`super::py::SCRIPT`]) as the `etl` workload.
     pub fn run(f: &Fixture, steps: &Value) -> Script {
+        Self::run_on(f, "orders", steps)
+    }
+
+    /// [`Self::run`] on `database`.
+    pub fn run_on(f: &Fixture, database: &str, steps: &Value) -> Script {
         let r = python(
             super::py::SCRIPT,
-            &[&f.pg.port.to_string(), &steps.to_string()],
+            &[&f.pg.port.to_string(), &steps.to_string(), database],
         )
         .run(Some(&f.etl));
         assert!(r.ok(), "script client failed: {r:?}");

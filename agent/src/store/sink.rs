@@ -260,10 +260,10 @@ impl AuditSink {
     /// closed). Waiting takes no slot, so records of work already done are never crowded out by
     /// what waits.
     ///
-    /// Under `audit_failure = "open"`, the work is let through instead, with a slot that holds
-    /// no place ([`Slot::unheld`]): its record goes into the queue only if there is room when it
-    /// is sent, and is otherwise lost (counted in `queue_full`, logged). Counted in `unheld` and
-    /// logged (at most once a second).
+    /// Under `audit_failure = "open"`, the work is let through instead (in both cases), with a
+    /// slot that holds no place ([`Slot::unheld`]): its record goes into the queue only if there
+    /// is room when it is sent, and is otherwise lost (counted in `queue_full`; a closed store
+    /// refuses it as `Closed`). Counted in `unheld` and logged (at most once a second).
     pub async fn hold(&self) -> Option<Slot> {
         let slot = self.wait_for(ROOM, || self.try_hold()).await;
         match (slot, self.failure) {

@@ -76,8 +76,9 @@ pub struct StoreStats {
     /// [`super::SessionBudget`]).
     #[serde(default)]
     pub session_waits: u64,
-    /// Statements and requests let through without a place for their record, the store being
-    /// behind (`audit_failure = "open"`; see [`super::AuditSink::hold`]).
+    /// Holds whose wait ran out and that let the work through without a place for its record
+    /// (`audit_failure = "open"`; see [`super::AuditSink::hold`]): statements and requests, and
+    /// also a Parse's check and requests denied after it.
     #[serde(default)]
     pub unheld: u64,
     /// Transactions committed (several operations each under load).

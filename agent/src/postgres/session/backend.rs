@@ -499,6 +499,7 @@ mod tests {
                 column_masking: false,
                 binary_allowed: false,
                 catalog: Default::default(),
+                names_unconverted: true,
             };
             Self {
                 audit,

@@ -36,6 +36,9 @@ pub struct SessionMeta {
     pub binary_allowed: bool,
     /// Masked table columns of the target's catalog.
     pub catalog: std::sync::Arc<super::catalog::Catalog>,
+    /// The server keeps statement and portal names as the client sends them (its encoding is
+    /// UTF8 or SQL_ASCII): no conversion changes their bytes (see `frontend::fit_name`).
+    pub names_unconverted: bool,
 }
 
 /// The verdict on one message of SQL text.

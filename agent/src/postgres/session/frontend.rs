@@ -127,7 +127,7 @@ where
                 let Ok(FrontendMessage::Parse(mut p)) = frame.decode() else {
                     return Err(bad(&frame));
                 };
-                fit_name(&mut p.name)?;
+                fit_name(&mut p.name, meta.names_unconverted)?;
                 flush(&mut server, &mut out).await?;
                 on_parse(ctx, meta, masker, shared, p, frame, &mut server, &mut out).await?;
             }
@@ -135,22 +135,22 @@ where
                 let Ok(FrontendMessage::Bind(mut b)) = frame.decode() else {
                     return Err(bad(&frame));
                 };
-                fit_name(&mut b.portal)?;
-                fit_name(&mut b.statement)?;
+                fit_name(&mut b.portal, meta.names_unconverted)?;
+                fit_name(&mut b.statement, meta.names_unconverted)?;
                 on_bind(ctx, meta, masker, shared, b, frame, &mut out);
             }
             b'D' => {
                 let Ok(FrontendMessage::Describe(mut d)) = frame.decode() else {
                     return Err(bad(&frame));
                 };
-                fit_name(&mut d.name)?;
+                fit_name(&mut d.name, meta.names_unconverted)?;
                 on_describe(shared, d, frame, &mut out);
             }
             b'E' => {
                 let Ok(FrontendMessage::Execute(mut e)) = frame.decode() else {
                     return Err(bad(&frame));
                 };
-                fit_name(&mut e.portal)?;
+                fit_name(&mut e.portal, meta.names_unconverted)?;
                 // Each Execute of a prepared statement is a statement of its own in the audit:
                 // held, then refused, like a Query or Parse when the store cannot take it.
                 let Some(slot) = hold_slot(ctx, shared, &mut server, &mut out).await? else {
@@ -236,7 +236,7 @@ where
                 let Ok(FrontendMessage::Close(mut c)) = frame.decode() else {
                     return Err(bad(&frame));
                 };
-                fit_name(&mut c.name)?;
+                fit_name(&mut c.name, meta.names_unconverted)?;
                 on_close(shared, c, frame, &mut out);
             }
             b'S' => {
@@ -284,8 +284,18 @@ where
 /// The server looks prepared statements and portals up by the first 63 bytes of their name (its
 /// hash tables copy, hash and compare no more), in its own encoding. An ASCII prefix is the same
 /// bytes in every server encoding: the name is cut there. Where the cut falls on or after a
-/// non-ASCII byte, what the server keeps depends on its encoding: the session ends.
-fn fit_name(name: &mut String) -> Result<(), ReadError> {
+/// non-ASCII byte, what the server keeps depends on its encoding: the session ends. So it does
+/// for any non-ASCII name when the server converts names (`unconverted` false: its encoding is
+/// neither UTF8 nor SQL_ASCII): a conversion may lengthen a name past the cut, or make two
+/// names one (EUC_JP takes `é` as three bytes, and two distinct characters as the same one).
+fn fit_name(name: &mut String, unconverted: bool) -> Result<(), ReadError> {
+    if !unconverted && !name.is_ascii() {
+        return Err(ReadError::Violation(format!(
+            "a statement or portal name not ASCII, on a server whose encoding converts it \
+             ({} bytes)",
+            name.len()
+        )));
+    }
     if name.len() <= MAX_NAME_LEN {
         return Ok(());
     }
@@ -945,8 +955,12 @@ mod tests {
     use super::*;
 
     fn fitted(name: &str) -> Result<String, String> {
+        fitted_on(name, true)
+    }
+
+    fn fitted_on(name: &str, unconverted: bool) -> Result<String, String> {
         let mut name = name.to_owned();
-        fit_name(&mut name)
+        fit_name(&mut name, unconverted)
             .map(|()| name)
             .map_err(|e| e.to_string())
     }
@@ -965,6 +979,17 @@ mod tests {
         // What follows the cut may be anything: the server never reads it.
         let tail = format!("{}é", "s".repeat(63));
         assert_eq!(fitted(&tail), Ok("s".repeat(63)));
+    }
+
+    #[test]
+    fn a_server_that_converts_names_takes_ascii_ones_only() {
+        assert_eq!(fitted_on("s1", false).as_deref(), Ok("s1"));
+        let long = format!("{}_first", "s".repeat(63));
+        assert_eq!(fitted_on(&long, false), Ok("s".repeat(63)));
+        for name in ["é", "sé", &format!("{}é", "s".repeat(63))] {
+            let err = fitted_on(name, false).expect_err(name);
+            assert!(err.contains("converts"), "{err}");
+        }
     }
 
     #[test]

@@ -232,6 +232,7 @@ async fn run(
         column_masking: masker.has_column_rules(),
         binary_allowed: pg.binary_results == crate::policy::BinaryResults::Allow,
         catalog: std::sync::Arc::new(catalog),
+        names_unconverted: names_unconverted(ready.server_encoding.as_deref()),
     };
     let shared = state::Shared::default();
     let (client_r, client_w) = tokio::io::split(client);
@@ -338,4 +339,34 @@ async fn cancel_forward(
     let _ = s.shutdown().await;
     info!(target = %init.target, "query cancel forwarded");
     Ok(CopyEnd::Closed)
+}
+
+/// Whether a server whose `server_encoding` is `encoding` keeps names as the client sends them:
+/// tollgate sends `client_encoding=UTF8`, and a UTF8 server converts nothing, nor does a
+/// SQL_ASCII one (it takes the bytes as they come). Any other encoding converts them, and the
+/// bytes it keeps (and so which names it takes for one) are not the ones tollgate saw.
+fn names_unconverted(encoding: Option<&str>) -> bool {
+    encoding.is_some_and(|e| {
+        let e = e.replace(['_', '-'], "");
+        e.eq_ignore_ascii_case("UTF8") || e.eq_ignore_ascii_case("SQLASCII")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_unconverted;
+
+    #[test]
+    fn only_utf8_and_sql_ascii_servers_keep_names_as_sent() {
+        for e in ["UTF8", "utf8", "UTF-8", "SQL_ASCII"] {
+            assert!(names_unconverted(Some(e)), "{e}");
+        }
+        for e in ["LATIN1", "EUC_JP", "EUC_TW", "MULE_INTERNAL", "WIN1252", ""] {
+            assert!(!names_unconverted(Some(e)), "{e}");
+        }
+        assert!(
+            !names_unconverted(None),
+            "not reported: taken as converting"
+        );
+    }
 }

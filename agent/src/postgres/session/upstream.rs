@@ -53,6 +53,8 @@ pub struct Upstream {
     pub key: Option<BackendKeyData>,
     /// Transaction status of the first ReadyForQuery.
     pub status: TransactionStatus,
+    /// The server's `server_encoding` (reported at startup; fixed for the database).
+    pub server_encoding: Option<String>,
 }
 
 /// Negotiates TLS per `cfg` on `tcp`.
@@ -203,6 +205,7 @@ pub async fn login(
     // Parameters and key, up to ReadyForQuery.
     let mut replay = Vec::new();
     let mut key = None;
+    let mut server_encoding = None;
     loop {
         let frame = read_backend(&mut stream, &mut buf).await?;
         match frame.decode().map_err(ReadError::Protocol)? {
@@ -214,6 +217,7 @@ pub async fn login(
                     replay,
                     key,
                     status: r.status,
+                    server_encoding,
                 });
             }
             BackendMessage::ErrorResponse(e) => {
@@ -222,6 +226,10 @@ pub async fn login(
                     e.sqlstate().unwrap_or("?????"),
                     e.message().unwrap_or_default()
                 )));
+            }
+            BackendMessage::ParameterStatus(p) if p.name == "server_encoding" => {
+                server_encoding = Some(p.value);
+                replay.push(frame.into_raw());
             }
             _ => replay.push(frame.into_raw()),
         }
