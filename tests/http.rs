@@ -615,6 +615,64 @@ fn an_unrecorded_connection_sends_no_request_records() {
     );
 }
 
+/// `audit_failure = "open"`: a request that finds no room in the audit queue for the whole
+/// `audit_wait` is served (not refused with 503), with a warning. The test locks the audit
+/// database once the connection is recorded, lets the client send its requests on that
+/// connection, and lets the lock go once a request was let through that way.
+#[test]
+fn an_open_store_lets_requests_through_while_it_is_behind() {
+    let test = "an_open_store_lets_requests_through_while_it_is_behind";
+    let config = "audit_queue = 70\naudit_wait = \"300ms\"\naudit_failure = \"open\"\n";
+    let Some(fx) = Fixture::start_configured(test, "http-openbehind", config) else {
+        return;
+    };
+    let counter = |name: &str| {
+        fx.agent.status()["counters"][name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no counter {name}"))
+    };
+    let go = fx.agent.scratch().join("go");
+    let port = fx.nginx.ports.plain;
+    let paths: Vec<String> = (0..30).map(|i| format!("/hello.txt?n={i}")).collect();
+    let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let (py, let_through) = std::thread::scope(|s| {
+        let client = s.spawn(|| requests_after(&fx.app, port, &go, &paths));
+        // The connection's row is committed before the lock: it is recorded.
+        let begun = harness::poll(std::time::Duration::from_secs(10), || {
+            (counter("audit_written") >= 1).then_some(())
+        });
+        assert!(begun.is_some(), "{}", fx.agent.log_tail());
+        let lock =
+            rusqlite::Connection::open(fx.agent.state_dir.join("audit.db")).expect("open db");
+        lock.execute_batch("BEGIN IMMEDIATE")
+            .expect("lock audit db");
+        std::fs::write(&go, "").expect("go");
+        // Well under the writer's 5 s busy timeout.
+        let let_through = harness::poll(std::time::Duration::from_secs(3), || {
+            (counter("audit_unheld") >= 1).then_some(())
+        });
+        lock.execute_batch("ROLLBACK").expect("unlock audit db");
+        (client.join().expect("client"), let_through)
+    });
+    assert!(let_through.is_some(), "none let through unheld: {:?}", py.v);
+    assert_eq!(
+        py.v["statuses"],
+        serde_json::json!(vec![200; 30]),
+        "{:?}",
+        py.v
+    );
+    assert!(
+        fx.agent_log()
+            .contains("work let through without a place for its record"),
+        "{}",
+        fx.agent.log_tail()
+    );
+    // The queue (70) had room for every record when its request ended: none is lost.
+    let session = fx.session_of(py.pid, 30);
+    assert_eq!(requests(&session).len(), 30, "{session:#}");
+    assert_eq!(counter("audit_queue_full"), 0);
+}
+
 /// Originate: the task speaks plain HTTP to nginx's TLS port (which refuses plain HTTP to a
 /// direct client); tollgate speaks TLS to it, verified against nginx's CA for `server_name`.
 #[test]

@@ -1455,7 +1455,7 @@ async fn an_open_sink_lets_work_through_unheld_when_the_wait_runs_out() {
     let path = db_path(&dir);
     let (store, sink, _reader) = open_sqlite(&path, 3).await.expect("open");
     let lock = lock_writes(&path).await;
-    stuck_with_one_queued(&sink).await;
+    let ids = stuck_with_one_queued(&sink).await;
     let wait = Duration::from_millis(100);
     let closed = sink.clone().with_wait(wait);
     let open = sink
@@ -1471,12 +1471,16 @@ async fn an_open_sink_lets_work_through_unheld_when_the_wait_runs_out() {
     let stats = sink.stats();
     assert_eq!((stats.unheld, stats.in_flight), (2, 0), "{stats:?}");
 
-    let id = uuid::Uuid::now_v7();
+    // Of a connection recorded before them (queued first): the writer takes them all.
+    let id = ids[0];
     let queued = stats.queued;
     open.statement(stmt(id, 1, "select 1"), Some(first))
         .expect("room for it in the queue");
     assert_eq!(sink.stats().queued, queued + 1);
-    while sink.statement(stmt(id, 9, "filler"), None).is_ok() {}
+    let mut seq = 10;
+    while sink.statement(stmt(id, seq, "filler"), None).is_ok() {
+        seq += 1;
+    }
     let full = sink.stats().queue_full;
     assert!(matches!(
         open.statement(stmt(id, 2, "select 2"), Some(second)),
