@@ -1423,6 +1423,58 @@ fn a_non_ascii_name_on_a_server_that_converts_names_ends_the_session() {
     assert_eq!(utf8.step(3)["got"], json!(["1", "Z"]), "{utf8}");
 }
 
+/// A session may not change how the server reads SQL. `SET standard_conforming_strings = off`
+/// (after which `'x\''` is a whole literal to the server, so a `DROP` could sit where tollgate
+/// sees a string) and `set_config('client_encoding', ...)` are unknown (denied here by
+/// `no-unknown`), and the session goes on; setting the safe value is an ordinary `SET`. A
+/// function that changes the setting inside the server is caught by the server's
+/// ParameterStatus report: the session ends there.
+#[test]
+fn a_session_may_not_change_how_the_server_reads_sql() {
+    let test = "a_session_may_not_change_how_the_server_reads_sql";
+    let Some(f) = Fixture::start(test, "pg-reading", |_| {}) else {
+        return;
+    };
+    f.pg.admin_sql(
+        "orders",
+        "CREATE FUNCTION sneaky() RETURNS text LANGUAGE sql \
+         AS $$ SELECT set_config('standard_conforming_strings', 'off', false) $$",
+    );
+    let out = Script::run(
+        &f,
+        &json!([
+            {"send": [["Q", "SET standard_conforming_strings = off"]]},
+            {"until": "Z"},
+            {"send": [["Q", "SELECT set_config('client_encoding', 'LATIN1', false)"]]},
+            {"until": "Z"},
+            {"send": [["Q", "SET standard_conforming_strings = on"]]},
+            {"until": "Z"},
+            {"send": [["Q", "SELECT sneaky()"], ["Q", "SELECT 1"]]},
+            {"until": "Z", "count": 2},
+        ]),
+    );
+    assert_eq!(out.step(1)["got"], json!(["E", "Z"]), "{out}");
+    assert_eq!(out.step(3)["got"], json!(["E", "Z"]), "{out}");
+    assert_eq!(out.sqlstates_from(0)[..2], ["42501", "42501"], "{out}");
+    assert_eq!(out.step(5)["got"], json!(["C", "Z"]), "{out}");
+    assert!(
+        matches!(out.end(), "eof" | "reset"),
+        "the session went on: {out}"
+    );
+    assert!(
+        out.step(7)["got"]
+            .as_array()
+            .is_none_or(|g| g.iter().filter(|t| *t == "Z").count() != 2),
+        "the statement after the change was answered: {out}"
+    );
+    assert!(
+        f.agent_log()
+            .contains("standard_conforming_strings = off, which tollgate cannot follow"),
+        "{}",
+        f.agent_log()
+    );
+}
+
 /// A Parse of a name SQL prepared fails at the server (the name is in use); a Bind of the name
 /// pipelined after it binds SQL's statement, which tollgate does not know. It is taken as
 /// unknown: its computed column is redacted (not let through by the failed Parse's plan), and

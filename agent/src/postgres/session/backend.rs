@@ -303,7 +303,20 @@ fn on_frame(
                 st.idle();
             }
         }
-        _ => {} // ParameterStatus, notices, notifications: passed through.
+        b'S' => {
+            // A setting that makes the server read SQL otherwise than tollgate does, changed
+            // by something the classifier could not see (a function): what comes next cannot
+            // be decided, so the session ends.
+            if let Ok(BackendMessage::ParameterStatus(p)) = frame.decode()
+                && !crate::postgres::sql::reported_value_is_safe(&p.name, &p.value)
+            {
+                return Err(ReadError::Violation(format!(
+                    "the server now reads SQL with {} = {}, which tollgate cannot follow",
+                    p.name, p.value
+                )));
+            }
+        }
+        _ => {} // Notices, notifications: passed through.
     }
     drop(st);
     out.extend_from_slice(frame.raw());

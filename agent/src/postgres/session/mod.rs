@@ -153,6 +153,13 @@ async fn run(
         return refuse(&mut client, "28000", &msg).await;
     }
 
+    if let Some(name) = forbidden_parameter(&startup) {
+        let msg = format!(
+            "tollgate: startup parameter \"{name}\" is not allowed (set it with SQL, where the \
+             policy decides)"
+        );
+        return refuse(&mut client, "42501", &msg).await;
+    }
     let upstream_startup = upstream_startup(&startup, &role, &database);
     let host = pg
         .server_name
@@ -282,6 +289,21 @@ fn end_of(e: ReadError, side: &str) -> CopyEnd {
     }
 }
 
+/// A startup parameter the client may not set: PostgreSQL applies each as a setting before the
+/// first statement, past the policy. `role` and `session_authorization` change who the session
+/// is (`SET ROLE` is class `dcl`); `standard_conforming_strings` off changes how the server
+/// reads SQL (see `sql::reading`). Names are matched as PostgreSQL does, without case.
+fn forbidden_parameter(client: &StartupMessage) -> Option<&str> {
+    client.params.iter().find_map(|(k, v)| {
+        let forbidden = match k.to_ascii_lowercase().as_str() {
+            "role" | "session_authorization" => true,
+            "standard_conforming_strings" => !crate::postgres::sql::reported_value_is_safe(k, v),
+            _ => false,
+        };
+        forbidden.then_some(k.as_str())
+    })
+}
+
 /// The startup packet tollgate sends upstream: the client's, minus what could change who the
 /// session is or how tollgate reads it.
 fn upstream_startup(client: &StartupMessage, role: &str, database: &str) -> StartupMessage {
@@ -354,7 +376,33 @@ fn names_unconverted(encoding: Option<&str>) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::names_unconverted;
+    use super::{StartupMessage, forbidden_parameter, names_unconverted};
+
+    #[test]
+    fn startup_parameters_that_change_who_or_how_are_refused() {
+        let with = |k: &str, v: &str| {
+            let mut s = StartupMessage::new("etl");
+            s.set("database", "orders");
+            s.set("application_name", "x");
+            s.set(k, v);
+            forbidden_parameter(&s).map(str::to_owned)
+        };
+        for (k, v) in [
+            ("role", "admin"),
+            ("ROLE", "admin"),
+            ("session_authorization", "postgres"),
+            ("standard_conforming_strings", "off"),
+        ] {
+            assert_eq!(with(k, v).as_deref(), Some(k), "{k}={v}");
+        }
+        for (k, v) in [
+            ("standard_conforming_strings", "on"),
+            ("DateStyle", "ISO"),
+            ("search_path", "public"),
+        ] {
+            assert_eq!(with(k, v), None, "{k}={v}");
+        }
+    }
 
     #[test]
     fn only_utf8_and_sql_ascii_servers_keep_names_as_sent() {

@@ -231,6 +231,15 @@ pub async fn login(
                 server_encoding = Some(p.value);
                 replay.push(frame.into_raw());
             }
+            BackendMessage::ParameterStatus(p)
+                if !crate::postgres::sql::reported_value_is_safe(&p.name, &p.value) =>
+            {
+                // A role or database default tollgate cannot read SQL under.
+                return Err(UpstreamError::Server(format!(
+                    "the server reads SQL with {} = {}, which tollgate cannot follow",
+                    p.name, p.value
+                )));
+            }
             _ => replay.push(frame.into_raw()),
         }
     }

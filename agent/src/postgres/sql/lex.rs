@@ -126,8 +126,10 @@ fn literal_kind(token: &Token) -> Option<&'static str> {
 /// comments by one space (none at either end). Two
 /// statements with the same key differ only in literal values and comments, which never change
 /// their class or tables, with one exception: the value of an `EXPLAIN (ANALYZE <value>)` option
-/// decides whether the statement runs. So a statement holding `EXPLAIN` has no key (`None`), nor
-/// has one whose key would exceed `max_len` bytes.
+/// decides whether the statement runs, and the value given to `client_encoding` or
+/// `standard_conforming_strings` decides whether it is Unknown (`reading`). So a statement
+/// holding `EXPLAIN` or such a word has no key (`None`), nor has one whose key would exceed
+/// `max_len` bytes.
 ///
 /// Markers start with NUL, which cannot occur in PostgreSQL query text (a Query message is a C
 /// string), so a marker never equals any other token's text.
@@ -136,6 +138,8 @@ pub(crate) fn cache_key(tokens: &[Token], max_len: usize) -> Option<String> {
     for token in tokens {
         match token {
             Token::Word(w) if w.keyword == sqlparser::keywords::Keyword::EXPLAIN => return None,
+            // A literal's value may decide the class (see `reading`).
+            Token::Word(w) if super::reading::value_may_decide(&w.value) => return None,
             Token::Whitespace(_) => {
                 if !out.is_empty() && !out.ends_with(' ') {
                     out.push(' ');

@@ -40,7 +40,11 @@
 //!   with some option spellings such as `(FREEZE on)`), and `TABLE name`.
 //!   `PREPARE p AS <stmt>` is classified as `<stmt>` (a body that does not parse makes it Unknown).
 //!   A string literal where PostgreSQL wants a name (`DROP TABLE 'x'`, which sqlparser accepts
-//!   and PostgreSQL rejects) makes the statement Unknown; as a `SET`/`RESET` parameter it is Dcl.
+//!   and PostgreSQL rejects) makes the statement Unknown; as a `SET`/`RESET` parameter, Unknown
+//!   with `SET` (it could be a setting of `reading`), Dcl with `RESET`.
+//! - **How the server reads SQL.** `SET client_encoding` to anything but UTF8, `SET NAMES` likewise,
+//!   `SET standard_conforming_strings` off, and `set_config` of either (or of a name not given as
+//!   a string literal) anywhere in a statement: Unknown (see `reading`).
 //! - **Roles.** `SET ROLE`, `SET SESSION AUTHORIZATION`, `SET role = ...` and the matching
 //!   `RESET` change the privileges in force: Dcl, like `GRANT`/`REVOKE` and `CREATE`/`ALTER`/`DROP`
 //!   `ROLE|USER`. Other `SET`/`RESET`/`SHOW` are Set.
@@ -105,6 +109,7 @@ mod lex;
 mod names;
 mod prelex;
 mod project;
+mod reading;
 mod session_names;
 mod walk;
 
@@ -124,6 +129,7 @@ pub use class::StatementClass;
 #[cfg(test)]
 use project::project;
 pub use project::{Projected, expr_needs_mask, per_field, projection};
+pub use reading::reported_value_is_safe;
 pub use session_names::{MAX_NAME_LEN, NameEffects, Names};
 
 /// Statements with at most this many tokens (whitespace and comments not counted) are parsed on

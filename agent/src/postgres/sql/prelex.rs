@@ -4,7 +4,8 @@
 //!
 //! The scan understands only the plainest SQL and gives up ([`None`]) on anything else: comments,
 //! backslashes or a prefix (`E'`, `U&'`, ...) on a string, dollar quoting, `EXPLAIN` anywhere
-//! (its `ANALYZE` value decides what runs), a `;` inside parentheses or with anything but
+//! (its `ANALYZE` value decides what runs) or a word whose literal may decide the class
+//! (`reading::value_may_decide`), a `;` inside parentheses or with anything but
 //! whitespace after it, a run of more than [`MAX_NUMBER_DIGITS`] digits, an unterminated quote. What it does accept, it splits into text kept verbatim and literals:
 //! - a string: `'` ... `'` (a doubled `''` inside), not preceded by an identifier character or `&`;
 //! - a number: a run of ASCII digits with no identifier character or `.` on either side.
@@ -20,8 +21,8 @@
 //! sqlparser's tokenizer found, and the same redacted text. Inside a literal of the accepted
 //! forms no character can end it early or late (no backslash, and `''` is read alike by both),
 //! so any other string with the same key tokenizes to the same tokens with other literal values,
-//! and literal values never change a class or a table list (the one exception, `EXPLAIN
-//! (ANALYZE <value>)`, is refused above). Its redacted text is the same too: a redaction is the
+//! and literal values never change a class or a table list (the exceptions, `EXPLAIN
+//! (ANALYZE <value>)` and the settings of `reading`, are refused above). Its redacted text is the same too: a redaction is the
 //! key with markers replaced by masks. A string sqlparser reads as a name (`DROP TABLE 'x'`) makes
 //! the statement Unknown whatever its value (see `names::STRING_NAME`).
 
@@ -72,7 +73,13 @@ pub(crate) fn scan(sql: &str, max_len: usize) -> Option<Scan> {
                 verbatim = i;
             }
             b'"' => {
+                if i > 0 && b[i - 1] == b'&' {
+                    return None;
+                }
                 let close = b[i + 1..].iter().position(|&c| c == b'"')?;
+                if super::reading::value_may_decide(&sql[i + 1..i + 1 + close]) {
+                    return None;
+                }
                 i += close + 2;
             }
             b'$' => {
@@ -124,7 +131,8 @@ pub(crate) fn scan(sql: &str, max_len: usize) -> Option<Scan> {
                 while b.get(i).is_some_and(|&c| is_ident(c)) {
                     i += 1;
                 }
-                if sql[start..i].eq_ignore_ascii_case("explain") {
+                let word = &sql[start..i];
+                if word.eq_ignore_ascii_case("explain") || super::reading::value_may_decide(word) {
                     return None;
                 }
             }

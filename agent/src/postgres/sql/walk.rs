@@ -36,6 +36,9 @@ pub(crate) struct Analysis {
 pub(crate) fn statement(stmt: &Statement) -> Analysis {
     let mut walker = Walker::default();
     walker.statement(stmt);
+    if super::reading::changes_reading(stmt) {
+        walker.raise(C::Unknown);
+    }
     walker.out.names = super::session_names::of(stmt);
     walker.out
 }

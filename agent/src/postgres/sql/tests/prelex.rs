@@ -171,7 +171,7 @@ fn every_case_of_the_table_classifies_alike_through_the_scan() {
 fn a_literal_read_as_a_name_or_an_overlong_number_never_comes_from_a_memo() {
     // sqlparser accepts a string where PostgreSQL wants a name, and reads some numbers into u64:
     // such a literal's value could decide the class or tables, so these statements are Unknown
-    // (a string as a name; a role parameter counts as Dcl) or never memoized (long numbers).
+    // (a string as a name, a parameter's included) or never memoized (long numbers).
     // Found in review; each pair shares a prefix so that the first string primes the memos.
     for (a, b) in [
         ("DROP TABLE 'prelex_h'", "DROP TABLE 'accounts'"),
@@ -187,7 +187,9 @@ fn a_literal_read_as_a_name_or_an_overlong_number_never_comes_from_a_memo() {
     }
     assert_eq!(classify("DROP TABLE 'accounts'")[0].class, C::Unknown);
     assert_eq!(classify("SELECT * FROM 'accounts'")[0].class, C::Unknown);
-    assert_eq!(classify("SET 'prelex_k' = 1")[0].class, C::Dcl);
+    // A string-named parameter could be a role one (Dcl) or one that changes how the server
+    // reads SQL (`sql::reading`): Unknown.
+    assert_eq!(classify("SET 'prelex_k' = 1")[0].class, C::Unknown);
     assert_eq!(key("SELECT (2;"), None);
     assert_eq!(key("SELECT 1234567890123456789"), None);
     assert!(key("SELECT 123456789012345678").is_some());
