@@ -30,10 +30,14 @@ impl Catalog {
             .map(|(c, t)| (c.as_str(), t.as_str()))
     }
 
-    /// Whether `table` (lower-case name, optionally schema-qualified) has a masked column.
+    /// Whether `table` (a name as the classifier normalizes it, optionally schema-qualified)
+    /// has a masked column. Matched without case: the catalog's names are kept lower-case, and
+    /// a quoted name keeps its case (`"Customers"`); a lower-case table of the same name also
+    /// matches (fail closed).
     pub fn table_has_masked_columns(&self, table: &str) -> bool {
-        let bare = table.rsplit('.').next().unwrap_or(table);
-        self.tables.contains(table) || self.tables.contains(bare)
+        let table = table.to_lowercase();
+        let bare = table.rsplit('.').next().unwrap_or(&table);
+        self.tables.contains(&table) || self.tables.contains(bare)
     }
 }
 
@@ -151,5 +155,15 @@ mod tests {
         assert!(c.table_has_masked_columns("public.customers"));
         assert!(c.table_has_masked_columns("customers"));
         assert!(!c.table_has_masked_columns("orders"));
+    }
+
+    /// A quoted name keeps its case in the classifier's output (`FROM "Customers" c`); the
+    /// catalog holds it lower-case. Found in review: the whole-row `c` went unmasked.
+    #[test]
+    fn table_lookup_ignores_case() {
+        let mut c = Catalog::default();
+        c.tables.insert("customers".into());
+        assert!(c.table_has_masked_columns("Customers"));
+        assert!(c.table_has_masked_columns("public.CUSTOMERS"));
     }
 }
