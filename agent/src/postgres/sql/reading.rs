@@ -5,13 +5,16 @@
 //! `standard_conforming_strings` off, makes the server read the next statements with other
 //! rules: `'x\''` is then a whole literal to the server and not to tollgate, so a `DROP` can
 //! sit where tollgate sees a string. Such a statement is taken as unknown (fail closed): it
-//! runs only where a policy allows unknown statements. Setting either to its safe value (or to
-//! its default, which tollgate checks at login) stays an ordinary `SET`.
+//! runs only where a policy allows unknown statements (and then the session ends at the
+//! server's report of the change). Setting either to its safe value (or to its default, which
+//! tollgate checks at login) stays an ordinary `SET`.
 //!
 //! Covered: `SET` (every form, `LOCAL` or not), `SET NAMES`, and `set_config(...)` anywhere in
 //! a statement (its parameter named by a string literal; any other argument counts as unsafe).
-//! A function that sets them from inside the server is not seen: the session checks the
-//! server's `ParameterStatus` reports as a last line (`session::backend`).
+//! A write to `pg_settings` is Unknown too (`walk`). A function that sets them from inside the
+//! server is not seen: the session ends at the server's `ParameterStatus` report of the change
+//! (`session::backend`), but a statement the client pipelined behind that function is already
+//! on its way and is read by the server under the new setting (not covered).
 
 use std::convert::Infallible;
 use std::ops::ControlFlow;
@@ -36,7 +39,8 @@ pub(crate) fn value_may_decide(word: &str) -> bool {
         || w.contains('\\')
 }
 
-/// Whether `stmt` may change how the server reads later SQL.
+/// Whether `stmt` may change how the server reads later SQL. (A write to `pg_settings`, which
+/// runs `set_config` by rule, is caught by the walker: it sees the written tables.)
 pub(crate) fn changes_reading(stmt: &Statement) -> bool {
     if let Statement::Set(set) = stmt
         && set_changes_reading(set)
@@ -75,10 +79,12 @@ fn set_changes_reading(set: &Set) -> bool {
     }
 }
 
-/// The reading parameter `name` is, if it is one (a name spelled as a string counts).
+/// The reading parameter `name` is, if it is one. PostgreSQL looks settings up without case,
+/// quoted or not; a name spelled as a string, or holding a backslash (sqlparser reads
+/// `U&"..."` escapes as other tokens), counts as one (`?`).
 fn parameter(name: &ObjectName) -> Option<&'static str> {
-    let name = names::object(name);
-    if names::has_string_part(&name) {
+    let name = names::object(name).to_ascii_lowercase();
+    if names::has_string_part(&name) || name.contains('\\') {
         return Some("?");
     }
     match name.as_str() {
@@ -128,32 +134,45 @@ fn is_on(value: &str) -> bool {
         .any(|on| value.eq_ignore_ascii_case(on))
 }
 
-/// Finds a `set_config(...)` call whose parameter is a reading one or not a plain string.
+/// Whether a function or relation named `name` may be `set_config`: its last part, without
+/// case (a three-part `db.pg_catalog.set_config` is PostgreSQL too), or any name holding a
+/// backslash (an escaped `U&"..."` identifier, which sqlparser does not decode).
+fn may_be_set_config(name: &ObjectName) -> bool {
+    let name = names::object(name).to_ascii_lowercase();
+    name.contains('\\') || name.rsplit('.').next() == Some("set_config")
+}
+
+/// Finds a `set_config(...)` call whose parameter is a reading one or not a plain string, and
+/// `set_config` in a `FROM` list (a set-returning call there), whatever its arguments.
 struct SetConfig(bool);
 
 impl Visitor for SetConfig {
     type Break = Infallible;
 
+    fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<Self::Break> {
+        self.0 |= may_be_set_config(relation);
+        ControlFlow::Continue(())
+    }
+
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<Self::Break> {
-        if let Expr::Function(f) = expr {
-            let name = names::object(&f.name);
-            if name == "set_config" || name == "pg_catalog.set_config" {
-                let first = match &f.args {
-                    FunctionArguments::List(list) => list.args.first(),
-                    _ => None,
-                };
-                let named = match first {
-                    Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(e))) => word(e),
-                    _ => None,
-                };
-                let safe = named.is_some_and(|n| {
-                    !matches!(
-                        n.to_ascii_lowercase().as_str(),
-                        "client_encoding" | "standard_conforming_strings"
-                    )
-                });
-                self.0 |= !safe;
-            }
+        if let Expr::Function(f) = expr
+            && may_be_set_config(&f.name)
+        {
+            let first = match &f.args {
+                FunctionArguments::List(list) => list.args.first(),
+                _ => None,
+            };
+            let named = match first {
+                Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(e))) => word(e),
+                _ => None,
+            };
+            let safe = named.is_some_and(|n| {
+                !matches!(
+                    n.to_ascii_lowercase().as_str(),
+                    "client_encoding" | "standard_conforming_strings"
+                )
+            });
+            self.0 |= !safe;
         }
         ControlFlow::Continue(())
     }
@@ -187,6 +206,12 @@ mod tests {
             "SELECT pg_catalog.set_config('client_encoding', 'SJIS', true)",
             "SELECT 1 WHERE set_config($1, $2, false) IS NOT NULL",
             "SELECT * FROM t WHERE a = (SELECT set_config(lower('X'), 'off', false))",
+            // Found in review: quoted capitals, FROM, three-part and escaped names.
+            "SET \"Standard_Conforming_Strings\" = off",
+            "SELECT * FROM set_config('standard_conforming_strings', 'off', false)",
+            "SELECT orders.pg_catalog.set_config('standard_conforming_strings', 'off', false)",
+            "SELECT U&\"set\\005fconfig\"('standard_conforming_strings', 'off', false)",
+            "SELECT \"SET_CONFIG\"('client_encoding', 'SJIS', false)",
         ] {
             assert!(changes(sql), "{sql}");
         }

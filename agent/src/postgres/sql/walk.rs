@@ -36,7 +36,9 @@ pub(crate) struct Analysis {
 pub(crate) fn statement(stmt: &Statement) -> Analysis {
     let mut walker = Walker::default();
     walker.statement(stmt);
-    if super::reading::changes_reading(stmt) {
+    // A write to `pg_settings` sets parameters by rule (`set_config`): any of them.
+    let settings = |t: &String| t.to_ascii_lowercase().rsplit('.').next() == Some("pg_settings");
+    if super::reading::changes_reading(stmt) || walker.out.writes.iter().any(settings) {
         walker.raise(C::Unknown);
     }
     walker.out.names = super::session_names::of(stmt);
@@ -595,8 +597,11 @@ fn set_changes_role(set: &Set) -> bool {
 /// A parameter that changes the role in force; a name read from a string (`SET 'x' = ...`,
 /// which PostgreSQL rejects) counts as one, whatever its value (fail closed).
 fn is_role_parameter(name: &ObjectName) -> bool {
-    let name = names::object(name);
-    names::has_string_part(&name) || matches!(name.as_str(), "role" | "session_authorization")
+    // Settings are looked up without case, quoted or not (`SET "ROLE" = x` is `SET ROLE`).
+    let name = names::object(name).to_ascii_lowercase();
+    names::has_string_part(&name)
+        || name.contains('\\')
+        || matches!(name.as_str(), "role" | "session_authorization")
 }
 
 /// An `EXPLAIN (ANALYZE [value])` option that is not clearly off. Anything but an explicit false

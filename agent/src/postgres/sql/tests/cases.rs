@@ -122,6 +122,16 @@ pub(super) const CASES: &[Case] = &[
     ("SET session_authorization = 'bob'", Dcl, &[], &[]),
     ("RESET ROLE", Dcl, &[], &[]),
     ("RESET SESSION AUTHORIZATION", Dcl, &[], &[]),
+    // Settings are looked up without case, quoted or not (found in review).
+    ("SET \"ROLE\" = admin", Dcl, &[], &[]),
+    ("RESET \"Session_Authorization\"", Dcl, &[], &[]),
+    // A write to pg_settings sets parameters by rule (set_config).
+    (
+        "UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings'",
+        Unknown,
+        &[],
+        &["pg_settings"],
+    ),
     // --- Set ---
     ("SET search_path TO public, \"X\"", Set, &[], &[]),
     ("SET LOCAL statement_timeout = 5", Set, &[], &[]),
