@@ -1475,6 +1475,27 @@ fn a_session_may_not_change_how_the_server_reads_sql() {
     );
 }
 
+/// A role default that makes the server read SQL otherwise than tollgate
+/// (`standard_conforming_strings = off`) is refused at login, with the reason.
+#[test]
+fn a_login_under_a_default_tollgate_cannot_read_is_refused() {
+    let test = "a_login_under_a_default_tollgate_cannot_read_is_refused";
+    let Some(f) = Fixture::start(test, "pg-scsoff", |_| {}) else {
+        return;
+    };
+    f.pg.admin_sql(
+        "orders",
+        "ALTER ROLE scram_user IN DATABASE orders SET standard_conforming_strings = off",
+    );
+    let r = f.psql_c("SELECT 1");
+    assert!(!r.ok(), "{r:?}");
+    assert!(
+        r.stderr
+            .contains("standard_conforming_strings = off, which tollgate cannot follow"),
+        "{r:?}"
+    );
+}
+
 /// A whole-row reference to a table named with capitals (quoted: `"Customers"`) is masked as
 /// that table's rows are: the catalog's table names are matched without case. Found in review:
 /// the classifier keeps a quoted name's case, the catalog lower-cased it, and the row passed.
