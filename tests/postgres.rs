@@ -1496,6 +1496,36 @@ fn a_login_under_a_default_tollgate_cannot_read_is_refused() {
     );
 }
 
+/// Startup parameters that would change who the session is (`role`) or how the server reads
+/// SQL (`standard_conforming_strings` off) are refused at login, naming the parameter: PostgreSQL
+/// applies them as settings before the first statement, past the policy. Others pass.
+#[test]
+fn startup_parameters_past_the_policy_are_refused() {
+    let test = "startup_parameters_past_the_policy_are_refused";
+    let Some(f) = Fixture::start(test, "pg-startup", |_| {}) else {
+        return;
+    };
+    for (name, value) in [
+        ("role", "pg_read_all_data"),
+        ("standard_conforming_strings", "off"),
+    ] {
+        let out = Script::startup_with(&f, &json!({ name: value }));
+        assert_eq!(out["startup"], json!(["E"]), "{name}: {out:#}");
+        let error = &out["startup_errors"][0];
+        assert_eq!(error["C"], "42501", "{name}: {out:#}");
+        assert!(
+            error["M"].as_str().is_some_and(|m| m.contains(name)),
+            "{name}: {out:#}"
+        );
+    }
+    let out = Script::startup_with(&f, &json!({"DateStyle": "ISO, DMY"}));
+    assert_eq!(
+        out["startup"].as_array().and_then(|a| a.last()),
+        Some(&json!("Z")),
+        "{out:#}"
+    );
+}
+
 /// A whole-row reference to a table named with capitals (quoted: `"Customers"`) is masked as
 /// that table's rows are: the catalog's table names are matched without case. Found in review:
 /// the classifier keeps a quoted name's case, the catalog lower-cased it, and the row passed.

@@ -144,8 +144,8 @@ print(json.dumps(out))
 "#;
 
 /// Raw protocol client driven by a script: sends a startup packet (scram_user, database
-/// `argv[3]` or orders, no password), reads up to ReadyForQuery, then runs the steps of
-/// `argv[2]` (JSON):
+/// `argv[3]` or orders, the parameters of the JSON object `argv[4]` if given, no password),
+/// reads up to ReadyForQuery, then runs the steps of `argv[2]` (JSON):
 /// - `{"send": [[type, field…], …]}`: the messages concatenated and sent at once (pipelined):
 ///   `["P", name, sql]` (no parameter types), `["B", portal, statement]` (no parameters, text
 ///   results), `["D", "P" or "S", name]`, `["E", portal]` (all rows), `["Q", sql]`,
@@ -244,10 +244,13 @@ def read(stop, seconds, count=1):
 out = {"pid": os.getpid(), "steps": [], "end": "open"}
 s = socket.create_connection(("127.0.0.1", port), timeout=5)
 database = sys.argv[3].encode() if len(sys.argv) > 3 else b"orders"
-params = b"user\0scram_user\0database\0" + database + b"\0application_name\0raw-script\0\0"
+extra = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
+params = b"user\0scram_user\0database\0" + database + b"\0application_name\0raw-script\0"
+params += b"".join(k.encode() + b"\0" + v.encode() + b"\0" for k, v in extra.items()) + b"\0"
 s.sendall(struct.pack("!ii", 8 + len(params), 196608) + params)
 start = read("ZE", 5)
 out["startup"] = start["got"]
+out["startup_errors"] = start["errors"]
 if start["got"][-1:] != ["Z"]:
     out["end"] = start["how"]
     steps = []

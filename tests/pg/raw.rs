@@ -16,9 +16,30 @@ impl Script {
 
     /// [`Self::run`] on `database`.
     pub fn run_on(f: &Fixture, database: &str, steps: &Value) -> Script {
+        Self::run_with(f, database, &serde_json::json!({}), steps)
+    }
+
+    /// The startup's outcome with the extra startup parameters `params` (a JSON object), on
+    /// `database`: the messages received up to ReadyForQuery or an error.
+    pub fn startup_with(f: &Fixture, params: &Value) -> Value {
         let r = python(
             super::py::SCRIPT,
-            &[&f.pg.port.to_string(), &steps.to_string(), database],
+            &[&f.pg.port.to_string(), "[]", "orders", &params.to_string()],
+        )
+        .run(Some(&f.etl));
+        assert!(r.ok(), "script client failed: {r:?}");
+        r.json()
+    }
+
+    fn run_with(f: &Fixture, database: &str, params: &Value, steps: &Value) -> Script {
+        let r = python(
+            super::py::SCRIPT,
+            &[
+                &f.pg.port.to_string(),
+                &steps.to_string(),
+                database,
+                &params.to_string(),
+            ],
         )
         .run(Some(&f.etl));
         assert!(r.ok(), "script client failed: {r:?}");
