@@ -19,31 +19,15 @@ impl Script {
         Self::run_with(f, database, &serde_json::json!({}), steps)
     }
 
-    /// The startup's outcome with the extra startup parameters `params` (a JSON object), on
-    /// `database`: the messages received up to ReadyForQuery or an error.
+    /// The report of a startup on orders with the extra startup parameters `params` (a JSON
+    /// object), and no steps: the messages received up to ReadyForQuery or an error, whichever
+    /// the startup ended with.
     pub fn startup_with(f: &Fixture, params: &Value) -> Value {
-        let r = python(
-            super::py::SCRIPT,
-            &[&f.pg.port.to_string(), "[]", "orders", &params.to_string()],
-        )
-        .run(Some(&f.etl));
-        assert!(r.ok(), "script client failed: {r:?}");
-        r.json()
+        report(f, "orders", params, &Value::Array(Vec::new()))
     }
 
     fn run_with(f: &Fixture, database: &str, params: &Value, steps: &Value) -> Script {
-        let r = python(
-            super::py::SCRIPT,
-            &[
-                &f.pg.port.to_string(),
-                &steps.to_string(),
-                database,
-                &params.to_string(),
-            ],
-        )
-        .run(Some(&f.etl));
-        assert!(r.ok(), "script client failed: {r:?}");
-        let out = Script(r.json());
+        let out = Script(report(f, database, params, steps));
         assert_eq!(
             out.0["startup"].as_array().and_then(|a| a.last()),
             Some(&Value::from("Z")),
@@ -94,6 +78,22 @@ impl Script {
             .map(each)
             .collect()
     }
+}
+
+/// Runs the scripted client as the `etl` workload and returns its report.
+fn report(f: &Fixture, database: &str, params: &Value, steps: &Value) -> Value {
+    let r = python(
+        super::py::SCRIPT,
+        &[
+            &f.pg.port.to_string(),
+            &steps.to_string(),
+            database,
+            &params.to_string(),
+        ],
+    )
+    .run(Some(&f.etl));
+    assert!(r.ok(), "script client failed: {r:?}");
+    r.json()
 }
 
 impl std::fmt::Display for Script {

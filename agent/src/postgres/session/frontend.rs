@@ -581,22 +581,22 @@ const PREPARED_LIMIT: &str = "prepared-limit";
 /// A Parse of `name` would make one prepared statement more than [`MAX_PREPARED`] (the unnamed
 /// statement is replaced, and a name in use fails at the server).
 fn prepared_full(shared: &Shared, name: &str) -> bool {
-    if name.is_empty() {
-        return false;
-    }
     let st = shared.lock();
     full(&st.prepared, st.closing.0, name, MAX_PREPARED)
 }
 
 /// Whether `held` (by name), with `closing` of them closed by a Close the server has not
 /// answered (it may skip it, and they come back), is at `max` named entries; a name held
-/// already fits.
+/// already fits, and so does the unnamed one (it is replaced).
 fn full<V>(
     held: &std::collections::HashMap<String, V>,
     closing: usize,
     name: &str,
     max: usize,
 ) -> bool {
+    if name.is_empty() {
+        return false;
+    }
     let named = held.len() - usize::from(held.contains_key(""));
     !held.contains_key(name) && named + closing >= max
 }
@@ -610,9 +610,6 @@ const PORTAL_LIMIT: &str = "portal-limit";
 
 /// A Bind of `name` would make one named portal more than [`MAX_PORTALS`].
 fn portals_full(shared: &Shared, name: &str) -> bool {
-    if name.is_empty() {
-        return false;
-    }
     let st = shared.lock();
     full(&st.portals, st.closing.1, name, MAX_PORTALS)
 }

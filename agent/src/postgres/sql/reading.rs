@@ -30,17 +30,33 @@ use super::names;
 /// value here (`SET client_encoding = '...'`, `set_config('...', ...)`): such statements are
 /// never memoized by shape (`lex::cache_key`, `prelex`), as literal values never otherwise
 /// decide a class. Wide on purpose: a false match costs a parse, a miss a bypass.
+///
+/// Runs on every word of every statement the memos are asked about: no allocation.
 pub(crate) fn value_may_decide(word: &str) -> bool {
-    let w = word.to_ascii_lowercase();
-    w.contains("encoding")
-        || w.contains("conforming")
-        || w.contains("set_config")
-        || w == "names"
-        || w.contains('\\')
+    let has = |needle: &str| {
+        word.as_bytes()
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+    };
+    has("encoding")
+        || has("conforming")
+        || has("set_config")
+        || word.eq_ignore_ascii_case("names")
+        || word.contains('\\')
 }
 
-/// Whether `stmt` may change how the server reads later SQL. (A write to `pg_settings`, which
-/// runs `set_config` by rule, is caught by the walker: it sees the written tables.)
+/// Whether a statement writing `writes` (tables as the walker lists them) writes
+/// `pg_settings`, which sets parameters by rule (`set_config`): any of them.
+pub(crate) fn writes_settings(writes: &[String]) -> bool {
+    writes.iter().any(|t| {
+        t.rsplit('.')
+            .next()
+            .is_some_and(|p| p.eq_ignore_ascii_case("pg_settings"))
+    })
+}
+
+/// Whether `stmt` may change how the server reads later SQL. (A write to `pg_settings` is
+/// [`writes_settings`], asked by the walker: it knows the written tables.)
 pub(crate) fn changes_reading(stmt: &Statement) -> bool {
     if let Statement::Set(set) = stmt
         && set_changes_reading(set)

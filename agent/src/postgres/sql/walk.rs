@@ -36,9 +36,8 @@ pub(crate) struct Analysis {
 pub(crate) fn statement(stmt: &Statement) -> Analysis {
     let mut walker = Walker::default();
     walker.statement(stmt);
-    // A write to `pg_settings` sets parameters by rule (`set_config`): any of them.
-    let settings = |t: &String| t.to_ascii_lowercase().rsplit('.').next() == Some("pg_settings");
-    if super::reading::changes_reading(stmt) || walker.out.writes.iter().any(settings) {
+    if super::reading::changes_reading(stmt) || super::reading::writes_settings(&walker.out.writes)
+    {
         walker.raise(C::Unknown);
     }
     walker.out.names = super::session_names::of(stmt);
