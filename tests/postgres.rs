@@ -1475,6 +1475,51 @@ fn a_session_may_not_change_how_the_server_reads_sql() {
     );
 }
 
+/// A statement pipelined behind a function that turns `standard_conforming_strings` off reaches
+/// the server before its report of the change: text the server would then read otherwise (here a
+/// literal to tollgate, a `DROP` to the server) is refused before it is sent.
+#[test]
+fn a_statement_pipelined_behind_a_reading_change_is_read_both_ways() {
+    let test = "a_statement_pipelined_behind_a_reading_change_is_read_both_ways";
+    let Some(f) = Fixture::start(test, "pg-pipeline-read", |_| {}) else {
+        return;
+    };
+    f.pg.admin_sql(
+        "orders",
+        "CREATE FUNCTION sneaky() RETURNS text LANGUAGE sql \
+         AS $$ SELECT set_config('standard_conforming_strings', 'off', false) $$; \
+         CREATE TABLE victim (id int); ALTER TABLE victim OWNER TO scram_user",
+    );
+    // Standard-conforming: a SELECT of two literals. Not: a SELECT, then `DROP TABLE victim`.
+    let two_ways = r"SELECT 'a\' , $$' ; DROP TABLE victim; --$$";
+    let out = Script::run(
+        &f,
+        &json!([
+            {"send": [["Q", "SELECT sneaky()"], ["Q", two_ways]]},
+            {"until": "Z", "count": 2},
+        ]),
+    );
+    assert!(
+        matches!(out.end(), "eof" | "reset"),
+        "the session went on: {out}"
+    );
+    let left = f.pg.admin_sql(
+        "orders",
+        "SELECT count(*) FROM pg_class WHERE relname = 'victim'",
+    );
+    assert!(
+        left.contains('1'),
+        "the server dropped the table: {left}\n{out}"
+    );
+    let session = f.statements_of(out.pid(), 2);
+    let (classes, decision, _) = verdict(&statements(&session)[1]);
+    assert_eq!(
+        (classes, &*decision),
+        (vec!["unknown".to_owned()], "deny"),
+        "{session:#}"
+    );
+}
+
 /// A role default that makes the server read SQL otherwise than tollgate
 /// (`standard_conforming_strings = off`) is refused at login, with the reason.
 #[test]

@@ -94,7 +94,7 @@ pub(crate) fn is_literal(token: &Token) -> bool {
 }
 
 /// The name of a literal token's kind (`None` for anything that is not a literal).
-fn literal_kind(token: &Token) -> Option<&'static str> {
+pub(crate) fn literal_kind(token: &Token) -> Option<&'static str> {
     Some(match token {
         Token::Number(_, false) => "n",
         Token::Number(_, true) => "nL",

@@ -13,8 +13,8 @@
 //! a statement (its parameter named by a string literal; any other argument counts as unsafe).
 //! A write to `pg_settings` is Unknown too (`walk`). A function that sets them from inside the
 //! server is not seen: the session ends at the server's `ParameterStatus` report of the change
-//! (`session::backend`), but a statement the client pipelined behind that function is already
-//! on its way and is read by the server under the new setting (not covered).
+//! (`session::backend`); a statement the client pipelined behind that function is already
+//! on its way and is read by the server under the new setting, which `other_reading` covers.
 
 use std::convert::Infallible;
 use std::ops::ControlFlow;

@@ -1,0 +1,135 @@
+//! Query text the server could read with other boundaries than tollgate does.
+//!
+//! tollgate reads SQL as the session's settings say it is read: UTF-8, standard-conforming
+//! strings (`reading` keeps a session from changing either with a statement tollgate sees). A
+//! function may still change them inside the server. The server then reports the change and the
+//! session ends (`session::backend`), but a statement the client pipelined behind that function
+//! has already reached the server, which reads it under the new setting. Only a backslash reads
+//! differently there, so text holding one is read twice more, and is Unknown (fail closed) unless
+//! every reading splits it alike:
+//!
+//! - **`standard_conforming_strings` off.** A backslash in a plain `'...'` (or `N'...'`) string
+//!   escapes the next character, as in `E'...'`: `'x\'` no longer ends where it did. The text is
+//!   tokenized again with backslash escapes in plain strings, and the two token sequences must
+//!   match: the same tokens outside literals, literals of the same kinds in the same places
+//!   (their values may differ; a value never decides a class where a backslash can reach it, see
+//!   [`super::reading`]). Whitespace and comments are not compared: the parser never sees them.
+//! - **A client encoding with ASCII trail bytes** (SJIS, BIG5, GBK, UHC, GB18030, JOHAB). The
+//!   server converts the text from it before reading, and a byte of 0x80 or more may begin a
+//!   two-byte character whose second byte is `\` (0x5C): the backslash is then part of a
+//!   character, not an escape. Whether it is depends on the bytes before it and on the encoding,
+//!   so a backslash right after any non-ASCII byte makes the text Unknown, wherever it is. (No
+//!   such encoding has `'`, `"`, `$`, `-`, `*`, `/` or a newline as a trail byte, so quotes,
+//!   dollar quotes and comments end alike under every encoding; a trail byte that swallows a
+//!   letter, digit or `;` leaves the server fewer statements or a syntax error, never a
+//!   statement tollgate did not see.)
+//!
+//! Text without a backslash reads alike under every setting, and costs one scan.
+
+use sqlparser::derive_dialect;
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::tokenizer::{Token, Tokenizer};
+
+use super::lex;
+
+derive_dialect!(
+    NonConformingPostgreSql,
+    PostgreSqlDialect,
+    preserve_type_id = true,
+    overrides = { supports_string_literal_backslash_escape = true }
+);
+
+/// Whether the server reads `sql` (tokenized by tollgate as `tokens`) with the same statement and
+/// literal boundaries under every setting a function could switch to (see the module doc).
+pub(crate) fn reads_alike(sql: &str, tokens: &[Token]) -> bool {
+    let bytes = sql.as_bytes();
+    if !bytes.contains(&b'\\') {
+        return true;
+    }
+    if bytes.windows(2).any(|w| w[0] >= 0x80 && w[1] == b'\\') {
+        return false;
+    }
+    match Tokenizer::new(&NonConformingPostgreSql::new(), sql).tokenize() {
+        Ok(other) => same_boundaries(tokens, &other),
+        Err(_) => false,
+    }
+}
+
+/// Whether two token sequences differ at most in literal values, whitespace and comments.
+fn same_boundaries(a: &[Token], b: &[Token]) -> bool {
+    let significant = |t: &&Token| !matches!(t, Token::Whitespace(_) | Token::EOF);
+    let mut a = a.iter().filter(significant);
+    let mut b = b.iter().filter(significant);
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return true,
+            (Some(x), Some(y)) if lex::is_literal(x) || lex::is_literal(y) => {
+                if lex::literal_kind(x) != lex::literal_kind(y) {
+                    return false;
+                }
+            }
+            (Some(x), Some(y)) if x == y => {}
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reads_alike;
+    use crate::postgres::sql::lex;
+
+    fn alike(sql: &str) -> bool {
+        let tokens = lex::tokenize(sql).expect("tollgate's reading tokenizes");
+        reads_alike(sql, &tokens)
+    }
+
+    #[test]
+    fn text_without_a_backslash_reads_alike() {
+        assert!(alike("SELECT 'it''s', E'x', $$a'b$$ FROM t -- é"));
+        assert!(alike("SELECT 'café' FROM \"tablé\""));
+    }
+
+    #[test]
+    fn backslashes_that_every_reading_splits_alike_pass() {
+        for sql in [
+            r"SELECT * FROM t WHERE name ~ '\d+\s'",
+            r"SELECT * FROM t WHERE path LIKE 'a\_b%'",
+            r"SELECT '\\' FROM t",
+            r"SELECT E'line\n', E'it\'s' FROM t",
+            r"SELECT $$ a\'b $$ FROM t",
+            r"SELECT 1 /* \' */ FROM t",
+            r"SELECT 1 FROM t -- it\'s",
+        ] {
+            assert!(alike(sql), "{sql}");
+        }
+    }
+
+    #[test]
+    fn a_backslash_before_a_quote_in_a_plain_string_is_read_otherwise_with_escapes() {
+        // With standard_conforming_strings off, the server reads `'x\'; DROP TABLE t; --'` as
+        // one literal; tollgate (on) reads a literal, a DROP and a comment. And the reverse.
+        for sql in [
+            r"SELECT 'x\'; DROP TABLE t; --'",
+            r"SELECT 'x\', $$; DROP TABLE t; $$ --'",
+            r"SELECT 'C:\'",
+            r"SELECT N'x\', 1",
+        ] {
+            assert!(!alike(sql), "{sql}");
+        }
+    }
+
+    #[test]
+    fn a_backslash_right_after_a_non_ascii_character_is_unknown() {
+        // `Á` is C3 81 in UTF-8; in SJIS, 81 5C is one character, so the server would not see
+        // this backslash escape the quote, and the DROP would run.
+        for sql in [
+            "SELECT E'Á\\'; DROP TABLE t; --'",
+            "SELECT 'Á\\d' FROM t",
+            "SELECT $$Á\\$$",
+        ] {
+            assert!(!alike(sql), "{sql}");
+        }
+        assert!(alike("SELECT E'Á \\n' FROM t"));
+    }
+}
