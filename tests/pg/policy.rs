@@ -31,6 +31,9 @@ const TABLES: &[&str] = &[
     "public.pgbench_*",
     "pg_catalog.*",
     "pg_stat_ssl",
+    // A quoted name holding a dot keeps its quotes in the classifier's output.
+    "\"my.*\"",
+    "public.\"my.*\"",
 ];
 
 /// The postgres target, as a test wants it.

@@ -31,13 +31,13 @@ impl Catalog {
     }
 
     /// Whether `table` (a name as the classifier normalizes it, optionally schema-qualified)
-    /// has a masked column. Matched without case: the catalog's names are kept lower-case, and
-    /// a quoted name keeps its case (`"Customers"`); a lower-case table of the same name also
-    /// matches (fail closed).
+    /// has a masked column. Only its last part counts (any schema's table of that name
+    /// matches), and without case: the catalog's names are kept lower-case, and a quoted name
+    /// keeps its case (`"Customers"`); a lower-case table of the same name also matches (fail
+    /// closed).
     pub fn table_has_masked_columns(&self, table: &str) -> bool {
-        let table = table.to_lowercase();
-        let bare = table.rsplit('.').next().unwrap_or(&table);
-        self.tables.contains(&table) || self.tables.contains(bare)
+        self.tables
+            .contains(&crate::postgres::sql::last_part(table).to_lowercase())
     }
 }
 
@@ -165,5 +165,16 @@ mod tests {
         c.tables.insert("customers".into());
         assert!(c.table_has_masked_columns("Customers"));
         assert!(c.table_has_masked_columns("public.CUSTOMERS"));
+    }
+
+    /// A part holding a `.` stays quoted in the classifier's output (`"my.cards"`); splitting at
+    /// every dot missed it.
+    #[test]
+    fn table_lookup_reads_quoted_parts() {
+        let mut c = Catalog::default();
+        c.tables.insert("my.cards".into());
+        assert!(c.table_has_masked_columns("\"my.cards\""));
+        assert!(c.table_has_masked_columns("public.\"My.Cards\""));
+        assert!(!c.table_has_masked_columns("cards"));
     }
 }

@@ -130,6 +130,7 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::Token;
 
 pub use class::StatementClass;
+pub use names::last_part;
 #[cfg(test)]
 use project::project;
 pub use project::{Projected, expr_needs_mask, per_field, projection};

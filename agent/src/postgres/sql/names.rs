@@ -5,6 +5,8 @@
 //! contains `.` or `"`) stays quoted, with `"` doubled. Parts join with `.`:
 //! `Public."MyTable"` becomes `public.MyTable`.
 
+use std::borrow::Cow;
+
 use sqlparser::ast::{Ident, ObjectName, ObjectNamePart, TableAlias};
 
 /// Leads the name of an identifier sqlparser read from a single-quoted string (`DROP TABLE 'x'`,
@@ -85,11 +87,48 @@ pub(crate) fn last(name: &ObjectName) -> String {
     }
 }
 
+/// The last part of a name normalized as [`object`] writes it, unquoted: `s."my.table"` gives
+/// `my.table`, `public.T` gives `T` (the case is the normalized name's).
+pub fn last_part(name: &str) -> Cow<'_, str> {
+    let mut quoted = false;
+    let mut start = 0;
+    for (i, c) in name.char_indices() {
+        match c {
+            // A doubled `"` inside a quoted part toggles twice: still quoted.
+            '"' => quoted = !quoted,
+            '.' if !quoted => start = i + 1,
+            _ => {}
+        }
+    }
+    let part = &name[start..];
+    match part.strip_prefix('"').and_then(|p| p.strip_suffix('"')) {
+        Some(inner) if inner.contains("\"\"") => Cow::Owned(inner.replace("\"\"", "\"")),
+        Some(inner) => Cow::Borrowed(inner),
+        None => Cow::Borrowed(part),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use sqlparser::ast::{Ident, ObjectName};
 
-    use super::{ident, object};
+    use super::{ident, last_part, object};
+
+    #[test]
+    fn the_last_part_of_a_normalized_name_is_unquoted() {
+        for (name, part) in [
+            ("customers", "customers"),
+            ("public.customers", "customers"),
+            ("Customers", "Customers"),
+            ("\"my.table\"", "my.table"),
+            ("s.\"my.table\"", "my.table"),
+            ("\"a.b\".\"c.d\"", "c.d"),
+            ("\"say \"\"hi.\"\"\"", "say \"hi.\""),
+            ("db.s.t", "t"),
+        ] {
+            assert_eq!(last_part(name), part, "{name}");
+        }
+    }
 
     #[test]
     fn identifiers_fold_like_postgres() {
