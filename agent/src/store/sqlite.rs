@@ -12,13 +12,7 @@ use sqlx::{
     },
 };
 use tracing::{info, warn};
-#[cfg(test)]
-pub(crate) use write::MOVE_AT;
 pub(crate) use write::SqliteWriter;
-
-/// What `sessions show` runs for a session's statements (for the query-plan test).
-#[cfg(test)]
-pub(crate) const STATEMENTS_SELECT: &str = statements::SELECT;
 
 use super::{RequestRow, SessionFilter, SessionRow, StatementRow, StoreError, id::IdQuery, time};
 

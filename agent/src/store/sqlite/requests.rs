@@ -1,36 +1,18 @@
-//! SQL of the `requests` table (migration 0003) and its staging table (migration 0004), as
-//! `statements`.
+//! SQL of the `requests` table (migration 0003).
 use sqlx::{Row as _, sqlite::SqliteRow};
 
 use super::{SqlitePool, to_i64, write::id_text};
 use crate::store::{RequestRecord, RequestRow, StoreError, list, time};
 
-/// Prepared once per batch by the writer (`write.rs`): rows are staged, then moved.
-pub(super) const INSERT: &str = "INSERT INTO requests_staged (connection_id, seq, started_at, \
-    duration_us, method, host, path, query, status, bytes_up, bytes_down, decision, rule, \
-    masked, error, body) \
+/// Prepared once per batch by the writer (`write.rs`).
+pub(super) const INSERT: &str = "INSERT INTO requests (connection_id, seq, started_at, duration_us, \
+    method, host, path, query, status, bytes_up, bytes_down, decision, rule, masked, error, body) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
 
-const COLUMNS: &str = "connection_id, seq, started_at, duration_us, method, host, path, query, \
-    status, bytes_up, bytes_down, decision, rule, masked, error, body";
-
-/// The rows of a session in `seq` order, moved and staged, in one snapshot (as `statements`).
+/// Served by the primary key's index: a range scan in `seq` order.
 const SELECT: &str = "SELECT seq, started_at, duration_us, method, host, path, query, status, \
-    bytes_up, bytes_down, decision, rule, masked, error, body FROM (SELECT * FROM requests \
-    WHERE connection_id = ?1 ORDER BY seq LIMIT ?2) \
-    UNION ALL SELECT seq, started_at, duration_us, method, host, path, query, status, \
-    bytes_up, bytes_down, decision, rule, masked, error, body FROM requests_staged \
+    bytes_up, bytes_down, decision, rule, masked, error, body FROM requests \
     WHERE connection_id = ?1 ORDER BY seq LIMIT ?2";
-
-/// Moves the staged rows, as `statements::move_sql`.
-pub(super) fn move_sql() -> String {
-    format!(
-        "INSERT OR IGNORE INTO requests ({COLUMNS}) SELECT {COLUMNS} FROM requests_staged \
-         ORDER BY connection_id, seq, rowid"
-    )
-}
-
-pub(super) const CLEAR: &str = "DELETE FROM requests_staged";
 
 /// Inserts `rec` with [`INSERT`], prepared on the writer's connection.
 pub(super) fn insert(

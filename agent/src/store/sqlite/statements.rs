@@ -1,37 +1,17 @@
-//! SQL of the `statements` table (migration 0002) and its staging table (migration 0004).
+//! SQL of the `statements` table (migration 0002).
 use sqlx::{Row as _, sqlite::SqliteRow};
 
 use super::{SqlitePool, to_i64, write::id_text};
 use crate::store::{StatementRecord, StatementRow, StoreError, list, time};
 
-/// The rows of a session in `seq` order: those moved (a range scan of the primary key's index)
-/// and those still staged (a scan of a table of at most a few thousand rows), in one statement,
-/// so in one snapshot: a row the writer moves meanwhile is seen once.
-pub(super) const SELECT: &str = "SELECT seq, started_at, duration_us, text, classes, tables, decision, \
-    rule, rows, error, masked FROM (SELECT * FROM statements WHERE connection_id = ?1 \
-    ORDER BY seq LIMIT ?2) \
-    UNION ALL SELECT seq, started_at, duration_us, text, classes, tables, decision, \
-    rule, rows, error, masked FROM statements_staged WHERE connection_id = ?1 \
-    ORDER BY seq LIMIT ?2";
+/// Served by the primary key's index: a range scan in `seq` order.
+const SELECT: &str = "SELECT seq, started_at, duration_us, text, classes, tables, decision, \
+    rule, rows, error, masked FROM statements WHERE connection_id = ?1 ORDER BY seq LIMIT ?2";
 
-/// Prepared once per batch by the writer (`write.rs`): rows are staged, then moved ([`MOVE`]).
-pub(super) const INSERT: &str = "INSERT INTO statements_staged (connection_id, seq, started_at, \
-    duration_us, text, classes, tables, decision, rule, rows, error, masked) \
+/// Prepared once per batch by the writer (`write.rs`).
+pub(super) const INSERT: &str = "INSERT INTO statements (connection_id, seq, started_at, duration_us, \
+    text, classes, tables, decision, rule, rows, error, masked) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
-
-const COLUMNS: &str = "connection_id, seq, started_at, duration_us, text, classes, tables, \
-    decision, rule, rows, error, masked";
-
-/// Moves the staged rows (sorted, so that each index leaf is written once), then
-/// [`CLEAR`]s them. A duplicate `(connection_id, seq)` is not moved.
-pub(super) fn move_sql() -> String {
-    format!(
-        "INSERT OR IGNORE INTO statements ({COLUMNS}) SELECT {COLUMNS} FROM statements_staged \
-         ORDER BY connection_id, seq, rowid"
-    )
-}
-
-pub(super) const CLEAR: &str = "DELETE FROM statements_staged";
 
 /// Inserts `rec` with [`INSERT`], prepared on the writer's connection.
 pub(super) fn insert(

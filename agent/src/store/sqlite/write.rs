@@ -2,11 +2,6 @@
 //! prepared statement per kind of row (taken from the connection's cache once per batch, not
 //! looked up by its SQL text per row), one transaction per batch.
 //!
-//! Statement and request rows are staged (migration 0004): appended to tables without an index,
-//! and moved into the indexed tables once [`MOVE_AT`] rows have gathered, when the writer opens
-//! and when it closes, each move in a transaction of its own (a move that fails leaves the rows
-//! staged, where readers find them, and is tried again at the next batch).
-//!
 //! Reads and migrations use sqlx, whose SQLite driver runs each query on a worker thread of its
 //! own. For the writer those two thread hops per query (and the wake-ups they take) cost more
 //! than the inserts themselves; a connection owned by the writer's thread costs none.
@@ -25,11 +20,6 @@ use crate::store::{
 /// Prepared statements kept by the connection: one per kind of write, with room to spare.
 const STATEMENT_CACHE: usize = 8;
 
-/// Staged rows that make the writer move them after its batch: often enough that the staging
-/// tables stay small for readers, rarely enough that each index leaf the move writes holds many
-/// new rows.
-pub(crate) const MOVE_AT: usize = 2_048;
-
 const INSERT_CONNECTION: &str = "INSERT INTO connections (id, started_at, workload, spiffe_id, \
     pid, uid, gid, exe, cgroup, cgroup_id, systemd_unit, dst, target, protocol, decision, rule, \
     policy_generation, ended_at, bytes_up, bytes_down, end_reason) \
@@ -44,8 +34,6 @@ const FINISH: &str = "UPDATE connections SET ended_at = ?2, bytes_up = ?3, bytes
 #[derive(Debug)]
 pub(crate) struct SqliteWriter {
     conn: Connection,
-    /// Rows staged since the last move (a lower bound after a restart: see [`Self::open`]).
-    staged: usize,
 }
 
 impl SqliteWriter {
@@ -68,45 +56,7 @@ impl SqliteWriter {
             return Err(WriteError::journal(mode));
         }
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        let mut writer = Self { conn, staged: 0 };
-        // Rows a previous agent staged and did not move (it crashed).
-        writer.move_staged()?;
-        Ok(writer)
-    }
-
-    /// Moves every staged row into its indexed table, in one transaction. A row whose
-    /// `(connection_id, seq)` is already there is dropped, with a warning.
-    fn move_staged(&mut self) -> Result<(), rusqlite::Error> {
-        let tx = self.conn.transaction()?;
-        let mut dropped = 0;
-        for (move_sql, clear) in [
-            (statements::move_sql(), statements::CLEAR),
-            (requests::move_sql(), requests::CLEAR),
-        ] {
-            let moved = tx.execute(&move_sql, [])?;
-            let staged = tx.execute(clear, [])?;
-            dropped += staged.saturating_sub(moved);
-        }
-        tx.commit()?;
-        self.staged = 0;
-        if dropped > 0 {
-            warn!(
-                rows = dropped,
-                "audit rows dropped: their session already had a row of the same number"
-            );
-        }
-        Ok(())
-    }
-
-    /// Moves the staged rows once enough have gathered; a failure is logged and leaves them
-    /// staged (readers find them there), to be tried again after the next batch.
-    fn move_when_due(&mut self) {
-        if self.staged < MOVE_AT {
-            return;
-        }
-        if let Err(e) = self.move_staged() {
-            warn!(error = %e, rows = self.staged, "moving staged audit rows failed; they stay staged");
-        }
+        Ok(Self { conn })
     }
 
     /// Applies `ops` in queue order, in one transaction. A `begin` precedes its connection's
@@ -119,7 +69,6 @@ impl SqliteWriter {
         }
         let tx = self.conn.transaction()?;
         let mut missed = 0_u64;
-        let mut rows = 0;
         {
             let mut sql = Prepared::new(&tx);
             for op in ops {
@@ -130,14 +79,8 @@ impl SqliteWriter {
                     Op::Record(rec, end) => {
                         insert_connection(sql.get(Sql::Connection)?, rec, Some(end))?;
                     }
-                    Op::Statement(rec) => {
-                        statements::insert(sql.get(Sql::Statement)?, rec)?;
-                        rows += 1;
-                    }
-                    Op::Request(rec) => {
-                        requests::insert(sql.get(Sql::Request)?, rec)?;
-                        rows += 1;
-                    }
+                    Op::Statement(rec) => statements::insert(sql.get(Sql::Statement)?, rec)?,
+                    Op::Request(rec) => requests::insert(sql.get(Sql::Request)?, rec)?,
                     Op::Finish(id, end) => {
                         if finish(sql.get(Sql::Finish)?, id, end)? == 0 {
                             missed += 1;
@@ -147,7 +90,6 @@ impl SqliteWriter {
             }
         }
         tx.commit()?;
-        self.staged += rows;
         if missed > 0 {
             warn!(
                 sessions = missed,
@@ -160,15 +102,10 @@ impl SqliteWriter {
 
 impl WriteBackend for SqliteWriter {
     async fn write_batch(&mut self, ops: &[Op]) -> Result<(), WriteError> {
-        self.write(ops)?;
-        self.move_when_due();
-        Ok(())
+        Ok(self.write(ops)?)
     }
 
-    async fn close(mut self) {
-        if let Err(e) = self.move_staged() {
-            warn!(error = %e, "moving staged audit rows at close failed; the next start moves them");
-        }
+    async fn close(self) {
         if let Err((_, e)) = self.conn.close() {
             warn!(error = %e, "closing the audit writer connection");
         }
