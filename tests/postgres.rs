@@ -1520,6 +1520,33 @@ fn a_statement_pipelined_behind_a_reading_change_is_read_both_ways() {
     );
 }
 
+/// PostgreSQL takes any non-ASCII character into a dollar-quote tag, sqlparser does not: to the
+/// server `$€$, '$€$` is one string and the `DROP` after it runs; to sqlparser it is a `$`, a
+/// word and a string literal holding the `DROP`. Such text is refused (found in review).
+#[test]
+fn a_dollar_quote_tag_sqlparser_does_not_read_is_refused() {
+    let test = "a_dollar_quote_tag_sqlparser_does_not_read_is_refused";
+    let Some(f) = Fixture::start(test, "pg-dollar-tag", |_| {}) else {
+        return;
+    };
+    f.pg.admin_sql(
+        "orders",
+        "CREATE TABLE victim (id int); ALTER TABLE victim OWNER TO scram_user",
+    );
+    let sql = "SELECT $€$, '$€$; DROP TABLE victim; --'";
+    let out = Script::run(&f, &json!([{"send": [["Q", sql]]}, {"until": "Z"}]));
+    assert_eq!(out.step(1)["got"], json!(["E", "Z"]), "{out}");
+    assert_eq!(out.sqlstates_from(0), ["42501"], "{out}");
+    let left = f.pg.admin_sql(
+        "orders",
+        "SELECT count(*) FROM pg_class WHERE relname = 'victim'",
+    );
+    assert!(
+        left.contains('1'),
+        "the server dropped the table: {left}\n{out}"
+    );
+}
+
 /// A role default that makes the server read SQL otherwise than tollgate
 /// (`standard_conforming_strings = off`) is refused at login, with the reason.
 #[test]
@@ -1601,6 +1628,19 @@ fn a_whole_row_of_a_quoted_table_name_is_masked() {
         let card = &f.pg.customers[0].card_number;
         assert!(!out[0].contains(card.as_str()), "a card passed: {r:?}");
     }
+    // PostgreSQL cuts a name to its first 63 bytes: a longer spelling reads the same table.
+    let long = format!("my.{}", "x".repeat(60));
+    f.pg.admin_sql(
+        "orders",
+        &format!(
+            "CREATE TABLE \"{long}\" AS SELECT * FROM customers; GRANT SELECT ON \"{long}\" TO PUBLIC"
+        ),
+    );
+    let r = f.psql_c(&format!("SELECT c FROM \"{long}_and_more\" c WHERE id = 1"));
+    assert!(r.ok(), "{r:?}");
+    let card = &f.pg.customers[0].card_number;
+    assert!(!r.stdout.contains(card.as_str()), "a card passed: {r:?}");
+    assert_eq!(lines(&r).len(), 1, "{r:?}");
 }
 
 /// A Parse of a name SQL prepared fails at the server (the name is in use); a Bind of the name

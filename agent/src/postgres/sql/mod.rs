@@ -47,7 +47,9 @@
 //!   a string literal) anywhere in a statement: Unknown (see `reading`). A function may change
 //!   them inside the server all the same, so a query string the server would split otherwise
 //!   under backslash escapes or a client encoding with ASCII trail bytes (a backslash it holds
-//!   decides) is one Unknown entry (see `other_reading`).
+//!   decides) is one Unknown entry (see `other_reading`), as is a string sqlparser's tokenizer
+//!   splits otherwise than PostgreSQL's (a dollar-quote tag that is not alphanumeric ASCII, an
+//!   `X'..'` or `B'..'` holding more than its digits).
 //! - **Roles.** `SET ROLE`, `SET SESSION AUTHORIZATION`, `SET role = ...` and the matching
 //!   `RESET` change the privileges in force: Dcl, like `GRANT`/`REVOKE` and `CREATE`/`ALTER`/`DROP`
 //!   `ROLE|USER`. Other `SET`/`RESET`/`SHOW` are Set.
@@ -58,7 +60,8 @@
 //!
 //! # Tables
 //!
-//! Names are normalized as PostgreSQL resolves them: unquoted identifiers fold to lower case,
+//! Names are normalized as PostgreSQL resolves them: each identifier is cut to its first 63 bytes
+//! (at a character boundary), unquoted identifiers fold to lower case,
 //! quoted ones keep their case and lose their quotes (a part holding `.` or `"` stays quoted), and
 //! a qualified name is kept qualified (`schema.table`); nothing is resolved against
 //! `search_path`, so `t` and `public.t` are different strings. Each list holds a name once, in

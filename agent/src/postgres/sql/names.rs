@@ -20,16 +20,34 @@ pub(crate) fn has_string_part(name: &str) -> bool {
     name.contains(STRING_NAME)
 }
 
-/// One identifier, normalized.
+/// Longest identifier PostgreSQL keeps, in bytes (`NAMEDATALEN - 1`): its scanner cuts a longer
+/// one, quoted or not, so `SELECT * FROM <63 bytes>_anything` reads the table of the first 63.
+pub const MAX_IDENT_LEN: usize = 63;
+
+/// One identifier, normalized (and cut as PostgreSQL cuts it, see [`MAX_IDENT_LEN`]).
 pub(crate) fn ident(id: &Ident) -> String {
+    let value = cut(&id.value);
     match id.quote_style {
-        None => id.value.to_ascii_lowercase(),
+        None => value.to_ascii_lowercase(),
         Some('\'') => format!("{STRING_NAME}{}", id.value),
-        Some(_) if id.value.contains(['.', '"']) => {
-            format!("\"{}\"", id.value.replace('"', "\"\""))
+        Some(_) if value.contains(['.', '"']) => {
+            format!("\"{}\"", value.replace('"', "\"\""))
         }
-        Some(_) => id.value.clone(),
+        Some(_) => value.to_owned(),
     }
+}
+
+/// `name` cut to its first [`MAX_IDENT_LEN`] bytes, at a character boundary (as
+/// `pg_mbcliplen` cuts in a UTF-8 database).
+fn cut(name: &str) -> &str {
+    if name.len() <= MAX_IDENT_LEN {
+        return name;
+    }
+    let mut end = MAX_IDENT_LEN;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
 }
 
 /// A possibly qualified name, normalized: `schema.table`.
@@ -113,6 +131,23 @@ mod tests {
     use sqlparser::ast::{Ident, ObjectName};
 
     use super::{ident, last_part, object};
+
+    /// Found in review: a table named by 63 bytes and more was looked up whole, while the
+    /// server reads the first 63 (and so returned a row whose card column the catalog knew).
+    #[test]
+    fn identifiers_are_cut_at_63_bytes_as_postgres_cuts_them() {
+        let long = format!("{}_anything", "c".repeat(63));
+        assert_eq!(ident(&Ident::new(long.to_uppercase())), "c".repeat(63));
+        assert_eq!(ident(&Ident::with_quote('"', long)), "c".repeat(63));
+        // Cut at a character boundary: 62 ASCII bytes, then a two-byte character.
+        let wide = format!("{}é", "c".repeat(62));
+        assert_eq!(ident(&Ident::with_quote('"', wide)), "c".repeat(62));
+        let dotted = format!("{}.x", "d".repeat(62));
+        assert_eq!(
+            ident(&Ident::with_quote('"', dotted)),
+            format!("\"{}.\"", "d".repeat(62))
+        );
+    }
 
     #[test]
     fn the_last_part_of_a_normalized_name_is_unquoted() {

@@ -1,30 +1,40 @@
-//! Query text the server could read with other boundaries than tollgate does.
+//! Query text PostgreSQL could read with other boundaries than tollgate does.
 //!
-//! tollgate reads SQL as the session's settings say it is read: UTF-8, standard-conforming
-//! strings (`reading` keeps a session from changing either with a statement tollgate sees). A
-//! function may still change them inside the server. The server then reports the change and the
-//! session ends (`session::backend`), but a statement the client pipelined behind that function
-//! has already reached the server, which reads it under the new setting. Only a backslash reads
-//! differently there, so text holding one is read twice more, and is Unknown (fail closed) unless
-//! every reading splits it alike:
+//! Two sources of such text, each made Unknown (fail closed) by [`reads_alike`]:
 //!
-//! - **`standard_conforming_strings` off.** A backslash in a plain `'...'` (or `N'...'`) string
-//!   escapes the next character, as in `E'...'`: `'x\'` no longer ends where it did. The text is
-//!   tokenized again with backslash escapes in plain strings, and the two token sequences must
-//!   match: the same tokens outside literals, literals of the same kinds in the same places
-//!   (their values may differ; a value never decides a class where a backslash can reach it, see
-//!   [`super::reading`]). Whitespace and comments are not compared: the parser never sees them.
-//! - **A client encoding with ASCII trail bytes** (SJIS, BIG5, GBK, UHC, GB18030, JOHAB). The
-//!   server converts the text from it before reading, and a byte of 0x80 or more may begin a
-//!   two-byte character whose second byte is `\` (0x5C): the backslash is then part of a
-//!   character, not an escape. Whether it is depends on the bytes before it and on the encoding,
-//!   so a backslash right after any non-ASCII byte makes the text Unknown, wherever it is. (No
-//!   such encoding has `'`, `"`, `$`, `-`, `*`, `/` or a newline as a trail byte, so quotes,
-//!   dollar quotes and comments end alike under every encoding; a trail byte that swallows a
-//!   letter, digit or `;` leaves the server fewer statements or a syntax error, never a
-//!   statement tollgate did not see.)
+//! - **sqlparser's tokenizer and PostgreSQL's scanner disagree** on a few forms:
+//!   - a dollar-quote tag: PostgreSQL takes any byte from 0x80 up into it, sqlparser only
+//!     alphanumeric characters, so `$€$ ... $€$` is a string to the server and a placeholder, a
+//!     word and more to tollgate. A `$` not followed by digits (`$n`) nor read as a dollar quote
+//!     by sqlparser is therefore Unknown;
+//!   - `X'...'`: sqlparser applies backslash escapes there, PostgreSQL never does (and checks the
+//!     digits only when the value is used, which a skipped statement never does). A hex or bit
+//!     string holding anything but its digits is Unknown (PostgreSQL would refuse it anyway).
+//! - **A setting changed where tollgate does not see it.** tollgate reads SQL as the session's
+//!   settings say it is read: UTF-8, standard-conforming strings (`reading` keeps a session from
+//!   changing either with a statement tollgate sees). A function may still change them inside the
+//!   server. The server then reports the change and the session ends (`session::backend`), but a
+//!   statement the client pipelined behind that function has already reached the server, which
+//!   reads it under the new setting:
+//!   - **`standard_conforming_strings` off.** A backslash in a plain `'...'` (or `N'...'`) string
+//!     escapes the next character, as in `E'...'`: `'x\'` no longer ends where it did. Text
+//!     holding a backslash is tokenized again with backslash escapes in plain strings, and the
+//!     two token sequences must match: the same tokens outside literals, literals of the same
+//!     kinds in the same places (their values may differ; a value never decides a class where a
+//!     backslash can reach it, see [`super::reading`]). Whitespace and comments are not compared:
+//!     the parser never sees them.
+//!   - **A client encoding with ASCII trail bytes** (SJIS, SHIFT_JIS_2004, BIG5, GBK, GB18030;
+//!     UHC's are letters only). The server converts the text from it before reading. A byte of
+//!     0x80 or more may then begin a two-byte character whose second byte is `\` (0x5C): the
+//!     backslash is part of a character, not an escape. Whether it is depends on the bytes before
+//!     it and on the encoding, so a backslash right after any non-ASCII byte makes the text
+//!     Unknown, wherever it is. And two different byte strings may convert to the same
+//!     characters, so a dollar-quote tag that is not ASCII could close where tollgate sees none:
+//!     Unknown too. (No such encoding has `'`, `"`, `$`, `-`, `*`, `/`, `;` or a newline as a
+//!     trail byte, and no non-ASCII byte converts to an ASCII character, so quotes, ASCII
+//!     dollar-quote tags and comments end alike under every encoding.)
 //!
-//! Text without a backslash reads alike under every setting, and costs one scan.
+//! Text without a backslash costs one pass over its tokens.
 
 use sqlparser::derive_dialect;
 use sqlparser::dialect::PostgreSqlDialect;
@@ -42,6 +52,9 @@ derive_dialect!(
 /// Whether the server reads `sql` (tokenized by tollgate as `tokens`) with the same statement and
 /// literal boundaries under every setting a function could switch to (see the module doc).
 pub(crate) fn reads_alike(sql: &str, tokens: &[Token]) -> bool {
+    if tokens.iter().any(misread) {
+        return false;
+    }
     let bytes = sql.as_bytes();
     if !bytes.contains(&b'\\') {
         return true;
@@ -52,6 +65,19 @@ pub(crate) fn reads_alike(sql: &str, tokens: &[Token]) -> bool {
     match Tokenizer::new(&NonConformingPostgreSql::new(), sql).tokenize() {
         Ok(other) => same_boundaries(tokens, &other),
         Err(_) => false,
+    }
+}
+
+/// Whether PostgreSQL may read the text of `token` with other boundaries (see the module doc).
+fn misread(token: &Token) -> bool {
+    match token {
+        Token::Placeholder(p) => p
+            .strip_prefix('$')
+            .is_some_and(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit())),
+        Token::DollarQuotedString(d) => d.tag.as_ref().is_some_and(|t| !t.is_ascii()),
+        Token::HexStringLiteral(s) => !s.bytes().all(|b| b.is_ascii_hexdigit()),
+        Token::SingleQuotedByteStringLiteral(s) => !s.bytes().all(|b| b == b'0' || b == b'1'),
+        _ => false,
     }
 }
 
@@ -131,5 +157,30 @@ mod tests {
             assert!(!alike(sql), "{sql}");
         }
         assert!(alike("SELECT E'Á \\n' FROM t"));
+    }
+
+    /// Found in review, each dropping the table on a PostgreSQL 15 server.
+    #[test]
+    fn forms_sqlparser_reads_otherwise_than_postgresql_are_unknown() {
+        for sql in [
+            // PostgreSQL: a dollar string, then the DROP. sqlparser: `$`, a word, a string.
+            "SELECT $€$, '$€$; DROP TABLE victim; --'",
+            "SELECT $é$ x $é$",
+            // Under SJIS, the two tags convert to the same characters.
+            "SELECT $É\u{81db}$ $É\u{807f}$; DROP TABLE victim; -- $É\u{81db}$",
+            // sqlparser escapes in X'': PostgreSQL reads the hex string `\`, then the DROP.
+            r"CREATE TABLE IF NOT EXISTS s (c bit(8) DEFAULT X'\'); DROP TABLE victim; --')",
+            "SELECT X'1g'",
+            "SELECT B'012'",
+        ] {
+            assert!(!alike(sql), "{sql}");
+        }
+        for sql in [
+            "SELECT $1, $23 FROM t",
+            "SELECT $$a$$, $tag_1$b$tag_1$, X'1f', x'AB', B'0101', b'' FROM t",
+            "SELECT data ? 'key' FROM t",
+        ] {
+            assert!(alike(sql), "{sql}");
+        }
     }
 }

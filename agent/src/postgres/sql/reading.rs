@@ -182,11 +182,14 @@ impl Visitor for SetConfig {
                 Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(e))) => word(e),
                 _ => None,
             };
+            // A backslash in the name: with standard_conforming_strings off (a function may have
+            // turned it off unseen, see `other_reading`), `'client\_encoding'` is the setting.
             let safe = named.is_some_and(|n| {
-                !matches!(
-                    n.to_ascii_lowercase().as_str(),
-                    "client_encoding" | "standard_conforming_strings"
-                )
+                !n.contains('\\')
+                    && !matches!(
+                        n.to_ascii_lowercase().as_str(),
+                        "client_encoding" | "standard_conforming_strings"
+                    )
             });
             self.0 |= !safe;
         }
@@ -228,6 +231,8 @@ mod tests {
             "SELECT orders.pg_catalog.set_config('standard_conforming_strings', 'off', false)",
             "SELECT U&\"set\\005fconfig\"('standard_conforming_strings', 'off', false)",
             "SELECT \"SET_CONFIG\"('client_encoding', 'SJIS', false)",
+            // Found in review: the name the server reads with standard_conforming_strings off.
+            r"SELECT set_config('client\_encoding', 'SJIS', false)",
         ] {
             assert!(changes(sql), "{sql}");
         }
