@@ -1522,7 +1522,8 @@ fn a_statement_pipelined_behind_a_reading_change_is_read_both_ways() {
 
 /// PostgreSQL takes any non-ASCII character into a dollar-quote tag, sqlparser does not: to the
 /// server `$€$, '$€$` is one string and the `DROP` after it runs; to sqlparser it is a `$`, a
-/// word and a string literal holding the `DROP`. Such text is refused (found in review).
+/// word and a string literal holding the `DROP`. Likewise a comment right after an operator.
+/// Such text is refused (found in review).
 #[test]
 fn a_dollar_quote_tag_sqlparser_does_not_read_is_refused() {
     let test = "a_dollar_quote_tag_sqlparser_does_not_read_is_refused";
@@ -1533,18 +1534,24 @@ fn a_dollar_quote_tag_sqlparser_does_not_read_is_refused() {
         "orders",
         "CREATE TABLE victim (id int); ALTER TABLE victim OWNER TO scram_user",
     );
-    let sql = "SELECT $€$, '$€$; DROP TABLE victim; --'";
-    let out = Script::run(&f, &json!([{"send": [["Q", sql]]}, {"until": "Z"}]));
-    assert_eq!(out.step(1)["got"], json!(["E", "Z"]), "{out}");
-    assert_eq!(out.sqlstates_from(0), ["42501"], "{out}");
-    let left = f.pg.admin_sql(
-        "orders",
-        "SELECT count(*) FROM pg_class WHERE relname = 'victim'",
-    );
-    assert!(
-        left.contains('1'),
-        "the server dropped the table: {left}\n{out}"
-    );
+    for sql in [
+        "SELECT $€$, '$€$; DROP TABLE victim; --'",
+        // PostgreSQL ends an operator before `/*` or `--`; sqlparser reads `>/*` as one.
+        "SELECT 1 >/* ' */ 0; DROP TABLE victim; -- '",
+        "SELECT '{\"a\":1}'::jsonb ?-- '\n$$a$$; DROP TABLE victim; --'",
+    ] {
+        let out = Script::run(&f, &json!([{"send": [["Q", sql]]}, {"until": "Z"}]));
+        assert_eq!(out.step(1)["got"], json!(["E", "Z"]), "{sql}: {out}");
+        assert_eq!(out.sqlstates_from(0), ["42501"], "{sql}: {out}");
+        let left = f.pg.admin_sql(
+            "orders",
+            "SELECT count(*) FROM pg_class WHERE relname = 'victim'",
+        );
+        assert!(
+            left.contains('1'),
+            "the server dropped the table: {sql}: {left}\n{out}"
+        );
+    }
 }
 
 /// A role default that makes the server read SQL otherwise than tollgate

@@ -10,6 +10,11 @@
 //!   - `X'...'`: sqlparser applies backslash escapes there, PostgreSQL never does (and checks the
 //!     digits only when the value is used, which a skipped statement never does). A hex or bit
 //!     string holding anything but its digits is Unknown (PostgreSQL would refuse it anyway).
+//!   - an operator followed by `--` or `/*`: PostgreSQL ends a run of operator characters
+//!     before either, which then starts a comment; sqlparser reads `>/*` or `>--` as one
+//!     operator, so a quote in what the server takes as a comment opens a string for tollgate
+//!     only. An operator token holding `--` or `/*` is Unknown, and so is `?-` followed by a
+//!     token starting with `-` (sqlparser's fixed `?-` then `-`, PostgreSQL's `?` then `--`).
 //! - **A setting changed where tollgate does not see it.** tollgate reads SQL as the session's
 //!   settings say it is read: UTF-8, standard-conforming strings (`reading` keeps a session from
 //!   changing either with a statement tollgate sees). A function may still change them inside the
@@ -52,7 +57,7 @@ derive_dialect!(
 /// Whether the server reads `sql` (tokenized by tollgate as `tokens`) with the same statement and
 /// literal boundaries under every setting a function could switch to (see the module doc).
 pub(crate) fn reads_alike(sql: &str, tokens: &[Token]) -> bool {
-    if tokens.iter().any(misread) {
+    if tokens.iter().any(misread) || tokens.windows(2).any(dash_after_question_dash) {
         return false;
     }
     let bytes = sql.as_bytes();
@@ -77,8 +82,14 @@ fn misread(token: &Token) -> bool {
         Token::DollarQuotedString(d) => d.tag.as_ref().is_some_and(|t| !t.is_ascii()),
         Token::HexStringLiteral(s) => !s.bytes().all(|b| b.is_ascii_hexdigit()),
         Token::SingleQuotedByteStringLiteral(s) => !s.bytes().all(|b| b == b'0' || b == b'1'),
+        Token::CustomBinaryOperator(op) => op.contains("--") || op.contains("/*"),
         _ => false,
     }
+}
+
+/// `?-` directly followed by a token starting with `-`: PostgreSQL reads `?` and a comment.
+fn dash_after_question_dash(pair: &[Token]) -> bool {
+    matches!(pair, [Token::QuestionMarkDash, next] if next.to_string().starts_with('-'))
 }
 
 /// Whether two token sequences differ at most in literal values, whitespace and comments.
@@ -172,6 +183,11 @@ mod tests {
             r"CREATE TABLE IF NOT EXISTS s (c bit(8) DEFAULT X'\'); DROP TABLE victim; --')",
             "SELECT X'1g'",
             "SELECT B'012'",
+            // PostgreSQL: a comment after the operator, then the DROP. sqlparser: `>/*` or
+            // `>--`, then a string holding the DROP.
+            "SELECT 1 >/* ' */ 0; DROP TABLE victim; -- '",
+            "SELECT 1 >-- '\n0; DROP TABLE victim; -- '",
+            "SELECT '{\"a\":1}'::jsonb ?-- '\n$$a$$; DROP TABLE victim; --'",
         ] {
             assert!(!alike(sql), "{sql}");
         }
@@ -179,6 +195,7 @@ mod tests {
             "SELECT $1, $23 FROM t",
             "SELECT $$a$$, $tag_1$b$tag_1$, X'1f', x'AB', B'0101', b'' FROM t",
             "SELECT data ? 'key' FROM t",
+            "SELECT a->>'b', a #- '{x}', a ?- b, x - -1, 1 >= -1 FROM t",
         ] {
             assert!(alike(sql), "{sql}");
         }
