@@ -168,8 +168,19 @@ fn denied_requests_get_403_json_and_never_reach_nginx() {
     let port = fx.nginx.ports.plain;
     for (path, extra, rule) in [
         ("/admin/secret.txt", &[][..], NO_ADMIN),
-        ("/x/../admin/secret.txt", &["--path-as-is"][..], NO_ADMIN),
+        // Sent as is: an upstream that routes before it resolves `..` would act on `/x`.
+        (
+            "/x/../admin/secret.txt",
+            &["--path-as-is"][..],
+            "malformed-path",
+        ),
         ("/%61dmin/secret.txt", &[][..], NO_ADMIN),
+        // nginx reads this Host as `admin.example`, the text after `@` as `hello.example`.
+        (
+            "/hello.txt",
+            &["-H", "Host: admin.example:@hello.example"][..],
+            "malformed-host",
+        ),
         ("/hello.txt", &["-X", "DELETE"][..], "default-deny"),
     ] {
         let out = Curl::new(&fx.http(port, path)).args(extra).run(&fx.app);

@@ -93,7 +93,12 @@ impl Session {
         let on_upgrade: Option<OnUpgrade> = request::is_upgrade_head(req.version(), req.headers())
             .then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
-        let facts = Facts::of(&parts);
+        let mut facts = Facts::of(&parts);
+        if facts.host.is_empty() {
+            // No Host (HTTP/1.0, or a client that left it out): the upstream gets the original
+            // destination (`request::for_upstream`), so policy and the record see that.
+            facts.host = self.dst.to_string();
+        }
         let mut x = Exchange::new(
             self.connection_id,
             seq,
@@ -149,11 +154,7 @@ impl Session {
                 return x.respond(deny::bad_gateway("upstream unavailable"));
             }
         };
-        let authority = if facts.host.is_empty() {
-            self.dst.to_string()
-        } else {
-            facts.host.clone()
-        };
+        let authority = facts.host.clone();
         if let Err(e) = request::for_upstream(
             &mut parts,
             ready.is_h2(),

@@ -335,8 +335,11 @@ pub fn head_size(method: &str, uri: &Uri, h: &HeaderMap) -> usize {
 
 /// Shapes the request target for the upstream's HTTP version: HTTP/2 needs an absolute URI
 /// (`:scheme`, `:authority`; no `Host`), HTTP/1.1 the origin form and a `Host` header.
-/// `authority` is the request's (from [`Facts::host`]) or, when it has none, the original
-/// destination.
+/// `authority` is the request's as policy read it ([`Facts::host`]: the absolute form's or
+/// `:authority` before `Host`), or, when it has none, the original destination. It replaces any
+/// `Host` the client sent (RFC 9112 §3.2.2), so the upstream never picks a virtual host policy
+/// did not see (`GET http://api.example/ HTTP/1.1` with `Host: admin.example`, or two `Host`
+/// headers).
 pub fn for_upstream(
     parts: &mut Parts,
     h2: bool,
@@ -363,10 +366,8 @@ pub fn for_upstream(
         parts.version = Version::HTTP_2;
     } else {
         parts.uri = Uri::try_from(pq).map_err(|e| bad(&e))?;
-        if !parts.headers.contains_key(header::HOST) {
-            let v = HeaderValue::from_str(authority).map_err(|e| bad(&e))?;
-            parts.headers.insert(header::HOST, v);
-        }
+        let v = HeaderValue::from_str(authority).map_err(|e| bad(&e))?;
+        parts.headers.insert(header::HOST, v);
         parts.version = Version::HTTP_11;
     }
     Ok(())
@@ -439,7 +440,8 @@ pub(crate) mod tests {
                 .contains(&("x-request-kind".into(), "batch".into()))
         );
         assert_eq!(f.audit_host(), "vault.internal");
-        assert_eq!(f.audit_path(), "/v1/secret/etl");
+        // A dot segment cannot be normalized (policy refuses it): recorded as sent.
+        assert_eq!(f.audit_path(), "/v1/secret/data/../etl");
         assert_eq!(f.query_names(), ["version", "list", "a b", "version"]);
         let pf = f.as_policy();
         assert_eq!((pf.method, pf.path), ("POST", "/v1/secret/data/../etl"));
@@ -642,6 +644,20 @@ pub(crate) mod tests {
         assert_eq!(p.version, Version::HTTP_11);
         let mut c = parts(Request::connect("h.example:443").body(()).unwrap());
         assert!(for_upstream(&mut c, false, false, "h.example:443").is_err());
+        // Found in review: the absolute form's host is what policy read; the client's Host
+        // (one or several) does not reach the upstream.
+        let mut p = parts(
+            Request::get("http://api.example/x")
+                .header("Host", "admin.example")
+                .header("Host", "other.example")
+                .body(())
+                .unwrap(),
+        );
+        let policy_host = Facts::of(&p).host;
+        assert_eq!(policy_host, "api.example");
+        for_upstream(&mut p, false, false, &policy_host).unwrap();
+        let hosts: Vec<_> = p.headers.get_all("host").iter().collect();
+        assert_eq!(hosts, ["api.example"]);
     }
 
     #[test]

@@ -389,7 +389,7 @@ async fn requests_are_decided_forwarded_masked_and_audited_over_one_connection()
     let before = h.seen.requests.load(Ordering::SeqCst);
     for (path, rule) in [
         ("/v1/sys/seal", "no-sys"),
-        ("/v1/x/../sys/seal", "no-sys"),
+        ("/v1/x/../sys/seal", "malformed-path"),
         ("/approve", "needs-ok (approval-unavailable)"),
         ("/other", "default-deny"),
         ("/a/../../json", "malformed-path"),
@@ -480,7 +480,10 @@ async fn requests_are_decided_forwarded_masked_and_audited_over_one_connection()
         ),
         (Some(403), "deny", "no-sys")
     );
-    assert_eq!(recs[4].path, "/v1/sys/seal", "recorded as policy saw it");
+    assert_eq!(
+        recs[4].path, "/v1/x/../sys/seal",
+        "refused, so recorded as sent"
+    );
     assert_eq!(recs[5].rule, "needs-ok (approval-unavailable)");
     let upload = &recs[8];
     assert_eq!((upload.method.as_str(), upload.bytes_up), ("POST", 102_400));

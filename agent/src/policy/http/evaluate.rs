@@ -1,7 +1,7 @@
 //! Pure decisions for HTTP requests: may this workload send this request to this target.
 use super::{
     model::{PathMatch, RequestFacts, RequestRule},
-    path::{normalize_host, normalize_path},
+    path::{is_plain_host, normalize_host, normalize_path},
 };
 use crate::policy::{
     evaluate::{DEFAULT_DENY, Decision},
@@ -15,6 +15,9 @@ pub const NO_REQUEST_RULES: &str = "no-request-rules";
 /// Rule reported when request rules apply and the path cannot be normalized (see
 /// [`normalize_path`]): `..` above the root, an encoded `/`, a bad escape...
 pub const MALFORMED_PATH: &str = "malformed-path";
+/// The rule reported for a request whose host is not a plain `host[:port]`
+/// ([`is_plain_host`]).
+pub const MALFORMED_HOST: &str = "malformed-host";
 
 impl RequestRule {
     /// Whether this rule applies to a request, for a rule whose action is `action`. `facts`
@@ -83,7 +86,8 @@ impl Policy {
     /// on the normalized request (host without port, lowercase; path by [`normalize_path`]) and
     /// matching it (see [`RequestRule::matches`]): any deny wins, then any approve, then any
     /// allow, the first rule by name reporting; none matching is a deny by [`DEFAULT_DENY`]. A
-    /// path that cannot be normalized is a deny by [`MALFORMED_PATH`]. Without any request rule
+    /// path that cannot be normalized is a deny by [`MALFORMED_PATH`], a host that is not plain
+    /// one by [`MALFORMED_HOST`]. Without any request rule
     /// for the workload and target, every request is allowed ([`NO_REQUEST_RULES`]). An unknown
     /// target is a deny by [`DEFAULT_DENY`]. In audit mode the verdict is not enforced.
     pub fn evaluate_request(
@@ -105,6 +109,9 @@ impl Policy {
         let Some(path) = normalize_path(facts.path) else {
             return decision(workload, Some(t), Verdict::Deny, MALFORMED_PATH);
         };
+        if !is_plain_host(facts.host) {
+            return decision(workload, Some(t), Verdict::Deny, MALFORMED_HOST);
+        }
         let host = normalize_host(facts.host);
         let facts = RequestFacts {
             path: &path,

@@ -1,18 +1,21 @@
 //! Request paths and hosts as policy sees them: one canonical form per resource, so that a rule
-//! on `/v1/sys/**` cannot be walked around with `/v1/secret/../sys`, `/v1/%73ys` or `/v1//sys`.
-//! Pure functions.
+//! on `/v1/sys/**` cannot be walked around with `/v1/%73ys` or `/v1//sys`, and no form that an
+//! upstream could route otherwise than policy reads it (`/v1/secret/../sys`, `/v1/sys;x/seal`,
+//! `Host: admin.example:@api.example`). Pure functions.
 
 /// The canonical form of a request path (the path component of the request target, without
 /// `?query`), or `None` when it is malformed or ambiguous (deny it):
 ///
 /// - percent-escapes of unreserved characters (`A-Z a-z 0-9 - . _ ~`) are decoded (`%2e` is `.`,
 ///   `%73` is `s`); other escapes are kept, with uppercase hex digits;
-/// - empty segments are dropped (`//` is `/`), `.` segments removed, `..` segments remove the
-///   segment before them; a trailing `/` (or a final `.` or `..`) is kept as a trailing `/`;
-/// - `None` for: a path not starting with `/`; `..` above the root; an encoded `/` (`%2F`) or
-///   `\` (`%5C`), which servers disagree about; a raw `\`, `?`, `#` or control character, or an
-///   encoded NUL; a `%` not followed by two hex digits; and a `.` or `..` segment followed by
-///   `;` (`..;/`, which servlet containers resolve as `..`).
+/// - empty segments are dropped (`//` is `/`); a trailing `/` is kept;
+/// - `None` for: a path not starting with `/`; a `.` or `..` segment, raw or encoded (`%2e`):
+///   the request is forwarded as sent, and an upstream that routes before it resolves them
+///   (Express, a servlet filter, a proxy passing the raw URI) would act on `/admin/../public`
+///   as `/admin` while policy read `/public`; a `;` (`/sys;x/seal` is `/sys/seal` to servlet
+///   containers); an encoded `/` (`%2F`) or `\` (`%5C`), which servers disagree about; a raw
+///   `\`, `?`, `#` or control character, or an encoded NUL; a `%` not followed by two hex
+///   digits.
 ///
 /// The result is itself canonical: `normalize_path(normalize_path(p)) == normalize_path(p)`.
 pub fn normalize_path(raw: &str) -> Option<String> {
@@ -21,16 +24,16 @@ pub fn normalize_path(raw: &str) -> Option<String> {
     }
     let decoded = decode_unreserved(raw)?;
     let mut segments: Vec<&str> = Vec::new();
-    // Whether the path ends with a directory (a trailing `/`, `.` or `..`).
+    if decoded.contains(';') {
+        return None;
+    }
+    // Whether the path ends with a `/`.
     let mut trailing = false;
     for segment in decoded.split('/').skip(1) {
         trailing = true;
         match segment {
-            "" | "." => {}
-            ".." => {
-                segments.pop()?;
-            }
-            s if s.starts_with(".;") || s.starts_with("..;") => return None,
+            "" => {}
+            "." | ".." => return None,
             s => {
                 segments.push(s);
                 trailing = false;
@@ -101,6 +104,46 @@ fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
+/// Whether `raw` (a `Host` header or `:authority`) is a plain `host[:port]` that every server
+/// reads alike: a name of ASCII letters, digits, `-`, `.` and `_`, or an IPv4 address, or an
+/// IPv6 literal in brackets; then at most one `:` and a port of digits. No `user@`, no second
+/// colon, no escapes, no non-ASCII (a name in another form is refused, not guessed at: nginx
+/// reads `admin.example:@api.example` as `admin.example`, a reading of the last `@` as
+/// `api.example`). Empty (no host) is plain.
+pub fn is_plain_host(raw: &str) -> bool {
+    let (host, port) = match raw.strip_prefix('[') {
+        Some(rest) => {
+            let Some((v6, after)) = rest.split_once(']') else {
+                return false;
+            };
+            let v6_ok = !v6.is_empty()
+                && v6
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+            if !v6_ok {
+                return false;
+            }
+            match after {
+                "" => return true,
+                a => match a.strip_prefix(':') {
+                    Some(port) => ("x", Some(port)),
+                    None => return false,
+                },
+            }
+        }
+        None => match raw.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (raw, None),
+        },
+    };
+    let name_ok = host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    name_ok && port_ok && (port.is_none() || !host.is_empty())
+}
+
 /// The host of a `Host` header or `:authority` as host rules see it: without the port (and
 /// without the brackets of an IPv6 literal), without a trailing dot, lowercase; without any
 /// `user@` part.
@@ -123,28 +166,58 @@ mod tests {
     use super::*;
 
     #[test]
+    fn plain_hosts() {
+        for h in [
+            "",
+            "api.example",
+            "api.example:8443",
+            "API.Example.",
+            "10.0.0.1:80",
+            "[::1]",
+            "[fd00::1]:8080",
+            "my_host",
+        ] {
+            assert!(is_plain_host(h), "{h}");
+        }
+        // Found in review: nginx reads the first of these as admin.example.
+        for h in [
+            "admin.example:@api.example",
+            "user@api.example",
+            "admin.example:1:2",
+            "::1",
+            "api.example:",
+            ":80",
+            "api.example:8o",
+            "caf\u{e9}.example",
+            "api%2eexample",
+            "[::1]x",
+            "[zz]",
+            "api.example ",
+        ] {
+            assert!(!is_plain_host(h), "{h}");
+        }
+    }
+
+    #[test]
     fn paths() {
         let cases: &[(&str, Option<&str>)] = &[
             ("/", Some("/")),
             ("/v1/secret/data/etl/db", Some("/v1/secret/data/etl/db")),
             ("/v1/secret/", Some("/v1/secret/")),
             // Dot segments.
-            ("/v1/secret/../sys", Some("/v1/sys")),
-            (
-                "/v1/secret/data/etl/../../../sys/seal",
-                Some("/v1/sys/seal"),
-            ),
-            ("/v1/./sys", Some("/v1/sys")),
-            ("/v1/sys/.", Some("/v1/sys/")),
-            ("/v1/sys/..", Some("/v1/")),
-            ("/a/b/../..", Some("/")),
+            ("/v1/secret/../sys", None),
+            ("/v1/secret/data/etl/../../../sys/seal", None),
+            ("/v1/./sys", None),
+            ("/v1/sys/.", None),
+            ("/v1/sys/..", None),
+            ("/a/b/../..", None),
             ("/..", None),
             ("/../etc/passwd", None),
             ("/a/../../b", None),
             ("/a/%2e%2e/%2E%2E/b", None),
-            ("/v1/secret/%2e%2e/sys", Some("/v1/sys")),
-            ("/v1/secret/.%2e/sys", Some("/v1/sys")),
-            ("/v1/%2e/sys", Some("/v1/sys")),
+            ("/v1/secret/%2e%2e/sys", None),
+            ("/v1/secret/.%2e/sys", None),
+            ("/v1/%2e/sys", None),
             // `...` and names starting with dots are plain names.
             ("/a/.../b", Some("/a/.../b")),
             ("/a/..b/.c", Some("/a/..b/.c")),
@@ -157,6 +230,9 @@ mod tests {
             ("/a%2Db%5fc%7E", Some("/a-b_c~")),
             ("/a%20b", Some("/a%20b")),
             ("/a%3bb%3F", Some("/a%3Bb%3F")),
+            // Found in review: `//..` (dropped, then resolved) and path parameters.
+            ("/v1/sys//../seal", None),
+            ("/v1/sys;x/seal", None),
             ("/%25", Some("/%25")),
             // Double encoding is decoded once only.
             ("/%252e%252e/x", Some("/%252e%252e/x")),
@@ -182,7 +258,7 @@ mod tests {
             // Servlet path parameters on dot segments.
             ("/v1/secret/..;/sys", None),
             ("/v1/.;x/sys", None),
-            ("/v1/a;b/c", Some("/v1/a;b/c")),
+            ("/v1/a;b/c", None),
             // Non-ASCII passes as it is.
             ("/caf\u{e9}/x", Some("/caf\u{e9}/x")),
         ];
