@@ -9,7 +9,8 @@ use hyper::{
 };
 
 use crate::policy::{
-    Compressed, HttpCredential, HttpTarget, RequestFacts, normalize_host, normalize_path,
+    Compressed, HttpCredential, HttpTarget, RequestFacts, is_plain_host, normalize_host,
+    normalize_path,
 };
 
 /// What policy sees of a request, owned (see [`Facts::as_policy`]).
@@ -30,10 +31,14 @@ pub struct Facts {
 impl Facts {
     /// The facts of a request head.
     pub fn of(parts: &Parts) -> Self {
+        // The absolute form's authority without any `user:password@` (a `Host` never has one).
         let host = parts
             .uri
             .authority()
-            .map(|a| a.as_str().to_owned())
+            .map(|a| match a.port() {
+                Some(port) => format!("{}:{port}", a.host()),
+                None => a.host().to_owned(),
+            })
             .or_else(|| {
                 parts
                     .headers
@@ -70,9 +75,14 @@ impl Facts {
         }
     }
 
-    /// Host as recorded: without port, lowercase.
+    /// Host as recorded: without port, lowercase; as sent when it is not plain (policy refuses
+    /// it, and in audit mode it goes upstream as sent).
     pub fn audit_host(&self) -> String {
-        normalize_host(&self.host)
+        if is_plain_host(&self.host) {
+            normalize_host(&self.host)
+        } else {
+            self.host.clone()
+        }
     }
 
     /// Path as recorded: normalized as policy saw it, or as sent when it cannot be.
@@ -366,7 +376,8 @@ pub fn for_upstream(
         parts.version = Version::HTTP_2;
     } else {
         parts.uri = Uri::try_from(pq).map_err(|e| bad(&e))?;
-        let v = HeaderValue::from_str(authority).map_err(|e| bad(&e))?;
+        // Bytes, not text: a non-ASCII host (allowed where no request rule applies) goes on.
+        let v = HeaderValue::from_bytes(authority.as_bytes()).map_err(|e| bad(&e))?;
         parts.headers.insert(header::HOST, v);
         parts.version = Version::HTTP_11;
     }
@@ -658,6 +669,15 @@ pub(crate) mod tests {
         for_upstream(&mut p, false, false, &policy_host).unwrap();
         let hosts: Vec<_> = p.headers.get_all("host").iter().collect();
         assert_eq!(hosts, ["api.example"]);
+        // Userinfo in the absolute form never reaches the Host header.
+        let p = parts(
+            Request::get("http://user:pw@api.example:8080/x")
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(Facts::of(&p).host, "api.example:8080");
+        let p = parts(Request::get("http://[fd00::1]/x").body(()).unwrap());
+        assert_eq!(Facts::of(&p).host, "[fd00::1]");
     }
 
     #[test]

@@ -793,6 +793,11 @@ fn normalized_pattern(what: &str, p: &str) -> Result<(), String> {
              \"..\" segments)"
         ));
     }
+    if p.contains(';') {
+        return Err(format!(
+            "{what} {p:?} never matches: a request path holding \";\" is refused as malformed"
+        ));
+    }
     let bytes = p.as_bytes();
     for (i, _) in p.match_indices('%') {
         let escape = bytes.get(i + 1..i + 3).and_then(|h| {

@@ -1,7 +1,7 @@
 //! Request paths and hosts as policy sees them: one canonical form per resource, so that a rule
-//! on `/v1/sys/**` cannot be walked around with `/v1/%73ys` or `/v1//sys`, and no form that an
-//! upstream could route otherwise than policy reads it (`/v1/secret/../sys`, `/v1/sys;x/seal`,
-//! `Host: admin.example:@api.example`). Pure functions.
+//! on `/v1/sys/**` cannot be walked around with `/v1/%73ys` or `/v1//sys`, and none of the forms
+//! known to be routed otherwise by some upstream than policy reads them (`/v1/secret/../sys`,
+//! `/v1/sys;x/seal`, `Host: admin.example:@api.example`). Pure functions.
 
 /// The canonical form of a request path (the path component of the request target, without
 /// `?query`), or `None` when it is malformed or ambiguous (deny it):

@@ -634,6 +634,11 @@ fn error_locations() {
             "never matches",
         ),
         (
+            rule("[\"api\"]", "paths = [\"/api;v=2/**\"]\n"),
+            (22, 10),
+            "holding \";\" is refused",
+        ),
+        (
             rule("[\"api\"]", "paths = [\"/v1/%73ys\"]\n"),
             (22, 10),
             "never matches",
