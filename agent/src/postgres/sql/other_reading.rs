@@ -68,7 +68,7 @@ pub(crate) fn reads_alike(sql: &str, tokens: &[Token]) -> bool {
         return false;
     }
     match Tokenizer::new(&NonConformingPostgreSql::new(), sql).tokenize() {
-        Ok(other) => same_boundaries(tokens, &other),
+        Ok(other) => same_boundaries(tokens, &other) && !other.iter().any(misread),
         Err(_) => false,
     }
 }
