@@ -1423,6 +1423,32 @@ fn a_non_ascii_name_on_a_server_that_converts_names_ends_the_session() {
     assert_eq!(utf8.step(3)["got"], json!(["1", "Z"]), "{utf8}");
 }
 
+/// Creates `sneaky()`, a SQL function that turns `standard_conforming_strings` off inside the
+/// server, where tollgate sees only `SELECT sneaky()`.
+const SNEAKY: &str = "CREATE FUNCTION sneaky() RETURNS text LANGUAGE sql \
+    AS $$ SELECT set_config('standard_conforming_strings', 'off', false) $$";
+
+/// Creates the table `victim`, owned by the role tollgate logs in as: a `DROP TABLE victim` that
+/// reaches the server succeeds.
+fn create_victim(f: &Fixture) {
+    f.pg.admin_sql(
+        "orders",
+        "CREATE TABLE victim (id int); ALTER TABLE victim OWNER TO scram_user",
+    );
+}
+
+/// Asserts that `victim` is still there (`what` tells what was sent).
+fn assert_victim_left(f: &Fixture, what: &dyn std::fmt::Display) {
+    let left = f.pg.admin_sql(
+        "orders",
+        "SELECT count(*) FROM pg_class WHERE relname = 'victim'",
+    );
+    assert!(
+        left.contains('1'),
+        "the server dropped the table: {left}\n{what}"
+    );
+}
+
 /// A session may not change how the server reads SQL. `SET standard_conforming_strings = off`
 /// (after which `'x\''` is a whole literal to the server, so a `DROP` could sit where tollgate
 /// sees a string) and `set_config('client_encoding', ...)` are unknown (denied here by
@@ -1435,11 +1461,7 @@ fn a_session_may_not_change_how_the_server_reads_sql() {
     let Some(f) = Fixture::start(test, "pg-reading", |_| {}) else {
         return;
     };
-    f.pg.admin_sql(
-        "orders",
-        "CREATE FUNCTION sneaky() RETURNS text LANGUAGE sql \
-         AS $$ SELECT set_config('standard_conforming_strings', 'off', false) $$",
-    );
+    f.pg.admin_sql("orders", SNEAKY);
     let out = Script::run(
         &f,
         &json!([
@@ -1484,12 +1506,8 @@ fn a_statement_pipelined_behind_a_reading_change_is_read_both_ways() {
     let Some(f) = Fixture::start(test, "pg-pipeline-read", |_| {}) else {
         return;
     };
-    f.pg.admin_sql(
-        "orders",
-        "CREATE FUNCTION sneaky() RETURNS text LANGUAGE sql \
-         AS $$ SELECT set_config('standard_conforming_strings', 'off', false) $$; \
-         CREATE TABLE victim (id int); ALTER TABLE victim OWNER TO scram_user",
-    );
+    f.pg.admin_sql("orders", SNEAKY);
+    create_victim(&f);
     // Standard-conforming: a SELECT of two literals. Not: a SELECT, then `DROP TABLE victim`.
     let two_ways = r"SELECT 'a\' , $$' ; DROP TABLE victim; --$$";
     let out = Script::run(
@@ -1503,14 +1521,7 @@ fn a_statement_pipelined_behind_a_reading_change_is_read_both_ways() {
         matches!(out.end(), "eof" | "reset"),
         "the session went on: {out}"
     );
-    let left = f.pg.admin_sql(
-        "orders",
-        "SELECT count(*) FROM pg_class WHERE relname = 'victim'",
-    );
-    assert!(
-        left.contains('1'),
-        "the server dropped the table: {left}\n{out}"
-    );
+    assert_victim_left(&f, &out);
     let session = f.statements_of(out.pid(), 2);
     let (classes, decision, _) = verdict(&statements(&session)[1]);
     assert_eq!(
@@ -1530,10 +1541,7 @@ fn a_dollar_quote_tag_sqlparser_does_not_read_is_refused() {
     let Some(f) = Fixture::start(test, "pg-dollar-tag", |_| {}) else {
         return;
     };
-    f.pg.admin_sql(
-        "orders",
-        "CREATE TABLE victim (id int); ALTER TABLE victim OWNER TO scram_user",
-    );
+    create_victim(&f);
     for sql in [
         "SELECT $€$, '$€$; DROP TABLE victim; --'",
         // PostgreSQL ends an operator before `/*` or `--`; sqlparser reads `>/*` as one.
@@ -1543,14 +1551,7 @@ fn a_dollar_quote_tag_sqlparser_does_not_read_is_refused() {
         let out = Script::run(&f, &json!([{"send": [["Q", sql]]}, {"until": "Z"}]));
         assert_eq!(out.step(1)["got"], json!(["E", "Z"]), "{sql}: {out}");
         assert_eq!(out.sqlstates_from(0), ["42501"], "{sql}: {out}");
-        let left = f.pg.admin_sql(
-            "orders",
-            "SELECT count(*) FROM pg_class WHERE relname = 'victim'",
-        );
-        assert!(
-            left.contains('1'),
-            "the server dropped the table: {sql}: {left}\n{out}"
-        );
+        assert_victim_left(&f, &format!("{sql}: {out}"));
     }
 }
 

@@ -154,12 +154,11 @@ impl Session {
                 return x.respond(deny::bad_gateway("upstream unavailable"));
             }
         };
-        let authority = facts.host.clone();
         if let Err(e) = request::for_upstream(
             &mut parts,
             ready.is_h2(),
             self.upstream.is_tls(),
-            &authority,
+            &facts.host,
         ) {
             x.error(e.to_string());
             return x.respond(deny::bad_gateway(&e.to_string()));
@@ -181,13 +180,13 @@ impl Session {
                 debug!(seq, %error, "upstream connection closed before the request: sending it on a new one");
                 self.upstream.discard(epoch).await;
                 let (parts, body) = req.into_parts();
-                self.resend(&facts.host, &authority, parts, body).await
+                self.resend(&facts.host, parts, body).await
             }
             Err(SendError { error, .. }) => match again {
                 Some(head) if error.no_response() => {
                     debug!(seq, %error, "pooled upstream connection closed under the request: sending it again");
                     self.upstream.discard(epoch).await;
-                    self.resend(&facts.host, &authority, head, empty()).await
+                    self.resend(&facts.host, head, empty()).await
                 }
                 _ => Err(error),
             },
@@ -244,16 +243,16 @@ impl Session {
         }
     }
 
-    /// Sends a request once more, on a new connection (never one from the pool), shaped for it.
+    /// Sends a request once more, on a new connection (never one from the pool), shaped for it
+    /// (`host` as policy read it: see `request::for_upstream`).
     async fn resend(
         &self,
         host: &str,
-        authority: &str,
         mut parts: hyper::http::request::Parts,
         body: super::body::ProxyBody,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let ready = self.upstream.ready(host, false).await?;
-        request::for_upstream(&mut parts, ready.is_h2(), self.upstream.is_tls(), authority)
+        request::for_upstream(&mut parts, ready.is_h2(), self.upstream.is_tls(), host)
             .map_err(|e| UpstreamError::Request(e.to_string()))?;
         ready
             .send(Request::from_parts(parts, body))

@@ -35,9 +35,9 @@ impl Facts {
         let host = parts
             .uri
             .authority()
-            .map(|a| match a.port() {
-                Some(port) => format!("{}:{port}", a.host()),
-                None => a.host().to_owned(),
+            .map(|a| {
+                let a = a.as_str();
+                a.rsplit_once('@').map_or(a, |(_, host)| host).to_owned()
             })
             .or_else(|| {
                 parts
@@ -345,8 +345,9 @@ pub fn head_size(method: &str, uri: &Uri, h: &HeaderMap) -> usize {
 
 /// Shapes the request target for the upstream's HTTP version: HTTP/2 needs an absolute URI
 /// (`:scheme`, `:authority`; no `Host`), HTTP/1.1 the origin form and a `Host` header.
-/// `authority` is the request's as policy read it ([`Facts::host`]: the absolute form's or
-/// `:authority` before `Host`), or, when it has none, the original destination. It replaces any
+/// `authority` is the host policy read ([`Facts::host`]: the absolute form's or `:authority`
+/// before `Host`; the session puts the original destination there when the request names
+/// none). It replaces any
 /// `Host` the client sent (RFC 9112 §3.2.2), so the upstream never picks a virtual host policy
 /// did not see (`GET http://api.example/ HTTP/1.1` with `Host: admin.example`, or two `Host`
 /// headers).

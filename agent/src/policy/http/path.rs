@@ -111,37 +111,31 @@ fn is_unreserved(b: u8) -> bool {
 /// reads `admin.example:@api.example` as `admin.example`, a reading of the last `@` as
 /// `api.example`). Empty (no host) is plain.
 pub fn is_plain_host(raw: &str) -> bool {
-    let (host, port) = match raw.strip_prefix('[') {
-        Some(rest) => {
-            let Some((v6, after)) = rest.split_once(']') else {
-                return false;
-            };
-            let v6_ok = !v6.is_empty()
-                && v6
-                    .bytes()
-                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
-            if !v6_ok {
-                return false;
-            }
-            match after {
-                "" => return true,
-                a => match a.strip_prefix(':') {
-                    Some(port) => ("x", Some(port)),
-                    None => return false,
-                },
-            }
-        }
-        None => match raw.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (raw, None),
+    // The host, and what follows it: nothing, or `:port`.
+    let (host_ok, rest) = match raw.strip_prefix('[') {
+        Some(bracketed) => match bracketed.split_once(']') {
+            Some((v6, rest)) => (
+                !v6.is_empty()
+                    && v6
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.'),
+                rest,
+            ),
+            None => return false,
         },
+        None => {
+            let (host, rest) = raw.split_at(raw.find(':').unwrap_or(raw.len()));
+            let name = host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+            (name && (rest.is_empty() || !host.is_empty()), rest)
+        }
     };
-    let name_ok = host
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
-    let port_ok =
-        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
-    name_ok && port_ok && (port.is_none() || !host.is_empty())
+    let port_ok = rest.is_empty()
+        || rest
+            .strip_prefix(':')
+            .is_some_and(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    host_ok && port_ok
 }
 
 /// The host of a `Host` header or `:authority` as host rules see it: without the port (and

@@ -148,10 +148,16 @@ mod tests {
         }
     }
 
+    /// A catalog that knows one table with masked columns.
+    fn with_table(name: &str) -> Catalog {
+        let mut c = Catalog::default();
+        c.tables.insert(name.into());
+        c
+    }
+
     #[test]
     fn table_lookup_ignores_schema() {
-        let mut c = Catalog::default();
-        c.tables.insert("customers".into());
+        let c = with_table("customers");
         assert!(c.table_has_masked_columns("public.customers"));
         assert!(c.table_has_masked_columns("customers"));
         assert!(!c.table_has_masked_columns("orders"));
@@ -161,8 +167,7 @@ mod tests {
     /// catalog holds it lower-case. Found in review: the whole-row `c` went unmasked.
     #[test]
     fn table_lookup_ignores_case() {
-        let mut c = Catalog::default();
-        c.tables.insert("customers".into());
+        let c = with_table("customers");
         assert!(c.table_has_masked_columns("Customers"));
         assert!(c.table_has_masked_columns("public.CUSTOMERS"));
     }
@@ -171,8 +176,7 @@ mod tests {
     /// every dot missed it.
     #[test]
     fn table_lookup_reads_quoted_parts() {
-        let mut c = Catalog::default();
-        c.tables.insert("my.cards".into());
+        let c = with_table("my.cards");
         assert!(c.table_has_masked_columns("\"my.cards\""));
         assert!(c.table_has_masked_columns("public.\"My.Cards\""));
         assert!(!c.table_has_masked_columns("cards"));

@@ -369,8 +369,8 @@ async fn cancel_forward(
 /// bytes it keeps (and so which names it takes for one) are not the ones tollgate saw.
 fn names_unconverted(encoding: Option<&str>) -> bool {
     encoding.is_some_and(|e| {
-        let e = e.replace(['_', '-'], "");
-        e.eq_ignore_ascii_case("UTF8") || e.eq_ignore_ascii_case("SQLASCII")
+        crate::postgres::sql::is_utf8(e)
+            || e.replace(['_', '-'], "").eq_ignore_ascii_case("SQLASCII")
     })
 }
 

@@ -137,7 +137,7 @@ pub use names::last_part;
 #[cfg(test)]
 use project::project;
 pub use project::{Projected, expr_needs_mask, per_field, projection};
-pub use reading::reported_value_is_safe;
+pub use reading::{is_utf8, reported_value_is_safe};
 pub use session_names::{MAX_NAME_LEN, NameEffects, Names};
 
 /// Statements with at most this many tokens (whitespace and comments not counted) are parsed on

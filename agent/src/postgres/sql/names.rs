@@ -9,6 +9,8 @@ use std::borrow::Cow;
 
 use sqlparser::ast::{Ident, ObjectName, ObjectNamePart, TableAlias};
 
+use super::session_names::MAX_NAME_LEN;
+
 /// Leads the name of an identifier sqlparser read from a single-quoted string (`DROP TABLE 'x'`,
 /// `SET 'role' = ...`). PostgreSQL rejects a string in a name's place, so such a statement is
 /// Unknown (fail closed): its "name" is a literal value, which must never decide a class or a
@@ -20,13 +22,11 @@ pub(crate) fn has_string_part(name: &str) -> bool {
     name.contains(STRING_NAME)
 }
 
-/// Longest identifier PostgreSQL keeps, in bytes (`NAMEDATALEN - 1`): its scanner cuts a longer
-/// one, quoted or not, so `SELECT * FROM <63 bytes>_anything` reads the table of the first 63.
-pub const MAX_IDENT_LEN: usize = 63;
-
-/// One identifier, normalized (and cut as PostgreSQL cuts it, see [`MAX_IDENT_LEN`]).
+/// One identifier, normalized, and cut as PostgreSQL's scanner cuts a longer one, quoted or not
+/// (to [`MAX_NAME_LEN`] bytes at a character boundary, as `pg_mbcliplen` does in a UTF-8
+/// database): `SELECT * FROM <63 bytes>_anything` reads the table of the first 63.
 pub(crate) fn ident(id: &Ident) -> String {
-    let value = cut(&id.value);
+    let value = &id.value[..id.value.floor_char_boundary(MAX_NAME_LEN)];
     match id.quote_style {
         None => value.to_ascii_lowercase(),
         Some('\'') => format!("{STRING_NAME}{}", id.value),
@@ -35,19 +35,6 @@ pub(crate) fn ident(id: &Ident) -> String {
         }
         Some(_) => value.to_owned(),
     }
-}
-
-/// `name` cut to its first [`MAX_IDENT_LEN`] bytes, at a character boundary (as
-/// `pg_mbcliplen` cuts in a UTF-8 database).
-fn cut(name: &str) -> &str {
-    if name.len() <= MAX_IDENT_LEN {
-        return name;
-    }
-    let mut end = MAX_IDENT_LEN;
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    &name[..end]
 }
 
 /// A possibly qualified name, normalized: `schema.table`.

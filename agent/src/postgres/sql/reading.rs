@@ -96,14 +96,24 @@ fn set_changes_reading(set: &Set) -> bool {
 }
 
 /// The reading parameter `name` is, if it is one. PostgreSQL looks settings up without case,
-/// quoted or not; a name spelled as a string, or holding a backslash (sqlparser reads
-/// `U&"..."` escapes as other tokens), counts as one (`?`).
+/// quoted or not; a name spelled as a string counts as one (`?`), and see [`reading_parameter`].
 fn parameter(name: &ObjectName) -> Option<&'static str> {
     let name = names::object(name).to_ascii_lowercase();
-    if names::has_string_part(&name) || name.contains('\\') {
+    if names::has_string_part(&name) {
         return Some("?");
     }
-    match name.as_str() {
+    reading_parameter(&name)
+}
+
+/// The reading parameter a setting's lower-cased name (of `SET`, or `set_config`'s first
+/// argument) is, if it is one. A name holding a backslash counts as one (`?`): sqlparser reads
+/// `U&"..."` escapes as other tokens, and with standard_conforming_strings off (a function may
+/// have turned it off unseen, see `other_reading`) `'client\_encoding'` is the setting.
+fn reading_parameter(name: &str) -> Option<&'static str> {
+    if name.contains('\\') {
+        return Some("?");
+    }
+    match name {
         "client_encoding" => Some("client_encoding"),
         "standard_conforming_strings" => Some("standard_conforming_strings"),
         _ => None,
@@ -139,7 +149,9 @@ fn word(expr: &Expr) -> Option<String> {
     }
 }
 
-fn is_utf8(value: &str) -> bool {
+/// Whether an encoding name is UTF-8 (`UTF8`, `utf-8`, `UNICODE`; PostgreSQL ignores case, `-`
+/// and `_` in encoding names).
+pub fn is_utf8(value: &str) -> bool {
     let v = value.replace(['-', '_'], "");
     v.eq_ignore_ascii_case("utf8") || v.eq_ignore_ascii_case("unicode")
 }
@@ -182,15 +194,7 @@ impl Visitor for SetConfig {
                 Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(e))) => word(e),
                 _ => None,
             };
-            // A backslash in the name: with standard_conforming_strings off (a function may have
-            // turned it off unseen, see `other_reading`), `'client\_encoding'` is the setting.
-            let safe = named.is_some_and(|n| {
-                !n.contains('\\')
-                    && !matches!(
-                        n.to_ascii_lowercase().as_str(),
-                        "client_encoding" | "standard_conforming_strings"
-                    )
-            });
+            let safe = named.is_some_and(|n| reading_parameter(&n.to_ascii_lowercase()).is_none());
             self.0 |= !safe;
         }
         ControlFlow::Continue(())
