@@ -182,6 +182,23 @@ fn denied_requests_get_403_json_and_never_reach_nginx() {
             "malformed-host",
         ),
         ("/hello.txt", &["-X", "DELETE"][..], "default-deny"),
+        // Headers an upstream framework may read as the method, path or host: every reading
+        // must be allowed.
+        (
+            "/hello.txt",
+            &["-H", "X-HTTP-Method-Override: DELETE"][..],
+            "default-deny",
+        ),
+        (
+            "/hello.txt",
+            &["-H", "X-Original-URL: /admin/secret.txt"][..],
+            NO_ADMIN,
+        ),
+        (
+            "/hello.txt",
+            &["-H", "X-Forwarded-Host: admin.example:@hello.example"][..],
+            "malformed-host",
+        ),
     ] {
         let out = Curl::new(&fx.http(port, path)).args(extra).run(&fx.app);
         assert_status(&out, 403);

@@ -2,10 +2,11 @@
 use super::{
     model::{PathMatch, RequestFacts, RequestRule},
     path::{is_plain_host, normalize_host, normalize_path},
+    readings::{Unread, has_other_readings, readings},
 };
 use crate::policy::{
     evaluate::{DEFAULT_DENY, Decision},
-    model::{Policy, Rule, Verdict, Workload},
+    model::{Policy, Rule, Target, Verdict, Workload},
     pg::evaluate::decision,
 };
 
@@ -18,6 +19,9 @@ pub const MALFORMED_PATH: &str = "malformed-path";
 /// The rule reported for a request whose host is not a plain `host[:port]`
 /// ([`is_plain_host`]).
 pub const MALFORMED_HOST: &str = "malformed-host";
+/// The rule reported for a request whose override headers give more readings than
+/// [`MAX_READINGS`](super::readings::MAX_READINGS).
+pub const AMBIGUOUS_REQUEST: &str = "ambiguous-request";
 
 impl RequestRule {
     /// Whether this rule applies to a request, for a rule whose action is `action`. `facts`
@@ -87,7 +91,9 @@ impl Policy {
     /// matching it (see [`RequestRule::matches`]): any deny wins, then any approve, then any
     /// allow, the first rule by name reporting; none matching is a deny by [`DEFAULT_DENY`]. A
     /// path that cannot be normalized is a deny by [`MALFORMED_PATH`], a host that is not plain
-    /// one by [`MALFORMED_HOST`]. Without any request rule
+    /// one by [`MALFORMED_HOST`]. A request with headers or a parameter an upstream may take as
+    /// its method, path or host is decided on each reading ([`super::readings`]). Without any
+    /// request rule
     /// for the workload and target, every request is allowed ([`NO_REQUEST_RULES`]). An unknown
     /// target is a deny by [`DEFAULT_DENY`]. In audit mode the verdict is not enforced.
     pub fn evaluate_request(
@@ -106,6 +112,9 @@ impl Policy {
         if rules.is_empty() {
             return decision(workload, Some(t), Verdict::Allow, NO_REQUEST_RULES);
         }
+        if has_other_readings(facts) {
+            return self.evaluate_readings(workload, t, &rules, facts);
+        }
         let Some(path) = normalize_path(facts.path) else {
             return decision(workload, Some(t), Verdict::Deny, MALFORMED_PATH);
         };
@@ -118,16 +127,65 @@ impl Policy {
             host: &host,
             ..*facts
         };
-        let decided = [Verdict::Deny, Verdict::Approve, Verdict::Allow]
-            .into_iter()
-            .find_map(|v| {
-                rules
-                    .iter()
-                    .find(|(r, h)| r.action == v && h.matches(v, &facts))
-            });
+        let decided = decide(&rules, &facts);
         match decided {
-            Some((r, _)) => decision(workload, Some(t), r.action, &r.name),
+            Some(r) => decision(workload, Some(t), r.action, &r.name),
             None => decision(workload, Some(t), Verdict::Deny, DEFAULT_DENY),
         }
     }
+
+    /// [`Self::evaluate_request`] for a request with headers or a `_method` parameter that an
+    /// upstream may read as its method, path or host ([`readings`]): each reading is decided
+    /// on, and the strictest decision stands (deny, then approve, then allow), the first
+    /// reading's rule reporting among equals. A reading that cannot be normalized is a deny by
+    /// [`MALFORMED_PATH`] or [`MALFORMED_HOST`]; too many of them, by [`AMBIGUOUS_REQUEST`].
+    fn evaluate_readings(
+        &self,
+        workload: &Workload,
+        t: &Target,
+        rules: &[(&Rule, &RequestRule)],
+        facts: &RequestFacts<'_>,
+    ) -> Decision {
+        let all = match readings(facts) {
+            Ok(all) => all,
+            Err(unread) => {
+                let rule = match unread {
+                    Unread::Path => MALFORMED_PATH,
+                    Unread::Host => MALFORMED_HOST,
+                    Unread::TooMany => AMBIGUOUS_REQUEST,
+                };
+                return decision(workload, Some(t), Verdict::Deny, rule);
+            }
+        };
+        let strictness = |v: Verdict| match v {
+            Verdict::Deny => 2,
+            Verdict::Approve => 1,
+            Verdict::Allow => 0,
+        };
+        let mut worst: Option<(Verdict, &str)> = None;
+        for reading in &all {
+            let (verdict, rule) = match decide(rules, &reading.facts(facts)) {
+                Some(r) => (r.action, r.name.as_str()),
+                None => (Verdict::Deny, DEFAULT_DENY),
+            };
+            if worst.is_none_or(|(w, _)| strictness(verdict) > strictness(w)) {
+                worst = Some((verdict, rule));
+            }
+        }
+        let (verdict, rule) = worst.expect("a request has at least its own reading");
+        decision(workload, Some(t), verdict, rule)
+    }
+}
+
+/// The rule that decides a normalized request: any deny, then any approve, then any allow,
+/// the first by name; `None` when none matches.
+fn decide<'r>(rules: &[(&'r Rule, &RequestRule)], facts: &RequestFacts<'_>) -> Option<&'r Rule> {
+    [Verdict::Deny, Verdict::Approve, Verdict::Allow]
+        .into_iter()
+        .find_map(|v| {
+            rules
+                .iter()
+                .find(|(r, h)| r.action == v && h.matches(v, facts))
+        })
+        .map(|(r, _)| *r)
 }

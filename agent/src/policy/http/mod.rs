@@ -8,6 +8,7 @@ pub(super) mod file;
 pub(super) mod json_key;
 pub(super) mod model;
 pub(super) mod path;
+pub(super) mod readings;
 
 #[cfg(test)]
 mod tests;

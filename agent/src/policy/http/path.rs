@@ -155,6 +155,45 @@ pub fn normalize_host(raw: &str) -> String {
     host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase()
 }
 
+/// `a=1&b=x+y&c` → `[("a","1"), ("b","x y"), ("c","")]`, percent-decoded.
+pub fn parse_query(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode_query_component(k), decode_query_component(v))
+        })
+        .collect()
+}
+
+/// Percent-decodes a query component (`+` is a space); invalid escapes are kept as they are,
+/// bytes that are not UTF-8 replaced.
+pub fn decode_query_component(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = b
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                if let Some(v) = hex {
+                    out.push(v);
+                    i += 3;
+                    continue;
+                }
+                out.push(b'%');
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,6 +324,25 @@ mod tests {
         ];
         for (raw, want) in cases {
             assert_eq!(normalize_host(raw), want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn query_decoding() {
+        let cases: &[(&str, &[(&str, &str)])] = &[
+            ("", &[]),
+            ("a", &[("a", "")]),
+            ("a=&&b=1", &[("a", ""), ("b", "1")]),
+            ("k=%41%zz%", &[("k", "A%zz%")]),
+            ("e=%C3%A9", &[("e", "é")]),
+            ("x=a=b", &[("x", "a=b")]),
+        ];
+        for (q, want) in cases {
+            let want: Vec<(String, String)> = want
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            assert_eq!(parse_query(q), want, "{q}");
         }
     }
 }

@@ -3,8 +3,8 @@ use std::net::SocketAddr;
 
 use super::policy;
 use crate::policy::{
-    DEFAULT_DENY, Decision, DnsTable, MALFORMED_PATH, NO_REQUEST_RULES, Policy, Protocol,
-    RequestFacts, Verdict,
+    AMBIGUOUS_REQUEST, DEFAULT_DENY, Decision, DnsTable, MALFORMED_HOST, MALFORMED_PATH,
+    NO_REQUEST_RULES, Policy, Protocol, RequestFacts, Verdict,
 };
 
 /// Workloads: `etl`, `other`, `reporter` enforce, `auditor` audits. Http targets: `vault`
@@ -349,7 +349,85 @@ fn request_table() {
                 (Deny, "f-no-wrapping", true),
             )
         },
+        // Headers and `_method` an upstream may read as the method, path or host: each
+        // reading is decided on, the strictest stands.
+        Case {
+            headers: &[("X-HTTP-Method-Override", "PUT")],
+            ..etl("GET", "/v1/secret/data/etl/db", (Deny, dd, true))
+        },
+        Case {
+            headers: &[("x-http-method-override", "list")],
+            ..etl("GET", "/v1/secret/data/etl/db", (Allow, "a-read", true))
+        },
+        Case {
+            headers: &[("x-method-override", "DELETE")],
+            ..etl(
+                "GET",
+                "/v1/secret/data/etl/db",
+                (Approve, "c-approve-deletes", true),
+            )
+        },
+        Case {
+            query: &[("_method", "DELETE")],
+            ..etl(
+                "GET",
+                "/v1/secret/data/etl/x",
+                (Approve, "c-approve-deletes", true),
+            )
+        },
+        Case {
+            headers: &[("X-Original-URL", "/v1/sys/seal")],
+            ..etl("GET", "/v1/secret/data/etl/db", (Deny, "b-no-sys", true))
+        },
+        Case {
+            headers: &[("x-rewrite-url", "/v1/secret/data/etl/../../../sys")],
+            ..etl(
+                "GET",
+                "/v1/secret/data/etl/db",
+                (Deny, MALFORMED_PATH, true),
+            )
+        },
+        // The path a header gives carries its own query into the decision.
+        Case {
+            query: &[("version", "3")],
+            headers: &[("x-original-url", "/v1/secret/metadata/etl/db?version=x")],
+            ..etl("GET", "/v1/secret/metadata/etl/db", (Deny, dd, true))
+        },
+        Case {
+            headers: &[("X-Forwarded-Host", "other.internal")],
+            ..etl("GET", "/v1/secret/data/etl/db", (Deny, dd, true))
+        },
+        Case {
+            headers: &[("forwarded", "for=10.0.0.1;host=127.0.0.1:8200")],
+            ..etl("GET", "/v1/secret/data/etl/db", (Allow, "a-read", true))
+        },
+        Case {
+            headers: &[("x-host", "vault.internal:@other.internal")],
+            ..etl(
+                "GET",
+                "/v1/secret/data/etl/db",
+                (Deny, MALFORMED_HOST, true),
+            )
+        },
+        Case {
+            headers: &[
+                ("x-http-method-override", "A"),
+                ("x-http-method", "B"),
+                ("x-method-override", "C"),
+                ("x-forwarded-host", "a, b, c, d"),
+            ],
+            ..etl(
+                "GET",
+                "/v1/secret/data/etl/db",
+                (Deny, AMBIGUOUS_REQUEST, true),
+            )
+        },
         // Audit mode: recorded, not enforced.
+        Case {
+            workload: "auditor",
+            headers: &[("x-original-url", "/v1/sys/seal")],
+            ..etl("GET", "/anything", (Deny, "b-no-sys", false))
+        },
         Case {
             workload: "auditor",
             ..etl("DELETE", "/v1/sys/seal", (Deny, "b-no-sys", false))
@@ -380,6 +458,11 @@ fn request_table() {
         Case {
             target: "open",
             ..etl("GET", "/a%2Fb", (Allow, NO_REQUEST_RULES, true))
+        },
+        Case {
+            target: "open",
+            headers: &[("x-http-method-override", "DELETE")],
+            ..etl("GET", "/v1/sys/x", (Allow, NO_REQUEST_RULES, true))
         },
     ];
     let mut wrong = Vec::new();
