@@ -82,7 +82,7 @@ pub fn readings<'a>(facts: &RequestFacts<'a>) -> Result<Vec<Reading<'a>>, Unread
         facts
             .headers
             .iter()
-            .filter(move |(k, _)| names.iter().any(|n| k.eq_ignore_ascii_case(n)))
+            .filter(move |(k, _)| names.iter().any(|n| names_header(k, n)))
             .map(|(_, v)| v.as_str())
     };
     let params = facts
@@ -159,13 +159,23 @@ pub fn has_other_readings(facts: &RequestFacts<'_>) -> bool {
             .chain(&PATH_HEADERS)
             .chain(&HOST_HEADERS)
             .chain(&[FORWARDED])
-            .any(|n| k.eq_ignore_ascii_case(n))
+            .any(|n| names_header(k, n))
     });
     header
         || facts
             .query
             .iter()
             .any(|(k, _)| k.eq_ignore_ascii_case(METHOD_PARAM))
+}
+
+/// Whether header name `k` is `name` (lowercase, with `-`) as a framework reads it: case aside,
+/// and with `_` for `-`, since CGI-style servers (Rack, WSGI) turn both into `_`
+/// (`X_HTTP_Method_Override` reaches a Rails app as `HTTP_X_HTTP_METHOD_OVERRIDE`).
+fn names_header(k: &str, name: &str) -> bool {
+    k.len() == name.len()
+        && k.bytes()
+            .zip(name.bytes())
+            .all(|(a, b)| a.to_ascii_lowercase() == b || (a == b'_' && b == b'-'))
 }
 
 fn plain_host(raw: &str) -> Result<String, Unread> {
@@ -255,6 +265,15 @@ mod tests {
                 &[],
                 &[("x-http-method", "get"), ("x-method-override", "")],
                 Ok(vec![wire.clone()]),
+            ),
+            // `_` for `-`, as CGI-style servers read names; other names are not these.
+            (
+                &[],
+                &[
+                    ("X_HTTP_Method_Override", "DELETE"),
+                    ("x-http-method-overrid", "PUT"),
+                ],
+                Ok(vec![wire.clone(), r("DELETE", "api.example", "/public/x")]),
             ),
             (
                 &[("_method", "PUT")],
