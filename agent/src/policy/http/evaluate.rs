@@ -2,7 +2,7 @@
 use super::{
     model::{PathMatch, RequestFacts, RequestRule},
     path::{is_plain_host, normalize_host, normalize_path},
-    readings::{Unread, has_other_readings, readings},
+    readings::{Unread, has_other_readings, readings, same_header_name},
 };
 use crate::policy::{
     evaluate::{DEFAULT_DENY, Decision},
@@ -28,7 +28,8 @@ impl RequestRule {
     /// must be normalized: `path` by [`normalize_path`], `host` by [`normalize_host`] (as
     /// [`Policy::evaluate_request`] does).
     ///
-    /// The method, host and path must match (when given). A query parameter or header condition
+    /// The method, host and path must match (when given). Header names compare as
+    /// [`same_header_name`] does (case aside, `_` for `-`). A query parameter or header condition
     /// needs the parameter or header to be present; for an **allow** rule every value it has
     /// must match the glob (a repeated parameter cannot smuggle a second value past it), for a
     /// **deny** or **approve** rule one matching value is enough.
@@ -56,7 +57,7 @@ impl RequestRule {
                 facts
                     .headers
                     .iter()
-                    .filter(|(k, _)| k.eq_ignore_ascii_case(name)),
+                    .filter(|(k, _)| same_header_name(k, name)),
                 |v| glob.matches(v),
                 every,
             )

@@ -82,7 +82,7 @@ pub fn readings<'a>(facts: &RequestFacts<'a>) -> Result<Vec<Reading<'a>>, Unread
         facts
             .headers
             .iter()
-            .filter(move |(k, _)| names.iter().any(|n| names_header(k, n)))
+            .filter(move |(k, _)| names.iter().any(|n| same_header_name(k, n)))
             .map(|(_, v)| v.as_str())
     };
     let params = facts
@@ -159,7 +159,7 @@ pub fn has_other_readings(facts: &RequestFacts<'_>) -> bool {
             .chain(&PATH_HEADERS)
             .chain(&HOST_HEADERS)
             .chain(&[FORWARDED])
-            .any(|n| names_header(k, n))
+            .any(|n| same_header_name(k, n))
     });
     header
         || facts
@@ -168,14 +168,18 @@ pub fn has_other_readings(facts: &RequestFacts<'_>) -> bool {
             .any(|(k, _)| k.eq_ignore_ascii_case(METHOD_PARAM))
 }
 
-/// Whether header name `k` is `name` (lowercase, with `-`) as a framework reads it: case aside,
-/// and with `_` for `-`, since CGI-style servers (Rack, WSGI) turn both into `_`
+/// Whether header names `a` and `b` are one name as a framework reads them: case aside, and
+/// with `_` for `-`, since CGI-style servers (Rack, WSGI) turn both into `_`
 /// (`X_HTTP_Method_Override` reaches a Rails app as `HTTP_X_HTTP_METHOD_OVERRIDE`).
-fn names_header(k: &str, name: &str) -> bool {
-    k.len() == name.len()
-        && k.bytes()
-            .zip(name.bytes())
-            .all(|(a, b)| a.to_ascii_lowercase() == b || (a == b'_' && b == b'-'))
+pub fn same_header_name(a: &str, b: &str) -> bool {
+    let fold = |c: u8| {
+        if c == b'_' {
+            b'-'
+        } else {
+            c.to_ascii_lowercase()
+        }
+    };
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
 }
 
 fn plain_host(raw: &str) -> Result<String, Unread> {

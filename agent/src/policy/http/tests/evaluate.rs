@@ -349,6 +349,15 @@ fn request_table() {
                 (Deny, "f-no-wrapping", true),
             )
         },
+        // A header named with `_` for `-` is that header to a CGI-style upstream.
+        Case {
+            headers: &[("X_Vault_Wrap_TTL", "60s")],
+            ..etl(
+                "GET",
+                "/v1/secret/data/etl/db",
+                (Deny, "f-no-wrapping", true),
+            )
+        },
         // Headers and `_method` an upstream may read as the method, path or host: each
         // reading is decided on, the strictest stands.
         Case {
