@@ -4,7 +4,7 @@ use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use super::request::Facts;
 use crate::{
-    policy::{Decision, Verdict},
+    policy::{Decision, Verdict, request_readings},
     proxy::{
         Context,
         approval::{ApprovalOutcome, ApprovalRequest},
@@ -62,19 +62,39 @@ impl Gate for LiveGate {
                     workload: self.workload.clone(),
                     target: Some(self.target.clone()),
                     rule: decision.rule.clone(),
-                    // Never query values nor headers: they may hold secrets.
-                    summary: format!(
-                        "{} {}{}",
-                        facts.method,
-                        facts.audit_host(),
-                        facts.audit_path()
-                    ),
+                    summary: approval_summary(facts),
                     timeout: APPROVAL_TIMEOUT,
                 })
                 .await;
             approved(decision, outcome)
         })
     }
+}
+
+/// What an approver is shown of a request: method, host and path, and every other reading an
+/// upstream may take of it (`X-HTTP-Method-Override` and the like: see
+/// `policy::http::readings`), since the decision covered them all. Never query values nor
+/// headers: they may hold secrets.
+pub fn approval_summary(facts: &Facts) -> String {
+    let mut s = format!(
+        "{} {}{}",
+        facts.method,
+        facts.audit_host(),
+        facts.audit_path()
+    );
+    if let Ok(readings) = request_readings(&facts.as_policy()) {
+        let mut others = readings
+            .iter()
+            .skip(1)
+            .map(|r| format!("{} {}{}", r.method, r.host, r.path))
+            .peekable();
+        if others.peek().is_some() {
+            s.push_str(" (also read as: ");
+            s.push_str(&others.collect::<Vec<_>>().join(", "));
+            s.push(')');
+        }
+    }
+    s
 }
 
 /// The decision after the approver's answer: allowed, or denied with the reason in the rule
@@ -106,6 +126,26 @@ pub fn fixed_deny(rule: &str) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The approver sees every reading the decision covered, and never a query value.
+    #[test]
+    fn approval_summary_shows_other_readings() {
+        let facts = |headers: &[(&str, &str)]| Facts {
+            method: "POST".into(),
+            host: "API.example:443".into(),
+            path: "/items/%31".into(),
+            query: vec![("token".into(), "s3cret".into())],
+            headers: headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+        assert_eq!(approval_summary(&facts(&[])), "POST api.example/items/1");
+        assert_eq!(
+            approval_summary(&facts(&[("x-http-method-override", "PUT")])),
+            "POST api.example/items/1 (also read as: PUT api.example/items/1)"
+        );
+    }
 
     #[test]
     fn approval_outcomes() {

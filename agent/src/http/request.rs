@@ -10,7 +10,7 @@ use hyper::{
 
 use crate::policy::{
     Compressed, HttpCredential, HttpTarget, RequestFacts, decode_query_component, is_plain_host,
-    normalize_host, normalize_path, parse_query,
+    normalize_host, normalize_path, parse_query, same_header_name,
 };
 
 /// What policy sees of a request, owned (see [`Facts::as_policy`]).
@@ -183,13 +183,13 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
 pub fn credentials(parts: &mut Parts, target: &HttpTarget) -> Result<(), PrepareError> {
     if target.strip_client_credentials {
         parts.headers.remove(header::AUTHORIZATION);
-        parts.headers.remove(header::PROXY_AUTHORIZATION);
+        remove_spellings(&mut parts.headers, header::PROXY_AUTHORIZATION.as_str());
     }
     let Some(cred) = &target.credential else {
         return Ok(());
     };
     if let Some(name) = cred.header_name() {
-        parts.headers.remove(name);
+        remove_spellings(&mut parts.headers, name);
     }
     match cred {
         HttpCredential::Bearer(token) => {
@@ -227,6 +227,19 @@ pub fn credentials(parts: &mut Parts, target: &HttpTarget) -> Result<(), Prepare
             let pq = format!("{}?{query}", parts.uri.path());
             set_path_and_query(&mut parts.uri, &pq).map_err(|_| PrepareError::Credential)
         }
+    }
+}
+
+/// Removes header `name` under every spelling an upstream may read as it ([`same_header_name`]:
+/// `X_Api_Key` is `X-Api-Key` to Rack and WSGI).
+fn remove_spellings(h: &mut HeaderMap, name: &str) {
+    let spellings: Vec<HeaderName> = h
+        .keys()
+        .filter(|k| same_header_name(k.as_str(), name))
+        .cloned()
+        .collect();
+    for k in spellings {
+        h.remove(k);
     }
 }
 
@@ -436,6 +449,9 @@ pub(crate) mod tests {
                 .header("Authorization", "Basic Y2xpZW50OnB3")
                 .header("Proxy-Authorization", "x")
                 .header("X-Vault-Token", "client-token")
+                // The same headers to Rack and WSGI.
+                .header("Proxy_Authorization", "y")
+                .header("X_Vault_Token", "client-token-2")
                 .header("X-Other", "kept")
                 .body(())
                 .unwrap(),
@@ -451,11 +467,14 @@ pub(crate) mod tests {
             (None, true, |p| {
                 assert!(!p.headers.contains_key("authorization"));
                 assert!(!p.headers.contains_key("proxy-authorization"));
+                assert!(!p.headers.contains_key("proxy_authorization"));
                 assert_eq!(p.headers["x-vault-token"], "client-token");
+                assert_eq!(p.headers["x_vault_token"], "client-token-2");
             }),
             (None, false, |p| {
                 assert_eq!(p.headers["authorization"], "Basic Y2xpZW50OnB3");
                 assert_eq!(p.headers["proxy-authorization"], "x");
+                assert_eq!(p.headers["proxy_authorization"], "y");
             }),
             (Some(HttpCredential::Bearer(secret())), true, |p| {
                 assert_eq!(p.headers["authorization"], "Bearer s3cr&t");
@@ -489,6 +508,7 @@ pub(crate) mod tests {
                 |p| {
                     assert_eq!(p.headers.get_all("x-vault-token").iter().count(), 1);
                     assert_eq!(p.headers["x-vault-token"], "s3cr&t");
+                    assert!(!p.headers.contains_key("x_vault_token"));
                     assert!(p.headers["x-vault-token"].is_sensitive());
                     assert!(!p.headers.contains_key("authorization"));
                     assert_eq!(p.headers["x-other"], "kept");

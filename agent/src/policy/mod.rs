@@ -34,13 +34,16 @@ pub use error::{PolicyError, PolicyErrors};
 pub use evaluate::{DEFAULT_DENY, Decision, DnsTable, TargetMatch};
 pub use http::{
     compile::{DEFAULT_BODY_CAP, DEFAULT_MAX_BODY_BUFFER, DEFAULT_MAX_REQUEST_HEADER},
-    evaluate::{AMBIGUOUS_REQUEST, MALFORMED_HOST, MALFORMED_PATH, NO_REQUEST_RULES},
+    evaluate::{
+        AMBIGUOUS_REQUEST, MALFORMED_HOST, MALFORMED_METHOD, MALFORMED_PATH, NO_REQUEST_RULES,
+    },
     json_key::{JsonKey, JsonKeyError, JsonStep, json_key_for},
     model::{
         Compressed, Globs, HttpCredential, HttpTarget, HttpTls, PathMatch, RequestFacts,
         RequestRule, Unmaskable,
     },
     path::{decode_query_component, is_plain_host, normalize_host, normalize_path, parse_query},
+    readings::{readings as request_readings, same_header_name},
 };
 pub use load::{load_dir, load_str};
 pub use model::{Mode, Names, Policy, Protocol, Rule, Target, Verdict, Workload};

@@ -2,7 +2,7 @@
 use super::{
     model::{PathMatch, RequestFacts, RequestRule},
     path::{is_plain_host, normalize_host, normalize_path},
-    readings::{Unread, has_other_readings, readings, same_header_name},
+    readings::{Unread, has_other_readings, readings, same_header_name, same_param_name},
 };
 use crate::policy::{
     evaluate::{DEFAULT_DENY, Decision},
@@ -22,17 +22,21 @@ pub const MALFORMED_HOST: &str = "malformed-host";
 /// The rule reported for a request whose override headers give more readings than
 /// [`MAX_READINGS`](super::readings::MAX_READINGS).
 pub const AMBIGUOUS_REQUEST: &str = "ambiguous-request";
+/// The rule reported for a request whose method override (a header or `_method`) is not a
+/// method (an RFC 9110 token).
+pub const MALFORMED_METHOD: &str = "malformed-method";
 
 impl RequestRule {
     /// Whether this rule applies to a request, for a rule whose action is `action`. `facts`
     /// must be normalized: `path` by [`normalize_path`], `host` by [`normalize_host`] (as
     /// [`Policy::evaluate_request`] does).
     ///
-    /// The method, host and path must match (when given). Header names compare as
-    /// [`same_header_name`] does (case aside, `_` for `-`). A query parameter or header condition
+    /// The method, host and path must match (when given). A query parameter or header condition
     /// needs the parameter or header to be present; for an **allow** rule every value it has
     /// must match the glob (a repeated parameter cannot smuggle a second value past it), for a
-    /// **deny** or **approve** rule one matching value is enough.
+    /// **deny** or **approve** rule one matching value is enough. Values are those of every
+    /// name an upstream may read as the condition's ([`same_param_name`], [`same_header_name`]);
+    /// an allow rule also needs the name as it spells it (case aside for headers).
     pub fn matches(&self, action: Verdict, facts: &RequestFacts<'_>) -> bool {
         let method = self
             .methods
@@ -45,12 +49,16 @@ impl RequestRule {
             PathMatch::Regex(re) => re.is_match(facts.path),
         });
         let every = action == Verdict::Allow;
+        // Values are taken under every spelling an upstream may read as the name (PHP's for
+        // parameters, `_` for `-` in headers), so a deny sees them all; an allow also needs the
+        // name spelled as the rule spells it, since an upstream that does not fold names does
+        // not see the other spellings at all.
         let query = self.query.iter().all(|(name, glob)| {
             values_match(
-                facts.query.iter().filter(|(k, _)| k == name),
+                facts.query.iter().filter(|(k, _)| same_param_name(k, name)),
                 |v| glob.matches(v),
                 every,
-            )
+            ) && (!every || facts.query.iter().any(|(k, _)| k == name))
         });
         let headers = self.headers.iter().all(|(name, glob)| {
             values_match(
@@ -60,7 +68,11 @@ impl RequestRule {
                     .filter(|(k, _)| same_header_name(k, name)),
                 |v| glob.matches(v),
                 every,
-            )
+            ) && (!every
+                || facts
+                    .headers
+                    .iter()
+                    .any(|(k, _)| k.eq_ignore_ascii_case(name)))
         });
         method && host && path && query && headers
     }
@@ -138,8 +150,9 @@ impl Policy {
     /// [`Self::evaluate_request`] for a request with headers or a `_method` parameter that an
     /// upstream may read as its method, path or host ([`readings`]): each reading is decided
     /// on, and the strictest decision stands (deny, then approve, then allow), the first
-    /// reading's rule reporting among equals. A reading that cannot be normalized is a deny by
-    /// [`MALFORMED_PATH`] or [`MALFORMED_HOST`]; too many of them, by [`AMBIGUOUS_REQUEST`].
+    /// reading's rule reporting among equals (a named rule before [`DEFAULT_DENY`]). A reading
+    /// that cannot be normalized is a deny by [`MALFORMED_PATH`], [`MALFORMED_HOST`] or
+    /// [`MALFORMED_METHOD`]; too many of them, by [`AMBIGUOUS_REQUEST`].
     fn evaluate_readings(
         &self,
         workload: &Workload,
@@ -151,6 +164,7 @@ impl Policy {
             Ok(all) => all,
             Err(unread) => {
                 let rule = match unread {
+                    Unread::Method => MALFORMED_METHOD,
                     Unread::Path => MALFORMED_PATH,
                     Unread::Host => MALFORMED_HOST,
                     Unread::TooMany => AMBIGUOUS_REQUEST,
@@ -169,7 +183,14 @@ impl Policy {
                 Some(r) => (r.action, r.name.as_str()),
                 None => (Verdict::Deny, DEFAULT_DENY),
             };
-            if worst.is_none_or(|(w, _)| strictness(verdict) > strictness(w)) {
+            // Among equals, a rule that names the reason over `default-deny`.
+            let stricter = worst.is_none_or(|(w, wr)| {
+                strictness(verdict) > strictness(w)
+                    || (strictness(verdict) == strictness(w)
+                        && wr == DEFAULT_DENY
+                        && rule != DEFAULT_DENY)
+            });
+            if stricter {
                 worst = Some((verdict, rule));
             }
         }

@@ -46,7 +46,7 @@ pub struct Reading<'a> {
     /// The path, normalized ([`normalize_path`]).
     pub path: String,
     /// The query parameters.
-    pub query: Cow<'a, [(String, String)]>,
+    pub query: Query<'a>,
 }
 
 impl Reading<'_> {
@@ -65,6 +65,8 @@ impl Reading<'_> {
 /// Why a request has no readings to decide on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unread {
+    /// A method a header or `_method` gives is not an RFC 9110 token.
+    Method,
     /// A path (the request's or one a header gives) cannot be normalized.
     Path,
     /// A host (the request's or one a header gives) is not plain ([`is_plain_host`]).
@@ -73,11 +75,57 @@ pub enum Unread {
     TooMany,
 }
 
+/// Query parameters, borrowed from the request or parsed from a header.
+type Query<'a> = Cow<'a, [(String, String)]>;
+
+/// The methods, hosts and paths found so far; each push keeps their product within
+/// [`MAX_READINGS`], so a header of thousands of values costs no more than a few.
+struct Found<'a> {
+    methods: Vec<&'a str>,
+    hosts: Vec<String>,
+    paths: Vec<(String, Query<'a>)>,
+}
+
+impl<'a> Found<'a> {
+    fn check(&self) -> Result<(), Unread> {
+        if self.methods.len() * self.hosts.len() * self.paths.len() > MAX_READINGS {
+            return Err(Unread::TooMany);
+        }
+        Ok(())
+    }
+
+    fn method(&mut self, m: &'a str) -> Result<(), Unread> {
+        if !m.bytes().all(is_tchar) {
+            return Err(Unread::Method);
+        }
+        if !self.methods.iter().any(|have| have.eq_ignore_ascii_case(m)) {
+            self.methods.push(m);
+        }
+        self.check()
+    }
+
+    fn host(&mut self, raw: &str) -> Result<(), Unread> {
+        let h = plain_host(raw)?;
+        if !self.hosts.contains(&h) {
+            self.hosts.push(h);
+        }
+        self.check()
+    }
+
+    fn path(&mut self, path: String, query: Query<'a>) -> Result<(), Unread> {
+        if !self.paths.iter().any(|(p, q)| *p == path && **q == *query) {
+            self.paths.push((path, query));
+        }
+        self.check()
+    }
+}
+
 /// Every reading of `facts` (see the module's documentation): the request as sent first, then
 /// each combination of the methods, hosts and paths the headers and `_method` give. Values
-/// that repeat a reading's add none.
+/// that repeat a reading's add none. A path a header gives is read with its own query and
+/// with the request's (frameworks that route by the header may take parameters from either).
+/// A malformed path is reported before a malformed host, as without these headers.
 pub fn readings<'a>(facts: &RequestFacts<'a>) -> Result<Vec<Reading<'a>>, Unread> {
-    let mut methods = vec![facts.method];
     let header_values = |names: &'static [&'static str]| {
         facts
             .headers
@@ -85,55 +133,56 @@ pub fn readings<'a>(facts: &RequestFacts<'a>) -> Result<Vec<Reading<'a>>, Unread
             .filter(move |(k, _)| names.iter().any(|n| same_header_name(k, n)))
             .map(|(_, v)| v.as_str())
     };
-    let params = facts
-        .query
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case(METHOD_PARAM))
-        .map(|(_, v)| v.as_str());
-    for m in header_values(&METHOD_HEADERS).chain(params) {
-        let m = m.trim();
-        if !m.is_empty() && !methods.iter().any(|have| have.eq_ignore_ascii_case(m)) {
-            methods.push(m);
-        }
-    }
-
-    let mut hosts = vec![plain_host(facts.host)?];
-    let forwarded = header_values(&[FORWARDED]).flat_map(forwarded_hosts);
-    for h in header_values(&HOST_HEADERS)
-        .flat_map(|v| v.split(','))
-        .chain(forwarded)
-    {
-        let h = h.trim();
-        if h.is_empty() {
+    let mut found = Found {
+        methods: vec![facts.method],
+        hosts: Vec::new(),
+        paths: vec![(
+            normalize_path(facts.path).ok_or(Unread::Path)?,
+            Cow::Borrowed(facts.query),
+        )],
+    };
+    for v in header_values(&PATH_HEADERS) {
+        let v = trim_ows(v);
+        if v.is_empty() {
             continue;
         }
-        let h = plain_host(h)?;
-        if !hosts.contains(&h) {
-            hosts.push(h);
-        }
-    }
-
-    let mut paths = vec![(
-        normalize_path(facts.path).ok_or(Unread::Path)?,
-        Cow::Borrowed(facts.query),
-    )];
-    for v in header_values(&PATH_HEADERS) {
-        let v = v.trim();
         // A path, not a URL: a value a framework could read another way is not guessed at.
         if !v.starts_with('/') || v.starts_with("//") {
             return Err(Unread::Path);
         }
         let (path, query) = v.split_once('?').unwrap_or((v, ""));
         let path = normalize_path(path).ok_or(Unread::Path)?;
-        let query = parse_query(query);
-        if !paths.iter().any(|(p, q)| *p == path && **q == *query) {
-            paths.push((path, Cow::Owned(query)));
+        found.path(path.clone(), Cow::Owned(parse_query(query)))?;
+        found.path(path, Cow::Borrowed(facts.query))?;
+    }
+    found.hosts.push(plain_host(facts.host)?);
+    let hosts = header_values(&HOST_HEADERS).flat_map(|v| v.split(','));
+    for h in hosts.chain(header_values(&[FORWARDED]).flat_map(forwarded_hosts)) {
+        let h = trim_ows(h);
+        if !h.is_empty() {
+            found.host(h)?;
+        }
+    }
+    let params = facts
+        .query
+        .iter()
+        .filter(|(k, _)| is_method_param(k))
+        .map(|(_, v)| v.as_str());
+    for m in header_values(&METHOD_HEADERS)
+        .chain(params)
+        .flat_map(|v| v.split(','))
+    {
+        let m = trim_ows(m);
+        if !m.is_empty() {
+            found.method(m)?;
         }
     }
 
-    if methods.len() * hosts.len() * paths.len() > MAX_READINGS {
-        return Err(Unread::TooMany);
-    }
+    let Found {
+        methods,
+        hosts,
+        paths,
+    } = found;
     let mut out = Vec::with_capacity(methods.len() * hosts.len() * paths.len());
     for (path, query) in &paths {
         for host in &hosts {
@@ -161,11 +210,7 @@ pub fn has_other_readings(facts: &RequestFacts<'_>) -> bool {
             .chain(&[FORWARDED])
             .any(|n| same_header_name(k, n))
     });
-    header
-        || facts
-            .query
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case(METHOD_PARAM))
+    header || facts.query.iter().any(|(k, _)| is_method_param(k))
 }
 
 /// Whether header names `a` and `b` are one name as a framework reads them: case aside, and
@@ -182,6 +227,41 @@ pub fn same_header_name(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
 }
 
+/// Whether query parameter names `a` and `b` are one name as PHP reads them: leading spaces
+/// dropped, the name cut at a NUL, and ` `, `.` and `[` read as `_` (`?.method=` is
+/// `$_GET['_method']`). Case counts, as in PHP.
+pub fn same_param_name(a: &str, b: &str) -> bool {
+    php_name(a).eq(php_name(b))
+}
+
+fn php_name(name: &str) -> impl Iterator<Item = u8> + '_ {
+    let name = name.trim_start_matches(' ');
+    let name = name.split('\0').next().unwrap_or_default();
+    name.bytes().map(|c| match c {
+        b' ' | b'.' | b'[' => b'_',
+        c => c,
+    })
+}
+
+/// `_method` as PHP reads parameter names ([`same_param_name`]), in any case.
+fn is_method_param(k: &str) -> bool {
+    php_name(k)
+        .map(|c| c.to_ascii_lowercase())
+        .eq(METHOD_PARAM.bytes())
+}
+
+/// RFC 9110 `tchar`: what a method is made of.
+fn is_tchar(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c)
+}
+
+/// Without the optional white space (spaces and tabs) around a list element, and nothing else:
+/// a character some reader trims and another keeps then fails [`is_tchar`] or
+/// [`is_plain_host`].
+fn trim_ows(v: &str) -> &str {
+    v.trim_matches([' ', '\t'])
+}
+
 fn plain_host(raw: &str) -> Result<String, Unread> {
     if is_plain_host(raw) {
         Ok(normalize_host(raw))
@@ -190,22 +270,37 @@ fn plain_host(raw: &str) -> Result<String, Unread> {
     }
 }
 
-/// The `host=` values of a `Forwarded` header (RFC 7239 §4: elements separated by `,`, pairs by
-/// `;`, a value a token or a quoted string). A quoted value with a `\` or an unterminated
+/// The hosts a `Forwarded` header may give: each `host=` pair (RFC 7239 §4: elements separated
+/// by `,`, pairs by `;`, a value a token or a quoted string), and whatever follows `host=`
+/// anywhere in the value up to a `;`, `,` or `"`, as Spring, Vert.x and Reactor Netty read it
+/// (`for="host=a"` and `xhost=a` give `a` to them). A quoted value with a `\` or an unterminated
 /// quote is given as is, which is not a plain host (refused rather than unescaped).
 fn forwarded_hosts(value: &str) -> impl Iterator<Item = &str> {
-    value
+    let pairs = value
         .split([',', ';'])
         .filter_map(|pair| {
             let (name, v) = pair.split_once('=')?;
-            name.trim().eq_ignore_ascii_case("host").then_some(v.trim())
+            trim_ows(name)
+                .eq_ignore_ascii_case("host")
+                .then_some(trim_ows(v))
         })
         .map(|v| {
             v.strip_prefix('"')
                 .and_then(|q| q.strip_suffix('"'))
                 .filter(|q| !q.contains(['\\', '"']))
                 .unwrap_or(v)
-        })
+        });
+    let anywhere = value
+        .as_bytes()
+        .windows(5)
+        .enumerate()
+        .filter(|(_, w)| w.eq_ignore_ascii_case(b"host="))
+        .map(move |(i, _)| {
+            let rest = &value[i + 5..];
+            let rest = rest.strip_prefix('"').unwrap_or(rest);
+            rest.split([';', ',', '"']).next().unwrap_or_default()
+        });
+    pairs.chain(anywhere)
 }
 
 #[cfg(test)]
@@ -284,13 +379,48 @@ mod tests {
                 &[],
                 Ok(vec![wire.clone(), r("PUT", "api.example", "/public/x")]),
             ),
+            // A list of methods: each element (Express takes the first); anything that is not
+            // a method token is refused, not trimmed.
+            (
+                &[],
+                &[("x-http-method-override", "DELETE, GET")],
+                Ok(vec![wire.clone(), r("DELETE", "api.example", "/public/x")]),
+            ),
+            (
+                &[],
+                &[("x-http-method-override", "\u{FFFD}DELETE")],
+                Err(Unread::Method),
+            ),
+            (
+                &[],
+                &[("x-http-method-override", "DE LETE")],
+                Err(Unread::Method),
+            ),
+            // `_method` as PHP reads parameter names.
+            (
+                &[(".method", "DELETE")],
+                &[],
+                Ok(vec![wire.clone(), r("DELETE", "api.example", "/public/x")]),
+            ),
+            (
+                &[("  _method\0x", "PUT")],
+                &[],
+                Ok(vec![wire.clone(), r("PUT", "api.example", "/public/x")]),
+            ),
+            (&[("_methods", "PUT")], &[], Ok(vec![wire.clone()])),
             // Paths: normalized as the request's own; a query comes with them.
             (
                 &[],
                 &[("x-original-url", "/%61dmin/y?force=1")],
-                Ok(vec![wire.clone(), r("GET", "api.example", "/admin/y")]),
+                // With its own query, then the request's.
+                Ok(vec![
+                    wire.clone(),
+                    r("GET", "api.example", "/admin/y"),
+                    r("GET", "api.example", "/admin/y"),
+                ]),
             ),
             (&[], &[("x-rewrite-url", "/a/../admin")], Err(Unread::Path)),
+            (&[], &[("x-rewrite-url", " ")], Ok(vec![wire.clone()])),
             (
                 &[],
                 &[("x-original-url", "http://h/admin")],
@@ -315,6 +445,22 @@ mod tests {
                 &[],
                 &[("forwarded", "host=\"adm\\in.example\"")],
                 Err(Unread::Host),
+            ),
+            // `host=` anywhere, as Spring, Vert.x and Reactor Netty search for it.
+            (
+                &[],
+                &[("forwarded", "xhost=admin.example")],
+                Ok(vec![wire.clone(), r("GET", "admin.example", "/public/x")]),
+            ),
+            (
+                &[],
+                &[("Forwarded", "for=\"HOST=admin.example\"")],
+                Ok(vec![wire.clone(), r("GET", "admin.example", "/public/x")]),
+            ),
+            (
+                &[],
+                &[("forwarded", "for=192.0.2.1")],
+                Ok(vec![wire.clone()]),
             ),
             (
                 &[],
@@ -360,5 +506,51 @@ mod tests {
         assert_eq!(read("GET", "/", &[], &headers), Err(Unread::TooMany));
         // 6 methods × 1 host.
         assert_eq!(read("GET", "/", &[], &headers[..5]).map(|r| r.len()), Ok(6));
+        // Thousands of distinct hosts in one header: refused at the 17th.
+        let hosts: Vec<String> = (0..20_000).map(|i| format!("h{i}.example")).collect();
+        let list = hosts.join(",");
+        assert_eq!(
+            read("GET", "/", &[], &[("x-forwarded-host", &list)]),
+            Err(Unread::TooMany)
+        );
+    }
+
+    /// A path a header gives is read with its own query and with the request's.
+    #[test]
+    fn a_header_path_is_read_with_both_queries() {
+        let query = owned(&[("force", "1")]);
+        let headers = owned(&[("x-original-url", "/admin/x?v=2")]);
+        let facts = RequestFacts {
+            method: "GET",
+            host: "api.example",
+            path: "/items/1",
+            query: &query,
+            headers: &headers,
+        };
+        let got: Vec<(String, Vec<(String, String)>)> = readings(&facts)
+            .expect("readings")
+            .into_iter()
+            .map(|r| (r.path, r.query.into_owned()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("/items/1".to_owned(), query.clone()),
+                ("/admin/x".to_owned(), owned(&[("v", "2")])),
+                ("/admin/x".to_owned(), query.clone()),
+            ]
+        );
+    }
+
+    #[test]
+    fn name_spellings() {
+        assert!(same_header_name("X_Api_Key", "x-api-key"));
+        assert!(same_header_name("x-api-key", "X_API_KEY"));
+        assert!(!same_header_name("x-api-key", "x-api-keys"));
+        assert!(!same_header_name("xapi-key", "x-api-key"));
+        assert!(same_param_name(" a.b[c", "a_b_c"));
+        assert!(same_param_name("force\0junk", "force"));
+        assert!(!same_param_name("Force", "force"));
+        assert!(!same_param_name("forc", "force"));
     }
 }

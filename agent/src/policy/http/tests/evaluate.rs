@@ -3,8 +3,8 @@ use std::net::SocketAddr;
 
 use super::policy;
 use crate::policy::{
-    AMBIGUOUS_REQUEST, DEFAULT_DENY, Decision, DnsTable, MALFORMED_HOST, MALFORMED_PATH,
-    NO_REQUEST_RULES, Policy, Protocol, RequestFacts, Verdict,
+    AMBIGUOUS_REQUEST, DEFAULT_DENY, Decision, DnsTable, MALFORMED_HOST, MALFORMED_METHOD,
+    MALFORMED_PATH, NO_REQUEST_RULES, Policy, Protocol, RequestFacts, Verdict,
 };
 
 /// Workloads: `etl`, `other`, `reporter` enforce, `auditor` audits. Http targets: `vault`
@@ -357,6 +357,51 @@ fn request_table() {
                 "/v1/secret/data/etl/db",
                 (Deny, "f-no-wrapping", true),
             )
+        },
+        // An allow needs the header as the rule spells it: an upstream that does not fold
+        // names does not see `X_Request_Kind`; every spelling's values must match.
+        Case {
+            headers: &[("X_Request_Kind", "batch")],
+            ..etl("POST", "/v1/secret/data/etl/x", (Deny, dd, true))
+        },
+        Case {
+            headers: &[("x-request-kind", "batch"), ("X_Request_Kind", "other")],
+            ..etl("POST", "/v1/secret/data/etl/x", (Deny, dd, true))
+        },
+        Case {
+            headers: &[("x-request-kind", "batch")],
+            ..etl(
+                "POST",
+                "/v1/secret/data/etl/x",
+                (Allow, "d-batch-writes", true),
+            )
+        },
+        // Parameters as PHP reads their names: for an allow, the rule's spelling must be there
+        // and every spelling's values must match.
+        Case {
+            query: &[("version", "3"), (" version", "x")],
+            ..etl("GET", "/v1/secret/metadata/etl/db", (Deny, dd, true))
+        },
+        Case {
+            query: &[(".version", "3")],
+            ..etl("GET", "/v1/secret/metadata/etl/db", (Deny, dd, true))
+        },
+        Case {
+            headers: &[("x-http-method-override", "DELETE, PUT")],
+            ..etl("GET", "/v1/secret/data/etl/db", (Deny, dd, true))
+        },
+        Case {
+            headers: &[("x-http-method-override", "DEL ETE")],
+            ..etl(
+                "GET",
+                "/v1/secret/data/etl/db",
+                (Deny, MALFORMED_METHOD, true),
+            )
+        },
+        // Among denials, the one a rule names is reported, not `default-deny`.
+        Case {
+            headers: &[("x-original-url", "/v1/sys/seal")],
+            ..etl("PATCH", "/v1/secret/data/etl/db", (Deny, "b-no-sys", true))
         },
         // Headers and `_method` an upstream may read as the method, path or host: each
         // reading is decided on, the strictest stands.
