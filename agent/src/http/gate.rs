@@ -73,28 +73,42 @@ impl Gate for LiveGate {
 
 /// What an approver is shown of a request: method, host and path, and every other reading an
 /// upstream may take of it (`X-HTTP-Method-Override` and the like: see
-/// `policy::http::readings`), since the decision covered them all. Never query values nor
-/// headers: they may hold secrets.
+/// `policy::http::readings`), since the decision covered them all; each once, with anything but
+/// printable ASCII percent-encoded (a header path may hold spaces or bidi controls that would
+/// show the approver something else). Never query values nor headers: they may hold secrets.
 pub fn approval_summary(facts: &Facts) -> String {
-    let mut s = format!(
-        "{} {}{}",
-        facts.method,
-        facts.audit_host(),
-        facts.audit_path()
-    );
+    let line = |method: &str, host: &str, path: &str| {
+        format!("{} {}{}", shown(method), shown(host), shown(path))
+    };
+    let mut s = line(&facts.method, &facts.audit_host(), &facts.audit_path());
     if let Ok(readings) = request_readings(&facts.as_policy()) {
-        let mut others = readings
-            .iter()
-            .skip(1)
-            .map(|r| format!("{} {}{}", r.method, r.host, r.path))
-            .peekable();
-        if others.peek().is_some() {
+        let mut others: Vec<String> = Vec::new();
+        for r in readings.iter().skip(1) {
+            let l = line(r.method, &r.host, &r.path);
+            if l != s && !others.contains(&l) {
+                others.push(l);
+            }
+        }
+        if !others.is_empty() {
             s.push_str(" (also read as: ");
-            s.push_str(&others.collect::<Vec<_>>().join(", "));
+            s.push_str(&others.join(", "));
             s.push(')');
         }
     }
     s
+}
+
+/// `s` with every byte outside printable ASCII percent-encoded (as a server would read it).
+fn shown(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_graphic() {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// The decision after the approver's answer: allowed, or denied with the reason in the rule
@@ -144,6 +158,12 @@ mod tests {
         assert_eq!(
             approval_summary(&facts(&[("x-http-method-override", "PUT")])),
             "POST api.example/items/1 (also read as: PUT api.example/items/1)"
+        );
+        // A header path read with two queries is shown once; what is not printable ASCII is
+        // escaped.
+        assert_eq!(
+            approval_summary(&facts(&[("x-original-url", "/a b\u{202E}x?q=1")])),
+            "POST api.example/items/1 (also read as: POST api.example/a%20b%E2%80%AEx)"
         );
     }
 

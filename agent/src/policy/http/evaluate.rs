@@ -199,15 +199,27 @@ impl Policy {
     }
 }
 
-/// The rule that decides a normalized request: any deny, then any approve, then any allow,
-/// the first by name; `None` when none matches.
+/// The rule that decides a normalized request: any deny, then any approve, then any allow, the
+/// first by name; `None` when none matches. An approve rule matches loosely (one value, any
+/// spelling), which only makes it stricter than an allow rule the request also matches; when
+/// no allow rule matches, the approve is what grants the request, and it must then match as an
+/// allow does (every value, its own spelling), or the request is not granted at all: an
+/// approver is never shown a request whose headers an upstream may read otherwise.
 fn decide<'r>(rules: &[(&'r Rule, &RequestRule)], facts: &RequestFacts<'_>) -> Option<&'r Rule> {
-    [Verdict::Deny, Verdict::Approve, Verdict::Allow]
-        .into_iter()
-        .find_map(|v| {
-            rules
-                .iter()
-                .find(|(r, h)| r.action == v && h.matches(v, facts))
-        })
-        .map(|(r, _)| *r)
+    let first = |v: Verdict, strict: bool| {
+        let how = if strict { Verdict::Allow } else { v };
+        rules
+            .iter()
+            .find(|(r, h)| r.action == v && h.matches(how, facts))
+            .map(|(r, _)| *r)
+    };
+    if let Some(r) = first(Verdict::Deny, false) {
+        return Some(r);
+    }
+    let allow = first(Verdict::Allow, true);
+    match first(Verdict::Approve, false) {
+        Some(r) if allow.is_some() => Some(r),
+        Some(_) => first(Verdict::Approve, true),
+        None => allow,
+    }
 }

@@ -88,7 +88,9 @@ struct Found<'a> {
 
 impl<'a> Found<'a> {
     fn check(&self) -> Result<(), Unread> {
-        if self.methods.len() * self.hosts.len() * self.paths.len() > MAX_READINGS {
+        // No host yet while the path headers are read: it counts as the one it will be.
+        let hosts = self.hosts.len().max(1);
+        if self.methods.len() * hosts * self.paths.len() > MAX_READINGS {
             return Err(Unread::TooMany);
         }
         Ok(())
@@ -228,8 +230,9 @@ pub fn same_header_name(a: &str, b: &str) -> bool {
 }
 
 /// Whether query parameter names `a` and `b` are one name as PHP reads them: leading spaces
-/// dropped, the name cut at a NUL, and ` `, `.` and `[` read as `_` (`?.method=` is
-/// `$_GET['_method']`). Case counts, as in PHP.
+/// dropped, the name cut at a NUL and before `[...]` (array syntax), and ` `, `.` and `[` read
+/// as `_` (`?.method=` is `$_GET['_method']`, `?force[]=` is `$_GET['force']`). Case counts,
+/// as in PHP.
 pub fn same_param_name(a: &str, b: &str) -> bool {
     php_name(a).eq(php_name(b))
 }
@@ -237,6 +240,11 @@ pub fn same_param_name(a: &str, b: &str) -> bool {
 fn php_name(name: &str) -> impl Iterator<Item = u8> + '_ {
     let name = name.trim_start_matches(' ');
     let name = name.split('\0').next().unwrap_or_default();
+    // `name[]` and `name[key]` are `name` (an array) to PHP, Rack and Express's `qs`.
+    let name = match name.find('[') {
+        Some(i) if i > 0 && name[i..].contains(']') => &name[..i],
+        _ => name,
+    };
     name.bytes().map(|c| match c {
         b' ' | b'.' | b'[' => b'_',
         c => c,
@@ -506,6 +514,17 @@ mod tests {
         assert_eq!(read("GET", "/", &[], &headers), Err(Unread::TooMany));
         // 6 methods × 1 host.
         assert_eq!(read("GET", "/", &[], &headers[..5]).map(|r| r.len()), Ok(6));
+        // Path headers alone: 9 distinct paths, each read with two queries, make 19 readings.
+        let paths: Vec<String> = (0..9).map(|i| format!("/p{i}?q={i}")).collect();
+        let headers: Vec<(&str, &str)> = paths
+            .iter()
+            .map(|p| ("x-original-url", p.as_str()))
+            .collect();
+        assert_eq!(read("GET", "/", &[], &headers), Err(Unread::TooMany));
+        assert_eq!(
+            read("GET", "/", &[], &headers[..7]).map(|r| r.len()),
+            Ok(15)
+        );
         // Thousands of distinct hosts in one header: refused at the 17th.
         let hosts: Vec<String> = (0..20_000).map(|i| format!("h{i}.example")).collect();
         let list = hosts.join(",");
@@ -550,6 +569,10 @@ mod tests {
         assert!(!same_header_name("xapi-key", "x-api-key"));
         assert!(same_param_name(" a.b[c", "a_b_c"));
         assert!(same_param_name("force\0junk", "force"));
+        assert!(same_param_name("force[]", "force"));
+        assert!(same_param_name("force[x]", "force"));
+        assert!(same_param_name("a[b", "a_b"));
+        assert!(!same_param_name(".force", "force"));
         assert!(!same_param_name("Force", "force"));
         assert!(!same_param_name("forc", "force"));
     }

@@ -139,6 +139,16 @@ action = "allow"
 methods = ["GET"]
 
 [[rule]]
+name = "j-approve-staging-deletes"
+workloads = ["etl"]
+targets = ["vault"]
+action = "approve"
+[rule.http]
+methods = ["DELETE"]
+path_prefix = ["/v1/kv/"]
+headers = { "X-Env" = "staging" }
+
+[[rule]]
 name = "k-reporter-no-deletes"
 workloads = ["reporter"]
 targets = ["vault"]
@@ -383,8 +393,25 @@ fn request_table() {
             ..etl("GET", "/v1/secret/metadata/etl/db", (Deny, dd, true))
         },
         Case {
-            query: &[(".version", "3")],
+            query: &[("version", "3"), ("version[]", "x")],
             ..etl("GET", "/v1/secret/metadata/etl/db", (Deny, dd, true))
+        },
+        // An approve that grants the request (no allow matches) must match as an allow does.
+        Case {
+            headers: &[("X-Env", "prod"), ("X_Env", "staging")],
+            ..etl("DELETE", "/v1/kv/x", (Deny, dd, true))
+        },
+        Case {
+            headers: &[("X-Env", "staging")],
+            ..etl(
+                "DELETE",
+                "/v1/kv/x",
+                (Approve, "j-approve-staging-deletes", true),
+            )
+        },
+        Case {
+            headers: &[("X-Env", "staging"), ("X-Env", "prod")],
+            ..etl("DELETE", "/v1/kv/x", (Deny, dd, true))
         },
         Case {
             headers: &[("x-http-method-override", "DELETE, PUT")],
