@@ -157,6 +157,10 @@ pub fn readings<'a>(facts: &RequestFacts<'a>) -> Result<Vec<Reading<'a>>, Unread
         found.path(path.clone(), Cow::Owned(parse_query(query)))?;
         found.path(path, Cow::Borrowed(facts.query))?;
     }
+    if let Some(split) = split_at_semicolons(facts.query) {
+        let wire = found.paths[0].0.clone();
+        found.path(wire, Cow::Owned(split))?;
+    }
     found.hosts.push(plain_host(facts.host)?);
     let hosts = header_values(&HOST_HEADERS).flat_map(|v| v.split(','));
     for h in hosts.chain(header_values(&[FORWARDED]).flat_map(forwarded_hosts)) {
@@ -212,7 +216,32 @@ pub fn has_other_readings(facts: &RequestFacts<'_>) -> bool {
             .chain(&[FORWARDED])
             .any(|n| same_header_name(k, n))
     });
-    header || facts.query.iter().any(|(k, _)| is_method_param(k))
+    header
+        || facts
+            .query
+            .iter()
+            .any(|(k, v)| is_method_param(k) || k.contains(';') || v.contains(';'))
+}
+
+/// The query as servers that also split it at `;` read it (Go before 1.17, Python before
+/// 3.9.2, Rack 2): `a=1;force=1` is `a=1` and `force=1` to them. `None` when no name or value
+/// holds a `;`.
+fn split_at_semicolons(query: &[(String, String)]) -> Option<Vec<(String, String)>> {
+    if !query
+        .iter()
+        .any(|(k, v)| k.contains(';') || v.contains(';'))
+    {
+        return None;
+    }
+    let mut out = Vec::new();
+    for (k, v) in query {
+        let pair = format!("{k}={v}");
+        for piece in pair.split(';').filter(|p| !p.is_empty()) {
+            let (k, v) = piece.split_once('=').unwrap_or((piece, ""));
+            out.push((k.to_owned(), v.to_owned()));
+        }
+    }
+    Some(out)
 }
 
 /// Whether header names `a` and `b` are one name as a framework reads them: case aside, and
@@ -229,10 +258,10 @@ pub fn same_header_name(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
 }
 
-/// Whether query parameter names `a` and `b` are one name as PHP reads them: leading spaces
-/// dropped, the name cut at a NUL and before `[...]` (array syntax), and ` `, `.` and `[` read
-/// as `_` (`?.method=` is `$_GET['_method']`, `?force[]=` is `$_GET['force']`). Case counts,
-/// as in PHP.
+/// Whether query parameter names `a` and `b` are one name as some upstream reads them: as PHP
+/// does, leading spaces dropped, the name cut at a NUL and before `[...]` (array syntax), and
+/// ` `, `.` and `[` read as `_` (`?.method=` is `$_GET['_method']`, `?force[]=` is
+/// `$_GET['force']`); and case aside, as ASP.NET reads names.
 pub fn same_param_name(a: &str, b: &str) -> bool {
     php_name(a).eq(php_name(b))
 }
@@ -247,15 +276,13 @@ fn php_name(name: &str) -> impl Iterator<Item = u8> + '_ {
     };
     name.bytes().map(|c| match c {
         b' ' | b'.' | b'[' => b'_',
-        c => c,
+        c => c.to_ascii_lowercase(),
     })
 }
 
-/// `_method` as PHP reads parameter names ([`same_param_name`]), in any case.
+/// `_method` as upstreams read parameter names ([`same_param_name`]).
 fn is_method_param(k: &str) -> bool {
-    php_name(k)
-        .map(|c| c.to_ascii_lowercase())
-        .eq(METHOD_PARAM.bytes())
+    php_name(k).eq(METHOD_PARAM.bytes())
 }
 
 /// RFC 9110 `tchar`: what a method is made of.
@@ -561,6 +588,32 @@ mod tests {
         );
     }
 
+    /// A query holding `;` is also read as servers that split it there read it.
+    #[test]
+    fn a_query_is_also_read_split_at_semicolons() {
+        let query = owned(&[("a", "1;force=1"), ("b;c", "")]);
+        let facts = RequestFacts {
+            method: "GET",
+            host: "api.example",
+            path: "/items",
+            query: &query,
+            headers: &[],
+        };
+        assert!(has_other_readings(&facts));
+        let got: Vec<Vec<(String, String)>> = readings(&facts)
+            .expect("readings")
+            .into_iter()
+            .map(|r| r.query.into_owned())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                query.clone(),
+                owned(&[("a", "1"), ("force", "1"), ("b", ""), ("c", "")])
+            ]
+        );
+    }
+
     #[test]
     fn name_spellings() {
         assert!(same_header_name("X_Api_Key", "x-api-key"));
@@ -573,7 +626,7 @@ mod tests {
         assert!(same_param_name("force[x]", "force"));
         assert!(same_param_name("a[b", "a_b"));
         assert!(!same_param_name(".force", "force"));
-        assert!(!same_param_name("Force", "force"));
+        assert!(same_param_name("FORCE", "force"));
         assert!(!same_param_name("forc", "force"));
     }
 }

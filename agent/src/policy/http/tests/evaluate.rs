@@ -392,6 +392,15 @@ fn request_table() {
             query: &[("version", "3"), (" version", "x")],
             ..etl("GET", "/v1/secret/metadata/etl/db", (Deny, dd, true))
         },
+        // `;` separates parameters for some servers: every value they read must match.
+        Case {
+            query: &[("version", "3;version=x")],
+            ..etl("GET", "/v1/secret/metadata/etl/db", (Deny, dd, true))
+        },
+        Case {
+            query: &[("version", "3"), ("Version", "x")],
+            ..etl("GET", "/v1/secret/metadata/etl/db", (Deny, dd, true))
+        },
         Case {
             query: &[("version", "3"), ("version[]", "x")],
             ..etl("GET", "/v1/secret/metadata/etl/db", (Deny, dd, true))
