@@ -148,8 +148,9 @@ pub fn readings<'a>(facts: &RequestFacts<'a>) -> Result<Vec<Reading<'a>>, Unread
         if v.is_empty() {
             continue;
         }
-        // A path, not a URL: a value a framework could read another way is not guessed at.
-        if !v.starts_with('/') || v.starts_with("//") {
+        // A path, not a URL: a value a framework could read another way is not guessed at (a
+        // `#` some cut the value at and others keep).
+        if !v.starts_with('/') || v.starts_with("//") || v.contains('#') {
             return Err(Unread::Path);
         }
         let (path, query) = v.split_once('?').unwrap_or((v, ""));
@@ -462,6 +463,11 @@ mod tests {
                 Err(Unread::Path),
             ),
             (&[], &[("x-original-url", "//h/admin")], Err(Unread::Path)),
+            (
+                &[],
+                &[("x-original-url", "/public/x#/../admin")],
+                Err(Unread::Path),
+            ),
             // Hosts: each element of a list, `Forwarded`'s host= (quoted or not).
             (
                 &[],
