@@ -106,9 +106,9 @@ impl Policy {
     /// path that cannot be normalized is a deny by [`MALFORMED_PATH`], a host that is not plain
     /// one by [`MALFORMED_HOST`]. A request with headers or a parameter an upstream may take as
     /// its method, path or host is decided on each reading ([`super::readings`]). Without any
-    /// request rule
-    /// for the workload and target, every request is allowed ([`NO_REQUEST_RULES`]). An unknown
-    /// target is a deny by [`DEFAULT_DENY`]. In audit mode the verdict is not enforced.
+    /// request rule for the workload and target, every request is allowed
+    /// ([`NO_REQUEST_RULES`]). An unknown target is a deny by [`DEFAULT_DENY`]. In audit mode
+    /// the verdict is not enforced.
     pub fn evaluate_request(
         &self,
         workload: &Workload,
