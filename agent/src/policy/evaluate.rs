@@ -96,13 +96,11 @@ impl Policy {
                 target: None,
             };
         };
-        let decided = [Verdict::Deny, Verdict::Approve, Verdict::Allow]
-            .into_iter()
-            .find_map(|v| {
-                self.applicable(workload, target)
-                    .find(|r| connection_effect(r) == Some(v))
-                    .map(|r| (v, r))
-            });
+        let decided = Verdict::PRECEDENCE.into_iter().find_map(|v| {
+            self.applicable(workload, target)
+                .find(|r| connection_effect(r) == Some(v))
+                .map(|r| (v, r))
+        });
         let (verdict, rule) = match decided {
             Some((v, r)) => (v, r.name.clone()),
             None => (Verdict::Deny, DEFAULT_DENY.to_owned()),

@@ -68,6 +68,21 @@ pub enum Verdict {
     Approve,
 }
 
+impl Verdict {
+    /// The verdicts in the order rules decide by: any deny wins, then any approve, then any
+    /// allow.
+    pub const PRECEDENCE: [Verdict; 3] = [Verdict::Deny, Verdict::Approve, Verdict::Allow];
+
+    /// How strict this verdict is, by [`Self::PRECEDENCE`]: deny 2, approve 1, allow 0.
+    pub const fn strictness(self) -> u8 {
+        match self {
+            Verdict::Deny => 2,
+            Verdict::Approve => 1,
+            Verdict::Allow => 0,
+        }
+    }
+}
+
 impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -172,11 +172,6 @@ impl Policy {
                 return decision(workload, Some(t), Verdict::Deny, rule);
             }
         };
-        let strictness = |v: Verdict| match v {
-            Verdict::Deny => 2,
-            Verdict::Approve => 1,
-            Verdict::Allow => 0,
-        };
         let mut worst: Option<(Verdict, &str)> = None;
         for reading in &all {
             let (verdict, rule) = match decide(rules, &reading.facts(facts)) {
@@ -185,10 +180,8 @@ impl Policy {
             };
             // Among equals, a rule that names the reason over `default-deny`.
             let stricter = worst.is_none_or(|(w, wr)| {
-                strictness(verdict) > strictness(w)
-                    || (strictness(verdict) == strictness(w)
-                        && wr == DEFAULT_DENY
-                        && rule != DEFAULT_DENY)
+                verdict.strictness() > w.strictness()
+                    || (verdict == w && wr == DEFAULT_DENY && rule != DEFAULT_DENY)
             });
             if stricter {
                 worst = Some((verdict, rule));

@@ -357,21 +357,30 @@ mod tests {
         query: &[(&str, &str)],
         headers: &[(&str, &str)],
     ) -> Result<Vec<(String, String, String)>, Unread> {
-        let query = owned(query);
-        let headers = owned(headers);
-        let facts = RequestFacts {
-            method,
-            host: "API.example:8080",
-            path,
-            query: &query,
-            headers: &headers,
-        };
+        let (query, headers) = (owned(query), owned(headers));
+        let facts = facts(method, "API.example:8080", path, &query, &headers);
         let got = readings(&facts)?;
         assert!(has_other_readings(&facts) || got.len() == 1, "{headers:?}");
         Ok(got
             .into_iter()
             .map(|r| (r.method.to_owned(), r.host, r.path))
             .collect())
+    }
+
+    fn facts<'a>(
+        method: &'a str,
+        host: &'a str,
+        path: &'a str,
+        query: &'a [(String, String)],
+        headers: &'a [(String, String)],
+    ) -> RequestFacts<'a> {
+        RequestFacts {
+            method,
+            host,
+            path,
+            query,
+            headers,
+        }
     }
 
     /// Query, headers, and the readings wanted.
@@ -572,13 +581,7 @@ mod tests {
     fn a_header_path_is_read_with_both_queries() {
         let query = owned(&[("force", "1")]);
         let headers = owned(&[("x-original-url", "/admin/x?v=2")]);
-        let facts = RequestFacts {
-            method: "GET",
-            host: "api.example",
-            path: "/items/1",
-            query: &query,
-            headers: &headers,
-        };
+        let facts = facts("GET", "api.example", "/items/1", &query, &headers);
         let got: Vec<(String, Vec<(String, String)>)> = readings(&facts)
             .expect("readings")
             .into_iter()
@@ -598,13 +601,7 @@ mod tests {
     #[test]
     fn a_query_is_also_read_split_at_semicolons() {
         let query = owned(&[("a", "1;force=1"), ("b;c", "")]);
-        let facts = RequestFacts {
-            method: "GET",
-            host: "api.example",
-            path: "/items",
-            query: &query,
-            headers: &[],
-        };
+        let facts = facts("GET", "api.example", "/items", &query, &[]);
         assert!(has_other_readings(&facts));
         let got: Vec<Vec<(String, String)>> = readings(&facts)
             .expect("readings")

@@ -105,13 +105,11 @@ impl Policy {
                 decision(workload, Some(t), Verdict::Allow, NO_STATEMENT_RULES)
             };
         }
-        let decided = [Verdict::Deny, Verdict::Approve, Verdict::Allow]
-            .into_iter()
-            .find_map(|v| {
-                rules
-                    .iter()
-                    .find(|(r, p)| r.action == v && p.matches(v, facts))
-            });
+        let decided = Verdict::PRECEDENCE.into_iter().find_map(|v| {
+            rules
+                .iter()
+                .find(|(r, p)| r.action == v && p.matches(v, facts))
+        });
         match decided {
             Some((r, _)) => decision(workload, Some(t), r.action, &r.name),
             None => decision(workload, Some(t), Verdict::Deny, DEFAULT_DENY),
