@@ -216,10 +216,12 @@ impl AdminApi for Api {
             ("audit_written".into(), store.written),
             ("audit_commits".into(), store.commits),
             ("audit_failed".into(), store.failed),
+            ("audit_write_errors".into(), store.write_errors),
             ("audit_queue_full".into(), store.queue_full),
             ("audit_room_waits".into(), store.room_waits),
             ("audit_session_waits".into(), store.session_waits),
             ("audit_unheld".into(), store.unheld),
+            ("audit_unspooled".into(), store.unspooled),
             ("audit_queued".into(), store.queued as u64),
             ("audit_in_flight".into(), store.in_flight as u64),
         ]);

@@ -19,9 +19,13 @@ pub enum StoreError {
     /// The embedded migrations failed.
     #[error("cannot migrate audit database {0}: {1}")]
     Migrate(PathBuf, #[source] sqlx::migrate::MigrateError),
-    /// Closing the rows left open by a previous agent failed.
-    #[error("cannot recover open rows in {0}: {1}")]
-    Recover(PathBuf, #[source] sqlx::Error),
+    /// Writing the records a previous agent left in the spool, or closing the rows it left
+    /// open, failed.
+    #[error("cannot recover the records of a previous agent in {0}: {1}")]
+    Recover(PathBuf, #[source] WriteError),
+    /// The spool cannot be read or set up.
+    #[error(transparent)]
+    Spool(#[from] super::spool::SpoolError),
     /// The writer's connection cannot be opened.
     #[error("cannot open audit database {0} for writing: {1}")]
     OpenWriter(PathBuf, #[source] WriteError),
@@ -84,10 +88,6 @@ impl WriteError {
     /// Whether the database refused the data itself (a constraint: a duplicate, a missing
     /// parent, a wrong type), not the write as such (a lock, a full disk).
     pub(crate) fn is_data(&self) -> bool {
-        matches!(
-            &self.0,
-            Kind::Sqlite(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::ConstraintViolation
-        )
+        matches!(&self.0, Kind::Sqlite(e) if super::sqlite::is_constraint(e))
     }
 }

@@ -32,6 +32,7 @@ mod error;
 mod id;
 mod list;
 mod sink;
+mod spool;
 mod sqlite;
 mod time;
 mod types;
@@ -48,6 +49,7 @@ pub use error::{StoreError, WriteError};
 #[cfg(test)]
 pub(crate) use sink::Sent;
 pub use sink::{AuditSink, SESSION_IN_FLIGHT, SessionBudget, SessionPermit, Slot};
+pub use spool::SpoolError;
 pub use types::{
     ConnectionEnd, ConnectionRecord, RequestRecord, RequestRow, SessionFilter, SessionRow,
     StatementRecord, StatementRow, StoreStats,
@@ -140,7 +142,7 @@ impl Store {
 /// synchronous SQLite calls block no connection task.
 fn spawn_writer<B: backend::WriteBackend>(
     db: B,
-    rx: mpsc::Receiver<backend::Op>,
+    rx: mpsc::Receiver<sink::Queued>,
     shared: std::sync::Arc<sink::Shared>,
     closed: tokio::sync::watch::Receiver<bool>,
 ) -> Result<oneshot::Receiver<Result<(), StoreError>>, StoreError> {
@@ -160,15 +162,43 @@ fn spawn_writer<B: backend::WriteBackend>(
 }
 
 /// Opens the SQLite audit database at `path` (created mode 0600; its directory 0750 if missing),
-/// migrates it, closes rows a previous agent left open, and starts the writer with a queue of
+/// migrates it, writes the records a previous agent left in the spool beside it (`path` with
+/// the extension `spool`), closes rows left open, and starts the writer with a queue of
 /// `queue_capacity` operations waiting for it (at least 1), beside the slots held by work in
 /// flight (see [`AuditSink`]).
 pub async fn open_sqlite(
     path: &Path,
     queue_capacity: usize,
 ) -> Result<(Store, AuditSink, StoreReader), StoreError> {
-    let (writer_db, reader_db) = sqlite::open(path).await?;
-    let (shared, closed) = sink::Shared::new(queue_capacity, sink::IN_FLIGHT);
+    open_sqlite_spooled(path, queue_capacity, Some(spool::SEGMENT)).await
+}
+
+/// [`open_sqlite`] with spool segments of `segment` bytes, or (tests of the queue alone) no
+/// spool, which behaves as a spool that never has room.
+pub(crate) async fn open_sqlite_spooled(
+    path: &Path,
+    queue_capacity: usize,
+    segment: Option<usize>,
+) -> Result<(Store, AuditSink, StoreReader), StoreError> {
+    let spool_path = path.with_extension("spool");
+    // Read before the database is opened (which creates the directory if missing): the records
+    // are written by the writer's first transaction, and the spool emptied only after it.
+    let left = {
+        let p = spool_path.clone();
+        tokio::task::spawn_blocking(move || spool::recover(&p))
+            .await
+            .map_err(|e| StoreError::Writer(format!("reading the spool: {e}")))??
+    };
+    let (writer_db, reader_db) = sqlite::open(path, left).await?;
+    let spool = match segment {
+        Some(segment) => Some(
+            tokio::task::spawn_blocking(move || spool::Spool::create(&spool_path, segment))
+                .await
+                .map_err(|e| StoreError::Writer(format!("creating the spool: {e}")))??,
+        ),
+        None => None,
+    };
+    let (shared, closed) = sink::Shared::spooled(queue_capacity, sink::IN_FLIGHT, spool);
     let (tx, rx) = mpsc::channel(shared.backlog_max + shared.in_flight_max);
     let writer = spawn_writer(writer_db, rx, shared.clone(), closed)?;
     let sink = AuditSink::new(tx, shared.clone());

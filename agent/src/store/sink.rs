@@ -13,16 +13,28 @@ use crate::config::AuditFailure;
 
 use super::{
     ConnectionEnd, ConnectionRecord, MAX_REQUEST_BODY, MAX_STATEMENT_TEXT, RequestRecord,
-    StatementRecord, StoreError, StoreStats, backend::Op,
+    StatementRecord, StoreError, StoreStats,
+    backend::Op,
+    spool::{Spool, Ticket},
 };
+
+/// A record on its way to the writer, with its place in the spool if it has one.
+#[derive(Debug)]
+pub(crate) struct Queued {
+    pub(crate) op: Op,
+    /// Given back to the spool once the record is committed.
+    pub(crate) ticket: Option<Ticket>,
+}
 
 /// State shared by the sinks, the writer task and the [`super::Store`].
 #[derive(Debug)]
 pub(crate) struct Shared {
     /// Operations committed.
     pub(crate) written: AtomicU64,
-    /// Operations whose write failed.
+    /// Operations whose write failed, lost.
     pub(crate) failed: AtomicU64,
+    /// Writes that failed as such.
+    pub(crate) write_errors: AtomicU64,
     /// Operations refused on a full queue.
     pub(crate) queue_full: AtomicU64,
     /// Times a statement, request or connection waited for room in the queue.
@@ -31,6 +43,8 @@ pub(crate) struct Shared {
     pub(crate) session_waits: AtomicU64,
     /// Statements and requests let through without a slot (`audit_failure = "open"`).
     pub(crate) unheld: AtomicU64,
+    /// Records that found no room in the spool.
+    pub(crate) unspooled: AtomicU64,
     /// Transactions committed.
     pub(crate) commits: AtomicU64,
     /// Set to `true` to make the writer flush what is queued and stop.
@@ -51,23 +65,42 @@ pub(crate) struct Shared {
     pub(crate) in_flight_max: usize,
     /// Slots held by work in flight ([`Slot`]) and not yet used.
     pub(crate) held: AtomicUsize,
+    /// Where each record is copied before it is queued, when the store has one.
+    pub(crate) spool: Option<Spool>,
+    /// Set by the writer when a batch failed for another reason than its data (a full disk, a
+    /// lock), cleared by the next commit: meanwhile a `begin` waits for its commit, so that a
+    /// store that cannot write refuses connections instead of letting them through on the
+    /// spool's word.
+    pub(crate) write_failing: AtomicBool,
 }
 
 impl Shared {
     /// State for a queue of at most `backlog_max` records waiting for the writer (at least 1)
     /// and `in_flight_max` slots held; its channel needs room for both.
+    #[cfg(test)]
     pub(crate) fn new(
         backlog_max: usize,
         in_flight_max: usize,
+    ) -> (Arc<Self>, watch::Receiver<bool>) {
+        Self::spooled(backlog_max, in_flight_max, None)
+    }
+
+    /// [`Self::new`], each record copied to `spool` before it is queued.
+    pub(crate) fn spooled(
+        backlog_max: usize,
+        in_flight_max: usize,
+        spool: Option<Spool>,
     ) -> (Arc<Self>, watch::Receiver<bool>) {
         let (close, closed) = watch::channel(false);
         let shared = Self {
             written: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            write_errors: AtomicU64::new(0),
             queue_full: AtomicU64::new(0),
             room_waits: AtomicU64::new(0),
             session_waits: AtomicU64::new(0),
             unheld: AtomicU64::new(0),
+            unspooled: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             close,
             closed: AtomicBool::new(false),
@@ -76,6 +109,8 @@ impl Shared {
             backlog_max: backlog_max.max(1),
             in_flight_max,
             held: AtomicUsize::new(0),
+            spool,
+            write_failing: AtomicBool::new(false),
         };
         (Arc::new(shared), closed)
     }
@@ -89,6 +124,15 @@ impl Shared {
     /// Whether [`Self::close`] was called.
     fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+
+    /// Copies `op` into the spool: its ticket, or `None` when there is no spool or no room in it.
+    fn spool(&self, op: &Op) -> Option<Ticket> {
+        let ticket = self.spool.as_ref()?.append(op);
+        if ticket.is_none() {
+            self.unspooled.fetch_add(1, Ordering::Relaxed);
+        }
+        ticket
     }
 
     /// Asks the writer to flush and stop; later sends fail with [`StoreError::Closed`].
@@ -106,7 +150,7 @@ impl Shared {
 /// response) does not count against it until its record is sent.
 #[derive(Debug, Clone)]
 pub struct AuditSink {
-    tx: mpsc::Sender<Op>,
+    tx: mpsc::Sender<Queued>,
     shared: Arc<Shared>,
     /// How long [`Self::hold`] and [`Self::begin`] wait for room in a full queue.
     wait: Duration,
@@ -116,7 +160,7 @@ pub struct AuditSink {
 }
 
 impl AuditSink {
-    pub(crate) fn new(tx: mpsc::Sender<Op>, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(tx: mpsc::Sender<Queued>, shared: Arc<Shared>) -> Self {
         Self {
             tx,
             shared,
@@ -138,10 +182,12 @@ impl AuditSink {
         Self { wait, ..self }
     }
 
-    /// Records a connection about to reach its target and returns once the row is committed,
-    /// with the slot held for the connection's end ([`Self::finish`]): an end is never lost to
-    /// a full queue. On a full queue it first waits (up to the sink's wait), then fails with
-    /// [`StoreError::QueueFull`]: the caller must then refuse the connection.
+    /// Records a connection about to reach its target and returns once the record is safe from
+    /// a crash of the agent: copied into the spool, or, when the spool has no room or the writer's
+    /// last batch failed, committed. Returns the slot held for the connection's end
+    /// ([`Self::finish`]): an end is never lost to a full queue. On a full queue it first waits
+    /// (up to the sink's wait), then fails with [`StoreError::QueueFull`]: the caller must then
+    /// refuse the connection.
     pub async fn begin(&self, rec: ConnectionRecord) -> Result<Slot, StoreError> {
         let (done, committed) = oneshot::channel();
         // One free place is enough for a connection.
@@ -161,7 +207,10 @@ impl AuditSink {
             self.shared.queue_full.fetch_add(1, Ordering::Relaxed);
             return Err(StoreError::QueueFull);
         };
-        self.send(Op::Begin { rec, done })?;
+        let spool = !self.shared.write_failing.load(Ordering::Relaxed);
+        if self.send(Op::Begin { rec, done }, spool)? {
+            return Ok(end);
+        }
         self.shared.begin_queued.notify_one();
         committed.await.map_err(|_| StoreError::Closed)??;
         Ok(end)
@@ -169,7 +218,7 @@ impl AuditSink {
 
     /// Queues a complete record (a connection that never reached upstream); does not wait.
     pub fn record(&self, rec: ConnectionRecord, end: ConnectionEnd) -> Result<(), StoreError> {
-        self.send(Op::Record(rec, end))
+        self.send(Op::Record(rec, end), true).map(drop)
     }
 
     /// Queues the end of a connection recorded by [`Self::begin`], in the `slot` it returned;
@@ -221,10 +270,12 @@ impl AuditSink {
         StoreStats {
             written: self.shared.written.load(Ordering::Relaxed),
             failed: self.shared.failed.load(Ordering::Relaxed),
+            write_errors: self.shared.write_errors.load(Ordering::Relaxed),
             queue_full: self.shared.queue_full.load(Ordering::Relaxed),
             room_waits: self.shared.room_waits.load(Ordering::Relaxed),
             session_waits: self.shared.session_waits.load(Ordering::Relaxed),
             unheld: self.shared.unheld.load(Ordering::Relaxed),
+            unspooled: self.shared.unspooled.load(Ordering::Relaxed),
             commits: self.shared.commits.load(Ordering::Relaxed),
             queued: self.backlog(),
             in_flight: self.shared.held.load(Ordering::Relaxed),
@@ -361,12 +412,13 @@ impl AuditSink {
                 Ok(())
             }
             // No slot, or one that holds no place: a place if the queue has one.
-            _ => self.send(op),
+            _ => self.send(op, true).map(drop),
         }
     }
 
-    /// Sends a record that has no slot: refused when the backlog is full.
-    fn send(&self, op: Op) -> Result<(), StoreError> {
+    /// Sends a record that has no slot, copied into the spool first if `spool` and it has
+    /// room: whether it was. Refused when the backlog is full.
+    fn send(&self, op: Op, spool: bool) -> Result<bool, StoreError> {
         if self.shared.is_closed() {
             return Err(StoreError::Closed);
         }
@@ -377,23 +429,27 @@ impl AuditSink {
         if !self.free(1) {
             return Err(full());
         }
-        self.tx.try_send(op).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => full(),
-            mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
-        })
+        // The place first: a record is spooled only once it is sure to reach the writer.
+        let permit = self.tx.try_reserve().map_err(|e| match e {
+            mpsc::error::TrySendError::Full(()) => full(),
+            mpsc::error::TrySendError::Closed(()) => StoreError::Closed,
+        })?;
+        let ticket = if spool { self.shared.spool(&op) } else { None };
+        permit.send(Queued { op, ticket });
+        Ok(ticket.is_some())
     }
 }
 
 /// What was sent to a sink made by [`AuditSink::for_tests`].
 #[cfg(test)]
-pub(crate) struct Sent(mpsc::Receiver<Op>);
+pub(crate) struct Sent(mpsc::Receiver<Queued>);
 
 #[cfg(test)]
 impl Sent {
     /// The statement records sent since the last call, in order; panics on any other kind.
     pub(crate) fn statements(&mut self) -> Vec<StatementRecord> {
         std::iter::from_fn(|| self.0.try_recv().ok())
-            .map(|op| match op {
+            .map(|q| match q.op {
                 Op::Statement(rec) => rec,
                 other => panic!("not a statement: {other:?}"),
             })
@@ -461,7 +517,7 @@ impl SessionBudget {
 /// ([`AuditSink::hold`]), or of a connection's end ([`AuditSink::begin`]); given back when
 /// dropped unused.
 pub struct Slot {
-    permit: Option<mpsc::OwnedPermit<Op>>,
+    permit: Option<mpsc::OwnedPermit<Queued>>,
     shared: Arc<Shared>,
     /// The session's permit, given back with the slot.
     session: Option<SessionPermit>,
@@ -486,7 +542,8 @@ impl Slot {
 
     fn send(&mut self, op: Op) {
         if let Some(permit) = self.permit.take() {
-            permit.send(op);
+            let ticket = self.shared.spool(&op);
+            permit.send(Queued { op, ticket });
             self.shared.held.fetch_sub(1, Ordering::Relaxed);
         }
         self.session = None;

@@ -12,9 +12,11 @@ use sqlx::{
     },
 };
 use tracing::{info, warn};
-pub(crate) use write::SqliteWriter;
+pub(crate) use write::{SqliteWriter, is_constraint};
 
-use super::{RequestRow, SessionFilter, SessionRow, StatementRow, StoreError, id::IdQuery, time};
+use super::{
+    RequestRow, SessionFilter, SessionRow, StatementRow, StoreError, backend::Op, id::IdQuery, time,
+};
 
 /// How long a statement waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -33,10 +35,13 @@ pub(crate) struct SqliteReader {
     pool: SqlitePool,
 }
 
-/// Opens (creating if needed) the database at `path`, migrates it and closes the rows a previous
-/// agent left open, on a connection of its own. Returns the writer's connection and the reader
-/// pool.
-pub(crate) async fn open(path: &Path) -> Result<(SqliteWriter, SqliteReader), StoreError> {
+/// Opens (creating if needed) the database at `path` and migrates it, on a connection of its
+/// own; then, on the writer's connection, writes `left` (what a previous agent left in its
+/// spool) and closes the rows it left open. Returns the writer's connection and the reader pool.
+pub(crate) async fn open(
+    path: &Path,
+    left: Vec<Op>,
+) -> Result<(SqliteWriter, SqliteReader), StoreError> {
     create_file(path).await?;
     let options = SqliteConnectOptions::new()
         .filename(path)
@@ -57,24 +62,31 @@ pub(crate) async fn open(path: &Path) -> Result<(SqliteWriter, SqliteReader), St
         .run(&mut conn)
         .await
         .map_err(|e| StoreError::Migrate(path.to_owned(), e))?;
-    let recovered = sqlx::query("UPDATE connections SET end_reason = ?1 WHERE end_reason IS NULL")
-        .bind(AGENT_RESTART)
-        .execute(&mut conn)
-        .await
-        .map_err(|e| StoreError::Recover(path.to_owned(), e))?
-        .rows_affected();
-    if recovered > 0 {
-        warn!(path = %path.display(), rows = recovered, "closed audit rows left open by a previous agent");
-    }
-
     conn.close().await.map_err(open_err)?;
     // Opened after the migrations: its `temp_store = MEMORY` would keep a migration's table
     // copy in memory.
     let owned = path.to_owned();
-    let writer = tokio::task::spawn_blocking(move || SqliteWriter::open(&owned))
-        .await
-        .map_err(|e| StoreError::Writer(format!("opening the writer's connection: {e}")))?
-        .map_err(|e| StoreError::OpenWriter(path.to_owned(), e))?;
+    let (writer, recovered) = tokio::task::spawn_blocking(move || {
+        let mut writer =
+            SqliteWriter::open(&owned).map_err(|e| StoreError::OpenWriter(owned.clone(), e))?;
+        let recovered = writer
+            .recover(&left)
+            .map_err(|e| StoreError::Recover(owned, e))?;
+        Ok::<_, StoreError>((writer, recovered))
+    })
+    .await
+    .map_err(|e| StoreError::Writer(format!("opening the writer's connection: {e}")))??;
+    if recovered.replayed > 0 || recovered.skipped > 0 {
+        warn!(
+            path = %path.display(),
+            records = recovered.replayed,
+            refused = recovered.skipped,
+            "wrote the audit records a previous agent left in its spool"
+        );
+    }
+    if recovered.closed > 0 {
+        warn!(path = %path.display(), rows = recovered.closed, "closed audit rows left open by a previous agent");
+    }
 
     let pool = SqlitePoolOptions::new()
         .max_connections(READERS)

@@ -102,6 +102,16 @@ async fn lock_writes(path: &Path) -> SqliteConnection {
     conn
 }
 
+/// A store without a spool: every `begin` waits for its commit, as when the spool has no room,
+/// and records commit as they come, so the tests of the queue's mechanics know what the
+/// writer holds.
+async fn open_unspooled(
+    path: &Path,
+    queue: usize,
+) -> Result<(Store, AuditSink, StoreReader), StoreError> {
+    super::open_sqlite_spooled(path, queue, None).await
+}
+
 async fn unlock_writes(mut conn: SqliteConnection) {
     sqlx::query("ROLLBACK")
         .execute(&mut conn)
@@ -119,6 +129,8 @@ async fn begin_finish_round_trip() {
     sink.begin(rec(id, Some("billing"), at(0, 123_456)))
         .await
         .expect("begin");
+    // Spooled, it returned before its commit.
+    wait_done(&sink, 1).await;
 
     let open = reader
         .get(&id.to_string())
@@ -323,7 +335,7 @@ async fn get_by_prefix() {
 async fn begin_returns_after_commit() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = db_path(&dir);
-    let (store, sink, _reader) = open_sqlite(&path, 16).await.expect("open");
+    let (store, sink, _reader) = open_unspooled(&path, 16).await.expect("open");
     // While another connection holds the write lock, `begin` cannot commit, so it must not return.
     let lock = lock_writes(&path).await;
     let held = uuid::Uuid::now_v7();
@@ -412,7 +424,7 @@ fn crash_recovery_closes_open_rows() {
 async fn full_queue_fails_at_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = db_path(&dir);
-    let (store, sink, reader) = open_sqlite(&path, 1).await.expect("open");
+    let (store, sink, reader) = open_unspooled(&path, 1).await.expect("open");
     let lock = lock_writes(&path).await;
 
     let ids: Vec<_> = (0..4).map(|_| uuid::Uuid::now_v7()).collect();
@@ -461,7 +473,7 @@ async fn stuck_with_one_queued(sink: &AuditSink) -> [uuid::Uuid; 2] {
 async fn room_waits_for_the_writer_then_gives_up() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = db_path(&dir);
-    let (store, sink, _reader) = open_sqlite(&path, 3).await.expect("open");
+    let (store, sink, _reader) = open_unspooled(&path, 3).await.expect("open");
     let lock = lock_writes(&path).await;
     stuck_with_one_queued(&sink).await;
 
@@ -503,7 +515,7 @@ async fn room_waits_for_the_writer_then_gives_up() {
 async fn waiting_for_room_takes_no_slot_and_begin_waits() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = db_path(&dir);
-    let (store, sink, reader) = open_sqlite(&path, 3).await.expect("open");
+    let (store, sink, reader) = open_unspooled(&path, 3).await.expect("open");
     let sink = sink.with_wait(Duration::from_secs(30));
     let lock = lock_writes(&path).await;
     let ids = stuck_with_one_queued(&sink).await;
@@ -648,11 +660,11 @@ async fn a_slot_given_back_wakes_a_waiter() {
 #[tokio::test]
 async fn connection_ends_keep_a_quarter_of_the_in_flight_budget() {
     let (shared, _closed) = Shared::new(ROOM, 8);
-    let (tx, mut rx) = tokio::sync::mpsc::channel(ROOM + 8);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<sink::Queued>(ROOM + 8);
     // A writer that commits every connection at once.
     tokio::spawn(async move {
-        while let Some(op) = rx.recv().await {
-            if let backend::Op::Begin { done, .. } = op {
+        while let Some(q) = rx.recv().await {
+            if let backend::Op::Begin { done, .. } = q.op {
                 let _ = done.send(Ok(()));
             }
         }
@@ -728,7 +740,7 @@ async fn concurrent_begins_are_group_committed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = db_path(&dir);
     let extra = 44;
-    let (store, sink, _reader) = open_sqlite(&path, BATCH_MAX + extra + 8)
+    let (store, sink, _reader) = open_unspooled(&path, BATCH_MAX + extra + 8)
         .await
         .expect("open");
     let lock = lock_writes(&path).await;
@@ -797,7 +809,7 @@ async fn many_concurrent_begins_complete() {
 async fn bad_record_does_not_sink_its_batch() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = db_path(&dir);
-    let (store, sink, reader) = open_sqlite(&path, 16).await.expect("open");
+    let (store, sink, reader) = open_unspooled(&path, 16).await.expect("open");
     let lock = lock_writes(&path).await;
     let (a, b, c) = (
         uuid::Uuid::now_v7(),
@@ -1453,7 +1465,7 @@ fn shipped_migrations_are_unchanged() {
 async fn an_open_sink_lets_work_through_unheld_when_the_wait_runs_out() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = db_path(&dir);
-    let (store, sink, _reader) = open_sqlite(&path, 3).await.expect("open");
+    let (store, sink, _reader) = open_unspooled(&path, 3).await.expect("open");
     let lock = lock_writes(&path).await;
     let ids = stuck_with_one_queued(&sink).await;
     let wait = Duration::from_millis(100);
@@ -1490,4 +1502,187 @@ async fn an_open_sink_lets_work_through_unheld_when_the_wait_runs_out() {
 
     unlock_writes(lock).await;
     store.shutdown().await.expect("shutdown");
+}
+
+/// Where the crash child below opens its store, given by its parent.
+const CRASH_DB: &str = "TOLLGATE_TEST_SPOOL_CRASH_DB";
+
+/// An agent that crashes (the process aborts) while its writer cannot commit: what it spooled
+/// (the begin it did not wait for, a statement, the end, a refused connection) is written at
+/// the next start, the end on its row, and nothing is read back twice.
+#[tokio::test]
+async fn spooled_records_survive_a_crash_of_the_process() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    let exe = std::env::current_exe().expect("test binary");
+    let out = tokio::process::Command::new(exe)
+        .args([
+            "--exact",
+            "store::tests::spooling_child_that_crashes",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CRASH_DB, &path)
+        .output()
+        .await
+        .expect("run the child");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(libc::SIGABRT),
+        "the child aborts once its records are spooled: {}\n{stderr}",
+        out.status,
+    );
+    let ids: Vec<uuid::Uuid> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once("ids ").map(|(_, ids)| ids))
+        .flat_map(|l| l.split(' ').map(|id| id.parse().expect("uuid")))
+        .collect();
+    let [begun, refused] = ids[..] else {
+        panic!("the child's ids: {ids:?}\n{stderr}")
+    };
+
+    for round in 0..2 {
+        let (store, _sink, reader) = open_sqlite(&path, 16).await.expect("reopen");
+        let row = reader
+            .get(&begun.to_string())
+            .await
+            .expect("get")
+            .expect("the spooled begin is written");
+        assert_eq!(row.end_reason.as_deref(), Some("closed"), "round {round}");
+        assert_eq!(row.duration_ms, Some(1000));
+        let statements = reader
+            .statements(&begun.to_string())
+            .await
+            .expect("statements");
+        assert_eq!(seqs(&statements), [1], "round {round}");
+        assert_eq!(statements[0].text, "select 1");
+        let row = reader
+            .get(&refused.to_string())
+            .await
+            .expect("get")
+            .expect("the spooled record is written");
+        assert_eq!(row.end_reason.as_deref(), Some("denied"));
+        store.shutdown().await.expect("shutdown");
+    }
+    assert_eq!(count(&path).await, 2);
+}
+
+/// Run by [`spooled_records_survive_a_crash_of_the_process`] in a process of its own.
+#[tokio::test]
+#[ignore = "a child process of spooled_records_survive_a_crash_of_the_process"]
+async fn spooling_child_that_crashes() {
+    let path = PathBuf::from(std::env::var_os(CRASH_DB).expect("run by its parent"));
+    let (_store, sink, _reader) = open_sqlite(&path, 16).await.expect("open");
+    // Nothing can commit from here on.
+    let _lock = lock_writes(&path).await;
+    let (begun, refused) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let slot = tokio::time::timeout(
+        Duration::from_secs(2),
+        sink.begin(rec(begun, Some("w"), at(0, 0))),
+    )
+    .await
+    .expect("a spooled begin does not wait for its commit")
+    .expect("begin");
+    sink.statement(stmt(begun, 1, "select 1"), sink.try_hold())
+        .expect("statement");
+    sink.finish(begun, end(at(1, 0), "closed"), Some(slot))
+        .expect("finish");
+    sink.record(rec(refused, None, at(0, 0)), end(at(1, 0), "denied"))
+        .expect("record");
+    assert_eq!(sink.stats().written, 0);
+    println!("ids {begun} {refused}");
+    std::process::abort();
+}
+
+/// When a write fails as such (the database locked past the busy timeout), its spooled records
+/// are kept and tried again until they are committed; meanwhile a `begin` waits for its commit,
+/// so that a store that cannot write refuses connections (here, the database still locked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_write_keeps_its_records_and_makes_begin_wait() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    let (store, sink, reader) = open_sqlite(&path, 16).await.expect("open");
+    let lock = lock_writes(&path).await;
+    let kept = uuid::Uuid::now_v7();
+    sink.record(rec(kept, None, at(0, 0)), end(at(1, 0), "denied"))
+        .expect("record");
+    let deadline = Instant::now() + WRITER_WAIT;
+    while sink.stats().write_errors == 0 {
+        assert!(Instant::now() < deadline, "{:?}", sink.stats());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let refused = sink
+        .begin(rec(uuid::Uuid::now_v7(), Some("w"), at(0, 0)))
+        .await;
+    assert!(matches!(refused, Err(StoreError::Write(_))), "{refused:?}");
+    let stats = sink.stats();
+    assert_eq!((stats.written, stats.failed, stats.write_errors), (0, 1, 2));
+    unlock_writes(lock).await;
+
+    let id = uuid::Uuid::now_v7();
+    sink.begin(rec(id, Some("w"), at(0, 0)))
+        .await
+        .expect("begin");
+    // It returned after its commit: a connection opened only now sees the row, and the record
+    // kept from the failed writes, committed before it.
+    let mut conn = raw(&path).await;
+    for id in [id, kept] {
+        let found: Option<String> = sqlx::query_scalar("SELECT id FROM connections WHERE id = ?1")
+            .bind(id.to_string())
+            .fetch_optional(&mut conn)
+            .await
+            .expect("select");
+        assert_eq!(found, Some(id.to_string()));
+    }
+    conn.close().await.expect("close");
+    store.shutdown().await.expect("shutdown");
+    let stats = sink.stats();
+    assert_eq!((stats.written, stats.failed), (2, 1));
+    assert_eq!(
+        reader
+            .get(&kept.to_string())
+            .await
+            .expect("get")
+            .and_then(|r| r.end_reason),
+        Some("denied".into())
+    );
+}
+
+/// A `begin` that finds no room in the spool (both segments hold records the stuck writer has
+/// not committed) waits for its commit, counted in `unspooled`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_begin_without_room_in_the_spool_waits_for_its_commit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    let (store, sink, reader) = super::open_sqlite_spooled(&path, 4096, Some(4096))
+        .await
+        .expect("open");
+    let lock = lock_writes(&path).await;
+    let mut ids = Vec::new();
+    while sink.stats().unspooled == 0 {
+        let id = uuid::Uuid::now_v7();
+        sink.record(rec(id, None, at(0, 0)), end(at(1, 0), "denied"))
+            .expect("record");
+        ids.push(id);
+        assert!(ids.len() < 100, "a 4 KiB segment holds fewer");
+    }
+    let begun = uuid::Uuid::now_v7();
+    let begin = tokio::spawn({
+        let sink = sink.clone();
+        async move { sink.begin(rec(begun, Some("w"), at(0, 0))).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!begin.is_finished(), "it waits for its commit");
+    assert_eq!(sink.stats().unspooled, 2);
+    unlock_writes(lock).await;
+    begin.await.expect("join").expect("begin");
+    store.shutdown().await.expect("shutdown");
+    for id in ids.iter().chain([&begun]) {
+        assert!(
+            reader.get(&id.to_string()).await.expect("get").is_some(),
+            "{id}"
+        );
+    }
 }

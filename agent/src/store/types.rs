@@ -64,8 +64,13 @@ pub struct ConnectionEnd {
 pub struct StoreStats {
     /// Operations (begin, record, finish, statement) committed.
     pub written: u64,
-    /// Operations whose write failed.
+    /// Operations whose write failed and that are lost: refused by the database (a constraint),
+    /// or not spooled when the write failed as such.
     pub failed: u64,
+    /// Writes that failed as such (a lock past the busy timeout, a full disk); the spooled
+    /// records among them are tried again.
+    #[serde(default)]
+    pub write_errors: u64,
     /// Operations refused because the queue was full.
     pub queue_full: u64,
     /// Times a statement, request or connection waited for room in the queue (see
@@ -81,6 +86,11 @@ pub struct StoreStats {
     /// also a Parse's check and requests denied after it.
     #[serde(default)]
     pub unheld: u64,
+    /// Records that found no room in the spool (both segments hold records not yet committed:
+    /// the writer is far behind or failing), queued without it: a `begin` among them waited for
+    /// its commit, the others can be lost in a crash of the agent until they are committed.
+    #[serde(default)]
+    pub unspooled: u64,
     /// Transactions committed (several operations each under load).
     pub commits: u64,
     /// Operations waiting in the queue now.

@@ -7,25 +7,73 @@ use tracing::{debug, error, trace, warn};
 use super::{
     StoreError, WriteError,
     backend::{Op, WriteBackend},
-    sink::Shared,
+    sink::{Queued, Shared},
+    spool::{Released, Ticket},
 };
 
 /// Most operations committed in one transaction.
 pub(crate) const BATCH_MAX: usize = 2048;
 
-/// How long a batch nobody waits on may gather more operations. At most this much of the
-/// statement/request/end records can be lost in a crash of the agent; connection records are
-/// committed before their connection proceeds.
+/// How long a batch nobody waits on may gather more operations. Spooled records survive a crash
+/// of the agent whatever the wait; of records that found no room in the spool, at most this
+/// much of the statement, request and end records can be lost (their connection records are
+/// committed before their connection proceeds).
 pub(crate) const GATHER: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// After a write that failed as such, how long the writer waits before it tries its spooled
+/// records again.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// While stopping, how long the writer waits for a record before it stops anyway.
 const CLOSE_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// The operations of one transaction, each with its place in the spool if it has one.
+#[derive(Default)]
+struct Batch {
+    ops: Vec<Op>,
+    tickets: Vec<Option<Ticket>>,
+}
+
+impl Batch {
+    fn push(&mut self, q: Queued) {
+        self.ops.push(q.op);
+        self.tickets.push(q.ticket);
+    }
+
+    fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Whether someone waits for the commit of an operation from `from` on: a `begin` that
+    /// found no room in the spool.
+    fn waited_on(&self, from: usize) -> bool {
+        self.ops[from..]
+            .iter()
+            .zip(&self.tickets[from..])
+            .any(|(op, ticket)| op.has_waiter() && ticket.is_none())
+    }
+
+    /// Whether the batch may gather for [`GATHER`]: nobody waits on it, and it holds records
+    /// that are safe meanwhile (spooled) or that nobody would have waited on anyway.
+    fn may_gather(&self) -> bool {
+        !self.waited_on(0)
+            && self
+                .ops
+                .iter()
+                .zip(&self.tickets)
+                .any(|(op, ticket)| op.is_bulk() || ticket.is_some())
+    }
+}
+
 /// Moves what is queued into `batch` (up to [`BATCH_MAX`]) and tells whoever waits for room.
-fn drain(rx: &mut mpsc::Receiver<Op>, batch: &mut Vec<Op>, shared: &Shared) {
+fn drain(rx: &mut mpsc::Receiver<Queued>, batch: &mut Batch, shared: &Shared) {
     while batch.len() < BATCH_MAX {
         match rx.try_recv() {
-            Ok(op) => batch.push(op),
+            Ok(q) => batch.push(q),
             Err(_) => break,
         }
     }
@@ -37,52 +85,60 @@ fn drain(rx: &mut mpsc::Receiver<Op>, batch: &mut Vec<Op>, shared: &Shared) {
 /// [`super::Store::shutdown`] can report records lost while stopping.
 pub(crate) async fn run<B: WriteBackend>(
     mut db: B,
-    mut rx: mpsc::Receiver<Op>,
+    mut rx: mpsc::Receiver<Queued>,
     shared: Arc<Shared>,
     mut close: watch::Receiver<bool>,
 ) -> Result<(), StoreError> {
     let mut closing = false;
     let mut closing_error = None;
-    let mut batch = Vec::with_capacity(BATCH_MAX);
+    let mut batch = Batch::default();
     loop {
-        let first = if closing {
-            // Past a while with nothing coming, what still holds a slot (a task the agent's
-            // stop did not reach) must not keep the writer from stopping.
-            match tokio::time::timeout(CLOSE_IDLE, rx.recv()).await {
-                Ok(op) => op,
-                Err(_) => {
-                    let held = shared.held.load(Ordering::Relaxed);
-                    warn!(
-                        held,
-                        "audit writer stopping with slots still held: their records are lost"
-                    );
-                    break;
+        if batch.is_empty() {
+            let first = if closing {
+                // Past a while with nothing coming, what still holds a slot (a task the agent's
+                // stop did not reach) must not keep the writer from stopping.
+                match tokio::time::timeout(CLOSE_IDLE, rx.recv()).await {
+                    Ok(op) => op,
+                    Err(_) => {
+                        let held = shared.held.load(Ordering::Relaxed);
+                        warn!(
+                            held,
+                            "audit writer stopping with slots still held: their records are lost"
+                        );
+                        break;
+                    }
                 }
-            }
-        } else {
+            } else {
+                tokio::select! {
+                    op = rx.recv() => op,
+                    _ = close.wait_for(|closed| *closed) => {
+                        debug!(queued = rx.len(), "audit writer closing: flushing the queue");
+                        closing = true;
+                        rx.close();
+                        continue;
+                    }
+                }
+            };
+            let Some(first) = first else { break };
+            batch.push(first);
+        } else if !closing {
+            // Spooled records kept from a write that failed: tried again after a pause (a full
+            // disk fails at once; a lock already cost the busy timeout), with what came since.
             tokio::select! {
-                op = rx.recv() => op,
+                () = tokio::time::sleep(RETRY_AFTER) => {}
                 _ = close.wait_for(|closed| *closed) => {
-                    debug!(queued = rx.len(), "audit writer closing: flushing the queue");
                     closing = true;
                     rx.close();
-                    continue;
                 }
             }
-        };
-        let Some(first) = first else { break };
-        batch.push(first);
+        }
         drain(&mut rx, &mut batch, &shared);
         // Statement and request records nobody waits on: let the batch gather for a moment, so
         // that a busy session costs one commit per few milliseconds instead of one per statement.
         // The writer then sleeps on its timer and on `begin_queued` only (not on the queue, whose
         // every send would wake this thread): a `begin` waiter is answered at once, and
         // connection records stay write-ahead.
-        if !closing
-            && batch.iter().any(Op::is_bulk)
-            && !batch.iter().any(Op::has_waiter)
-            && batch.len() < BATCH_MAX
-        {
+        if !closing && batch.may_gather() && batch.len() < BATCH_MAX {
             let deadline = tokio::time::Instant::now() + GATHER;
             loop {
                 tokio::select! {
@@ -93,78 +149,135 @@ pub(crate) async fn run<B: WriteBackend>(
                     () = shared.begin_queued.notified() => {
                         let from = batch.len();
                         drain(&mut rx, &mut batch, &shared);
-                        if batch.len() >= BATCH_MAX || batch[from..].iter().any(Op::has_waiter) {
+                        if batch.len() >= BATCH_MAX || batch.waited_on(from) {
                             break;
                         }
                     }
                 }
             }
         }
-        if let Err(e) = commit(&mut db, &mut batch, &shared).await
+        if let Err(e) = commit(&mut db, &mut batch, &shared, !closing).await
             && closing
         {
             closing_error = Some(e);
         }
     }
     db.close().await;
+    if let Some(spool) = &shared.spool
+        && spool.clear_if_committed()
+    {
+        debug!("audit spool emptied: every record in it was committed");
+    }
     debug!("audit writer stopped");
     closing_error.map_or(Ok(()), |e| Err(StoreError::Write(e)))
 }
 
-/// Writes `batch` (emptied) and answers its waiters. A batch rejected for its data (a constraint)
-/// is retried one operation at a time so that one bad record does not sink the others; any other
-/// error fails the whole batch at once (no retry storm on a locked or full disk).
+/// Writes `batch`, answers its waiters and gives its records' places in the spool back. A batch
+/// rejected for its data (a constraint) is retried one operation at a time so that one bad
+/// record does not sink the others. A write that fails as such (a lock past the busy timeout, a
+/// full disk) fails what is not spooled at once (no retry storm, and a `begin` waiting for its
+/// commit is refused), and leaves the spooled records in `batch`, in order, to be tried again
+/// if `keep` (the writer is not stopping; else they stay in the spool for the next start).
 async fn commit<B: WriteBackend>(
     db: &mut B,
-    batch: &mut Vec<Op>,
+    batch: &mut Batch,
     shared: &Shared,
+    keep: bool,
 ) -> Result<(), Arc<WriteError>> {
-    let n = batch.len();
-    match db.write_batch(batch).await {
+    let ops = std::mem::take(&mut batch.ops);
+    let tickets = std::mem::take(&mut batch.tickets);
+    let n = ops.len();
+    let mut released = Released::default();
+    let mut kept = 0_usize;
+    let mut set_aside = |op: Op, ticket: Option<Ticket>, e: &Arc<WriteError>| match ticket {
+        Some(ticket) if keep => {
+            batch.push(Queued {
+                op,
+                ticket: Some(ticket),
+            });
+            kept += 1;
+        }
+        _ => {
+            shared.failed.fetch_add(1, Ordering::Relaxed);
+            answer(op, Err(StoreError::Write(e.clone())));
+        }
+    };
+    let result = match db.write_batch(&ops).await {
         Ok(()) => {
             trace!(ops = n, "audit batch committed");
             committed(shared, n);
-            batch.drain(..).for_each(|op| answer(op, Ok(())));
+            tickets.into_iter().flatten().for_each(|t| released.add(t));
+            ops.into_iter().for_each(|op| answer(op, Ok(())));
             Ok(())
         }
         Err(e) if n > 1 && e.is_data() => {
             warn!(error = %e, ops = n, "audit batch rejected; writing its records one by one");
             let mut last = Ok(());
-            let mut ops = batch.drain(..);
-            for op in ops.by_ref() {
-                let one = std::slice::from_ref(&op);
-                match db.write_batch(one).await {
+            let mut each = ops.into_iter().zip(tickets);
+            while let Some((op, ticket)) = each.next() {
+                match db.write_batch(std::slice::from_ref(&op)).await {
                     Ok(()) => {
                         committed(shared, 1);
+                        ticket.into_iter().for_each(|t| released.add(t));
                         answer(op, Ok(()));
                     }
-                    Err(e) => {
-                        let data = e.is_data();
-                        let e = failed(shared, 1, e);
+                    // A record its database refuses is never written: its place goes back.
+                    Err(e) if e.is_data() => {
+                        ticket.into_iter().for_each(|t| released.add(t));
+                        let e = lost(shared, 1, e);
                         answer(op, Err(StoreError::Write(e.clone())));
                         last = Err(e);
-                        if !data {
-                            break;
-                        }
+                    }
+                    // The write itself failed: this one and the rest are set aside at once,
+                    // not one busy timeout and one log line each.
+                    Err(e) => {
+                        let e = Arc::new(e);
+                        shared.write_errors.fetch_add(1, Ordering::Relaxed);
+                        shared.write_failing.store(true, Ordering::Relaxed);
+                        set_aside(op, ticket, &e);
+                        each.by_ref()
+                            .for_each(|(op, ticket)| set_aside(op, ticket, &e));
+                        last = Err(e);
                     }
                 }
             }
-            // The write itself failed (a lock, a full disk): the rest (none if the loop got to
-            // the end) fail with it at once, not one busy timeout and one log line each.
-            if let Err(e) = &last {
-                shared.failed.fetch_add(ops.len() as u64, Ordering::Relaxed);
-                ops.for_each(|op| answer(op, Err(StoreError::Write(e.clone()))));
-            }
             last
         }
-        Err(e) => {
-            let e = failed(shared, n, e);
-            batch
-                .drain(..)
+        Err(e) if e.is_data() => {
+            tickets.into_iter().flatten().for_each(|t| released.add(t));
+            let e = lost(shared, n, e);
+            ops.into_iter()
                 .for_each(|op| answer(op, Err(StoreError::Write(e.clone()))));
             Err(e)
         }
+        Err(e) => {
+            let e = Arc::new(e);
+            shared.write_errors.fetch_add(1, Ordering::Relaxed);
+            shared.write_failing.store(true, Ordering::Relaxed);
+            ops.into_iter()
+                .zip(tickets)
+                .for_each(|(op, ticket)| set_aside(op, ticket, &e));
+            Err(e)
+        }
+    };
+    if let Some(spool) = &shared.spool {
+        spool.release(released);
     }
+    let failing = match &result {
+        Err(e) if !e.is_data() => {
+            error!(
+                error = %e,
+                ops = n,
+                kept,
+                "audit records not written: the spooled ones are kept and tried again (or, \
+                 while stopping, written at the next start), the others are lost"
+            );
+            true
+        }
+        _ => false,
+    };
+    shared.write_failing.store(failing, Ordering::Relaxed);
+    result
 }
 
 fn committed(shared: &Shared, ops: usize) {
@@ -172,8 +285,9 @@ fn committed(shared: &Shared, ops: usize) {
     shared.written.fetch_add(ops as u64, Ordering::Relaxed);
 }
 
-fn failed(shared: &Shared, ops: usize, e: WriteError) -> Arc<WriteError> {
-    error!(error = %e, ops, "audit records not written");
+/// Records the database refused: logged and counted as lost.
+fn lost(shared: &Shared, ops: usize, e: WriteError) -> Arc<WriteError> {
+    error!(error = %e, ops, "audit records refused by the database");
     shared.failed.fetch_add(ops as u64, Ordering::Relaxed);
     Arc::new(e)
 }

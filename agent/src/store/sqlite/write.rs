@@ -10,7 +10,7 @@ use std::path::Path;
 use rusqlite::{CachedStatement, Connection, OpenFlags, Statement, params};
 use tracing::warn;
 
-use super::{BUSY_TIMEOUT, requests, statements, to_i64};
+use super::{AGENT_RESTART, BUSY_TIMEOUT, requests, statements, to_i64};
 use crate::store::{
     ConnectionEnd, ConnectionRecord, WriteError,
     backend::{Op, WriteBackend},
@@ -70,22 +70,10 @@ impl SqliteWriter {
         let tx = self.conn.transaction()?;
         let mut missed = 0_u64;
         {
-            let mut sql = Prepared::new(&tx);
+            let mut sql = Prepared::new(&tx, Conflict::Fail);
             for op in ops {
-                match op {
-                    Op::Begin { rec, .. } => {
-                        insert_connection(sql.get(Sql::Connection)?, rec, None)?;
-                    }
-                    Op::Record(rec, end) => {
-                        insert_connection(sql.get(Sql::Connection)?, rec, Some(end))?;
-                    }
-                    Op::Statement(rec) => statements::insert(sql.get(Sql::Statement)?, rec)?,
-                    Op::Request(rec) => requests::insert(sql.get(Sql::Request)?, rec)?,
-                    Op::Finish(id, end) => {
-                        if finish(sql.get(Sql::Finish)?, id, end)? == 0 {
-                            missed += 1;
-                        }
-                    }
+                if !apply(&mut sql, op)? {
+                    missed += 1;
                 }
             }
         }
@@ -98,6 +86,65 @@ impl SqliteWriter {
         }
         Ok(())
     }
+}
+
+/// What [`SqliteWriter::recover`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Recovered {
+    /// Spooled records written (or already there).
+    pub(crate) replayed: u64,
+    /// Spooled records the database refused.
+    pub(crate) skipped: u64,
+    /// Rows left open, closed as `agent-restart`.
+    pub(crate) closed: u64,
+}
+
+impl SqliteWriter {
+    /// Writes `left`, the records a previous agent spooled, oldest first: a row already present
+    /// stays as it is (it was committed before the crash), an end applies to a row still open
+    /// only. Then closes the rows still open with `end_reason = "agent-restart"`. One
+    /// transaction; a record the database refuses (a statement of an unknown connection) is
+    /// skipped and counted, any other error fails the whole recovery.
+    pub(crate) fn recover(&mut self, left: &[Op]) -> Result<Recovered, WriteError> {
+        let tx = self.conn.transaction()?;
+        let mut done = Recovered::default();
+        {
+            let mut sql = Prepared::new(&tx, Conflict::Ignore);
+            for op in left {
+                match apply(&mut sql, op) {
+                    Ok(_) => done.replayed += 1,
+                    Err(e) if is_constraint(&e) => {
+                        done.skipped += 1;
+                        warn!(error = %e, "spooled audit record refused");
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        done.closed = tx.execute(
+            "UPDATE connections SET end_reason = ?1 WHERE end_reason IS NULL",
+            [AGENT_RESTART],
+        )? as u64;
+        tx.commit()?;
+        Ok(done)
+    }
+}
+
+/// Writes one operation; `false` for an end that found no open row.
+fn apply(sql: &mut Prepared<'_>, op: &Op) -> Result<bool, rusqlite::Error> {
+    match op {
+        Op::Begin { rec, .. } => insert_connection(sql.get(Sql::Connection)?, rec, None)?,
+        Op::Record(rec, end) => insert_connection(sql.get(Sql::Connection)?, rec, Some(end))?,
+        Op::Statement(rec) => statements::insert(sql.get(Sql::Statement)?, rec)?,
+        Op::Request(rec) => requests::insert(sql.get(Sql::Request)?, rec)?,
+        Op::Finish(id, end) => return Ok(finish(sql.get(Sql::Finish)?, id, end)? > 0),
+    }
+    Ok(true)
+}
+
+/// Whether SQLite refused the data itself (a constraint).
+pub(crate) fn is_constraint(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::ConstraintViolation)
 }
 
 impl WriteBackend for SqliteWriter {
@@ -124,27 +171,44 @@ enum Sql {
 impl Sql {
     const ALL: usize = 4;
 
-    fn text(self) -> &'static str {
-        match self {
+    fn text(self, conflict: Conflict) -> std::borrow::Cow<'static, str> {
+        let text = match self {
             Sql::Connection => INSERT_CONNECTION,
             Sql::Finish => FINISH,
             Sql::Statement => statements::INSERT,
             Sql::Request => requests::INSERT,
+        };
+        match conflict {
+            Conflict::Fail => text.into(),
+            Conflict::Ignore => text
+                .replacen("INSERT INTO", "INSERT OR IGNORE INTO", 1)
+                .into(),
         }
     }
+}
+
+/// What an insert does with a row whose key is already there.
+#[derive(Clone, Copy)]
+enum Conflict {
+    /// Fails: a repeated record is a fault of its sender.
+    Fail,
+    /// Keeps the row there: records read back from the spool may have been committed already.
+    Ignore,
 }
 
 /// A batch's prepared statements, each taken from the connection's cache at its first use in
 /// the batch (and back to it at the batch's end).
 struct Prepared<'c> {
     conn: &'c Connection,
+    conflict: Conflict,
     cached: [Option<CachedStatement<'c>>; Sql::ALL],
 }
 
 impl<'c> Prepared<'c> {
-    fn new(conn: &'c Connection) -> Self {
+    fn new(conn: &'c Connection, conflict: Conflict) -> Self {
         Self {
             conn,
+            conflict,
             cached: Default::default(),
         }
     }
@@ -152,7 +216,7 @@ impl<'c> Prepared<'c> {
     fn get(&mut self, sql: Sql) -> Result<&mut Statement<'c>, rusqlite::Error> {
         let slot = &mut self.cached[sql as usize];
         if slot.is_none() {
-            *slot = Some(self.conn.prepare_cached(sql.text())?);
+            *slot = Some(self.conn.prepare_cached(&sql.text(self.conflict))?);
         }
         Ok(slot.as_mut().expect("prepared just above"))
     }
