@@ -577,7 +577,9 @@ fn an_unreachable_http_upstream_answers_502_and_is_counted() {
 /// database locked past the writer's 5 s busy timeout) is let through unrecorded. Its requests
 /// are served, and their records are never sent: they would reference a connection row that
 /// does not exist, fail the foreign key, and make the writer retry its batch one record at a
-/// time (each counted in `audit_failed`).
+/// time (each counted in `audit_failed`). A `begin` waits for its commit only once a write has
+/// failed (before, it is spooled): a first connection, recorded through the spool, makes the
+/// writer fail; its records are kept and committed once the lock is gone.
 #[test]
 fn an_unrecorded_connection_sends_no_request_records() {
     let test = "an_unrecorded_connection_sends_no_request_records";
@@ -595,6 +597,12 @@ fn an_unrecorded_connection_sends_no_request_records() {
     lock.execute_batch("BEGIN IMMEDIATE")
         .expect("lock audit db");
     let port = fx.nginx.ports.plain;
+    let first = Curl::new(&fx.http(port, "/hello.txt?first")).run(&fx.app);
+    assert_status(&first, 200);
+    let write_failed = harness::poll(std::time::Duration::from_secs(30), || {
+        (fx.agent.status()["counters"]["audit_write_errors"].as_u64() >= Some(1)).then_some(())
+    });
+    assert!(write_failed.is_some(), "{}", fx.agent.log_tail());
     let (py, let_through, failed_then) = std::thread::scope(|s| {
         let client =
             s.spawn(|| requests_after(&fx.app, port, &go, &["/hello.txt?a", "/hello.txt?b"]));
@@ -641,6 +649,9 @@ fn an_unrecorded_connection_sends_no_request_records() {
         "{}",
         fx.agent.sessions_text()
     );
+    // The first connection's records, kept through the failed writes.
+    let session = fx.session_of(first.pid, 1);
+    assert_eq!(requests(&session).len(), 1, "{session:#}");
 }
 
 /// `audit_failure = "open"`: a request that finds no room in the audit queue for the whole

@@ -2266,7 +2266,9 @@ fn an_open_store_lets_statements_through_while_it_is_behind() {
 /// commit (its database locked past the writer's 5 s busy timeout) is let through unrecorded.
 /// Its statements run, and their records are never sent: they would reference a connection row
 /// that does not exist, fail the foreign key, and make the writer retry its batch one record
-/// at a time (each counted in `audit_failed`).
+/// at a time (each counted in `audit_failed`). A `begin` waits for its commit only once a write
+/// has failed (before, it is spooled): a first session, recorded through the spool, makes the
+/// writer fail; its records are kept and committed once the lock is gone.
 #[test]
 fn an_unrecorded_session_sends_no_statement_records() {
     let test = "an_unrecorded_session_sends_no_statement_records";
@@ -2283,6 +2285,12 @@ fn an_unrecorded_session_sends_no_statement_records() {
     let lock = rusqlite::Connection::open(f.agent.state_dir.join("audit.db")).expect("open db");
     lock.execute_batch("BEGIN IMMEDIATE")
         .expect("lock audit db");
+    let first = f.psql_c("SELECT 0");
+    assert!(first.ok(), "{first:?}");
+    let write_failed = harness::poll(Duration::from_secs(30), || {
+        (counter(&f, "audit_write_errors") >= 1).then_some(())
+    });
+    assert!(write_failed.is_some(), "{}", f.agent_log());
     let (r, let_through, failed_then) = std::thread::scope(|s| {
         let client = s.spawn(|| {
             f.psql(Role::Scram, "disable", &[])
@@ -2322,6 +2330,8 @@ fn an_unrecorded_session_sends_no_statement_records() {
         "{}",
         f.agent.sessions_text()
     );
+    // The first session's records, kept through the failed writes.
+    f.statements_of(first.pid, 1);
 }
 
 /// A counter of `tollgate status --json`.
