@@ -11,14 +11,17 @@
 //! [`Slot`] for its record (a connection, for its end), so that record is never lost to a full
 //! queue.
 //!
-//! - [`AuditSink::begin`] returns once the open row is **committed**: a connection reaches its
-//!   target only after its record is on disk, so an agent crash never loses it. (WAL with
-//!   `synchronous = NORMAL`: a commit survives a crash of the agent; a power loss may drop the
-//!   last transactions.)
+//! - Every record is copied into the spool ([`spool`], a file mapped `MAP_SHARED`) before it is
+//!   queued, and the records left there are written at the next start: a crash of the agent
+//!   loses none. [`AuditSink::begin`] returns once the open row is **spooled**, or, when the
+//!   spool has no room or the last write failed, once it is committed: a connection reaches its
+//!   target only after its record is safe. (WAL with `synchronous = NORMAL` and a shared
+//!   mapping: both survive a crash of the agent; a power loss may drop the last records.)
 //! - [`AuditSink::finish`], [`AuditSink::record`], [`AuditSink::statement`] and
 //!   [`AuditSink::request`] are queued without waiting (in their slot, when they have one). A statement or request references its
 //!   connection row (a foreign key): record it only after that connection's `begin` returned.
-//! - On open, rows left open by a crashed agent get `end_reason = "agent-restart"` and keep
+//! - On open, the spooled records are written (rows already there kept), then rows left open
+//!   by a crashed agent get `end_reason = "agent-restart"` and keep
 //!   `ended_at` NULL: when those connections really ended is unknown, and a made-up end would
 //!   give them a false duration.
 //! - [`AuditSink::close`] or the drop of every sink makes the writer flush and stop;

@@ -125,16 +125,24 @@ impl Spool {
         // process would fault the agent's next append (SIGBUS), as it would corrupt SQLite's
         // files.
         let map = unsafe { MmapMut::map_mut(&file) }.map_err(err("map"))?;
+        // Above every generation the file held: a record of an earlier one that a new record
+        // happens to end right before is never read as a new one.
+        let first = segments(&map)
+            .iter()
+            .map(|(generation, _)| *generation)
+            .max()
+            .unwrap_or(0)
+            + 1;
         let mut state = State {
             map,
             segment,
             current: 0,
             pos: HEADER,
-            generation: [1, 0],
+            generation: [first, 0],
             outstanding: [0; 2],
             scratch: Vec::with_capacity(1024),
         };
-        state.start(0, 1);
+        state.start(0, first);
         state.start(1, 0);
         Ok(Self {
             state: Mutex::new(state),
@@ -245,15 +253,7 @@ pub(crate) fn recover(path: &Path) -> Result<Vec<Op>, SpoolError> {
             });
         }
     };
-    let mut segments = Vec::new();
-    let mut at = 0;
-    while let Some((generation, len)) = header(&bytes[at..]) {
-        segments.push((generation, &bytes[at..at + len]));
-        at += len;
-        if segments.len() == 2 {
-            break;
-        }
-    }
+    let mut segments = segments(&bytes);
     if segments.is_empty() && bytes.iter().any(|b| *b != 0) {
         warn!(path = %path.display(), "audit spool has no valid header: nothing read back from it");
     }
@@ -278,6 +278,20 @@ pub(crate) fn recover(path: &Path) -> Result<Vec<Op>, SpoolError> {
         warn!(path = %path.display(), skipped, "audit spool records that could not be read back");
     }
     Ok(ops)
+}
+
+/// The segments of a spool file's `bytes` with a valid header, and their generations.
+fn segments(bytes: &[u8]) -> Vec<(u64, &[u8])> {
+    let mut segments = Vec::new();
+    let mut at = 0;
+    while let Some((generation, len)) = header(&bytes[at..]) {
+        segments.push((generation, &bytes[at..at + len]));
+        at += len;
+        if segments.len() == 2 {
+            break;
+        }
+    }
+    segments
 }
 
 /// A segment's generation and length, if `bytes` starts with a valid header.

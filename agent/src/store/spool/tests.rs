@@ -170,3 +170,20 @@ fn the_file_is_private() {
     let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
 }
+
+/// A spool created over an old one starts above its generations: records of the old one that a
+/// new record ends right before (same length) are not read back as new.
+#[test]
+fn a_new_spool_never_reads_an_old_ones_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, spool) = spool(&dir, SMALL);
+    for n in 1..=5 {
+        spool.append(&finish(n)).expect("room");
+    }
+    drop(spool);
+    assert_eq!(ids(&recover(&path).expect("recover")), [1, 2, 3, 4, 5]);
+    let spool = Spool::create(&path, SMALL).expect("again");
+    // The same length as the old first record.
+    spool.append(&finish(9)).expect("room");
+    assert_eq!(ids(&recover(&path).expect("recover")), [9]);
+}
