@@ -676,7 +676,7 @@ fn an_open_store_lets_requests_through_while_it_is_behind() {
     let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
     let (py, let_through) = std::thread::scope(|s| {
         let client = s.spawn(|| requests_after(&fx.app, port, &go, &paths));
-        // The connection's row is committed before the lock: it is recorded.
+        // The connection's row is committed (the writer's first batch) before the lock.
         let begun = harness::poll(std::time::Duration::from_secs(10), || {
             (counter("audit_written") >= 1).then_some(())
         });

@@ -2360,7 +2360,8 @@ fn lock_audit_at(
 }
 
 /// The audit store stalled behind a backlog past its margin: a psql session of the etl
-/// workload, connected before the lock (a connection's record is committed before it goes on),
+/// workload, connected before the lock (its record spooled, and committed within the writer's
+/// 5 ms gathering window, long before the client reaches the lock point),
 /// sends eleven denials once the database is locked. The writer takes the first and blocks on
 /// the lock; the ten after it stay queued.
 struct Stall {

@@ -150,7 +150,8 @@ pub async fn handle(ctx: Arc<Context>, mut client: TcpStream, peer: SocketAddr, 
         return;
     }
 
-    // Write-ahead audit: the record is committed before any byte reaches the target. The slot
+    // Write-ahead audit: the record is spooled (or, without room in the spool, committed) before
+    // any byte reaches the target. The slot
     // it returns is held for the connection's end; without it, the connection has no row, and
     // nothing of it is recorded (its statements, requests and end would reference no row).
     let mut ending = None;

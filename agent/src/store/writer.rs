@@ -20,6 +20,9 @@ pub(crate) const BATCH_MAX: usize = 2048;
 /// committed before their connection proceeds).
 pub(crate) const GATHER: std::time::Duration = std::time::Duration::from_millis(5);
 
+/// Most spooled records kept from a write that failed as such, to be tried again.
+const KEPT_MAX: usize = BATCH_MAX / 2;
+
 /// After a write that failed as such, how long the writer waits before it tries its spooled
 /// records again.
 const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
@@ -189,15 +192,20 @@ async fn commit<B: WriteBackend>(
     let n = ops.len();
     let mut released = Released::default();
     let mut kept = 0_usize;
+    // At most half a batch is kept, so that each retry also takes records from the queue: a
+    // `begin` waiting there for its commit is answered, not starved behind kept records. The
+    // others stay in the spool (never given back) and are written at the next start.
     let mut set_aside = |op: Op, ticket: Option<Ticket>, e: &Arc<WriteError>| match ticket {
-        Some(ticket) if keep => {
+        Some(ticket) if keep && batch.len() < KEPT_MAX => {
             batch.push(Queued {
                 op,
                 ticket: Some(ticket),
             });
             kept += 1;
         }
-        _ => {
+        // Left in the spool: not lost.
+        Some(_) => answer(op, Err(StoreError::Write(e.clone()))),
+        None => {
             shared.failed.fetch_add(1, Ordering::Relaxed);
             answer(op, Err(StoreError::Write(e.clone())));
         }
@@ -269,8 +277,8 @@ async fn commit<B: WriteBackend>(
                 error = %e,
                 ops = n,
                 kept,
-                "audit records not written: the spooled ones are kept and tried again (or, \
-                 while stopping, written at the next start), the others are lost"
+                "audit records not written: the spooled ones are tried again (or written at the \
+                 next start), the others are lost"
             );
             true
         }

@@ -132,7 +132,8 @@ impl Spool {
             .map(|(generation, _)| *generation)
             .max()
             .unwrap_or(0)
-            + 1;
+            .checked_add(1)
+            .unwrap_or(1);
         let mut state = State {
             map,
             segment,
@@ -165,7 +166,7 @@ impl Spool {
             if s.outstanding[other] > 0 {
                 return None;
             }
-            let generation = s.generation[s.current] + 1;
+            let generation = s.generation[s.current].checked_add(1).unwrap_or(1);
             s.start(other, generation);
             s.current = other;
             s.pos = HEADER;
@@ -176,6 +177,11 @@ impl Spool {
         crc.update(&generation);
         crc.update(&s.scratch);
         let len = u32::try_from(s.scratch.len()).expect("a quarter segment fits in u32");
+        // A zero header after it first: the read stops there, never at bytes an earlier
+        // generation left (a workload's text could hold what looks like a record).
+        let after = at + need;
+        let stop = (after + RECORD_HEADER).min((s.current + 1) * s.segment);
+        s.map[after..stop].fill(0);
         let record = &mut s.map[at..at + need];
         record[RECORD_HEADER..].copy_from_slice(&s.scratch);
         record[0..4].copy_from_slice(&len.to_le_bytes());
@@ -206,7 +212,14 @@ impl Spool {
         if s.outstanding != [0; 2] {
             return false;
         }
-        let generation = s.generation.iter().max().copied().unwrap_or(0) + 1;
+        let generation = s
+            .generation
+            .iter()
+            .max()
+            .copied()
+            .unwrap_or(0)
+            .checked_add(1)
+            .unwrap_or(1);
         let current = s.current;
         s.start(1 - current, 0);
         s.start(current, generation);
