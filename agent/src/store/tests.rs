@@ -19,11 +19,15 @@ const T0: u64 = 1_700_000_000; // 2023-11-14T22:13:20Z
 /// not a count of 1 ms sleeps: a loaded machine makes each sleep and commit longer).
 const WRITER_WAIT: Duration = Duration::from_secs(10);
 
-fn at(secs: u64, micros: u64) -> SystemTime {
+pub(in crate::store) fn at(secs: u64, micros: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(T0 + secs) + Duration::from_micros(micros)
 }
 
-fn rec(id: uuid::Uuid, workload: Option<&str>, started_at: SystemTime) -> ConnectionRecord {
+pub(in crate::store) fn rec(
+    id: uuid::Uuid,
+    workload: Option<&str>,
+    started_at: SystemTime,
+) -> ConnectionRecord {
     ConnectionRecord {
         id,
         started_at,
@@ -45,7 +49,7 @@ fn rec(id: uuid::Uuid, workload: Option<&str>, started_at: SystemTime) -> Connec
     }
 }
 
-fn end(ended_at: SystemTime, reason: &str) -> ConnectionEnd {
+pub(in crate::store) fn end(ended_at: SystemTime, reason: &str) -> ConnectionEnd {
     ConnectionEnd {
         ended_at,
         bytes_up: 120,
@@ -65,6 +69,20 @@ async fn raw(path: &Path) -> SqliteConnection {
         .connect()
         .await
         .expect("raw connection")
+}
+
+/// The `end_reason` of connection `id` as a connection opened only now, outside the store, sees
+/// it: `None` when the row is not committed.
+async fn committed_end(path: &Path, id: uuid::Uuid) -> Option<Option<String>> {
+    let mut conn = raw(path).await;
+    let found: Option<Option<String>> =
+        sqlx::query_scalar("SELECT end_reason FROM connections WHERE id = ?1")
+            .bind(id.to_string())
+            .fetch_optional(&mut conn)
+            .await
+            .expect("select");
+    conn.close().await.expect("close");
+    found
 }
 
 async fn count(path: &Path) -> i64 {
@@ -358,15 +376,7 @@ async fn begin_returns_after_commit() {
             .await
             .expect("begin");
         // A connection opened only now, outside the store, sees the row: it is committed.
-        let mut conn = raw(&path).await;
-        let found: Option<String> =
-            sqlx::query_scalar("SELECT id FROM connections WHERE id = ?1 AND end_reason IS NULL")
-                .bind(id.to_string())
-                .fetch_optional(&mut conn)
-                .await
-                .expect("select");
-        assert_eq!(found, Some(id.to_string()));
-        conn.close().await.expect("close");
+        assert_eq!(committed_end(&path, id).await, Some(None));
     }
     store.shutdown().await.expect("shutdown");
 }
@@ -899,7 +909,7 @@ async fn dropping_every_sink_stops_the_writer() {
     assert_eq!(reason.as_deref(), Some("agent-shutdown"));
 }
 
-fn stmt(connection_id: uuid::Uuid, seq: u32, text: &str) -> StatementRecord {
+pub(in crate::store) fn stmt(connection_id: uuid::Uuid, seq: u32, text: &str) -> StatementRecord {
     StatementRecord {
         connection_id,
         seq,
@@ -1224,7 +1234,7 @@ async fn statements_are_read_through_the_primary_key_index() {
     conn.close().await.expect("close");
 }
 
-fn request(connection_id: uuid::Uuid, seq: u32) -> RequestRecord {
+pub(in crate::store) fn request(connection_id: uuid::Uuid, seq: u32) -> RequestRecord {
     RequestRecord {
         connection_id,
         seq,
@@ -1627,16 +1637,11 @@ async fn a_failing_write_keeps_its_records_and_makes_begin_wait() {
         .expect("begin");
     // It returned after its commit: a connection opened only now sees the row, and the record
     // kept from the failed writes, committed before it.
-    let mut conn = raw(&path).await;
-    for id in [id, kept] {
-        let found: Option<String> = sqlx::query_scalar("SELECT id FROM connections WHERE id = ?1")
-            .bind(id.to_string())
-            .fetch_optional(&mut conn)
-            .await
-            .expect("select");
-        assert_eq!(found, Some(id.to_string()));
-    }
-    conn.close().await.expect("close");
+    assert_eq!(committed_end(&path, id).await, Some(None));
+    assert_eq!(
+        committed_end(&path, kept).await,
+        Some(Some("denied".into()))
+    );
     store.shutdown().await.expect("shutdown");
     let stats = sink.stats();
     assert_eq!((stats.written, stats.failed), (2, 1));
@@ -1685,4 +1690,26 @@ async fn a_begin_without_room_in_the_spool_waits_for_its_commit() {
             "{id}"
         );
     }
+}
+
+/// A clean stop empties the spool once everything in it is committed: the next start has
+/// nothing to read back. Before the stop, committed records are still there (an agent that
+/// crashed then would write them again, ignored as duplicates).
+#[tokio::test]
+async fn a_clean_stop_empties_the_spool() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    let spool = path.with_extension("spool");
+    let (store, sink, _reader) = open_sqlite(&path, 16).await.expect("open");
+    let id = uuid::Uuid::now_v7();
+    let slot = sink
+        .begin(rec(id, Some("w"), at(0, 0)))
+        .await
+        .expect("begin");
+    sink.finish(id, end(at(1, 0), "closed"), Some(slot))
+        .expect("finish");
+    wait_done(&sink, 2).await;
+    assert_eq!(super::spool::recover(&spool).expect("recover").len(), 2);
+    store.shutdown().await.expect("shutdown");
+    assert!(super::spool::recover(&spool).expect("recover").is_empty());
 }

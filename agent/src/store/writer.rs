@@ -214,7 +214,7 @@ async fn commit<B: WriteBackend>(
         Ok(()) => {
             trace!(ops = n, "audit batch committed");
             committed(shared, n);
-            tickets.into_iter().flatten().for_each(|t| released.add(t));
+            released.add(tickets.into_iter().flatten());
             ops.into_iter().for_each(|op| answer(op, Ok(())));
             Ok(())
         }
@@ -226,12 +226,12 @@ async fn commit<B: WriteBackend>(
                 match db.write_batch(std::slice::from_ref(&op)).await {
                     Ok(()) => {
                         committed(shared, 1);
-                        ticket.into_iter().for_each(|t| released.add(t));
+                        released.add(ticket);
                         answer(op, Ok(()));
                     }
                     // A record its database refuses is never written: its place goes back.
                     Err(e) if e.is_data() => {
-                        ticket.into_iter().for_each(|t| released.add(t));
+                        released.add(ticket);
                         let e = lost(shared, 1, e);
                         answer(op, Err(StoreError::Write(e.clone())));
                         last = Err(e);
@@ -239,9 +239,7 @@ async fn commit<B: WriteBackend>(
                     // The write itself failed: this one and the rest are set aside at once,
                     // not one busy timeout and one log line each.
                     Err(e) => {
-                        let e = Arc::new(e);
-                        shared.write_errors.fetch_add(1, Ordering::Relaxed);
-                        shared.write_failing.store(true, Ordering::Relaxed);
+                        let e = write_failed(shared, e);
                         set_aside(op, ticket, &e);
                         each.by_ref()
                             .for_each(|(op, ticket)| set_aside(op, ticket, &e));
@@ -252,16 +250,14 @@ async fn commit<B: WriteBackend>(
             last
         }
         Err(e) if e.is_data() => {
-            tickets.into_iter().flatten().for_each(|t| released.add(t));
+            released.add(tickets.into_iter().flatten());
             let e = lost(shared, n, e);
             ops.into_iter()
                 .for_each(|op| answer(op, Err(StoreError::Write(e.clone()))));
             Err(e)
         }
         Err(e) => {
-            let e = Arc::new(e);
-            shared.write_errors.fetch_add(1, Ordering::Relaxed);
-            shared.write_failing.store(true, Ordering::Relaxed);
+            let e = write_failed(shared, e);
             ops.into_iter()
                 .zip(tickets)
                 .for_each(|(op, ticket)| set_aside(op, ticket, &e));
@@ -271,21 +267,25 @@ async fn commit<B: WriteBackend>(
     if let Some(spool) = &shared.spool {
         spool.release(released);
     }
-    let failing = match &result {
-        Err(e) if !e.is_data() => {
-            error!(
-                error = %e,
-                ops = n,
-                kept,
-                "audit records not written: the spooled ones are tried again (or written at the \
-                 next start), the others are lost"
-            );
-            true
-        }
-        _ => false,
-    };
-    shared.write_failing.store(failing, Ordering::Relaxed);
+    match &result {
+        Err(e) if !e.is_data() => error!(
+            error = %e,
+            ops = n,
+            kept,
+            "audit records not written: the spooled ones are tried again (or written at the next \
+             start), the others are lost"
+        ),
+        _ => shared.write_failing.store(false, Ordering::Relaxed),
+    }
     result
+}
+
+/// A write that failed as such: counted, and the store marked failing before any waiter is
+/// answered, so that a `begin` after the answer already waits for its commit.
+fn write_failed(shared: &Shared, e: WriteError) -> Arc<WriteError> {
+    shared.write_errors.fetch_add(1, Ordering::Relaxed);
+    shared.write_failing.store(true, Ordering::Relaxed);
+    Arc::new(e)
 }
 
 fn committed(shared: &Shared, ops: usize) {

@@ -115,6 +115,16 @@ impl Writer<'_> {
         self.0.extend_from_slice(s.as_bytes());
     }
 
+    /// A string written by `put` in place, its length filled in after: no text allocated.
+    fn text(&mut self, put: impl FnOnce(&mut Vec<u8>)) {
+        let at = self.0.len();
+        self.u32(0);
+        put(self.0);
+        let n = self.0.len() - at - 4;
+        let n = u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
+        self.0[at..at + 4].copy_from_slice(&n);
+    }
+
     fn opt<T>(&mut self, v: Option<&T>, put: impl FnOnce(&mut Self, &T)) {
         match v {
             None => self.u8(0),
@@ -148,7 +158,9 @@ impl Writer<'_> {
     }
 
     fn json(&mut self, v: Option<&serde_json::Value>) {
-        self.opt(v, |w, v| w.str(&v.to_string()));
+        self.opt(v, |w, v| {
+            w.text(|out| serde_json::to_writer(out, v).expect("a Value always serializes"));
+        });
     }
 
     fn connection(&mut self, c: &ConnectionRecord) {
@@ -163,7 +175,10 @@ impl Writer<'_> {
         self.str(&c.cgroup);
         self.u64(c.cgroup_id);
         self.opt_str(c.systemd_unit.as_ref());
-        self.str(&c.dst.to_string());
+        self.text(|out| {
+            use std::io::Write as _;
+            write!(out, "{}", c.dst).expect("writing to a Vec cannot fail");
+        });
         self.opt_str(c.target.as_ref());
         self.str(&c.protocol);
         self.str(&c.decision);
@@ -380,72 +395,37 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
 
+    use crate::store::tests::{at, end, rec, request, stmt};
+
+    // The store's fixtures, with the codec's edge values: the largest integers, an empty string
+    // in a list, an empty list, non-ASCII text, the last nanosecond of a second, the epoch.
     fn connection() -> ConnectionRecord {
         ConnectionRecord {
-            id: uuid::Uuid::now_v7(),
-            started_at: SystemTime::now(),
-            workload: Some("etl".into()),
-            spiffe_id: Some("spiffe://example.org/etl".into()),
-            pid: 4242,
-            uid: 1000,
-            gid: 1000,
-            exe: None,
-            cgroup: "/tollgate/etl".into(),
             cgroup_id: u64::MAX,
-            systemd_unit: None,
-            dst: "[2001:db8::1]:5432".parse().expect("addr"),
-            target: Some("orders-db".into()),
-            protocol: "postgres".into(),
-            decision: "allow".into(),
-            rule: "etl-reads".into(),
-            policy_generation: 7,
-        }
-    }
-
-    fn end() -> ConnectionEnd {
-        ConnectionEnd {
-            ended_at: SystemTime::now(),
-            bytes_up: 1,
-            bytes_down: u64::MAX,
-            end_reason: "closed".into(),
+            exe: None,
+            ..rec(uuid::Uuid::now_v7(), Some("etl"), SystemTime::now())
         }
     }
 
     fn statement() -> StatementRecord {
         StatementRecord {
-            connection_id: uuid::Uuid::now_v7(),
-            seq: 3,
-            started_at: SystemTime::now(),
             duration: Some(Duration::new(1, 999_999_999)),
-            text: "select é from t where a = $1".into(),
             classes: vec!["select".into(), String::new()],
             tables: vec![],
-            decision: "deny".into(),
-            rule: "no-ddl".into(),
-            rows: Some(0),
-            error: None,
             masked: Some(serde_json::json!({"card_number": 12})),
+            ..stmt(uuid::Uuid::now_v7(), 3, "select é from t where a = $1")
         }
     }
 
-    fn request() -> RequestRecord {
+    fn http_request() -> RequestRecord {
         RequestRecord {
-            connection_id: uuid::Uuid::now_v7(),
-            seq: 1,
             started_at: UNIX_EPOCH,
             duration: None,
-            method: "GET".into(),
-            host: "api.internal".into(),
-            path: "/v1/orders".into(),
-            query: vec!["page".into()],
-            status: Some(200),
-            bytes_up: 0,
-            bytes_down: 1024,
-            decision: "allow".into(),
-            rule: "read".into(),
             masked: None,
+            bytes_down: u64::MAX,
             error: Some("upstream reset".into()),
             body: Some("{}".into()),
+            ..request(uuid::Uuid::now_v7(), 1)
         }
     }
 
@@ -457,10 +437,10 @@ mod tests {
                 rec: connection(),
                 done: oneshot::channel().0,
             },
-            Op::Record(connection(), end()),
-            Op::Finish(uuid::Uuid::now_v7(), end()),
+            Op::Record(connection(), end(at(1, 0), "closed")),
+            Op::Finish(uuid::Uuid::now_v7(), end(at(2, 999_999), "agent-shutdown")),
             Op::Statement(statement()),
-            Op::Request(Box::new(request())),
+            Op::Request(Box::new(http_request())),
         ];
         for op in ops {
             let mut bytes = Vec::new();

@@ -69,9 +69,11 @@ pub(crate) struct Ticket {
 pub(crate) struct Released([u64; 2]);
 
 impl Released {
-    /// Counts `ticket`.
-    pub(crate) fn add(&mut self, ticket: Ticket) {
-        self.0[usize::from(ticket.segment)] += 1;
+    /// Counts `tickets` (a single `Option<Ticket>` is one or none).
+    pub(crate) fn add(&mut self, tickets: impl IntoIterator<Item = Ticket>) {
+        for ticket in tickets {
+            self.0[usize::from(ticket.segment)] += 1;
+        }
     }
 }
 
@@ -93,8 +95,12 @@ struct State {
     generation: [u64; 2],
     /// Records of each segment not yet given back.
     outstanding: [u64; 2],
-    /// The record being encoded, kept to save an allocation per record.
-    scratch: Vec<u8>,
+}
+
+thread_local! {
+    /// The record being encoded, outside the spool's lock, kept to save an allocation per
+    /// record.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(1024));
 }
 
 impl Spool {
@@ -141,7 +147,6 @@ impl Spool {
             pos: HEADER,
             generation: [first, 0],
             outstanding: [0; 2],
-            scratch: Vec::with_capacity(1024),
         };
         state.start(0, first);
         state.start(1, 0);
@@ -153,11 +158,18 @@ impl Spool {
     /// Copies `op` into the spool, or `None` when it has no room for it (both segments hold
     /// records not yet committed, or the record is larger than a quarter of a segment).
     pub(crate) fn append(&self, op: &Op) -> Option<Ticket> {
+        SCRATCH.with_borrow_mut(|payload| {
+            payload.clear();
+            codec::encode(op, payload);
+            self.append_payload(payload)
+        })
+    }
+
+    /// Copies an encoded record in, under the lock.
+    fn append_payload(&self, payload: &[u8]) -> Option<Ticket> {
         let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let s = &mut *guard;
-        s.scratch.clear();
-        codec::encode(op, &mut s.scratch);
-        let need = RECORD_HEADER + s.scratch.len();
+        let need = RECORD_HEADER + payload.len();
         if need > s.segment / 4 {
             return None;
         }
@@ -175,15 +187,15 @@ impl Spool {
         let generation = (s.generation[s.current] as u32).to_le_bytes();
         let mut crc = crc32fast::Hasher::new();
         crc.update(&generation);
-        crc.update(&s.scratch);
-        let len = u32::try_from(s.scratch.len()).expect("a quarter segment fits in u32");
+        crc.update(payload);
+        let len = u32::try_from(payload.len()).expect("a quarter segment fits in u32");
         // A zero header after it first: the read stops there, never at bytes an earlier
         // generation left (a workload's text could hold what looks like a record).
         let after = at + need;
         let stop = (after + RECORD_HEADER).min((s.current + 1) * s.segment);
         s.map[after..stop].fill(0);
         let record = &mut s.map[at..at + need];
-        record[RECORD_HEADER..].copy_from_slice(&s.scratch);
+        record[RECORD_HEADER..].copy_from_slice(payload);
         record[0..4].copy_from_slice(&len.to_le_bytes());
         record[4..8].copy_from_slice(&generation);
         record[8..12].copy_from_slice(&crc.finalize().to_le_bytes());

@@ -27,6 +27,13 @@ fn ids(ops: &[Op]) -> Vec<u64> {
         .collect()
 }
 
+/// Gives `tickets` back to `spool`.
+fn release(spool: &Spool, tickets: impl IntoIterator<Item = Ticket>) {
+    let mut released = Released::default();
+    released.add(tickets);
+    spool.release(released);
+}
+
 fn spool(dir: &tempfile::TempDir, segment: usize) -> (PathBuf, Spool) {
     let path = dir.path().join("audit.spool");
     let spool = Spool::create(&path, segment).expect("create");
@@ -53,9 +60,7 @@ fn records_are_read_back_in_order_until_released() {
 
     // Nothing is lost by a clean stop with records outstanding; all released, nothing is left.
     assert!(!spool.clear_if_committed());
-    let mut released = Released::default();
-    tickets.into_iter().for_each(|t| released.add(t));
-    spool.release(released);
+    release(&spool, tickets);
     assert!(spool.clear_if_committed());
     assert!(recover(&path).expect("recover").is_empty());
 }
@@ -80,24 +85,14 @@ fn a_segment_is_reused_only_when_released() {
     assert_eq!(ids(&recover(&path).expect("recover")).len(), first.len());
 
     // Releasing segment 1's records does not free segment 0.
-    let mut released = Released::default();
-    first
-        .iter()
-        .filter(|t| t.segment == 1)
-        .for_each(|t| released.add(*t));
-    spool.release(released);
+    release(&spool, first.iter().copied().filter(|t| t.segment == 1));
     assert!(
         spool.append(&finish(last)).is_none(),
         "segment 0 still held"
     );
 
     // Releasing segment 0's makes it the next one, emptied.
-    let mut released = Released::default();
-    first
-        .iter()
-        .filter(|t| t.segment == 0)
-        .for_each(|t| released.add(*t));
-    spool.release(released);
+    release(&spool, first.iter().copied().filter(|t| t.segment == 0));
     let t = spool.append(&finish(1000)).expect("room again");
     assert_eq!(t.segment, 0);
     let back = ids(&recover(&path).expect("recover"));
