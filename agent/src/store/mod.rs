@@ -183,19 +183,22 @@ pub(crate) async fn open_sqlite_spooled(
     queue_capacity: usize,
     segment: Option<usize>,
 ) -> Result<(Store, AuditSink, StoreReader), StoreError> {
+    // The database first (it creates the directory if missing); the spool is locked and read
+    // before anything is written: its records are written by the writer's first transaction,
+    // and the spool emptied only after it.
+    sqlite::create_file(path).await?;
     let spool_path = path.with_extension("spool");
-    // Read before the database is opened (which creates the directory if missing): the records
-    // are written by the writer's first transaction, and the spool emptied only after it.
-    let left = {
-        let p = spool_path.clone();
-        tokio::task::spawn_blocking(move || spool::recover(&p))
-            .await
-            .map_err(|e| StoreError::Writer(format!("reading the spool: {e}")))??
-    };
+    let (lock, left) = tokio::task::spawn_blocking(move || {
+        let lock = spool::Locked::take(&spool_path)?;
+        let left = lock.recover()?;
+        Ok::<_, spool::SpoolError>((lock, left))
+    })
+    .await
+    .map_err(|e| StoreError::Writer(format!("reading the spool: {e}")))??;
     let (writer_db, reader_db) = sqlite::open(path, left).await?;
     let spool = match segment {
         Some(segment) => Some(
-            tokio::task::spawn_blocking(move || spool::Spool::create(&spool_path, segment))
+            tokio::task::spawn_blocking(move || spool::Spool::create(lock, segment))
                 .await
                 .map_err(|e| StoreError::Writer(format!("creating the spool: {e}")))??,
         ),

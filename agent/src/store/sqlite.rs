@@ -35,14 +35,13 @@ pub(crate) struct SqliteReader {
     pool: SqlitePool,
 }
 
-/// Opens (creating if needed) the database at `path` and migrates it, on a connection of its
-/// own; then, on the writer's connection, writes `left` (what a previous agent left in its
+/// Opens the database at `path` (made by [`create_file`]) and migrates it, on a connection of
+/// its own; then, on the writer's connection, writes `left` (what a previous agent left in its
 /// spool) and closes the rows it left open. Returns the writer's connection and the reader pool.
 pub(crate) async fn open(
     path: &Path,
     left: Vec<Op>,
 ) -> Result<(SqliteWriter, SqliteReader), StoreError> {
-    create_file(path).await?;
     let options = SqliteConnectOptions::new()
         .filename(path)
         .busy_timeout(BUSY_TIMEOUT)
@@ -99,7 +98,7 @@ pub(crate) async fn open(
 
 /// Creates the parent directory (0750) if missing, and the database file with mode 0600
 /// (tightened to 0600 if it exists). SQLite gives its `-wal` and `-shm` files the same mode.
-async fn create_file(path: &Path) -> Result<(), StoreError> {
+pub(crate) async fn create_file(path: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::PermissionsExt as _;
     let create_err = |p: &Path| {
         let p = p.to_owned();

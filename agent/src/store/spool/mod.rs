@@ -56,6 +56,55 @@ pub enum SpoolError {
         /// The error.
         source: io::Error,
     },
+    /// Another process holds the spool: two agents on one state directory would overwrite each
+    /// other's records.
+    #[error("audit spool {0} is in use by another process (one agent per state directory)")]
+    Locked(PathBuf),
+}
+
+/// The spool file, locked (`flock`, exclusive) for as long as this lives: taken before the
+/// records left in it are read, so that no other agent reads, replays or reuses it meanwhile.
+/// The kernel lets go of the lock when the process dies.
+#[derive(Debug)]
+pub(crate) struct Locked {
+    path: PathBuf,
+    file: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl Locked {
+    /// Opens (creating it, mode 0600, and tightening an existing file to it) and locks the spool
+    /// at `path`; [`SpoolError::Locked`] at once if another process holds it.
+    pub(crate) fn take(path: &Path) -> Result<Self, SpoolError> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let err = |what| {
+            let path = path.to_owned();
+            move |source| SpoolError::Io { path, what, source }
+        };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(err("open"))?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(err("secure"))?;
+        let file = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, errno)| match errno {
+                nix::errno::Errno::EWOULDBLOCK => SpoolError::Locked(path.to_owned()),
+                e => err("lock")(io::Error::from(e)),
+            })?;
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+        })
+    }
+
+    /// The records a previous agent left in the spool, oldest first ([`recover`]).
+    pub(crate) fn recover(&self) -> Result<Vec<Op>, SpoolError> {
+        recover(&self.path)
+    }
 }
 
 /// A spooled record, given back ([`Spool::release`]) once it is committed.
@@ -81,6 +130,8 @@ impl Released {
 #[derive(Debug)]
 pub(crate) struct Spool {
     state: Mutex<State>,
+    /// Held for the spool's life.
+    _lock: Locked,
 }
 
 #[derive(Debug)]
@@ -104,42 +155,40 @@ thread_local! {
 }
 
 impl Spool {
-    /// Creates (or resizes) the spool at `path`, mode 0600, with two empty segments of
-    /// `segment` bytes whose blocks are allocated now (a write to a mapped page of a file without
-    /// them would crash the agent on a full disk). Call after [`recover`]ed records were
-    /// written: whatever the file held is gone.
-    pub(crate) fn create(path: &Path, segment: usize) -> Result<Self, SpoolError> {
+    /// Sizes the locked spool to two empty segments of `segment` bytes whose blocks are
+    /// allocated now (a write to a mapped page of a file without them would crash the agent on
+    /// a full disk), and maps it. Call after the records it held ([`Locked::recover`]) were
+    /// written: they are gone.
+    pub(crate) fn create(lock: Locked, segment: usize) -> Result<Self, SpoolError> {
+        let path = lock.path.clone();
         let err = |what| {
-            let path = path.to_owned();
+            let path = path.clone();
             move |source| SpoolError::Io { path, what, source }
         };
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .map_err(err("open"))?;
-        let len = 2 * segment;
-        let len64 = u64::try_from(len).expect("a spool is far below 2^64 bytes");
-        file.set_len(len64).map_err(err("size"))?;
-        nix::fcntl::posix_fallocate(&file, 0, i64::try_from(len).expect("a small spool"))
-            .map_err(|e| err("allocate")(io::Error::from(e)))?;
-        // SAFETY: the file is the agent's own (mode 0600 in its state directory) and sized above;
-        // nothing else maps or truncates it while the agent runs. A truncation by another root
-        // process would fault the agent's next append (SIGBUS), as it would corrupt SQLite's
-        // files.
-        let map = unsafe { MmapMut::map_mut(&file) }.map_err(err("map"))?;
-        // Above every generation the file held: a record of an earlier one that a new record
-        // happens to end right before is never read as a new one.
-        let first = segments(&map)
+        let file: &std::fs::File = &lock.file;
+        // Above every generation the file held, read before it is resized (a file of another
+        // segment length would not be read right after): a record of an earlier one that a new
+        // record happens to end right before is never read as a new one.
+        let mut old = Vec::new();
+        io::Read::read_to_end(&mut &*file, &mut old).map_err(err("read"))?;
+        let first = segments(&old)
             .iter()
             .map(|(generation, _)| *generation)
             .max()
             .unwrap_or(0)
             .checked_add(1)
             .unwrap_or(1);
+        drop(old);
+        let len = 2 * segment;
+        let len64 = u64::try_from(len).expect("a spool is far below 2^64 bytes");
+        file.set_len(len64).map_err(err("size"))?;
+        nix::fcntl::posix_fallocate(file, 0, i64::try_from(len).expect("a small spool"))
+            .map_err(|e| err("allocate")(io::Error::from(e)))?;
+        // SAFETY: the file is the agent's own (mode 0600 in its state directory), sized above and
+        // locked: no other agent maps or truncates it while this one runs. A truncation by
+        // another root process would fault the agent's next append (SIGBUS), as it would
+        // corrupt SQLite's files.
+        let map = unsafe { MmapMut::map_mut(file) }.map_err(err("map"))?;
         let mut state = State {
             map,
             segment,
@@ -152,6 +201,7 @@ impl Spool {
         state.start(1, 0);
         Ok(Self {
             state: Mutex::new(state),
+            _lock: lock,
         })
     }
 

@@ -34,9 +34,13 @@ fn release(spool: &Spool, tickets: impl IntoIterator<Item = Ticket>) {
     spool.release(released);
 }
 
+fn create(path: &Path, segment: usize) -> Spool {
+    Spool::create(Locked::take(path).expect("lock"), segment).expect("create")
+}
+
 fn spool(dir: &tempfile::TempDir, segment: usize) -> (PathBuf, Spool) {
     let path = dir.path().join("audit.spool");
-    let spool = Spool::create(&path, segment).expect("create");
+    let spool = create(&path, segment);
     (path, spool)
 }
 
@@ -146,7 +150,7 @@ fn nothing_to_read_and_records_too_large() {
     std::fs::write(&path, vec![0x5a; 10_000]).expect("write");
     assert!(recover(&path).expect("garbage").is_empty());
 
-    let spool = Spool::create(&path, SMALL).expect("create over garbage");
+    let spool = create(&path, SMALL);
     assert!(recover(&path).expect("fresh").is_empty());
     let mut big = finish(1);
     if let Op::Finish(_, end) = &mut big {
@@ -177,8 +181,20 @@ fn a_new_spool_never_reads_an_old_ones_records() {
     }
     drop(spool);
     assert_eq!(ids(&recover(&path).expect("recover")), [1, 2, 3, 4, 5]);
-    let spool = Spool::create(&path, SMALL).expect("again");
+    let spool = create(&path, SMALL);
     // The same length as the old first record.
     spool.append(&finish(9)).expect("room");
     assert_eq!(ids(&recover(&path).expect("recover")), [9]);
+}
+
+/// One process at a time: a second lock on a spool in use is refused at once, and taken once
+/// the first is let go.
+#[test]
+fn a_spool_in_use_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, spool) = spool(&dir, SMALL);
+    let e = Locked::take(&path).expect_err("in use");
+    assert!(matches!(e, SpoolError::Locked(_)), "{e}");
+    drop(spool);
+    Locked::take(&path).expect("free again");
 }
