@@ -72,7 +72,16 @@ pub(crate) struct Shared {
     /// store that cannot write refuses connections instead of letting them through on the
     /// spool's word.
     pub(crate) write_failing: AtomicBool,
+    /// When the write under way began, in milliseconds since `epoch` plus one; 0 while the
+    /// writer is not writing. A write that takes longer than [`STALLED`] makes a `begin` wait
+    /// for its commit too: a writer stuck in a write that has not failed yet (a lock, before
+    /// the busy timeout; a hung disk) does not let connections through on the spool's word.
+    writing_since: AtomicU64,
+    epoch: std::time::Instant,
 }
+
+/// How long a write may run before a `begin` stops trusting the spool alone.
+pub(crate) const STALLED: Duration = Duration::from_secs(1);
 
 impl Shared {
     /// State for a queue of at most `backlog_max` records waiting for the writer (at least 1)
@@ -111,6 +120,8 @@ impl Shared {
             held: AtomicUsize::new(0),
             spool,
             write_failing: AtomicBool::new(false),
+            writing_since: AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
         };
         (Arc::new(shared), closed)
     }
@@ -133,6 +144,28 @@ impl Shared {
             self.unspooled.fetch_add(1, Ordering::Relaxed);
         }
         ticket
+    }
+
+    /// Milliseconds since `epoch`, plus one (never 0).
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1
+    }
+
+    /// Marks a write under way (by the writer, around each batch), or none.
+    pub(crate) fn writing(&self, under_way: bool) {
+        let since = if under_way { self.now() } else { 0 };
+        self.writing_since.store(since, Ordering::Relaxed);
+    }
+
+    /// Whether a `begin` may go ahead once its record is spooled: the last write did not fail
+    /// and none has been running for longer than [`STALLED`].
+    fn trusts_spool(&self) -> bool {
+        if self.write_failing.load(Ordering::Relaxed) {
+            return false;
+        }
+        let since = self.writing_since.load(Ordering::Relaxed);
+        let stalled = u64::try_from(STALLED.as_millis()).unwrap_or(u64::MAX);
+        since == 0 || self.now().saturating_sub(since) <= stalled
     }
 
     /// Asks the writer to flush and stop; later sends fail with [`StoreError::Closed`].
@@ -207,8 +240,7 @@ impl AuditSink {
             self.shared.queue_full.fetch_add(1, Ordering::Relaxed);
             return Err(StoreError::QueueFull);
         };
-        let spool = !self.shared.write_failing.load(Ordering::Relaxed);
-        if self.send(Op::Begin { rec, done }, spool)? {
+        if self.send(Op::Begin { rec, done }, self.shared.trusts_spool())? {
             return Ok(end);
         }
         self.shared.begin_queued.notify_one();

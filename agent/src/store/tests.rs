@@ -1744,3 +1744,36 @@ async fn a_store_in_use_is_not_opened_twice() {
     let (store, _sink, _reader) = open_sqlite(&path, 16).await.expect("open again");
     store.shutdown().await.expect("shutdown");
 }
+
+/// A write that runs past `STALLED` without failing yet (the database locked, the busy timeout
+/// not run out) makes a `begin` wait for its commit instead of going ahead on the spool alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_begin_waits_for_its_commit_while_a_write_is_stalled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    let (store, sink, _reader) = open_sqlite(&path, 16).await.expect("open");
+    let lock = lock_writes(&path).await;
+    sink.record(
+        rec(uuid::Uuid::now_v7(), None, at(0, 0)),
+        end(at(1, 0), "denied"),
+    )
+    .expect("record");
+    // The writer takes it after its gathering window and blocks on the lock.
+    tokio::time::sleep(super::sink::STALLED + Duration::from_millis(300)).await;
+    assert_eq!(
+        sink.stats().write_errors,
+        0,
+        "the busy timeout has not run out"
+    );
+    let id = uuid::Uuid::now_v7();
+    let begin = tokio::spawn({
+        let sink = sink.clone();
+        async move { sink.begin(rec(id, Some("w"), at(0, 0))).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!begin.is_finished(), "it waits for its commit");
+    unlock_writes(lock).await;
+    begin.await.expect("join").expect("begin");
+    assert_eq!(committed_end(&path, id).await, Some(None));
+    store.shutdown().await.expect("shutdown");
+}

@@ -192,6 +192,7 @@ async fn commit<B: WriteBackend>(
     let n = ops.len();
     let mut released = Released::default();
     let mut kept = 0_usize;
+    shared.writing(true);
     // At most half a batch is kept, so that each retry also takes records from the queue: a
     // `begin` waiting there for its commit is answered, not starved behind kept records. The
     // others stay in the spool (never given back) and are written at the next start.
@@ -264,6 +265,7 @@ async fn commit<B: WriteBackend>(
             Err(e)
         }
     };
+    shared.writing(false);
     if let Some(spool) = &shared.spool {
         spool.release(released);
     }
