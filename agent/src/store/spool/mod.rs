@@ -157,7 +157,8 @@ thread_local! {
 impl Spool {
     /// Sizes the locked spool to two empty segments of `segment` bytes whose blocks are
     /// allocated now (a write to a mapped page of a file without them would crash the agent on
-    /// a full disk), and maps it. Call after the records it held ([`Locked::recover`]) were
+    /// a full disk; copy-on-write filesystems allocate on every overwrite, which this cannot
+    /// prevent, see ARCHITECTURE.md), and maps it. Call after the records it held ([`Locked::recover`]) were
     /// written: they are gone.
     pub(crate) fn create(lock: Locked, segment: usize) -> Result<Self, SpoolError> {
         let path = lock.path.clone();
