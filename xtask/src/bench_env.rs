@@ -210,6 +210,20 @@ impl BenchAgent {
         json_number(&String::from_utf8_lossy(&out.stdout), name)
     }
 
+    /// Waits until every audit record the agent took is committed (its writer gathers spooled
+    /// records for up to 50 ms): a run's records are then counted, their writing is part of
+    /// its CPU time, and it does not slow the next run down.
+    pub fn settle(&self) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.counter("audit_pending").unwrap_or(0) > 0 {
+            if std::time::Instant::now() > deadline {
+                anyhow::bail!("tollgate's audit records were not all committed in 30 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
     /// Whether the agent process is running.
     pub fn is_running(&self) -> bool {
         self.child.is_some()

@@ -345,16 +345,10 @@ impl Bench {
         ));
     }
 
-    /// Every counter now, once tollgate's audit queue has drained (its records are then
+    /// Every counter now, once tollgate's audit records are all committed (they are then
     /// counted, and their writing does not slow the next run down).
     fn counters(&mut self) -> anyhow::Result<Counters> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while self.agent.counter("audit_queued").unwrap_or(0) > 0 {
-            if std::time::Instant::now() > deadline {
-                bail!("tollgate's audit queue did not drain in 30 s");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        self.agent.settle()?;
         let counter = |name: &str| {
             self.agent
                 .counter(name)
@@ -431,8 +425,9 @@ impl Bench {
             wrk::run(load, &url, &out)
         };
         let outcome = outcome.with_context(|| format!("{} run", path.label()))?;
-        let cpu_after = pid.map(servers::tree_cpu).transpose()?;
+        // After the counters: tollgate's writer commits the run's last records meanwhile.
         let after = self.counters()?;
+        let cpu_after = pid.map(servers::tree_cpu).transpose()?;
         let connections = match load.mode {
             Mode::KeepAlive => u64::from(load.connections).min(outcome.requests),
             Mode::Close => outcome.requests,

@@ -401,6 +401,9 @@ impl Bench {
             pgbench::run(load, host, port, &self.pg.password, &self.scratch)
         };
         let outcome = outcome.with_context(|| format!("{} run", path.label()))?;
+        if path == Path::Tollgate {
+            self.agent.settle()?;
+        }
         let cpu_after = pid.map(proc::cpu).transpose()?;
         let after = self.counters()?;
         paths::verify(

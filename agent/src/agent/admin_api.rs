@@ -223,6 +223,7 @@ impl AdminApi for Api {
             ("audit_unheld".into(), store.unheld),
             ("audit_unspooled".into(), store.unspooled),
             ("audit_queued".into(), store.queued as u64),
+            ("audit_pending".into(), store.pending as u64),
             ("audit_in_flight".into(), store.in_flight as u64),
         ]);
         StatusReport {

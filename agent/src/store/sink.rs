@@ -16,6 +16,7 @@ use super::{
     StatementRecord, StoreError, StoreStats,
     backend::Op,
     spool::{Spool, Ticket},
+    writer::FULL,
 };
 
 /// A record on its way to the writer, with its place in the spool if it has one.
@@ -51,10 +52,14 @@ pub(crate) struct Shared {
     pub(crate) close: watch::Sender<bool>,
     /// The same signal, read on every send and hold without the watch channel's lock.
     closed: AtomicBool,
-    /// Rung after a `begin` is queued: while the writer gathers a batch it sleeps on this and
-    /// its timer only, so that statements and requests (which nobody waits on) do not wake its
-    /// thread one by one, and a connection waiting on its record does not wait for the timer.
-    pub(crate) begin_queued: tokio::sync::Notify,
+    /// Rung after a `begin` is queued, after a record that found no room in the spool, and
+    /// each time the records not yet committed reach a multiple of [`FULL`]: while
+    /// the writer gathers a batch it sleeps on this and its timer only, so that statements and
+    /// requests (which nobody waits on) do not wake its thread one by one, a connection waiting
+    /// on its record does not wait for the timer, and a busy agent's queue does not fill.
+    pub(crate) wake: tokio::sync::Notify,
+    /// Records queued and not yet committed (or failed): in the queue or in the writer's batch.
+    uncommitted: AtomicUsize,
     /// Rung by the writer each time it takes operations out of the queue, and by a slot given
     /// back unused: what waits for room ([`AuditSink::hold`]) looks again.
     pub(crate) drained: tokio::sync::Notify,
@@ -113,7 +118,8 @@ impl Shared {
             commits: AtomicU64::new(0),
             close,
             closed: AtomicBool::new(false),
-            begin_queued: tokio::sync::Notify::new(),
+            wake: tokio::sync::Notify::new(),
+            uncommitted: AtomicUsize::new(0),
             drained: tokio::sync::Notify::new(),
             backlog_max: backlog_max.max(1),
             in_flight_max,
@@ -144,6 +150,27 @@ impl Shared {
             self.unspooled.fetch_add(1, Ordering::Relaxed);
         }
         ticket
+    }
+
+    /// Counts a record about to be queued (before it is: the writer may commit it before the
+    /// sender runs again): the records not yet committed, with it.
+    pub(crate) fn uncommitted_with_one(&self) -> usize {
+        self.uncommitted
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_add(1)
+    }
+
+    /// After a record counted by [`Self::uncommitted_with_one`] was queued, `spooled` or not:
+    /// wakes the writer if it should not wait for its gathering timer (see [`Self::wake`]).
+    pub(crate) fn queued(&self, uncommitted: usize, spooled: bool) {
+        if uncommitted.is_multiple_of(FULL) || (!spooled && self.spool.is_some()) {
+            self.wake.notify_one();
+        }
+    }
+
+    /// By the writer: `records` of its batch were committed, failed, or left in the spool.
+    pub(crate) fn done(&self, records: usize) {
+        self.uncommitted.fetch_sub(records, Ordering::Relaxed);
     }
 
     /// Milliseconds since `epoch`, plus one (never 0).
@@ -243,7 +270,7 @@ impl AuditSink {
         if self.send(Op::Begin { rec, done }, self.shared.trusts_spool())? {
             return Ok(end);
         }
-        self.shared.begin_queued.notify_one();
+        self.shared.wake.notify_one();
         committed.await.map_err(|_| StoreError::Closed)??;
         Ok(end)
     }
@@ -310,6 +337,7 @@ impl AuditSink {
             unspooled: self.shared.unspooled.load(Ordering::Relaxed),
             commits: self.shared.commits.load(Ordering::Relaxed),
             queued: self.backlog(),
+            pending: self.shared.uncommitted.load(Ordering::Relaxed),
             in_flight: self.shared.held.load(Ordering::Relaxed),
         }
     }
@@ -467,8 +495,11 @@ impl AuditSink {
             mpsc::error::TrySendError::Closed(()) => StoreError::Closed,
         })?;
         let ticket = if spool { self.shared.spool(&op) } else { None };
+        let spooled = ticket.is_some();
+        let uncommitted = self.shared.uncommitted_with_one();
         permit.send(Queued { op, ticket });
-        Ok(ticket.is_some())
+        self.shared.queued(uncommitted, spooled);
+        Ok(spooled)
     }
 }
 
@@ -575,8 +606,11 @@ impl Slot {
     fn send(&mut self, op: Op) {
         if let Some(permit) = self.permit.take() {
             let ticket = self.shared.spool(&op);
+            let spooled = ticket.is_some();
+            let uncommitted = self.shared.uncommitted_with_one();
             permit.send(Queued { op, ticket });
             self.shared.held.fetch_sub(1, Ordering::Relaxed);
+            self.shared.queued(uncommitted, spooled);
         }
         self.session = None;
     }

@@ -11,7 +11,7 @@ use super::*;
 use crate::config::AuditFailure;
 use crate::store::{
     sink::{ROOM, Shared},
-    writer::BATCH_MAX,
+    writer::{BATCH_MAX, FULL},
 };
 
 const T0: u64 = 1_700_000_000; // 2023-11-14T22:13:20Z
@@ -1776,4 +1776,63 @@ async fn a_begin_waits_for_its_commit_while_a_write_is_stalled() {
     begin.await.expect("join").expect("begin");
     assert_eq!(committed_end(&path, id).await, Some(None));
     store.shutdown().await.expect("shutdown");
+}
+
+/// A record is pending (`audit_pending`) from its queueing to its commit, also while it sits
+/// in the writer's batch (which gathers spooled records for up to 50 ms, or here waits on a
+/// locked database); then it is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_is_pending_until_its_commit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    let (store, sink, _reader) = open_sqlite(&path, 16).await.expect("open");
+    let lock = lock_writes(&path).await;
+    sink.record(
+        rec(uuid::Uuid::now_v7(), None, at(0, 0)),
+        end(at(1, 0), "denied"),
+    )
+    .expect("record");
+    let deadline = Instant::now() + WRITER_WAIT;
+    while sink.stats().queued > 0 {
+        assert!(Instant::now() < deadline, "{:?}", sink.stats());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let stats = sink.stats();
+    assert_eq!((stats.queued, stats.pending, stats.written), (0, 1, 0));
+    unlock_writes(lock).await;
+    let deadline = Instant::now() + WRITER_WAIT;
+    while sink.stats().pending > 0 {
+        assert!(Instant::now() < deadline, "{:?}", sink.stats());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(sink.stats().written, 1);
+    store.shutdown().await.expect("shutdown");
+}
+
+/// Senders wake a gathering writer each time the records not yet committed reach a multiple of
+/// `FULL`, so that a busy agent's queue never fills while the writer sleeps on its timer; not
+/// before.
+#[tokio::test]
+async fn every_full_batch_of_records_wakes_the_writer() {
+    let (shared, _closed) = Shared::new(BATCH_MAX, 0);
+    let rung = || async {
+        tokio::time::timeout(Duration::ZERO, shared.wake.notified())
+            .await
+            .is_ok()
+    };
+    let queue = |spooled: bool| shared.queued(shared.uncommitted_with_one(), spooled);
+    for _ in 1..FULL {
+        queue(true);
+    }
+    assert!(!rung().await, "not before a full batch");
+    queue(true);
+    assert!(rung().await, "at a full batch");
+    shared.done(FULL);
+    for _ in 0..FULL {
+        queue(true);
+    }
+    assert!(rung().await, "again at the next");
+    // Without a spool, every record is unspooled: that alone does not wake the writer.
+    queue(false);
+    assert!(!rung().await);
 }

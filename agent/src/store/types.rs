@@ -95,6 +95,10 @@ pub struct StoreStats {
     pub commits: u64,
     /// Operations waiting in the queue now.
     pub queued: usize,
+    /// Operations not yet committed now: those in the queue and those in the writer's batch
+    /// (which gathers for up to 50 ms while its records are spooled).
+    #[serde(default)]
+    pub pending: usize,
     /// Slots held now for records to come: one per open connection (its end) and one per
     /// statement or request running.
     #[serde(default)]

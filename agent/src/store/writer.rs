@@ -14,11 +14,22 @@ use super::{
 /// Most operations committed in one transaction.
 pub(crate) const BATCH_MAX: usize = 2048;
 
-/// How long a batch nobody waits on may gather more operations. Spooled records survive a crash
-/// of the agent whatever the wait; of records that found no room in the spool, at most this
-/// much of the statement, request and end records can be lost (their connection records are
-/// committed before their connection proceeds).
+/// How long a batch nobody waits on may gather more operations while it holds a record that
+/// found no room in the spool: of those, at most this much of the statement, request and end
+/// records can be lost in a crash (their connection records are committed before their
+/// connection proceeds).
 pub(crate) const GATHER: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// How long a batch of spooled records only may gather: they survive a crash whatever the wait,
+/// and fewer, larger commits cost less per record (each commit writes every index page its rows
+/// touched, and a busy agent's rows touch one page per open session). The price: a record shows
+/// in `tollgate sessions` up to this much later.
+pub(crate) const GATHER_SPOOLED: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Records at which a gathering batch is written without waiting for its time: senders wake the
+/// writer each time the records not yet committed reach a multiple of it ([`Shared::queued`]),
+/// so that a busy agent's queue never fills while the writer sleeps.
+pub(crate) const FULL: usize = BATCH_MAX / 2;
 
 /// Most spooled records kept from a write that failed as such, to be tried again.
 const KEPT_MAX: usize = BATCH_MAX / 2;
@@ -60,8 +71,18 @@ impl Batch {
             .any(|(op, ticket)| op.has_waiter() && ticket.is_none())
     }
 
-    /// Whether the batch may gather for [`GATHER`]: nobody waits on it, and it holds records
-    /// that are safe meanwhile (spooled) or that nobody would have waited on anyway.
+    /// How long the batch may gather: [`GATHER_SPOOLED`] while every record in it is spooled,
+    /// else [`GATHER`].
+    fn gather_for(&self) -> std::time::Duration {
+        if self.tickets.iter().all(Option::is_some) {
+            GATHER_SPOOLED
+        } else {
+            GATHER
+        }
+    }
+
+    /// Whether the batch may gather: nobody waits on it, and it holds records that are safe
+    /// meanwhile (spooled) or that nobody would have waited on anyway.
     fn may_gather(&self) -> bool {
         !self.waited_on(0)
             && self
@@ -136,23 +157,24 @@ pub(crate) async fn run<B: WriteBackend>(
             }
         }
         drain(&mut rx, &mut batch, &shared);
-        // Statement and request records nobody waits on: let the batch gather for a moment, so
-        // that a busy session costs one commit per few milliseconds instead of one per statement.
-        // The writer then sleeps on its timer and on `begin_queued` only (not on the queue, whose
-        // every send would wake this thread): a `begin` waiter is answered at once, and
-        // connection records stay write-ahead.
-        if !closing && batch.may_gather() && batch.len() < BATCH_MAX {
-            let deadline = tokio::time::Instant::now() + GATHER;
+        // Records nobody waits on: let the batch gather for a moment, so that a busy agent
+        // costs one commit per many records instead of one per statement. The writer then
+        // sleeps on its timer and on `wake` only (not on the queue, whose every send would wake
+        // this thread): a `begin` waiter is answered at once, connection records stay
+        // write-ahead, a record the spool had no room for shortens the wait to [`GATHER`], and
+        // a batch of [`FULL`] records is written at once.
+        if !closing && batch.may_gather() && batch.len() < FULL {
+            let start = tokio::time::Instant::now();
             loop {
                 tokio::select! {
-                    () = tokio::time::sleep_until(deadline) => {
+                    () = tokio::time::sleep_until(start + batch.gather_for()) => {
                         drain(&mut rx, &mut batch, &shared);
                         break;
                     }
-                    () = shared.begin_queued.notified() => {
+                    () = shared.wake.notified() => {
                         let from = batch.len();
                         drain(&mut rx, &mut batch, &shared);
-                        if batch.len() >= BATCH_MAX || batch.waited_on(from) {
+                        if batch.len() >= FULL || batch.waited_on(from) {
                             break;
                         }
                     }
@@ -266,6 +288,7 @@ async fn commit<B: WriteBackend>(
         }
     };
     shared.writing(false);
+    shared.done(n - kept);
     if let Some(spool) = &shared.spool {
         spool.release(released);
     }
