@@ -127,7 +127,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Async worker threads of the agent; unset: half the CPUs, at least one, so that the
     /// agent leaves most of a small host to the workloads it serves (measured: on 2 CPUs one
-    /// worker costs less CPU per proxied PostgreSQL transaction than two).
+    /// worker costs less CPU per proxied PostgreSQL transaction than two). One worker runs a
+    /// current-thread runtime on the agent's main thread.
     pub worker_threads: Option<usize>,
 }
 
