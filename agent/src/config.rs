@@ -129,13 +129,13 @@ pub struct Config {
     /// agent leaves most of a small host to the workloads it serves (measured: on 2 CPUs one
     /// worker costs less CPU per proxied PostgreSQL transaction than two). One worker runs a
     /// current-thread runtime on the agent's main thread.
-    pub worker_threads: Option<usize>,
+    pub worker_threads: Option<std::num::NonZeroUsize>,
 }
 
 impl Config {
     /// Worker threads to start.
     pub fn workers(&self) -> usize {
-        self.worker_threads.unwrap_or_else(|| {
+        self.worker_threads.map(usize::from).unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
         })
     }
@@ -249,6 +249,16 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.starts_with("t.toml:2:"), "{msg}");
         assert!(msg.contains("bogus"), "{msg}");
+    }
+
+    /// No workers at all is refused at load, with its line (tokio would panic at start).
+    #[test]
+    fn zero_worker_threads_is_an_error_with_line() {
+        let err = Config::parse(Path::new("t.toml"), "listen_port = 1\nworker_threads = 0\n")
+            .unwrap_err();
+        assert!(err.to_string().starts_with("t.toml:2:"), "{err}");
+        let c = Config::parse(Path::new("t.toml"), "worker_threads = 3\n").unwrap();
+        assert_eq!(c.workers(), 3);
     }
 
     #[test]

@@ -52,12 +52,19 @@ pub(crate) struct Shared {
     pub(crate) close: watch::Sender<bool>,
     /// The same signal, read on every send and hold without the watch channel's lock.
     closed: AtomicBool,
-    /// Rung after a `begin` is queued, after a record that found no room in the spool, and
-    /// each time the records not yet committed reach a multiple of [`FULL`]: while
-    /// the writer gathers a batch it sleeps on this and its timer only, so that statements and
-    /// requests (which nobody waits on) do not wake its thread one by one, a connection waiting
-    /// on its record does not wait for the timer, and a busy agent's queue does not fill.
+    /// Rung for a `begin` that waits for its commit, and with [`Self::flush`]: while the writer
+    /// gathers a batch it sleeps on this and its timer only, so that statements and requests
+    /// (which nobody waits on) do not wake its thread one by one, and a connection waiting on
+    /// its record does not wait for the timer.
     pub(crate) wake: tokio::sync::Notify,
+    /// Set (then [`Self::wake`] rung) when the writer should write what it gathered now: the
+    /// records not yet committed reached a multiple of [`Self::full_at`], a record found no room
+    /// in the spool or started its other segment (whose records must be committed before it is
+    /// reused), or someone waits for room in the queue. Cleared by the writer when it acts on it.
+    pub(crate) flush: AtomicBool,
+    /// [`FULL`], or half the backlog if that is less: a small `audit_queue` must not fill while
+    /// the writer gathers.
+    pub(crate) full_at: usize,
     /// Records queued and not yet committed (or failed): in the queue or in the writer's batch.
     uncommitted: AtomicUsize,
     /// Rung by the writer each time it takes operations out of the queue, and by a slot given
@@ -120,6 +127,8 @@ impl Shared {
             closed: AtomicBool::new(false),
             wake: tokio::sync::Notify::new(),
             uncommitted: AtomicUsize::new(0),
+            flush: AtomicBool::new(false),
+            full_at: FULL.min(backlog_max / 2).max(1),
             drained: tokio::sync::Notify::new(),
             backlog_max: backlog_max.max(1),
             in_flight_max,
@@ -144,7 +153,7 @@ impl Shared {
     }
 
     /// Copies `op` into the spool: its ticket, or `None` when there is no spool or no room in it.
-    fn spool(&self, op: &Op) -> Option<Ticket> {
+    pub(crate) fn spool(&self, op: &Op) -> Option<Ticket> {
         let ticket = self.spool.as_ref()?.append(op);
         if ticket.is_none() {
             self.unspooled.fetch_add(1, Ordering::Relaxed);
@@ -160,12 +169,23 @@ impl Shared {
             .wrapping_add(1)
     }
 
-    /// After a record counted by [`Self::uncommitted_with_one`] was queued, `spooled` or not:
-    /// wakes the writer if it should not wait for its gathering timer (see [`Self::wake`]).
-    pub(crate) fn queued(&self, uncommitted: usize, spooled: bool) {
-        if uncommitted.is_multiple_of(FULL) || (!spooled && self.spool.is_some()) {
-            self.wake.notify_one();
+    /// After a record counted by [`Self::uncommitted_with_one`] was queued with `ticket`:
+    /// asks the writer to write its batch now if it should not wait for its gathering timer
+    /// (see [`Self::flush`]).
+    pub(crate) fn queued(&self, uncommitted: usize, ticket: Option<Ticket>) {
+        let spool_asks = match ticket {
+            Some(ticket) => ticket.started_segment(),
+            None => self.spool.is_some(),
+        };
+        if spool_asks || uncommitted.is_multiple_of(self.full_at) {
+            self.ask_flush();
         }
+    }
+
+    /// Asks the writer to write what it gathered now ([`Self::flush`]).
+    pub(crate) fn ask_flush(&self) {
+        self.flush.store(true, Ordering::Relaxed);
+        self.wake.notify_one();
     }
 
     /// By the writer: `records` of its batch were committed, failed, or left in the spool.
@@ -431,6 +451,8 @@ impl AuditSink {
         }
         if !self.free(need) {
             self.shared.room_waits.fetch_add(1, Ordering::Relaxed);
+            // A writer gathering its batch would otherwise make this wait for its timer.
+            self.shared.ask_flush();
         }
         let deadline = tokio::time::Instant::now() + self.wait;
         loop {
@@ -484,6 +506,7 @@ impl AuditSink {
         }
         let full = || {
             self.shared.queue_full.fetch_add(1, Ordering::Relaxed);
+            self.shared.ask_flush();
             StoreError::QueueFull
         };
         if !self.free(1) {
@@ -495,11 +518,10 @@ impl AuditSink {
             mpsc::error::TrySendError::Closed(()) => StoreError::Closed,
         })?;
         let ticket = if spool { self.shared.spool(&op) } else { None };
-        let spooled = ticket.is_some();
         let uncommitted = self.shared.uncommitted_with_one();
         permit.send(Queued { op, ticket });
-        self.shared.queued(uncommitted, spooled);
-        Ok(spooled)
+        self.shared.queued(uncommitted, ticket);
+        Ok(ticket.is_some())
     }
 }
 
@@ -606,11 +628,10 @@ impl Slot {
     fn send(&mut self, op: Op) {
         if let Some(permit) = self.permit.take() {
             let ticket = self.shared.spool(&op);
-            let spooled = ticket.is_some();
             let uncommitted = self.shared.uncommitted_with_one();
             permit.send(Queued { op, ticket });
             self.shared.held.fetch_sub(1, Ordering::Relaxed);
-            self.shared.queued(uncommitted, spooled);
+            self.shared.queued(uncommitted, ticket);
         }
         self.session = None;
     }

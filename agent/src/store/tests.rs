@@ -1809,30 +1809,66 @@ async fn a_record_is_pending_until_its_commit() {
     store.shutdown().await.expect("shutdown");
 }
 
-/// Senders wake a gathering writer each time the records not yet committed reach a multiple of
-/// `FULL`, so that a busy agent's queue never fills while the writer sleeps on its timer; not
-/// before.
+/// Senders ask a gathering writer to write each time the records not yet committed reach a
+/// multiple of `FULL` (of half the backlog, if that is less), so that a busy agent's queue does
+/// not fill while the writer sleeps on its timer; not before.
 #[tokio::test]
-async fn every_full_batch_of_records_wakes_the_writer() {
-    let (shared, _closed) = Shared::new(BATCH_MAX, 0);
-    let rung = || async {
-        tokio::time::timeout(Duration::ZERO, shared.wake.notified())
-            .await
-            .is_ok()
-    };
-    let queue = |spooled: bool| shared.queued(shared.uncommitted_with_one(), spooled);
-    for _ in 1..FULL {
-        queue(true);
+async fn every_full_batch_of_records_asks_for_a_write() {
+    for (backlog, full_at) in [(BATCH_MAX, FULL), (100, 50)] {
+        let (shared, _closed) = Shared::new(backlog, 0);
+        let asked = || {
+            shared
+                .flush
+                .swap(false, std::sync::atomic::Ordering::Relaxed)
+        };
+        let queue = || shared.queued(shared.uncommitted_with_one(), None);
+        for _ in 1..full_at {
+            queue();
+        }
+        assert!(!asked(), "not before a full batch");
+        queue();
+        assert!(asked(), "at a full batch of {full_at}");
+        shared.done(full_at);
+        for _ in 0..full_at {
+            queue();
+        }
+        assert!(asked(), "again at the next");
+        // Without a spool, a record without a ticket does not ask by itself.
+        queue();
+        assert!(!asked());
     }
-    assert!(!rung().await, "not before a full batch");
-    queue(true);
-    assert!(rung().await, "at a full batch");
-    shared.done(FULL);
-    for _ in 0..FULL {
-        queue(true);
+}
+
+/// A record that starts the spool's other segment (whose records must be committed before it
+/// can be reused), and a record the spool has no room for, ask the writer to write at once.
+#[tokio::test]
+async fn the_spool_asks_for_a_write_when_it_needs_its_other_segment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lock = super::spool::Locked::take(&dir.path().join("audit.spool")).expect("lock");
+    let spool = super::spool::Spool::create(lock, 4096).expect("spool");
+    let (shared, _closed) = Shared::spooled(BATCH_MAX, 0, Some(spool));
+    let mut asked = Vec::new();
+    for n in 0..1000_u128 {
+        let ticket = shared.spool(&backend::Op::Finish(
+            uuid::Uuid::from_u128(n),
+            end(at(1, 0), "closed"),
+        ));
+        shared.queued(shared.uncommitted_with_one(), ticket);
+        if shared
+            .flush
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            asked.push((n, ticket.is_some()));
+        }
+        if ticket.is_none() {
+            break;
+        }
     }
-    assert!(rung().await, "again at the next");
-    // Without a spool, every record is unspooled: that alone does not wake the writer.
-    queue(false);
-    assert!(!rung().await);
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert!(
+        asked[0].1,
+        "the first record of the second segment: {asked:?}"
+    );
+    assert!(!asked[1].1, "no room: {asked:?}");
+    assert!(asked[0].0 > 0);
 }

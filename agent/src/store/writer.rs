@@ -14,10 +14,10 @@ use super::{
 /// Most operations committed in one transaction.
 pub(crate) const BATCH_MAX: usize = 2048;
 
-/// How long a batch nobody waits on may gather more operations while it holds a record that
-/// found no room in the spool: of those, at most this much of the statement, request and end
-/// records can be lost in a crash (their connection records are committed before their
-/// connection proceeds).
+/// How long a batch nobody waits on may gather more operations while it holds a record without
+/// a place in the spool (a store without one; with one, such a record asks for a write at once):
+/// of those, at most this much of the statement, request and end records can be lost in a crash
+/// (their connection records are committed before their connection proceeds).
 pub(crate) const GATHER: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// How long a batch of spooled records only may gather: they survive a crash whatever the wait,
@@ -26,9 +26,10 @@ pub(crate) const GATHER: std::time::Duration = std::time::Duration::from_millis(
 /// in `tollgate sessions` up to this much later.
 pub(crate) const GATHER_SPOOLED: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// Records at which a gathering batch is written without waiting for its time: senders wake the
-/// writer each time the records not yet committed reach a multiple of it ([`Shared::queued`]),
-/// so that a busy agent's queue never fills while the writer sleeps.
+/// Records at which a gathering batch is written without waiting for its time: senders ask the
+/// writer to write each time the records not yet committed reach a multiple of it (of half
+/// the backlog, if that is less; [`Shared::full_at`]), so that a busy agent's queue does not
+/// fill while the writer sleeps.
 pub(crate) const FULL: usize = BATCH_MAX / 2;
 
 /// Most spooled records kept from a write that failed as such, to be tried again.
@@ -161,9 +162,14 @@ pub(crate) async fn run<B: WriteBackend>(
         // costs one commit per many records instead of one per statement. The writer then
         // sleeps on its timer and on `wake` only (not on the queue, whose every send would wake
         // this thread): a `begin` waiter is answered at once, connection records stay
-        // write-ahead, a record the spool had no room for shortens the wait to [`GATHER`], and
-        // a batch of [`FULL`] records is written at once.
-        if !closing && batch.may_gather() && batch.len() < FULL {
+        // write-ahead, and the batch is written at once when a sender asks (`Shared::flush`:
+        // a full batch, a spool that needs its other segment back or has no room, a full
+        // queue).
+        if !closing
+            && batch.may_gather()
+            && batch.len() < shared.full_at
+            && !shared.flush.swap(false, Ordering::Relaxed)
+        {
             let start = tokio::time::Instant::now();
             loop {
                 tokio::select! {
@@ -174,7 +180,10 @@ pub(crate) async fn run<B: WriteBackend>(
                     () = shared.wake.notified() => {
                         let from = batch.len();
                         drain(&mut rx, &mut batch, &shared);
-                        if batch.len() >= FULL || batch.waited_on(from) {
+                        if shared.flush.swap(false, Ordering::Relaxed)
+                            || batch.len() >= shared.full_at
+                            || batch.waited_on(from)
+                        {
                             break;
                         }
                     }

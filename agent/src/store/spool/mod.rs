@@ -111,6 +111,16 @@ impl Locked {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Ticket {
     segment: u8,
+    /// The record is the first of a segment just started: the other segment's records must be
+    /// committed before it can be reused.
+    first: bool,
+}
+
+impl Ticket {
+    /// Whether the record started a segment ([`Ticket::first`]).
+    pub(crate) fn started_segment(self) -> bool {
+        self.first
+    }
 }
 
 /// Records waiting to be committed, per segment, counted by [`Spool::release`].
@@ -224,7 +234,8 @@ impl Spool {
         if need > s.segment / 4 {
             return None;
         }
-        if s.pos + need > s.segment {
+        let first = s.pos + need > s.segment;
+        if first {
             let other = 1 - s.current;
             if s.outstanding[other] > 0 {
                 return None;
@@ -254,6 +265,7 @@ impl Spool {
         s.outstanding[s.current] += 1;
         Some(Ticket {
             segment: u8::try_from(s.current).expect("two segments"),
+            first,
         })
     }
 

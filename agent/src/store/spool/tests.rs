@@ -56,6 +56,12 @@ fn records_are_read_back_in_order_until_released() {
         tickets.iter().any(|t| t.segment == 1),
         "100 records fill more than one segment"
     );
+    let started: Vec<usize> = (0..tickets.len())
+        .filter(|&i| tickets[i].started_segment())
+        .collect();
+    assert_eq!(started.len(), 1, "one switch: {started:?}");
+    assert_eq!(tickets[started[0]].segment, 1);
+    assert_eq!(tickets[started[0] - 1].segment, 0);
     assert_eq!(
         ids(&recover(&path).expect("recover")),
         (1..=100).collect::<Vec<_>>()
