@@ -1,4 +1,5 @@
 //! The SQLite backend: every SQL statement of the store lives here (and in its submodules).
+mod fold;
 mod requests;
 mod statements;
 mod write;

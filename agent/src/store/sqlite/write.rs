@@ -10,7 +10,11 @@ use std::path::Path;
 use rusqlite::{CachedStatement, Connection, OpenFlags, Statement, params};
 use tracing::warn;
 
-use super::{AGENT_RESTART, BUSY_TIMEOUT, requests, statements, to_i64};
+use super::{
+    AGENT_RESTART, BUSY_TIMEOUT,
+    fold::{self, Fold},
+    requests, statements, to_i64,
+};
 use crate::store::{
     ConnectionEnd, ConnectionRecord, WriteError,
     backend::{Op, WriteBackend},
@@ -60,7 +64,9 @@ impl SqliteWriter {
     }
 
     /// Applies `ops` in queue order, in one transaction. A `begin` precedes its connection's
-    /// statements, requests and end in the queue, so each row finds its parent.
+    /// statements, requests and end in the queue, so each row finds its parent. A connection
+    /// begun and ended in the batch is inserted complete ([`fold`]): its children still find
+    /// it, and nothing reads the row before the commit.
     fn write(&mut self, ops: &[Op]) -> Result<(), rusqlite::Error> {
         if !self.conn.is_autocommit() {
             // A transaction a failed ROLLBACK left open would fail every later BEGIN.
@@ -71,8 +77,18 @@ impl SqliteWriter {
         let mut missed = 0_u64;
         {
             let mut sql = Prepared::new(&tx, Conflict::Fail);
-            for op in ops {
-                if !apply(&mut sql, op)? {
+            let folds = fold::fold(ops);
+            for (i, op) in ops.iter().enumerate() {
+                let written = match (op, folds.get(i)) {
+                    (_, Some(Fold::Skip)) => true,
+                    (Op::Begin { rec, .. }, Some(Fold::EndAt(_))) => {
+                        let end = fold::end_of(ops, &folds, i);
+                        insert_connection(sql.get(Sql::Connection)?, rec, end)?;
+                        true
+                    }
+                    _ => apply(&mut sql, op)?,
+                };
+                if !written {
                     missed += 1;
                 }
             }
