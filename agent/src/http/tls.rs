@@ -69,7 +69,7 @@ pub async fn accept(
     client: TcpStream,
     counters: Arc<Counters>,
 ) -> Result<ClientSide, ClientTlsError> {
-    let _ = client.set_nodelay(true);
+    // `TCP_NODELAY` is on: inherited from the listener (`proxy::bind`).
     match target.tls {
         HttpTls::Passthrough => Ok(ClientSide::Passthrough(client)),
         HttpTls::None => Ok(ClientSide::Http {

@@ -21,7 +21,9 @@ pub enum ProxyError {
     Bind(SocketAddr, #[source] io::Error),
 }
 
-/// Binds a listener per address (IPv6 ones with `IPV6_V6ONLY`).
+/// Binds a listener per address (IPv6 ones with `IPV6_V6ONLY`), with `TCP_NODELAY` on: Linux
+/// copies it to each accepted socket, so the protocol handlers never wait for Nagle on the
+/// client side without a `setsockopt` per connection.
 pub fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, ProxyError> {
     addrs
         .iter()
@@ -32,6 +34,8 @@ pub fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, ProxyError> {
             }
             .map_err(|e| ProxyError::Bind(addr, e))?;
             sock.set_reuseaddr(true)
+                .map_err(|e| ProxyError::Bind(addr, e))?;
+            sock.set_nodelay(true)
                 .map_err(|e| ProxyError::Bind(addr, e))?;
             sock.bind(addr).map_err(|e| ProxyError::Bind(addr, e))?;
             sock.listen(1024).map_err(|e| ProxyError::Bind(addr, e))
@@ -51,11 +55,15 @@ pub async fn serve(
     let mut acceptors = JoinSet::new();
     for l in listeners {
         let tx = tx.clone();
+        // An accepted socket's local address is its listener's, unless that is a wildcard: no
+        // `getsockname` per connection then.
+        let fixed = l.local_addr().ok().filter(|a| !a.ip().is_unspecified());
         acceptors.spawn(async move {
             loop {
                 match l.accept().await {
-                    Ok(conn) => {
-                        if tx.send(conn).await.is_err() {
+                    Ok((stream, peer)) => {
+                        let local = fixed.map_or_else(|| stream.local_addr(), Ok);
+                        if tx.send((stream, peer, local)).await.is_err() {
                             return;
                         }
                     }
@@ -71,9 +79,9 @@ pub async fn serve(
     loop {
         tokio::select! {
             conn = rx.recv() => {
-                let Some((stream, peer)) = conn else { break };
+                let Some((stream, peer, local)) = conn else { break };
                 Stats::inc(&ctx.stats.accepted);
-                let local = match stream.local_addr() {
+                let local = match local {
                     Ok(a) => a,
                     Err(e) => { debug!(error = %e, "accepted socket has no local address"); continue; }
                 };
@@ -119,4 +127,23 @@ pub fn reset(stream: tokio::net::TcpStream) {
         )
     };
     drop(stream);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Accepted sockets inherit `TCP_NODELAY` from the listener (the handlers rely on it and no
+    /// longer set it per connection), and their local address is the listener's (no
+    /// `getsockname` per connection).
+    #[tokio::test]
+    async fn accepted_sockets_take_nodelay_and_address_from_the_listener() {
+        let listeners = bind(&["127.0.0.1:0".parse().expect("addr")]).expect("bind");
+        let listener = &listeners[0];
+        let addr = listener.local_addr().expect("local");
+        let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (accepted, _) = listener.accept().await.expect("accept");
+        assert!(accepted.nodelay().expect("nodelay"));
+        assert_eq!(accepted.local_addr().expect("local"), addr);
+    }
 }

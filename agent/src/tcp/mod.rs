@@ -8,6 +8,6 @@ use crate::proxy::{
 
 /// Copies between the client and the target until both close, the idle timeout, or shutdown.
 pub async fn serve(ctx: &Context, client: &mut TcpStream, upstream: &mut TcpStream) -> Transfer {
-    let _ = client.set_nodelay(true);
+    // `TCP_NODELAY` is on the client: inherited from the listener (`proxy::bind`).
     copy::bidirectional(client, upstream, ctx.settings.idle_timeout, ctx.stopped()).await
 }

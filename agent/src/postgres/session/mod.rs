@@ -106,8 +106,8 @@ async fn run(
     } else {
         None
     };
-    // Small request/response messages: never wait for Nagle (the upstream side sets it too).
-    let _ = client.set_nodelay(true);
+    // Small request/response messages: `TCP_NODELAY` is on the client, inherited from the
+    // listener (`proxy::bind`); the upstream side sets it too.
     let start = startup::accept(client, server_tls)
         .await
         .map_err(|e| format!("client startup: {e}"))?;
