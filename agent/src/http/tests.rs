@@ -265,7 +265,7 @@ async fn harness(h2: bool) -> Harness {
     let gate: Arc<dyn Gate> = Arc::new(PolicyGate { policy });
     let (upstream, seen) = upstream_server().await;
     let records = Arc::new(Records::default());
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let l = proxy_listener();
     let proxy = l.local_addr().unwrap();
     let (tx, ends) = mpsc::unbounded_channel();
     let recorder = records.clone();
@@ -829,7 +829,7 @@ action = "allow"
     ) -> SocketAddr {
         let target = policy.target("api").unwrap().http.clone().unwrap();
         let gate: Arc<dyn Gate> = Arc::new(PolicyGate { policy });
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let l = proxy_listener();
         let proxy = l.local_addr().unwrap();
         tokio::spawn(async move {
             loop {
@@ -1073,7 +1073,7 @@ async fn request_through_pool_tls(
     let policy = policy(secret.path());
     let target = policy.target("api").unwrap().http.clone().unwrap();
     let gate: Arc<dyn Gate> = Arc::new(PolicyGate { policy });
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let l = proxy_listener();
     let proxy = l.local_addr().unwrap();
     let connector: Connector =
         Box::new(move || Box::pin(async move { TcpStream::connect(upstream).await }));
@@ -1417,4 +1417,13 @@ async fn discard_drops_only_the_connection_of_its_epoch() {
     let third = up.ready("api.example", false).await.unwrap().epoch();
     assert_ne!(third, second);
     accepted(3).await;
+}
+
+/// A listener set up as the agent's (`proxy::bind`): accepted sockets have `TCP_NODELAY`, which
+/// the handlers no longer set themselves.
+fn proxy_listener() -> TcpListener {
+    crate::proxy::bind(&["127.0.0.1:0".parse().expect("addr")])
+        .expect("bind")
+        .pop()
+        .expect("one listener")
 }

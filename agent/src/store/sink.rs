@@ -60,7 +60,8 @@ pub(crate) struct Shared {
     /// Set (then [`Self::wake`] rung) when the writer should write what it gathered now: the
     /// records not yet committed reached a multiple of [`Self::full_at`], a record found no room
     /// in the spool or started its other segment (whose records must be committed before it is
-    /// reused), or someone waits for room in the queue. Cleared by the writer when it acts on it.
+    /// reused), or someone waits for room in the queue or found none. Cleared by the writer
+    /// before each batch, which is then written without gathering if it was set.
     pub(crate) flush: AtomicBool,
     /// [`FULL`], or half the backlog if that is less: a small `audit_queue` must not fill while
     /// the writer gathers.

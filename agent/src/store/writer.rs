@@ -165,11 +165,10 @@ pub(crate) async fn run<B: WriteBackend>(
         // write-ahead, and the batch is written at once when a sender asks (`Shared::flush`:
         // a full batch, a spool that needs its other segment back or has no room, a full
         // queue).
-        if !closing
-            && batch.may_gather()
-            && batch.len() < shared.full_at
-            && !shared.flush.swap(false, Ordering::Relaxed)
-        {
+        // A request for a write is met by this batch whether it gathers or not: cleared first,
+        // so that it never cuts a later batch's gathering short.
+        let flush = shared.flush.swap(false, Ordering::Relaxed);
+        if !closing && !flush && batch.may_gather() && batch.len() < shared.full_at {
             let start = tokio::time::Instant::now();
             loop {
                 tokio::select! {
