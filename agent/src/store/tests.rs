@@ -95,19 +95,21 @@ async fn count(path: &Path) -> i64 {
     n
 }
 
-/// Waits until the writer has taken everything out of the queue but `left`.
-async fn wait_queued(sink: &AuditSink, left: usize) {
+/// Waits until the sink's stats meet `done` (`what` names it in the failure).
+async fn wait_stats(sink: &AuditSink, what: &str, done: impl Fn(&StoreStats) -> bool) {
     let deadline = Instant::now() + WRITER_WAIT;
     while Instant::now() < deadline {
-        if sink.stats().queued == left {
+        if done(&sink.stats()) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    panic!(
-        "queue never reached {left} in {WRITER_WAIT:?}: {:?}",
-        sink.stats()
-    );
+    panic!("{what} not reached in {WRITER_WAIT:?}: {:?}", sink.stats());
+}
+
+/// Waits until the writer has taken everything out of the queue but `left`.
+async fn wait_queued(sink: &AuditSink, left: usize) {
+    wait_stats(sink, &format!("queue of {left}"), |s| s.queued == left).await;
 }
 
 /// Holds the database's write lock from another connection until dropped (rolled back).
@@ -964,18 +966,10 @@ pub(in crate::store) fn stmt(connection_id: uuid::Uuid, seq: u32, text: &str) ->
 
 /// Waits until the writer has committed or failed `n` operations in all.
 async fn wait_done(sink: &AuditSink, n: u64) {
-    let deadline = Instant::now() + WRITER_WAIT;
-    while Instant::now() < deadline {
-        let stats = sink.stats();
-        if stats.written + stats.failed == n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    panic!(
-        "never {n} operations done in {WRITER_WAIT:?}: {:?}",
-        sink.stats()
-    );
+    wait_stats(sink, &format!("{n} operations done"), |s| {
+        s.written + s.failed == n
+    })
+    .await;
 }
 
 fn seqs(rows: &[StatementRow]) -> Vec<u32> {
@@ -1630,11 +1624,7 @@ async fn a_failing_write_keeps_its_records_and_makes_begin_wait() {
     let kept = uuid::Uuid::now_v7();
     sink.record(rec(kept, None, at(0, 0)), end(at(1, 0), "denied"))
         .expect("record");
-    let deadline = Instant::now() + WRITER_WAIT;
-    while sink.stats().write_errors == 0 {
-        assert!(Instant::now() < deadline, "{:?}", sink.stats());
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_stats(&sink, "a write error", |s| s.write_errors > 0).await;
     let refused = sink
         .begin(rec(uuid::Uuid::now_v7(), Some("w"), at(0, 0)))
         .await;
@@ -1792,19 +1782,11 @@ async fn a_record_is_pending_until_its_commit() {
         end(at(1, 0), "denied"),
     )
     .expect("record");
-    let deadline = Instant::now() + WRITER_WAIT;
-    while sink.stats().queued > 0 {
-        assert!(Instant::now() < deadline, "{:?}", sink.stats());
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_queued(&sink, 0).await;
     let stats = sink.stats();
     assert_eq!((stats.queued, stats.pending, stats.written), (0, 1, 0));
     unlock_writes(lock).await;
-    let deadline = Instant::now() + WRITER_WAIT;
-    while sink.stats().pending > 0 {
-        assert!(Instant::now() < deadline, "{:?}", sink.stats());
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_stats(&sink, "nothing pending", |s| s.pending == 0).await;
     assert_eq!(sink.stats().written, 1);
     store.shutdown().await.expect("shutdown");
 }

@@ -14,13 +14,14 @@ use super::{
 /// Most operations committed in one transaction.
 pub(crate) const BATCH_MAX: usize = 2048;
 
-/// How long a batch nobody waits on may gather more operations while it holds a record without
-/// a place in the spool (a store without one; with one, such a record asks for a write at once):
-/// of those, at most this much of the statement, request and end records can be lost in a crash
-/// (their connection records are committed before their connection proceeds).
+/// How long a batch nobody waits on may gather more operations in a store without a spool (in
+/// one with a spool, a record without a place in it asks for a write at once): at most this much
+/// of the statement, request and end records can be lost in a crash (their connection records
+/// are committed before their connection proceeds).
 pub(crate) const GATHER: std::time::Duration = std::time::Duration::from_millis(5);
 
-/// How long a batch of spooled records only may gather: they survive a crash whatever the wait,
+/// How long a batch may gather in a store with a spool: spooled records survive a crash whatever
+/// the wait (a record without a place in the spool asks for a write at once, [`Shared::flush`]),
 /// and fewer, larger commits cost less per record (each commit writes every index page its rows
 /// touched, and a busy agent's rows touch one page per open session). The price: a record shows
 /// in `tollgate sessions` up to this much later.
@@ -72,16 +73,6 @@ impl Batch {
             .any(|(op, ticket)| op.has_waiter() && ticket.is_none())
     }
 
-    /// How long the batch may gather: [`GATHER_SPOOLED`] while every record in it is spooled,
-    /// else [`GATHER`].
-    fn gather_for(&self) -> std::time::Duration {
-        if self.tickets.iter().all(Option::is_some) {
-            GATHER_SPOOLED
-        } else {
-            GATHER
-        }
-    }
-
     /// Whether the batch may gather: nobody waits on it, and it holds records that are safe
     /// meanwhile (spooled) or that nobody would have waited on anyway.
     fn may_gather(&self) -> bool {
@@ -117,6 +108,11 @@ pub(crate) async fn run<B: WriteBackend>(
     let mut closing = false;
     let mut closing_error = None;
     let mut batch = Batch::default();
+    let gather = if shared.spool.is_some() {
+        GATHER_SPOOLED
+    } else {
+        GATHER
+    };
     loop {
         if batch.is_empty() {
             let first = if closing {
@@ -169,10 +165,10 @@ pub(crate) async fn run<B: WriteBackend>(
         // so that it never cuts a later batch's gathering short.
         let flush = shared.flush.swap(false, Ordering::Relaxed);
         if !closing && !flush && batch.may_gather() && batch.len() < shared.full_at {
-            let start = tokio::time::Instant::now();
+            let deadline = tokio::time::Instant::now() + gather;
             loop {
                 tokio::select! {
-                    () = tokio::time::sleep_until(start + batch.gather_for()) => {
+                    () = tokio::time::sleep_until(deadline) => {
                         drain(&mut rx, &mut batch, &shared);
                         break;
                     }
