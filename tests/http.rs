@@ -803,6 +803,50 @@ fn chunked_upload_and_download_stream_through() {
     assert_eq!(session["target"], BACKEND, "{session:#}");
 }
 
+/// A form's `_method` (Rails, Laravel, Symfony and Express read it as the method) is decided
+/// with the request: the backend's rule allows GET and POST, so curl's urlencoded and multipart
+/// POSTs that say `_method=DELETE` get tollgate's 403 from the default deny, not the backend's
+/// answer; the same forms without it, and a 1 MiB body of one long field, go through.
+#[test]
+fn a_forms_method_override_is_decided_with_the_request() {
+    let test = "a_forms_method_override_is_decided_with_the_request";
+    let Some(fx) = Fixture::start(test, "http-form") else {
+        return;
+    };
+    let url = fx.backend_url("/upload");
+    let big = vec![b'a'; 1 << 20];
+    for (args, status) in [
+        (&["-d", "name=x&_method=DELETE"][..], 403),
+        (
+            &["-F", "file=@/etc/hostname", "-F", "_method=delete"][..],
+            403,
+        ),
+        (&["-d", "name=x&_method=POST"][..], 200),
+        (&["-F", "file=@/etc/hostname", "-F", "name=x"][..], 200),
+        (&["--data-binary", "@-"][..], 200),
+    ] {
+        let mut curl = Curl::new(&url).args(args);
+        if args.contains(&"@-") {
+            curl = curl.stdin(big.clone());
+        }
+        let out = curl.run(&fx.app);
+        assert_status(&out, status);
+        let session = fx.session_of(out.pid, 1);
+        let r = &requests(&session)[0];
+        let (method, _, got, decision, rule) = verdict(r);
+        let want = if status == 403 {
+            ("deny", "default-deny")
+        } else {
+            ("allow", "app-backend")
+        };
+        assert_eq!(
+            (method.as_str(), got, decision.as_str(), rule.as_str()),
+            ("POST", u64::from(status), want.0, want.1),
+            "{args:?}: {session:#}"
+        );
+    }
+}
+
 /// WebSocket: the upgrade request is decided and gets the credential, then tollgate splices
 /// the connection: a text and a 70 000-byte binary message come back unchanged, and the close
 /// handshake completes.

@@ -21,12 +21,16 @@ use super::{
     audit::{Exchange, Recorder, Tapped},
     body::{boxed, empty},
     deny,
+    form_body::{Verdict, Watched},
     gate::Gate,
     request::{self, Facts},
     response::{self, Masked, Plan},
     upstream::{SendError, Upstream, UpstreamError},
 };
-use crate::{masking::MaskCounts, policy::HttpTarget};
+use crate::{
+    masking::MaskCounts,
+    policy::{FormScan, HttpTarget},
+};
 
 /// Everything the exchanges of one client connection share.
 pub struct Session {
@@ -169,7 +173,25 @@ impl Session {
         // §9.2.2), as a client would; anything else gets the 502.
         let again = (ready.is_pooled() && body.is_end_stream()).then(|| head(&parts));
         let epoch = ready.epoch();
-        let body = boxed(Tapped::new(body, x.tap()));
+        // A form body may carry a `_method` an upstream takes as the method: it is read as it
+        // streams, and decided before the upstream has all of it (see `form_body`).
+        let body = Tapped::new(body, x.tap());
+        let scan = if body.is_end_stream() {
+            None
+        } else {
+            FormScan::of(&facts.headers)
+        };
+        let verdict = scan.as_ref().map(|_| Verdict::default());
+        let body = match (scan, &verdict) {
+            (Some(scan), Some(verdict)) => boxed(Watched::new(
+                body,
+                scan,
+                facts.clone(),
+                self.gate.clone(),
+                verdict.clone(),
+            )),
+            _ => boxed(body),
+        };
         let sent = match ready.send(Request::from_parts(parts, body)).await {
             Ok(r) => Ok(r),
             // It never left (the connection closed first): any request may go out again.
@@ -191,6 +213,15 @@ impl Session {
                 _ => Err(error),
             },
         };
+        if let Some(denial) = verdict.as_ref().and_then(Verdict::take) {
+            // Whatever the upstream said (it may answer before a body ends), it never had the
+            // whole request; the connection it was on is not used again.
+            self.upstream.discard(epoch).await;
+            debug!(seq, rule = %denial.rule, "request denied by its form body's _method");
+            x.decided(&denial);
+            x.error(format!("denied by rule {} (a form's _method)", denial.rule));
+            return x.respond(deny::denied(&denial.rule, &self.workload));
+        }
         let mut resp = match sent {
             Ok(r) => r,
             Err(e) => {

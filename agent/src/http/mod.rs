@@ -16,6 +16,7 @@ mod conn;
 mod decode;
 mod deny;
 mod exchange;
+mod form_body;
 mod gate;
 mod io;
 mod json;

@@ -92,6 +92,24 @@ action = "deny"
 paths = ["/v1/sys/**"]
 
 [[rule]]
+name = "form-posts"
+workloads = ["etl"]
+targets = ["api"]
+action = "allow"
+[rule.http]
+methods = ["POST"]
+paths = ["/forms/**"]
+
+[[rule]]
+name = "no-form-deletes"
+workloads = ["*"]
+targets = ["api"]
+action = "deny"
+[rule.http]
+methods = ["DELETE"]
+paths = ["/forms/**"]
+
+[[rule]]
 name = "needs-ok"
 workloads = ["etl"]
 targets = ["api"]
@@ -149,6 +167,8 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 struct Seen {
     connections: AtomicUsize,
     requests: AtomicUsize,
+    /// Bodies of `/forms/...` requests read to their end.
+    whole_forms: AtomicUsize,
 }
 
 async fn upstream_handler(
@@ -189,6 +209,16 @@ async fn upstream_handler(
             let n = req.into_body().collect().await.unwrap().to_bytes().len();
             typed("text/plain", full(format!("got {n}")))
         }
+        p if p.starts_with("/forms/") => match req.into_body().collect().await {
+            Ok(body) => {
+                seen.whole_forms.fetch_add(1, Ordering::SeqCst);
+                typed(
+                    "text/plain",
+                    full(format!("form of {}", body.to_bytes().len())),
+                )
+            }
+            Err(_) => typed("text/plain", full("cut")),
+        },
         "/big" => typed("text/plain", full("4111111111111111 ".repeat(10_000))),
         "/img" => typed("image/png", full(vec![b'P', b'N', b'G', 1])),
         // Answers long after any test is over.
@@ -605,6 +635,123 @@ async fn a_malformed_request_ends_the_exchange_with_a_record() {
     // The proxy still serves the next connection.
     let mut c = h1_client(h.proxy).await;
     assert_eq!(send(&mut c, get("/json")).await.0, StatusCode::OK);
+}
+
+fn form_post(path: &str, content_type: &str, body: String) -> Request<Full<Bytes>> {
+    Request::post(path)
+        .header("host", "api.example:8080")
+        .header("content-type", content_type)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
+}
+
+/// A form body's `_method` is decided as a `?_method=` would be: `POST /forms/..` is allowed,
+/// `DELETE` is not, so a POST whose form says `_method=DELETE` is denied with the deciding
+/// rule, its record says so, and the upstream never has the whole body; a `_method` the rules
+/// allow goes through, as does a big form without one.
+#[tokio::test]
+async fn a_form_bodys_method_is_decided_before_the_upstream_has_the_body() {
+    let h = harness(false).await;
+    let mut c = h1_client(h.proxy).await;
+    const URLENCODED: &str = "application/x-www-form-urlencoded";
+    let (status, _, body) = send(
+        &mut c,
+        form_post("/forms/7", URLENCODED, "a=1&_method=DELETE".into()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("no-form-deletes"), "{body}");
+    let recs = h.records.take();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(
+        (
+            recs[0].decision.as_str(),
+            recs[0].rule.as_str(),
+            recs[0].status
+        ),
+        ("deny", "no-form-deletes", Some(403))
+    );
+    assert_eq!(h.seen.whole_forms.load(Ordering::SeqCst), 0);
+
+    // Multipart, with a big file part streamed first: the `_method` comes last.
+    let file = "z".repeat(300_000);
+    let multipart = format!(
+        "--B0\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a\"\r\n\r\n{file}\r\n\
+         --B0\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\ndelete\r\n--B0--\r\n"
+    );
+    let mut c = h1_client(h.proxy).await;
+    let (status, _, _) = send(
+        &mut c,
+        form_post("/forms/8", "multipart/form-data; boundary=B0", multipart),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(h.records.take()[0].rule, "no-form-deletes");
+
+    let mut c = h1_client(h.proxy).await;
+    for (body, want) in [("a=1&_method=POST", "form of 16"), ("plain=1", "form of 7")] {
+        let (status, _, got) = send(&mut c, form_post("/forms/9", URLENCODED, body.into())).await;
+        assert_eq!((status, got.as_str()), (StatusCode::OK, want));
+    }
+    // An override no rule allows is denied by default; one the scan cannot read, outright.
+    let (status, _, body) = send(
+        &mut c,
+        form_post("/forms/9", URLENCODED, "_method=PATCH".into()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let mut c = h1_client(h.proxy).await;
+    let long = format!("_method={}", "A".repeat(300));
+    let (status, _, body) = send(&mut c, form_post("/forms/9", URLENCODED, long)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body.contains("unreadable-form"), "{body}");
+    assert_eq!(h.seen.whole_forms.load(Ordering::SeqCst), 2);
+}
+
+/// Sends a form POST to `/forms/1` in `pieces` (the head first), each after the upstream had
+/// time to take the one before; returns the answer, once the upstream had time to finish.
+async fn form_in_pieces(h: &Harness, pieces: &[&[u8]]) -> String {
+    let mut s = TcpStream::connect(h.proxy).await.unwrap();
+    for piece in pieces {
+        s.write_all(piece).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+const FORM_HEAD: &str = "POST /forms/1 HTTP/1.1\r\nHost: api.example\r\n\
+                         Content-Type: application/x-www-form-urlencoded\r\n";
+
+/// A form denied by a `_method` in a later chunk: the upstream had the request and its first
+/// chunk, never the body's end. Chunked, hyper must not end a body it was failed in; with a
+/// length, the chunk that ends a `_method` value cut in two (and so the body) is held until the
+/// value is decided.
+#[tokio::test]
+async fn a_form_denied_mid_body_never_reaches_its_end_upstream() {
+    let h = harness(false).await;
+    let head = format!("{FORM_HEAD}Transfer-Encoding: chunked\r\n\r\n");
+    let text = form_in_pieces(
+        &h,
+        &[
+            head.as_bytes(),
+            b"4\r\na=1&\r\n",
+            b"E\r\n_method=DELETE\r\n0\r\n\r\n",
+        ],
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 403"), "{text}");
+    assert_eq!(h.seen.requests.load(Ordering::SeqCst), 1, "the head went");
+    assert_eq!(h.records.take()[0].rule, "no-form-deletes");
+
+    let head = format!("{FORM_HEAD}Content-Length: 18\r\n\r\n");
+    let text = form_in_pieces(&h, &[head.as_bytes(), b"a=1&_method=DEL", b"ETE"]).await;
+    assert!(text.starts_with("HTTP/1.1 403"), "{text}");
+    assert_eq!(h.seen.requests.load(Ordering::SeqCst), 2, "the head went");
+    assert_eq!(h.records.take()[0].rule, "no-form-deletes");
+    assert_eq!(h.seen.whole_forms.load(Ordering::SeqCst), 0);
 }
 
 /// A client that goes away before the response head (the upstream is slow), over HTTP/1.1 and

@@ -37,6 +37,7 @@ pub use http::{
     evaluate::{
         AMBIGUOUS_REQUEST, MALFORMED_HOST, MALFORMED_METHOD, MALFORMED_PATH, NO_REQUEST_RULES,
     },
+    form::{FormScan, Found as FormFound},
     json_key::{JsonKey, JsonKeyError, JsonStep, json_key_for},
     model::{
         Compressed, Globs, HttpCredential, HttpTarget, HttpTls, PathMatch, RequestFacts,

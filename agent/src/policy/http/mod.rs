@@ -5,6 +5,7 @@
 pub(super) mod compile;
 pub(super) mod evaluate;
 pub(super) mod file;
+pub(super) mod form;
 pub(super) mod json_key;
 pub(super) mod model;
 pub(super) mod path;

@@ -8,8 +8,8 @@
 //! A rule that allows `GET /public/**` must not let `GET /public/x` with
 //! `X-HTTP-Method-Override: DELETE` or `X-Original-URL: /admin` through to such an upstream, so
 //! the decision takes every reading (see [`Policy::evaluate_request`](crate::policy::Policy)):
-//! a request is allowed only if each is. A form body's `_method` is not read (bodies are not
-//! part of the decision).
+//! a request is allowed only if each is. A form body's `_method` is read as the body streams
+//! ([`super::form`]) and decided as a `?_method=` of the request would be.
 use std::borrow::Cow;
 
 use super::{
@@ -282,7 +282,7 @@ fn php_name(name: &str) -> impl Iterator<Item = u8> + '_ {
 }
 
 /// `_method` as upstreams read parameter names ([`same_param_name`]).
-fn is_method_param(k: &str) -> bool {
+pub(super) fn is_method_param(k: &str) -> bool {
     php_name(k).eq(METHOD_PARAM.bytes())
 }
 
