@@ -283,10 +283,8 @@ enum State {
     Preamble,
     /// In a part's header block.
     Headers,
-    /// In a part's body.
+    /// In a part's body, or after the close delimiter (a part may follow it all the same).
     Body,
-    /// After the close delimiter.
-    Epilogue,
 }
 
 /// The state of a multipart scan, read line by line: a delimiter (`--boundary`) starts a line.
@@ -305,6 +303,9 @@ pub struct Multipart {
     capture: bool,
     /// Its value so far, line breaks included.
     value: Vec<u8>,
+    /// In the preamble, its last bytes (fewer than the delimiter's): the first delimiter may
+    /// start in one chunk and end in the next.
+    tail: Vec<u8>,
 }
 
 impl Multipart {
@@ -319,10 +320,17 @@ impl Multipart {
             over: false,
             capture: false,
             value: Vec::new(),
+            tail: Vec::new(),
         }
     }
 
     fn feed(&mut self, mut data: &[u8], out: &mut Vec<Found>) {
+        if self.state == State::Preamble {
+            match self.first_delimiter(data) {
+                Some(after) => data = after,
+                None => return,
+            }
+        }
         while !data.is_empty() {
             let nl = memchr(b'\n', data);
             let end = nl.map_or(data.len(), |i| i + 1);
@@ -331,6 +339,27 @@ impl Multipart {
                 self.end_line(out);
             }
             data = &data[end..];
+        }
+    }
+
+    /// In the preamble: what follows the first delimiter in `data`, if it ends there. Rack
+    /// takes the first delimiter wherever it is, not only at the start of a line; so does this
+    /// (the delimiter is then read as the start of a line).
+    fn first_delimiter<'d>(&mut self, data: &'d [u8]) -> Option<&'d [u8]> {
+        let mut hay = std::mem::take(&mut self.tail);
+        let before = hay.len();
+        hay.extend_from_slice(data);
+        match memchr::memmem::find(&hay, &self.delim) {
+            Some(i) => {
+                self.state = State::Body;
+                self.line.clone_from(&self.delim);
+                Some(&data[i + self.delim.len() - before..])
+            }
+            None => {
+                let keep = hay.len().min(self.delim.len() - 1);
+                self.tail = hay.split_off(hay.len() - keep);
+                None
+            }
         }
     }
 
@@ -354,23 +383,19 @@ impl Multipart {
         let line = std::mem::take(&mut self.line);
         let text = line.strip_suffix(b"\n").unwrap_or(&line);
         let text = text.strip_suffix(b"\r").unwrap_or(text);
-        if self.state != State::Epilogue && text.starts_with(&self.delim) {
-            // A delimiter, in any state (a header block cut short included); what follows the
-            // boundary is read as padding, so a longer boundary that shares this prefix counts
-            // too (more parts read, never fewer).
+        if text.starts_with(&self.delim) {
+            // A delimiter, in any state (a header block cut short, the epilogue included); what
+            // follows the boundary is read as padding, so a longer boundary that shares this
+            // prefix counts too (more parts read, never fewer).
             self.end_part(out);
             let close = text[self.delim.len()..].starts_with(b"--");
-            self.state = if close {
-                State::Epilogue
-            } else {
-                State::Headers
-            };
+            self.state = if close { State::Body } else { State::Headers };
             self.line = line;
             self.line.clear();
             return;
         }
         match self.state {
-            State::Preamble | State::Epilogue => {}
+            State::Preamble => {}
             State::Headers if text.is_empty() => {
                 self.capture = !self.over && names_method(&self.headers);
                 self.headers.clear();
@@ -657,6 +682,18 @@ mod tests {
         // No boundary: no upstream reads a field of it.
         let h = headers(&[("content-type", "multipart/form-data")]);
         assert!(FormScan::of(&h).is_none());
+    }
+
+    #[test]
+    fn the_first_delimiter_anywhere_and_parts_after_the_close() {
+        // Rack finds the first delimiter in the middle of the preamble's line.
+        let body = format!("junk--XyZ\r\n{}", part("form-data; name=_method", "PUT"));
+        let body = body.replacen("--XyZ\r\nContent", "Content", 1);
+        assert_eq!(scan(MP, &body), [method("PUT")]);
+        assert_eq!(scan(MP, "no delimiter at all -XyZ --Xy"), []);
+        // A part after the close delimiter is read too.
+        let body = format!("--XyZ--\r\n{}", part("form-data; name=_method", "PUT"));
+        assert_eq!(scan(MP, &body), [method("PUT")]);
     }
 
     #[test]
