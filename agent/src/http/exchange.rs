@@ -179,7 +179,7 @@ impl Session {
         let scan = if body.is_end_stream() {
             None
         } else {
-            FormScan::of(&facts.headers)
+            FormScan::of(&facts.method, &facts.headers)
         };
         let verdict = scan.as_ref().map(|_| Verdict::default());
         let body = match (scan, &verdict) {

@@ -20,13 +20,18 @@ use super::{
     request::Facts,
 };
 use crate::{
-    policy::{Decision, FormFound, FormScan},
+    policy::{AMBIGUOUS_REQUEST, Decision, FormFound, FormScan},
     sync::lock,
 };
 
 /// The rule reported when a form body cannot be read for a `_method` (see
 /// `policy::http::form::Found::Unreadable`).
 pub const UNREADABLE_FORM: &str = "unreadable-form";
+/// Distinct `_method` values a body may give before it is denied as ambiguous (each is
+/// decided, as a reading of the request).
+pub const MAX_FORM_METHODS: usize = 16;
+/// Chunks held while a `_method` value may go on, before the body is denied as unreadable.
+const MAX_HELD: usize = 64;
 
 /// Where a watched body leaves the decision that denied it, for the exchange.
 #[derive(Clone, Default)]
@@ -66,6 +71,8 @@ pub struct Watched<B> {
     deciding: Option<Deciding>,
     /// Found, not yet decided.
     found: Vec<FormFound>,
+    /// The distinct `_method` values found so far.
+    methods: Vec<String>,
     /// The inner body ended.
     ended: bool,
     /// Denied: every later poll fails too (a body that just ended would let a chunked request
@@ -91,30 +98,44 @@ impl<B> Watched<B> {
             held: VecDeque::new(),
             deciding: None,
             found: Vec::new(),
+            methods: Vec::new(),
             ended: false,
             denied: None,
         }
     }
 
-    /// Starts deciding what was found: an unreadable form is denied outright.
+    /// Starts deciding what was found, if it adds a value: an unreadable form is denied
+    /// outright, as are more than [`MAX_FORM_METHODS`] values.
     fn decide_found(&mut self) {
-        if self.found.is_empty() {
-            return;
-        }
-        let mut unreadable = false;
+        let mut new = false;
+        let mut denial = None;
         for f in self.found.drain(..) {
             match f {
-                FormFound::Method(m) => self.facts.query.push(("_method".to_owned(), m)),
+                FormFound::Method(m) => {
+                    if !self.methods.contains(&m) {
+                        self.methods.push(m.clone());
+                        self.facts.query.push(("_method".to_owned(), m));
+                        new = true;
+                    }
+                }
                 FormFound::Unreadable(why) => {
                     tracing::debug!(why, "form body unreadable for _method");
-                    unreadable = true;
+                    denial = Some(UNREADABLE_FORM);
                 }
             }
         }
-        if unreadable {
-            self.deciding = Some(Mutex::new(Box::pin(std::future::ready(fixed_deny(
-                UNREADABLE_FORM,
-            )))));
+        if self.methods.len() > MAX_FORM_METHODS {
+            denial = denial.or(Some(AMBIGUOUS_REQUEST));
+        }
+        if self.held.len() > MAX_HELD && self.scan.holding() {
+            // Chunks (empty HTTP/2 DATA frames, say) piling up inside one value.
+            denial = denial.or(Some(UNREADABLE_FORM));
+        }
+        if let Some(rule) = denial {
+            self.deciding = Some(Mutex::new(Box::pin(std::future::ready(fixed_deny(rule)))));
+            return;
+        }
+        if !new {
             return;
         }
         let gate = self.gate.clone();
@@ -188,5 +209,104 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http_body_util::BodyExt;
+
+    use super::*;
+    use crate::policy::Verdict as Action;
+
+    /// Denies a request whose `_method`s include DELETE; counts its decisions.
+    #[derive(Default)]
+    struct NoDeletes(AtomicUsize);
+
+    impl Gate for NoDeletes {
+        fn decide<'a>(
+            &'a self,
+            facts: &'a Facts,
+        ) -> Pin<Box<dyn Future<Output = Decision> + Send + 'a>> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            let delete = facts.query.iter().any(|(_, v)| v == "DELETE");
+            Box::pin(std::future::ready(if delete {
+                fixed_deny("no-deletes")
+            } else {
+                Decision {
+                    verdict: Action::Allow,
+                    enforced: true,
+                    rule: "ok".into(),
+                    target: None,
+                }
+            }))
+        }
+    }
+
+    /// A body of these chunks.
+    struct Chunks(VecDeque<Bytes>);
+
+    impl Body for Chunks {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    fn watched(chunks: Vec<String>, gate: Arc<NoDeletes>) -> (Watched<Chunks>, Verdict) {
+        let facts = Facts {
+            method: "POST".into(),
+            host: "h".into(),
+            path: "/".into(),
+            query: Vec::new(),
+            headers: Vec::new(),
+        };
+        let verdict = Verdict::default();
+        let body = Chunks(chunks.into_iter().map(Bytes::from).collect());
+        let scan = FormScan::of("POST", &[]).expect("untyped POST");
+        (
+            Watched::new(body, scan, facts, gate, verdict.clone()),
+            verdict,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_denied_body_stays_failed() {
+        let gate = Arc::new(NoDeletes::default());
+        let chunks = ["a=1&", "_method=DELETE&", "b=2"]
+            .map(str::to_owned)
+            .to_vec();
+        let (mut body, verdict) = watched(chunks, gate);
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&first[..], b"a=1&");
+        for _ in 0..3 {
+            assert!(body.frame().await.unwrap().is_err(), "failed, and again");
+        }
+        assert!(!body.is_end_stream());
+        assert_eq!(verdict.take().unwrap().rule, "no-deletes");
+    }
+
+    #[tokio::test]
+    async fn repeated_values_are_decided_once_and_many_are_ambiguous() {
+        let gate = Arc::new(NoDeletes::default());
+        let (body, verdict) = watched(vec!["_method=POST&".repeat(10_000)], gate.clone());
+        let all = body.collect().await.unwrap().to_bytes();
+        assert_eq!(all.len(), 130_000);
+        assert_eq!(gate.0.load(Ordering::SeqCst), 1);
+        assert!(verdict.take().is_none());
+
+        let many: String = (0..=MAX_FORM_METHODS)
+            .map(|i| format!("_method=M{i}&"))
+            .collect();
+        let (body, verdict) = watched(vec![many], gate);
+        assert!(body.collect().await.is_err());
+        assert_eq!(verdict.take().unwrap().rule, AMBIGUOUS_REQUEST);
     }
 }

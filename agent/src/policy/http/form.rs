@@ -10,10 +10,19 @@
 //! value that may go on in the next one ([`FormScan::holding`]).
 //!
 //! Bodies scanned: `application/x-www-form-urlencoded`, `multipart/*` (Rack parses every
-//! multipart type), and a body without `Content-Type` read as urlencoded (Rack takes a POST
-//! without one as a form). Field names are read as upstreams read query parameter names
-//! ([`super::readings::is_method_param`]); a urlencoded body is split at `;` as well as `&` (as
-//! Rack 2 did), a multipart part is named by `name` or `name*` in its `Content-Disposition`.
+//! multipart type, and a multipart type without a boundary as urlencoded), and a POST without a
+//! media type read as urlencoded (Rack takes it as a form). Where readers differ, the scan reads
+//! every way or gives up:
+//! - field names are read as upstreams read query parameter names
+//!   ([`super::readings::is_method_param`]);
+//! - a urlencoded body is read split at `&` (PHP, Rack, Express) and split at `&` and `;` (Go
+//!   before 1.17, Python before 3.9.2);
+//! - a multipart part is a `_method` if any `name` or `name*` in a header ending in
+//!   `Content-Disposition`, or its `Content-ID`, says so; the first delimiter may be anywhere
+//!   (Rack), and parts after the close delimiter count;
+//! - a boundary given twice, with `,` or white space, or with space before its `=`, a part
+//!   header line without CR LF, and a delimiter inside a header block are unreadable.
+//!
 //! Fail closed: what the scan cannot read ([`Found::Unreadable`]) is denied, since an upstream
 //! might read a `_method` in it. JSON bodies are not read (Laravel takes a JSON body's
 //! `_method` too; see the README).
@@ -38,8 +47,9 @@ pub enum Found {
 /// A streaming scan of one request body for `_method` fields.
 #[derive(Debug)]
 pub enum FormScan {
-    /// A urlencoded form.
-    Urlencoded(Urlencoded),
+    /// A urlencoded form, read split at `&` (as PHP, Rack and Express read bodies) and at `&`
+    /// and `;` (as Go before 1.17 and Python before 3.9.2 did).
+    Urlencoded(Box<[Urlencoded; 2]>),
     /// A multipart body.
     Multipart(Multipart),
     /// A form body the scan cannot read (a content coding, conflicting types): one
@@ -48,33 +58,36 @@ pub enum FormScan {
 }
 
 impl FormScan {
-    /// The scan for a request with these headers (names lowercase), or `None` when its body is
-    /// not a form.
-    pub fn of(headers: &[(String, String)]) -> Option<FormScan> {
+    /// The scan for a request with this method and these headers (names lowercase), or `None`
+    /// when its body is not a form.
+    pub fn of(method: &str, headers: &[(String, String)]) -> Option<FormScan> {
         let types: Vec<&str> = headers
             .iter()
             .filter(|(k, _)| k == "content-type")
             .map(|(_, v)| v.as_str())
             .collect();
-        let scan = match types.as_slice() {
-            [] => FormScan::Urlencoded(Urlencoded::default()),
-            [first, rest @ ..] => {
-                // Upstreams differ on which of several types they take: if any is a form, the
-                // body cannot be read one way for all of them.
-                if rest.iter().any(|t| t != first) {
-                    return types.iter().any(|t| Self::of_type(t).is_some()).then_some(
-                        FormScan::Unreadable(Some("conflicting Content-Type headers")),
-                    );
-                }
-                Self::of_type(first)?
-            }
-        };
         let coded = headers.iter().any(|(k, v)| {
             k == "content-encoding"
                 && v.split(',')
                     .any(|c| !c.trim().is_empty() && !c.trim().eq_ignore_ascii_case("identity"))
         });
-        if coded {
+        let scan = match types.as_slice() {
+            [] => Self::untyped(method, coded)?,
+            [first, rest @ ..] => {
+                // Upstreams differ on which of several types they take: if any is a form, the
+                // body cannot be read one way for all of them.
+                if rest.iter().any(|t| t != first) {
+                    return types
+                        .iter()
+                        .any(|t| Self::of_type(method, t, false).is_some())
+                        .then_some(FormScan::Unreadable(Some(
+                            "conflicting Content-Type headers",
+                        )));
+                }
+                Self::of_type(method, first, coded)?
+            }
+        };
+        if coded && !matches!(scan, FormScan::Unreadable(_)) {
             return Some(FormScan::Unreadable(Some(
                 "a form body with a content coding",
             )));
@@ -82,33 +95,46 @@ impl FormScan {
         Some(scan)
     }
 
-    fn of_type(value: &str) -> Option<FormScan> {
-        let mut params = value.split(';');
-        let media = params.next().unwrap_or_default().trim();
+    /// Rack reads a POST without a media type as a form (and does not decode a coded one).
+    fn untyped(method: &str, coded: bool) -> Option<FormScan> {
+        (method.eq_ignore_ascii_case("POST") && !coded).then(FormScan::urlencoded)
+    }
+
+    fn urlencoded() -> FormScan {
+        FormScan::Urlencoded(Box::new([Urlencoded::new(false), Urlencoded::new(true)]))
+    }
+
+    fn of_type(method: &str, value: &str, coded: bool) -> Option<FormScan> {
+        // The media type ends at `;`, and for some readers at `,` or white space.
+        let value = value.trim_start_matches([' ', '\t']);
+        let end = value.find([';', ',', ' ', '\t']).unwrap_or(value.len());
+        let media = &value[..end];
+        if media.is_empty() {
+            return Self::untyped(method, coded);
+        }
         if media.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
-            return Some(FormScan::Urlencoded(Urlencoded::default()));
+            return Some(FormScan::urlencoded());
         }
         let (kind, _) = media.split_once('/')?;
         if !kind.eq_ignore_ascii_case("multipart") {
             return None;
         }
-        let boundary = params.find_map(|p| {
-            let (k, v) = p.split_once('=')?;
-            k.trim()
-                .eq_ignore_ascii_case("boundary")
-                .then(|| v.trim().trim_matches('"').to_owned())
-        });
-        Some(match boundary {
-            Some(b) if !b.is_empty() => FormScan::Multipart(Multipart::new(b.as_bytes())),
-            // No upstream can split it into parts: no field in it is read.
-            _ => return None,
+        Some(match boundary(&value[end..]) {
+            Ok(Some(b)) => FormScan::Multipart(Multipart::new(b.as_bytes())),
+            // Without a boundary Rack reads the body as urlencoded.
+            Ok(None) => FormScan::urlencoded(),
+            Err(why) => FormScan::Unreadable(Some(why)),
         })
     }
 
     /// Scans the next chunk of the body; what it completes goes to `out`.
     pub fn feed(&mut self, data: &[u8], out: &mut Vec<Found>) {
         match self {
-            FormScan::Urlencoded(u) => u.feed(data, out),
+            FormScan::Urlencoded(u) => {
+                let start = out.len();
+                u.iter_mut().for_each(|u| u.feed(data, out));
+                dedup_from(out, start);
+            }
             FormScan::Multipart(m) => m.feed(data, out),
             FormScan::Unreadable(why) => {
                 if let Some(why) = why.take() {
@@ -121,7 +147,11 @@ impl FormScan {
     /// The body ended: what was still open goes to `out`.
     pub fn finish(&mut self, out: &mut Vec<Found>) {
         match self {
-            FormScan::Urlencoded(u) => u.end_field(out),
+            FormScan::Urlencoded(u) => {
+                let start = out.len();
+                u.iter_mut().for_each(|u| u.end_field(out));
+                dedup_from(out, start);
+            }
             FormScan::Multipart(m) => m.finish(out),
             FormScan::Unreadable(why) => {
                 if let Some(why) = why.take() {
@@ -135,11 +165,51 @@ impl FormScan {
     /// chunks it is in must not be forwarded yet.
     pub fn holding(&self) -> bool {
         match self {
-            FormScan::Urlencoded(u) => u.in_value && u.method && !u.over,
+            FormScan::Urlencoded(u) => u.iter().any(|u| u.in_value && u.method && !u.over),
             FormScan::Multipart(m) => m.state == State::Body && m.capture,
             FormScan::Unreadable(_) => false,
         }
     }
+}
+
+/// Drops repeats among `out[start..]` (the two urlencoded readings mostly agree).
+fn dedup_from(out: &mut Vec<Found>, start: usize) {
+    let mut i = start;
+    while i < out.len() {
+        if out[start..i].contains(&out[i]) {
+            out.remove(i);
+        } else {
+            i += 1;
+        }
+    }
+}
+
+/// The `boundary` of a multipart type's parameters: `None` when there is none (or it is empty).
+/// Readers differ on a second one, on a `,` or white space in it, and on space before it (Rack
+/// takes the last and keeps a leading space, PHP the first and cuts at `,`): such a boundary is
+/// unreadable.
+fn boundary(params: &str) -> Result<Option<String>, &'static str> {
+    const AMBIGUOUS: &str = "an ambiguous multipart boundary";
+    let lower = params.to_ascii_lowercase();
+    let mut at = lower.match_indices("boundary");
+    let Some((i, _)) = at.next() else {
+        return Ok(None);
+    };
+    if at.next().is_some() {
+        return Err(AMBIGUOUS);
+    }
+    // `boundary =`: PHP skips to the `=`, Rack sees no boundary (and reads a urlencoded body).
+    let Some(v) = params[i + "boundary".len()..].strip_prefix('=') else {
+        return Err(AMBIGUOUS);
+    };
+    let v = match v.strip_prefix('"') {
+        Some(q) => q.split('"').next().unwrap_or_default(),
+        None => v.split(';').next().unwrap_or_default().trim_end(),
+    };
+    if v.contains([',', ' ', '\t']) {
+        return Err(AMBIGUOUS);
+    }
+    Ok((!v.is_empty()).then(|| v.to_owned()))
 }
 
 /// Decoded bytes of a urlencoded name kept (after its leading spaces): enough to tell a longer
@@ -149,6 +219,8 @@ const NAME_PREFIX: usize = 16;
 /// The state of a urlencoded scan: the field being read.
 #[derive(Debug, Default)]
 pub struct Urlencoded {
+    /// `;` separates fields too.
+    semicolons: bool,
     /// The name's first [`NAME_PREFIX`] decoded bytes after its leading spaces.
     name: Vec<u8>,
     /// The name is longer than that.
@@ -166,10 +238,27 @@ pub struct Urlencoded {
 }
 
 impl Urlencoded {
+    fn new(semicolons: bool) -> Self {
+        Self {
+            semicolons,
+            ..Self::default()
+        }
+    }
+
+    /// Where the current field ends in `data`, or its name (`=`) when `name` is set.
+    fn stop(&self, data: &[u8], name: bool) -> Option<usize> {
+        match (self.semicolons, name) {
+            (true, true) => memchr3(b'&', b';', b'=', data),
+            (true, false) => memchr2(b'&', b';', data),
+            (false, true) => memchr2(b'&', b'=', data),
+            (false, false) => memchr(b'&', data),
+        }
+    }
+
     fn feed(&mut self, mut data: &[u8], out: &mut Vec<Found>) {
         while !data.is_empty() {
             if self.in_value {
-                let stop = memchr2(b'&', b';', data);
+                let stop = self.stop(data, false);
                 if self.method {
                     self.push_value(&data[..stop.unwrap_or(data.len())], out);
                 }
@@ -177,7 +266,7 @@ impl Urlencoded {
                 self.end_field(out);
                 data = &data[i + 1..];
             } else {
-                let stop = memchr3(b'&', b';', b'=', data);
+                let stop = self.stop(data, true);
                 for &c in &data[..stop.unwrap_or(data.len())] {
                     self.name_char(c);
                 }
@@ -368,7 +457,7 @@ impl Multipart {
     fn keep(&mut self, bytes: &[u8], out: &mut Vec<Found>) {
         let room = match self.state {
             State::Headers => MAX_PART_HEADERS + 2,
-            State::Body if self.capture => MAX_METHOD_VALUE + 2,
+            State::Body if self.capture => MAX_METHOD_VALUE.max(self.delim.len()) + 2,
             _ => self.delim.len() + 2,
         }
         .saturating_sub(self.line.len());
@@ -387,6 +476,12 @@ impl Multipart {
             // A delimiter, in any state (a header block cut short, the epilogue included); what
             // follows the boundary is read as padding, so a longer boundary that shares this
             // prefix counts too (more parts read, never fewer).
+            if self.state == State::Headers {
+                // Rack reads one header block across it: read neither way.
+                out.push(Found::Unreadable(
+                    "a form part's headers cut by a delimiter",
+                ));
+            }
             self.end_part(out);
             let close = text[self.delim.len()..].starts_with(b"--");
             self.state = if close { State::Body } else { State::Headers };
@@ -396,6 +491,12 @@ impl Multipart {
         }
         match self.state {
             State::Preamble => {}
+            State::Headers if text.is_empty() && !self.over && line.as_slice() == b"\n" => {
+                self.over = true;
+                out.push(Found::Unreadable("a form part's header line without CR LF"));
+                self.headers.clear();
+                self.state = State::Body;
+            }
             State::Headers if text.is_empty() => {
                 self.capture = !self.over && names_method(&self.headers);
                 self.headers.clear();
@@ -407,6 +508,11 @@ impl Multipart {
                 } else if self.headers.len() + line.len() > MAX_PART_HEADERS {
                     self.over = true;
                     out.push(Found::Unreadable("a form part's headers too long"));
+                } else if !line.ends_with(b"\r\n") {
+                    // Readers differ on where a header block with bare LF line breaks ends
+                    // (Rack waits for CR LF CR LF).
+                    self.over = true;
+                    out.push(Found::Unreadable("a form part's header line without CR LF"));
                 } else {
                     self.headers.extend_from_slice(&line);
                 }
@@ -449,8 +555,10 @@ impl Multipart {
     }
 }
 
-/// Whether a part's header block names it `_method`: any `name` or `name*` parameter of any
-/// `Content-Disposition` (header lines folded).
+/// Whether a part's header block may name it `_method` to some reader (header lines folded):
+/// any `name` or `name*` in a header whose name ends in `Content-Disposition` (Rack 2 read
+/// `X-Content-Disposition` too), anywhere in its value (quoted or not, after a `;` or not), or
+/// its `Content-ID` (Rack names a part without a name by it).
 fn names_method(block: &[u8]) -> bool {
     let text = String::from_utf8_lossy(block);
     let mut headers: Vec<String> = Vec::new();
@@ -468,53 +576,53 @@ fn names_method(block: &[u8]) -> bool {
         let Some((name, value)) = h.split_once(':') else {
             return false;
         };
-        name.trim().eq_ignore_ascii_case("content-disposition")
+        let name = name.trim().to_ascii_lowercase();
+        if name == "content-id" {
+            let id = value.trim().trim_start_matches('<').trim_end_matches('>');
+            return is_method_param(id);
+        }
+        name.ends_with("content-disposition")
             && disposition_names(value).iter().any(|n| is_method_param(n))
     })
 }
 
-/// The `name` and `name*` parameters of a `Content-Disposition` value: quoted strings
-/// unescaped, an RFC 8187 value percent-decoded.
+/// Every value given to `name` or `name*` anywhere in a `Content-Disposition` value (`filename`
+/// included: more names read, never fewer): quoted with `"` (escapes undone) or `'`, or bare up
+/// to `;` or white space; an RFC 8187 value also percent-decoded.
 fn disposition_names(value: &str) -> Vec<String> {
+    let lower = value.to_ascii_lowercase();
     let mut names = Vec::new();
-    let mut rest = value;
-    while let Some(i) = rest.find(';') {
-        rest = &rest[i + 1..];
-        let Some((key, after)) = rest.split_once('=') else {
-            break;
+    for (i, _) in lower.match_indices("name") {
+        let rest = &value[i + 4..];
+        let (star, rest) = match rest.strip_prefix('*') {
+            Some(r) => (true, r),
+            None => (false, rest),
         };
-        let key = key.trim();
-        let after = after.trim_start_matches([' ', '\t']);
-        let (v, next) = if let Some(quoted) = after.strip_prefix('"') {
+        let Some(rest) = rest.trim_start_matches([' ', '\t']).strip_prefix('=') else {
+            continue;
+        };
+        let rest = rest.trim_start_matches([' ', '\t']);
+        let v = if let Some(q) = rest.strip_prefix('"') {
             let mut v = String::new();
-            let mut chars = quoted.char_indices();
-            let mut end = quoted.len();
-            while let Some((j, c)) = chars.next() {
+            let mut chars = q.chars();
+            while let Some(c) = chars.next() {
                 match c {
-                    '\\' => {
-                        if let Some((_, e)) = chars.next() {
-                            v.push(e);
-                        }
-                    }
-                    '"' => {
-                        end = j + 1;
-                        break;
-                    }
+                    '\\' => v.extend(chars.next()),
+                    '"' => break,
                     c => v.push(c),
                 }
             }
-            (v, &quoted[end..])
+            v
+        } else if let Some(q) = rest.strip_prefix('\'') {
+            q.split('\'').next().unwrap_or_default().to_owned()
         } else {
-            let end = after.find(';').unwrap_or(after.len());
-            (after[..end].trim().to_owned(), &after[end..])
+            let end = rest.find([';', ' ', '\t']).unwrap_or(rest.len());
+            rest[..end].to_owned()
         };
-        if key.eq_ignore_ascii_case("name") {
-            names.push(v);
-        } else if key.eq_ignore_ascii_case("name*") {
-            let encoded = v.splitn(3, '\'').nth(2).unwrap_or(&v);
+        if star && let Some(encoded) = v.splitn(3, '\'').nth(2) {
             names.push(percent_decode(encoded));
         }
-        rest = next;
+        names.push(v);
     }
     names
 }
@@ -540,7 +648,7 @@ mod tests {
         let h = ct
             .map(|t| headers(&[("content-type", t)]))
             .unwrap_or_default();
-        let mut scan = FormScan::of(&h).expect("a form");
+        let mut scan = FormScan::of("POST", &h).expect("a form");
         let mut out = Vec::new();
         let mut held = Vec::new();
         for chunk in body.chunks(n) {
@@ -573,6 +681,8 @@ mod tests {
         // Percent-encoded name, `+` and PHP's spellings; `;` splits as Rack 2 split it.
         assert_eq!(scan(FORM, "%5Fmethod=PUT"), [method("PUT")]);
         assert_eq!(scan(FORM, "x=1;_method=PATCH"), [method("PATCH")]);
+        // Split at `&` only, PHP cuts this name at its NUL.
+        assert_eq!(scan(FORM, "_method%00;=DELETE"), [method("DELETE")]);
         assert_eq!(
             scan(FORM, "+_method=A&.method=B&_METHOD[]=C"),
             [method("A"), method("B"), method("C")]
@@ -586,13 +696,20 @@ mod tests {
     #[test]
     fn a_body_without_content_type_is_read_as_urlencoded() {
         assert_eq!(scan(None, "_method=DELETE"), [method("DELETE")]);
+        // Only a POST (as Rack reads it), and not a coded one.
+        assert!(FormScan::of("PUT", &[]).is_none());
+        let gz = headers(&[("content-encoding", "gzip")]);
+        assert!(FormScan::of("POST", &gz).is_none());
         let h = headers(&[("content-type", "application/json")]);
-        assert!(FormScan::of(&h).is_none());
+        assert!(FormScan::of("POST", &h).is_none());
         let h = headers(&[(
             "content-type",
             "Application/X-WWW-Form-Urlencoded; charset=utf-8",
         )]);
-        assert!(matches!(FormScan::of(&h), Some(FormScan::Urlencoded(_))));
+        assert!(matches!(
+            FormScan::of("POST", &h),
+            Some(FormScan::Urlencoded(_))
+        ));
     }
 
     #[test]
@@ -654,18 +771,29 @@ mod tests {
     fn multipart_method_parts() {
         let body = format!(
             "preamble\r\n{}{}{}--XyZ--\r\nepilogue",
-            part("form-data; name=\"title\"", "hello\r\n--XyZ-not"),
+            part("form-data; name=\"title\"", "hello\r\n-XyZ"),
             part("form-data; name=\"_method\"", "PATCH"),
             part(
-                "form-data; name=\"file\"; filename=\"_method\"",
+                "form-data; name=\"file\"; filename=\"a.bin\"",
                 "binary\n\0data"
             ),
         );
         assert_eq!(scan(MP, &body), [method("PATCH")]);
-        // Unquoted, RFC 8187, folded, lowercase header, LF line breaks, a multi-line value.
-        let body = "--XyZ\ncontent-disposition: form-data;\n name=_method\n\nPUT\n--XyZ\r\n\
-                    Content-Disposition: form-data; name*=UTF-8''%5Fmethod\r\n\r\nA\r\nB\r\n--XyZ--";
-        assert_eq!(scan(MP, body), [method("PUT"), method("A\r\nB")]);
+        // Unquoted, single quotes, after a bare parameter, RFC 8187, folded, lowercase,
+        // `X-Content-Disposition`, `Content-ID`, and a `filename` (read as a name too); a
+        // multi-line value.
+        for disposition in [
+            "content-disposition: form-data;\r\n name=_method",
+            "Content-Disposition: form-data; name='_method'",
+            "Content-Disposition: form-data; foo; name=_method",
+            "Content-Disposition: form-data; name*=UTF-8''%5Fmethod",
+            "X-Content-Disposition: form-data; name=_method",
+            "Content-Disposition: form-data\r\nContent-ID: <_method>",
+            "Content-Disposition: form-data; name=f; filename=\"_method\"",
+        ] {
+            let body = format!("--XyZ\r\n{disposition}\r\n\r\nA\r\nB\r\n--XyZ--");
+            assert_eq!(scan(MP, &body), [method("A\r\nB")], "{disposition}");
+        }
         // A quoted boundary; a part without a close delimiter.
         let ct = Some("multipart/mixed; boundary=\"XyZ\"");
         assert_eq!(
@@ -679,9 +807,53 @@ mod tests {
             ),
             [method("GET")]
         );
-        // No boundary: no upstream reads a field of it.
-        let h = headers(&[("content-type", "multipart/form-data")]);
-        assert!(FormScan::of(&h).is_none());
+    }
+
+    #[test]
+    fn boundaries_readers_could_read_otherwise() {
+        // None (or empty): Rack reads the body as urlencoded.
+        for ct in ["multipart/form-data", "multipart/form-data; boundary=\"\""] {
+            assert_eq!(scan(Some(ct), "_method=DELETE"), [method("DELETE")], "{ct}");
+        }
+        // Two, a `,` or white space in it, space before the `=`: unreadable.
+        for ct in [
+            "multipart/form-data; boundary=AAA,BBB",
+            "multipart/form-data; boundary=AAA; xboundary=BBB",
+            "multipart/form-data; boundary= XyZ",
+            "multipart/form-data; boundary =XyZ",
+        ] {
+            let h = headers(&[("content-type", ct)]);
+            assert!(
+                matches!(FormScan::of("POST", &h), Some(FormScan::Unreadable(_))),
+                "{ct}"
+            );
+        }
+        // The media type ends at `,` or a space for some readers.
+        for ct in [
+            "application/x-www-form-urlencoded,x",
+            "application/x-www-form-urlencoded x",
+        ] {
+            assert_eq!(scan(Some(ct), "_method=DELETE"), [method("DELETE")], "{ct}");
+        }
+    }
+
+    #[test]
+    fn header_blocks_readers_could_split_otherwise_are_unreadable() {
+        // Bare LF line breaks: Rack waits for CR LF CR LF, others end the block at LF LF.
+        let body = "--XyZ\r\nX-A: a\n\nContent-Disposition: form-data; name=_method\r\n\r\nDELETE\r\n--XyZ--";
+        assert_eq!(
+            scan(MP, body),
+            [Found::Unreadable("a form part's header line without CR LF")]
+        );
+        // A delimiter inside a header block: Rack reads one block across it.
+        let body = "--XyZ\r\nContent-Disposition: form-data; name=_method\r\n--XyZ\r\n\
+                    Content-Disposition: form-data; name=a\r\n\r\nDELETE\r\n--XyZ--";
+        assert_eq!(
+            scan(MP, body),
+            [Found::Unreadable(
+                "a form part's headers cut by a delimiter"
+            )]
+        );
     }
 
     #[test]
@@ -694,16 +866,6 @@ mod tests {
         // A part after the close delimiter is read too.
         let body = format!("--XyZ--\r\n{}", part("form-data; name=_method", "PUT"));
         assert_eq!(scan(MP, &body), [method("PUT")]);
-    }
-
-    #[test]
-    fn a_delimiter_ends_a_header_block_cut_short() {
-        // The first part never ends its headers; the second is a `_method` all the same.
-        let body = format!(
-            "--XyZ\r\nContent-Disposition: form-data; name=a\r\n{}--XyZ--",
-            part("form-data; name=_method", "DELETE")
-        );
-        assert_eq!(scan(MP, &body), [method("DELETE")]);
     }
 
     #[test]
@@ -735,7 +897,7 @@ mod tests {
         let body = part("form-data; name=_method", "PUT");
         let cut = body.find("PUT").unwrap();
         let (b1, b2) = body.as_bytes().split_at(cut);
-        let mut scan = FormScan::of(&headers(&[("content-type", MP.unwrap())])).unwrap();
+        let mut scan = FormScan::of("POST", &headers(&[("content-type", MP.unwrap())])).unwrap();
         let mut out = Vec::new();
         scan.feed(b1, &mut out);
         assert!(scan.holding(), "the value starts in the next chunk");
@@ -752,7 +914,7 @@ mod tests {
             ("content-type", "application/x-www-form-urlencoded"),
             ("content-encoding", "gzip"),
         ]);
-        let mut s = FormScan::of(&h).unwrap();
+        let mut s = FormScan::of("POST", &h).unwrap();
         let mut out = Vec::new();
         s.feed(b"\x1f\x8b", &mut out);
         s.feed(b"more", &mut out);
@@ -764,10 +926,13 @@ mod tests {
             ("content-type", "text/plain"),
             ("content-type", "application/x-www-form-urlencoded"),
         ]);
-        assert!(matches!(FormScan::of(&h), Some(FormScan::Unreadable(_))));
+        assert!(matches!(
+            FormScan::of("POST", &h),
+            Some(FormScan::Unreadable(_))
+        ));
         let h = headers(&[("content-type", "text/plain"), ("content-type", "text/csv")]);
-        assert!(FormScan::of(&h).is_none());
+        assert!(FormScan::of("POST", &h).is_none());
         let h = headers(&[("content-type", "text/plain"), ("content-encoding", "gzip")]);
-        assert!(FormScan::of(&h).is_none());
+        assert!(FormScan::of("POST", &h).is_none());
     }
 }
