@@ -567,6 +567,34 @@ async fn http2_client_over_an_http1_upstream() {
     assert!(recs.iter().all(|r| r.host == "api.example"));
 }
 
+/// Over HTTP/2 from the client: a form denied by its `_method` gets 403 on its stream, and the
+/// client's connection goes on (the upstream connection the body failed on is not used again).
+#[tokio::test]
+async fn http2_form_denied_by_its_method_leaves_the_connection_usable() {
+    let h = harness(true).await;
+    let stream = TcpStream::connect(h.proxy).await.unwrap();
+    let (mut sender, conn) = client2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = form_post(
+        "http://api.example/forms/3",
+        "application/x-www-form-urlencoded",
+        "a=1&_method=DELETE".into(),
+    );
+    req.headers_mut().remove("host");
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let req = Request::get("http://api.example/json")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(h.seen.whole_forms.load(Ordering::SeqCst), 0);
+    let rules: Vec<_> = h.records.take().into_iter().map(|r| r.rule).collect();
+    assert_eq!(rules, ["no-form-deletes", "etl-api"]);
+}
+
 #[tokio::test]
 async fn websocket_upgrade_is_spliced() {
     let mut h = harness(false).await;
