@@ -294,7 +294,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn repeated_values_are_decided_once_and_many_are_ambiguous() {
+    async fn repeated_values_are_decided_once_and_many_are_denied() {
         let gate = Arc::new(NoDeletes::default());
         let (body, verdict) = watched(vec!["_method=POST&".repeat(10_000)], gate.clone());
         let all = body.collect().await.unwrap().to_bytes();
@@ -307,6 +307,7 @@ mod tests {
             .collect();
         let (body, verdict) = watched(vec![many], gate);
         assert!(body.collect().await.is_err());
-        assert_eq!(verdict.take().unwrap().rule, AMBIGUOUS_REQUEST);
+        // The scan's own limit comes first.
+        assert_eq!(verdict.take().unwrap().rule, UNREADABLE_FORM);
     }
 }

@@ -281,9 +281,11 @@ fn php_name(name: &str) -> impl Iterator<Item = u8> + '_ {
     })
 }
 
-/// `_method` as upstreams read parameter names ([`same_param_name`]).
+/// `_method` as upstreams read parameter names ([`same_param_name`]), and with its brackets
+/// dropped (`[_method]` is `_method` to Express's `qs`; `_method]` and `]_method` to Rack 2).
 pub(super) fn is_method_param(k: &str) -> bool {
     php_name(k).eq(METHOD_PARAM.bytes())
+        || (k.contains(['[', ']']) && php_name(&k.replace(['[', ']'], "")).eq(METHOD_PARAM.bytes()))
 }
 
 /// RFC 9110 `tchar`: what a method is made of.

@@ -465,6 +465,23 @@ fn request_table() {
                 (Approve, "c-approve-deletes", true),
             )
         },
+        // Express's `qs` reads `[_method]` as `_method`, Rack 2 `_method]`.
+        Case {
+            query: &[("[_method]", "DELETE")],
+            ..etl(
+                "GET",
+                "/v1/secret/data/etl/x",
+                (Approve, "c-approve-deletes", true),
+            )
+        },
+        Case {
+            query: &[("_method]", "DELETE")],
+            ..etl(
+                "GET",
+                "/v1/secret/data/etl/x",
+                (Approve, "c-approve-deletes", true),
+            )
+        },
         Case {
             headers: &[("X-Original-URL", "/v1/sys/seal")],
             ..etl("GET", "/v1/secret/data/etl/db", (Deny, "b-no-sys", true))
