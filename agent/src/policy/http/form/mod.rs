@@ -222,7 +222,8 @@ fn boundary(value: &str) -> Result<Option<String>, &'static str> {
             v
         }
     };
-    if v.contains([',', '\u{fffd}']) {
+    // Rack's boundary also stops at `"` and `;` (quoted or not).
+    if v.contains([',', '"', ';', '\u{fffd}']) {
         return Err(AMBIGUOUS);
     }
     Ok((!v.is_empty()).then(|| v.to_owned()))
@@ -580,6 +581,17 @@ mod tests {
             ),
         );
         assert_eq!(scan(MP, &body), [method("PATCH")]);
+        // What clients write that looks odd: an escaped quote or a backslash in a filename, a
+        // field named like a header.
+        let body = format!(
+            "{}{}{CLOSE}",
+            part(
+                "Content-Disposition: form-data; name=\"f\"; filename=\"a\\\"b\\c.txt\"",
+                "x"
+            ),
+            named("content-id", "Content-Disposition.md"),
+        );
+        assert_eq!(scan(MP, &body), []);
         // Bare, PHP's spellings, Content-ID (Rack names a part by it); a multi-line value.
         for headers in [
             "Content-Disposition: form-data; name=_method",
@@ -633,6 +645,8 @@ mod tests {
             "multipart/form-data; boundary= XyZ",
             "multipart/form-data; boundary =XyZ",
             "multipart/form-data; boundary=X\u{fffd}",
+            "multipart/form-data; boundary=\"a;b\"",
+            "multipart/form-data; boundary=a\"b",
         ] {
             let h = headers(&[("content-type", ct)]);
             assert!(
@@ -718,6 +732,17 @@ mod tests {
             (
                 format!(
                     "{}{CLOSE}",
+                    part("X-Content-Disposition: form-data; name=_method", "DELETE")
+                ),
+                "a form part's header naming another",
+            ),
+            (
+                format!("{}{CLOSE}", part("X-Content-ID: _method", "DELETE")),
+                "a form part's header naming another",
+            ),
+            (
+                format!(
+                    "{}{CLOSE}",
                     part(
                         "Content-Disposition: form-data; name=a\r\n\
                          Content-Disposition: form-data; name=_method",
@@ -746,6 +771,9 @@ mod tests {
             "form-data; name=a; x=\" name=_method\"",
             "form-data; name=\"a\\\"; name=_method\"",
             "form-data; name=a; name=_method",
+            "form-data; name=\"a; name=_method\"",
+            "form-data; name=\"a\\\"b\"",
+            "form-data; name=a; filename=\"x name=_method\"",
         ] {
             let body = format!(
                 "{}{CLOSE}",

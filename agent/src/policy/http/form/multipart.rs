@@ -189,6 +189,10 @@ impl Multipart {
                 return &[];
             }
             let len = self.value.len().saturating_sub(cut);
+            if len > MAX_METHOD_VALUE {
+                self.dead("a form's _method value too long", out);
+                return &[];
+            }
             self.value.truncate(len);
             out.push(Found::Method(
                 String::from_utf8_lossy(&self.value).into_owned(),
@@ -234,8 +238,15 @@ fn part_is_method(block: &[u8], delim: &[u8]) -> Result<bool, &'static str> {
         if name.is_empty() || !name.bytes().all(is_tchar) {
             return Err("a form part's header line without a name");
         }
+        // Rack 2.2 to 3.1 find these headers anywhere in the block (unanchored patterns):
+        // in another header's value, or as the end of another header's name.
         let lower = value.to_ascii_lowercase();
-        if lower.contains("content-disposition") || lower.contains("content-id") {
+        let lower_name = name.to_ascii_lowercase();
+        if lower.contains("content-disposition:")
+            || lower.contains("content-id:")
+            || (lower_name != "content-disposition" && lower_name.ends_with("content-disposition"))
+            || (lower_name != "content-id" && lower_name.ends_with("content-id"))
+        {
             return Err("a form part's header naming another");
         }
         lines.push((name, value));
@@ -281,9 +292,29 @@ fn disposition_name(value: &str) -> Result<Option<String>, &'static str> {
             return Err(ODD);
         }
         let (v, next) = if let Some(q) = after.strip_prefix('"') {
-            let end = q.find('"').ok_or(ODD)?;
+            // Where the quoted string ends, escapes honoured (Go, Spring and httpx escape `"` in
+            // a filename); readers that do not honour them end it sooner.
+            let mut end = None;
+            let mut escaped = false;
+            for (i, c) in q.char_indices() {
+                match c {
+                    _ if escaped => escaped = false,
+                    '\\' => escaped = true,
+                    '"' => {
+                        end = Some(i);
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            let end = end.ok_or(ODD)?;
             let v = &q[..end];
-            if v.contains('\\') {
+            // Either way, no reader may find another parameter in it (Rack 2.2 and 3.0 take
+            // the last `; name=` of the line, quotes or not), and a name reads one way only.
+            if v.contains(';')
+                || v.to_ascii_lowercase().contains("name=")
+                || (key == "name" && v.contains('\\'))
+            {
                 return Err(ODD);
             }
             (v, q[end + 1..].trim_start_matches([' ', '\t']))
