@@ -716,6 +716,25 @@ async fn a_form_bodys_method_is_decided_before_the_upstream_has_the_body() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(h.records.take()[0].rule, "no-form-deletes");
 
+    // JSON (Laravel reads a top-level `_method`), and one without it.
+    let mut c = h1_client(h.proxy).await;
+    let json = r#"{"items":[{"_method":"X"}],"_method":"DELETE"}"#;
+    let (status, _, _) = send(
+        &mut c,
+        form_post("/forms/8", "application/json", json.into()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(h.records.take()[0].rule, "no-form-deletes");
+    let mut c = h1_client(h.proxy).await;
+    let json = r#"{"items":[{"_method":"DELETE"}]}"#;
+    let (status, _, got) = send(
+        &mut c,
+        form_post("/forms/8", "application/json", json.into()),
+    )
+    .await;
+    assert_eq!((status, got.as_str()), (StatusCode::OK, "form of 32"));
+
     let mut c = h1_client(h.proxy).await;
     for (body, want) in [("a=1&_method=POST", "form of 16"), ("plain=1", "form of 7")] {
         let (status, _, got) = send(&mut c, form_post("/forms/9", URLENCODED, body.into())).await;
@@ -733,7 +752,7 @@ async fn a_form_bodys_method_is_decided_before_the_upstream_has_the_body() {
     let (status, _, body) = send(&mut c, form_post("/forms/9", URLENCODED, long)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(body.contains("unreadable-form"), "{body}");
-    assert_eq!(h.seen.whole_forms.load(Ordering::SeqCst), 2);
+    assert_eq!(h.seen.whole_forms.load(Ordering::SeqCst), 3);
 }
 
 /// Sends a form POST to `/forms/1` in `pieces` (the head first), each after the upstream had

@@ -18,16 +18,19 @@
 //! - a urlencoded body is read split at `&` (PHP, Rack, Express) and split at `&` and `;` (Go
 //!   before 1.17, Python before 3.9.2); at most 16 distinct values each;
 //! - a multipart body is read only in the canonical form clients write ([`multipart`]); any
-//!   other form is unreadable, and so is a boundary PHP and Rack could read differently.
+//!   other form is unreadable, and so is a boundary PHP and Rack could read differently;
+//! - a JSON body (a type holding `/json` or `+json`, as Laravel tells it) is read for its
+//!   top-level `_method` string ([`json`]); not when it has a content coding, which Laravel
+//!   does not decode.
 //!
 //! Fail closed: what the scan cannot read ([`Found::Unreadable`]) is denied, since an upstream
-//! might read a `_method` in it. JSON bodies are not read (Laravel takes a JSON body's
-//! `_method` too; see the README).
+//! might read a `_method` in it.
+mod json;
 mod multipart;
 
 use memchr::{memchr, memchr2, memchr3};
 
-use self::multipart::Multipart;
+use self::{json::Json, multipart::Multipart};
 use super::{path::decode_query_component, readings::is_method_param};
 
 /// Longest `_method` value read, in bytes as sent; a longer one is unreadable.
@@ -50,6 +53,8 @@ pub enum FormScan {
     Urlencoded(Box<[Urlencoded; 2]>),
     /// A multipart body.
     Multipart(Multipart),
+    /// A JSON body.
+    Json(Json),
     /// A form body the scan cannot read (a content coding, conflicting types): one
     /// [`Found::Unreadable`] at the first chunk.
     Unreadable(Option<&'static str>),
@@ -86,12 +91,14 @@ impl FormScan {
                 Self::of_type(method, first)?
             }
         };
-        if coded && !matches!(scan, FormScan::Unreadable(_)) {
-            return Some(FormScan::Unreadable(Some(
-                "a form body with a content coding",
-            )));
+        match scan {
+            // Laravel does not decode a coded body; see the README for Express.
+            FormScan::Json(_) if coded => None,
+            FormScan::Urlencoded(_) | FormScan::Multipart(_) if coded => Some(
+                FormScan::Unreadable(Some("a form body with a content coding")),
+            ),
+            scan => Some(scan),
         }
-        Some(scan)
     }
 
     /// Rack reads a POST without a media type as a urlencoded form.
@@ -116,6 +123,11 @@ impl FormScan {
         if media.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
             return Some(FormScan::urlencoded());
         }
+        // Laravel reads a body as JSON when its type contains `/json` or `+json`.
+        let lower = value.to_ascii_lowercase();
+        if lower.contains("/json") || lower.contains("+json") {
+            return Some(FormScan::Json(Json::new()));
+        }
         let (kind, _) = media.split_once('/')?;
         if !kind.eq_ignore_ascii_case("multipart") {
             return None;
@@ -137,6 +149,7 @@ impl FormScan {
                 dedup_from(out, start);
             }
             FormScan::Multipart(m) => m.feed(data, out),
+            FormScan::Json(j) => j.feed(data, out),
             FormScan::Unreadable(why) => {
                 if let Some(why) = why.take() {
                     out.push(Found::Unreadable(why));
@@ -154,6 +167,7 @@ impl FormScan {
                 dedup_from(out, start);
             }
             FormScan::Multipart(m) => m.finish(out),
+            FormScan::Json(_) => {}
             FormScan::Unreadable(why) => {
                 if let Some(why) = why.take() {
                     out.push(Found::Unreadable(why));
@@ -168,6 +182,7 @@ impl FormScan {
         match self {
             FormScan::Urlencoded(u) => u.iter().any(|u| u.in_value && u.method && !u.over),
             FormScan::Multipart(m) => m.holding(),
+            FormScan::Json(j) => j.holding(),
             FormScan::Unreadable(_) => false,
         }
     }
@@ -464,7 +479,7 @@ mod tests {
     #[test]
     fn a_body_without_content_type_is_read_as_urlencoded() {
         assert_eq!(scan(None, "_method=DELETE"), [method("DELETE")]);
-        // Only a POST (as Rack reads it), and not a coded one.
+        // Only a POST (as Rack reads it).
         assert!(FormScan::of("PUT", &[]).is_none());
         // Rack reads a coded one raw.
         let gz = headers(&[("content-encoding", "gzip")]);
@@ -472,7 +487,24 @@ mod tests {
             FormScan::of("POST", &gz),
             Some(FormScan::Urlencoded(_))
         ));
-        let h = headers(&[("content-type", "application/json")]);
+        let h = headers(&[("content-type", "text/plain")]);
+        assert!(FormScan::of("POST", &h).is_none());
+        // JSON as Laravel tells it, and not when coded (Laravel does not decode it).
+        for ct in [
+            "application/json",
+            "application/vnd.api+json",
+            "text/x; a=/json",
+        ] {
+            let h = headers(&[("content-type", ct)]);
+            assert!(
+                matches!(FormScan::of("PATCH", &h), Some(FormScan::Json(_))),
+                "{ct}"
+            );
+        }
+        let h = headers(&[
+            ("content-type", "application/json"),
+            ("content-encoding", "gzip"),
+        ]);
         assert!(FormScan::of("POST", &h).is_none());
         let h = headers(&[(
             "content-type",
