@@ -50,6 +50,8 @@ pub struct Json {
     over: bool,
     /// The last top-level key was `_method`, its value not yet over.
     method_key: bool,
+    /// Bytes between that key and its value (white space and the colon), bounded.
+    gap: usize,
     reported: Vec<String>,
     too_many: bool,
 }
@@ -74,6 +76,7 @@ impl Json {
             buf: Vec::new(),
             over: false,
             method_key: false,
+            gap: 0,
             reported: Vec::new(),
             too_many: false,
         }
@@ -125,19 +128,38 @@ impl Json {
                         self.object = c == b'{';
                         self.expect = Expect::Key;
                     } else {
+                        if c == b'[' && self.method_key && self.expect == Expect::Value {
+                            // method-override takes an array's first element.
+                            out.push(Found::Unreadable("a JSON _method that is an array"));
+                        }
                         self.value_done();
                     }
                     self.depth += 1;
                 }
                 b'}' | b']' => self.depth = self.depth.saturating_sub(1),
-                b':' if self.depth == 1 => self.expect = Expect::Value,
+                b':' if self.depth == 1 => {
+                    self.expect = Expect::Value;
+                    self.gap(out);
+                }
                 b',' if self.depth == 1 => {
                     self.expect = Expect::Key;
                     self.method_key = false;
                 }
-                b' ' | b'\t' | b'\r' | b'\n' => {}
+                b' ' | b'\t' | b'\r' | b'\n' => self.gap(out),
                 // A number or a literal.
                 _ => self.value_done(),
+            }
+        }
+    }
+
+    /// A byte between a `_method` key and its value: too many and the chunks held for the
+    /// value would pile up.
+    fn gap(&mut self, out: &mut Vec<Found>) {
+        if self.method_key {
+            self.gap += 1;
+            if self.gap > MAX_METHOD_VALUE {
+                out.push(Found::Unreadable("a form's _method value too long"));
+                self.method_key = false;
             }
         }
     }
@@ -219,6 +241,7 @@ impl Json {
                 self.method_key =
                     !self.over && is_method_param(&String::from_utf8_lossy(&self.buf));
                 self.expect = Expect::Colon;
+                self.gap = 0;
             }
             Some(Keep::Value) => {
                 if self.over {
@@ -295,7 +318,7 @@ mod tests {
         for body in [
             r#"{"a":{"_method":"DELETE"}}"#,
             r#"[{"_method":"DELETE"}]"#,
-            r#"{"_method":["DELETE"],"b":{"_method":"X"}}"#,
+            r#"{"_method":{"a":"DELETE"},"b":{"_method":"X"}}"#,
             r#"{"_method":null,"x":"_method"}"#,
             r#"{"_method":5,"y":"DELETE"}"#,
             r#""_method""#,
@@ -315,6 +338,19 @@ mod tests {
         j.feed(br#"ETE"}"#, &mut out);
         assert!(!j.holding());
         assert_eq!(out, [method("DELETE")]);
+    }
+
+    #[test]
+    fn an_array_or_a_long_gap_is_unreadable() {
+        assert_eq!(
+            scan(r#"{"_method":["DELETE"]}"#),
+            [Found::Unreadable("a JSON _method that is an array")]
+        );
+        let gap = format!(r#"{{"_method"{}:"PUT"}}"#, " ".repeat(MAX_METHOD_VALUE + 1));
+        assert_eq!(
+            scan(&gap),
+            [Found::Unreadable("a form's _method value too long")]
+        );
     }
 
     #[test]

@@ -117,19 +117,30 @@ impl FormScan {
         let value = value.trim_start_matches([' ', '\t']);
         let end = value.find([';', ',', ' ', '\t']).unwrap_or(value.len());
         let media = &value[..end];
+        // Laravel reads a body as JSON when its type holds `/json` or `+json` anywhere, the
+        // parameters included; others go by the media type.
+        let lower = value.to_ascii_lowercase();
+        let json = |t: &str| t.contains("/json") || t.contains("+json");
+        let form = media.is_empty()
+            || media.eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            || media
+                .split_once('/')
+                .is_some_and(|(kind, _)| kind.eq_ignore_ascii_case("multipart"));
+        if json(&lower) && form && !json(&media.to_ascii_lowercase()) {
+            return Some(FormScan::Unreadable(Some(
+                "a Content-Type read as JSON by some and as a form by others",
+            )));
+        }
+        if json(&lower) {
+            return Some(FormScan::Json(Json::new()));
+        }
         if media.is_empty() {
             return Self::untyped(method);
         }
         if media.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
             return Some(FormScan::urlencoded());
         }
-        // Laravel reads a body as JSON when its type contains `/json` or `+json`.
-        let lower = value.to_ascii_lowercase();
-        if lower.contains("/json") || lower.contains("+json") {
-            return Some(FormScan::Json(Json::new()));
-        }
-        let (kind, _) = media.split_once('/')?;
-        if !kind.eq_ignore_ascii_case("multipart") {
+        if !form {
             return None;
         }
         Some(match boundary(value) {
@@ -490,6 +501,17 @@ mod tests {
         let h = headers(&[("content-type", "text/plain")]);
         assert!(FormScan::of("POST", &h).is_none());
         // JSON as Laravel tells it, and not when coded (Laravel does not decode it).
+        for ct in [
+            "multipart/form-data; boundary=X+json",
+            "application/x-www-form-urlencoded; x=/json",
+            ";/json",
+        ] {
+            let h = headers(&[("content-type", ct)]);
+            assert!(
+                matches!(FormScan::of("POST", &h), Some(FormScan::Unreadable(_))),
+                "{ct}"
+            );
+        }
         for ct in [
             "application/json",
             "application/vnd.api+json",
