@@ -526,6 +526,14 @@ impl AuditSink {
     }
 }
 
+#[cfg(test)]
+impl AuditSink {
+    /// Whether the writer is inside a write now: its batch is fixed, it gathers no more.
+    pub(crate) fn writing_now(&self) -> bool {
+        self.shared.writing_since.load(Ordering::Relaxed) != 0
+    }
+}
+
 /// What was sent to a sink made by [`AuditSink::for_tests`].
 #[cfg(test)]
 pub(crate) struct Sent(mpsc::Receiver<Queued>);

@@ -112,6 +112,20 @@ async fn wait_queued(sink: &AuditSink, left: usize) {
     wait_stats(sink, &format!("queue of {left}"), |s| s.queued == left).await;
 }
 
+/// Waits until the writer is inside a write (stuck on a lock, say): its batch is fixed, and it
+/// takes nothing more from the queue until the write ends.
+async fn wait_writing(sink: &AuditSink) {
+    let deadline = Instant::now() + WRITER_WAIT;
+    while !sink.writing_now() {
+        assert!(
+            Instant::now() < deadline,
+            "no write under way in {WRITER_WAIT:?}: {:?}",
+            sink.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 /// Holds the database's write lock from another connection until dropped (rolled back).
 async fn lock_writes(path: &Path) -> SqliteConnection {
     let mut conn = raw(path).await;
@@ -479,6 +493,7 @@ async fn full_queue_fails_at_once() {
     sink.record(rec(ids[0], None, at(0, 0)), end(at(1, 0), "denied"))
         .expect("first");
     wait_queued(&sink, 0).await; // the writer holds it, stuck on the lock
+    wait_writing(&sink).await;
     sink.record(rec(ids[1], None, at(0, 0)), end(at(1, 0), "denied"))
         .expect("fills the queue");
     let full = sink.record(rec(ids[2], None, at(0, 0)), end(at(1, 0), "denied"));
@@ -619,6 +634,8 @@ async fn a_held_slot_is_kept_through_a_full_queue() {
         .begin(rec(id, Some("etl"), at(0, 0)))
         .await
         .expect("begin");
+    // A spooled begin does not wait for its commit: it must be out of the way first.
+    wait_done(&sink, 1).await;
     let lock = lock_writes(&path).await;
     // The writer takes this record (not a bulk one: it does not gather more) and is stuck on
     // the lock: the queue is empty again, and stays as it is below.
@@ -626,6 +643,7 @@ async fn a_held_slot_is_kept_through_a_full_queue() {
     sink.record(rec(stuck, None, at(0, 0)), end(at(1, 0), "denied"))
         .expect("record");
     wait_queued(&sink, 0).await;
+    wait_writing(&sink).await;
 
     let mut held: Vec<_> = (0..5)
         .map(|i| sink.try_hold().unwrap_or_else(|| panic!("hold {i}")))
@@ -1125,6 +1143,7 @@ async fn bad_statements_fail_alone() {
     let lock = lock_writes(&path).await;
     sink.statement(stmt(id, 1, "first"), None).expect("queue 1");
     wait_queued(&sink, 0).await; // the writer holds it, stuck on the lock
+    wait_writing(&sink).await;
     sink.statement(stmt(ghost, 1, "no such connection"), None)
         .expect("queue ghost");
     sink.statement(stmt(id, 2, "second"), None)
@@ -1182,6 +1201,8 @@ async fn statements_on_a_full_queue_fail_at_once() {
     sink.begin(rec(id, Some("etl"), at(0, 0)))
         .await
         .expect("begin");
+    // A spooled begin does not wait for its commit: it must be out of the way first.
+    wait_done(&sink, 1).await;
     let lock = lock_writes(&path).await;
     sink.record(
         rec(uuid::Uuid::now_v7(), None, at(0, 0)),
@@ -1189,6 +1210,7 @@ async fn statements_on_a_full_queue_fail_at_once() {
     )
     .expect("record");
     wait_queued(&sink, 0).await; // the writer holds it, stuck on the lock
+    wait_writing(&sink).await;
     sink.statement(stmt(id, 1, "one"), None)
         .expect("fills the queue");
     let full = sink.statement(stmt(id, 2, "two"), None);

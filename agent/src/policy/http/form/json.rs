@@ -4,12 +4,10 @@
 //! (Symfony ignores any other). Read as it streams: strings other than top-level keys and a
 //! `_method`'s value are skipped, not kept. Invalid JSON is read as far as it goes (no reader
 //! takes a member from it, so what the scan finds there only adds readings).
-use super::{Found, MAX_METHOD_VALUE, is_method_param};
+use super::{Found, MAX_METHOD_VALUE, MAX_VALUES, is_method_param};
 
 /// Longest top-level key kept (decoded bytes); a longer one is not `_method`.
 const MAX_KEY: usize = 64;
-/// Distinct values reported; more are unreadable.
-const MAX_VALUES: usize = 16;
 
 /// What comes next in the top-level object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
