@@ -278,10 +278,17 @@ fn part_is_method(block: &[u8], delim: &[u8]) -> Result<bool, &'static str> {
 /// escapes.
 fn disposition_name(value: &str) -> Result<Option<String>, &'static str> {
     const ODD: &str = "a form part's Content-Disposition read differently by readers";
-    let mut rest = match value.split_once(';') {
-        Some((_, rest)) => rest,
-        None => return Ok(None),
-    };
+    // PHP reads every `;`-separated word as a parameter, the first included: the type must be
+    // a plain token (`name=_method` alone is a name to PHP, none to Rack).
+    let (kind, rest) = value.split_once(';').unwrap_or((value, ""));
+    let kind = kind.trim_matches([' ', '\t']);
+    if kind.is_empty() || !kind.bytes().all(is_tchar) {
+        return Err(ODD);
+    }
+    if rest.is_empty() && !value.contains(';') {
+        return Ok(None);
+    }
+    let mut rest = rest;
     let mut name = None;
     let mut seen: Vec<String> = Vec::new();
     loop {
