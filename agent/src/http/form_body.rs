@@ -293,6 +293,24 @@ mod tests {
         assert_eq!(verdict.take().unwrap().rule, "no-deletes");
     }
 
+    /// A value that goes on chunk after chunk (empty HTTP/2 DATA frames, say) is not held past
+    /// [`MAX_HELD`] chunks.
+    #[tokio::test]
+    async fn chunks_held_inside_one_value_are_bounded() {
+        let gate = Arc::new(NoDeletes::default());
+        let mut chunks = vec!["a=1&_method=".to_owned()];
+        chunks.extend((0..MAX_HELD + 5).map(|_| "X".to_owned()));
+        chunks.push("&b=2".to_owned());
+        let (body, verdict) = watched(chunks, gate.clone());
+        assert!(body.collect().await.is_err());
+        assert_eq!(verdict.take().unwrap().rule, UNREADABLE_FORM);
+        assert_eq!(
+            gate.0.load(Ordering::SeqCst),
+            0,
+            "denied without a decision"
+        );
+    }
+
     #[tokio::test]
     async fn repeated_values_are_decided_once_and_many_are_denied() {
         let gate = Arc::new(NoDeletes::default());

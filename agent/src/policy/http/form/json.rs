@@ -4,7 +4,7 @@
 //! (Symfony ignores any other). Read as it streams: strings other than top-level keys and a
 //! `_method`'s value are skipped, not kept. Invalid JSON is read as far as it goes (no reader
 //! takes a member from it, so what the scan finds there only adds readings).
-use super::{Found, MAX_METHOD_VALUE, MAX_VALUES, is_method_param};
+use super::{Found, MAX_METHOD_VALUE, Reported, is_method_param};
 
 /// Longest top-level key kept (decoded bytes); a longer one is not `_method`.
 const MAX_KEY: usize = 64;
@@ -50,8 +50,7 @@ pub struct Json {
     method_key: bool,
     /// Bytes between that key and its value (white space and the colon), bounded.
     gap: usize,
-    reported: Vec<String>,
-    too_many: bool,
+    reported: Reported,
 }
 
 /// What a kept string is.
@@ -75,8 +74,7 @@ impl Json {
             over: false,
             method_key: false,
             gap: 0,
-            reported: Vec::new(),
-            too_many: false,
+            reported: Reported::default(),
         }
     }
 
@@ -245,7 +243,8 @@ impl Json {
                 if self.over {
                     out.push(Found::Unreadable("a form's _method value too long"));
                 } else {
-                    self.report(String::from_utf8_lossy(&self.buf).into_owned(), out);
+                    self.reported
+                        .report(String::from_utf8_lossy(&self.buf).into_owned(), out);
                 }
                 self.method_key = false;
                 self.expect = Expect::Comma;
@@ -253,22 +252,11 @@ impl Json {
             None => self.value_done(),
         }
     }
-
-    fn report(&mut self, v: String, out: &mut Vec<Found>) {
-        if self.reported.contains(&v) {
-        } else if self.reported.len() < MAX_VALUES {
-            self.reported.push(v.clone());
-            out.push(Found::Method(v));
-        } else if !self.too_many {
-            self.too_many = true;
-            out.push(Found::Unreadable("more than 16 _method values in a form"));
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{super::MAX_VALUES, *};
 
     /// Found in `body`, the same in chunks of every size from 1 to 7.
     fn scan(body: &str) -> Vec<Found> {

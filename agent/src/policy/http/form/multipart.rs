@@ -164,22 +164,47 @@ impl Multipart {
     /// Reads a part's body up to the next delimiter.
     fn body<'d>(&mut self, data: &'d [u8], out: &mut Vec<Found>) -> &'d [u8] {
         let kept = self.buf.len();
-        let mut hay = std::mem::take(&mut self.buf);
-        hay.extend_from_slice(data);
-        // A delimiter that ends in this chunk (one wholly in the kept bytes was seen before).
-        let found = memmem::find_iter(&hay, &self.delim).find(|&i| i + self.delim.len() > kept);
+        let d = self.delim.len();
+        // The first delimiter that ends in this chunk (one wholly in the kept bytes was seen
+        // before): one that starts among the kept bytes or the chunk's first bytes is searched
+        // for in those (appended to the kept bytes for the search), any other in the chunk in
+        // place, so a big body is not copied.
+        let head = &data[..data.len().min(d + 1)];
+        self.buf.extend_from_slice(head);
+        let early = memmem::find_iter(&self.buf, &self.delim).find(|&i| i + d > kept);
+        self.buf.truncate(kept);
+        let found = early.or_else(|| memmem::find(data, &self.delim).map(|j| kept + j));
         let Some(at) = found else {
             if self.capture {
                 self.keep_value(data, out);
+                if self.state == State::Dead {
+                    return &[];
+                }
             }
-            let keep = hay.len().min(self.delim.len() + 1);
-            self.buf = hay.split_off(hay.len() - keep);
+            // Keep the stream's last bytes, enough for a delimiter and the CR LF before it.
+            let keep = (kept + data.len()).min(d + 1);
+            if data.len() >= keep {
+                self.buf.clear();
+            } else {
+                self.buf.drain(..kept + data.len() - keep);
+            }
+            self.buf
+                .extend_from_slice(&data[data.len() - keep.min(data.len())..]);
             return &[];
         };
-        if at < 2 || &hay[at - 2..at] != b"\r\n" {
+        // The stream's bytes: the kept ones, then the chunk's.
+        let byte = |i: usize| {
+            if i < kept {
+                self.buf[i]
+            } else {
+                data[i - kept]
+            }
+        };
+        if at < 2 || [byte(at - 2), byte(at - 1)] != *b"\r\n" {
             self.dead("a multipart delimiter not after CR LF", out);
             return &[];
         }
+        self.buf.clear();
         if self.capture {
             // The value ends before that CR LF: in this chunk, or among the kept bytes.
             let in_chunk = (at - 2).saturating_sub(kept);

@@ -2,7 +2,7 @@
 //! tell a `_method`), a value is kept only when it is a `_method`'s.
 use memchr::{memchr, memchr2, memchr3};
 
-use super::{Found, MAX_METHOD_VALUE, MAX_VALUES, decode_query_component, is_method_param};
+use super::{Found, MAX_METHOD_VALUE, Reported, decode_query_component, is_method_param};
 
 /// Decoded bytes of a urlencoded name kept (after its leading spaces): enough to tell a longer
 /// name that is `_method` to PHP (cut at a NUL or `[` right after it) from one that is not.
@@ -27,10 +27,7 @@ pub struct Urlencoded {
     value: Vec<u8>,
     /// The value went past [`MAX_METHOD_VALUE`] (reported once).
     over: bool,
-    /// The values reported, up to [`MAX_VALUES`]: each once.
-    reported: Vec<String>,
-    /// More were found (reported once).
-    too_many: bool,
+    reported: Reported,
 }
 
 impl Urlencoded {
@@ -149,14 +146,7 @@ impl Urlencoded {
     pub(super) fn end_field(&mut self, out: &mut Vec<Found>) {
         if self.in_value && self.method && !self.over {
             let v = decode_query_component(&String::from_utf8_lossy(&self.value));
-            if self.reported.contains(&v) {
-            } else if self.reported.len() < MAX_VALUES {
-                self.reported.push(v.clone());
-                out.push(Found::Method(v));
-            } else if !self.too_many {
-                self.too_many = true;
-                out.push(Found::Unreadable("more than 16 _method values in a form"));
-            }
+            self.reported.report(v, out);
         }
         self.name.clear();
         self.long_name = false;
