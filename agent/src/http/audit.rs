@@ -17,6 +17,7 @@ use tracing::debug;
 
 use super::{
     body::{BodyError, ProxyBody, boxed},
+    form_body::Verdict,
     json,
     request::Facts,
     response::{Kind, kind_of},
@@ -159,6 +160,8 @@ pub struct Exchange {
     recorder: Arc<dyn Recorder>,
     /// The audit queue's slot held for the record once the request is let through.
     slot: Option<Slot>,
+    /// The request body's `_method` verdict, when its body is watched: the record waits for it.
+    body: Option<Verdict>,
 }
 
 impl Exchange {
@@ -190,6 +193,7 @@ impl Exchange {
             target,
             recorder,
             slot: None,
+            body: None,
         }
     }
 
@@ -232,6 +236,11 @@ impl Exchange {
         self.slot = Some(slot);
     }
 
+    /// Makes the record wait for the verdict of the watched request body (see `form_body`).
+    pub fn watch(&mut self, body: Verdict) {
+        self.body = Some(body);
+    }
+
     /// Records the decision.
     pub fn decided(&mut self, d: &Decision) {
         self.rec.decision = d.label().to_owned();
@@ -271,7 +280,30 @@ impl Exchange {
         self.rec.duration = Some(self.started.elapsed());
         self.rec.bytes_down = bytes_down;
         let slot = self.slot.take();
-        self.send(slot);
+        match self.body.take() {
+            // The upstream may answer before the body ends, and the body still be denied: the
+            // record says so, whatever the answer was.
+            Some(body) => body.when_done(move |denial| {
+                if let Some(d) = denial {
+                    self.denied_late(&d);
+                }
+                self.send(slot);
+            }),
+            None => self.send(slot),
+        }
+    }
+
+    /// The request body was denied (a form's `_method`) after the exchange went on: unless the
+    /// exchange already answered the denial, the record takes it.
+    fn denied_late(&mut self, d: &Decision) {
+        if self.rec.decision == "deny" {
+            return;
+        }
+        self.decided(d);
+        self.rec.error = Some(format!(
+            "denied by rule {} (a form's _method) after the upstream answered",
+            d.rule
+        ));
     }
 
     /// Sends the record, in `slot` if any (the exchange is over: dropped next).
@@ -344,6 +376,9 @@ impl Drop for Exchange {
         };
         if self.rec.decision.is_empty() {
             return;
+        }
+        if let Some(d) = self.body.take().and_then(|b| b.denial()) {
+            self.denied_late(&d);
         }
         self.error(SESSION_ENDED);
         self.send(Some(slot));

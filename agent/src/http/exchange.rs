@@ -182,6 +182,9 @@ impl Session {
             FormScan::of(&facts.method, &facts.headers)
         };
         let verdict = scan.as_ref().map(|_| Verdict::default());
+        if let Some(verdict) = &verdict {
+            x.watch(verdict.clone());
+        }
         let body = match (scan, &verdict) {
             (Some(scan), Some(verdict)) => boxed(Watched::new(
                 body,
@@ -213,7 +216,7 @@ impl Session {
                 _ => Err(error),
             },
         };
-        if let Some(denial) = verdict.as_ref().and_then(Verdict::take) {
+        if let Some(denial) = verdict.as_ref().and_then(Verdict::denial) {
             // Whatever the upstream said (it may answer before a body ends), it never had the
             // whole request; the connection it was on is not used again.
             self.upstream.discard(epoch).await;

@@ -2,7 +2,9 @@
 //! scanned before it goes upstream, and a `_method` it finds is decided as a `?_method=` of the
 //! request would be (every reading: the gate, approvals included). A denial fails the body, so
 //! the upstream never receives the whole request (hyper closes an HTTP/1.1 connection, resets an
-//! HTTP/2 stream) and the exchange answers 403 with the deciding rule ([`Verdict::take`]).
+//! HTTP/2 stream) and the exchange answers 403 with the deciding rule ([`Verdict::denial`]).
+//! An upstream may answer before the body ends: the exchange's record then waits for the body
+//! ([`Verdict::when_done`]), so a later denial is what it records.
 use std::{
     collections::VecDeque,
     future::Future,
@@ -33,18 +35,56 @@ pub const MAX_FORM_METHODS: usize = 16;
 /// Chunks held while a `_method` value may go on, before the body is denied as unreadable.
 const MAX_HELD: usize = 64;
 
-/// Where a watched body leaves the decision that denied it, for the exchange.
+/// Where a watched body leaves the decision that denied it, for the exchange; and where the
+/// exchange's record waits for the body to be done, when the upstream answered first.
 #[derive(Clone, Default)]
-pub struct Verdict(Arc<Mutex<Option<Decision>>>);
+pub struct Verdict(Arc<Mutex<Outcome>>);
+
+/// Run once the body is done, with its denial if any.
+type Settle = Box<dyn FnOnce(Option<Decision>) + Send>;
+
+#[derive(Default)]
+struct Outcome {
+    denial: Option<Decision>,
+    /// The body was denied, ended, or dropped: nothing more will be decided.
+    done: bool,
+    waiting: Option<Settle>,
+}
 
 impl Verdict {
     /// The denial, if the body was denied.
-    pub fn take(&self) -> Option<Decision> {
-        lock(&self.0).take()
+    pub fn denial(&self) -> Option<Decision> {
+        lock(&self.0).denial.clone()
     }
 
-    fn set(&self, d: Decision) {
-        *lock(&self.0) = Some(d);
+    /// Calls `settle` with the body's denial, if any, once the body is done: at once if it is.
+    /// An upstream may answer before the body ends; its exchange's record waits for the body.
+    pub fn when_done(&self, settle: impl FnOnce(Option<Decision>) + Send + 'static) {
+        let mut o = lock(&self.0);
+        if o.done {
+            let denial = o.denial.clone();
+            drop(o);
+            settle(denial);
+        } else {
+            o.waiting = Some(Box::new(settle));
+        }
+    }
+
+    fn deny(&self, d: Decision) {
+        lock(&self.0).denial = Some(d);
+        self.done();
+    }
+
+    /// Nothing more will be decided: runs what waits (outside the lock).
+    fn done(&self) {
+        let (waiting, denial) = {
+            let mut o = lock(&self.0);
+            o.done = true;
+            (o.waiting.take(), o.denial.clone())
+        };
+        if let Some(settle) = waiting {
+            settle(denial);
+        }
     }
 }
 
@@ -169,7 +209,7 @@ where
                 this.deciding = None;
                 if !decision.permits() {
                     this.denied = Some(decision.rule.clone());
-                    this.verdict.set(decision);
+                    this.verdict.deny(decision);
                     continue;
                 }
             }
@@ -179,6 +219,7 @@ where
                 return Poll::Ready(Some(Ok(frame)));
             }
             if this.ended {
+                this.verdict.done();
                 return Poll::Ready(None);
             }
             match std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
@@ -209,6 +250,14 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl<B> Drop for Watched<B> {
+    /// A body dropped before its end (the upstream connection closed, the client went away)
+    /// decides nothing more.
+    fn drop(&mut self) {
+        self.verdict.done();
     }
 }
 
@@ -290,7 +339,39 @@ mod tests {
             assert!(body.frame().await.unwrap().is_err(), "failed, and again");
         }
         assert!(!body.is_end_stream());
-        assert_eq!(verdict.take().unwrap().rule, "no-deletes");
+        assert_eq!(verdict.denial().unwrap().rule, "no-deletes");
+    }
+
+    /// What waits for a body runs once it is done: at its denial, its end or its drop; at once
+    /// when it already is.
+    #[tokio::test]
+    async fn what_waits_for_a_body_runs_when_it_is_done() {
+        let settled = |v: &Verdict| {
+            let out = Arc::new(Mutex::new(None));
+            let o = out.clone();
+            v.when_done(move |d| *lock(&o) = Some(d.map(|d| d.rule)));
+            out
+        };
+        let gate = Arc::new(NoDeletes::default());
+        let (body, verdict) = watched(vec!["_method=DELETE".into()], gate.clone());
+        let out = settled(&verdict);
+        assert!(lock(&out).is_none(), "not before the body is done");
+        assert!(body.collect().await.is_err());
+        assert_eq!(*lock(&out), Some(Some("no-deletes".to_owned())));
+        assert_eq!(
+            *lock(&settled(&verdict)),
+            Some(Some("no-deletes".to_owned()))
+        );
+
+        let (body, verdict) = watched(vec!["_method=POST".into()], gate.clone());
+        let out = settled(&verdict);
+        body.collect().await.unwrap();
+        assert_eq!(*lock(&out), Some(None));
+
+        let (body, verdict) = watched(vec!["_method=DELETE".into()], gate);
+        let out = settled(&verdict);
+        drop(body);
+        assert_eq!(*lock(&out), Some(None), "dropped unread: nothing decided");
     }
 
     /// A value that goes on chunk after chunk (empty HTTP/2 DATA frames, say) is not held past
@@ -303,7 +384,7 @@ mod tests {
         chunks.push("&b=2".to_owned());
         let (body, verdict) = watched(chunks, gate.clone());
         assert!(body.collect().await.is_err());
-        assert_eq!(verdict.take().unwrap().rule, UNREADABLE_FORM);
+        assert_eq!(verdict.denial().unwrap().rule, UNREADABLE_FORM);
         assert_eq!(
             gate.0.load(Ordering::SeqCst),
             0,
@@ -318,7 +399,7 @@ mod tests {
         let all = body.collect().await.unwrap().to_bytes();
         assert_eq!(all.len(), 130_000);
         assert_eq!(gate.0.load(Ordering::SeqCst), 1);
-        assert!(verdict.take().is_none());
+        assert!(verdict.denial().is_none());
 
         let many: String = (0..=MAX_FORM_METHODS)
             .map(|i| format!("_method=M{i}&"))
@@ -326,6 +407,6 @@ mod tests {
         let (body, verdict) = watched(vec![many], gate);
         assert!(body.collect().await.is_err());
         // The scan's own limit comes first.
-        assert_eq!(verdict.take().unwrap().rule, UNREADABLE_FORM);
+        assert_eq!(verdict.denial().unwrap().rule, UNREADABLE_FORM);
     }
 }

@@ -209,6 +209,17 @@ async fn upstream_handler(
             let n = req.into_body().collect().await.unwrap().to_bytes().len();
             typed("text/plain", full(format!("got {n}")))
         }
+        // Answers once the body's first chunk is in, and reads the rest after.
+        "/forms/early" => {
+            let mut body = req.into_body();
+            let _ = body.frame().await;
+            tokio::spawn(async move {
+                if body.collect().await.is_ok() {
+                    seen.whole_forms.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+            typed("text/plain", full("early"))
+        }
         p if p.starts_with("/forms/") => match req.into_body().collect().await {
             Ok(body) => {
                 seen.whole_forms.fetch_add(1, Ordering::SeqCst);
@@ -799,6 +810,63 @@ async fn a_form_denied_mid_body_never_reaches_its_end_upstream() {
     assert_eq!(h.seen.requests.load(Ordering::SeqCst), 2, "the head went");
     assert_eq!(h.records.take()[0].rule, "no-form-deletes");
     assert_eq!(h.seen.whole_forms.load(Ordering::SeqCst), 0);
+}
+
+/// An upstream that answers before the body ends: its answer reaches the client, but a
+/// `_method` the body gives later is still denied, the upstream never has the body's end, and
+/// the record says deny with the rule (it waits for the body), not allow.
+#[tokio::test]
+async fn a_form_denied_after_an_early_answer_is_recorded_as_denied() {
+    let h = harness(false).await;
+    let head = "POST /forms/early HTTP/1.1\r\nHost: api.example\r\n\
+                Content-Type: application/x-www-form-urlencoded\r\n\
+                Transfer-Encoding: chunked\r\n\r\n";
+    let text = form_in_pieces(
+        &h,
+        &[
+            head.as_bytes(),
+            b"4\r\na=1&\r\n",
+            b"E\r\n_method=DELETE\r\n0\r\n\r\n",
+        ],
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.ends_with("early"), "{text}");
+    let recs = h.records.take();
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    let r = &recs[0];
+    assert_eq!(
+        (r.decision.as_str(), r.rule.as_str(), r.status),
+        ("deny", "no-form-deletes", Some(200)),
+        "{r:?}"
+    );
+    assert!(
+        r.error
+            .as_deref()
+            .unwrap()
+            .contains("after the upstream answered"),
+        "{r:?}"
+    );
+    assert_eq!(h.seen.whole_forms.load(Ordering::SeqCst), 0);
+
+    // Allowed, the record waits for the body all the same, and says allow.
+    let text = form_in_pieces(
+        &h,
+        &[
+            head.as_bytes(),
+            b"4\r\na=1&\r\n",
+            b"C\r\n_method=POST\r\n0\r\n\r\n",
+        ],
+    )
+    .await;
+    assert!(text.contains("early"), "{text}");
+    let recs = h.records.take();
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(
+        (recs[0].decision.as_str(), recs[0].error.as_deref()),
+        ("allow", None)
+    );
+    assert_eq!(h.seen.whole_forms.load(Ordering::SeqCst), 1);
 }
 
 /// A client that goes away before the response head (the upstream is slow), over HTTP/1.1 and
