@@ -317,7 +317,22 @@ fn credentials_are_injected_and_the_clients_own_are_stripped() {
             .count(),
         1
     );
-    fx.session_of(out.pid, 1);
+    // The audit has the headers curl sent, its credentials redacted (and, below, nowhere).
+    let session = fx.session_of(out.pid, 1);
+    let headers: Vec<(String, String)> =
+        serde_json::from_value(requests(&session)[0]["headers"].clone()).expect("headers");
+    let value = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(value("x-api-key"), Some("[redacted]"), "{headers:?}");
+    assert_eq!(value("authorization"), Some("[redacted]"), "{headers:?}");
+    assert!(
+        value("user-agent").is_some_and(|v| v.starts_with("curl/")),
+        "{headers:?}"
+    );
     assert_nowhere(
         &fx,
         &[

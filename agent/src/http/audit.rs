@@ -24,7 +24,7 @@ use super::{
 };
 use crate::{
     masking::MaskCounts,
-    policy::{Decision, HttpTarget},
+    policy::{Decision, HttpTarget, recorded_headers},
     store::{AuditSink, RequestRecord, Slot},
 };
 
@@ -185,6 +185,7 @@ impl Exchange {
                 host: facts.audit_host(),
                 path: facts.audit_path(),
                 query: facts.query_names(),
+                headers: recorded_headers(&facts.headers, &target),
                 ..blank(connection_id, seq, SystemTime::now())
             },
             started: Instant::now(),
@@ -222,6 +223,7 @@ impl Exchange {
             masked: None,
             error: Some(error),
             body: None,
+            headers: None,
         };
         recorder.record(rec, None);
     }
@@ -361,6 +363,7 @@ fn blank(connection_id: uuid::Uuid, seq: u32, started_at: SystemTime) -> Request
         masked: None,
         error: None,
         body: None,
+        headers: None,
     }
 }
 

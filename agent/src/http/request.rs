@@ -391,6 +391,8 @@ pub(crate) mod tests {
             unmaskable: crate::policy::Unmaskable::Pass,
             record_bodies: false,
             body_cap: 4096,
+            record_headers: true,
+            redact_headers: vec![],
             masking: None,
             masker: None,
             json_keys: vec![],

@@ -512,6 +512,22 @@ async fn requests_are_decided_forwarded_masked_and_audited_over_one_connection()
     assert_eq!(json.bytes_down, JSON_MASKED.len() as u64);
     let echo = &recs[2];
     assert_eq!(echo.query, ["x", "y"]);
+    // The headers as the client sent them: its credentials redacted, never the injected one.
+    let headers = echo.headers.as_ref().expect("recorded");
+    let kept: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            ("host", "api.example:8080"),
+            ("authorization", "[redacted]"),
+            ("proxy-authorization", "[redacted]"),
+            ("accept-encoding", "zstd, gzip"),
+        ]
+    );
+    assert!(!format!("{recs:?}").contains("client-own") && !format!("{recs:?}").contains(TOKEN));
     let denied = &recs[3];
     assert_eq!(
         (

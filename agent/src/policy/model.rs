@@ -373,14 +373,17 @@ fn normalized_http_target(h: &HttpTarget) -> String {
         h.server_name,
     );
     out += &format!(
-        "  http strip={} header={} buffer={} compressed={} unmaskable={} record={} cap={}\n",
+        "  http strip={} header={} buffer={} compressed={} unmaskable={} record={} cap={} \
+         headers={} redact={:?}\n",
         h.strip_client_credentials,
         h.max_request_header,
         h.max_body_buffer,
         h.compressed,
         h.unmaskable,
         h.record_bodies,
-        h.body_cap
+        h.body_cap,
+        h.record_headers,
+        h.redact_headers,
     );
     if let Some(c) = &h.credential {
         let kind = match c {

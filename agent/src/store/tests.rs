@@ -1304,6 +1304,11 @@ pub(in crate::store) fn request(connection_id: uuid::Uuid, seq: u32) -> RequestR
         masked: Some(serde_json::json!({"by_column": {"ssn": 2}})),
         error: None,
         body: None,
+        headers: Some(vec![
+            ("host".into(), "vault.internal".into()),
+            ("authorization".into(), "[redacted]".into()),
+            ("x-quote".into(), "\"é\",\\".into()),
+        ]),
     }
 }
 
@@ -1330,6 +1335,7 @@ async fn requests_round_trip() {
             error: Some("denied by rule no-sys".into()),
             duration: None,
             body: Some("x".repeat(crate::store::MAX_REQUEST_BODY + 10)),
+            headers: None,
             ..request(id, 2)
         },
         None,
@@ -1362,9 +1368,15 @@ async fn requests_round_trip() {
             masked: Some(serde_json::json!({"by_column": {"ssn": 2}})),
             error: None,
             body: None,
+            headers: Some(vec![
+                ("host".into(), "vault.internal".into()),
+                ("authorization".into(), "[redacted]".into()),
+                ("x-quote".into(), "\"é\",\\".into()),
+            ]),
         }
     );
     let second = &got[1];
+    assert_eq!(second.headers, None, "recorded none");
     assert_eq!(
         (
             second.seq,
@@ -1494,7 +1506,7 @@ async fn ends_of_a_batch_land_on_their_own_rows_and_the_first_end_counts() {
 /// SHA-384 (sqlx's checksum) is pinned here; a new migration adds a line.
 #[test]
 fn shipped_migrations_are_unchanged() {
-    let pinned: [(i64, &str); 3] = [
+    let pinned: [(i64, &str); 4] = [
         (
             1,
             "f21d0d834f30d1c96fc3c0891c021280659df16fb4ca9c9cf2b52b7f73b4c5a369504c7a40c82fc33683dd17fada81f0",
@@ -1506,6 +1518,10 @@ fn shipped_migrations_are_unchanged() {
         (
             3,
             "b630ced3a5983e1d512f62a12ac63a6da386662e1bae0f45eaf1ac617784937c6fa290403296d02647bc8f9aa680fb69",
+        ),
+        (
+            4,
+            "96716d875384719972aeb3fbc6a4f48462bb493b7e80282f775873acd838b849eb98b75de44c33974ff88c8c0e38247c",
         ),
     ];
     let migrator = sqlx::migrate!("./migrations");

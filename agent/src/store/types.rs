@@ -261,6 +261,10 @@ pub struct RequestRecord {
     /// The request body, capped and masked, when the target records bodies. Longer than
     /// [`super::MAX_REQUEST_BODY`] bytes, it is cut and marked.
     pub body: Option<String>,
+    /// The request headers as the client sent them (names lowercase, in order), sensitive
+    /// values redacted and the rest masked (`policy::recorded_headers`); `None` when the target
+    /// records none.
+    pub headers: Option<Vec<(String, String)>>,
 }
 
 /// One HTTP request as stored, for the CLI and the admin socket.
@@ -297,4 +301,7 @@ pub struct RequestRow {
     pub error: Option<String>,
     /// Recorded request body (capped, masked).
     pub body: Option<String>,
+    /// Recorded request headers (sensitive values redacted), `[name, value]` in order; none
+    /// when the target recorded none (or the row predates header recording).
+    pub headers: Option<Vec<(String, String)>>,
 }

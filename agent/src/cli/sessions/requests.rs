@@ -21,6 +21,8 @@ const COLUMNS: [&str; 9] = [
 ];
 /// Characters of a path (and error, body) on its line.
 const TEXT_CHARS: usize = 200;
+/// Characters of the recorded headers on their line (`--json` has them whole).
+const HEADER_CHARS: usize = 1000;
 /// Indentation of the lines under a request's row.
 const INDENT: &str = "     ";
 
@@ -37,6 +39,12 @@ pub fn with_requests(
         .take(MAX_SESSION_REQUESTS as usize)
         .take_while(|r| {
             text += r.path.len() + r.host.len() + r.body.as_ref().map_or(0, String::len);
+            text += r
+                .headers
+                .iter()
+                .flatten()
+                .map(|(n, v)| n.len() + v.len())
+                .sum::<usize>();
             text <= MAX_SESSION_REQUEST_TEXT
         })
         .count();
@@ -53,8 +61,8 @@ pub fn with_requests(
     Ok(session)
 }
 
-/// Requests as a table, each row followed by `host path?names`, masked counts, error and the
-/// recorded body on indented lines.
+/// Requests as a table, each row followed by `host path?names`, masked counts, error, the
+/// recorded headers and body on indented lines.
 pub fn table(rows: &[RequestRow]) -> String {
     let dash = |o: Option<String>| o.unwrap_or_else(|| "-".to_owned());
     let cells: Vec<Vec<String>> = rows
@@ -83,10 +91,10 @@ pub fn table(rows: &[RequestRow]) -> String {
     for (row, line) in rows.iter().zip(lines) {
         out.push_str(line);
         out.push('\n');
-        let mut under = |label: &str, text: &str| {
+        let mut under = |label: &str, text: &str, chars: usize| {
             out.push_str(INDENT);
             out.push_str(label);
-            out.push_str(&output::one_line(text, TEXT_CHARS));
+            out.push_str(&output::one_line(text, chars));
             out.push('\n');
         };
         let query = if row.query.is_empty() {
@@ -94,15 +102,19 @@ pub fn table(rows: &[RequestRow]) -> String {
         } else {
             format!("?{}", row.query.join("&"))
         };
-        under("", &format!("{}{}{query}", row.host, row.path));
+        under("", &format!("{}{}{query}", row.host, row.path), TEXT_CHARS);
         if let Some(masked) = &row.masked {
-            under("masked: ", &masked_counts(masked));
+            under("masked: ", &masked_counts(masked), TEXT_CHARS);
         }
         if let Some(error) = &row.error {
-            under("error: ", error);
+            under("error: ", error, TEXT_CHARS);
+        }
+        if let Some(headers) = row.headers.as_ref().filter(|h| !h.is_empty()) {
+            let text: Vec<String> = headers.iter().map(|(n, v)| format!("{n}: {v}")).collect();
+            under("headers: ", &text.join("; "), HEADER_CHARS);
         }
         if let Some(body) = &row.body {
-            under("body: ", body);
+            under("body: ", body, TEXT_CHARS);
         }
     }
     out
@@ -147,6 +159,7 @@ mod tests {
             masked: Some(json!({"by_column": {"ssn": 2}, "by_detector": {"card": 1}})),
             error: None,
             body: None,
+            headers: Some(vec![("host".into(), "vault.internal".into())]),
         }
     }
 
@@ -163,6 +176,10 @@ mod tests {
             masked: None,
             error: Some("denied by rule no-sys".into()),
             body: Some("{\"a\":\n1}".into()),
+            headers: Some(vec![
+                ("host".into(), "vault.internal".into()),
+                ("x-vault-token".into(), "[redacted]".into()),
+            ]),
             ..row(2)
         };
         let text = table(&[row(1), denied]);
@@ -191,11 +208,16 @@ mod tests {
         );
         assert_eq!(lines[3].trim(), "vault.internal/v1/secret/data/etl?version");
         assert_eq!(lines[4].trim(), "masked: ssn=2 card=1");
-        assert_eq!(words(lines[5])[2..5], ["-", "DELETE", "403"]);
-        assert_eq!(lines[6].trim(), "vault.internal/v1/sys/seal");
-        assert_eq!(lines[7].trim(), "error: denied by rule no-sys");
-        assert!(lines[8].trim().starts_with("body: "), "{}", lines[8]);
-        assert_eq!(lines.len(), 9, "{text}");
+        assert_eq!(lines[5].trim(), "headers: host: vault.internal");
+        assert_eq!(words(lines[6])[2..5], ["-", "DELETE", "403"]);
+        assert_eq!(lines[7].trim(), "vault.internal/v1/sys/seal");
+        assert_eq!(lines[8].trim(), "error: denied by rule no-sys");
+        assert_eq!(
+            lines[9].trim(),
+            "headers: host: vault.internal; x-vault-token: [redacted]"
+        );
+        assert!(lines[10].trim().starts_with("body: "), "{}", lines[10]);
+        assert_eq!(lines.len(), 11, "{text}");
     }
 
     #[test]

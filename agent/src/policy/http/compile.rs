@@ -135,6 +135,7 @@ impl Check<'_, '_> {
                 ),
             );
         }
+        let redact_headers = self.header_names(d.redact_headers);
         let masking = match d.masking {
             Some(m) if tls.sees_requests() => self.http_masking(m, tls_span),
             _ => None,
@@ -161,6 +162,8 @@ impl Check<'_, '_> {
             unmaskable: d.unmaskable.map(Spanned::into_inner).unwrap_or_default(),
             record_bodies: flag(d.record_bodies, false),
             body_cap,
+            record_headers: flag(d.record_headers, true),
+            redact_headers,
             masking,
             masker,
             json_keys,
@@ -188,6 +191,14 @@ impl Check<'_, '_> {
             ("unmaskable", d.unmaskable.as_ref().map(Spanned::span)),
             ("record_bodies", d.record_bodies.as_ref().map(Spanned::span)),
             ("body_cap", d.body_cap.as_ref().map(Spanned::span)),
+            (
+                "record_headers",
+                d.record_headers.as_ref().map(Spanned::span),
+            ),
+            (
+                "redact_headers",
+                d.redact_headers.as_ref().map(Spanned::span),
+            ),
             // Not spanned (see `HttpTargetDef::masking`): reported at `tls`.
             (
                 "[target.http.masking]",
@@ -230,6 +241,24 @@ impl Check<'_, '_> {
             Err(e) => self.fail(key.span(), e),
         };
         Some((cert?, key?))
+    }
+
+    /// `redact_headers`: HTTP header names, lowercased.
+    fn header_names(&mut self, list: Option<Spanned<Vec<Spanned<String>>>>) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for name in list.map(Spanned::into_inner).unwrap_or_default() {
+            let text = name.get_ref();
+            if !is_token(text) {
+                let reason = format!("redact_headers: {text:?} is not a valid HTTP header name");
+                self.fail::<()>(name.span(), reason);
+                continue;
+            }
+            let lower = text.to_ascii_lowercase();
+            if !out.contains(&lower) {
+                out.push(lower);
+            }
+        }
+        out
     }
 
     /// `passthrough_sni`: non-empty DNS-name globs, lowercased.

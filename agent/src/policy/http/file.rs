@@ -43,6 +43,10 @@ pub(in crate::policy) struct HttpTargetDef {
     pub(in crate::policy) record_bodies: Option<Spanned<bool>>,
     /// Most bytes of a recorded body (default "4KiB").
     pub(in crate::policy) body_cap: Option<Spanned<Size>>,
+    /// Record request headers, sensitive values redacted (default true).
+    pub(in crate::policy) record_headers: Option<Spanned<bool>>,
+    /// More header names whose values are never recorded.
+    pub(in crate::policy) redact_headers: Option<Spanned<Vec<Spanned<String>>>>,
     /// `[target.http.masking]` (not `Spanned`: dotted keys may create it implicitly).
     pub(in crate::policy) masking: Option<HttpMaskingDef>,
 }

@@ -6,6 +6,7 @@ pub(super) mod compile;
 pub(super) mod evaluate;
 pub(super) mod file;
 pub(super) mod form;
+pub(super) mod headers;
 pub(super) mod json_key;
 pub(super) mod model;
 pub(super) mod path;

@@ -174,6 +174,11 @@ pub struct HttpTarget {
     pub record_bodies: bool,
     /// Most bytes of a body recorded.
     pub body_cap: u64,
+    /// Record request headers (sensitive values redacted, see `headers`) in the request audit.
+    pub record_headers: bool,
+    /// Header names (lowercase) whose values are never recorded, beside those `headers` finds
+    /// sensitive by itself.
+    pub redact_headers: Vec<String>,
     /// `[target.http.masking]` detectors, as written (`columns` is always empty: JSON bodies are
     /// masked by `json_keys`).
     pub masking: Option<MaskingConfig>,

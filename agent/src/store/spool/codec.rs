@@ -17,7 +17,9 @@ const BEGIN: u8 = 1;
 const RECORD: u8 = 2;
 const FINISH: u8 = 3;
 const STATEMENT: u8 = 4;
-const REQUEST: u8 = 5;
+/// A request as spooled before its headers were recorded: read as one without headers.
+const REQUEST_NO_HEADERS: u8 = 5;
+const REQUEST: u8 = 6;
 
 /// Why spooled bytes are not a record.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -76,7 +78,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Op, DecodeError> {
         RECORD => Op::Record(r.connection()?, r.end()?),
         FINISH => Op::Finish(r.uuid()?, r.end()?),
         STATEMENT => Op::Statement(r.statement()?),
-        REQUEST => Op::Request(Box::new(r.request()?)),
+        REQUEST_NO_HEADERS => Op::Request(Box::new(r.request(false)?)),
+        REQUEST => Op::Request(Box::new(r.request(true)?)),
         kind => return Err(DecodeError::Kind(kind)),
     };
     match r.0.len() {
@@ -225,6 +228,13 @@ impl Writer<'_> {
         self.json(q.masked.as_ref());
         self.opt_str(q.error.as_ref());
         self.opt_str(q.body.as_ref());
+        self.opt(q.headers.as_ref(), |w, pairs| {
+            w.len(pairs.len());
+            for (name, value) in pairs {
+                w.str(name);
+                w.str(value);
+            }
+        });
     }
 }
 
@@ -293,6 +303,15 @@ impl<'a> Reader<'a> {
             return Err(DecodeError::Short);
         }
         (0..n).map(|_| self.str()).collect()
+    }
+
+    fn pairs(&mut self) -> Result<Vec<(String, String)>, DecodeError> {
+        let n = self.len()?;
+        // As in `strs`: each pair takes at least its two lengths.
+        if n > self.0.len() / 8 {
+            return Err(DecodeError::Short);
+        }
+        (0..n).map(|_| Ok((self.str()?, self.str()?))).collect()
     }
 
     fn uuid(&mut self) -> Result<uuid::Uuid, DecodeError> {
@@ -369,7 +388,8 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn request(&mut self) -> Result<RequestRecord, DecodeError> {
+    /// A request; `headers`: spooled with its headers ([`REQUEST`]).
+    fn request(&mut self, headers: bool) -> Result<RequestRecord, DecodeError> {
         Ok(RequestRecord {
             connection_id: self.uuid()?,
             seq: self.u32()?,
@@ -387,6 +407,11 @@ impl<'a> Reader<'a> {
             masked: self.json()?,
             error: self.opt_str()?,
             body: self.opt_str()?,
+            headers: if headers {
+                self.opt(Self::pairs)?
+            } else {
+                None
+            },
         })
     }
 }
@@ -425,8 +450,31 @@ mod tests {
             bytes_down: u64::MAX,
             error: Some("upstream reset".into()),
             body: Some("{}".into()),
+            headers: Some(vec![
+                ("host".into(), "api.example".into()),
+                ("x-é".into(), String::new()),
+            ]),
             ..request(uuid::Uuid::now_v7(), 1)
         }
+    }
+
+    /// A request spooled before headers were recorded (kind 5, nothing after its body) is
+    /// read as one without headers: a spool left by the previous version is replayed.
+    #[test]
+    fn a_request_spooled_without_headers_is_read() {
+        let rec = RequestRecord {
+            headers: None,
+            ..http_request()
+        };
+        let mut bytes = Vec::new();
+        encode(&Op::Request(Box::new(rec.clone())), &mut bytes);
+        assert_eq!(bytes.pop(), Some(0), "the headers' none tag");
+        bytes[0] = REQUEST_NO_HEADERS;
+        let back = decode(&bytes).expect("decodes");
+        assert_eq!(
+            format!("{back:?}"),
+            format!("{:?}", Op::Request(Box::new(rec)))
+        );
     }
 
     /// Every kind comes back as it went in.

@@ -1,4 +1,4 @@
-//! SQL of the `requests` table (migration 0003).
+//! SQL of the `requests` table (migrations 0003 and 0004).
 use sqlx::{Row as _, sqlite::SqliteRow};
 
 use super::{SqlitePool, to_i64, write::id_text};
@@ -6,12 +6,13 @@ use crate::store::{RequestRecord, RequestRow, StoreError, list, time};
 
 /// Prepared once per batch by the writer (`write.rs`).
 pub(super) const INSERT: &str = "INSERT INTO requests (connection_id, seq, started_at, duration_us, \
-    method, host, path, query, status, bytes_up, bytes_down, decision, rule, masked, error, body) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
+    method, host, path, query, status, bytes_up, bytes_down, decision, rule, masked, error, body, \
+    headers) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
 
 /// Served by the primary key's index: a range scan in `seq` order.
 const SELECT: &str = "SELECT seq, started_at, duration_us, method, host, path, query, status, \
-    bytes_up, bytes_down, decision, rule, masked, error, body FROM requests \
+    bytes_up, bytes_down, decision, rule, masked, error, body, headers FROM requests \
     WHERE connection_id = ?1 ORDER BY seq LIMIT ?2";
 
 /// Inserts `rec` with [`INSERT`], prepared on the writer's connection.
@@ -37,6 +38,7 @@ pub(super) fn insert(
         rec.masked.as_ref().map(serde_json::Value::to_string),
         rec.error,
         rec.body,
+        rec.headers.as_ref().map(|h| headers_json(h)),
     ])?;
     Ok(())
 }
@@ -70,6 +72,7 @@ fn request_row(id: &str, row: &SqliteRow) -> Result<RequestRow, StoreError> {
     let status: Option<i64> = row.try_get("status")?;
     let masked: Option<String> = row.try_get("masked")?;
     let query: String = row.try_get("query")?;
+    let headers: Option<String> = row.try_get("headers")?;
     Ok(RequestRow {
         seq: u32::try_from(seq).map_err(|_| bad(format!("seq = {seq} is out of range")))?,
         started_at: time::format_micros(started_at),
@@ -90,5 +93,13 @@ fn request_row(id: &str, row: &SqliteRow) -> Result<RequestRow, StoreError> {
             .transpose()?,
         error: row.try_get("error")?,
         body: row.try_get("body")?,
+        headers: headers
+            .map(|h| serde_json::from_str(&h).map_err(|e| bad(format!("headers: {e}"))))
+            .transpose()?,
     })
+}
+
+/// `[[name, value], ...]`.
+fn headers_json(headers: &[(String, String)]) -> String {
+    serde_json::to_string(headers).unwrap_or_else(|_| "[]".to_owned())
 }

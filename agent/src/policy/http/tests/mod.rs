@@ -1,6 +1,7 @@
 //! Tests of the HTTP parts of policy: loading (keys, secrets, error locations, cross-file
 //! checks, fingerprint, no secret in `Debug`) and the decisions (L4, requests).
 mod evaluate;
+mod headers;
 mod load;
 
 use std::{
