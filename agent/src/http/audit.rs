@@ -281,18 +281,48 @@ impl Exchange {
         }
         self.rec.duration = Some(self.started.elapsed());
         self.rec.bytes_down = bytes_down;
-        let slot = self.slot.take();
         match self.body.take() {
-            // The upstream may answer before the body ends, and the body still be denied: the
-            // record says so, whatever the answer was.
-            Some(body) => body.when_done(move |denial| {
-                if let Some(d) = denial {
-                    self.denied_late(&d);
-                }
-                self.send(slot);
-            }),
-            None => self.send(slot),
+            Some(body) => self.after_body(body),
+            None => self.settle(None),
         }
+    }
+
+    /// The upstream may answer before a watched body ends, and the body still be denied: the
+    /// record waits for the body, up to [`BODY_WAIT`], so that it says so. A body still
+    /// streaming then is recorded as it stands (its slot is not kept longer).
+    fn after_body(mut self, body: Verdict) {
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        body.when_done(move |denial| {
+            let _ = tx.send(denial);
+        });
+        match (rx.try_recv(), tokio::runtime::Handle::try_current()) {
+            (Ok(denial), _) => self.settle(denial),
+            (Err(_), Ok(runtime)) => {
+                // Dropped unsettled (the runtime stops), the exchange records itself.
+                runtime.spawn(async move {
+                    match tokio::time::timeout(BODY_WAIT, rx).await {
+                        Ok(denial) => self.settle(denial.ok().flatten()),
+                        Err(_) => {
+                            self.error(BODY_STILL_STREAMING);
+                            self.settle(None);
+                        }
+                    }
+                });
+            }
+            (Err(_), Err(_)) => {
+                self.error(BODY_STILL_STREAMING);
+                self.settle(None);
+            }
+        }
+    }
+
+    /// Sends the record, with the watched body's late denial if any.
+    fn settle(mut self, denial: Option<Decision>) {
+        if let Some(d) = denial {
+            self.denied_late(&d);
+        }
+        let slot = self.slot.take();
+        self.send(slot);
     }
 
     /// The request body was denied (a form's `_method`) after the exchange went on: unless the
@@ -302,10 +332,15 @@ impl Exchange {
             return;
         }
         self.decided(d);
-        self.rec.error = Some(format!(
+        let denied = format!(
             "denied by rule {} (a form's _method) after the upstream answered",
             d.rule
-        ));
+        );
+        // The denial first; an error already recorded stays, after it.
+        self.rec.error = Some(match self.rec.error.take() {
+            Some(earlier) => format!("{denied}; {earlier}"),
+            None => denied,
+        });
     }
 
     /// Sends the record, in `slot` if any (the exchange is over: dropped next).
@@ -390,6 +425,11 @@ impl Drop for Exchange {
 
 /// The error recorded for a request whose session ended before its response.
 const SESSION_ENDED: &str = "session ended before the response";
+/// How long a record waits, after its response, for a watched request body to be done.
+pub const BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// The error recorded when the watched body was still streaming after [`BODY_WAIT`].
+const BODY_STILL_STREAMING: &str =
+    "request body still streaming after the response: recorded before its end";
 
 /// A response body that completes its exchange's record when it ends.
 struct Metered {
@@ -551,6 +591,39 @@ pub(crate) mod tests {
         for secret in ["secret-value", "Bearer nope", "hunter2"] {
             assert!(!dump.contains(secret), "{secret} in {dump}");
         }
+    }
+
+    /// A watched request body still streaming after the response holds the record (and its
+    /// slot) at most [`BODY_WAIT`]: then it is recorded as it stands, saying so.
+    #[tokio::test(start_paused = true)]
+    async fn a_record_waits_for_a_watched_body_a_bounded_time() {
+        let records = Arc::new(Records::default());
+        let t = Arc::new(target(None, true));
+        let mut x = Exchange::new(
+            uuid::Uuid::now_v7(),
+            1,
+            &facts("text/plain"),
+            t,
+            records.clone(),
+        );
+        let body = Verdict::default();
+        x.watch(body.clone());
+        x.decided(&Decision {
+            verdict: crate::policy::Verdict::Allow,
+            enforced: true,
+            rule: "r".into(),
+            target: None,
+        });
+        let resp = x.respond(hyper::Response::new(full("early")));
+        resp.into_body().collect().await.unwrap();
+        tokio::time::sleep(BODY_WAIT - std::time::Duration::from_millis(10)).await;
+        assert!(records.take().is_empty(), "waits for the body");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let recs = records.take();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].decision, "allow");
+        assert_eq!(recs[0].error.as_deref(), Some(BODY_STILL_STREAMING));
+        drop(body);
     }
 
     #[tokio::test]

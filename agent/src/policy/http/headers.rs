@@ -7,12 +7,15 @@
 //! never keeps either: query values (names stay) and `user:password@`.
 //!
 //! A header is sensitive when the target names it (`redact_headers`), when it carries the
-//! target's injected credential, or when its name holds a word credentials go by
+//! target's injected credential, when its name holds a word credentials go by
 //! ([`SENSITIVE_WORDS`]: `authorization`, `cookie`, `x-api-key`, `x-vault-token`,
-//! `x-amz-security-token`, `x-hub-signature`, ...). A name that is none of these is kept, so
-//! a secret under a name no one could guess must be listed in `redact_headers`.
+//! `x-amz-security-token`, `x-hub-signature`, ...) or is a known one without such a word
+//! ([`SENSITIVE_NAMES`]), or when its value looks like a credential ([`holds_credential`]:
+//! an authentication scheme, a JWT, an AWS key id, a PEM private key). Anything else is kept,
+//! so a bare secret under a name no one could guess (`X-Pin: 1234`) must be listed in
+//! `redact_headers`.
 use super::model::{HttpCredential, HttpTarget};
-use crate::masking::MaskCounts;
+use crate::masking::{MaskCounts, detect};
 
 /// The value recorded for a sensitive header.
 pub const REDACTED: &str = "[redacted]";
@@ -38,6 +41,50 @@ pub const SENSITIVE_WORDS: &[&str] = &[
     "jwt",
     "dpop",
     "ticket",
+    "otp",
+    "hmac",
+    "-sign",
+];
+/// Names that carry a credential without a word of [`SENSITIVE_WORDS`] (Kubernetes sends a
+/// bearer token in the WebSocket subprotocol; Docker registry logins, Artifactory, Honeycomb,
+/// the AWS load balancer's OIDC JWT, OVH).
+pub const SENSITIVE_NAMES: &[&str] = &[
+    "sec-websocket-protocol",
+    "x-registry-config",
+    "x-jfrog-art-api",
+    "x-honeycomb-team",
+    "x-amzn-oidc-data",
+    "x-amzn-oidc-accesstoken",
+    "x-ovh-consumer",
+    "x-ovh-application",
+];
+/// Names a word of [`SENSITIVE_WORDS`] would catch that carry no secret (a nonce, a client's
+/// retry key): kept, for the evidence they are.
+pub const NOT_SENSITIVE: &[&str] = &[
+    "idempotency-key",
+    "sec-websocket-key",
+    "sec-websocket-accept",
+];
+/// Authentication schemes (lowercase): a value that starts with one, then a space, is a
+/// credential whatever the header's name.
+const AUTH_SCHEMES: &[&str] = &[
+    "basic",
+    "bearer",
+    "digest",
+    "negotiate",
+    "ntlm",
+    "token",
+    "dpop",
+    "hoba",
+    "mutual",
+    "hawk",
+    "oauth",
+    "gnap",
+    "vapid",
+    "privatetoken",
+    "aws4-hmac-sha256",
+    "scram-sha-1",
+    "scram-sha-256",
 ];
 /// The name of the last pair when headers were left out: its value says how many.
 pub const LEFT_OUT: &str = "…";
@@ -59,11 +106,12 @@ pub fn recorded(
     let mut out = Vec::with_capacity(headers.len());
     let mut bytes = 0;
     for (i, (name, value)) in headers.iter().enumerate() {
-        let value = if is_sensitive(name, &target.redact_headers, credential) {
-            REDACTED.to_owned()
-        } else {
-            kept_value(value, target)
-        };
+        let value =
+            if is_sensitive(name, &target.redact_headers, credential) || holds_credential(value) {
+                REDACTED.to_owned()
+            } else {
+                kept_value(value, target)
+            };
         bytes += name.len() + value.len();
         if bytes > MAX_HEADERS_BYTES {
             let left = headers.len() - i;
@@ -79,7 +127,20 @@ pub fn recorded(
 pub fn is_sensitive(name: &str, listed: &[String], credential: Option<&str>) -> bool {
     credential == Some(name)
         || listed.iter().any(|l| l == name)
-        || SENSITIVE_WORDS.iter().any(|w| name.contains(w))
+        || SENSITIVE_NAMES.contains(&name)
+        || (SENSITIVE_WORDS.iter().any(|w| name.contains(w)) && !NOT_SENSITIVE.contains(&name))
+}
+
+/// Whether `value` is a credential by its look, whatever its header: it starts with an
+/// authentication scheme and a space (`Basic dXNlcjpw`), or holds a JWT, an AWS access key id
+/// or a PEM private key (the masking detectors, run whether or not the target masks).
+pub fn holds_credential(value: &str) -> bool {
+    let v = value.trim_start();
+    let scheme = v.split_once(' ').map_or("", |(s, _)| s);
+    AUTH_SCHEMES.iter().any(|s| scheme.eq_ignore_ascii_case(s))
+        || !detect::jwt::find(v).is_empty()
+        || !detect::aws_access_key::find(v).is_empty()
+        || !detect::pem_private_key::find(v).is_empty()
 }
 
 /// `value` masked by the target's detectors, cut past [`MAX_VALUE`] bytes (on a character

@@ -49,6 +49,25 @@ fn credentials_are_redacted_and_the_rest_kept_in_order() {
             ("x-odd-name", "env-token-1"),
             ("user-agent", "curl/8"),
             ("accept", "*/*"),
+            // Known names without a credential word.
+            (
+                "sec-websocket-protocol",
+                "base64url.bearer.authorization.k8s.io.dG9r",
+            ),
+            ("x-registry-config", "eyJhIjoxfQ=="),
+            ("x-honeycomb-team", "hc"),
+            ("x-github-otp", "123456"),
+            ("cb-access-sign", "s"),
+            // Credentials by their look, under any name.
+            ("x-forwarded-proxy", "Basic dXNlcjpwYXNz"),
+            ("x-upstream", "  bearer abc"),
+            (
+                "x-user",
+                "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlLXNpZ25hdHVyZQ",
+            ),
+            ("x-aws", "AKIAIOSFODNN7EXAMPLE"),
+            // A key that is no secret.
+            ("idempotency-key", "retry-7"),
         ]),
         &t,
     )
@@ -60,9 +79,14 @@ fn credentials_are_redacted_and_the_rest_kept_in_order() {
         .collect();
     assert_eq!(
         kept,
-        ["host=api.example", "user-agent=curl/8", "accept=*/*"]
+        [
+            "host=api.example",
+            "user-agent=curl/8",
+            "accept=*/*",
+            "idempotency-key=retry-7"
+        ]
     );
-    assert_eq!(got.len(), 14, "every header, in order");
+    assert_eq!(got.len(), 24, "every header, in order");
     assert_eq!(got[1], ("authorization".into(), REDACTED.into()));
     assert_eq!(got[11], ("x-odd-name".into(), REDACTED.into()));
 }
