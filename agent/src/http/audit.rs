@@ -292,8 +292,15 @@ impl Exchange {
     /// streaming then is recorded as it stands (its slot is not kept longer).
     fn after_body(mut self, body: Verdict) {
         let (tx, mut rx) = tokio::sync::oneshot::channel();
+        let (connection, seq) = (self.rec.connection_id, self.rec.seq);
         body.when_done(move |denial| {
-            let _ = tx.send(denial);
+            // Past the wait, the record has left: the denial is still enforced, and logged.
+            if let Err(Some(d)) = tx.send(denial) {
+                tracing::warn!(
+                    %connection, seq, rule = %d.rule,
+                    "request denied by its form body's _method after its record was written"
+                );
+            }
         });
         match (rx.try_recv(), tokio::runtime::Handle::try_current()) {
             (Ok(denial), _) => self.settle(denial),

@@ -85,6 +85,36 @@ const AUTH_SCHEMES: &[&str] = &[
     "aws4-hmac-sha256",
     "scram-sha-1",
     "scram-sha-256",
+    "apikey",
+    "sharedkey",
+    "sharedaccesssignature",
+    "ssws",
+    "splunk",
+    "bot",
+    "aws",
+    "goog4-hmac-sha256",
+    "aws4-ecdsa-p256-sha256",
+];
+/// Prefixes that mark a token whatever the header (GitHub, GitLab, Slack, Stripe, Google API
+/// keys, Vault).
+const TOKEN_PREFIXES: &[&str] = &[
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat_",
+    "glpat-",
+    "xoxb-",
+    "xoxp-",
+    "xoxa-",
+    "xapp-",
+    "sk_live_",
+    "sk_test_",
+    "rk_live_",
+    "AIza",
+    "hvs.",
+    "hvb.",
 ];
 /// The name of the last pair when headers were left out: its value says how many.
 pub const LEFT_OUT: &str = "…";
@@ -106,12 +136,13 @@ pub fn recorded(
     let mut out = Vec::with_capacity(headers.len());
     let mut bytes = 0;
     for (i, (name, value)) in headers.iter().enumerate() {
-        let value =
-            if is_sensitive(name, &target.redact_headers, credential) || holds_credential(value) {
-                REDACTED.to_owned()
-            } else {
-                kept_value(value, target)
-            };
+        let value = if is_sensitive(name, &target.redact_headers, credential)
+            || holds_credential(name, value)
+        {
+            REDACTED.to_owned()
+        } else {
+            kept_value(value, target)
+        };
         bytes += name.len() + value.len();
         if bytes > MAX_HEADERS_BYTES {
             let left = headers.len() - i;
@@ -134,10 +165,14 @@ pub fn is_sensitive(name: &str, listed: &[String], credential: Option<&str>) -> 
 /// Whether `value` is a credential by its look, whatever its header: it starts with an
 /// authentication scheme and a space (`Basic dXNlcjpw`), or holds a JWT, an AWS access key id
 /// or a PEM private key (the masking detectors, run whether or not the target masks).
-pub fn holds_credential(value: &str) -> bool {
+pub fn holds_credential(name: &str, value: &str) -> bool {
     let v = value.trim_start();
-    let scheme = v.split_once(' ').map_or("", |(s, _)| s);
-    AUTH_SCHEMES.iter().any(|s| scheme.eq_ignore_ascii_case(s))
+    let scheme = v
+        .split_once(|c: char| c.is_ascii_whitespace())
+        .map_or("", |(s, _)| s);
+    // A user agent names products (`OAuth gem v0.5.8`), not schemes.
+    (name != "user-agent" && AUTH_SCHEMES.iter().any(|s| scheme.eq_ignore_ascii_case(s)))
+        || TOKEN_PREFIXES.iter().any(|p| v.contains(p))
         || !detect::jwt::find(v).is_empty()
         || !detect::aws_access_key::find(v).is_empty()
         || !detect::pem_private_key::find(v).is_empty()
@@ -146,14 +181,20 @@ pub fn holds_credential(value: &str) -> bool {
 /// `value` masked by the target's detectors, cut past [`MAX_VALUE`] bytes (on a character
 /// boundary). Masked before it is cut, so a cut never splits what a detector would find.
 fn kept_value(value: &str, target: &HttpTarget) -> String {
-    let value = without_url_secrets(value);
+    // Work on no more than is kept (with room for what masking and the URL pass change).
+    let mut head = value.len().min(4 * MAX_VALUE);
+    while !value.is_char_boundary(head) {
+        head -= 1;
+    }
+    let cut_early = head < value.len();
+    let value = without_url_secrets(&value[..head]);
     let masked = target
         .masker
         .as_ref()
         .and_then(|m| m.mask_text(&value, &mut MaskCounts::default()));
     let mut v = masked.unwrap_or_else(|| value.into_owned());
-    if v.len() > MAX_VALUE {
-        let mut end = MAX_VALUE;
+    if v.len() > MAX_VALUE || cut_early {
+        let mut end = MAX_VALUE.min(v.len());
         while !v.is_char_boundary(end) {
             end -= 1;
         }
@@ -163,46 +204,46 @@ fn kept_value(value: &str, target: &HttpTarget) -> String {
     v
 }
 
-/// `value` with every query reduced to its parameter names (`?code=x&state=y` → `?code&state`)
-/// and every URL's `user:password@` to `[redacted]@`. A query runs from `?` to a space, `#`,
-/// a quote, `>` or `,`; its parameters are split at `&` and `;`.
+/// `value` with every query and fragment reduced to its parameter names (`?code=x&state=y` →
+/// `?code&state`, `#access_token=t` → `#access_token`) and every URL's `user:password@` (after
+/// `//`, up to the last `@` before the path) to `[redacted]@`. A query or fragment runs to a
+/// space, `<`, `>` or `"` (commas and quotes are common inside values, so they do not end it);
+/// its parameters are split at `&` and `;`.
 fn without_url_secrets(value: &str) -> std::borrow::Cow<'_, str> {
-    if !value.contains(['?', '@']) {
+    if !value.contains(['?', '#', '@']) {
         return value.into();
     }
-    let ends = |c: char| c.is_whitespace() || matches!(c, '#' | '"' | '\'' | '>' | ',');
+    let url_end = |c: char| c.is_whitespace() || matches!(c, '<' | '>' | '"');
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
-    while !rest.is_empty() {
-        if let Some(after) = rest.strip_prefix('?') {
-            let end = after.find(ends).unwrap_or(after.len());
+    while let Some(c) = rest.chars().next() {
+        if c == '?' || c == '#' {
+            let after = &rest[1..];
+            let end = after
+                .find(|c: char| url_end(c) || (c == '#'))
+                .unwrap_or(after.len());
             let names: Vec<&str> = after[..end]
                 .split(['&', ';'])
                 .map(|p| p.split_once('=').map_or(p, |(name, _)| name))
                 .collect();
-            out.push('?');
+            out.push(c);
             out.push_str(&names.join("&"));
             rest = &after[end..];
-        } else if let Some(after) = rest.strip_prefix("://") {
-            out.push_str("://");
-            let authority = after
-                .find(|c: char| ends(c) || matches!(c, '/' | '?'))
-                .unwrap_or(after.len());
-            match after[..authority].rfind('@') {
+        } else if let Some(after) = rest.strip_prefix("//") {
+            out.push_str("//");
+            let token = after.find(url_end).unwrap_or(after.len());
+            let path = after[..token].find('/').unwrap_or(token);
+            match after[..path].rfind('@') {
                 Some(at) => {
                     out.push_str(REDACTED);
-                    out.push_str(&after[at..authority]);
+                    rest = &after[at..];
                 }
-                None => out.push_str(&after[..authority]),
+                None => rest = after,
             }
-            rest = &after[authority..];
         } else {
-            // Up to the next `?` or `:`, past the character at hand (which is neither, or is
-            // a `:` not starting `://`).
-            let first = rest.chars().next().map_or(1, char::len_utf8);
-            let next = rest[first..]
-                .find(['?', ':'])
-                .map_or(rest.len(), |i| i + first);
+            let next = rest[c.len_utf8()..]
+                .find(['?', '#', '/'])
+                .map_or(rest.len(), |i| i + c.len_utf8());
             out.push_str(&rest[..next]);
             rest = &rest[next..];
         }
@@ -228,10 +269,27 @@ mod tests {
             ),
             ("https://h.example:8443/a:b", "https://h.example:8443/a:b"),
             ("<https://h/?k=v>; rel=next", "<https://h/?k>; rel=next"),
-            ("a?b=1, c?d=2", "a?b, c?d"),
+            ("a?b=1 c?d=2", "a?b c?d"),
             ("no url here", "no url here"),
             ("ünï?cödé=é", "ünï?cödé"),
             ("user@example.org", "user@example.org"),
+            // Commas and quotes inside values do not end the query.
+            (
+                "https://g.example/me?fields=id,name&access_token=EAAB",
+                "https://g.example/me?fields&access_token",
+            ),
+            ("/s?q=it's&code=SECRET", "/s?q&code"),
+            // Userinfo with what a password may hold, scheme-relative, before a `?`.
+            ("https://u:p,ss@h/x", "https://[redacted]@h/x"),
+            ("https://u:pa?ss@h/x?k=v", "https://[redacted]@h/x?k"),
+            ("//u:pass@h/x", "//[redacted]@h/x"),
+            ("https://h/x?email=a@b.example", "https://h/x?email"),
+            ("http://[::1]:8080/x?a=1", "http://[::1]:8080/x?a"),
+            // A fragment's parameters, as an OAuth implicit flow sends a token.
+            (
+                "https://app/#access_token=T&state=s",
+                "https://app/#access_token&state",
+            ),
         ] {
             assert_eq!(without_url_secrets(value), want, "{value}");
         }

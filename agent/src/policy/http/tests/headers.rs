@@ -66,8 +66,11 @@ fn credentials_are_redacted_and_the_rest_kept_in_order() {
                 "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlLXNpZ25hdHVyZQ",
             ),
             ("x-aws", "AKIAIOSFODNN7EXAMPLE"),
-            // A key that is no secret.
+            ("x-forwarded-proxy2", "Bearer\tabc"),
+            ("x-gh", "token is ghp_abcdefghijklmnopqrstuvwxyz0123456789"),
+            // A key that is no secret, a user agent that names a product.
             ("idempotency-key", "retry-7"),
+            ("user-agent", "OAuth gem v0.5.8"),
         ]),
         &t,
     )
@@ -83,10 +86,11 @@ fn credentials_are_redacted_and_the_rest_kept_in_order() {
             "host=api.example",
             "user-agent=curl/8",
             "accept=*/*",
-            "idempotency-key=retry-7"
+            "idempotency-key=retry-7",
+            "user-agent=OAuth gem v0.5.8"
         ]
     );
-    assert_eq!(got.len(), 24, "every header, in order");
+    assert_eq!(got.len(), 27, "every header, in order");
     assert_eq!(got[1], ("authorization".into(), REDACTED.into()));
     assert_eq!(got[11], ("x-odd-name".into(), REDACTED.into()));
 }
@@ -104,6 +108,11 @@ fn values_are_masked_then_cut_and_the_total_is_bounded() {
     assert_eq!(got[0].1, "**** **** **** 1111");
     assert!(got[1].1.ends_with(CUT), "{got:?}");
     assert!(got[1].1.len() <= MAX_VALUE + CUT.len());
+
+    // Cut before the URL pass: marked even when what is left is short.
+    let long_query = format!("/p?a={}", "x".repeat(5000));
+    let got = recorded(&pairs(&[("referer", &long_query)]), &target("")).unwrap();
+    assert_eq!(got[0].1, format!("/p?a{CUT}"));
 
     let many: Vec<_> = (0..100)
         .map(|i| (format!("x-h{i}"), "v".repeat(200)))
