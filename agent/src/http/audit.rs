@@ -414,7 +414,9 @@ impl Drop for Exchange {
     /// request's future when its client goes away (or resets the stream), and the agent's stop
     /// ends it too. Let through (a slot held, the decision taken), the request may have reached
     /// the upstream: it is recorded all the same, in its slot, without status or duration.
-    /// Still waiting for its decision, it went nowhere: the slot is given back.
+    /// Still waiting for its decision, it went nowhere: the slot is given back. Dropped while
+    /// its record waited for a watched request body (the runtime stops), it is recorded as it
+    /// stands.
     fn drop(&mut self) {
         let Some(slot) = self.slot.take() else {
             return;
@@ -425,7 +427,12 @@ impl Drop for Exchange {
         if let Some(d) = self.body.take().and_then(|b| b.denial()) {
             self.denied_late(&d);
         }
-        self.error(SESSION_ENDED);
+        // A duration: the response was over, and the record waited for the request body.
+        self.error(if self.rec.duration.is_some() {
+            BODY_STILL_STREAMING
+        } else {
+            SESSION_ENDED
+        });
         self.send(Some(slot));
     }
 }

@@ -118,6 +118,7 @@ const TOKEN_PREFIXES: &[&str] = &[
 ];
 /// The name of the last pair when headers were left out: its value says how many.
 pub const LEFT_OUT: &str = "…";
+/// Appended to a value that was cut.
 pub(crate) const CUT: &str = "… [cut]";
 
 /// The request headers the audit records for `target`; `None` when it records none
@@ -163,8 +164,9 @@ pub fn is_sensitive(name: &str, listed: &[String], credential: Option<&str>) -> 
 }
 
 /// Whether `value` is a credential by its look, whatever its header: it starts with an
-/// authentication scheme and a space (`Basic dXNlcjpw`), or holds a JWT, an AWS access key id
-/// or a PEM private key (the masking detectors, run whether or not the target masks).
+/// authentication scheme and a space (`Basic dXNlcjpw`; not in `User-Agent`), holds a token
+/// with a known prefix ([`TOKEN_PREFIXES`]), or a JWT, an AWS access key id or a PEM private
+/// key (the masking detectors, run whether or not the target masks).
 pub fn holds_credential(name: &str, value: &str) -> bool {
     let v = value.trim_start();
     let scheme = v
