@@ -81,7 +81,8 @@ impl Facts {
         if is_plain_host(&self.host) {
             normalize_host(&self.host)
         } else {
-            self.host.clone()
+            // As sent, but never a `user:password@` a client put in its `Host`.
+            crate::policy::without_userinfo(&self.host).into_owned()
         }
     }
 
@@ -398,6 +399,19 @@ pub(crate) mod tests {
             json_keys: vec![],
             hash_key: None,
         }
+    }
+
+    /// A `Host` that is not a plain host is recorded as sent, but never with userinfo.
+    #[test]
+    fn a_recorded_host_never_has_userinfo() {
+        let p = parts(
+            Request::get("/x")
+                .header("Host", "user:s3cret@api.example")
+                .body(())
+                .unwrap(),
+        );
+        let facts = Facts::of(&p);
+        assert_eq!(facts.audit_host(), "[redacted]@api.example");
     }
 
     #[test]

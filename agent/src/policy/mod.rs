@@ -38,7 +38,7 @@ pub use http::{
         AMBIGUOUS_REQUEST, MALFORMED_HOST, MALFORMED_METHOD, MALFORMED_PATH, NO_REQUEST_RULES,
     },
     form::{FormScan, Found as FormFound},
-    headers::{REDACTED as REDACTED_HEADER, recorded as recorded_headers},
+    headers::{recorded as recorded_headers, without_userinfo},
     json_key::{JsonKey, JsonKeyError, JsonStep, json_key_for},
     model::{
         Compressed, Globs, HttpCredential, HttpTarget, HttpTls, PathMatch, RequestFacts,

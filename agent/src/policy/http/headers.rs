@@ -141,6 +141,8 @@ pub fn recorded(
             || holds_credential(name, value)
         {
             REDACTED.to_owned()
+        } else if name == "host" {
+            kept_value(&without_userinfo(value), target)
         } else {
             kept_value(value, target)
         };
@@ -206,6 +208,15 @@ fn kept_value(value: &str, target: &HttpTarget) -> String {
     v
 }
 
+/// `host` (a `Host` or authority as sent) without what comes before its last `@`: a client
+/// may put `user:password@` there, and no host holds an `@`.
+pub fn without_userinfo(host: &str) -> std::borrow::Cow<'_, str> {
+    match host.rfind('@') {
+        Some(at) => format!("{REDACTED}{}", &host[at..]).into(),
+        None => host.into(),
+    }
+}
+
 /// `value` with every query and fragment reduced to its parameter names (`?code=x&state=y` →
 /// `?code&state`, `#access_token=t` → `#access_token`) and every URL's `user:password@` (after
 /// `//`, up to the last `@` before the path) to `[redacted]@`. A query or fragment runs to a
@@ -255,7 +266,7 @@ fn without_url_secrets(value: &str) -> std::borrow::Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
-    use super::without_url_secrets;
+    use super::{without_url_secrets, without_userinfo};
 
     #[test]
     fn urls_keep_query_names_and_lose_values_and_userinfo() {
@@ -294,6 +305,17 @@ mod tests {
             ),
         ] {
             assert_eq!(without_url_secrets(value), want, "{value}");
+        }
+    }
+
+    #[test]
+    fn a_host_loses_its_userinfo() {
+        for (host, want) in [
+            ("u:p@h.example", "[redacted]@h.example"),
+            ("a@b@h:80", "[redacted]@h:80"),
+            ("h.example:8080", "h.example:8080"),
+        ] {
+            assert_eq!(without_userinfo(host), want, "{host}");
         }
     }
 }

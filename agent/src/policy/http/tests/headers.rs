@@ -143,3 +143,9 @@ fn a_redact_headers_name_that_is_not_a_header_name_is_refused_at_its_line() {
         "{e}"
     );
 }
+
+#[test]
+fn a_host_with_userinfo_is_recorded_without_it() {
+    let got = recorded(&pairs(&[("host", "u:s3cret@api.example")]), &target("")).unwrap();
+    assert_eq!(got[0].1, format!("{REDACTED}@api.example"));
+}
