@@ -885,6 +885,67 @@ async fn a_form_denied_after_an_early_answer_is_recorded_as_denied() {
     assert_eq!(h.seen.whole_forms.load(Ordering::SeqCst), 1);
 }
 
+/// A request body the test feeds chunk by chunk.
+struct Fed(mpsc::UnboundedReceiver<Bytes>);
+
+impl hyper::body::Body for Fed {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
+
+/// The same over HTTP/2 from the client: the early answer arrives while the client still holds
+/// its body's end, and the record says deny once the body's `_method` is decided.
+#[tokio::test]
+async fn http2_a_form_denied_after_an_early_answer_is_recorded_as_denied() {
+    let h = harness(true).await;
+    let stream = TcpStream::connect(h.proxy).await.unwrap();
+    let (mut sender, conn) = client2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let (feed, fed) = mpsc::unbounded_channel();
+    let req = Request::post("http://api.example/forms/early")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Fed(fed))
+        .unwrap();
+    feed.send(Bytes::from_static(b"a=1&")).unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"early");
+    assert!(h.records.take().is_empty(), "the record waits for the body");
+    feed.send(Bytes::from_static(b"_method=DELETE")).unwrap();
+    drop(feed);
+    let mut recs = Vec::new();
+    for _ in 0..300 {
+        recs = h.records.take();
+        if !recs.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(
+        (
+            recs[0].decision.as_str(),
+            recs[0].rule.as_str(),
+            recs[0].status
+        ),
+        ("deny", "no-form-deletes", Some(200)),
+        "{recs:?}"
+    );
+    assert_eq!(h.seen.whole_forms.load(Ordering::SeqCst), 0);
+}
+
 /// A client that goes away before the response head (the upstream is slow), over HTTP/1.1 and
 /// HTTP/2: hyper drops the exchange. The request was let through and reached the upstream, so
 /// it is recorded all the same, in its slot, without status or duration.
