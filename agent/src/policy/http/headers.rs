@@ -4,14 +4,15 @@
 //! [`MAX_HEADERS_BYTES`] bytes in all.
 //!
 //! URLs in kept values (`Referer: https://app/cb?code=...`) lose what the request's own record
-//! never keeps either: query values (names stay) and `user:password@`.
+//! never keeps either: query and fragment values (names stay) and `user:password@`.
 //!
 //! A header is sensitive when the target names it (`redact_headers`), when it carries the
 //! target's injected credential, when its name holds a word credentials go by
 //! ([`SENSITIVE_WORDS`]: `authorization`, `cookie`, `x-api-key`, `x-vault-token`,
 //! `x-amz-security-token`, `x-hub-signature`, ...) or is a known one without such a word
 //! ([`SENSITIVE_NAMES`]), or when its value looks like a credential ([`holds_credential`]:
-//! an authentication scheme, a JWT, an AWS key id, a PEM private key). Anything else is kept,
+//! an authentication scheme, a known token prefix, a JWT, an AWS key id, a PEM private key).
+//! A `Host` loses any `user:password@` ([`without_userinfo`]). Anything else is kept,
 //! so a bare secret under a name no one could guess (`X-Pin: 1234`) must be listed in
 //! `redact_headers`.
 use super::model::{HttpCredential, HttpTarget};
