@@ -439,8 +439,11 @@ impl Drop for Exchange {
 
 /// The error recorded for a request whose session ended before its response.
 const SESSION_ENDED: &str = "session ended before the response";
-/// How long a record waits, after its response, for a watched request body to be done.
-pub const BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a record waits, after its response, for a watched request body to be done. Less
+/// than the store writer's idle wait while the agent stops, so that a record still waiting when
+/// the agent stops reaches the writer, in its held slot, before the writer gives up.
+pub const BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+const _: () = assert!(BODY_WAIT.as_millis() < crate::store::CLOSE_IDLE.as_millis());
 /// The error recorded when the watched body was still streaming after [`BODY_WAIT`].
 const BODY_STILL_STREAMING: &str =
     "request body still streaming after the response: recorded before its end";

@@ -57,6 +57,7 @@ pub use types::{
     ConnectionEnd, ConnectionRecord, RequestRecord, RequestRow, SessionFilter, SessionRow,
     StatementRecord, StatementRow, StoreStats,
 };
+pub(crate) use writer::CLOSE_IDLE;
 
 /// Longest statement text stored, in bytes; a longer one is cut at a character boundary and
 /// ends with `… [N more bytes]`.

@@ -40,8 +40,9 @@ const KEPT_MAX: usize = BATCH_MAX / 2;
 /// records again.
 const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// While stopping, how long the writer waits for a record before it stops anyway.
-const CLOSE_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
+/// While stopping, how long the writer waits for a record before it stops anyway (a record
+/// that waits in its held slot must come sooner: see `http::audit::BODY_WAIT`).
+pub(crate) const CLOSE_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The operations of one transaction, each with its place in the spool if it has one.
 #[derive(Default)]
