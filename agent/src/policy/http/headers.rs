@@ -4,7 +4,8 @@
 //! [`MAX_HEADERS_BYTES`] bytes in all.
 //!
 //! URLs in kept values (`Referer: https://app/cb?code=...`) lose what the request's own record
-//! never keeps either: query and fragment values (names stay) and `user:password@`.
+//! never keeps either: query and fragment values (names stay) and `user:password@`; so does a
+//! `user:password@host` written without a scheme ([`without_bare_userinfo`]).
 //!
 //! A header is sensitive when the target names it (`redact_headers`), when it carries the
 //! target's injected credential, when its name holds a word credentials go by
@@ -193,6 +194,10 @@ fn kept_value(value: &str, target: &HttpTarget) -> String {
     }
     let cut_early = head < value.len();
     let value = without_url_secrets(&value[..head]);
+    let value = match without_bare_userinfo(&value) {
+        std::borrow::Cow::Owned(v) => std::borrow::Cow::Owned(v),
+        std::borrow::Cow::Borrowed(_) => value,
+    };
     let masked = target
         .masker
         .as_ref()
@@ -265,9 +270,64 @@ fn without_url_secrets(value: &str) -> std::borrow::Cow<'_, str> {
     out.into()
 }
 
+/// `value` with the `user:password` of every `user:password@host` written without a scheme
+/// (`X-Proxy: admin:s3cret@proxy:3128`) reduced to `[redacted]`: in a word (words end at
+/// whitespace, `,`, `<`, `>` and `"`) without `//`, what comes before the last `@` ahead of
+/// the first `/`, `?` or `#` is dropped when it holds a `:`. An e-mail address holds none and
+/// stays; `mailto:a@b` loses its address part (a colon cannot tell it from a password).
+fn without_bare_userinfo(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.contains('@') {
+        return value.into();
+    }
+    let ends = |c: char| c.is_whitespace() || matches!(c, ',' | '<' | '>' | '"');
+    let mut out = String::with_capacity(value.len());
+    let mut changed = false;
+    let mut rest = value;
+    while !rest.is_empty() {
+        let word_end = rest.find(ends).unwrap_or(rest.len());
+        let word = &rest[..word_end];
+        let authority = &word[..word.find(['/', '?', '#']).unwrap_or(word.len())];
+        match authority.rfind('@') {
+            Some(at) if !word.contains("//") && authority[..at].contains(':') => {
+                out.push_str(REDACTED);
+                out.push_str(&word[at..]);
+                changed = true;
+            }
+            _ => out.push_str(word),
+        }
+        rest = &rest[word_end..];
+        let sep = rest.find(|c: char| !ends(c)).unwrap_or(rest.len());
+        out.push_str(&rest[..sep]);
+        rest = &rest[sep..];
+    }
+    if changed { out.into() } else { value.into() }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{without_url_secrets, without_userinfo};
+    use super::{without_bare_userinfo, without_url_secrets, without_userinfo};
+
+    #[test]
+    fn bare_userinfo_loses_its_password() {
+        for (value, want) in [
+            (
+                "admin:s3cret@proxy.internal:3128",
+                "[redacted]@proxy.internal:3128",
+            ),
+            ("via a:b@h, c:d@k", "via [redacted]@h, [redacted]@k"),
+            ("url=u:p@db:5432/orders", "[redacted]@db:5432/orders"),
+            ("<u:p@h>", "<[redacted]@h>"),
+            ("mailto:a@b.example", "[redacted]@b.example"),
+            // An e-mail address, a URL (handled by the URL pass), a path, and no `@`, stay.
+            ("user@example.org", "user@example.org"),
+            ("https://[redacted]@h/x", "https://[redacted]@h/x"),
+            ("/a:b/c@d", "/a:b/c@d"),
+            ("h:8080", "h:8080"),
+            ("ünï:pä@h ok", "[redacted]@h ok"),
+        ] {
+            assert_eq!(without_bare_userinfo(value), want, "{value}");
+        }
+    }
 
     #[test]
     fn urls_keep_query_names_and_lose_values_and_userinfo() {

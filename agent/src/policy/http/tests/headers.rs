@@ -149,3 +149,22 @@ fn a_host_with_userinfo_is_recorded_without_it() {
     let got = recorded(&pairs(&[("host", "u:s3cret@api.example")]), &target("")).unwrap();
     assert_eq!(got[0].1, format!("{REDACTED}@api.example"));
 }
+
+#[test]
+fn a_user_and_password_without_a_scheme_are_recorded_without_them() {
+    let got = recorded(
+        &pairs(&[
+            ("x-proxy", "admin:s3cret@proxy.internal:3128"),
+            ("from", "ops@example.org"),
+        ]),
+        &target(""),
+    )
+    .unwrap();
+    assert_eq!(
+        got,
+        pairs(&[
+            ("x-proxy", "[redacted]@proxy.internal:3128"),
+            ("from", "ops@example.org"),
+        ])
+    );
+}
