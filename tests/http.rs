@@ -14,7 +14,7 @@ use serde_json::Value;
 use web::{
     Curl, CurlOut, Fixture, SERVER_NAME,
     backend::{pattern, sha256_hex},
-    client::{requests_after, s_client, urllib, websocket},
+    client::{requests_after, s_client, stalled_form, urllib, websocket},
     nginx::{CARDS, HELLO},
     policy::{
         BACKEND, DEAD_PASSTHROUGH, DEAD_WEB, NO_ADMIN, WEB, WEB_BAD_CA, WEB_ORIGINATE, WEB_READS,
@@ -860,6 +860,61 @@ fn a_forms_method_override_is_decided_with_the_request() {
             "{args:?}: {session:#}"
         );
     }
+}
+
+/// The agent stops while a request's record waits for its form body (the upstream answered
+/// at once and reads on; the client holds the rest of the body back): the record is written
+/// before the agent exits, with the upstream's status and the error saying the body was still
+/// streaming. Its 3 s wait ends while the agent drains (2 s in the harness) and its store
+/// writer closes, which waits for records still held (5 s without one).
+#[test]
+fn a_record_waiting_for_its_body_is_written_when_the_agent_stops() {
+    use std::io::BufRead as _;
+    let test = "a_record_waiting_for_its_body_is_written_when_the_agent_stops";
+    let Some(mut fx) = Fixture::start(test, "http-stop") else {
+        return;
+    };
+    let mut client = stalled_form(&fx.app, fx.backend.addr.port(), "/early");
+    let mut line = String::new();
+    std::io::BufReader::new(client.stdout.take().expect("client stdout"))
+        .read_line(&mut line)
+        .expect("client output");
+    let answered: Value = serde_json::from_str(&line).expect("client JSON");
+    assert_eq!(
+        answered["status"], 413,
+        "the upstream answered early: {line}"
+    );
+    let pid = u32::try_from(answered["pid"].as_u64().expect("pid")).expect("pid");
+
+    let status = fx.agent.terminate();
+    assert!(
+        status.success(),
+        "agent exit: {status}\n{}",
+        fx.agent.log_tail()
+    );
+    drop(client.stdin.take());
+    let _ = client.kill();
+    let _ = client.wait();
+
+    fx.agent.start();
+    let session = fx.session_of(pid, 1);
+    let r = &requests(&session)[0];
+    let (method, path, got, decision, rule) = verdict(r);
+    assert_eq!(
+        (
+            method.as_str(),
+            path.as_str(),
+            got,
+            decision.as_str(),
+            rule.as_str()
+        ),
+        ("POST", "/early", 413, "allow", "app-backend"),
+        "{session:#}"
+    );
+    assert_eq!(
+        r["error"], "request body still streaming after the response: recorded before its end",
+        "{session:#}"
+    );
 }
 
 /// WebSocket: the upgrade request is decided and gets the credential, then tollgate splices

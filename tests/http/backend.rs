@@ -239,6 +239,13 @@ async fn handle(
                 .body(ChannelBody { rx }.boxed())
                 .expect("response")
         }
+        // Answers at once and reads the request body afterwards, to its end (a full-duplex
+        // server, as one refusing an upload early may be).
+        "/early" => {
+            let mut body = req.into_body();
+            tokio::spawn(async move { while let Some(Ok(_)) = body.frame().await {} });
+            full(StatusCode::PAYLOAD_TOO_LARGE, "text/plain", "too large\n")
+        }
         "/headers" => {
             let v = json!({
                 "authorization": seen.header("authorization"),

@@ -347,6 +347,43 @@ pub fn requests_after(cgroup: &Path, port: u16, go: &Path, paths: &[&str]) -> Py
     python(cgroup, PY_AFTER_GO, &args)
 }
 
+/// Sends the head of a form POST to `127.0.0.1:port` with the start of a body that holds
+/// `_method` further on, prints the response's status, then holds the connection open with
+/// the body unfinished until stdin closes.
+const PY_STALLED_FORM: &str = r#"
+import json, os, socket, sys
+port, path = int(sys.argv[1]), sys.argv[2]
+s = socket.create_connection(("127.0.0.1", port), timeout=30)
+body = b"name=" + b"x" * 1000
+s.sendall(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: backend\r\n"
+          b"Content-Type: application/x-www-form-urlencoded\r\n"
+          b"Content-Length: 100000\r\n\r\n" + body)
+head = b""
+while b"\r\n" not in head:
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    head += chunk
+status = int(head.split(b" ")[1]) if head.startswith(b"HTTP/1.1 ") else 0
+print(json.dumps({"pid": os.getpid(), "status": status}), flush=True)
+sys.stdin.read()
+"#;
+
+/// Starts, in `cgroup`, a client that sends a form POST to `path` and stalls before the end of
+/// its body (see `PY_STALLED_FORM`); it prints `{"pid", "status"}` once answered and holds
+/// the connection until its stdin closes.
+pub fn stalled_form(cgroup: &Path, port: u16, path: &str) -> std::process::Child {
+    let mut cmd = Command::new(PYTHON);
+    cmd.arg("-c")
+        .arg(PY_STALLED_FORM)
+        .arg(port.to_string())
+        .arg(path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    in_cgroup(&mut cmd, cgroup);
+    cmd.spawn().expect("run python3")
+}
+
 fn python(cgroup: &Path, script: &str, args: &[&str]) -> PyOut {
     let mut cmd = Command::new(PYTHON);
     cmd.arg("-c")
