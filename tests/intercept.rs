@@ -191,6 +191,46 @@ fn the_same_commands_outside_any_workload_are_untouched() {
     }
 }
 
+/// Under systemd with the default `attach_cgroup = "/"`, the agent runs inside its own attach
+/// cgroup. Even when a workload's glob matches the agent's cgroup, the agent never intercepts
+/// itself: its cgroup is left unenrolled (and its upstream sockets carry the mark), so a
+/// client's connection goes through it once, and only the client's connection is recorded.
+#[test]
+fn an_agent_inside_its_attach_cgroup_never_intercepts_itself() {
+    let test = "an_agent_inside_its_attach_cgroup_never_intercepts_itself";
+    let Some(env) = setup(test, &[Need::Curl]) else {
+        return;
+    };
+    let web = PeerServer::start("127.0.0.1:0");
+    let mut agent = Agent::new(&env, "inside", FailMode::Open);
+    let own = agent.cgroup_dir("agent");
+    let client = agent.cgroup_dir("client");
+    cgroup::mkdir(&own);
+    cgroup::mkdir(&client);
+    let policy = PolicyText::new()
+        .workload("everyone", &format!("{}/*", agent.attach), false)
+        .target("web", &[addr(web.addr)])
+        .rule("everyone-web", &["everyone"], &["web"], "allow");
+    agent.write_policy("test.toml", policy.text());
+    agent.start_in(Some(&own));
+
+    let c = curl(Some(&client), &web.url());
+    assert!(c.via_proxy(), "{c:?}\n{}", agent.log_tail());
+    let s = agent.wait_ended("curl", |s| s.pid() == Some(c.pid));
+    assert_allowed(&s, "everyone", "everyone-web", "web", web.addr);
+
+    let sessions = agent.sessions();
+    assert_eq!(sessions.len(), 1, "{}", agent.sessions_text());
+    let counters = &agent.status()["counters"];
+    assert_eq!(counters["connections_without_metadata"], 0, "{counters}");
+    assert_eq!(counters["connections_accepted"], 1, "{counters}");
+    let log = std::fs::read_to_string(agent.scratch().join("agent.log")).unwrap_or_default();
+    assert!(
+        log.contains("the agent's own cgroup matches a workload: left unenrolled"),
+        "{log}"
+    );
+}
+
 #[test]
 fn ungranted_destinations_are_refused_and_audited_with_their_rule() {
     let test = "ungranted_destinations_are_refused_and_audited_with_their_rule";

@@ -164,6 +164,13 @@ impl Agent {
 
     /// Starts the agent and waits until `tollgate status` reports it ready.
     pub fn start(&mut self) {
+        self.start_in(None);
+    }
+
+    /// [`Agent::start`] with the agent process in the cgroup directory `cgroup` from its first
+    /// instruction (its sockets belong there), as under systemd with the default
+    /// `attach_cgroup = "/"`, where the agent lies inside the attach cgroup.
+    pub fn start_in(&mut self, cgroup: Option<&Path>) {
         assert!(self.child.is_none(), "agent already running");
         let log = File::options()
             .create(true)
@@ -171,16 +178,18 @@ impl Agent {
             .open(&self.log)
             .expect("agent log");
         let _ = writeln!(&log, "---- tollgate agent starting");
-        let child = Command::new(&self.env.tollgate)
-            .arg("agent")
+        let mut cmd = Command::new(&self.env.tollgate);
+        cmd.arg("agent")
             .arg("--config")
             .arg(&self.config)
             .env("RUST_LOG", "info,tollgate=debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn tollgate agent");
+            .stderr(log);
+        if let Some(dir) = cgroup {
+            super::cgroup::in_cgroup(&mut cmd, dir);
+        }
+        let child = cmd.spawn().expect("spawn tollgate agent");
         self.child = Some(child);
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
