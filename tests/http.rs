@@ -860,6 +860,33 @@ fn a_forms_method_override_is_decided_with_the_request() {
             "{args:?}: {session:#}"
         );
     }
+    // A gzip JSON body: Express's `body-parser` inflates it before a getter reads `_method`.
+    for (json, status, want) in [
+        (r#"{"_method": "DELETE"}"#, 403, ("deny", "default-deny")),
+        (r#"{"name": "x"}"#, 200, ("allow", "app-backend")),
+    ] {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, json.as_bytes()).expect("gzip");
+        let out = Curl::new(&url)
+            .args(&[
+                "-H",
+                "Content-Type: application/json",
+                "-H",
+                "Content-Encoding: gzip",
+                "--data-binary",
+                "@-",
+            ])
+            .stdin(gz.finish().expect("gzip"))
+            .run(&fx.app);
+        assert_status(&out, status);
+        let session = fx.session_of(out.pid, 1);
+        let (method, _, got, decision, rule) = verdict(&requests(&session)[0]);
+        assert_eq!(
+            (method.as_str(), got, decision.as_str(), rule.as_str()),
+            ("POST", u64::from(status), want.0, want.1),
+            "gzip {json}: {session:#}"
+        );
+    }
 }
 
 /// The agent stops while a request's record waits for its form body (the upstream answered

@@ -20,17 +20,23 @@
 //! - a multipart body is read only in the canonical form clients write ([`multipart`]); any
 //!   other form is unreadable, and so is a boundary PHP and Rack could read differently;
 //! - a JSON body (a type holding `/json` or `+json`, as Laravel tells it) is read for its
-//!   top-level `_method` string ([`json`]); not when it has a content coding, which Laravel
-//!   does not decode.
+//!   top-level `_method` string ([`json`]); one with a `gzip`, `deflate` or `br` coding is
+//!   inflated for the scan as it streams ([`coded`]), as Express's `body-parser` inflates it
+//!   (Laravel does not); one with another coding or several is not read, as neither reads it.
 //!
 //! Fail closed: what the scan cannot read ([`Found::Unreadable`]) is denied, since an upstream
 //! might read a `_method` in it.
+mod coded;
 mod json;
 mod multipart;
 mod urlencoded;
 
 pub use self::urlencoded::Urlencoded;
-use self::{json::Json, multipart::Multipart};
+use self::{
+    coded::{Coding, Inflating},
+    json::Json,
+    multipart::Multipart,
+};
 use super::{path::decode_query_component, readings::is_method_param};
 
 /// Longest `_method` value read, in bytes as sent; a longer one is unreadable.
@@ -57,6 +63,8 @@ pub enum FormScan {
     Multipart(Multipart),
     /// A JSON body.
     Json(Json),
+    /// A JSON body with a content coding, inflated for the scan.
+    Coded(Box<Inflating>),
     /// A form body the scan cannot read (a content coding, conflicting types): one
     /// [`Found::Unreadable`] at the first chunk.
     Unreadable(Option<&'static str>),
@@ -94,8 +102,14 @@ impl FormScan {
             }
         };
         match scan {
-            // Laravel does not decode a coded body; see the README for Express.
-            FormScan::Json(_) if coded => None,
+            // Express's `body-parser` inflates it (Laravel does not).
+            FormScan::Json(_) if coded => {
+                let codings = headers
+                    .iter()
+                    .filter(|(k, _)| k == "content-encoding")
+                    .map(|(_, v)| v.as_str());
+                Coding::of(codings).map(|c| FormScan::Coded(Box::new(Inflating::new(c))))
+            }
             FormScan::Urlencoded(_) | FormScan::Multipart(_) if coded => Some(
                 FormScan::Unreadable(Some("a form body with a content coding")),
             ),
@@ -163,6 +177,7 @@ impl FormScan {
             }
             FormScan::Multipart(m) => m.feed(data, out),
             FormScan::Json(j) => j.feed(data, out),
+            FormScan::Coded(c) => c.feed(data, out),
             FormScan::Unreadable(why) => {
                 if let Some(why) = why.take() {
                     out.push(Found::Unreadable(why));
@@ -181,6 +196,7 @@ impl FormScan {
             }
             FormScan::Multipart(m) => m.finish(out),
             FormScan::Json(_) => {}
+            FormScan::Coded(c) => c.finish(out),
             FormScan::Unreadable(why) => {
                 if let Some(why) = why.take() {
                     out.push(Found::Unreadable(why));
@@ -196,6 +212,7 @@ impl FormScan {
             FormScan::Urlencoded(u) => u.iter().any(Urlencoded::holding),
             FormScan::Multipart(m) => m.holding(),
             FormScan::Json(j) => j.holding(),
+            FormScan::Coded(c) => c.holding(),
             FormScan::Unreadable(_) => false,
         }
     }
@@ -383,11 +400,12 @@ mod tests {
                 "{ct}"
             );
         }
+        // A coded one is inflated for the scan (Express's `body-parser` inflates it).
         let h = headers(&[
             ("content-type", "application/json"),
             ("content-encoding", "gzip"),
         ]);
-        assert!(FormScan::of("POST", &h).is_none());
+        assert!(matches!(FormScan::of("POST", &h), Some(FormScan::Coded(_))));
         assert!(matches!(
             typed("POST", "Application/X-WWW-Form-Urlencoded; charset=utf-8"),
             Some(FormScan::Urlencoded(_))
@@ -771,6 +789,141 @@ mod tests {
         let h = headers(&[("content-type", "text/plain"), ("content-type", "text/csv")]);
         assert!(FormScan::of("POST", &h).is_none());
         let h = headers(&[("content-type", "text/plain"), ("content-encoding", "gzip")]);
+        assert!(FormScan::of("POST", &h).is_none());
+    }
+
+    /// A JSON body coded `coding`, fed in chunks of `n` bytes as sent: what the scan found.
+    fn coded_in(coding: &str, sent: &[u8], n: usize) -> Vec<Found> {
+        let h = headers(&[
+            ("content-type", "application/json"),
+            ("content-encoding", coding),
+        ]);
+        let mut scan = FormScan::of("POST", &h).expect("a coded JSON scan");
+        let mut out = Vec::new();
+        for chunk in sent.chunks(n) {
+            scan.feed(chunk, &mut out);
+        }
+        scan.finish(&mut out);
+        out
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        use std::io::Write as _;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn zlib(data: &[u8]) -> Vec<u8> {
+        use std::io::Write as _;
+        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn brotli(data: &[u8]) -> Vec<u8> {
+        use std::io::Write as _;
+        let mut out = Vec::new();
+        {
+            let mut w = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
+            w.write_all(data).unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn a_coded_json_body_is_inflated_for_the_scan() {
+        let body = br#"{"a": [1, {"_method": "PUT"}], "_method": "DELETE", "b": "x"}"#;
+        let mut twice = gzip(br#"{"x": 1, "#);
+        twice.extend(gzip(br#""_method": "PATCH"}"#));
+        for (coding, sent, want) in [
+            ("gzip", gzip(body), method("DELETE")),
+            ("x-gzip, identity", gzip(body), method("DELETE")),
+            ("DEFLATE", zlib(body), method("DELETE")),
+            ("br", brotli(body), method("DELETE")),
+            // Concatenated gzip members, as `body-parser` (Node's zlib) reads them.
+            ("gzip", twice, method("PATCH")),
+        ] {
+            for n in [1, 2, 3, 5, 7, 64, sent.len()] {
+                assert_eq!(
+                    coded_in(coding, &sent, n),
+                    std::slice::from_ref(&want),
+                    "{coding}, chunks of {n}"
+                );
+            }
+        }
+        // A nested `_method` alone is no reading.
+        assert_eq!(
+            coded_in("gzip", &gzip(br#"{"a": {"_method": "PUT"}}"#), 3),
+            []
+        );
+    }
+
+    #[test]
+    fn a_coded_method_value_is_held_until_it_is_decoded_whole() {
+        use std::io::Write as _;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(br#"{"_method": "DEL"#).unwrap();
+        e.flush().unwrap();
+        let first = e.get_ref().len();
+        e.write_all(br#"ETE"}"#).unwrap();
+        let sent = e.finish().unwrap();
+        let h = headers(&[
+            ("content-type", "application/json"),
+            ("content-encoding", "gzip"),
+        ]);
+        let mut scan = FormScan::of("POST", &h).unwrap();
+        let mut out = Vec::new();
+        scan.feed(&sent[..first], &mut out);
+        assert!(scan.holding(), "the value goes on in the next chunk");
+        scan.feed(&sent[first..], &mut out);
+        assert!(!scan.holding());
+        scan.finish(&mut out);
+        assert_eq!(out, [method("DELETE")]);
+    }
+
+    #[test]
+    fn a_coded_json_body_that_does_not_decode_or_inflates_too_far_is_unreadable() {
+        let corrupt = Found::Unreadable("a coded JSON body that does not decode");
+        assert_eq!(
+            coded_in("gzip", b"\x1f\x8bnot gzip at all", 4),
+            std::slice::from_ref(&corrupt)
+        );
+        // Cut in its trailer: what decoded is read, and the body does not decode.
+        let cut = gzip(br#"{"_method": "DELETE"}"#);
+        assert_eq!(
+            coded_in("gzip", &cut[..cut.len() - 4], 4),
+            [method("DELETE"), corrupt.clone()]
+        );
+        assert_eq!(coded_in("br", b"\xff\xff\xff\xff", 1), [corrupt]);
+        // 80 MiB of zeros in a string: about 80 KB sent, scanned up to the bound, held nowhere.
+        let mut bomb = b"{\"a\": \"".to_vec();
+        bomb.resize(bomb.len() + (80 << 20), b'0');
+        bomb.extend_from_slice(b"\", \"_method\": \"DELETE\"}");
+        let sent = gzip(&bomb);
+        assert!(sent.len() < 200_000, "{}", sent.len());
+        assert_eq!(
+            coded_in("gzip", &sent, 16 << 10),
+            [Found::Unreadable(
+                "a coded JSON body larger than 64 MiB decoded"
+            )]
+        );
+    }
+
+    #[test]
+    fn codings_the_readers_do_not_decode_are_not_read() {
+        for coding in ["gzip, br", "zstd", "compress"] {
+            let h = headers(&[
+                ("content-type", "application/json"),
+                ("content-encoding", coding),
+            ]);
+            assert!(FormScan::of("POST", &h).is_none(), "{coding}");
+        }
+        let h = headers(&[
+            ("content-type", "application/json"),
+            ("content-encoding", "gzip"),
+            ("content-encoding", "br"),
+        ]);
         assert!(FormScan::of("POST", &h).is_none());
     }
 }
