@@ -892,8 +892,9 @@ fn a_forms_method_override_is_decided_with_the_request() {
 /// The agent stops while a request's record waits for its form body (the upstream answered
 /// at once and reads on; the client holds the rest of the body back): the record is written
 /// before the agent exits, with the upstream's status and the error saying the body was still
-/// streaming. Its 3 s wait ends while the agent drains (2 s in the harness) and its store
-/// writer closes, which waits for records still held (5 s without one).
+/// streaming. SIGTERM comes 1 s after the answer: the record's 3 s wait then ends during the
+/// drain (2 s in the harness, then 1 s for connections to end), a second before the
+/// connection is dropped.
 #[test]
 fn a_record_waiting_for_its_body_is_written_when_the_agent_stops() {
     use std::io::BufRead as _;
@@ -913,6 +914,7 @@ fn a_record_waiting_for_its_body_is_written_when_the_agent_stops() {
     );
     let pid = u32::try_from(answered["pid"].as_u64().expect("pid")).expect("pid");
 
+    std::thread::sleep(std::time::Duration::from_secs(1));
     let status = fx.agent.terminate();
     assert!(
         status.success(),

@@ -1,5 +1,7 @@
 //! Decoding of compressed response bodies (`Content-Encoding: gzip | deflate | br`) before
-//! masking, bounded: a body that would inflate past the limit is refused, not buffered.
+//! masking, bounded: a body that would inflate past the limit is refused, not buffered, and so
+//! is a `br` body in the large-window extension (a window up to 1 GiB, which Node and browsers
+//! do not decode either).
 use std::io::Read;
 
 use hyper::header::HeaderValue;
@@ -92,6 +94,13 @@ pub fn decode(coding: Coding, data: &[u8], limit: usize) -> Result<Vec<u8>, Deco
             }
         }
         Coding::Brotli => {
+            // The large-window extension's windows reach 1 GiB, held before any output.
+            if data
+                .first()
+                .is_some_and(|&b| crate::policy::brotli_window_bits(b).is_none())
+            {
+                return Err(DecodeError::Unsupported("br with a large window".into()));
+            }
             read_limited(brotli::Decompressor::new(data, 4096), limit).map_err(|e| match e {
                 Limited::TooLarge => DecodeError::TooLarge(limit),
                 Limited::Io(e) => corrupt(e),
@@ -194,6 +203,11 @@ mod tests {
         assert!(matches!(
             decode(Coding::Brotli, &out, 10),
             Err(DecodeError::TooLarge(10))
+        ));
+        // The large-window extension's code in the first byte: refused before decoding.
+        assert!(matches!(
+            decode(Coding::Brotli, b"\x11\x3c\x00", 1 << 20),
+            Err(DecodeError::Unsupported(_))
         ));
     }
 

@@ -193,8 +193,16 @@ fn kept_value(value: &str, target: &HttpTarget) -> String {
         head -= 1;
     }
     let cut_early = head < value.len();
-    let value = without_url_secrets(&value[..head]);
-    let value = match without_bare_userinfo(&value) {
+    if cut_early {
+        // A later word cut short may be a secret the passes below no longer recognize (its
+        // `@` cut off), brought within the kept bytes by what they remove before it: drop it.
+        if let Some(space) = value[..head].rfind(char::is_whitespace) {
+            head = space;
+        }
+    }
+    // Bare userinfo first: the URL pass would take `admin:p?ss=1@proxy` for a query.
+    let value = without_bare_userinfo(&value[..head]);
+    let value = match without_url_secrets(&value) {
         std::borrow::Cow::Owned(v) => std::borrow::Cow::Owned(v),
         std::borrow::Cow::Borrowed(_) => value,
     };
@@ -272,28 +280,29 @@ fn without_url_secrets(value: &str) -> std::borrow::Cow<'_, str> {
 
 /// `value` with the `user:password` of every `user:password@host` written without a scheme
 /// (`X-Proxy: admin:s3cret@proxy:3128`) reduced to `[redacted]`: in a word (words end at
-/// whitespace, `,`, `<`, `>` and `"`) without `//`, what comes before the last `@` ahead of
-/// the first `/`, `?` or `#` is dropped when it holds a `:`. An e-mail address holds none and
-/// stays; `mailto:a@b` loses its address part (a colon cannot tell it from a password).
+/// whitespace, `<` and `>`) that is not a URL (`scheme://`, `//`; the URL pass has its
+/// userinfo), everything before the last `@` is dropped when a `:` comes before that `@`,
+/// with no `/` before the `:` (a path) and no digest after the `@` (`name:tag@sha256:...`).
+/// An e-mail address holds no `:` and stays; `mailto:a@b` loses its address part (a colon
+/// cannot tell it from a password).
 fn without_bare_userinfo(value: &str) -> std::borrow::Cow<'_, str> {
     if !value.contains('@') {
         return value.into();
     }
-    let ends = |c: char| c.is_whitespace() || matches!(c, ',' | '<' | '>' | '"');
+    let ends = |c: char| c.is_whitespace() || matches!(c, '<' | '>');
     let mut out = String::with_capacity(value.len());
     let mut changed = false;
     let mut rest = value;
     while !rest.is_empty() {
         let word_end = rest.find(ends).unwrap_or(rest.len());
         let word = &rest[..word_end];
-        let authority = &word[..word.find(['/', '?', '#']).unwrap_or(word.len())];
-        match authority.rfind('@') {
-            Some(at) if !word.contains("//") && authority[..at].contains(':') => {
+        match bare_userinfo_end(word) {
+            Some(at) => {
                 out.push_str(REDACTED);
                 out.push_str(&word[at..]);
                 changed = true;
             }
-            _ => out.push_str(word),
+            None => out.push_str(word),
         }
         rest = &rest[word_end..];
         let sep = rest.find(|c: char| !ends(c)).unwrap_or(rest.len());
@@ -301,6 +310,23 @@ fn without_bare_userinfo(value: &str) -> std::borrow::Cow<'_, str> {
         rest = &rest[sep..];
     }
     if changed { out.into() } else { value.into() }
+}
+
+/// Where the `user:password` of a bare `user:password@host` word ends (at its last `@`).
+fn bare_userinfo_end(word: &str) -> Option<usize> {
+    let colon = word.find(':')?;
+    let at = word.rfind('@')?;
+    let url = word.starts_with("//")
+        || word.find("://").is_some_and(|i| {
+            i > 0
+                && word[..i]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        });
+    let digest = ["sha256:", "sha384:", "sha512:"]
+        .iter()
+        .any(|d| word[at + 1..].starts_with(d));
+    (colon < at && !url && !word[..colon].contains('/') && !digest).then_some(at)
 }
 
 #[cfg(test)]
@@ -318,10 +344,22 @@ mod tests {
             ("url=u:p@db:5432/orders", "[redacted]@db:5432/orders"),
             ("<u:p@h>", "<[redacted]@h>"),
             ("mailto:a@b.example", "[redacted]@b.example"),
-            // An e-mail address, a URL (handled by the URL pass), a path, and no `@`, stay.
+            // What a password may hold: `/`, `?`, `#`, `,`, `@`, `"`, and a path after.
+            ("admin:pa/ss@proxy:3128", "[redacted]@proxy:3128"),
+            ("admin:p#ss@proxy", "[redacted]@proxy"),
+            ("admin:pa,ss@proxy", "[redacted]@proxy"),
+            ("a:b@c@proxy", "[redacted]@proxy"),
+            ("\"u:p\"@h", "[redacted]@h"),
+            (
+                "admin:s3cret@proxy:3128/api//v1",
+                "[redacted]@proxy:3128/api//v1",
+            ),
+            // An e-mail address, a URL (handled by the URL pass), a path, a digest, no `@`.
             ("user@example.org", "user@example.org"),
             ("https://[redacted]@h/x", "https://[redacted]@h/x"),
+            ("//h/x@y:z", "//h/x@y:z"),
             ("/a:b/c@d", "/a:b/c@d"),
+            ("nginx:1.25@sha256:0a1b", "nginx:1.25@sha256:0a1b"),
             ("h:8080", "h:8080"),
             ("ünï:pä@h ok", "[redacted]@h ok"),
         ] {

@@ -4,18 +4,70 @@
 //! upstream still gets the body as sent.
 //!
 //! Memory stays bounded whatever the ratio: the decoder hands its output to the JSON scan
-//! piece by piece and nothing decoded is kept. At most [`MAX_DECODED`] bytes are scanned; a
-//! body that inflates past that, or that does not decode, is unreadable (as it is to
-//! `body-parser`, whose own limit is far lower by default).
+//! piece by piece, and holds no more than its window: 32 KiB for `gzip` and `deflate`, and
+//! for `br` the window the stream declares, at most [`MAX_BROTLI_WINDOW_BITS`] (a larger one,
+//! or the large-window extension Node does not decode, is unreadable). At most
+//! [`MAX_DECODED`] bytes are scanned; a body that inflates past that, or that does not
+//! decode, is unreadable (as it is to `body-parser`, whose own limit is 100 kB by default).
 use std::io::{self, Write};
 
 use super::{Found, json::Json};
 
 /// Decoded bytes scanned at most; past that the body is unreadable.
-pub const MAX_DECODED: usize = 64 << 20;
+pub const MAX_DECODED: usize = 16 << 20;
+/// Largest brotli window read (4 MiB: the default of Node's, Python's and Go's encoders).
+pub const MAX_BROTLI_WINDOW_BITS: u8 = 22;
 
-const TOO_LARGE: &str = "a coded JSON body larger than 64 MiB decoded";
+const TOO_LARGE: &str = "a coded JSON body larger than 16 MiB decoded";
 const CORRUPT: &str = "a coded JSON body that does not decode";
+const WIDE_WINDOW: &str = "a brotli JSON body with a window over 4 MiB";
+
+/// What a request's `Content-Encoding` values name, `identity` aside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Named {
+    /// One coding decoded here.
+    One(Coding),
+    /// One coding not decoded here (`zstd`, `compress`, ...).
+    Other,
+    /// Several, which `body-parser` refuses and the others do not decode.
+    Several,
+}
+
+impl Named {
+    /// What the `Content-Encoding` values name; `None` for no coding at all.
+    pub fn of<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<Named> {
+        let mut named = values
+            .into_iter()
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity"));
+        let one = named.next()?;
+        if named.next().is_some() {
+            return Some(Named::Several);
+        }
+        Some(match one.to_ascii_lowercase().as_str() {
+            "gzip" | "x-gzip" => Named::One(Coding::Gzip),
+            "deflate" => Named::One(Coding::Deflate),
+            "br" => Named::One(Coding::Brotli),
+            _ => Named::Other,
+        })
+    }
+}
+
+/// The window a brotli stream declares in its first byte (RFC 7932, section 9.1), as a power of
+/// two: `None` for the code the large-window extension (up to 1 GiB) takes, which plain brotli
+/// reserves and Node does not decode.
+pub fn brotli_window_bits(first: u8) -> Option<u8> {
+    if first & 1 == 0 {
+        return Some(16);
+    }
+    match ((first >> 1) & 7, (first >> 4) & 7) {
+        (0, 0) => Some(17),
+        (0, 1) => None,
+        (0, m) => Some(8 + m),
+        (n, _) => Some(17 + n),
+    }
+}
 
 /// The content codings decoded for the scan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,28 +78,6 @@ pub enum Coding {
     Deflate,
     /// `br`.
     Brotli,
-}
-
-impl Coding {
-    /// The one coding the `Content-Encoding` values name, `identity` aside: `None` for none, for
-    /// several (which `body-parser` refuses) or for one not decoded here.
-    pub fn of<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<Coding> {
-        let mut named = values
-            .into_iter()
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity"));
-        let one = named.next()?;
-        if named.next().is_some() {
-            return None;
-        }
-        match one.to_ascii_lowercase().as_str() {
-            "gzip" | "x-gzip" => Some(Coding::Gzip),
-            "deflate" => Some(Coding::Deflate),
-            "br" => Some(Coding::Brotli),
-            _ => None,
-        }
-    }
 }
 
 /// Where the decoder writes: the JSON scan, counting what it is given.
@@ -118,6 +148,8 @@ impl Decoder {
 /// The streaming scan of a coded JSON body.
 pub struct Inflating {
     decoder: Decoder,
+    /// A brotli stream whose window is not checked yet (its first byte has not come).
+    window_unchecked: bool,
     /// The decoder failed (reported once); later bytes are not read.
     failed: bool,
 }
@@ -148,16 +180,26 @@ impl Inflating {
         };
         Inflating {
             decoder,
+            window_unchecked: coding == Coding::Brotli,
             failed: false,
         }
     }
 
     /// Scans the next chunk as sent; what it completes goes to `out`.
     pub fn feed(&mut self, data: &[u8], out: &mut Vec<Found>) {
-        if !self.failed {
-            let result = self.decoder.write(data);
-            self.settle(result, out);
+        if self.failed {
+            return;
         }
+        if let (true, Some(&first)) = (self.window_unchecked, data.first()) {
+            self.window_unchecked = false;
+            if brotli_window_bits(first).is_none_or(|bits| bits > MAX_BROTLI_WINDOW_BITS) {
+                self.failed = true;
+                out.push(Found::Unreadable(WIDE_WINDOW));
+                return;
+            }
+        }
+        let result = self.decoder.write(data);
+        self.settle(result, out);
     }
 
     /// The body ended: a stream cut short does not decode.

@@ -22,7 +22,8 @@
 //! - a JSON body (a type holding `/json` or `+json`, as Laravel tells it) is read for its
 //!   top-level `_method` string ([`json`]); one with a `gzip`, `deflate` or `br` coding is
 //!   inflated for the scan as it streams ([`coded`]), as Express's `body-parser` inflates it
-//!   (Laravel does not); one with another coding or several is not read, as neither reads it.
+//!   (Laravel does not); one with another coding is unreadable (`body-parser` may come to read
+//!   one), one with several is not read (`body-parser` refuses it, the others do not decode).
 //!
 //! Fail closed: what the scan cannot read ([`Found::Unreadable`]) is denied, since an upstream
 //! might read a `_method` in it.
@@ -31,9 +32,10 @@ mod json;
 mod multipart;
 mod urlencoded;
 
+pub use self::coded::brotli_window_bits;
 pub use self::urlencoded::Urlencoded;
 use self::{
-    coded::{Coding, Inflating},
+    coded::{Inflating, Named},
     json::Json,
     multipart::Multipart,
 };
@@ -102,13 +104,20 @@ impl FormScan {
             }
         };
         match scan {
-            // Express's `body-parser` inflates it (Laravel does not).
+            // Express's `body-parser` inflates it (Laravel does not); it refuses several
+            // codings, and may come to read one more.
             FormScan::Json(_) if coded => {
                 let codings = headers
                     .iter()
                     .filter(|(k, _)| k == "content-encoding")
                     .map(|(_, v)| v.as_str());
-                Coding::of(codings).map(|c| FormScan::Coded(Box::new(Inflating::new(c))))
+                match Named::of(codings) {
+                    Some(Named::One(c)) => Some(FormScan::Coded(Box::new(Inflating::new(c)))),
+                    Some(Named::Other) => Some(FormScan::Unreadable(Some(
+                        "a JSON body with a content coding the scan does not decode",
+                    ))),
+                    Some(Named::Several) | None => None,
+                }
             }
             FormScan::Urlencoded(_) | FormScan::Multipart(_) if coded => Some(
                 FormScan::Unreadable(Some("a form body with a content coding")),
@@ -895,30 +904,73 @@ mod tests {
             coded_in("gzip", &cut[..cut.len() - 4], 4),
             [method("DELETE"), corrupt.clone()]
         );
-        assert_eq!(coded_in("br", b"\xff\xff\xff\xff", 1), [corrupt]);
-        // 80 MiB of zeros in a string: about 80 KB sent, scanned up to the bound, held nowhere.
+        assert_eq!(coded_in("br", b"\x0b\xff\xff\xff\xff", 1), [corrupt]);
+        // 20 MiB of zeros in a string: about 20 KB sent, scanned up to the bound, held nowhere.
         let mut bomb = b"{\"a\": \"".to_vec();
-        bomb.resize(bomb.len() + (80 << 20), b'0');
+        bomb.resize(bomb.len() + (20 << 20), b'0');
         bomb.extend_from_slice(b"\", \"_method\": \"DELETE\"}");
         let sent = gzip(&bomb);
         assert!(sent.len() < 200_000, "{}", sent.len());
         assert_eq!(
             coded_in("gzip", &sent, 16 << 10),
             [Found::Unreadable(
-                "a coded JSON body larger than 64 MiB decoded"
+                "a coded JSON body larger than 16 MiB decoded"
             )]
         );
     }
 
     #[test]
-    fn codings_the_readers_do_not_decode_are_not_read() {
-        for coding in ["gzip, br", "zstd", "compress"] {
+    fn a_brotli_window_over_4_mib_is_unreadable() {
+        use std::io::Write as _;
+        let body = br#"{"_method": "DELETE"}"#;
+        let wide = Found::Unreadable("a brotli JSON body with a window over 4 MiB");
+        for (lgwin, want) in [
+            (22, method("DELETE")),
+            (16, method("DELETE")),
+            (24, wide.clone()),
+        ] {
+            let mut out = Vec::new();
+            {
+                let mut w = brotli::CompressorWriter::new(&mut out, 4096, 5, lgwin);
+                w.write_all(body).unwrap();
+            }
+            assert_eq!(
+                coded_in("br", &out, 3),
+                std::slice::from_ref(&want),
+                "lgwin {lgwin}"
+            );
+        }
+        // The large-window extension's code (0x11) in the first byte.
+        assert_eq!(coded_in("br", b"\x11\x3c\x00", 1), [wide]);
+        for (first, bits) in [
+            (0x00, Some(16)),
+            (0x0b, Some(22)),
+            (0x0f, Some(24)),
+            (0x01, Some(17)),
+        ] {
+            assert_eq!(coded::brotli_window_bits(first), bits, "{first:#x}");
+        }
+        assert_eq!(coded::brotli_window_bits(0x11), None);
+        assert_eq!(coded::brotli_window_bits(0x21), Some(10));
+    }
+
+    #[test]
+    fn other_codings_are_unreadable_and_several_are_not_read() {
+        for coding in ["zstd", "compress"] {
             let h = headers(&[
                 ("content-type", "application/json"),
                 ("content-encoding", coding),
             ]);
-            assert!(FormScan::of("POST", &h).is_none(), "{coding}");
+            assert!(
+                matches!(FormScan::of("POST", &h), Some(FormScan::Unreadable(_))),
+                "{coding}"
+            );
         }
+        let h = headers(&[
+            ("content-type", "application/json"),
+            ("content-encoding", "gzip, br"),
+        ]);
+        assert!(FormScan::of("POST", &h).is_none());
         let h = headers(&[
             ("content-type", "application/json"),
             ("content-encoding", "gzip"),

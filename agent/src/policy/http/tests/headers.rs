@@ -155,6 +155,8 @@ fn a_user_and_password_without_a_scheme_are_recorded_without_them() {
     let got = recorded(
         &pairs(&[
             ("x-proxy", "admin:s3cret@proxy.internal:3128"),
+            ("x-proxy", "admin:p?ss=1@proxy"),
+            ("x-proxy", "admin:p#ss@proxy"),
             ("from", "ops@example.org"),
         ]),
         &target(""),
@@ -164,7 +166,22 @@ fn a_user_and_password_without_a_scheme_are_recorded_without_them() {
         got,
         pairs(&[
             ("x-proxy", "[redacted]@proxy.internal:3128"),
+            ("x-proxy", "[redacted]@proxy"),
+            ("x-proxy", "[redacted]@proxy"),
             ("from", "ops@example.org"),
         ])
     );
+}
+
+#[test]
+fn a_word_cut_short_is_not_kept() {
+    // Past the first 2 KiB the value is cut; the word the cut falls in is dropped whole, so a
+    // secret whose `@` was cut off is not kept either.
+    // The 2 KiB cut falls after `admin:s3c`; the URL pass then shortens the query to `?q`.
+    let filler = format!("https://h/?q={}", "x".repeat(2025));
+    let value = format!("{filler} admin:s3cret@proxy");
+    assert_eq!(value.find("ret@"), Some(2048));
+    let got = recorded(&pairs(&[("x-proxy", &value)]), &target("")).unwrap();
+    assert!(!got[0].1.contains("s3c"), "{got:?}");
+    assert!(got[0].1.starts_with("https://h/?q"), "{got:?}");
 }
