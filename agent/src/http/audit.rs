@@ -545,6 +545,19 @@ pub(crate) mod tests {
         pub(crate) fn take(&self) -> Vec<RequestRecord> {
             std::mem::take(&mut *self.list.lock().unwrap())
         }
+
+        /// The records, once there is at least one, polled every 10 ms for up to `tries` polls
+        /// (empty when none came).
+        pub(crate) async fn take_when_some(&self, tries: u32) -> Vec<RequestRecord> {
+            for _ in 0..tries {
+                let recs = self.take();
+                if !recs.is_empty() {
+                    return recs;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            Vec::new()
+        }
     }
 
     fn facts(body_type: &str) -> Facts {

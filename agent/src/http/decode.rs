@@ -6,6 +6,8 @@ use std::io::Read;
 
 use hyper::header::HeaderValue;
 
+use crate::policy::{BodyCoding, NamedCodings};
+
 /// A body's content coding, as tollgate handles it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Coding {
@@ -48,19 +50,15 @@ impl Coding {
         let text = value.to_str().map_err(|_| {
             DecodeError::Unsupported(String::from_utf8_lossy(value.as_bytes()).into())
         })?;
-        let names: Vec<&str> = text
-            .split(',')
-            .map(str::trim)
-            .filter(|n| !n.is_empty() && !n.eq_ignore_ascii_case("identity"))
-            .collect();
-        match names.as_slice() {
-            [] => Ok(Self::Identity),
-            [one] if one.eq_ignore_ascii_case("gzip") || one.eq_ignore_ascii_case("x-gzip") => {
-                Ok(Self::Gzip)
+        // One parse of the header for requests and responses (`policy::NamedCodings`).
+        match NamedCodings::of([text]) {
+            None => Ok(Self::Identity),
+            Some(NamedCodings::One(BodyCoding::Gzip)) => Ok(Self::Gzip),
+            Some(NamedCodings::One(BodyCoding::Deflate)) => Ok(Self::Deflate),
+            Some(NamedCodings::One(BodyCoding::Brotli)) => Ok(Self::Brotli),
+            Some(NamedCodings::Other | NamedCodings::Several) => {
+                Err(DecodeError::Unsupported(text.to_owned()))
             }
-            [one] if one.eq_ignore_ascii_case("deflate") => Ok(Self::Deflate),
-            [one] if one.eq_ignore_ascii_case("br") => Ok(Self::Brotli),
-            _ => Err(DecodeError::Unsupported(text.to_owned())),
         }
     }
 }

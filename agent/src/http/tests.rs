@@ -925,14 +925,7 @@ async fn http2_a_form_denied_after_an_early_answer_is_recorded_as_denied() {
     assert!(h.records.take().is_empty(), "the record waits for the body");
     feed.send(Bytes::from_static(b"_method=DELETE")).unwrap();
     drop(feed);
-    let mut recs = Vec::new();
-    for _ in 0..300 {
-        recs = h.records.take();
-        if !recs.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let recs = h.records.take_when_some(300).await;
     assert_eq!(recs.len(), 1, "{recs:?}");
     assert_eq!(
         (
@@ -980,14 +973,7 @@ async fn a_request_whose_client_goes_away_is_recorded() {
         // The client goes away: its connection closes.
         req.abort();
         conn.abort();
-        let mut recs = Vec::new();
-        for _ in 0..500 {
-            recs = h.records.take();
-            if !recs.is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let recs = h.records.take_when_some(500).await;
         assert_eq!(recs.len(), 1, "h2 {h2}: {recs:?}");
         let r = &recs[0];
         assert_eq!((r.path.as_str(), r.decision.as_str()), ("/slow", "allow"));

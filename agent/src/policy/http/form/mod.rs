@@ -32,7 +32,7 @@ mod json;
 mod multipart;
 mod urlencoded;
 
-pub use self::coded::brotli_window_bits;
+pub use self::coded::{Coding as BodyCoding, Named as NamedCodings, brotli_window_bits};
 pub use self::urlencoded::Urlencoded;
 use self::{
     coded::{Inflating, Named},
@@ -81,11 +81,13 @@ impl FormScan {
             .filter(|(k, _)| k == "content-type")
             .map(|(_, v)| v.as_str())
             .collect();
-        let coded = headers.iter().any(|(k, v)| {
-            k == "content-encoding"
-                && v.split(',')
-                    .any(|c| !c.trim().is_empty() && !c.trim().eq_ignore_ascii_case("identity"))
-        });
+        let coding = Named::of(
+            headers
+                .iter()
+                .filter(|(k, _)| k == "content-encoding")
+                .map(|(_, v)| v.as_str()),
+        );
+        let coded = coding.is_some();
         let scan = match types.as_slice() {
             // Rack reads it raw, coded or not.
             [] => return Self::untyped(method),
@@ -106,19 +108,13 @@ impl FormScan {
         match scan {
             // Express's `body-parser` inflates it (Laravel does not); it refuses several
             // codings, and may come to read one more.
-            FormScan::Json(_) if coded => {
-                let codings = headers
-                    .iter()
-                    .filter(|(k, _)| k == "content-encoding")
-                    .map(|(_, v)| v.as_str());
-                match Named::of(codings) {
-                    Some(Named::One(c)) => Some(FormScan::Coded(Box::new(Inflating::new(c)))),
-                    Some(Named::Other) => Some(FormScan::Unreadable(Some(
-                        "a JSON body with a content coding the scan does not decode",
-                    ))),
-                    Some(Named::Several) | None => None,
-                }
-            }
+            FormScan::Json(_) if coded => match coding {
+                Some(Named::One(c)) => Some(FormScan::Coded(Box::new(Inflating::new(c)))),
+                Some(Named::Other) => Some(FormScan::Unreadable(Some(
+                    "a JSON body with a content coding the scan does not decode",
+                ))),
+                Some(Named::Several) | None => None,
+            },
             FormScan::Urlencoded(_) | FormScan::Multipart(_) if coded => Some(
                 FormScan::Unreadable(Some("a form body with a content coding")),
             ),
