@@ -22,7 +22,7 @@ use super::{
     request::Facts,
 };
 use crate::{
-    policy::{AMBIGUOUS_REQUEST, Decision, FormFound, FormScan},
+    policy::{AMBIGUOUS_REQUEST, Decision, FormFed, FormFound, FormScan},
     sync::lock,
 };
 
@@ -107,6 +107,9 @@ pub struct Watched<B> {
     verdict: Verdict,
     /// Chunks scanned, not yet given out.
     held: VecDeque<Frame<Bytes>>,
+    /// A chunk being scanned step by step (a coded body), and how many of its bytes the scan
+    /// took so far.
+    feeding: Option<(Bytes, usize)>,
     /// A decision on what was found, under way.
     deciding: Option<Deciding>,
     /// Found, not yet decided.
@@ -136,6 +139,7 @@ impl<B> Watched<B> {
             gate,
             verdict,
             held: VecDeque::new(),
+            feeding: None,
             deciding: None,
             found: Vec::new(),
             methods: Vec::new(),
@@ -213,6 +217,24 @@ where
                     continue;
                 }
             }
+            if let Some((data, taken)) = &mut this.feeding {
+                match this.scan.feed_step(&data[*taken..], &mut this.found) {
+                    FormFed::All => {
+                        let data = std::mem::take(data);
+                        this.feeding = None;
+                        this.held.push_back(Frame::data(data));
+                        this.decide_found();
+                    }
+                    FormFed::Partly(n) => {
+                        // A step's worth of work: let the agent's other connections run.
+                        *taken += n;
+                        this.decide_found();
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                }
+                continue;
+            }
             if (this.ended || !this.scan.holding())
                 && let Some(frame) = this.held.pop_front()
             {
@@ -227,14 +249,15 @@ where
                     this.scan.finish(&mut this.found);
                     this.ended = true;
                 }
-                Some(Ok(frame)) => {
-                    match frame.data_ref() {
-                        Some(data) => this.scan.feed(data, &mut this.found),
-                        // Trailers: the body's data has ended.
-                        None => this.scan.finish(&mut this.found),
+                Some(Ok(frame)) => match frame.into_data() {
+                    // Scanned (by steps) before it is held.
+                    Ok(data) => this.feeding = Some((data, 0)),
+                    // Trailers: the body's data has ended.
+                    Err(trailers) => {
+                        this.scan.finish(&mut this.found);
+                        this.held.push_back(trailers);
                     }
-                    this.held.push_back(frame);
-                }
+                },
                 Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
             }
             this.decide_found();
@@ -244,6 +267,7 @@ where
     fn is_end_stream(&self) -> bool {
         self.denied.is_none()
             && self.held.is_empty()
+            && self.feeding.is_none()
             && self.deciding.is_none()
             && (self.ended || self.inner.is_end_stream())
     }
@@ -310,6 +334,15 @@ mod tests {
     }
 
     fn watched(chunks: Vec<String>, gate: Arc<NoDeletes>) -> (Watched<Chunks>, Verdict) {
+        let scan = FormScan::of("POST", &[]).expect("untyped POST");
+        watched_with(chunks.into_iter().map(Bytes::from).collect(), scan, gate)
+    }
+
+    fn watched_with(
+        chunks: Vec<Bytes>,
+        scan: FormScan,
+        gate: Arc<NoDeletes>,
+    ) -> (Watched<Chunks>, Verdict) {
         let facts = Facts {
             method: "POST".into(),
             host: "h".into(),
@@ -318,8 +351,7 @@ mod tests {
             headers: Vec::new(),
         };
         let verdict = Verdict::default();
-        let body = Chunks(chunks.into_iter().map(Bytes::from).collect());
-        let scan = FormScan::of("POST", &[]).expect("untyped POST");
+        let body = Chunks(chunks.into_iter().collect());
         (
             Watched::new(body, scan, facts, gate, verdict.clone()),
             verdict,
@@ -390,6 +422,59 @@ mod tests {
             0,
             "denied without a decision"
         );
+    }
+
+    /// Counts its wake-ups.
+    #[derive(Default)]
+    struct Wakes(AtomicUsize);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A chunk of a coded body that inflates far is scanned by steps, the body yielding (and
+    /// waking itself) between them, so one request never holds the agent's worker for long; its
+    /// `_method` is decided as ever.
+    #[test]
+    fn a_coded_chunk_that_inflates_far_yields_between_steps() {
+        use std::io::Write as _;
+        let mut json = b"{\"a\": \"".to_vec();
+        json.resize(json.len() + (4 << 20), b'0');
+        json.extend_from_slice(b"\", \"_method\": \"DELETE\"}");
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(&json).unwrap();
+        let sent = Bytes::from(e.finish().unwrap());
+        let headers = [
+            ("content-type", "application/json"),
+            ("content-encoding", "gzip"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let scan = FormScan::of("POST", &headers).expect("a coded JSON scan");
+        let gate = Arc::new(NoDeletes::default());
+        let (mut body, verdict) = watched_with(vec![sent], scan, gate.clone());
+
+        let wakes = Arc::new(Wakes::default());
+        let waker = std::task::Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut pending = 0;
+        let end = loop {
+            match Pin::new(&mut body).poll_frame(&mut cx) {
+                Poll::Pending => pending += 1,
+                Poll::Ready(r) => break r,
+            }
+        };
+        // 4 MiB decoded in steps of 128 KiB.
+        assert!(pending >= 16, "{pending} steps");
+        assert_eq!(
+            wakes.0.load(Ordering::SeqCst),
+            pending,
+            "woken after each step"
+        );
+        assert!(end.unwrap().is_err(), "the body fails");
+        assert_eq!(verdict.denial().unwrap().rule, "no-deletes");
+        assert_eq!(gate.0.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

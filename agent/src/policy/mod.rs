@@ -37,7 +37,9 @@ pub use http::{
     evaluate::{
         AMBIGUOUS_REQUEST, MALFORMED_HOST, MALFORMED_METHOD, MALFORMED_PATH, NO_REQUEST_RULES,
     },
-    form::{BodyCoding, FormScan, Found as FormFound, NamedCodings, brotli_window_bits},
+    form::{
+        BodyCoding, Fed as FormFed, FormScan, Found as FormFound, NamedCodings, brotli_window_bits,
+    },
     headers::{recorded as recorded_headers, without_userinfo},
     json_key::{JsonKey, JsonKeyError, JsonStep, json_key_for},
     model::{

@@ -9,14 +9,25 @@
 //! or the large-window extension Node does not decode, is unreadable). At most
 //! [`MAX_DECODED`] bytes are scanned; a body that inflates past that, or that does not
 //! decode, is unreadable (as it is to `body-parser`, whose own limit is 100 kB by default).
+//!
+//! Work stays bounded too: a few bytes sent can inflate to megabytes, so a chunk is scanned in
+//! steps of about [`STEP`] decoded bytes ([`Inflating::feed_step`]), and the body's watcher
+//! yields to the agent's other connections between steps.
 use std::io::{self, Write};
 
-use super::{Found, json::Json};
+use brotli::{BrotliDecompressStream, BrotliResult, BrotliState, enc::StandardAlloc};
+
+use super::{Fed, Found, json::Json};
 
 /// Decoded bytes scanned at most; past that the body is unreadable.
 pub const MAX_DECODED: usize = 16 << 20;
 /// Largest brotli window read (4 MiB: the default of Node's, Python's and Go's encoders).
 pub const MAX_BROTLI_WINDOW_BITS: u8 = 22;
+/// Decoded bytes one step hands to the JSON scan before it stops, give or take a decoder's
+/// buffer (32 KiB): well under a millisecond of work.
+pub const STEP: usize = 128 << 10;
+/// The brotli decoder's output buffer.
+const BROTLI_OUT: usize = 4096;
 
 const TOO_LARGE: &str = "a coded JSON body larger than 16 MiB decoded";
 const CORRUPT: &str = "a coded JSON body that does not decode";
@@ -106,7 +117,7 @@ impl Write for Scan {
 enum Decoder {
     Gzip(flate2::write::MultiGzDecoder<Scan>),
     Deflate(flate2::write::ZlibDecoder<Scan>),
-    Brotli(Box<brotli::DecompressorWriter<Scan>>),
+    Brotli(Box<Brotli>),
 }
 
 impl Decoder {
@@ -114,7 +125,7 @@ impl Decoder {
         match self {
             Decoder::Gzip(d) => d.get_ref(),
             Decoder::Deflate(d) => d.get_ref(),
-            Decoder::Brotli(d) => d.get_ref(),
+            Decoder::Brotli(d) => &d.scan,
         }
     }
 
@@ -122,16 +133,17 @@ impl Decoder {
         match self {
             Decoder::Gzip(d) => d.get_mut(),
             Decoder::Deflate(d) => d.get_mut(),
-            Decoder::Brotli(d) => d.get_mut(),
+            Decoder::Brotli(d) => &mut d.scan,
         }
     }
 
-    /// Decodes `data` and hands everything it yields to the scan.
-    fn write(&mut self, data: &[u8]) -> io::Result<()> {
+    /// Decodes `data` and hands what it yields to the scan, until [`STEP`] bytes were handed
+    /// over in this call.
+    fn step(&mut self, data: &[u8]) -> io::Result<Fed> {
         match self {
-            Decoder::Gzip(d) => d.write_all(data).and_then(|()| d.flush()),
-            Decoder::Deflate(d) => d.write_all(data).and_then(|()| d.flush()),
-            Decoder::Brotli(d) => d.write_all(data).and_then(|()| d.flush()),
+            Decoder::Gzip(d) => flate_step(d, |d| d.get_ref().decoded, data),
+            Decoder::Deflate(d) => flate_step(d, |d| d.get_ref().decoded, data),
+            Decoder::Brotli(d) => d.step(data),
         }
     }
 
@@ -140,8 +152,114 @@ impl Decoder {
         match self {
             Decoder::Gzip(d) => d.try_finish(),
             Decoder::Deflate(d) => d.try_finish(),
-            Decoder::Brotli(d) => d.close(),
+            Decoder::Brotli(d) => d.finish(),
         }
+    }
+}
+
+/// One step of a `flate2` decoder: each `write` inflates at most its 32 KiB buffer, handing the
+/// previous one to the scan, so the step checks how far it went between writes.
+fn flate_step<D: Write>(d: &mut D, decoded: fn(&D) -> usize, data: &[u8]) -> io::Result<Fed> {
+    let start = decoded(d);
+    let mut taken = 0;
+    while taken < data.len() {
+        if decoded(d).saturating_sub(start) >= STEP {
+            return Ok(Fed::Partly(taken));
+        }
+        match d.write(&data[taken..])? {
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            n => taken += n,
+        }
+    }
+    // What the last write inflated is still in the decoder's buffer.
+    d.flush()?;
+    Ok(Fed::All)
+}
+
+/// A brotli stream decoded by steps (`brotli::DecompressorWriter` goes on until its input is
+/// spent, however much it yields).
+struct Brotli {
+    state: BrotliState<StandardAlloc, StandardAlloc, StandardAlloc>,
+    out: Box<[u8]>,
+    total_out: usize,
+    scan: Scan,
+    /// The stream's last meta-block is decoded.
+    ended: bool,
+}
+
+impl Brotli {
+    fn new(scan: Scan) -> Brotli {
+        Brotli {
+            // The large-window extension is refused at the first byte, before any decoding.
+            state: BrotliState::new(
+                StandardAlloc::default(),
+                StandardAlloc::default(),
+                StandardAlloc::default(),
+            ),
+            out: vec![0; BROTLI_OUT].into_boxed_slice(),
+            total_out: 0,
+            scan,
+            ended: false,
+        }
+    }
+
+    /// One call of the decoder on `data` from `taken`, its output handed to the scan.
+    fn decode(&mut self, data: &[u8], taken: &mut usize) -> io::Result<BrotliResult> {
+        let mut available_in = data.len() - *taken;
+        let mut available_out = self.out.len();
+        let mut written = 0;
+        let result = BrotliDecompressStream(
+            &mut available_in,
+            taken,
+            data,
+            &mut available_out,
+            &mut written,
+            &mut self.out,
+            &mut self.total_out,
+            &mut self.state,
+        );
+        self.scan.write_all(&self.out[..written])?;
+        Ok(result)
+    }
+
+    fn step(&mut self, data: &[u8]) -> io::Result<Fed> {
+        let start = self.scan.decoded;
+        let mut taken = 0;
+        loop {
+            if self.ended {
+                // Bytes after the end of the stream do not decode.
+                return if taken < data.len() {
+                    Err(io::Error::other(CORRUPT))
+                } else {
+                    Ok(Fed::All)
+                };
+            }
+            if self.scan.decoded.saturating_sub(start) >= STEP {
+                return Ok(Fed::Partly(taken));
+            }
+            match self.decode(data, &mut taken)? {
+                BrotliResult::NeedsMoreInput => return Ok(Fed::All),
+                BrotliResult::NeedsMoreOutput => {}
+                BrotliResult::ResultSuccess => self.ended = true,
+                BrotliResult::ResultFailure => return Err(io::Error::other(CORRUPT)),
+            }
+        }
+    }
+
+    /// A step leaves no output behind unless it says so, and the caller steps on until the
+    /// chunk is scanned: what is left to decode here is the stream's end, or nothing.
+    fn finish(&mut self) -> io::Result<()> {
+        let mut taken = 0;
+        while !self.ended {
+            match self.decode(&[], &mut taken)? {
+                BrotliResult::NeedsMoreOutput => {}
+                BrotliResult::ResultSuccess => self.ended = true,
+                BrotliResult::NeedsMoreInput | BrotliResult::ResultFailure => {
+                    return Err(io::Error::other(CORRUPT));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -174,9 +292,7 @@ impl Inflating {
         let decoder = match coding {
             Coding::Gzip => Decoder::Gzip(flate2::write::MultiGzDecoder::new(scan)),
             Coding::Deflate => Decoder::Deflate(flate2::write::ZlibDecoder::new(scan)),
-            Coding::Brotli => {
-                Decoder::Brotli(Box::new(brotli::DecompressorWriter::new(scan, 4096)))
-            }
+            Coding::Brotli => Decoder::Brotli(Box::new(Brotli::new(scan))),
         };
         Inflating {
             decoder,
@@ -185,21 +301,23 @@ impl Inflating {
         }
     }
 
-    /// Scans the next chunk as sent; what it completes goes to `out`.
-    pub fn feed(&mut self, data: &[u8], out: &mut Vec<Found>) {
+    /// Scans a step of the next chunk as sent (see [`STEP`]); what it completes goes to `out`.
+    pub fn feed_step(&mut self, data: &[u8], out: &mut Vec<Found>) -> Fed {
         if self.failed {
-            return;
+            return Fed::All;
         }
         if let (true, Some(&first)) = (self.window_unchecked, data.first()) {
             self.window_unchecked = false;
             if brotli_window_bits(first).is_none_or(|bits| bits > MAX_BROTLI_WINDOW_BITS) {
                 self.failed = true;
                 out.push(Found::Unreadable(WIDE_WINDOW));
-                return;
+                return Fed::All;
             }
         }
-        let result = self.decoder.write(data);
-        self.settle(result, out);
+        let result = self.decoder.step(data);
+        let fed = *result.as_ref().unwrap_or(&Fed::All);
+        self.settle(result.map(drop), out);
+        fed
     }
 
     /// The body ended: a stream cut short does not decode.

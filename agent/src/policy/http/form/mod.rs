@@ -55,6 +55,16 @@ pub enum Found {
     Unreadable(&'static str),
 }
 
+/// How far one step of a scan went ([`FormScan::feed_step`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fed {
+    /// The chunk is scanned.
+    All,
+    /// A step's worth was scanned, taking the first `n` bytes of the chunk: scan the rest in
+    /// the next step (it may be empty: a decoder can still hold output).
+    Partly(usize),
+}
+
 /// A streaming scan of one request body for `_method` fields.
 #[derive(Debug)]
 pub enum FormScan {
@@ -173,7 +183,16 @@ impl FormScan {
     }
 
     /// Scans the next chunk of the body; what it completes goes to `out`.
-    pub fn feed(&mut self, data: &[u8], out: &mut Vec<Found>) {
+    pub fn feed(&mut self, mut data: &[u8], out: &mut Vec<Found>) {
+        while let Fed::Partly(n) = self.feed_step(data, out) {
+            data = &data[n..];
+        }
+    }
+
+    /// Scans the next chunk of the body, or a step of it: a coded body's scan stops after
+    /// about [`coded::STEP`] decoded bytes, however few bytes that took, so that its caller can
+    /// let other work run before the next step. Other scans take the whole chunk at once.
+    pub fn feed_step(&mut self, data: &[u8], out: &mut Vec<Found>) -> Fed {
         match self {
             FormScan::Urlencoded(u) => {
                 let start = out.len();
@@ -182,13 +201,14 @@ impl FormScan {
             }
             FormScan::Multipart(m) => m.feed(data, out),
             FormScan::Json(j) => j.feed(data, out),
-            FormScan::Coded(c) => c.feed(data, out),
+            FormScan::Coded(c) => return c.feed_step(data, out),
             FormScan::Unreadable(why) => {
                 if let Some(why) = why.take() {
                     out.push(Found::Unreadable(why));
                 }
             }
         }
+        Fed::All
     }
 
     /// The body ended: what was still open goes to `out`.
@@ -913,6 +933,62 @@ mod tests {
                 "a coded JSON body larger than 16 MiB decoded"
             )]
         );
+    }
+
+    /// A chunk that inflates far is scanned in steps of about [`coded::STEP`] decoded bytes,
+    /// each taking what it decoded from; stepping on finds what one whole feed finds.
+    #[test]
+    fn a_coded_chunk_is_scanned_in_bounded_steps() {
+        let mut body = b"{\"a\": \"".to_vec();
+        body.resize(body.len() + (4 << 20), b'0');
+        body.extend_from_slice(b"\", \"_method\": \"DELETE\"}");
+        for (coding, sent) in [
+            ("gzip", gzip(&body)),
+            ("deflate", zlib(&body)),
+            ("br", brotli(&body)),
+        ] {
+            assert!(sent.len() < 50_000, "{coding}: {}", sent.len());
+            let h = headers(&[
+                ("content-type", "application/json"),
+                ("content-encoding", coding),
+            ]);
+            let mut scan = FormScan::of("POST", &h).unwrap();
+            let mut out = Vec::new();
+            let (mut at, mut steps) = (0, 1);
+            while let Fed::Partly(n) = scan.feed_step(&sent[at..], &mut out) {
+                at += n;
+                steps += 1;
+                assert!(at <= sent.len());
+            }
+            // 4 MiB in steps of 128 KiB, each at most a decoder's buffer (32 KiB) more.
+            let (most, least) = (
+                (4 << 20) / coded::STEP + 2,
+                (4 << 20) / (coded::STEP + (32 << 10)),
+            );
+            assert!((least..=most).contains(&steps), "{coding}: {steps} steps");
+            scan.finish(&mut out);
+            assert_eq!(out, [method("DELETE")], "{coding}");
+            assert_eq!(
+                coded_in(coding, &sent, sent.len()),
+                out,
+                "{coding}: one feed"
+            );
+        }
+    }
+
+    /// Bytes after the end of a brotli stream do not decode, as `body-parser` reads them.
+    #[test]
+    fn bytes_after_a_brotli_stream_do_not_decode() {
+        let mut sent = brotli(br#"{"_method": "DELETE"}"#);
+        sent.extend_from_slice(b"{}");
+        let corrupt = Found::Unreadable("a coded JSON body that does not decode");
+        for n in [1, 2, sent.len()] {
+            assert_eq!(
+                coded_in("br", &sent, n),
+                [method("DELETE"), corrupt.clone()],
+                "chunks of {n}"
+            );
+        }
     }
 
     #[test]
