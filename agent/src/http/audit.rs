@@ -78,7 +78,8 @@ impl Recorder for Unrecorded {
     }
 }
 
-/// A request body seen on its way upstream: bytes counted, the start kept when recording.
+/// A request body seen on its way upstream: the bytes that went upstream counted, the start of
+/// what the client sent kept when recording.
 #[derive(Debug, Default)]
 pub struct Tap {
     bytes: AtomicU64,
@@ -97,8 +98,11 @@ impl Tap {
         }
     }
 
-    fn saw(&self, data: &[u8]) {
+    fn count(&self, data: &[u8]) {
         self.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+    }
+
+    fn keep(&self, data: &[u8]) {
         if let Some(kept) = &self.kept {
             let mut k = crate::sync::lock(kept);
             let room = self.cap.saturating_sub(k.0.len());
@@ -114,12 +118,48 @@ impl Tap {
 pub struct Tapped<B> {
     inner: B,
     tap: Arc<Tap>,
+    tapping: Tapping,
+}
+
+/// What a [`Tapped`] body gives its tap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tapping {
+    /// The bytes counted and the start kept: a body that goes upstream as the client sends it.
+    All,
+    /// The start kept, as the client sent it: beneath a watch that may deny the body.
+    Sent,
+    /// The bytes counted that go upstream: above such a watch.
+    Forwarded,
 }
 
 impl<B> Tapped<B> {
-    /// Wraps `inner`.
+    /// Wraps `inner`, a body that goes upstream as the client sends it.
     pub fn new(inner: B, tap: Arc<Tap>) -> Self {
-        Self { inner, tap }
+        Self {
+            inner,
+            tap,
+            tapping: Tapping::All,
+        }
+    }
+
+    /// Wraps `inner` as the client sends it, beneath a watch that may hold it back or deny it
+    /// ([`Tapped::forwarded`] above the watch counts what goes upstream): the start of what the
+    /// client sent is kept, denied or not.
+    pub fn sent(inner: B, tap: Arc<Tap>) -> Self {
+        Self {
+            inner,
+            tap,
+            tapping: Tapping::Sent,
+        }
+    }
+
+    /// Wraps `inner`, a watch over a [`Tapped::sent`] body: counts the bytes that go upstream.
+    pub fn forwarded(inner: B, tap: Arc<Tap>) -> Self {
+        Self {
+            inner,
+            tap,
+            tapping: Tapping::Forwarded,
+        }
     }
 }
 
@@ -135,7 +175,12 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Tapped<B> {
         if let Poll::Ready(Some(Ok(frame))) = &r
             && let Some(data) = frame.data_ref()
         {
-            self.tap.saw(data);
+            if self.tapping != Tapping::Sent {
+                self.tap.count(data);
+            }
+            if self.tapping != Tapping::Forwarded {
+                self.tap.keep(data);
+            }
         }
         r
     }
@@ -677,6 +722,34 @@ pub(crate) mod tests {
         assert_eq!(recs[0].body.as_deref(), Some("abcd… [cut]"));
         assert_eq!(recs[0].error.as_deref(), Some("response not completed"));
         assert_eq!(recs[0].bytes_up, 8);
+    }
+
+    /// A body a watch may deny: beneath the watch the record keeps what the client sent, above
+    /// it it counts what went upstream.
+    #[tokio::test]
+    async fn a_watched_body_keeps_what_was_sent_and_counts_what_went() {
+        let records = Arc::new(Records::default());
+        let mut t = target(None, true);
+        t.record_bodies = true;
+        let x = Exchange::new(
+            uuid::Uuid::now_v7(),
+            1,
+            &facts("text/plain"),
+            Arc::new(t),
+            records.clone(),
+        );
+        Tapped::sent(full("a=1&_method=DELETE"), x.tap())
+            .collect()
+            .await
+            .unwrap();
+        Tapped::forwarded(full("a=1&"), x.tap())
+            .collect()
+            .await
+            .unwrap();
+        drop(x.respond(hyper::Response::new(full("never read"))));
+        let recs = records.take();
+        assert_eq!(recs[0].body.as_deref(), Some("a=1&_method=DELETE"));
+        assert_eq!(recs[0].bytes_up, 4);
     }
 
     /// An exchange dropped before its response (hyper drops the request's future when its

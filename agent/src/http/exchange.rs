@@ -175,7 +175,6 @@ impl Session {
         let epoch = ready.epoch();
         // A form body may carry a `_method` an upstream takes as the method: it is read as it
         // streams, and decided before the upstream has all of it (see `form_body`).
-        let body = Tapped::new(body, x.tap());
         let scan = if body.is_end_stream() {
             None
         } else {
@@ -185,15 +184,20 @@ impl Session {
         if let Some(verdict) = &verdict {
             x.watch(verdict.clone());
         }
+        // The record counts what goes upstream, and keeps (when it keeps bodies) what the
+        // client sent, whether it went or not.
         let body = match (scan, &verdict) {
-            (Some(scan), Some(verdict)) => boxed(Watched::new(
-                body,
-                scan,
-                facts.clone(),
-                self.gate.clone(),
-                verdict.clone(),
+            (Some(scan), Some(verdict)) => boxed(Tapped::forwarded(
+                Watched::new(
+                    Tapped::sent(body, x.tap()),
+                    scan,
+                    facts.clone(),
+                    self.gate.clone(),
+                    verdict.clone(),
+                ),
+                x.tap(),
             )),
-            _ => boxed(body),
+            _ => boxed(Tapped::new(body, x.tap())),
         };
         let sent = match ready.send(Request::from_parts(parts, body)).await {
             Ok(r) => Ok(r),

@@ -726,6 +726,7 @@ async fn a_form_bodys_method_is_decided_before_the_upstream_has_the_body() {
         ),
         ("deny", "no-form-deletes", Some(403))
     );
+    assert_eq!(recs[0].bytes_up, 0, "nothing went upstream");
     assert_eq!(h.seen.whole_forms.load(Ordering::SeqCst), 0);
 
     // Multipart, with a big file part streamed first: the `_method` comes last.
@@ -737,11 +738,17 @@ async fn a_form_bodys_method_is_decided_before_the_upstream_has_the_body() {
     let mut c = h1_client(h.proxy).await;
     let (status, _, _) = send(
         &mut c,
-        form_post("/forms/8", "multipart/form-data; boundary=B0", multipart),
+        form_post(
+            "/forms/8",
+            "multipart/form-data; boundary=B0",
+            multipart.clone(),
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(h.records.take()[0].rule, "no-form-deletes");
+    let rec = &h.records.take()[0];
+    assert_eq!(rec.rule, "no-form-deletes");
+    assert!(rec.bytes_up < multipart.len() as u64, "{}", rec.bytes_up);
 
     // JSON (Laravel reads a top-level `_method`), and one without it.
     let mut c = h1_client(h.proxy).await;
