@@ -2060,6 +2060,69 @@ fn a_query_sent_during_copy_in_ends_the_session() {
     assert_eq!(f.pg.admin_sql("orders", COUNT_ACCOUNTS), accounts);
 }
 
+/// A statement longer than the target's `max_statement_bytes` is `unknown` without being read,
+/// and denied with a message saying why; a long one under it (classified on the blocking pool,
+/// since it is over 64 KiB) runs as any other.
+#[test]
+fn a_statement_over_max_statement_bytes_is_unknown_unread() {
+    let test = "a_statement_over_max_statement_bytes_is_unknown_unread";
+    let Some(f) = Fixture::start(test, "pg-long", |t| {
+        t.max_statement_bytes = Some(256 << 10);
+    }) else {
+        return;
+    };
+    let insert = |from: usize, n: usize| {
+        let rows: Vec<String> = (from..from + n)
+            .map(|i| format!("({i}, 'owner number {i}', {i})"))
+            .collect();
+        format!("INSERT INTO accounts VALUES {};\n", rows.join(", "))
+    };
+    let under = insert(10_000, 3_000);
+    assert!(
+        (64 << 10..256 << 10).contains(&under.len()),
+        "{}",
+        under.len()
+    );
+    let r = f
+        .psql(Role::Scram, "disable", &[])
+        .stdin(&under)
+        .run(Some(&f.etl));
+    assert_eq!(lines(&r), ["INSERT 0 3000"], "{r:?}");
+
+    let over = insert(20_000, 9_000);
+    assert!(over.len() > 256 << 10, "{}", over.len());
+    let r = f
+        .psql(Role::Scram, "disable", &[])
+        .stdin(&over)
+        .run(Some(&f.etl));
+    assert_denied(&r, policy::NO_UNKNOWN);
+    let why = format!(
+        "({} bytes of SQL, over the target's max_statement_bytes (262144): not read, so unknown)",
+        over.len() - 1
+    );
+    assert!(r.stderr.contains(&why), "{r:?}");
+    assert_eq!(
+        f.pg.admin_sql("orders", "select count(*) from accounts where id >= 20000"),
+        "0"
+    );
+    let session = f.statements_of(r.pid, 1);
+    let stmt = &statements(&session)[0];
+    assert_eq!(
+        verdict(stmt),
+        (
+            vec!["unknown".to_owned()],
+            "deny".to_owned(),
+            policy::NO_UNKNOWN.to_owned()
+        ),
+        "{session:#}"
+    );
+    assert_eq!(
+        stmt["text"],
+        format!("[{} bytes of SQL, not read]", over.len() - 1),
+        "{session:#}"
+    );
+}
+
 /// A denied statement inside a transaction: BEGIN; INSERT; DROP TABLE (42501 naming the
 /// rule); COMMIT reports ROLLBACK. The insert is not visible, the table still exists, and the
 /// audit lists each statement with its class, decision and rule.

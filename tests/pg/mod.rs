@@ -171,6 +171,7 @@ impl Fixture {
             rule_roles: None,
             rule_databases: None,
             utility: false,
+            max_statement_bytes: None,
         };
         adjust(&mut spec);
         let mut fixture = Fixture {

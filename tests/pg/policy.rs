@@ -61,6 +61,8 @@ pub struct TargetSpec {
     pub rule_databases: Option<Vec<String>>,
     /// Also allow utility statements (`CLOSE`, `DEALLOCATE`, …; rule [`UTILITY`]).
     pub utility: bool,
+    /// `max_statement_bytes`, when set.
+    pub max_statement_bytes: Option<u64>,
 }
 
 impl TargetSpec {
@@ -82,6 +84,9 @@ impl TargetSpec {
         }
         if let Some(b) = &self.binary_results {
             let _ = writeln!(t, "binary_results = {b:?}");
+        }
+        if let Some(n) = self.max_statement_bytes {
+            let _ = writeln!(t, "max_statement_bytes = {n}");
         }
         for (role, file) in &self.credentials {
             let _ = write!(

@@ -298,7 +298,7 @@ impl Check<'_, '_> {
     }
 
     /// A size setting within `(min, max)`, or its default.
-    fn size(
+    pub(in crate::policy) fn size(
         &mut self,
         key: &str,
         v: Option<&Spanned<Size>>,

@@ -12,7 +12,10 @@ use toml::Spanned;
 
 use super::{
     file::{CredentialDef, MaskingDef, PgRuleDef, PgTargetDef},
-    model::{Credential, CredentialSecret, PostgresTarget, StatementRule, TableGlobs, UpstreamTls},
+    model::{
+        Credential, CredentialSecret, DEFAULT_MAX_STATEMENT_BYTES, PostgresTarget,
+        STATEMENT_BYTES_RANGE, StatementRule, TableGlobs, UpstreamTls,
+    },
 };
 use crate::{
     masking::{Masker, MaskingConfig, MaskingError, Style},
@@ -84,6 +87,12 @@ impl Check<'_, '_> {
         }
         credentials.sort_by(|a, b| a.role.cmp(&b.role));
         let masking = d.masking.map(|m| self.masking(m, protocol.span()));
+        let max_statement_bytes = self.size(
+            "max_statement_bytes",
+            d.max_statement_bytes.as_ref(),
+            DEFAULT_MAX_STATEMENT_BYTES,
+            STATEMENT_BYTES_RANGE,
+        );
         if self.errors.len() != before {
             return None;
         }
@@ -98,6 +107,7 @@ impl Check<'_, '_> {
             client_tls: d.client_tls.unwrap_or(true),
             binary_results: d.binary_results.unwrap_or_default(),
             redact_literals: d.redact_literals.unwrap_or(true),
+            max_statement_bytes: usize::try_from(max_statement_bytes).unwrap_or(usize::MAX),
             credentials,
             masking,
             hash_key,

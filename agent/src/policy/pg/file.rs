@@ -4,6 +4,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::model::{BinaryResults, UpstreamTls};
+use crate::policy::http::file::Size;
 use crate::{
     masking::{ColumnRule, DetectorRule},
     postgres::sql::StatementClass,
@@ -25,6 +26,8 @@ pub(in crate::policy) struct PgTargetDef {
     pub(in crate::policy) binary_results: Option<BinaryResults>,
     /// Redact literals in recorded statement text (default true).
     pub(in crate::policy) redact_literals: Option<bool>,
+    /// Query text read for classification at most; a longer one is `unknown` unread.
+    pub(in crate::policy) max_statement_bytes: Option<Spanned<Size>>,
     /// `[[target.postgres.credential]]`: at least one.
     #[serde(default)]
     pub(in crate::policy) credential: Vec<Spanned<CredentialDef>>,

@@ -61,6 +61,11 @@ impl fmt::Display for BinaryResults {
     }
 }
 
+/// Default `max_statement_bytes`: 1 MiB (about 100 MiB of memory while it is classified).
+pub const DEFAULT_MAX_STATEMENT_BYTES: u64 = 1 << 20;
+/// Bounds of `max_statement_bytes`: up to the protocol's message limit.
+pub const STATEMENT_BYTES_RANGE: (u64, u64) = (1 << 10, 64 << 20);
+
 /// `[target.postgres]`: how tollgate talks to a PostgreSQL target.
 #[derive(Debug, Clone)]
 pub struct PostgresTarget {
@@ -77,6 +82,10 @@ pub struct PostgresTarget {
     pub binary_results: BinaryResults,
     /// Redact literals in recorded statement text.
     pub redact_literals: bool,
+    /// Query text (one Query or Parse message) classified at most, bytes: a longer one is
+    /// `unknown` without being read. Tokens and parse trees take about 100 times the text's
+    /// size in memory, and the parse holds a thread for as long as it takes.
+    pub max_statement_bytes: usize,
     /// Upstream credentials, one per role, sorted by role; at least one.
     pub credentials: Vec<Credential>,
     /// What to mask in results, as written.

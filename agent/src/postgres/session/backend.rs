@@ -513,6 +513,7 @@ mod tests {
                 binary_allowed: false,
                 catalog: Default::default(),
                 names_unconverted: true,
+                max_statement_bytes: 1 << 20,
             };
             Self {
                 audit,

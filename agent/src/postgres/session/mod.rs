@@ -240,6 +240,7 @@ async fn run(
         binary_allowed: pg.binary_results == crate::policy::BinaryResults::Allow,
         catalog: std::sync::Arc::new(catalog),
         names_unconverted: names_unconverted(ready.server_encoding.as_deref()),
+        max_statement_bytes: pg.max_statement_bytes,
     };
     let shared = state::Shared::default();
     let (client_r, client_w) = tokio::io::split(client);

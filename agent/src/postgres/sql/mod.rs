@@ -168,6 +168,12 @@ pub struct Classified {
 }
 
 impl Classified {
+    /// A query string of `len` bytes that is not read (over the target's limit): one Unknown
+    /// statement that may do anything.
+    pub fn unread(len: usize) -> Self {
+        Classified::unknown(format!("[{len} bytes of SQL, not read]"))
+    }
+
     fn unknown(text_redacted: String) -> Self {
         Classified {
             class: StatementClass::Unknown,

@@ -65,6 +65,7 @@ server_name = "db.internal"
 client_tls = false
 binary_results = "allow"
 redact_literals = false
+max_statement_bytes = "4MiB"
 [[target.postgres.credential]]
 role = "etl"
 password_file = "{pw}"
@@ -107,6 +108,7 @@ roles = ["etl", "app"]
     assert_eq!(pg.server_name.as_deref(), Some("db.internal"));
     assert!(!pg.client_tls && !pg.redact_literals);
     assert_eq!(pg.binary_results, BinaryResults::Allow);
+    assert_eq!(pg.max_statement_bytes, 4 << 20);
     let roles: Vec<&str> = pg.credentials.iter().map(|c| c.role.as_str()).collect();
     assert_eq!(roles, ["app", "cert-user", "etl"]);
     match &pg.credential("etl").unwrap().secret {
@@ -164,6 +166,7 @@ fn defaults() {
     assert_eq!(pg.upstream_tls, UpstreamTls::Prefer);
     assert_eq!(pg.binary_results, BinaryResults::Refuse);
     assert!(pg.client_tls && pg.redact_literals);
+    assert_eq!(pg.max_statement_bytes, 1 << 20);
     assert!(pg.ca_file.is_none() && pg.server_name.is_none());
     assert!(pg.masking.is_none() && pg.hash_key.is_none() && pg.masker.is_none());
     let rule = format!(
@@ -276,6 +279,17 @@ fn error_locations() {
             ),
             (11, 1),
             "unknown field `colour`",
+        ),
+        (
+            format!(
+                "{ETL}{}",
+                PG.replace(
+                    "[target.postgres]\n",
+                    "[target.postgres]\nmax_statement_bytes = \"128MiB\"\n"
+                )
+            ),
+            (11, 23),
+            "max_statement_bytes must be between 1024 and 67108864 bytes",
         ),
         (
             cred("password_env = \"PG_PW\"\nuser = \"x\"\n"),
