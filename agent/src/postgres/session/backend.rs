@@ -24,6 +24,10 @@ use super::{
 
 /// Marker for values whose column could not be learned while column rules are on.
 const UNKNOWN_COLUMN_MARK: &str = "[REDACTED]";
+/// A DataRow or CopyData masked on the worker thread at most, bytes; a larger one is masked on
+/// the blocking pool (the proxy's connections share the worker, and the detectors take some
+/// 4 ms per MiB of text: a value of tens of MiB would hold every connection still).
+const MASK_INLINE: usize = 64 << 10;
 
 /// Pumps server messages to the client until the server closes.
 #[allow(clippy::too_many_arguments)]
@@ -53,6 +57,9 @@ where
             if stream::fill(&mut server, &mut buf).await? == 0 {
                 return Ok(());
             }
+            continue;
+        };
+        let Some(frame) = mask_large(masker, shared, frame, &mut out).await? else {
             continue;
         };
         on_frame(&ctx.audit, meta, masker, shared, frame, &mut out)?;
@@ -189,18 +196,12 @@ fn on_frame(
             }
         }
         b'd' if st.copy_out && masker.has_detectors() => {
-            let Ok(BackendMessage::CopyData(cd)) = frame.decode() else {
-                return Err(bad("CopyData"));
-            };
             let mut counts = MaskCounts::default();
-            if let Ok(text) = std::str::from_utf8(&cd.data)
-                && let Some(masked) = masker.mask_text(text, &mut counts)
-            {
+            let masked = mask_copy(masker, &frame, &mut counts, out)?;
+            if !counts.is_empty() {
                 add_counts(&mut st.expect, &counts);
-                CopyData {
-                    data: Bytes::from(masked.into_bytes()),
-                }
-                .encode(out);
+            }
+            if masked {
                 return Ok(());
             }
         }
@@ -425,6 +426,84 @@ pub fn session_ended(audit: &AuditSink, meta: &SessionMeta, shared: &Shared) {
     }
 }
 
+/// What [`mask_large`] masks off the worker.
+enum Large {
+    /// A DataRow of a result with these columns.
+    Row(Option<Columns>),
+    /// A row of `COPY … TO STDOUT`.
+    Copy,
+}
+
+/// A DataRow or CopyData over [`MASK_INLINE`] bytes that `on_frame` would mask: masked on the
+/// blocking pool, as `on_frame` masks it (the same functions), and put in `out`; `None` then.
+/// Any other frame is given back for `on_frame`. The front of the session's expectations, which
+/// the frame answers, cannot change meanwhile: only this pump takes from it.
+async fn mask_large(
+    masker: &Masker,
+    shared: &Shared,
+    frame: BackendFrame,
+    out: &mut BytesMut,
+) -> Result<Option<BackendFrame>, ReadError> {
+    if frame.raw().len() <= MASK_INLINE || masker.is_empty() {
+        return Ok(Some(frame));
+    }
+    let job = {
+        let st = shared.lock();
+        match frame.tag() {
+            b'D' => Large::Row(current_columns(&st.expect)),
+            b'd' if st.copy_out && masker.has_detectors() => Large::Copy,
+            _ => return Ok(Some(frame)),
+        }
+    };
+    let masker = masker.clone();
+    let work = tokio::task::spawn_blocking(move || {
+        let mut counts = MaskCounts::default();
+        let mut masked = BytesMut::new();
+        let done = match job {
+            Large::Row(cols) => mask_row(&masker, cols.as_ref(), &frame, &mut counts, &mut masked),
+            Large::Copy => mask_copy(&masker, &frame, &mut counts, &mut masked),
+        };
+        (done, counts, masked, frame)
+    });
+    // A masking task that failed (panicked) ends the session: its row is never sent unmasked.
+    let (done, counts, masked, frame) = work
+        .await
+        .map_err(|e| ReadError::Violation(format!("masking a large row failed: {e}")))?;
+    if !counts.is_empty() {
+        add_counts(&mut shared.lock().expect, &counts);
+    }
+    if done? {
+        out.extend_from_slice(&masked);
+    } else {
+        out.extend_from_slice(frame.raw());
+    }
+    Ok(None)
+}
+
+/// Masks one row of `COPY … TO STDOUT` (text) into `out` with the detectors; false when
+/// nothing changed (forward the raw frame).
+fn mask_copy(
+    masker: &Masker,
+    frame: &BackendFrame,
+    counts: &mut MaskCounts,
+    out: &mut BytesMut,
+) -> Result<bool, ReadError> {
+    let Ok(BackendMessage::CopyData(cd)) = frame.decode() else {
+        return Err(bad("CopyData"));
+    };
+    let Ok(text) = std::str::from_utf8(&cd.data) else {
+        return Ok(false);
+    };
+    let Some(masked) = masker.mask_text(text, counts) else {
+        return Ok(false);
+    };
+    CopyData {
+        data: Bytes::from(masked.into_bytes()),
+    }
+    .encode(out);
+    Ok(true)
+}
+
 /// Masks one DataRow into `out`; false when nothing changed (forward the raw frame). The
 /// values are read in place: a row that needs no masking costs no allocation.
 fn mask_row(
@@ -591,6 +670,85 @@ mod tests {
 
     fn error() -> ErrorResponse {
         ErrorResponse::new("ERROR", "22012", "division by zero")
+    }
+
+    /// A row over [`MASK_INLINE`] bytes is masked on the blocking pool (the first poll waits,
+    /// where masking in place would end), as `on_frame` masks it, its counts on its statement; a
+    /// small one, and a large one with nothing to mask, are left to `on_frame` or forwarded as
+    /// they came.
+    #[tokio::test]
+    async fn a_large_row_is_masked_off_the_worker() {
+        use crate::masking::{Detector, DetectorRule, MaskingConfig, Style};
+        let mut b = Backend::new();
+        b.masker = Masker::new(
+            &MaskingConfig {
+                columns: vec![],
+                detectors: vec![DetectorRule::new(Detector::Card, Style::Last4)],
+            },
+            None,
+        )
+        .unwrap();
+        let execute = b.execute("select note from notes");
+        b.shared.lock().expect.push_back(execute);
+        let frame = |value: String| {
+            let mut buf = BytesMut::new();
+            crate::postgres::protocol::DataRow {
+                values: vec![Some(Bytes::from(value)), None],
+            }
+            .encode(&mut buf);
+            next_backend(&mut buf, MAX_MESSAGE_LEN).unwrap().unwrap()
+        };
+        let filler = "x".repeat(100 << 10);
+        let large = frame(format!("{filler} 4111111111111111 {filler}"));
+
+        let mut out = BytesMut::new();
+        {
+            let fut = mask_large(&b.masker, &b.shared, large, &mut out);
+            tokio::pin!(fut);
+            let first =
+                std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
+            assert!(first.is_pending(), "masked in place");
+            assert!(fut.await.unwrap().is_none(), "handled");
+        }
+        let want = frame(format!("{filler} ************1111 {filler}"));
+        assert!(out[..] == want.raw()[..], "masked as on_frame masks it");
+        {
+            let st = b.shared.lock();
+            let Some(Expect::Execute { audit: Some(a), .. }) = st.expect.front() else {
+                panic!("the execute is still owed");
+            };
+            assert_eq!(a.masked.by_detector.get("card"), Some(&1));
+        }
+
+        let mut out = BytesMut::new();
+        let plain = frame(filler.clone());
+        let got = mask_large(&b.masker, &b.shared, plain.clone(), &mut out).await;
+        assert!(got.unwrap().is_none());
+        assert!(out[..] == plain.raw()[..], "forwarded as it came");
+
+        let small = frame("4111111111111111".into());
+        let mut out = BytesMut::new();
+        let back = mask_large(&b.masker, &b.shared, small, &mut out)
+            .await
+            .unwrap();
+        assert!(back.is_some() && out.is_empty(), "left to on_frame");
+
+        // A large row of COPY … TO STDOUT, the same way.
+        b.shared.lock().copy_out = true;
+        let copy = |text: String| {
+            let mut buf = BytesMut::new();
+            CopyData {
+                data: Bytes::from(text),
+            }
+            .encode(&mut buf);
+            next_backend(&mut buf, MAX_MESSAGE_LEN).unwrap().unwrap()
+        };
+        let mut out = BytesMut::new();
+        let large = copy(format!("{filler}\t4111111111111111\n"));
+        let got = mask_large(&b.masker, &b.shared, large, &mut out).await;
+        assert!(got.unwrap().is_none());
+        let want = copy(format!("{filler}\t************1111\n"));
+        assert!(out[..] == want.raw()[..]);
     }
 
     /// The server fails a statement of an extended batch whose Sync the client has not sent
