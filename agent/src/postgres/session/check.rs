@@ -1,12 +1,15 @@
 //! Statement decisions: classify with the SQL parser, evaluate the live policy, and hold on the
 //! approval gate when a rule says `approve`.
-use std::time::{Instant, SystemTime};
+use std::{
+    sync::Arc,
+    time::{Instant, SystemTime},
+};
 
 use crate::{
     policy::{Decision, StatementFacts, Verdict},
     postgres::sql::{self, Classified, StatementClass},
     proxy::{
-        Context,
+        Context, PolicyState,
         approval::{ApprovalOutcome, ApprovalRequest},
     },
 };
@@ -94,16 +97,19 @@ pub fn class_name(c: StatementClass) -> String {
     c.as_str().to_owned()
 }
 
-/// Query text classified on the worker thread at most, bytes; longer text is classified on the
-/// blocking pool (the proxy's connections share the worker, and a parse of 1 MiB of SQL takes
-/// it some 100 ms).
+/// Query text classified and decided on the worker thread at most, bytes; longer text is
+/// classified and decided on the blocking pool (the proxy's connections share the worker, a
+/// parse of 1 MiB of SQL takes it some 100 ms, and a rule's regex reads the whole text, read or
+/// not).
 const CLASSIFY_INLINE: usize = 64 << 10;
+
+/// The rule reported when classifying or deciding long text failed (panicked): denied.
+const CHECK_FAILED: &str = "statement-check-failed";
 
 /// Classifies and decides `sql_text` against the live policy.
 pub async fn check(ctx: &Context, meta: &SessionMeta, sql_text: &str) -> Checked {
     let unread = sql_text.len() > meta.max_statement_bytes;
-    let statements = classify(sql_text, meta.max_statement_bytes).await;
-    let decision = decide(ctx, meta, sql_text, &statements);
+    let (statements, decision) = classify_and_decide(ctx.policy.load_full(), meta, sql_text).await;
     let (decision, detail) = match decision.verdict {
         Verdict::Approve if decision.enforced => hold(ctx, meta, &statements, decision).await,
         _ if unread && !decision.permits() => {
@@ -124,33 +130,50 @@ pub async fn check(ctx: &Context, meta: &SessionMeta, sql_text: &str) -> Checked
     }
 }
 
-/// The statements of `sql_text`: one `unknown` unread when it is longer than `max` bytes,
-/// classified on the blocking pool when it is longer than [`CLASSIFY_INLINE`], else in place.
-/// A classification that fails (panics) is `unknown`: it fails closed.
-async fn classify(sql_text: &str, max: usize) -> std::sync::Arc<[Classified]> {
-    if sql_text.len() > max {
-        return std::sync::Arc::new([Classified::unread(sql_text.len())]);
-    }
+/// [`classify`] and [`decide`], in place for text up to [`CLASSIFY_INLINE`] bytes, else on the
+/// blocking pool. Work that fails there (panics) is denied: it fails closed.
+async fn classify_and_decide(
+    state: Arc<PolicyState>,
+    meta: &SessionMeta,
+    sql_text: &str,
+) -> (Arc<[Classified]>, Decision) {
+    let max = meta.max_statement_bytes;
     if sql_text.len() <= CLASSIFY_INLINE {
-        return sql::classify(sql_text);
+        let statements = classify(sql_text, max);
+        let decision = decide(&state, meta, sql_text, &statements);
+        return (statements, decision);
     }
     let text = sql_text.to_owned();
-    match tokio::task::spawn_blocking(move || sql::classify(&text)).await {
-        Ok(statements) => statements,
+    let owned = meta.clone();
+    let work = tokio::task::spawn_blocking(move || {
+        let statements = classify(&text, max);
+        let decision = decide(&state, &owned, &text, &statements);
+        (statements, decision)
+    });
+    match work.await {
+        Ok(done) => done,
         Err(e) => {
-            tracing::warn!(error = %e, "statement classification failed");
-            std::sync::Arc::new([Classified::unread(sql_text.len())])
+            tracing::warn!(error = %e, "statement check failed");
+            let unread: Arc<[Classified]> = Arc::new([Classified::unread(sql_text.len())]);
+            (unread, fixed_deny(CHECK_FAILED))
         }
     }
 }
 
+/// The statements of `sql_text`: one `unknown` unread when it is longer than `max` bytes.
+fn classify(sql_text: &str, max: usize) -> Arc<[Classified]> {
+    if sql_text.len() > max {
+        return Arc::new([Classified::unread(sql_text.len())]);
+    }
+    sql::classify(sql_text)
+}
+
 fn decide(
-    ctx: &Context,
+    state: &PolicyState,
     meta: &SessionMeta,
     sql_text: &str,
     statements: &[Classified],
 ) -> Decision {
-    let state = ctx.policy.load();
     let Some(workload) = state.policy.workload(&meta.workload) else {
         // The workload left the policy since the session began: nothing is granted.
         return fixed_deny("workload-removed");
@@ -233,7 +256,7 @@ fn fixed_deny(rule: &str) -> Decision {
 
 #[cfg(test)]
 mod tests {
-    use std::task::Poll;
+    use std::{os::unix::fs::PermissionsExt as _, task::Poll};
 
     use super::*;
 
@@ -246,42 +269,94 @@ mod tests {
         sql
     }
 
-    /// Polls `classify` once, then to its end: whether the first poll ended it, and the result.
-    async fn first_poll(sql: &str, max: usize) -> (bool, std::sync::Arc<[Classified]>) {
-        let fut = classify(sql, max);
+    /// Workload `w` may insert into postgres target `t`; nothing else.
+    fn state(dir: &std::path::Path) -> Arc<PolicyState> {
+        let pw = dir.join("pw");
+        std::fs::write(&pw, "pw").unwrap();
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let text = format!(
+            "[[workload]]\nname = \"w\"\nspiffe_id = \"spiffe://example.org/w\"\n\
+             [workload.selector]\nuid = 1000\n\n\
+             [[target]]\nname = \"t\"\nprotocol = \"postgres\"\naddresses = [\"127.0.0.1:5432\"]\n\
+             [[target.postgres.credential]]\nrole = \"r\"\npassword_file = {:?}\n\n\
+             [[rule]]\nname = \"inserts\"\nworkloads = [\"w\"]\ntargets = [\"t\"]\n\
+             action = \"allow\"\n[rule.postgres]\nclasses = [\"insert\"]\n",
+            pw.display().to_string()
+        );
+        let policy = crate::policy::load_str(std::path::Path::new("p.toml"), &text, None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        Arc::new(PolicyState {
+            policy,
+            generation: 1,
+            loaded_at: SystemTime::now(),
+        })
+    }
+
+    fn meta(max_statement_bytes: usize) -> SessionMeta {
+        SessionMeta {
+            connection_id: uuid::Uuid::now_v7(),
+            recorded: true,
+            workload: "w".into(),
+            target: "t".into(),
+            database: "d".into(),
+            role: "r".into(),
+            redact_literals: true,
+            column_masking: false,
+            binary_allowed: false,
+            catalog: Default::default(),
+            names_unconverted: true,
+            max_statement_bytes,
+        }
+    }
+
+    /// Runs `classify_and_decide` once, then to its end: whether the first poll ended it, the
+    /// classes and the rule.
+    async fn first_poll(
+        state: &Arc<PolicyState>,
+        meta: &SessionMeta,
+        sql: &str,
+    ) -> (bool, Arc<[Classified]>, Decision) {
+        let fut = classify_and_decide(state.clone(), meta, sql);
         tokio::pin!(fut);
         let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
         let ended = first.is_ready();
-        let out = match first {
+        let (statements, decision) = match first {
             Poll::Ready(out) => out,
             Poll::Pending => fut.await,
         };
-        (ended, out)
+        (ended, statements, decision)
     }
 
-    /// Text over the inline bound is classified on the blocking pool (the first poll waits,
-    /// where classifying in place would end), as in place; shorter text in place; text over
-    /// the target's bound is one unread `unknown`.
+    /// Text over the inline bound is classified and decided on the blocking pool (the first
+    /// poll waits, where doing it in place would end), as in place; shorter text in place; text
+    /// over the target's bound is one unread `unknown`, decided as such.
     #[tokio::test]
-    async fn long_text_is_classified_off_the_worker_and_too_long_text_not_at_all() {
+    async fn long_text_is_checked_off_the_worker_and_too_long_text_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(dir.path());
         let long = insert(200 << 10);
-        let (ended, got) = first_poll(&long, 1 << 20).await;
-        assert!(!ended, "classified in place");
+        let (ended, got, decision) = first_poll(&state, &meta(1 << 20), &long).await;
+        assert!(!ended, "checked in place");
         assert_eq!(got, sql::classify(&long));
         assert_eq!(got[0].class, StatementClass::Insert);
+        assert_eq!(
+            (decision.verdict, decision.rule.as_str()),
+            (Verdict::Allow, "inserts")
+        );
 
         let short = insert(1 << 10);
-        let (ended, got) = first_poll(&short, 1 << 20).await;
+        let (ended, got, decision) = first_poll(&state, &meta(1 << 20), &short).await;
         assert!(ended);
         assert_eq!(got[0].class, StatementClass::Insert);
+        assert_eq!(decision.verdict, Verdict::Allow);
 
-        let (ended, got) = first_poll(&long, 100 << 10).await;
-        assert!(ended, "nothing to classify");
+        let (_, got, decision) = first_poll(&state, &meta(100 << 10), &long).await;
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].class, StatementClass::Unknown);
         assert_eq!(
             got[0].text_redacted,
             format!("[{} bytes of SQL, not read]", long.len())
         );
+        assert_eq!(decision.verdict, Verdict::Deny);
     }
 }
