@@ -9,6 +9,7 @@ pub mod enroll;
 pub mod http;
 pub mod identity;
 pub mod masking;
+pub mod offload;
 pub mod policy;
 pub mod postgres;
 pub mod proxy;

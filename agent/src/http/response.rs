@@ -183,7 +183,7 @@ where
         return Ok(masked(head, raw, kind, coding, target, counts));
     }
     let target = target.clone();
-    let work = tokio::task::spawn_blocking(move || {
+    let work = crate::offload::run(move || {
         let mut counts = MaskCounts::default();
         let m = masked(head, raw, kind, coding, &target, &mut counts);
         (m, counts)

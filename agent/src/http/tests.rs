@@ -727,6 +727,11 @@ async fn a_form_bodys_method_is_decided_before_the_upstream_has_the_body() {
         ("deny", "no-form-deletes", Some(403))
     );
     assert_eq!(recs[0].bytes_up, 0, "nothing went upstream");
+    assert_eq!(
+        recs[0].body.as_deref(),
+        Some("a=1&_method=DELETE"),
+        "what the client sent is kept"
+    );
     assert_eq!(h.seen.whole_forms.load(Ordering::SeqCst), 0);
 
     // Multipart, with a big file part streamed first: the `_method` comes last.

@@ -456,7 +456,7 @@ async fn mask_large(
         }
     };
     let masker = masker.clone();
-    let work = tokio::task::spawn_blocking(move || {
+    let work = crate::offload::run(move || {
         let mut counts = MaskCounts::default();
         let mut masked = BytesMut::new();
         let done = match job {

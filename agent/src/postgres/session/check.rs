@@ -101,7 +101,7 @@ pub fn class_name(c: StatementClass) -> String {
 /// classified and decided on the blocking pool (the proxy's connections share the worker, a
 /// parse of 1 MiB of SQL takes it some 100 ms, and a rule's regex reads the whole text, read or
 /// not).
-const CLASSIFY_INLINE: usize = 64 << 10;
+pub(super) const CLASSIFY_INLINE: usize = 64 << 10;
 
 /// The rule reported when classifying or deciding long text failed (panicked): denied.
 const CHECK_FAILED: &str = "statement-check-failed";
@@ -145,7 +145,7 @@ async fn classify_and_decide(
     }
     let text = sql_text.to_owned();
     let owned = meta.clone();
-    let work = tokio::task::spawn_blocking(move || {
+    let work = crate::offload::run(move || {
         let statements = classify(&text, max);
         let decision = decide(&state, &owned, &text, &statements);
         (statements, decision)
@@ -154,8 +154,8 @@ async fn classify_and_decide(
         Ok(done) => done,
         Err(e) => {
             tracing::warn!(error = %e, "statement check failed");
-            let unread: Arc<[Classified]> = Arc::new([Classified::unread(sql_text.len())]);
-            (unread, fixed_deny(CHECK_FAILED))
+            let failed: Arc<[Classified]> = Arc::new([Classified::failed(sql_text.len())]);
+            (failed, fixed_deny(CHECK_FAILED))
         }
     }
 }

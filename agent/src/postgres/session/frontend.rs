@@ -472,7 +472,13 @@ async fn on_query<W: AsyncWrite + Unpin>(
     if checked.decision.permits() {
         // One audit entry per message; rows are summed over its statements.
         let stmts = std::iter::once(audit).collect();
-        let exprs = lineage::plan(masker, &q.query, &checked.statements);
+        let exprs = lineage::plan_of(
+            masker,
+            &q.query,
+            &checked.statements,
+            meta.max_statement_bytes,
+        )
+        .await;
         let mut st = shared.lock();
         if st.skipping {
             // Sent inside a failed extended-protocol batch: the server discards it, a Query
@@ -537,7 +543,13 @@ async fn on_parse<W: AsyncWrite + Unpin>(
         return Ok(());
     }
     if checked.decision.permits() {
-        let exprs = lineage::plan(masker, &p.query, &checked.statements);
+        let exprs = lineage::plan_of(
+            masker,
+            &p.query,
+            &checked.statements,
+            meta.max_statement_bytes,
+        )
+        .await;
         let mut st = shared.lock();
         let generation = st.generation();
         // In a batch that already failed the server skips this Parse and keeps what the name

@@ -10,7 +10,7 @@ use crate::{
     postgres::sql::{self, Classified, Projected, StatementClass},
 };
 
-use super::catalog::Catalog;
+use super::{catalog::Catalog, check::CLASSIFY_INLINE};
 
 /// Label under which masks of computed columns without a rule of their own are counted.
 pub const COMPUTED_LABEL: &str = "computed-from-masked";
@@ -26,10 +26,44 @@ pub enum ExprPlan {
     Unknown,
 }
 
-/// The plan for `sql_text`, or `None` when the target has no column rules.
-pub fn plan(masker: &Masker, sql_text: &str, statements: &[Classified]) -> Option<Arc<ExprPlan>> {
+/// [`plan`], on the blocking pool for text over [`CLASSIFY_INLINE`] bytes (it parses the text
+/// again). Work that fails there masks every computed column.
+pub async fn plan_of(
+    masker: &Masker,
+    sql_text: &str,
+    statements: &Arc<[Classified]>,
+    max: usize,
+) -> Option<Arc<ExprPlan>> {
     if !masker.has_column_rules() {
         return None;
+    }
+    if sql_text.len() <= CLASSIFY_INLINE {
+        return plan(masker, sql_text, statements, max);
+    }
+    let (masker, text, statements) = (masker.clone(), sql_text.to_owned(), statements.clone());
+    let work = crate::offload::run(move || plan(&masker, &text, &statements, max));
+    match work.await {
+        Ok(planned) => planned,
+        Err(e) => {
+            tracing::warn!(error = %e, "planning computed columns failed");
+            Some(Arc::new(ExprPlan::Unknown))
+        }
+    }
+}
+
+/// The plan for `sql_text`, or `None` when the target has no column rules. Text over `max`
+/// bytes (the target's `max_statement_bytes`) is not read: every computed column is masked.
+pub fn plan(
+    masker: &Masker,
+    sql_text: &str,
+    statements: &[Classified],
+    max: usize,
+) -> Option<Arc<ExprPlan>> {
+    if !masker.has_column_rules() {
+        return None;
+    }
+    if sql_text.len() > max {
+        return Some(Arc::new(ExprPlan::Unknown));
     }
     // SHOW, SET, transaction control: settings, not data.
     if !statements.is_empty()
@@ -77,4 +111,77 @@ fn expr_mask(masker: &Masker, catalog: &Catalog, p: &Projected) -> Option<Column
         Projected::Column | Projected::Star => None,
     };
     Some(by_column.unwrap_or_else(|| ColumnMask::redact(COMPUTED_LABEL)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::Poll;
+
+    use super::*;
+    use crate::masking::{ColumnRule, MaskingConfig, Style};
+
+    fn masker() -> Masker {
+        Masker::new(
+            &MaskingConfig {
+                columns: vec![ColumnRule {
+                    name: "card".into(),
+                    table: None,
+                    style: Style::Last4,
+                }],
+                detectors: vec![],
+            },
+            None,
+        )
+        .unwrap()
+    }
+
+    /// `select upper(card), 1 as a1, 1 as a2, …` of about `bytes` bytes.
+    fn select(bytes: usize) -> String {
+        let mut sql = "select upper(card)".to_owned();
+        let mut i = 0;
+        while sql.len() < bytes {
+            i += 1;
+            sql.push_str(&format!(", {i} as a{i}"));
+        }
+        sql + " from customers"
+    }
+
+    /// Text over the target's bound is not read: every computed column is masked; text under
+    /// it is planned from its projection, on the blocking pool when it is long (the first poll
+    /// waits, where planning in place would end), as in place.
+    #[tokio::test]
+    async fn long_text_is_planned_off_the_worker_and_too_long_text_not_read() {
+        let m = masker();
+        let long = select(100 << 10);
+        let statements = sql::classify(&long);
+        assert!(matches!(
+            plan(&m, &long, &statements, 1 << 20).as_deref(),
+            Some(ExprPlan::Known(_))
+        ));
+        assert!(matches!(
+            plan(&m, &long, &statements, 64 << 10).as_deref(),
+            Some(ExprPlan::Unknown)
+        ));
+
+        let fut = plan_of(&m, &long, &statements, 1 << 20);
+        tokio::pin!(fut);
+        let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+        assert!(first.is_pending(), "planned in place");
+        let Some(ExprPlan::Known(off)) = fut.await.as_deref().cloned() else {
+            panic!("planned");
+        };
+        let Some(ExprPlan::Known(inline)) =
+            plan(&m, &long, &statements, 1 << 20).as_deref().cloned()
+        else {
+            panic!("planned");
+        };
+        assert_eq!(format!("{off:?}"), format!("{inline:?}"));
+
+        let short = select(100);
+        let short_statements = sql::classify(&short);
+        let fut = plan_of(&m, &short, &short_statements, 1 << 20);
+        tokio::pin!(fut);
+        let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+        assert!(first.is_ready());
+    }
 }

@@ -174,6 +174,12 @@ impl Classified {
         Classified::unknown(format!("[{len} bytes of SQL, not read]"))
     }
 
+    /// A query string of `len` bytes whose classification failed (it panicked): one Unknown
+    /// statement that may do anything.
+    pub fn failed(len: usize) -> Self {
+        Classified::unknown(format!("[{len} bytes of SQL, classification failed]"))
+    }
+
     fn unknown(text_redacted: String) -> Self {
         Classified {
             class: StatementClass::Unknown,

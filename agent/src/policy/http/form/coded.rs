@@ -203,8 +203,9 @@ impl Brotli {
         }
     }
 
-    /// One call of the decoder on `data` from `taken`, its output handed to the scan.
-    fn decode(&mut self, data: &[u8], taken: &mut usize) -> io::Result<BrotliResult> {
+    /// One call of the decoder on `data` from `taken`, its output (how many bytes: the second)
+    /// handed to the scan.
+    fn decode(&mut self, data: &[u8], taken: &mut usize) -> io::Result<(BrotliResult, usize)> {
         let mut available_in = data.len() - *taken;
         let mut available_out = self.out.len();
         let mut written = 0;
@@ -219,7 +220,7 @@ impl Brotli {
             &mut self.state,
         );
         self.scan.write_all(&self.out[..written])?;
-        Ok(result)
+        Ok((result, written))
     }
 
     fn step(&mut self, data: &[u8]) -> io::Result<Fed> {
@@ -238,10 +239,12 @@ impl Brotli {
                 return Ok(Fed::Partly(taken));
             }
             match self.decode(data, &mut taken)? {
-                BrotliResult::NeedsMoreInput => return Ok(Fed::All),
-                BrotliResult::NeedsMoreOutput => {}
-                BrotliResult::ResultSuccess => self.ended = true,
-                BrotliResult::ResultFailure => return Err(io::Error::other(CORRUPT)),
+                // Its input spent, the decoder still hands out what it decoded one buffer at a
+                // time: the chunk is scanned once a call yields nothing more.
+                (BrotliResult::NeedsMoreInput, 0) => return Ok(Fed::All),
+                (BrotliResult::NeedsMoreInput | BrotliResult::NeedsMoreOutput, _) => {}
+                (BrotliResult::ResultSuccess, _) => self.ended = true,
+                (BrotliResult::ResultFailure, _) => return Err(io::Error::other(CORRUPT)),
             }
         }
     }
@@ -251,7 +254,7 @@ impl Brotli {
     fn finish(&mut self) -> io::Result<()> {
         let mut taken = 0;
         while !self.ended {
-            match self.decode(&[], &mut taken)? {
+            match self.decode(&[], &mut taken)?.0 {
                 BrotliResult::NeedsMoreOutput => {}
                 BrotliResult::ResultSuccess => self.ended = true,
                 BrotliResult::NeedsMoreInput | BrotliResult::ResultFailure => {
@@ -345,5 +348,84 @@ impl Inflating {
             };
             out.push(Found::Unreadable(why));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How many bytes `prefix` of a brotli stream decodes to: one call, with room for it all.
+    fn decodable(prefix: &[u8], room: usize) -> usize {
+        let mut state = BrotliState::new(
+            StandardAlloc::default(),
+            StandardAlloc::default(),
+            StandardAlloc::default(),
+        );
+        let mut out = vec![0; room];
+        let (mut available_in, mut taken) = (prefix.len(), 0);
+        let (mut available_out, mut written, mut total) = (room, 0, 0);
+        BrotliDecompressStream(
+            &mut available_in,
+            &mut taken,
+            prefix,
+            &mut available_out,
+            &mut written,
+            &mut out,
+            &mut total,
+            &mut state,
+        );
+        written
+    }
+
+    /// Words from a small vocabulary, `n` bytes: compressible, not trivially.
+    fn words(n: usize, seed: &mut u64) -> Vec<u8> {
+        const WORDS: [&str; 8] = [
+            "alpha", "beta", "gamma", "delta", "eps", "zeta", "eta", "th",
+        ];
+        let mut out = Vec::with_capacity(n + 8);
+        while out.len() < n {
+            *seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            out.extend_from_slice(WORDS[(*seed >> 61) as usize].as_bytes());
+            out.push(b' ');
+        }
+        out
+    }
+
+    /// Each chunk of a brotli body is scanned as far as the stream up to it decodes before the
+    /// chunk is done (its step says `All`): the decoder hands out what it holds one buffer at a
+    /// time, so a step asks until it has nothing more. A `_method` is found in the chunk that
+    /// completes it, not some chunks later (those would have gone upstream unread).
+    #[test]
+    fn a_brotli_chunk_is_scanned_as_far_as_it_decodes() {
+        let mut seed = 7;
+        let mut body = b"{\"a\": \"".to_vec();
+        body.extend(words(100 << 10, &mut seed));
+        body.resize(body.len() + (2 << 20), b'0');
+        body.extend_from_slice(br#"", "_method": "DELETE", "b": ""#);
+        body.extend(words(100 << 10, &mut seed));
+        body.resize(body.len() + (2 << 20), b'1');
+        body.extend_from_slice(b"\"}");
+        let mut sent = Vec::new();
+        {
+            let mut w = brotli::CompressorWriter::new(&mut sent, 4096, 5, 22);
+            w.write_all(&body).unwrap();
+        }
+        let mut scan = Inflating::new(Coding::Brotli);
+        let mut out = Vec::new();
+        let mut end = 0;
+        for (i, chunk) in sent.chunks(64).enumerate() {
+            end += chunk.len();
+            let mut at = 0;
+            while let Fed::Partly(n) = scan.feed_step(&chunk[at..], &mut out) {
+                at += n;
+            }
+            let want = decodable(&sent[..end], body.len() + 1);
+            assert_eq!(scan.decoder.scan().decoded, want, "after chunk {i}");
+        }
+        scan.finish(&mut out);
+        assert_eq!(out, [Found::Method("DELETE".into())]);
     }
 }
