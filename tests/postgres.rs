@@ -2062,7 +2062,7 @@ fn a_query_sent_during_copy_in_ends_the_session() {
 
 /// A statement longer than the target's `max_statement_bytes` is `unknown` without being read,
 /// and denied with a message saying why; a long one under it (classified on the blocking pool,
-/// since it is over 64 KiB) runs as any other.
+/// since it is over 16 KiB) runs as any other.
 #[test]
 fn a_statement_over_max_statement_bytes_is_unknown_unread() {
     let test = "a_statement_over_max_statement_bytes_is_unknown_unread";
@@ -2079,7 +2079,7 @@ fn a_statement_over_max_statement_bytes_is_unknown_unread() {
     };
     let under = insert(10_000, 3_000);
     assert!(
-        (64 << 10..256 << 10).contains(&under.len()),
+        (16 << 10..256 << 10).contains(&under.len()),
         "{}",
         under.len()
     );

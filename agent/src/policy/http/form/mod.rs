@@ -960,7 +960,7 @@ mod tests {
                 steps += 1;
                 assert!(at <= sent.len());
             }
-            // 4 MiB in steps of 128 KiB, each at most a decoder's buffer (32 KiB) more.
+            // 4 MiB in steps of 512 KiB, each at most a decoder's buffer (32 KiB) more.
             let (most, least) = (
                 (4 << 20) / coded::STEP + 2,
                 (4 << 20) / (coded::STEP + (32 << 10)),
