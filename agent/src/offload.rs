@@ -35,6 +35,19 @@ where
         .map_err(|e| OffloadError::Failed(e.to_string()))
 }
 
+/// Polls `fut` once, then to its end: whether that first poll ended it, and its output. Work
+/// handed to [`run`] never ends at the first poll, work done in place does (tests tell them
+/// apart with it).
+#[cfg(test)]
+pub(crate) async fn first_poll_ends<F: std::future::Future>(fut: F) -> (bool, F::Output) {
+    use std::task::Poll;
+    let mut fut = std::pin::pin!(fut);
+    match std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
+        Poll::Ready(out) => (true, out),
+        Poll::Pending => (false, fut.await),
+    }
+}
+
 /// How many jobs may run at once: the CPUs this process may use.
 pub fn turns() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)

@@ -17,7 +17,7 @@ use super::{
     json,
 };
 use crate::{
-    masking::MaskCounts,
+    masking::{MaskCounts, Masker},
     policy::{Compressed, HttpTarget, Unmaskable},
 };
 
@@ -194,7 +194,7 @@ where
             Ok(m)
         }
         Err(e) => {
-            // Never what could not be masked.
+            // What could not be masked is never sent.
             tracing::warn!(error = %e, "response masking failed");
             Ok(Masked::Refuse(MASKING_FAILED))
         }
@@ -239,9 +239,11 @@ fn masked(
             Masked::Refuse(NOT_TEXT)
         };
     };
-    let masker = target.masker.clone().unwrap_or_default();
+    // No masker (no masking section): an empty one detects nothing.
+    let none = Masker::default();
+    let masker = target.masker.as_ref().unwrap_or(&none);
     let masked = match kind {
-        Kind::Json => match json::mask(text, &target.json_keys, &masker, counts) {
+        Kind::Json => match json::mask(text, &target.json_keys, masker, counts) {
             Ok(m) => m,
             // Not JSON after all: the detectors still read it as text.
             Err(_) => masker.mask_text(text, counts),
@@ -270,12 +272,11 @@ fn set_length(h: &mut HeaderMap, len: usize) {
 
 #[cfg(test)]
 mod tests {
-    use std::task::Poll;
-
     use super::*;
     use crate::{
         http::request::tests::target,
         masking::{Detector, DetectorRule, Masker, MaskingConfig, Style},
+        offload::first_poll_ends,
     };
 
     pub(crate) fn masking_target() -> HttpTarget {
@@ -606,14 +607,10 @@ mod tests {
             b"card ************1111 and some words around it\n".repeat(big.len() / line.len());
         let mut counts = MaskCounts::default();
         let resp = response(&[("content-type", "text/plain")], big.clone());
-        let m = {
-            let fut = mask(resp, Kind::Text, Coding::Identity, &t, &mut counts);
-            tokio::pin!(fut);
-            let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
-            assert!(first.is_pending(), "masked in place");
-            fut.await.unwrap()
-        };
-        let (_, out) = sent(m).await;
+        let (ended, m) =
+            first_poll_ends(mask(resp, Kind::Text, Coding::Identity, &t, &mut counts)).await;
+        assert!(!ended, "masked in place");
+        let (_, out) = sent(m.unwrap()).await;
         assert!(out == want, "masked as in place");
         let rows = (big.len() / line.len()) as u64;
         assert_eq!(counts.by_detector.get("card"), Some(&rows));
@@ -622,12 +619,9 @@ mod tests {
         let small = line.repeat(100);
         let mut counts = MaskCounts::default();
         let resp = response(&[("content-type", "text/plain")], small);
-        {
-            let fut = mask(resp, Kind::Text, Coding::Identity, &t, &mut counts);
-            tokio::pin!(fut);
-            let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
-            assert!(first.is_ready());
-        }
+        let (ended, _) =
+            first_poll_ends(mask(resp, Kind::Text, Coding::Identity, &t, &mut counts)).await;
+        assert!(ended);
         assert_eq!(counts.by_detector.get("card"), Some(&100));
     }
 

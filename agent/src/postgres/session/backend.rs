@@ -580,20 +580,7 @@ mod tests {
     impl Backend {
         fn new() -> Self {
             let (audit, sent) = AuditSink::for_tests(8);
-            let meta = SessionMeta {
-                connection_id: uuid::Uuid::now_v7(),
-                recorded: true,
-                workload: "w".into(),
-                target: "t".into(),
-                database: "d".into(),
-                role: "r".into(),
-                redact_literals: false,
-                column_masking: false,
-                binary_allowed: false,
-                catalog: Default::default(),
-                names_unconverted: true,
-                max_statement_bytes: 1 << 20,
-            };
+            let meta = SessionMeta::for_tests();
             Self {
                 audit,
                 sent,
@@ -702,14 +689,11 @@ mod tests {
         let large = frame(format!("{filler} 4111111111111111 {filler}"));
 
         let mut out = BytesMut::new();
-        {
-            let fut = mask_large(&b.masker, &b.shared, large, &mut out);
-            tokio::pin!(fut);
-            let first =
-                std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
-            assert!(first.is_pending(), "masked in place");
-            assert!(fut.await.unwrap().is_none(), "handled");
-        }
+        let (ended, got) =
+            crate::offload::first_poll_ends(mask_large(&b.masker, &b.shared, large, &mut out))
+                .await;
+        assert!(!ended, "masked in place");
+        assert!(got.unwrap().is_none(), "handled");
         let want = frame(format!("{filler} ************1111 {filler}"));
         assert!(out[..] == want.raw()[..], "masked as on_frame masks it");
         {

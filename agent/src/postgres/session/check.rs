@@ -46,6 +46,28 @@ pub struct SessionMeta {
     pub max_statement_bytes: usize,
 }
 
+#[cfg(test)]
+impl SessionMeta {
+    /// A session of workload `w` on target `t`, database `d`, role `r`: no masking, literals
+    /// recorded as sent, a 1 MiB statement bound.
+    pub(crate) fn for_tests() -> Self {
+        SessionMeta {
+            connection_id: uuid::Uuid::now_v7(),
+            recorded: true,
+            workload: "w".into(),
+            target: "t".into(),
+            database: "d".into(),
+            role: "r".into(),
+            redact_literals: false,
+            column_masking: false,
+            binary_allowed: false,
+            catalog: Default::default(),
+            names_unconverted: true,
+            max_statement_bytes: 1 << 20,
+        }
+    }
+}
+
 /// The verdict on one message of SQL text.
 #[derive(Debug)]
 pub struct Checked {
@@ -257,9 +279,10 @@ fn fixed_deny(rule: &str) -> Decision {
 
 #[cfg(test)]
 mod tests {
-    use std::{os::unix::fs::PermissionsExt as _, task::Poll};
+    use std::os::unix::fs::PermissionsExt as _;
 
     use super::*;
+    use crate::offload::first_poll_ends;
 
     /// A multi-row INSERT of about `bytes` bytes.
     fn insert(bytes: usize) -> String {
@@ -295,18 +318,9 @@ mod tests {
 
     fn meta(max_statement_bytes: usize) -> SessionMeta {
         SessionMeta {
-            connection_id: uuid::Uuid::now_v7(),
-            recorded: true,
-            workload: "w".into(),
-            target: "t".into(),
-            database: "d".into(),
-            role: "r".into(),
             redact_literals: true,
-            column_masking: false,
-            binary_allowed: false,
-            catalog: Default::default(),
-            names_unconverted: true,
             max_statement_bytes,
+            ..SessionMeta::for_tests()
         }
     }
 
@@ -317,14 +331,8 @@ mod tests {
         meta: &SessionMeta,
         sql: &str,
     ) -> (bool, Arc<[Classified]>, Decision) {
-        let fut = classify_and_decide(state.clone(), meta, sql);
-        tokio::pin!(fut);
-        let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
-        let ended = first.is_ready();
-        let (statements, decision) = match first {
-            Poll::Ready(out) => out,
-            Poll::Pending => fut.await,
-        };
+        let (ended, (statements, decision)) =
+            first_poll_ends(classify_and_decide(state.clone(), meta, sql)).await;
         (ended, statements, decision)
     }
 

@@ -115,10 +115,11 @@ fn expr_mask(masker: &Masker, catalog: &Catalog, p: &Projected) -> Option<Column
 
 #[cfg(test)]
 mod tests {
-    use std::task::Poll;
-
     use super::*;
-    use crate::masking::{ColumnRule, MaskingConfig, Style};
+    use crate::{
+        masking::{ColumnRule, MaskingConfig, Style},
+        offload::first_poll_ends,
+    };
 
     fn masker() -> Masker {
         Masker::new(
@@ -163,11 +164,9 @@ mod tests {
             Some(ExprPlan::Unknown)
         ));
 
-        let fut = plan_of(&m, &long, &statements, 1 << 20);
-        tokio::pin!(fut);
-        let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
-        assert!(first.is_pending(), "planned in place");
-        let Some(ExprPlan::Known(off)) = fut.await.as_deref().cloned() else {
+        let (ended, planned) = first_poll_ends(plan_of(&m, &long, &statements, 1 << 20)).await;
+        assert!(!ended, "planned in place");
+        let Some(ExprPlan::Known(off)) = planned.as_deref().cloned() else {
             panic!("planned");
         };
         let Some(ExprPlan::Known(inline)) =
@@ -179,9 +178,7 @@ mod tests {
 
         let short = select(100);
         let short_statements = sql::classify(&short);
-        let fut = plan_of(&m, &short, &short_statements, 1 << 20);
-        tokio::pin!(fut);
-        let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
-        assert!(first.is_ready());
+        let (ended, _) = first_poll_ends(plan_of(&m, &short, &short_statements, 1 << 20)).await;
+        assert!(ended);
     }
 }
