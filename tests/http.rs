@@ -158,7 +158,9 @@ fn plain_http_is_proxied_and_every_request_audited() {
 
 /// Request rules: a denied path (also reached by `..` or an escape) and a method no rule
 /// allows get 403 with a JSON body naming the rule and the workload; nginx never sees them;
-/// the audit records the denials. An allowed request on the same connection still works.
+/// the audit records the denials. A denial decided by a reading other than the request as sent
+/// (an override header) names that reading in the body and the record. An allowed request on
+/// the same connection still works.
 #[test]
 fn denied_requests_get_403_json_and_never_reach_nginx() {
     let test = "denied_requests_get_403_json_and_never_reach_nginx";
@@ -166,38 +168,45 @@ fn denied_requests_get_403_json_and_never_reach_nginx() {
         return;
     };
     let port = fx.nginx.ports.plain;
-    for (path, extra, rule) in [
-        ("/admin/secret.txt", &[][..], NO_ADMIN),
+    let method_override = "DELETE 127.0.0.1/hello.txt (method from x-http-method-override)";
+    let path_override = "GET 127.0.0.1/admin/secret.txt (path and query from x-original-url)";
+    for (path, extra, rule, read_as) in [
+        ("/admin/secret.txt", &[][..], NO_ADMIN, None),
         // Sent as is: an upstream that routes before it resolves `..` would act on `/x`.
         (
             "/x/../admin/secret.txt",
             &["--path-as-is"][..],
             "malformed-path",
+            None,
         ),
-        ("/%61dmin/secret.txt", &[][..], NO_ADMIN),
+        ("/%61dmin/secret.txt", &[][..], NO_ADMIN, None),
         // nginx reads this Host as `admin.example`, the text after `@` as `hello.example`.
         (
             "/hello.txt",
             &["-H", "Host: admin.example:@hello.example"][..],
             "malformed-host",
+            None,
         ),
-        ("/hello.txt", &["-X", "DELETE"][..], "default-deny"),
+        ("/hello.txt", &["-X", "DELETE"][..], "default-deny", None),
         // Headers an upstream framework may read as the method, path or host: every reading
         // must be allowed.
         (
             "/hello.txt",
             &["-H", "X-HTTP-Method-Override: DELETE"][..],
             "default-deny",
+            Some(method_override),
         ),
         (
             "/hello.txt",
             &["-H", "X-Original-URL: /admin/secret.txt"][..],
             NO_ADMIN,
+            Some(path_override),
         ),
         (
             "/hello.txt",
             &["-H", "X-Forwarded-Host: admin.example:@hello.example"][..],
             "malformed-host",
+            None,
         ),
     ] {
         let out = Curl::new(&fx.http(port, path)).args(extra).run(&fx.app);
@@ -209,11 +218,13 @@ fn denied_requests_get_403_json_and_never_reach_nginx() {
         );
         let body: Value = serde_json::from_str(&out.body)
             .unwrap_or_else(|e| panic!("403 body is not JSON ({e}): {out:?}"));
-        assert_eq!(
-            body,
-            serde_json::json!({"error": "denied", "rule": rule, "workload": WORKLOAD}),
-            "{path}"
-        );
+        let mut want = serde_json::json!({"error": "denied", "rule": rule, "workload": WORKLOAD});
+        let mut error = format!("denied by rule {rule}");
+        if let Some(read_as) = read_as {
+            want["read_as"] = read_as.into();
+            error.push_str(&format!(": read as {read_as}"));
+        }
+        assert_eq!(body, want, "{path} {extra:?}");
         let session = fx.session_of(out.pid, 1);
         let r = &requests(&session)[0];
         let (_, _, status, decision, got_rule) = verdict(r);
@@ -222,6 +233,7 @@ fn denied_requests_get_403_json_and_never_reach_nginx() {
             (403, "deny", rule),
             "{session:#}"
         );
+        assert_eq!(r["error"], error.as_str(), "{session:#}");
     }
     // Denied, then allowed, on one connection (curl reuses it for the second URL).
     let out = Curl::new(&fx.http(port, "/admin/secret.txt"))
@@ -859,6 +871,18 @@ fn a_forms_method_override_is_decided_with_the_request() {
             ("POST", u64::from(status), want.0, want.1),
             "{args:?}: {session:#}"
         );
+        if status == 403 {
+            // The record names the reading that was denied: the form's method.
+            let error = r["error"].as_str().unwrap_or_default();
+            let read_as = error
+                .strip_prefix("denied by rule default-deny (a form's _method): read as ")
+                .unwrap_or_else(|| panic!("{args:?}: {session:#}"));
+            assert!(
+                read_as.to_ascii_uppercase().starts_with("DELETE ")
+                    && read_as.ends_with("/upload (method from _method)"),
+                "{args:?}: {session:#}"
+            );
+        }
     }
     // A gzip JSON body: Express's `body-parser` inflates it before a getter reads `_method`.
     for (json, status, want) in [

@@ -17,14 +17,15 @@ use tracing::debug;
 
 use super::{
     body::{BodyError, ProxyBody, boxed},
-    form_body::Verdict,
+    form_body::{FORM_METHOD, Verdict},
+    gate::denied_by,
     json,
     request::Facts,
     response::{Kind, kind_of},
 };
 use crate::{
     masking::MaskCounts,
-    policy::{Decision, HttpTarget, recorded_headers},
+    policy::{Decision, HttpTarget, RequestDecision, recorded_headers},
     store::{AuditSink, RequestRecord, Slot},
 };
 
@@ -342,7 +343,7 @@ impl Exchange {
             // Past the wait, the record has left: the denial is still enforced, and logged.
             if let Err(Some(d)) = tx.send(denial) {
                 tracing::warn!(
-                    %connection, seq, rule = %d.rule,
+                    %connection, seq, rule = %d.decision.rule,
                     "request denied by its form body's _method after its record was written"
                 );
             }
@@ -369,7 +370,7 @@ impl Exchange {
     }
 
     /// Sends the record, with the watched body's late denial if any.
-    fn settle(mut self, denial: Option<Decision>) {
+    fn settle(mut self, denial: Option<RequestDecision>) {
         if let Some(d) = denial {
             self.denied_late(&d);
         }
@@ -379,14 +380,14 @@ impl Exchange {
 
     /// The request body was denied (a form's `_method`) after the exchange went on: unless the
     /// exchange already answered the denial, the record takes it.
-    fn denied_late(&mut self, d: &Decision) {
+    fn denied_late(&mut self, d: &RequestDecision) {
         if self.rec.decision == "deny" {
             return;
         }
-        self.decided(d);
+        self.decided(&d.decision);
         let denied = format!(
-            "denied by rule {} (a form's _method) after the upstream answered",
-            d.rule
+            "{} after the upstream answered",
+            denied_by(d, Some(FORM_METHOD))
         );
         // The denial first; an error already recorded stays, after it.
         self.rec.error = Some(match self.rec.error.take() {

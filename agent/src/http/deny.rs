@@ -7,13 +7,17 @@ use hyper::{
 use serde_json::json;
 
 use super::body::{ProxyBody, full};
+use crate::policy::RequestDecision;
 
-/// The 403 of a denied request: `{"error":"denied","rule":"...","workload":"..."}`.
-pub fn denied(rule: &str, workload: &str) -> Response<ProxyBody> {
-    answer(
-        StatusCode::FORBIDDEN,
-        &json!({"error": "denied", "rule": rule, "workload": workload}),
-    )
+/// The 403 of a denied request: `{"error":"denied","rule":"...","workload":"..."}`, and
+/// `"read_as"` when a reading other than the request as sent decided (an override header, a
+/// `_method`: the client sent them, so it learns nothing it did not say).
+pub fn denied(d: &RequestDecision, workload: &str) -> Response<ProxyBody> {
+    let mut body = json!({"error": "denied", "rule": d.decision.rule, "workload": workload});
+    if let Some(read_as) = &d.read_as {
+        body["read_as"] = json!(read_as);
+    }
+    answer(StatusCode::FORBIDDEN, &body)
 }
 
 /// A 502 naming why tollgate did not pass the upstream's answer (`reason` must hold no secret
@@ -63,9 +67,16 @@ mod tests {
         serde_json::from_slice(&bytes).unwrap()
     }
 
+    fn denial(rule: &str, read_as: Option<&str>) -> RequestDecision {
+        RequestDecision {
+            decision: crate::http::gate::fixed_deny(rule),
+            read_as: read_as.map(str::to_owned),
+        }
+    }
+
     #[tokio::test]
     async fn denial_is_a_json_403_naming_rule_and_workload() {
-        let resp = denied("no-sys \"paths\"", "etl");
+        let resp = denied(&denial("no-sys \"paths\"", None), "etl");
         assert_eq!(resp.status(), StatusCode::FORBIDDEN);
         assert_eq!(resp.headers()[CONTENT_TYPE], "application/json");
         assert_eq!(resp.headers()[CACHE_CONTROL], "no-store");
@@ -80,6 +91,16 @@ mod tests {
             json!({"error": "denied", "rule": "no-sys \"paths\"", "workload": "etl"})
         );
         assert_eq!(len, v.to_string().len());
+    }
+
+    #[tokio::test]
+    async fn denial_names_the_reading_that_decided() {
+        let read_as = "DELETE api.example/x (method from x-http-method-override)";
+        let resp = denied(&denial("no-deletes", Some(read_as)), "etl");
+        assert_eq!(
+            body(resp).await,
+            json!({"error": "denied", "rule": "no-deletes", "workload": "etl", "read_as": read_as})
+        );
     }
 
     #[tokio::test]

@@ -21,8 +21,9 @@ use super::{
     audit::{Exchange, Recorder, Tapped},
     body::{boxed, empty},
     deny,
+    form_body::FORM_METHOD,
     form_body::{Verdict, Watched},
-    gate::Gate,
+    gate::{Gate, denied_by},
     request::{self, Facts},
     response::{self, Masked, Plan},
     upstream::{SendError, Upstream, UpstreamError},
@@ -131,12 +132,13 @@ impl Session {
             },
         };
         x.held(slot);
-        let decision = self.gate.decide(&facts).await;
-        x.decided(&decision);
+        let decided = self.gate.decide(&facts).await;
+        let decision = &decided.decision;
+        x.decided(decision);
         if !decision.permits() {
             debug!(seq, method = %facts.method, rule = %decision.rule, "request denied");
-            x.error(format!("denied by rule {}", decision.rule));
-            return x.respond(deny::denied(&decision.rule, &self.workload));
+            x.error(denied_by(&decided, None));
+            return x.respond(deny::denied(&decided, &self.workload));
         }
 
         let target = &self.target;
@@ -224,10 +226,10 @@ impl Session {
             // Whatever the upstream said (it may answer before a body ends), it never had the
             // whole request; the connection it was on is not used again.
             self.upstream.discard(epoch).await;
-            debug!(seq, rule = %denial.rule, "request denied by its form body's _method");
-            x.decided(&denial);
-            x.error(format!("denied by rule {} (a form's _method)", denial.rule));
-            return x.respond(deny::denied(&denial.rule, &self.workload));
+            debug!(seq, rule = %denial.decision.rule, "request denied by its form body's _method");
+            x.decided(&denial.decision);
+            x.error(denied_by(&denial, Some(FORM_METHOD)));
+            return x.respond(deny::denied(&denial, &self.workload));
         }
         let mut resp = match sent {
             Ok(r) => r,

@@ -22,10 +22,12 @@ use super::{
     request::Facts,
 };
 use crate::{
-    policy::{AMBIGUOUS_REQUEST, Decision, FormFed, FormFound, FormScan},
+    policy::{AMBIGUOUS_REQUEST, FormFed, FormFound, FormScan, RequestDecision},
     sync::lock,
 };
 
+/// Why a request was read as it was denied, when a form body's `_method` gave the reading.
+pub const FORM_METHOD: &str = "a form's _method";
 /// The rule reported when a form body cannot be read for a `_method` (see
 /// `policy::http::form::Found::Unreadable`).
 pub const UNREADABLE_FORM: &str = "unreadable-form";
@@ -41,11 +43,11 @@ const MAX_HELD: usize = 64;
 pub struct Verdict(Arc<Mutex<Outcome>>);
 
 /// Run once the body is done, with its denial if any.
-type Settle = Box<dyn FnOnce(Option<Decision>) + Send>;
+type Settle = Box<dyn FnOnce(Option<RequestDecision>) + Send>;
 
 #[derive(Default)]
 struct Outcome {
-    denial: Option<Decision>,
+    denial: Option<RequestDecision>,
     /// The body was denied, ended, or dropped: nothing more will be decided.
     done: bool,
     waiting: Option<Settle>,
@@ -53,13 +55,13 @@ struct Outcome {
 
 impl Verdict {
     /// The denial, if the body was denied.
-    pub fn denial(&self) -> Option<Decision> {
+    pub fn denial(&self) -> Option<RequestDecision> {
         lock(&self.0).denial.clone()
     }
 
     /// Calls `settle` with the body's denial, if any, once the body is done: at once if it is.
     /// An upstream may answer before the body ends; its exchange's record waits for the body.
-    pub fn when_done(&self, settle: impl FnOnce(Option<Decision>) + Send + 'static) {
+    pub fn when_done(&self, settle: impl FnOnce(Option<RequestDecision>) + Send + 'static) {
         let mut o = lock(&self.0);
         if o.done {
             let denial = o.denial.clone();
@@ -70,7 +72,7 @@ impl Verdict {
         }
     }
 
-    fn deny(&self, d: Decision) {
+    fn deny(&self, d: RequestDecision) {
         lock(&self.0).denial = Some(d);
         self.done();
     }
@@ -90,12 +92,12 @@ impl Verdict {
 
 /// Why a watched body failed (what hyper reports upstream-side; the client gets the 403).
 #[derive(Debug, thiserror::Error)]
-#[error("request body denied by rule {0} (a form's _method)")]
+#[error("request body denied by rule {0} ({FORM_METHOD})")]
 pub struct Denied(String);
 
 /// A decision under way (in a `Mutex` only to be `Sync`, as a proxied body must be; it is
 /// reached through `get_mut`, never locked).
-type Deciding = Mutex<Pin<Box<dyn Future<Output = Decision> + Send>>>;
+type Deciding = Mutex<Pin<Box<dyn Future<Output = RequestDecision> + Send>>>;
 
 /// A request body scanned for `_method` fields as it streams.
 pub struct Watched<B> {
@@ -176,7 +178,9 @@ impl<B> Watched<B> {
             denial = denial.or(Some(UNREADABLE_FORM));
         }
         if let Some(rule) = denial {
-            self.deciding = Some(Mutex::new(Box::pin(std::future::ready(fixed_deny(rule)))));
+            self.deciding = Some(Mutex::new(Box::pin(std::future::ready(
+                fixed_deny(rule).into(),
+            ))));
             return;
         }
         if !new {
@@ -211,8 +215,8 @@ where
                 let deciding = deciding.get_mut().unwrap_or_else(PoisonError::into_inner);
                 let decision = std::task::ready!(deciding.as_mut().poll(cx));
                 this.deciding = None;
-                if !decision.permits() {
-                    this.denied = Some(decision.rule.clone());
+                if !decision.decision.permits() {
+                    this.denied = Some(decision.decision.rule.clone());
                     this.verdict.deny(decision);
                     continue;
                 }
@@ -302,19 +306,22 @@ mod tests {
         fn decide<'a>(
             &'a self,
             facts: &'a Facts,
-        ) -> Pin<Box<dyn Future<Output = Decision> + Send + 'a>> {
+        ) -> Pin<Box<dyn Future<Output = RequestDecision> + Send + 'a>> {
             self.0.fetch_add(1, Ordering::SeqCst);
             let delete = facts.query.iter().any(|(_, v)| v == "DELETE");
-            Box::pin(std::future::ready(if delete {
-                fixed_deny("no-deletes")
-            } else {
-                Decision {
-                    verdict: Action::Allow,
-                    enforced: true,
-                    rule: "ok".into(),
-                    target: None,
+            Box::pin(std::future::ready(
+                if delete {
+                    fixed_deny("no-deletes")
+                } else {
+                    crate::policy::Decision {
+                        verdict: Action::Allow,
+                        enforced: true,
+                        rule: "ok".into(),
+                        target: None,
+                    }
                 }
-            }))
+                .into(),
+            ))
         }
     }
 
@@ -371,7 +378,7 @@ mod tests {
             assert!(body.frame().await.unwrap().is_err(), "failed, and again");
         }
         assert!(!body.is_end_stream());
-        assert_eq!(verdict.denial().unwrap().rule, "no-deletes");
+        assert_eq!(verdict.denial().unwrap().decision.rule, "no-deletes");
     }
 
     /// What waits for a body runs once it is done: at its denial, its end or its drop; at once
@@ -381,7 +388,7 @@ mod tests {
         let settled = |v: &Verdict| {
             let out = Arc::new(Mutex::new(None));
             let o = out.clone();
-            v.when_done(move |d| *lock(&o) = Some(d.map(|d| d.rule)));
+            v.when_done(move |d| *lock(&o) = Some(d.map(|d| d.decision.rule)));
             out
         };
         let gate = Arc::new(NoDeletes::default());
@@ -416,7 +423,7 @@ mod tests {
         chunks.push("&b=2".to_owned());
         let (body, verdict) = watched(chunks, gate.clone());
         assert!(body.collect().await.is_err());
-        assert_eq!(verdict.denial().unwrap().rule, UNREADABLE_FORM);
+        assert_eq!(verdict.denial().unwrap().decision.rule, UNREADABLE_FORM);
         assert_eq!(
             gate.0.load(Ordering::SeqCst),
             0,
@@ -473,7 +480,7 @@ mod tests {
             "woken after each step"
         );
         assert!(end.unwrap().is_err(), "the body fails");
-        assert_eq!(verdict.denial().unwrap().rule, "no-deletes");
+        assert_eq!(verdict.denial().unwrap().decision.rule, "no-deletes");
         assert_eq!(gate.0.load(Ordering::SeqCst), 1);
     }
 
@@ -492,6 +499,6 @@ mod tests {
         let (body, verdict) = watched(vec![many], gate);
         assert!(body.collect().await.is_err());
         // The scan's own limit comes first.
-        assert_eq!(verdict.denial().unwrap().rule, UNREADABLE_FORM);
+        assert_eq!(verdict.denial().unwrap().decision.rule, UNREADABLE_FORM);
     }
 }

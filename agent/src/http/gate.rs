@@ -4,7 +4,7 @@ use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use super::request::Facts;
 use crate::{
-    policy::{Decision, Verdict, request_readings},
+    policy::{Decision, RequestDecision, Verdict, request_readings, shown},
     proxy::{
         Context,
         approval::{ApprovalOutcome, ApprovalRequest},
@@ -16,11 +16,12 @@ pub const APPROVAL_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Decides requests.
 pub trait Gate: Send + Sync + 'static {
-    /// The decision for one request.
+    /// The decision for one request, with the reading that decided when it is not the request
+    /// as sent.
     fn decide<'a>(
         &'a self,
         facts: &'a Facts,
-    ) -> Pin<Box<dyn Future<Output = Decision> + Send + 'a>>;
+    ) -> Pin<Box<dyn Future<Output = RequestDecision> + Send + 'a>>;
 }
 
 /// The agent's gate: the live policy (reloads apply to the next request) and its approvers.
@@ -39,20 +40,20 @@ impl Gate for LiveGate {
     fn decide<'a>(
         &'a self,
         facts: &'a Facts,
-    ) -> Pin<Box<dyn Future<Output = Decision> + Send + 'a>> {
+    ) -> Pin<Box<dyn Future<Output = RequestDecision> + Send + 'a>> {
         Box::pin(async move {
-            let decision = {
+            let RequestDecision { decision, read_as } = {
                 let state = self.ctx.policy.load();
                 match state.policy.workload(&self.workload) {
                     Some(w) => state
                         .policy
-                        .evaluate_request(w, &self.target, &facts.as_policy()),
+                        .decide_request(w, &self.target, &facts.as_policy()),
                     // The workload left the policy since the connection began: nothing is granted.
-                    None => fixed_deny("workload-removed"),
+                    None => fixed_deny("workload-removed").into(),
                 }
             };
             if decision.verdict != Verdict::Approve || !decision.enforced {
-                return decision;
+                return RequestDecision { decision, read_as };
             }
             let outcome = self
                 .ctx
@@ -66,7 +67,10 @@ impl Gate for LiveGate {
                     timeout: APPROVAL_TIMEOUT,
                 })
                 .await;
-            approved(decision, outcome)
+            RequestDecision {
+                decision: approved(decision, outcome),
+                read_as,
+            }
         })
     }
 }
@@ -98,19 +102,6 @@ pub fn approval_summary(facts: &Facts) -> String {
     s
 }
 
-/// `s` with every byte outside printable ASCII percent-encoded (as a server would read it).
-fn shown(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_graphic() {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// The decision after the approver's answer: allowed, or denied with the reason in the rule
 /// (`"<rule> (approval-unavailable)"`).
 pub fn approved(d: Decision, outcome: ApprovalOutcome) -> Decision {
@@ -125,6 +116,19 @@ pub fn approved(d: Decision, outcome: ApprovalOutcome) -> Decision {
             ..d
         },
     }
+}
+
+/// What a request's record says of its denial: the rule, `why` it was read (a form's
+/// `_method`), and the reading that decided when it is not the request as sent.
+pub fn denied_by(d: &RequestDecision, why: Option<&str>) -> String {
+    let mut s = format!("denied by rule {}", d.decision.rule);
+    if let Some(why) = why {
+        s.push_str(&format!(" ({why})"));
+    }
+    if let Some(read_as) = &d.read_as {
+        s.push_str(&format!(": read as {read_as}"));
+    }
+    s
 }
 
 /// A denial by a rule of tollgate's own.

@@ -43,7 +43,7 @@ use super::{
     upstream::{Connector, Pooling, Upstream, UpstreamTls},
 };
 use crate::{
-    policy::{Decision, Policy, Verdict},
+    policy::{Policy, RequestDecision, Verdict},
     proxy::{
         approval::{ApprovalGate, ApprovalRequest, Unavailable},
         copy::CopyEnd,
@@ -131,12 +131,18 @@ impl Gate for PolicyGate {
     fn decide<'a>(
         &'a self,
         facts: &'a Facts,
-    ) -> Pin<Box<dyn Future<Output = Decision> + Send + 'a>> {
+    ) -> Pin<Box<dyn Future<Output = RequestDecision> + Send + 'a>> {
         Box::pin(async move {
             let w = self.policy.workload("etl").expect("workload");
-            let d = self.policy.evaluate_request(w, "api", &facts.as_policy());
+            let RequestDecision {
+                decision: d,
+                read_as,
+            } = self.policy.decide_request(w, "api", &facts.as_policy());
             if d.verdict != Verdict::Approve {
-                return d;
+                return RequestDecision {
+                    decision: d,
+                    read_as,
+                };
             }
             let outcome = Unavailable
                 .decide(ApprovalRequest {
@@ -148,7 +154,10 @@ impl Gate for PolicyGate {
                     timeout: Duration::from_secs(1),
                 })
                 .await;
-            approved(d, outcome)
+            RequestDecision {
+                decision: approved(d, outcome),
+                read_as,
+            }
         })
     }
 }

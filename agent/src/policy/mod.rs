@@ -36,6 +36,7 @@ pub use http::{
     compile::{DEFAULT_BODY_CAP, DEFAULT_MAX_BODY_BUFFER, DEFAULT_MAX_REQUEST_HEADER},
     evaluate::{
         AMBIGUOUS_REQUEST, MALFORMED_HOST, MALFORMED_METHOD, MALFORMED_PATH, NO_REQUEST_RULES,
+        RequestDecision,
     },
     form::{
         BodyCoding, Fed as FormFed, FormScan, Found as FormFound, NamedCodings, brotli_window_bits,
@@ -47,7 +48,7 @@ pub use http::{
         RequestRule, Unmaskable,
     },
     path::{decode_query_component, is_plain_host, normalize_host, normalize_path, parse_query},
-    readings::{readings as request_readings, same_header_name},
+    readings::{readings as request_readings, same_header_name, shown},
 };
 pub use load::{load_dir, load_str};
 pub use model::{Mode, Names, Policy, Protocol, Rule, Target, Verdict, Workload};

@@ -26,6 +26,27 @@ pub const AMBIGUOUS_REQUEST: &str = "ambiguous-request";
 /// method (an RFC 9110 token).
 pub const MALFORMED_METHOD: &str = "malformed-method";
 
+/// A request's decision, with the reading of it that decided when that is not the request as
+/// sent (an override header or `_method` made it stricter: see [`super::readings`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestDecision {
+    /// The decision.
+    pub decision: Decision,
+    /// How the deciding reading differs from the request as sent
+    /// ([`Reading::read_as`](super::readings::Reading::read_as)); `None` when the request as
+    /// sent decided.
+    pub read_as: Option<String>,
+}
+
+impl From<Decision> for RequestDecision {
+    fn from(decision: Decision) -> Self {
+        Self {
+            decision,
+            read_as: None,
+        }
+    }
+}
+
 impl RequestRule {
     /// Whether this rule applies to a request, for a rule whose action is `action`. `facts`
     /// must be normalized: `path` by [`normalize_path`], `host` by [`normalize_host`] (as
@@ -115,24 +136,35 @@ impl Policy {
         target: &str,
         facts: &RequestFacts<'_>,
     ) -> Decision {
+        self.decide_request(workload, target, facts).decision
+    }
+
+    /// [`Self::evaluate_request`], with the reading that decided when it is not the request as
+    /// sent ([`RequestDecision::read_as`]).
+    pub fn decide_request(
+        &self,
+        workload: &Workload,
+        target: &str,
+        facts: &RequestFacts<'_>,
+    ) -> RequestDecision {
         let Some(t) = self.target(target) else {
-            return decision(workload, None, Verdict::Deny, DEFAULT_DENY);
+            return decision(workload, None, Verdict::Deny, DEFAULT_DENY).into();
         };
         let rules: Vec<(&Rule, &RequestRule)> = self
             .applicable(workload, t)
             .filter_map(|r| r.http.as_ref().map(|h| (r, h)))
             .collect();
         if rules.is_empty() {
-            return decision(workload, Some(t), Verdict::Allow, NO_REQUEST_RULES);
+            return decision(workload, Some(t), Verdict::Allow, NO_REQUEST_RULES).into();
         }
         if has_other_readings(facts) {
             return self.evaluate_readings(workload, t, &rules, facts);
         }
         let Some(path) = normalize_path(facts.path) else {
-            return decision(workload, Some(t), Verdict::Deny, MALFORMED_PATH);
+            return decision(workload, Some(t), Verdict::Deny, MALFORMED_PATH).into();
         };
         if !is_plain_host(facts.host) {
-            return decision(workload, Some(t), Verdict::Deny, MALFORMED_HOST);
+            return decision(workload, Some(t), Verdict::Deny, MALFORMED_HOST).into();
         }
         let host = normalize_host(facts.host);
         let facts = RequestFacts {
@@ -145,6 +177,7 @@ impl Policy {
             Some(r) => decision(workload, Some(t), r.action, &r.name),
             None => decision(workload, Some(t), Verdict::Deny, DEFAULT_DENY),
         }
+        .into()
     }
 
     /// [`Self::evaluate_request`] for a request with headers or a `_method` parameter that an
@@ -152,14 +185,15 @@ impl Policy {
     /// on, and the strictest decision stands (deny, then approve, then allow), the first
     /// reading's rule reporting among equals (a named rule before [`DEFAULT_DENY`]). A reading
     /// that cannot be normalized is a deny by [`MALFORMED_PATH`], [`MALFORMED_HOST`] or
-    /// [`MALFORMED_METHOD`]; too many of them, by [`AMBIGUOUS_REQUEST`].
+    /// [`MALFORMED_METHOD`]; too many of them, by [`AMBIGUOUS_REQUEST`]. The deciding reading
+    /// is named when it is not the request as sent.
     fn evaluate_readings(
         &self,
         workload: &Workload,
         t: &Target,
         rules: &[(&Rule, &RequestRule)],
         facts: &RequestFacts<'_>,
-    ) -> Decision {
+    ) -> RequestDecision {
         let all = match readings(facts) {
             Ok(all) => all,
             Err(unread) => {
@@ -169,26 +203,29 @@ impl Policy {
                     Unread::Host => MALFORMED_HOST,
                     Unread::TooMany => AMBIGUOUS_REQUEST,
                 };
-                return decision(workload, Some(t), Verdict::Deny, rule);
+                return decision(workload, Some(t), Verdict::Deny, rule).into();
             }
         };
-        let mut worst: Option<(Verdict, &str)> = None;
-        for reading in &all {
+        let mut worst: Option<(Verdict, &str, usize)> = None;
+        for (i, reading) in all.iter().enumerate() {
             let (verdict, rule) = match decide(rules, &reading.facts(facts)) {
                 Some(r) => (r.action, r.name.as_str()),
                 None => (Verdict::Deny, DEFAULT_DENY),
             };
             // Among equals, a rule that names the reason over `default-deny`.
-            let stricter = worst.is_none_or(|(w, wr)| {
+            let stricter = worst.is_none_or(|(w, wr, _)| {
                 verdict.strictness() > w.strictness()
                     || (verdict == w && wr == DEFAULT_DENY && rule != DEFAULT_DENY)
             });
             if stricter {
-                worst = Some((verdict, rule));
+                worst = Some((verdict, rule, i));
             }
         }
-        let (verdict, rule) = worst.expect("a request has at least its own reading");
-        decision(workload, Some(t), verdict, rule)
+        let (verdict, rule, i) = worst.expect("a request has at least its own reading");
+        RequestDecision {
+            decision: decision(workload, Some(t), verdict, rule),
+            read_as: all[i].read_as(),
+        }
     }
 }
 

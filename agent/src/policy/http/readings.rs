@@ -47,6 +47,31 @@ pub struct Reading<'a> {
     pub path: String,
     /// The query parameters.
     pub query: Query<'a>,
+    /// Where its method, host and path come from.
+    pub via: Via,
+}
+
+/// Where a reading's method, host, path and query come from: `None` for the request line's and
+/// `Host`'s, else the header that gave it (lowercase, as listed here) or `_method`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Via {
+    /// The method's source.
+    pub method: Option<&'static str>,
+    /// The host's source.
+    pub host: Option<&'static str>,
+    /// The path's source.
+    pub path: Option<&'static str>,
+    /// The query's source.
+    pub query: Option<QueryVia>,
+}
+
+/// Where a reading's query comes from, when not the request's as sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryVia {
+    /// The header that gave the path (`X-Original-URL: /a?b=c`).
+    Header(&'static str),
+    /// The request's own, split at `;` as well as `&`.
+    Semicolons,
 }
 
 impl Reading<'_> {
@@ -60,6 +85,66 @@ impl Reading<'_> {
             headers: wire.headers,
         }
     }
+
+    /// How this reading differs from the request as sent, for the audit record and the
+    /// denial: `DELETE api.example/public/x (method from x-http-method-override)`; `None` for
+    /// the request's own reading. Anything but printable ASCII is percent-encoded; query values
+    /// are never shown.
+    pub fn read_as(&self) -> Option<String> {
+        let Via {
+            method,
+            host,
+            path,
+            query,
+        } = self.via;
+        let mut sources: Vec<String> = Vec::new();
+        if let Some(h) = method {
+            sources.push(format!("method from {h}"));
+        }
+        if let Some(h) = host {
+            sources.push(format!("host from {h}"));
+        }
+        match (path, query) {
+            (Some(p), Some(QueryVia::Header(q))) if p == q => {
+                sources.push(format!("path and query from {p}"));
+            }
+            (path, query) => {
+                if let Some(p) = path {
+                    sources.push(format!("path from {p}"));
+                }
+                match query {
+                    Some(QueryVia::Header(h)) => sources.push(format!("query from {h}")),
+                    Some(QueryVia::Semicolons) => sources.push("query split at ';'".to_owned()),
+                    None => {}
+                }
+            }
+        }
+        if sources.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "{} {}{} ({})",
+            shown(self.method),
+            shown(&self.host),
+            shown(&self.path),
+            sources.join(", ")
+        ))
+    }
+}
+
+/// `s` with every byte outside printable ASCII percent-encoded (as a server would read it), so
+/// that what is shown of a request is what was sent (a header path may hold spaces or bidi
+/// controls).
+pub fn shown(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_graphic() {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Why a request has no readings to decide on.
@@ -78,13 +163,17 @@ pub enum Unread {
 /// Query parameters, borrowed from the request or parsed from a header.
 type Query<'a> = Cow<'a, [(String, String)]>;
 
-/// The methods, hosts and paths found so far; each push keeps their product within
-/// [`MAX_READINGS`], so a header of thousands of values costs no more than a few.
+/// The methods, hosts and paths found so far, each with its source (`None`: the request's
+/// own); each push keeps their product within [`MAX_READINGS`], so a header of thousands of
+/// values costs no more than a few.
 struct Found<'a> {
-    methods: Vec<&'a str>,
-    hosts: Vec<String>,
-    paths: Vec<(String, Query<'a>)>,
+    methods: Vec<(&'a str, Option<&'static str>)>,
+    hosts: Vec<(String, Option<&'static str>)>,
+    paths: Vec<FoundPath<'a>>,
 }
+
+/// A path found, with its query and their sources.
+type FoundPath<'a> = (String, Query<'a>, Option<&'static str>, Option<QueryVia>);
 
 impl<'a> Found<'a> {
     fn check(&self) -> Result<(), Unread> {
@@ -96,27 +185,36 @@ impl<'a> Found<'a> {
         Ok(())
     }
 
-    fn method(&mut self, m: &'a str) -> Result<(), Unread> {
+    fn method(&mut self, m: &'a str, via: &'static str) -> Result<(), Unread> {
         if !m.bytes().all(is_tchar) {
             return Err(Unread::Method);
         }
-        if !self.methods.iter().any(|have| have.eq_ignore_ascii_case(m)) {
-            self.methods.push(m);
+        if !self
+            .methods
+            .iter()
+            .any(|(have, _)| have.eq_ignore_ascii_case(m))
+        {
+            self.methods.push((m, Some(via)));
         }
         self.check()
     }
 
-    fn host(&mut self, raw: &str) -> Result<(), Unread> {
+    fn host(&mut self, raw: &str, via: &'static str) -> Result<(), Unread> {
         let h = plain_host(raw)?;
-        if !self.hosts.contains(&h) {
-            self.hosts.push(h);
+        if !self.hosts.iter().any(|(have, _)| *have == h) {
+            self.hosts.push((h, Some(via)));
         }
         self.check()
     }
 
-    fn path(&mut self, path: String, query: Query<'a>) -> Result<(), Unread> {
-        if !self.paths.iter().any(|(p, q)| *p == path && **q == *query) {
-            self.paths.push((path, query));
+    fn path(&mut self, found: FoundPath<'a>) -> Result<(), Unread> {
+        let (path, query, ..) = &found;
+        if !self
+            .paths
+            .iter()
+            .any(|(p, q, ..)| p == path && **q == **query)
+        {
+            self.paths.push(found);
         }
         self.check()
     }
@@ -128,22 +226,24 @@ impl<'a> Found<'a> {
 /// with the request's (frameworks that route by the header may take parameters from either).
 /// A malformed path is reported before a malformed host, as without these headers.
 pub fn readings<'a>(facts: &RequestFacts<'a>) -> Result<Vec<Reading<'a>>, Unread> {
+    // Each value with the name of the header (as listed) that gave it.
     let header_values = |names: &'static [&'static str]| {
-        facts
-            .headers
-            .iter()
-            .filter(move |(k, _)| names.iter().any(|n| same_header_name(k, n)))
-            .map(|(_, v)| v.as_str())
+        facts.headers.iter().filter_map(move |(k, v)| {
+            let name = names.iter().find(|n| same_header_name(k, n))?;
+            Some((v.as_str(), *name))
+        })
     };
     let mut found = Found {
-        methods: vec![facts.method],
+        methods: vec![(facts.method, None)],
         hosts: Vec::new(),
         paths: vec![(
             normalize_path(facts.path).ok_or(Unread::Path)?,
             Cow::Borrowed(facts.query),
+            None,
+            None,
         )],
     };
-    for v in header_values(&PATH_HEADERS) {
+    for (v, name) in header_values(&PATH_HEADERS) {
         let v = trim_ows(v);
         if v.is_empty() {
             continue;
@@ -155,33 +255,37 @@ pub fn readings<'a>(facts: &RequestFacts<'a>) -> Result<Vec<Reading<'a>>, Unread
         }
         let (path, query) = v.split_once('?').unwrap_or((v, ""));
         let path = normalize_path(path).ok_or(Unread::Path)?;
-        found.path(path.clone(), Cow::Owned(parse_query(query)))?;
-        found.path(path, Cow::Borrowed(facts.query))?;
+        let own = Cow::Owned(parse_query(query));
+        found.path((path.clone(), own, Some(name), Some(QueryVia::Header(name))))?;
+        found.path((path, Cow::Borrowed(facts.query), Some(name), None))?;
     }
     if let Some(split) = split_at_semicolons(facts.query) {
         let wire = found.paths[0].0.clone();
-        found.path(wire, Cow::Owned(split))?;
+        found.path((wire, Cow::Owned(split), None, Some(QueryVia::Semicolons)))?;
     }
-    found.hosts.push(plain_host(facts.host)?);
-    let hosts = header_values(&HOST_HEADERS).flat_map(|v| v.split(','));
-    for h in hosts.chain(header_values(&[FORWARDED]).flat_map(forwarded_hosts)) {
+    found.hosts.push((plain_host(facts.host)?, None));
+    let hosts =
+        header_values(&HOST_HEADERS).flat_map(|(v, name)| v.split(',').map(move |h| (h, name)));
+    let forwarded = header_values(&[FORWARDED])
+        .flat_map(|(v, name)| forwarded_hosts(v).map(move |h| (h, name)));
+    for (h, name) in hosts.chain(forwarded) {
         let h = trim_ows(h);
         if !h.is_empty() {
-            found.host(h)?;
+            found.host(h, name)?;
         }
     }
     let params = facts
         .query
         .iter()
         .filter(|(k, _)| is_method_param(k))
-        .map(|(_, v)| v.as_str());
-    for m in header_values(&METHOD_HEADERS)
+        .map(|(_, v)| (v.as_str(), METHOD_PARAM));
+    for (m, name) in header_values(&METHOD_HEADERS)
         .chain(params)
-        .flat_map(|v| v.split(','))
+        .flat_map(|(v, name)| v.split(',').map(move |m| (m, name)))
     {
         let m = trim_ows(m);
         if !m.is_empty() {
-            found.method(m)?;
+            found.method(m, name)?;
         }
     }
 
@@ -191,14 +295,20 @@ pub fn readings<'a>(facts: &RequestFacts<'a>) -> Result<Vec<Reading<'a>>, Unread
         paths,
     } = found;
     let mut out = Vec::with_capacity(methods.len() * hosts.len() * paths.len());
-    for (path, query) in &paths {
-        for host in &hosts {
-            for method in &methods {
+    for (path, query, path_via, query_via) in &paths {
+        for (host, host_via) in &hosts {
+            for (method, method_via) in &methods {
                 out.push(Reading {
                     method,
                     host: host.clone(),
                     path: path.clone(),
                     query: query.clone(),
+                    via: Via {
+                        method: *method_via,
+                        host: *host_via,
+                        path: *path_via,
+                        query: *query_via,
+                    },
                 });
             }
         }
@@ -541,6 +651,59 @@ mod tests {
                 "{query:?} {headers:?}"
             );
         }
+    }
+
+    /// Each reading says where its method, host, path and query come from: nothing for the
+    /// request's own; never a query value; what is not printable ASCII escaped.
+    #[test]
+    fn readings_name_their_sources() {
+        let read_as = |query: &[(&str, &str)], headers: &[(&str, &str)]| {
+            let (query, headers) = (owned(query), owned(headers));
+            let facts = facts("GET", "API.example:8080", "/public/x", &query, &headers);
+            readings(&facts)
+                .expect("readings")
+                .iter()
+                .map(Reading::read_as)
+                .collect::<Vec<_>>()
+        };
+        let some = |s: &str| Some(s.to_owned());
+        assert_eq!(read_as(&[("token", "s3cret")], &[]), vec![None]);
+        assert_eq!(
+            read_as(&[("_method", "PUT")], &[("X-Forwarded-Host", "b.example")]),
+            vec![
+                None,
+                some("PUT api.example/public/x (method from _method)"),
+                some("GET b.example/public/x (host from x-forwarded-host)"),
+                some("PUT b.example/public/x (method from _method, host from x-forwarded-host)"),
+            ]
+        );
+        assert_eq!(
+            read_as(&[("a", "1")], &[("x-rewrite-url", "/admin?b=2")]),
+            vec![
+                None,
+                some("GET api.example/admin (path and query from x-rewrite-url)"),
+                some("GET api.example/admin (path from x-rewrite-url)"),
+            ]
+        );
+        assert_eq!(
+            read_as(
+                &[("a", "1;force=s3cret")],
+                &[("forwarded", "for=x;host=\"c.example\"")]
+            ),
+            vec![
+                None,
+                some("GET c.example/public/x (host from forwarded)"),
+                some("GET api.example/public/x (query split at ';')"),
+                some("GET c.example/public/x (host from forwarded, query split at ';')"),
+            ]
+        );
+        assert_eq!(
+            read_as(&[], &[("x-original-url", "/a b\u{202E}x")]),
+            vec![
+                None,
+                some("GET api.example/a%20b%E2%80%AEx (path and query from x-original-url)"),
+            ]
+        );
     }
 
     #[test]

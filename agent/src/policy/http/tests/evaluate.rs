@@ -588,6 +588,82 @@ fn request_table() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
+/// The record and the 403 name the reading that decided, when it is not the request as sent;
+/// among readings as strict, the first decides (the request's own comes first).
+#[test]
+fn the_deciding_reading_is_named() {
+    use Verdict::*;
+    let p = policy(POLICY);
+    let dd = DEFAULT_DENY;
+    let data = "/v1/secret/data/etl/db";
+    let cases: [(Case, Option<&str>); 7] = [
+        (etl("GET", data, (Allow, "a-read", true)), None),
+        (etl("HEAD", data, (Deny, dd, true)), None),
+        (
+            Case {
+                headers: &[("x-http-method-override", "DELETE, PUT")],
+                ..etl("GET", data, (Deny, dd, true))
+            },
+            Some("PUT vault.internal/v1/secret/data/etl/db (method from x-http-method-override)"),
+        ),
+        (
+            Case {
+                headers: &[("X_Method_Override", "DELETE")],
+                ..etl("GET", data, (Approve, "c-approve-deletes", true))
+            },
+            Some("DELETE vault.internal/v1/secret/data/etl/db (method from x-method-override)"),
+        ),
+        // The request as sent is denied by default, the header's path by a named rule.
+        (
+            Case {
+                headers: &[("x-original-url", "/v1/sys/seal")],
+                ..etl("PATCH", data, (Deny, "b-no-sys", true))
+            },
+            Some("PATCH vault.internal/v1/sys/seal (path and query from x-original-url)"),
+        ),
+        // Allowed on every reading: the request's own reading reports.
+        (
+            Case {
+                headers: &[("x-http-method-override", "list")],
+                ..etl("GET", data, (Allow, "a-read", true))
+            },
+            None,
+        ),
+        // No reading to name: the override is not a method.
+        (
+            Case {
+                headers: &[("x-http-method-override", "DEL ETE")],
+                ..etl("GET", data, (Deny, MALFORMED_METHOD, true))
+            },
+            None,
+        ),
+    ];
+    for (c, want) in &cases {
+        let (query, headers) = (owned(c.query), owned(c.headers));
+        let facts = RequestFacts {
+            method: c.method,
+            host: c.host,
+            path: c.path,
+            query: &query,
+            headers: &headers,
+        };
+        let d = p.decide_request(p.workload(c.workload).unwrap(), c.target, &facts);
+        assert_eq!(
+            (
+                d.decision.verdict,
+                d.decision.rule.as_str(),
+                d.decision.enforced
+            ),
+            c.want,
+            "{} {:?}",
+            c.method,
+            c.headers
+        );
+        assert_eq!(d.decision, run(&p, c), "evaluate_request agrees");
+        assert_eq!(d.read_as.as_deref(), *want, "{} {:?}", c.method, c.headers);
+    }
+}
+
 #[test]
 fn request_on_unknown_target_is_denied() {
     let p = policy(POLICY);
