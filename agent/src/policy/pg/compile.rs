@@ -4,6 +4,7 @@
 use std::{
     ops::Range,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use globset::{GlobBuilder, GlobSetBuilder};
@@ -97,7 +98,7 @@ impl Check<'_, '_> {
             return None;
         }
         let (masking, hash_key, masker) = match masking.flatten() {
-            Some((cfg, key, masker)) => (Some(cfg), key, Some(masker)),
+            Some((cfg, key, masker)) => (Some(cfg), key, Some(Arc::new(masker))),
             None => (None, None, None),
         };
         Some(PostgresTarget {

@@ -1,6 +1,6 @@
 //! The validated PostgreSQL parts of a policy: a postgres target's connection settings,
 //! credentials and masking, and a statement rule's conditions.
-use std::{fmt, path::PathBuf};
+use std::{fmt, path::PathBuf, sync::Arc};
 
 use globset::GlobSet;
 use regex::Regex;
@@ -92,8 +92,9 @@ pub struct PostgresTarget {
     pub masking: Option<MaskingConfig>,
     /// The secret of the masking `hash` style.
     pub hash_key: Option<Secret>,
-    /// `masking` compiled once at load with `hash_key` (set exactly when `masking` is).
-    pub masker: Option<Masker>,
+    /// `masking` compiled once at load with `hash_key` (set exactly when `masking` is); shared
+    /// by the target's sessions, and by the blocking jobs that mask their large rows.
+    pub masker: Option<Arc<Masker>>,
 }
 
 impl PostgresTarget {

@@ -1,6 +1,9 @@
 //! Server → client: responses are matched against what the client asked for, rows are masked,
 //! and each statement's audit is completed when its result arrives.
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -34,7 +37,7 @@ const MASK_INLINE: usize = 64 << 10;
 pub async fn pump<R, W>(
     ctx: &Context,
     meta: &SessionMeta,
-    masker: &Masker,
+    masker: &Arc<Masker>,
     shared: &Shared,
     mut server: R,
     mut buf: BytesMut,
@@ -439,7 +442,7 @@ enum Large {
 /// Any other frame is given back for `on_frame`. The front of the session's expectations, which
 /// the frame answers, cannot change meanwhile: only this pump takes from it.
 async fn mask_large(
-    masker: &Masker,
+    masker: &Arc<Masker>,
     shared: &Shared,
     frame: BackendFrame,
     out: &mut BytesMut,
@@ -455,7 +458,7 @@ async fn mask_large(
             _ => return Ok(Some(frame)),
         }
     };
-    let masker = masker.clone();
+    let masker = Arc::clone(masker);
     let work = crate::offload::run(move || {
         let mut counts = MaskCounts::default();
         let mut masked = BytesMut::new();
@@ -573,7 +576,7 @@ mod tests {
         audit: AuditSink,
         sent: Sent,
         meta: SessionMeta,
-        masker: Masker,
+        masker: Arc<Masker>,
         shared: Shared,
     }
 
@@ -585,7 +588,7 @@ mod tests {
                 audit,
                 sent,
                 meta,
-                masker: Masker::default(),
+                masker: Arc::default(),
                 shared: Shared::default(),
             }
         }
@@ -667,14 +670,16 @@ mod tests {
     async fn a_large_row_is_masked_off_the_worker() {
         use crate::masking::{Detector, DetectorRule, MaskingConfig, Style};
         let mut b = Backend::new();
-        b.masker = Masker::new(
-            &MaskingConfig {
-                columns: vec![],
-                detectors: vec![DetectorRule::new(Detector::Card, Style::Last4)],
-            },
-            None,
-        )
-        .unwrap();
+        b.masker = Arc::new(
+            Masker::new(
+                &MaskingConfig {
+                    columns: vec![],
+                    detectors: vec![DetectorRule::new(Detector::Card, Style::Last4)],
+                },
+                None,
+            )
+            .unwrap(),
+        );
         let execute = b.execute("select note from notes");
         b.shared.lock().expect.push_back(execute);
         let frame = |value: String| {

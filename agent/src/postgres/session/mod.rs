@@ -16,7 +16,10 @@ mod upstream;
 
 use std::{
     net::SocketAddr,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -93,7 +96,7 @@ async fn run(
         .target(&init.target)
         .and_then(|t| t.postgres.clone())
         .ok_or("target has no postgres settings")?;
-    let masker: Masker = pg.masker.clone().unwrap_or_default();
+    let masker: Arc<Masker> = pg.masker.clone().unwrap_or_default();
     let server_tls = if pg.client_tls {
         let opts = crate::tls::ServerOptions {
             fallback_name: Some(init.dst.ip().to_string()),
