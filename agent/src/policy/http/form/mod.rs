@@ -380,6 +380,15 @@ mod tests {
             scan(FORM, "[_method]=A&_method]=B&]_method=C&x[_method]=D"),
             [method("A"), method("B"), method("C")]
         );
+        // However many brackets: Rack 2 drops any run of them before and after the name.
+        assert_eq!(
+            scan(
+                FORM,
+                "]]]]]]]]]]_method=A&[[[[[[[[[[_method=B&_method]]]]]]]]]]=C&%5D%5D%5D%5D%5D%5D%5D%5D%5D%5D_method=D"
+            ),
+            [method("A"), method("B"), method("C"), method("D")]
+        );
+        assert_eq!(scan(FORM, "]]]]]]]]]]_methodx=A&]]]]]]]]]]x_method=B"), []);
         // Split at `&` only, PHP cuts this name at its NUL.
         assert_eq!(scan(FORM, "_method%00;=DELETE"), [method("DELETE")]);
         assert_eq!(

@@ -17,6 +17,12 @@ pub struct Urlencoded {
     name: Vec<u8>,
     /// The name is longer than that.
     long_name: bool,
+    /// The name's first [`NAME_PREFIX`] decoded bytes other than `[` and `]` (and leading
+    /// spaces): a name is `_method` to Rack 2 and `qs` with any run of brackets around it
+    /// (`]]]]]]]]]]_method`), however long that run.
+    bare: Vec<u8>,
+    /// The name has more such bytes than that.
+    long_bare: bool,
     /// An escape under way in the name: `%` and what followed it, as sent.
     escape: Vec<u8>,
     /// Past the field's `=`.
@@ -109,6 +115,13 @@ impl Urlencoded {
         } else {
             self.name.push(b);
         }
+        if b == b'[' || b == b']' || (self.bare.is_empty() && b == b' ') {
+            // Not kept: see `bare`.
+        } else if self.bare.len() == NAME_PREFIX {
+            self.long_bare = true;
+        } else {
+            self.bare.push(b);
+        }
     }
 
     fn end_name(&mut self) {
@@ -124,6 +137,7 @@ impl Urlencoded {
                 .position(|&b| b == 0 || b == b'[')
                 .map_or(&self.name[..0], |i| &self.name[..i]);
             is_method_param(&String::from_utf8_lossy(cut))
+                || (!self.long_bare && is_method_param(&String::from_utf8_lossy(&self.bare)))
         } else {
             is_method_param(&String::from_utf8_lossy(&self.name))
         };
@@ -150,6 +164,8 @@ impl Urlencoded {
         }
         self.name.clear();
         self.long_name = false;
+        self.bare.clear();
+        self.long_bare = false;
         self.escape.clear();
         self.in_value = false;
         self.method = false;
