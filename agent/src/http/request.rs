@@ -122,12 +122,27 @@ pub enum PrepareError {
     Target(String),
 }
 
-/// Whether a request asks to switch protocols (WebSocket): HTTP/1.1 with `Upgrade` and
-/// `Connection: upgrade`.
+/// Whether a request asks to switch to WebSocket: HTTP/1.1 with `Upgrade: websocket` and
+/// `Connection: upgrade`. Only WebSocket: after the switch the connection is spliced, so any
+/// other protocol (`h2c`, say, whose streams would each be a request) would be a tunnel no rule,
+/// masking or record sees. A request asking for another is sent as a plain request, its
+/// `Upgrade` dropped ([`strip_hop_by_hop`]); an upstream that switches anyway gets a 502.
 pub fn is_upgrade_head(version: Version, headers: &HeaderMap) -> bool {
     version == Version::HTTP_11
-        && headers.contains_key(header::UPGRADE)
+        && is_websocket_upgrade(headers)
         && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
+}
+
+/// Whether the `Upgrade` headers of `headers` name WebSocket and nothing else.
+pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    let mut tokens = headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .map(|v| v.to_str().unwrap_or("\0"))
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .peekable();
+    tokens.peek().is_some() && tokens.all(|t| t.eq_ignore_ascii_case("websocket"))
 }
 
 fn connection_tokens(h: &HeaderMap) -> impl Iterator<Item = String> + '_ {
@@ -141,6 +156,7 @@ fn connection_tokens(h: &HeaderMap) -> impl Iterator<Item = String> + '_ {
 
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+const HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1): `Connection` and the headers it names,
 /// `Keep-Alive`, `Proxy-Connection`, `TE` (except `trailers`), `Transfer-Encoding` (hyper frames
@@ -175,6 +191,8 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
     } else {
         h.remove(header::UPGRADE);
     }
+    // Connection-specific (RFC 7540 §3.2.1): dropped whether `Connection` names it or not.
+    h.remove(HTTP2_SETTINGS);
 }
 
 /// Applies the target's credential handling to a request head: the client's `Authorization`
@@ -607,6 +625,23 @@ pub(crate) mod tests {
         assert!(is_upgrade_head(ws.version, &ws.headers));
         let no = parts(Request::get("/").header("Upgrade", "h2c").body(()).unwrap());
         assert!(!is_upgrade_head(no.version, &no.headers));
+        // WebSocket only: another protocol, or a choice of protocols, is no upgrade.
+        for (upgrade, want) in [
+            ("WebSocket", true),
+            ("h2c", false),
+            ("websocket, h2c", false),
+            ("echo", false),
+            ("", false),
+        ] {
+            let p = parts(
+                Request::get("/")
+                    .header("Connection", "Upgrade, HTTP2-Settings")
+                    .header("Upgrade", upgrade)
+                    .body(())
+                    .unwrap(),
+            );
+            assert_eq!(is_upgrade_head(p.version, &p.headers), want, "{upgrade}");
+        }
     }
 
     #[test]

@@ -263,7 +263,7 @@ async fn upstream_handler(
             Response::builder()
                 .status(StatusCode::SWITCHING_PROTOCOLS)
                 .header("connection", "upgrade")
-                .header("upgrade", "echo")
+                .header("upgrade", "websocket")
                 .body(empty())
                 .unwrap()
         }
@@ -641,7 +641,7 @@ async fn websocket_upgrade_is_spliced() {
             Request::get("/ws")
                 .header("host", "api.example")
                 .header("connection", "upgrade")
-                .header("upgrade", "echo")
+                .header("upgrade", "websocket")
                 .body(Full::default())
                 .unwrap(),
         )
@@ -664,6 +664,34 @@ async fn websocket_upgrade_is_spliced() {
     let recs = h.records.take();
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0].status, Some(101));
+}
+
+/// A request asking for another protocol than WebSocket (`h2c`) goes as a plain request: an
+/// upstream that switches anyway gets no tunnel, and the client a 502.
+#[tokio::test]
+async fn only_websocket_upgrades_are_spliced() {
+    let mut h = harness(false).await;
+    let mut c = h1_client(h.proxy).await;
+    c.ready().await.unwrap();
+    let resp = c
+        .send_request(
+            Request::get("/ws")
+                .header("host", "api.example")
+                .header("connection", "Upgrade, HTTP2-Settings")
+                .header("upgrade", "h2c")
+                .header("http2-settings", "AAMAAABkAAQAAP__")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    let recs = h.records.take();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(
+        recs[0].error.as_deref(),
+        Some("upstream switched protocols without an upgrade request")
+    );
 }
 
 #[tokio::test]
