@@ -2,7 +2,11 @@
 //!
 //! The body is scanned once, without building a document: keys, order, spacing and the escapes
 //! of everything left alone are kept byte for byte; only a masked value is re-encoded. A body of
-//! several top-level values separated by whitespace (JSON lines) is accepted.
+//! several top-level values separated by whitespace (JSON lines) or record separators (RFC 7464
+//! JSON text sequences) is accepted, as are a leading byte order mark, `NaN`, `Infinity` and
+//! `-Infinity` (Python's `json.dumps` writes them) and lone surrogate escapes (`JSON.stringify`
+//! writes them): what the client's own parser may accept, tollgate must read rather than give
+//! up its key rules on.
 //!
 //! What is masked:
 //! - **by key** (the target's `json_keys`, see [`JsonKey`]): the whole value selected, with the
@@ -56,13 +60,17 @@ pub fn mask(
         counts: MaskCounts::default(),
         changed: false,
     };
-    scan.ws();
+    // A byte order mark is kept, as everything left alone is.
+    if text.starts_with('\u{feff}') {
+        scan.pos = '\u{feff}'.len_utf8();
+    }
+    scan.top_ws();
     if scan.pos == scan.bytes.len() {
         return Err(scan.fail("a value"));
     }
     while scan.pos < scan.bytes.len() {
         scan.value(None, 0)?;
-        scan.ws();
+        scan.top_ws();
     }
     // Counted only for a body that parsed: a rejected one is masked again as text.
     counts.add(&scan.counts);
@@ -93,6 +101,13 @@ impl<'m> Scan<'_, 'm> {
 
     fn ws(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.pos) {
+            self.pos += 1;
+        }
+    }
+
+    /// Between top-level values: white space and RFC 7464's record separator.
+    fn top_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r' | 0x1e) = self.bytes.get(self.pos) {
             self.pos += 1;
         }
     }
@@ -144,7 +159,7 @@ impl<'m> Scan<'_, 'm> {
                 }
                 Ok(())
             }
-            Some(b'-' | b'0'..=b'9') => {
+            Some(b'-' | b'0'..=b'9' | b'N' | b'I') => {
                 let start = self.pos;
                 self.number()?;
                 if let Some(w) = whole {
@@ -235,8 +250,16 @@ impl<'m> Scan<'_, 'm> {
             }
             s.pos > from
         };
+        if self.bytes[self.pos..].starts_with(b"NaN") {
+            self.pos += 3;
+            return Ok(());
+        }
         if self.bytes.get(self.pos) == Some(&b'-') {
             self.pos += 1;
+        }
+        if self.bytes[self.pos..].starts_with(b"Infinity") {
+            self.pos += 8;
+            return Ok(());
         }
         if !digits(self) {
             return Err(self.fail("digits"));
@@ -298,18 +321,20 @@ impl<'m> Scan<'_, 'm> {
                         Some(b'u') => {
                             self.pos += 1;
                             let hi = self.hex4()?;
-                            let code = if (0xD800..0xDC00).contains(&hi)
+                            let mut code = hi;
+                            if (0xD800..0xDC00).contains(&hi)
                                 && self.bytes[self.pos..].starts_with(b"\\u")
                             {
+                                let at = self.pos;
                                 self.pos += 2;
                                 let lo = self.hex4()?;
-                                if !(0xDC00..0xE000).contains(&lo) {
-                                    return Err(self.fail("a low surrogate"));
+                                if (0xDC00..0xE000).contains(&lo) {
+                                    code = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+                                } else {
+                                    // A lone high surrogate: the next escape is read on its own.
+                                    self.pos = at;
                                 }
-                                0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
-                            } else {
-                                hi
-                            };
+                            }
                             // A lone surrogate cannot be a char: keep a replacement character.
                             s.push(char::from_u32(code).unwrap_or('\u{fffd}'));
                             continue;
@@ -511,6 +536,41 @@ mod tests {
         assert!(c.is_empty());
         let (out, _) = run("{\"ssn\":\"1\"}\n{\"ssn\":\"2\"}\n", &keys(&["ssn"]), &m);
         assert_eq!(out, "{\"ssn\":\"[REDACTED]\"}\n{\"ssn\":\"[REDACTED]\"}\n");
+    }
+
+    /// What other parsers accept is read, so that key rules still apply: a byte order mark,
+    /// RFC 7464 record separators, `NaN` and the infinities, lone surrogate escapes.
+    #[test]
+    fn lenient_spellings_keep_their_key_rules() {
+        let k = keys(&["ssn"]);
+        let m = Masker::default();
+        let cases = [
+            (
+                "\u{feff}{\"ssn\":\"078-05-1120\"}",
+                "\u{feff}{\"ssn\":\"[REDACTED]\"}",
+            ),
+            (
+                "\u{1e}{\"ssn\":\"1\"}\n\u{1e}{\"ssn\":\"2\"}\n",
+                "\u{1e}{\"ssn\":\"[REDACTED]\"}\n\u{1e}{\"ssn\":\"[REDACTED]\"}\n",
+            ),
+            (
+                r#"{"x":NaN,"y":[Infinity,-Infinity],"ssn":"1"}"#,
+                r#"{"x":NaN,"y":[Infinity,-Infinity],"ssn":"[REDACTED]"}"#,
+            ),
+            (r#"{"ssn":NaN}"#, r#"{"ssn":"[REDACTED]"}"#),
+            (
+                r#"{"name":"\ud83d\ud83d\ude00 \udc00","ssn":"1"}"#,
+                r#"{"name":"\ud83d\ud83d\ude00 \udc00","ssn":"[REDACTED]"}"#,
+            ),
+        ];
+        for (body, want) in cases {
+            assert_eq!(run(body, &k, &m).0, want, "{body:?}");
+        }
+        // Still not JSON: these words spelled otherwise, a separator inside a value.
+        for body in ["nan", "-NaN", "Inf", "{\"a\":\u{1e}1}"] {
+            let mut c = MaskCounts::default();
+            assert!(mask(body, &k, &m, &mut c).is_err(), "{body:?} accepted");
+        }
     }
 
     #[test]

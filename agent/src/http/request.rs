@@ -298,6 +298,10 @@ pub fn accept_encoding(h: &mut HeaderMap, target: &HttpTarget) {
     }
     h.remove(header::RANGE);
     h.remove(header::IF_RANGE);
+    // Other spellings some servers honour (Apache's `Request-Range`, Azure's `x-ms-range`); a
+    // `206` that gets through anyway is refused (`response::plan`).
+    h.remove("request-range");
+    h.remove("x-ms-range");
     let allowed = match target.compressed {
         Compressed::Refuse => "identity".to_owned(),
         Compressed::Decode => {

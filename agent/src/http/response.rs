@@ -56,6 +56,15 @@ pub const COMPRESSED: &str = "compressed response refused";
 pub const UNDECODABLE: &str = "response body cannot be decoded";
 /// Reason of a refused response: the body is not UTF-8 text.
 pub const NOT_TEXT: &str = "response body is not UTF-8 text";
+/// Why a JSON response on a target with key rules is refused when it does not parse
+/// (`unmaskable = "refuse"`): its keys cannot be found, and the detectors alone would not mask
+/// what they select.
+pub const NOT_JSON: &str = "JSON response body does not parse: its key rules cannot apply";
+/// Why a partial response is refused on a masking target: a range can cut a value out of the
+/// context that lets it be recognised (a card number without its JSON key, split across two
+/// ranges), so tollgate drops the request's `Range`; a `206` means the upstream honoured some
+/// other spelling of it (`Request-Range`, `x-ms-range`).
+pub const PARTIAL: &str = "partial response refused on a masking target";
 
 /// The kind of a `Content-Type`, `None` for one masking cannot read.
 pub fn kind_of(content_type: Option<&HeaderValue>) -> Option<Kind> {
@@ -86,6 +95,11 @@ pub fn plan(target: &HttpTarget, method: &Method, status: StatusCode, h: &Header
         || status == StatusCode::NOT_MODIFIED
     {
         return Plan::Pass;
+    }
+    if status == StatusCode::PARTIAL_CONTENT
+        || (status.is_success() && h.contains_key(header::CONTENT_RANGE))
+    {
+        return Plan::Refuse(PARTIAL);
     }
     let unmaskable = |reason| match target.unmaskable {
         Unmaskable::Pass => Plan::Pass,
@@ -245,7 +259,9 @@ fn masked(
     let masked = match kind {
         Kind::Json => match json::mask(text, &target.json_keys, masker, counts) {
             Ok(m) => m,
-            // Not JSON after all: the detectors still read it as text.
+            // Not JSON after all: key rules cannot apply, so it is refused unless the target
+            // lets what cannot be masked pass; the detectors still read it as text then.
+            Err(_) if !pass && !target.json_keys.is_empty() => return Masked::Refuse(NOT_JSON),
             Err(_) => masker.mask_text(text, counts),
         },
         Kind::Text => masker.mask_text(text, counts),
@@ -277,6 +293,7 @@ mod tests {
         http::request::tests::target,
         masking::{Detector, DetectorRule, Masker, MaskingConfig, Style},
         offload::first_poll_ends,
+        policy::JsonKey,
     };
 
     pub(crate) fn masking_target() -> HttpTarget {
@@ -446,6 +463,55 @@ mod tests {
         for (i, (t, m, s, h, want)) in cases.into_iter().enumerate() {
             assert_eq!(plan(t, m, s, &h), want, "case {i}");
         }
+    }
+
+    /// A partial body cannot be masked: refused on a masking target whatever `unmaskable` says
+    /// (the request's `Range` was dropped: the upstream honoured another spelling of it).
+    #[test]
+    fn partial_responses_are_refused_on_masking_targets() {
+        let json = [("content-type", "application/json")];
+        let range = [
+            ("content-type", "application/json"),
+            ("content-range", "bytes 0-9/100"),
+        ];
+        let multi = [("content-type", "multipart/byteranges; boundary=x")];
+        let (t, plain) = (masking_target(), target(None, true));
+        let partial = StatusCode::PARTIAL_CONTENT;
+        let get = Method::GET;
+        assert_eq!(
+            plan(&t, &get, partial, &headers(&json)),
+            Plan::Refuse(PARTIAL)
+        );
+        assert_eq!(
+            plan(&t, &get, partial, &headers(&multi)),
+            Plan::Refuse(PARTIAL)
+        );
+        assert_eq!(
+            plan(&t, &get, StatusCode::OK, &headers(&range)),
+            Plan::Refuse(PARTIAL)
+        );
+        // A 416 names the length in `Content-Range`, with nothing of the body.
+        let unsatisfiable = [("content-range", "bytes */100"), ("content-length", "0")];
+        assert_eq!(
+            plan(
+                &t,
+                &get,
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                &headers(&unsatisfiable)
+            ),
+            Plan::Pass
+        );
+        // Without masking, ranges are the upstream's business.
+        assert_eq!(plan(&plain, &get, partial, &headers(&json)), Plan::Pass);
+        let mut h = headers(&[("range", "bytes=0-9"), ("request-range", "bytes=0-9")]);
+        h.insert("x-ms-range", HeaderValue::from_static("bytes=0-9"));
+        crate::http::request::accept_encoding(&mut h, &t);
+        assert!(
+            ["range", "request-range", "x-ms-range"]
+                .iter()
+                .all(|n| !h.contains_key(*n)),
+            "{h:?}"
+        );
     }
 
     fn response(h: &[(&'static str, &'static str)], body: Vec<u8>) -> Response<ProxyBody> {
@@ -646,5 +712,45 @@ mod tests {
         )
         .await;
         assert_eq!(out, b"oops ************1111");
+    }
+
+    /// On a target with key rules, a JSON body that does not parse is refused unless the
+    /// target lets what cannot be masked pass (its keys cannot be found; the detectors would
+    /// not mask what they select).
+    #[tokio::test]
+    async fn json_that_is_not_json_is_refused_where_key_rules_apply() {
+        let body = br#"{"ssn": "078-05-1120", oops}"#;
+        let mut keyed = masking_target();
+        keyed.json_keys = vec![JsonKey::new("ssn", Style::Redact).unwrap()];
+        keyed.unmaskable = Unmaskable::Refuse;
+        let mut counts = MaskCounts::default();
+        let resp = response(&[("content-type", "application/json")], body.to_vec());
+        let got = mask(
+            resp,
+            Kind::Json,
+            Coding::Identity,
+            &Arc::new(keyed.clone()),
+            &mut counts,
+        )
+        .await
+        .unwrap();
+        assert!(matches!(got, Masked::Refuse(NOT_JSON)));
+        // Let through as text under `pass`, and where no key rule applies.
+        let mut passing = keyed.clone();
+        passing.unmaskable = Unmaskable::Pass;
+        let mut unkeyed = keyed;
+        unkeyed.json_keys.clear();
+        for t in [passing, unkeyed] {
+            let resp = response(&[("content-type", "application/json")], body.to_vec());
+            let got = mask(
+                resp,
+                Kind::Json,
+                Coding::Identity,
+                &Arc::new(t),
+                &mut counts,
+            )
+            .await;
+            assert_eq!(sent(got.unwrap()).await.1, body.to_vec());
+        }
     }
 }

@@ -670,7 +670,7 @@ async fn websocket_upgrade_is_spliced() {
 /// upstream that switches anyway gets no tunnel, and the client a 502.
 #[tokio::test]
 async fn only_websocket_upgrades_are_spliced() {
-    let mut h = harness(false).await;
+    let h = harness(false).await;
     let mut c = h1_client(h.proxy).await;
     c.ready().await.unwrap();
     let resp = c
