@@ -2750,6 +2750,53 @@ fn copy_to_is_denied_on_a_masking_target() {
     assert!(r.ok() && lines(&r) == ["COPY 1"], "{r:?}");
 }
 
+/// Error text can carry row values: a cast that fails quotes the value, a `::regclass` cast
+/// names it as a relation. On a target with column rules that text is withheld from the client
+/// and the record, its SQLSTATE kept; tollgate's own denial keeps its text.
+#[test]
+fn server_errors_do_not_carry_masked_values() {
+    let test = "server_errors_do_not_carry_masked_values";
+    let Some(f) = Fixture::start(test, "pg-errtext", |t| t.masking = true) else {
+        return;
+    };
+    let card = &f.pg.customers[0].card_number;
+    for (sql, sqlstate) in [
+        (
+            "SELECT card_number::int FROM customers WHERE id = 1",
+            "22003",
+        ),
+        (
+            "SELECT card_number::regclass FROM customers WHERE id = 1",
+            "42P01",
+        ),
+    ] {
+        let r = f.psql_c(sql);
+        assert!(!r.ok(), "{sql}: {r:?}");
+        assert!(
+            r.stderr
+                .contains(&format!("ERROR:  {sqlstate}: tollgate: message withheld")),
+            "{sql}: {r:?}"
+        );
+        assert!(
+            !r.stderr.contains(card.as_str()),
+            "{sql}: a card passed: {r:?}"
+        );
+        let session = f.statements_of(r.pid, 1);
+        let error = session["statements"][0]["error"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            error.starts_with(sqlstate) && !error.contains(card.as_str()),
+            "{sql}: {session:#}"
+        );
+    }
+    let r = f.psql_c("DROP TABLE customers");
+    assert!(
+        r.stderr.contains("tollgate: statement denied by rule"),
+        "{r:?}"
+    );
+}
+
 /// psql interrupted (SIGINT) during `pg_sleep(30)` sends a CancelRequest through tollgate:
 /// the query ends quickly with 57014.
 #[test]

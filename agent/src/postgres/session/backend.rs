@@ -20,6 +20,7 @@ use crate::{
 
 use super::{
     check::SessionMeta,
+    diagnostics,
     frontend::{record_done, record_unanswered},
     state::{self, Columns, Desync, Expect, Shared, State},
     stream::{self, ReadError},
@@ -231,10 +232,29 @@ fn on_frame(
             complete(audit, meta, &mut st, rows, None, frame.tag() == b's');
         }
         b'E' => {
-            let decoded = match frame.decode() {
+            let mut decoded = match frame.decode() {
                 Ok(BackendMessage::ErrorResponse(e)) => Some(e),
                 _ => None,
             };
+            // tollgate's own denial, raised by the server: shown without the PL/pgSQL context
+            // and source location of the DO block that raised it. Any other error's text may
+            // hold row values: masked as rows are (`diagnostics`), for the client and the
+            // record alike.
+            let own = decoded
+                .as_ref()
+                .is_some_and(|e| diagnostics::is_own(&e.fields));
+            let mut counts = MaskCounts::default();
+            let masked = match decoded.as_mut() {
+                Some(e) if !own => diagnostics::mask_fields(masker, &mut e.fields, &mut counts),
+                // Undecodable: forwarded as it came only when nothing masks.
+                None if !masker.is_empty() => {
+                    return Err(ReadError::Violation(
+                        "an ErrorResponse tollgate cannot read on a masking target".to_owned(),
+                    ));
+                }
+                _ => false,
+            };
+            add_counts(&mut st.expect, &counts);
             let message = decoded.as_ref().map_or_else(
                 || "error".to_owned(),
                 |e| {
@@ -245,19 +265,15 @@ fn on_frame(
                     )
                 },
             );
-            // tollgate's own denial, raised by the server: show it without the PL/pgSQL context
-            // and source location of the DO block that raised it.
-            let own = decoded.as_ref().filter(|e| {
-                e.message()
-                    .is_some_and(|m| m.starts_with(super::deny::MESSAGE_PREFIX))
-            });
-            let rewritten = own.map(|e| {
-                crate::postgres::protocol::ErrorResponse::new(
+            let rewritten = match decoded {
+                Some(e) if own => Some(crate::postgres::protocol::ErrorResponse::new(
                     e.severity().unwrap_or("ERROR"),
                     e.sqlstate().unwrap_or(super::deny::SQLSTATE_DENIED),
                     e.message().unwrap_or_default(),
-                )
-            });
+                )),
+                Some(e) if masked => Some(e),
+                _ => None,
+            };
             st.copy_out = false;
             let simple = matches!(st.expect.front(), Some(Expect::Query { .. }));
             let owed = !st.expect.is_empty();
@@ -320,7 +336,34 @@ fn on_frame(
                 )));
             }
         }
-        _ => {} // Notices, notifications: passed through.
+        b'N' if !masker.is_empty() => {
+            let Ok(BackendMessage::NoticeResponse(mut n)) = frame.decode() else {
+                return Err(ReadError::Violation(
+                    "a NoticeResponse tollgate cannot read on a masking target".to_owned(),
+                ));
+            };
+            let mut counts = MaskCounts::default();
+            if diagnostics::mask_fields(masker, &mut n.fields, &mut counts) {
+                add_counts(&mut st.expect, &counts);
+                n.encode(out);
+                return Ok(());
+            }
+        }
+        b'A' if !masker.is_empty() => {
+            let Ok(BackendMessage::NotificationResponse(mut n)) = frame.decode() else {
+                return Err(ReadError::Violation(
+                    "a NotificationResponse tollgate cannot read on a masking target".to_owned(),
+                ));
+            };
+            let mut counts = MaskCounts::default();
+            if let Some(payload) = diagnostics::mask_payload(masker, &n.payload, &mut counts) {
+                add_counts(&mut st.expect, &counts);
+                n.payload = payload;
+                n.encode(out);
+                return Ok(());
+            }
+        }
+        _ => {} // Other notices and notifications: passed through.
     }
     drop(st);
     out.extend_from_slice(frame.raw());
@@ -775,6 +818,96 @@ mod tests {
             status: TransactionStatus::Idle,
         });
         assert!(b.owed().is_empty(), "{:?}", b.owed());
+    }
+
+    /// A server error, notice or notification may carry row values: masked for the client and
+    /// the record as rows are (detectors; withheld where column rules apply), except tollgate's
+    /// own denial.
+    #[test]
+    fn server_text_is_masked_as_rows_are() {
+        use crate::masking::{ColumnRule, Detector, DetectorRule, MaskingConfig, Style};
+        use crate::postgres::protocol::{NoticeResponse, NotificationResponse};
+        let masker = |columns: Vec<ColumnRule>| {
+            let config = MaskingConfig {
+                columns,
+                detectors: vec![DetectorRule::new(Detector::Ssn, Style::Redact)],
+            };
+            Arc::new(Masker::new(&config, None).unwrap())
+        };
+        let bad_ssn = || {
+            ErrorResponse::new(
+                "ERROR",
+                "22P02",
+                "invalid input syntax for type integer: \"078-05-1121\"",
+            )
+        };
+        let mut b = Backend::new();
+        b.masker = masker(vec![]);
+        let execute = b.execute("select ssn::int from people");
+        b.shared.lock().expect.push_back(execute);
+        let out = b.receive(bad_ssn());
+        let want = "22P02: invalid input syntax for type integer: \"[REDACTED:ssn]\"";
+        let recs = b.sent.statements();
+        assert_eq!(recs[0].error.as_deref(), Some(want));
+        assert_eq!(recs[0].masked.as_ref().unwrap()["by_detector"]["ssn"], 1);
+        let sent = String::from_utf8_lossy(&out);
+        assert!(
+            sent.contains("[REDACTED:ssn]") && !sent.contains("1121"),
+            "{sent}"
+        );
+        // A notice and a notification, outside any statement.
+        let notice = NoticeResponse {
+            fields: vec![(b'S', "NOTICE".into()), (b'M', "ssn 078-05-1121".into())],
+        };
+        let out = b.receive(notice);
+        assert!(String::from_utf8_lossy(&out).contains("ssn [REDACTED:ssn]"));
+        let note = |payload: &str| NotificationResponse {
+            pid: 7,
+            channel: "c".into(),
+            payload: payload.into(),
+        };
+        let out = b.receive(note("078-05-1121"));
+        let mut want = BytesMut::new();
+        note("[REDACTED:ssn]").encode(&mut want);
+        assert_eq!(out, want);
+
+        // Column rules: the text is withheld, whatever it holds.
+        let mut b = Backend::new();
+        b.masker = masker(vec![ColumnRule {
+            name: "name".into(),
+            table: None,
+            style: Style::Redact,
+        }]);
+        let execute = b.execute("select name::regclass from people");
+        b.shared.lock().expect.push_back(execute);
+        let out = b.receive(ErrorResponse::new(
+            "ERROR",
+            "42P01",
+            "relation \"Ada Lovelace\" does not exist",
+        ));
+        let sent = String::from_utf8_lossy(&out);
+        assert!(!sent.contains("Ada") && sent.contains("42P01"), "{sent}");
+        assert_eq!(
+            b.sent.statements()[0].error.as_deref(),
+            Some(format!("42P01: {}", diagnostics::MESSAGE_WITHHELD).as_str())
+        );
+        let out = b.receive(note("Ada Lovelace"));
+        assert!(!String::from_utf8_lossy(&out).contains("Ada"));
+        // tollgate's own denial keeps its text.
+        b.shared.lock().expect.push_back(Expect::Query {
+            stmts: Default::default(),
+            columns: None,
+            exprs: None,
+            slot: None,
+            copy: None,
+        });
+        let message = super::super::deny::denial_message("no-ddl", "");
+        let own = ErrorResponse::new("ERROR", "42501", &message)
+            .with(b'W', "PL/pgSQL function inline_code_block line 1 at RAISE");
+        let out = b.receive(own);
+        let mut want = BytesMut::new();
+        ErrorResponse::new("ERROR", "42501", &message).encode(&mut want);
+        assert_eq!(out, want);
     }
 
     /// The same error once the client has sent the batch's Sync (the frontend may be in the

@@ -6,6 +6,7 @@ pub mod cancel;
 mod catalog;
 mod check;
 mod deny;
+mod diagnostics;
 mod frontend;
 mod lineage;
 mod startup;
