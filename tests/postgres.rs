@@ -2797,6 +2797,41 @@ fn server_errors_do_not_carry_masked_values() {
     );
 }
 
+/// The catalog that resolves aliases is read whatever timeouts the client's startup sets: with
+/// `statement_timeout=1` and JIT forced on (which makes the catalog query take longer), the
+/// client that turns them back off still cannot read a masked column through an alias.
+#[test]
+fn a_clients_startup_timeouts_do_not_cost_the_catalog() {
+    let test = "a_clients_startup_timeouts_do_not_cost_the_catalog";
+    let Some(f) = Fixture::start(test, "pg-cattime", |t| t.masking = true) else {
+        return;
+    };
+    let params = json!({
+        "statement_timeout": "1",
+        "jit_above_cost": "0",
+        "jit_inline_above_cost": "0",
+        "jit_optimize_above_cost": "0",
+    });
+    let out = Script::run_with_params(
+        &f,
+        &params,
+        &json!([
+            {"send": [["Q", "SET statement_timeout = 0; SET jit = off"]]},
+            {"until": "Z"},
+            {"send": [["Q", "SELECT card_number AS c FROM customers WHERE id = 1"]]},
+            {"until": "Z"},
+        ]),
+    );
+    let card = &f.pg.customers[0].card_number;
+    let rows = out.rows_from(2);
+    assert_eq!(rows.len(), 1, "{out}");
+    let value = rows[0][0].as_str().unwrap_or_default();
+    assert!(
+        value.ends_with(&card[card.len() - 4..]) && !value.contains(card.as_str()),
+        "{out}"
+    );
+}
+
 /// psql interrupted (SIGINT) during `pg_sleep(30)` sends a CancelRequest through tollgate:
 /// the query ends quickly with 57014.
 #[test]

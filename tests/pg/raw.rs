@@ -26,6 +26,11 @@ impl Script {
         report(f, "orders", params, &Value::Array(Vec::new()))
     }
 
+    /// [`Self::run`] with the extra startup parameters `params` (a JSON object).
+    pub fn run_with_params(f: &Fixture, params: &Value, steps: &Value) -> Script {
+        Self::run_with(f, "orders", params, steps)
+    }
+
     fn run_with(f: &Fixture, database: &str, params: &Value, steps: &Value) -> Script {
         let out = Script(report(f, database, params, steps));
         assert_eq!(

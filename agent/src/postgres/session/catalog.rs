@@ -42,7 +42,10 @@ impl Catalog {
 }
 
 /// Reads the catalog on the freshly logged-in server connection (before the client's first
-/// message). Errors leave the session with name matching only; the caller logs them.
+/// message). The session cannot go on without it (an alias would hide a masked column): the
+/// caller refuses it on an error. The query runs in a transaction of its own with the timeouts
+/// a client's startup parameters may have set turned off (`statement_timeout=1` would otherwise
+/// make it fail at will), and leaves the session as it found it.
 pub async fn load(
     server: &mut BoxStream,
     buf: &mut BytesMut,
@@ -97,10 +100,11 @@ pub fn catalog_sql(rules: &[ColumnRule]) -> String {
         patterns.join(" OR ")
     };
     format!(
-        "SELECT a.attrelid::int8, a.attnum, a.attname, c.relname \
+        "BEGIN; SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0; \
+         SELECT a.attrelid::int8, a.attnum, a.attname, c.relname \
          FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
          WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r','p','v','m','f') \
-         AND ({filter}) LIMIT {MAX_ROWS}"
+         AND ({filter}) LIMIT {MAX_ROWS}; COMMIT"
     )
 }
 

@@ -197,9 +197,10 @@ async fn run(
         match catalog::load(&mut ready.stream, &mut ready.buf, rules).await {
             Ok(c) => c,
             Err(e) => {
-                // Masking by result column name still applies; aliases are not resolved.
+                // Without it, an alias would hide a masked column: no session (fail closed).
                 warn!(target = %init.target, error = %e, "cannot read the catalog for column masking");
-                catalog::Catalog::default()
+                let msg = "tollgate: cannot read the catalog that column masking needs";
+                return refuse(&mut client, "58000", msg).await;
             }
         }
     };
