@@ -176,6 +176,15 @@ fn on_frame(
                     }
                 }
                 Some(Expect::Query { columns, exprs, .. }) => {
+                    // A BINARY cursor's rows come in binary format on the simple protocol, with
+                    // no Bind where they could be refused first: the session ends instead.
+                    if !meta.binary_allowed && rd.fields.iter().any(|f| f.format != 0) {
+                        return Err(ReadError::Violation(
+                            "binary-format rows (a BINARY cursor) on a target that masks and \
+                             refuses binary results"
+                                .to_owned(),
+                        ));
+                    }
                     let plan = exprs.clone();
                     *columns = Some(state::columns(
                         masker,
@@ -538,7 +547,12 @@ fn mask_copy(
         return Err(bad("CopyData"));
     };
     let Ok(text) = std::str::from_utf8(&cd.data) else {
-        return Ok(false);
+        // Binary COPY, or another encoding: what the detectors cannot read is not sent.
+        return Err(ReadError::Violation(
+            "COPY data that is not UTF-8 text (FORMAT binary?) on a target whose detectors \
+             read it"
+                .to_owned(),
+        ));
     };
     let Some(masked) = masker.mask_text(text, counts) else {
         return Ok(false);
@@ -818,6 +832,65 @@ mod tests {
             status: TransactionStatus::Idle,
         });
         assert!(b.owed().is_empty(), "{:?}", b.owed());
+    }
+
+    /// What the detectors cannot read does not pass on a masking target: binary-format rows on
+    /// the simple protocol (a BINARY cursor) where binary results are refused, and COPY data
+    /// that is not UTF-8 (FORMAT binary); each ends the session.
+    #[test]
+    fn unreadable_results_end_the_session_on_a_masking_target() {
+        use crate::masking::{Detector, DetectorRule, MaskingConfig, Style};
+        use crate::postgres::protocol::{CopyData, FieldDescription, RowDescription};
+        let mut b = Backend::new();
+        b.masker = Arc::new(
+            Masker::new(
+                &MaskingConfig {
+                    columns: vec![],
+                    detectors: vec![DetectorRule::new(Detector::Card, Style::Last4)],
+                },
+                None,
+            )
+            .unwrap(),
+        );
+        let query = || Expect::Query {
+            stmts: Default::default(),
+            columns: None,
+            exprs: None,
+            slot: None,
+            copy: None,
+        };
+        let description = |format: i16| RowDescription {
+            fields: vec![FieldDescription {
+                format,
+                ..FieldDescription::new("profile", 3802)
+            }],
+        };
+        b.shared.lock().expect.push_back(query());
+        let got = b.try_receive(description(1));
+        assert!(matches!(got, Err(ReadError::Violation(_))), "{got:?}");
+        // Text format: as before.
+        let mut b2 = Backend::new();
+        b2.masker = b.masker.clone();
+        b2.shared.lock().expect.push_back(query());
+        assert!(b2.try_receive(description(0)).is_ok());
+        // Allowed binary results: the rows are read as the Bind path reads them.
+        let mut b3 = Backend::new();
+        b3.masker = b.masker.clone();
+        b3.meta.binary_allowed = true;
+        b3.shared.lock().expect.push_back(query());
+        assert!(b3.try_receive(description(1)).is_ok());
+
+        b2.shared.lock().copy_out = true;
+        let got = b2.try_receive(CopyData {
+            data: Bytes::from_static(b"PGCOPY\n\xff\r\n\0"),
+        });
+        assert!(matches!(got, Err(ReadError::Violation(_))), "{got:?}");
+        let out = b2
+            .try_receive(CopyData {
+                data: Bytes::from_static(b"1\t4111111111111111\n"),
+            })
+            .unwrap();
+        assert!(String::from_utf8_lossy(&out).contains("************1111"));
     }
 
     /// A server error, notice or notification may carry row values: masked for the client and
