@@ -20,10 +20,10 @@ use tracing::debug;
 use super::{
     audit::{Exchange, Recorder, Tapped},
     body::{boxed, empty},
-    deny,
+    deny, echo,
     form_body::FORM_METHOD,
     form_body::{Verdict, Watched},
-    gate::{Gate, denied_by},
+    gate::{Gate, denied_by, fixed_deny},
     request::{self, Facts},
     response::{self, Masked, Plan},
     upstream::{SendError, Upstream, UpstreamError},
@@ -32,6 +32,10 @@ use crate::{
     masking::MaskCounts,
     policy::{FormScan, HttpTarget},
 };
+
+/// The rule reported for a `TRACE` to a target that injects a credential: the answer would
+/// echo it to the task.
+pub const TRACE_WITH_CREDENTIAL: &str = "trace-with-credential";
 
 /// Everything the exchanges of one client connection share.
 pub struct Session {
@@ -132,7 +136,13 @@ impl Session {
             },
         };
         x.held(slot);
-        let decided = self.gate.decide(&facts).await;
+        let decided = if parts.method == hyper::Method::TRACE && self.target.credential.is_some() {
+            // A TRACE answer echoes the request's headers: the credential tollgate adds would
+            // reach the task that must never have it.
+            fixed_deny(TRACE_WITH_CREDENTIAL).into()
+        } else {
+            self.gate.decide(&facts).await
+        };
         let decision = &decided.decision;
         x.decided(decision);
         if !decision.permits() {
@@ -249,6 +259,18 @@ impl Session {
             return x.respond(resp.map(|_| empty()));
         }
         request::strip_hop_by_hop(resp.headers_mut(), false);
+        if let Some(cred) = &target.credential {
+            let scrubbed = echo::scrub(resp.headers_mut(), &echo::spellings(cred));
+            if scrubbed > 0 {
+                debug!(
+                    seq,
+                    scrubbed, "the upstream echoed the credential in response headers"
+                );
+                x.error(format!(
+                    "the upstream echoed the credential in {scrubbed} response header value(s): redacted"
+                ));
+            }
+        }
         if resp
             .headers()
             .get_all(hyper::header::WWW_AUTHENTICATE)

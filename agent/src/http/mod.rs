@@ -15,6 +15,7 @@ mod body;
 mod conn;
 mod decode;
 mod deny;
+mod echo;
 mod exchange;
 mod form_body;
 mod gate;

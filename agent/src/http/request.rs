@@ -98,7 +98,7 @@ impl Facts {
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
-fn encode_component(bytes: &[u8]) -> String {
+pub(super) fn encode_component(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     for &b in bytes {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {

@@ -212,7 +212,12 @@ async fn upstream_handler(
                 req.uri().query().unwrap_or("-"),
                 h("accept-encoding"),
             );
-            typed("text/plain", full(text))
+            // And in a header, as a redirect that keeps the query would.
+            let mut r = typed("text/plain", full(text));
+            let echoed = format!("/next?auth={}", h("authorization"));
+            r.headers_mut()
+                .insert("x-echo-auth", echoed.parse().unwrap());
+            r
         }
         "/upload" => {
             let n = req.into_body().collect().await.unwrap().to_bytes().len();
@@ -417,7 +422,7 @@ async fn requests_are_decided_forwarded_masked_and_audited_over_one_connection()
     assert!(!headers.contains_key("content-encoding"));
 
     // The client's credentials are replaced by the target's.
-    let (_, _, body) = send(
+    let (_, headers, body) = send(
         &mut c,
         Request::get("/echo?x=1&y=2")
             .header("host", "api.example:8080")
@@ -434,6 +439,8 @@ async fn requests_are_decided_forwarded_masked_and_audited_over_one_connection()
             "auth=Bearer {TOKEN} proxy-auth=- host=api.example:8080 query=x=1&y=2 accept-encoding=gzip"
         )
     );
+    // Echoed in a response header, it is redacted (a body is not scanned: see `echo`).
+    assert_eq!(headers["x-echo-auth"], "/next?auth=Bearer [REDACTED]");
 
     // Denied: 403 JSON naming the rule, never forwarded.
     let before = h.seen.requests.load(Ordering::SeqCst);
@@ -664,6 +671,34 @@ async fn websocket_upgrade_is_spliced() {
     let recs = h.records.take();
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0].status, Some(101));
+}
+
+/// A TRACE answer echoes the request's headers: to a target that injects a credential it is
+/// refused before any rule, and never reaches the upstream.
+#[tokio::test]
+async fn a_trace_to_a_target_with_a_credential_is_refused() {
+    let h = harness(false).await;
+    let mut c = h1_client(h.proxy).await;
+    let trace = Request::builder()
+        .method("TRACE")
+        .uri("/json")
+        .header("host", "api.example")
+        .body(Full::default())
+        .unwrap();
+    let (status, _, body) = send(&mut c, trace).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["rule"], "trace-with-credential", "{body}");
+    assert_eq!(h.seen.requests.load(Ordering::SeqCst), 0);
+    let recs = h.records.take();
+    assert_eq!(
+        (
+            recs[0].method.as_str(),
+            recs[0].decision.as_str(),
+            recs[0].rule.as_str()
+        ),
+        ("TRACE", "deny", "trace-with-credential")
+    );
 }
 
 /// A request asking for another protocol than WebSocket (`h2c`) goes as a plain request: an

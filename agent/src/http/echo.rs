@@ -1,0 +1,131 @@
+//! The target's credential as an upstream may echo it back in a response's headers: a redirect
+//! that keeps the query (`Location: /dir/?api_key=…`, as Apache's `DirectorySlash` and Django's
+//! `APPEND_SLASH` keep it), a pagination `Link`, a debugging header. The task must never hold
+//! the credential, so every spelling of it is redacted from the response headers before they
+//! reach it. (A `TRACE` answer, which echoes the request whole, is refused outright by the
+//! exchange; a response body that echoes the credential is not scanned, see the README.)
+use base64::Engine as _;
+use hyper::{HeaderMap, header::HeaderValue};
+use memchr::memmem;
+
+use crate::{masking::REDACTED, policy::HttpCredential};
+
+/// Secrets shorter than this are not searched for: they would match innocent text, and a
+/// credential that short guards nothing.
+const MIN_SECRET: usize = 6;
+
+/// The spellings of `cred` an upstream may send back: the secret as sent and percent-encoded
+/// (a query credential in a URL), and for Basic the base64 `user:password` and the password.
+pub fn spellings(cred: &HttpCredential) -> Vec<Vec<u8>> {
+    let secret = match cred {
+        HttpCredential::Bearer(s) => s.expose(),
+        HttpCredential::Basic { password, .. } => password.expose(),
+        HttpCredential::Header { value, .. } | HttpCredential::Query { value, .. } => {
+            value.expose()
+        }
+    };
+    let mut out = vec![secret.to_vec()];
+    out.push(super::request::encode_component(secret).into_bytes());
+    if let HttpCredential::Basic { user, password } = cred {
+        let mut plain = user.as_bytes().to_vec();
+        plain.push(b':');
+        plain.extend_from_slice(password.expose());
+        out.push(
+            base64::engine::general_purpose::STANDARD
+                .encode(&plain)
+                .into_bytes(),
+        );
+    }
+    out.retain(|s| s.len() >= MIN_SECRET);
+    out.sort();
+    out.dedup();
+    // Longest first: a spelling inside another is redacted with it.
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out
+}
+
+/// Redacts every spelling in `h`'s values; how many values changed.
+pub fn scrub(h: &mut HeaderMap, spellings: &[Vec<u8>]) -> usize {
+    if spellings.is_empty() {
+        return 0;
+    }
+    let mut changed = 0;
+    for value in h.values_mut() {
+        let mut bytes = value.as_bytes().to_vec();
+        let mut hit = false;
+        for s in spellings {
+            while let Some(at) = memmem::find(&bytes, s) {
+                bytes.splice(at..at + s.len(), REDACTED.bytes());
+                hit = true;
+            }
+        }
+        if hit {
+            let sensitive = value.is_sensitive();
+            *value = HeaderValue::from_bytes(&bytes).unwrap_or(HeaderValue::from_static(REDACTED));
+            value.set_sensitive(sensitive);
+            changed += 1;
+        }
+    }
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Secret;
+
+    fn secret(s: &str) -> Secret {
+        Secret::new(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn every_spelling_is_redacted() {
+        let query = HttpCredential::Query {
+            name: "api_key".into(),
+            value: secret("k3y/with+odd&chars"),
+        };
+        let mut h = HeaderMap::new();
+        h.insert(
+            "location",
+            HeaderValue::from_static(
+                "https://api.example/dir/?x=1&api_key=k3y%2Fwith%2Bodd%26chars",
+            ),
+        );
+        h.append(
+            "link",
+            HeaderValue::from_static("</p2?api_key=k3y/with+odd&chars>; rel=\"next\""),
+        );
+        h.insert("content-type", HeaderValue::from_static("text/html"));
+        assert_eq!(scrub(&mut h, &spellings(&query)), 2);
+        assert_eq!(
+            h["location"],
+            format!("https://api.example/dir/?x=1&api_key={REDACTED}")
+        );
+        assert_eq!(h["link"], format!("</p2?api_key={REDACTED}>; rel=\"next\""));
+        assert_eq!(h["content-type"], "text/html");
+
+        let basic = HttpCredential::Basic {
+            user: "svc".into(),
+            password: secret("hunter2!!"),
+        };
+        let mut h = HeaderMap::new();
+        // base64("svc:hunter2!!")
+        h.insert(
+            "x-echo",
+            HeaderValue::from_static("Basic c3ZjOmh1bnRlcjIhIQ=="),
+        );
+        h.insert("x-pass", HeaderValue::from_static("pw=hunter2!!"));
+        assert_eq!(scrub(&mut h, &spellings(&basic)), 2);
+        assert_eq!(h["x-echo"], format!("Basic {REDACTED}"));
+        assert_eq!(h["x-pass"], format!("pw={REDACTED}"));
+    }
+
+    #[test]
+    fn short_secrets_are_not_searched() {
+        let bearer = HttpCredential::Bearer(secret("abc"));
+        assert!(spellings(&bearer).is_empty());
+        let mut h = HeaderMap::new();
+        h.insert("x", HeaderValue::from_static("abc"));
+        assert_eq!(scrub(&mut h, &spellings(&bearer)), 0);
+    }
+}
