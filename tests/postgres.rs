@@ -2832,6 +2832,41 @@ fn a_clients_startup_timeouts_do_not_cost_the_catalog() {
     );
 }
 
+/// PostgreSQL describes a `FETCH` statement once, but a portal bound to it later takes its
+/// rows' shape from the cursor as it is then: a cursor declared again over a masked column
+/// must not be masked by the old description.
+#[test]
+fn a_fetch_statement_is_not_masked_by_a_stale_description() {
+    let test = "a_fetch_statement_is_not_masked_by_a_stale_description";
+    let Some(f) = Fixture::start(test, "pg-fetch", |t| {
+        t.masking = true;
+        t.utility = true;
+    }) else {
+        return;
+    };
+    let out = Script::run(
+        &f,
+        &json!([
+            {"send": [["Q", "BEGIN; DECLARE c CURSOR FOR SELECT id FROM customers WHERE id = 1"]]},
+            {"until": "Z"},
+            {"send": [["P", "s", "FETCH ALL FROM c"], ["D", "S", "s"], ["S"]]},
+            {"until": "Z"},
+            {"send": [["Q", "CLOSE c"]]},
+            {"until": "Z"},
+            {"send": [["Q", "DECLARE c CURSOR FOR SELECT card_number FROM customers WHERE id = 1"]]},
+            {"until": "Z"},
+            {"send": [["B", "", "s"], ["E", ""], ["S"]]},
+            {"until": "Z"},
+        ]),
+    );
+    assert!(out.sqlstates_from(0).is_empty(), "{out}");
+    let card = &f.pg.customers[0].card_number;
+    let rows = out.rows_from(8);
+    assert_eq!(rows.len(), 1, "{out}");
+    let value = rows[0][0].as_str().unwrap_or_default();
+    assert!(!value.contains(card.as_str()), "a card passed: {out}");
+}
+
 /// psql interrupted (SIGINT) during `pg_sleep(30)` sends a CancelRequest through tollgate:
 /// the query ends quickly with 57014.
 #[test]

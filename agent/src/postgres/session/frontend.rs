@@ -171,7 +171,7 @@ where
                                 st.prepared
                                     .get(&p.statement)
                                     .filter(|s| s.generation == p.statement_generation)
-                                    .and_then(|s| s.fields.as_deref())
+                                    .and_then(Prepared::row_fields)
                                     .map(|f| {
                                         super::state::columns(
                                             masker,
@@ -768,7 +768,7 @@ fn on_bind(
     let st = &mut *guard;
     let statement = st.prepared.get(&b.statement);
     let exprs = statement.and_then(|p| p.exprs.clone());
-    let fields = statement.and_then(|p| p.fields.as_deref());
+    let fields = statement.and_then(Prepared::row_fields);
     let columns = fields.map(|f| {
         super::state::columns(
             masker,

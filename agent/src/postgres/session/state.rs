@@ -145,6 +145,19 @@ pub struct Prepared {
     pub names: NameEffects,
 }
 
+impl Prepared {
+    /// The columns its portals return, as its Describe told them: `None` when not described,
+    /// or when it runs what a name holds (`FETCH`, `EXECUTE`): PostgreSQL describes such a
+    /// statement once, but a portal bound to it later takes its rows' shape from what the name
+    /// holds then, which only a Describe of that portal tells.
+    pub fn row_fields(&self) -> Option<&[FieldDescription]> {
+        if self.names.runs_a_name {
+            return None;
+        }
+        self.fields.as_deref()
+    }
+}
+
 /// Whether statements may start a COPY FROM STDIN: a `COPY … FROM` (STDIN or not), or a
 /// statement that could not be classified.
 pub fn may_copy(statements: &[crate::postgres::sql::Classified]) -> bool {

@@ -727,6 +727,7 @@ mod tests {
         st.forget(&NameEffects {
             statements: crate::postgres::sql::Names::Some(vec!["s".into()]),
             portals: Default::default(),
+            ..Default::default()
         });
         answer(&mut st); // BindComplete
         error(&mut st);
@@ -754,6 +755,7 @@ mod tests {
         st.forget(&NameEffects {
             statements: crate::postgres::sql::Names::Some(vec!["s".into()]),
             portals: Default::default(),
+            ..Default::default()
         });
         answer(&mut st); // BindComplete
         error(&mut st);
@@ -776,6 +778,7 @@ mod tests {
             names: NameEffects {
                 statements: Default::default(),
                 portals: crate::postgres::sql::Names::Some(vec!["c".into()]),
+                ..Default::default()
             },
         };
         st.prepared.insert("d".into(), declare);

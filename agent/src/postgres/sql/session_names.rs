@@ -65,6 +65,10 @@ pub struct NameEffects {
     pub statements: Names,
     /// Portals (cursors).
     pub portals: Names,
+    /// It runs what a name holds (`FETCH` from a cursor, `EXECUTE` of a prepared statement):
+    /// its rows are shaped by what the name holds when it runs, which a Describe of the
+    /// statement made earlier does not tell (PostgreSQL describes a utility statement once).
+    pub runs_a_name: bool,
 }
 
 impl NameEffects {
@@ -73,6 +77,7 @@ impl NameEffects {
         NameEffects {
             statements: Names::All,
             portals: Names::All,
+            runs_a_name: true,
         }
     }
 
@@ -85,6 +90,7 @@ impl NameEffects {
     pub fn merge(&mut self, other: &NameEffects) {
         self.statements.merge(&other.statements);
         self.portals.merge(&other.portals);
+        self.runs_a_name |= other.runs_a_name;
     }
 }
 
@@ -114,6 +120,7 @@ pub(crate) fn of(stmt: &Statement) -> NameEffects {
         Statement::Discard {
             object_type: DiscardObject::ALL,
         } => e = NameEffects::all(),
+        Statement::Fetch { .. } | Statement::Execute { .. } => e.runs_a_name = true,
         _ => {}
     }
     e
@@ -191,5 +198,21 @@ mod tests {
         // The memo by shape keeps them.
         assert_eq!(effects("CLOSE c").portals, some(&["c"]));
         assert_eq!(effects("CLOSE c").portals, some(&["c"]));
+    }
+
+    #[test]
+    fn statements_that_run_what_a_name_holds() {
+        for (sql, runs) in [
+            ("FETCH ALL FROM c", true),
+            ("fetch 10 c", true),
+            ("EXECUTE q1(1)", true),
+            ("DO $$ BEGIN END $$", true),
+            ("SELECT 1; FETCH c", true),
+            ("DECLARE c CURSOR FOR SELECT 1", false),
+            ("SELECT * FROM customers", false),
+            ("PREPARE q1 AS SELECT 1", false),
+        ] {
+            assert_eq!(effects(sql).runs_a_name, runs, "{sql}");
+        }
     }
 }
