@@ -2867,6 +2867,57 @@ fn a_fetch_statement_is_not_masked_by_a_stale_description() {
     assert!(!value.contains(card.as_str()), "a card passed: {out}");
 }
 
+/// A reload applies to statements already prepared: a statement prepared and run under a rule
+/// that a reload takes away is denied at its next Bind, on the same connection, and recorded
+/// so.
+#[test]
+fn a_reload_applies_to_statements_already_prepared() {
+    let test = "a_reload_applies_to_statements_already_prepared";
+    let Some(f) = Fixture::start(test, "pg-reprepare", |_| {}) else {
+        return;
+    };
+    let sync = f.agent.scratch().join("sync");
+    std::fs::create_dir_all(&sync).expect("sync dir");
+    let (ready, go) = (sync.join("ready"), sync.join("go"));
+    // The rules now apply to another role only: this session's statements are no one's.
+    let mut revoked = f.spec.clone();
+    revoked.rule_roles = Some(vec!["someone_else".into()]);
+    let out = std::thread::scope(|s| {
+        s.spawn(|| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while !ready.exists() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            f.reload_to(&revoked);
+            std::fs::write(&go, "").expect("go");
+        });
+        Script::run(
+            &f,
+            &json!([
+                {"send": [["P", "s", COUNT_ACCOUNTS], ["S"]]},
+                {"until": "Z"},
+                {"send": [["B", "", "s"], ["E", ""], ["S"]]},
+                {"until": "Z"},
+                {"signal": ready.to_string_lossy(), "wait": go.to_string_lossy()},
+                {"send": [["B", "", "s"], ["E", ""], ["S"]]},
+                {"until": "Z"},
+            ]),
+        )
+    });
+    assert_eq!(out.sqlstates_from(0), ["42501"], "{out}");
+    assert_eq!(out.rows_from(0).len(), 1, "{out}");
+    assert_eq!(out.end(), "open", "{out}");
+    let session = f.statements_of(out.pid(), 2);
+    let got: Vec<_> = statements(&session).iter().map(verdict).collect();
+    assert_eq!(
+        got.iter()
+            .map(|(_, d, r)| (d.as_str(), r.as_str()))
+            .collect::<Vec<_>>(),
+        [("allow", policy::READS), ("deny", "default-deny")],
+        "{session:#}"
+    );
+}
+
 /// psql interrupted (SIGINT) during `pg_sleep(30)` sends a CancelRequest through tollgate:
 /// the query ends quickly with 57014.
 #[test]

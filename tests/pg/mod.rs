@@ -195,12 +195,19 @@ impl Fixture {
     /// Changes the target and waits until the agent runs the new policy.
     pub fn reload(&mut self, adjust: impl FnOnce(&mut TargetSpec)) {
         adjust(&mut self.spec);
+        self.reload_to(&self.spec);
+    }
+
+    /// Writes the policy for `spec` (not kept as [`Fixture::spec`]: for a thread that reloads
+    /// while another uses the fixture) and waits until the agent runs it.
+    pub fn reload_to(&self, spec: &TargetSpec) {
+        let text = policy::policy(&format!("{}/etl-*", self.agent.attach), spec);
         let before = generation(&self.agent.status());
-        self.agent.write_policy("pg.toml", &self.policy_text());
+        self.agent.write_policy("pg.toml", &text);
         poll(RELOAD_TIMEOUT, || {
             let status = self.agent.status();
             if let Some(err) = status["last_reload_error"].as_str() {
-                panic!("policy reload failed: {err}\n{}", self.policy_text());
+                panic!("policy reload failed: {err}\n{text}");
             }
             (generation(&status) > before).then_some(())
         })

@@ -77,6 +77,8 @@ pub struct Checked {
     pub decision: Decision,
     /// Why, beyond the rule name.
     pub detail: String,
+    /// The generation of the policy that decided ([`PolicyState::generation`]).
+    pub policy: u64,
 }
 
 impl Checked {
@@ -132,7 +134,9 @@ const CHECK_FAILED: &str = "statement-check-failed";
 /// Classifies and decides `sql_text` against the live policy.
 pub async fn check(ctx: &Context, meta: &SessionMeta, sql_text: &str) -> Checked {
     let unread = sql_text.len() > meta.max_statement_bytes;
-    let (statements, decision) = classify_and_decide(ctx.policy.load_full(), meta, sql_text).await;
+    let state = ctx.policy.load_full();
+    let policy = state.generation;
+    let (statements, decision) = classify_and_decide(state, meta, sql_text).await;
     let (decision, detail) = match decision.verdict {
         Verdict::Approve if decision.enforced => hold(ctx, meta, &statements, decision).await,
         _ if unread && !decision.permits() => {
@@ -147,6 +151,7 @@ pub async fn check(ctx: &Context, meta: &SessionMeta, sql_text: &str) -> Checked
         _ => (decision, String::new()),
     };
     Checked {
+        policy,
         statements,
         decision,
         detail,
@@ -189,6 +194,18 @@ fn classify(sql_text: &str, max: usize) -> Arc<[Classified]> {
         return Arc::new([Classified::unread(sql_text.len())]);
     }
     sql::classify(sql_text)
+}
+
+/// The decision of the live policy on statements decided before under another one (a prepared
+/// statement bound after a reload), from what their Parse classified. In place: a reload is
+/// rare, and the classification is not done again.
+pub fn decide_again(
+    state: &PolicyState,
+    meta: &SessionMeta,
+    sql_text: &str,
+    statements: &[Classified],
+) -> Decision {
+    decide(state, meta, sql_text, statements)
 }
 
 fn decide(

@@ -26,7 +26,8 @@ use super::{
     check::{self, Checked, SessionMeta},
     deny, lineage,
     state::{
-        Expect, MAX_SYNCS_OWED, Portal, Prepared, Shared, Step, StmtAudit, may_copy, name_effects,
+        Decided, Expect, MAX_SYNCS_OWED, Portal, Prepared, Shared, Step, StmtAudit, may_copy,
+        name_effects,
     },
     stream::{self, ReadError},
     undo::Undo,
@@ -564,6 +565,11 @@ async fn on_parse<W: AsyncWrite + Unpin>(
                 may_copy: may_copy(&checked.statements),
                 generation,
                 names: name_effects(&checked.statements),
+                decided: Some(std::sync::Arc::new(Decided {
+                    policy: checked.policy,
+                    text: p.query.as_str().into(),
+                    statements: checked.statements.clone(),
+                })),
             };
             let name = p.name.clone();
             Undo::statement(name, generation, st.prepared.insert(p.name, prepared))
@@ -742,6 +748,58 @@ fn refuse_execute(
     );
 }
 
+/// A prepared statement bound under another policy than the one its Parse was decided by is
+/// decided again (a reload applies to statements already prepared, as to new ones): its rule
+/// and audit become the live policy's, or the denial's rule and audit come back. An `approve`
+/// is a denial here (the approver is asked at Parse: prepare it again).
+fn decided_again(
+    ctx: &Context,
+    meta: &SessionMeta,
+    shared: &Shared,
+    statement: &str,
+) -> Option<(String, StmtAudit)> {
+    let state = ctx.policy.load();
+    let (decided, audit) = {
+        let st = shared.lock();
+        let p = st.prepared.get(statement)?;
+        let decided = p.decided.clone()?;
+        if decided.policy == state.generation {
+            return None;
+        }
+        (decided, p.audit.clone())
+    };
+    // Outside the lock: a rule's regex reads the whole text.
+    let d = check::decide_again(&state, meta, &decided.text, &decided.statements);
+    let audit = StmtAudit {
+        decision: d.label().to_owned(),
+        rule: d.rule.clone(),
+        ..(*audit).clone()
+    };
+    if d.permits() {
+        let mut st = shared.lock();
+        if let Some(p) = st.prepared.get_mut(statement)
+            && p.decided
+                .as_ref()
+                .is_some_and(|now| std::sync::Arc::ptr_eq(now, &decided))
+        {
+            p.audit = std::sync::Arc::new(audit);
+            p.decided = Some(std::sync::Arc::new(Decided {
+                policy: state.generation,
+                text: decided.text.clone(),
+                statements: decided.statements.clone(),
+            }));
+        }
+        return None;
+    }
+    debug!(target = %meta.target, rule = %d.rule, "prepared statement denied after a policy reload");
+    let audit = StmtAudit {
+        seq: shared.lock().seq(),
+        decision: "deny".into(),
+        ..audit
+    };
+    Some((d.rule, audit))
+}
+
 fn on_bind(
     ctx: &Context,
     meta: &SessionMeta,
@@ -760,6 +818,11 @@ fn on_bind(
         let detail =
             format!("the session holds {MAX_PORTALS} portals: close some, or end the transaction");
         deny_statement(ctx, meta, shared, (PORTAL_LIMIT, &detail), audit, out, true);
+        return;
+    }
+    if let Some((rule, audit)) = decided_again(ctx, meta, shared, &b.statement) {
+        let detail = "the policy changed since the statement was prepared";
+        deny_statement(ctx, meta, shared, (&rule, detail), audit, out, true);
         return;
     }
     // One look at the statement, under one lock: the backend may put back another under the

@@ -143,6 +143,20 @@ pub struct Prepared {
     pub generation: u64,
     /// The prepared statements and portals each execution makes or drops ([`State::forget`]).
     pub names: NameEffects,
+    /// What its Parse decided on, to decide again when the policy changed before a Bind (`None`:
+    /// nothing to decide, in tests).
+    pub decided: Option<Arc<Decided>>,
+}
+
+/// A prepared statement's text and statements, as its Parse decided on them.
+#[derive(Debug)]
+pub struct Decided {
+    /// The generation of the policy that decided.
+    pub policy: u64,
+    /// The Parse's query text.
+    pub text: Arc<str>,
+    /// Its statements, classified.
+    pub statements: Arc<[crate::postgres::sql::Classified]>,
 }
 
 impl Prepared {

@@ -450,6 +450,7 @@ mod tests {
             may_copy: false,
             generation,
             names: Default::default(),
+            decided: None,
         };
         let before = st.prepared.insert(name.into(), prepared);
         let undo = Undo::statement(name.into(), generation, before);
@@ -780,6 +781,7 @@ mod tests {
                 portals: crate::postgres::sql::Names::Some(vec!["c".into()]),
                 ..Default::default()
             },
+            decided: None,
         };
         st.prepared.insert("d".into(), declare);
         parse(&mut st, "", "harmless");
