@@ -327,6 +327,7 @@ fn on_frame(
             }
         }
         b'Z' => {
+            query_done(audit, meta, &mut st);
             st.ready_for_query()?;
             if frame.raw().get(5) == Some(&TransactionStatus::Idle.byte()) {
                 st.idle();
@@ -423,16 +424,10 @@ fn complete(
     suspended: bool,
 ) {
     match st.expect.front_mut() {
-        Some(Expect::Query {
-            stmts,
-            columns,
-            slot,
-            ..
-        }) => {
+        // Recorded at ReadyForQuery, with every statement's result (`query_done`).
+        Some(Expect::Query { columns, tally, .. }) => {
             *columns = None;
-            if let Some(a) = stmts.pop_front() {
-                record_done(audit, meta, a, slot.take(), rows, error);
-            }
+            tally.add(rows, error);
         }
         Some(Expect::Execute { .. }) => {
             if let Some(Expect::Execute {
@@ -446,6 +441,27 @@ fn complete(
             }
         }
         _ => {}
+    }
+}
+
+/// A simple Query's ReadyForQuery: its record, with its statements' rows summed and the first
+/// error, once any result came (without one, the ReadyForQuery is out of step).
+fn query_done(audit: &AuditSink, meta: &SessionMeta, st: &mut State) {
+    if let Some(Expect::Query {
+        stmts, slot, tally, ..
+    }) = st.expect.front_mut()
+        && tally.answered
+        && let Some(a) = stmts.pop_front()
+    {
+        let tally = std::mem::take(tally);
+        record_done(
+            audit,
+            meta,
+            a,
+            slot.take(),
+            tally.rows,
+            tally.error.as_deref(),
+        );
     }
 }
 
@@ -465,12 +481,23 @@ pub fn session_ended(audit: &AuditSink, meta: &SessionMeta, shared: &Shared) {
             Expect::Query {
                 mut stmts,
                 slot: Some(slot),
+                tally,
                 ..
-            } => {
-                if let Some(a) = stmts.pop_front() {
-                    record_unanswered(audit, meta, a, slot);
+            } => match stmts.pop_front() {
+                // Some of its statements were answered: what they told.
+                Some(a) if tally.answered => {
+                    record_done(
+                        audit,
+                        meta,
+                        a,
+                        Some(slot),
+                        tally.rows,
+                        tally.error.as_deref(),
+                    );
                 }
-            }
+                Some(a) => record_unanswered(audit, meta, a, slot),
+                None => {}
+            },
             Expect::Execute {
                 audit: Some(a),
                 slot: Some(slot),
@@ -834,6 +861,60 @@ mod tests {
         assert!(b.owed().is_empty(), "{:?}", b.owed());
     }
 
+    /// A simple Query of several statements is one record, written at its ReadyForQuery: rows
+    /// summed over its statements, the first error, the values masked in any of them.
+    #[test]
+    fn a_query_of_several_statements_is_recorded_whole() {
+        use crate::masking::{Detector, DetectorRule, MaskingConfig, Style};
+        use crate::postgres::protocol::{DataRow, FieldDescription, RowDescription};
+        let mut b = Backend::new();
+        b.masker = Arc::new(
+            Masker::new(
+                &MaskingConfig {
+                    columns: vec![],
+                    detectors: vec![DetectorRule::new(Detector::Card, Style::Last4)],
+                },
+                None,
+            )
+            .unwrap(),
+        );
+        let stmts =
+            std::iter::once(b.allowed("select 1; select note from t; select 1/0")).collect();
+        let slot = b.audit.try_hold();
+        b.shared.lock().expect.push_back(Expect::Query {
+            stmts,
+            columns: None,
+            exprs: None,
+            slot,
+            copy: None,
+            tally: Default::default(),
+        });
+        let rows = |n: usize| CommandComplete {
+            tag: format!("SELECT {n}"),
+        };
+        b.receive(rows(1));
+        assert!(b.sent.statements().is_empty(), "recorded before its end");
+        b.receive(RowDescription {
+            fields: vec![FieldDescription::new("note", 25)],
+        });
+        for _ in 0..2 {
+            b.receive(DataRow {
+                values: vec![Some(Bytes::from_static(b"card 4111111111111111"))],
+            });
+        }
+        b.receive(rows(2));
+        b.receive(error());
+        b.receive(ReadyForQuery {
+            status: TransactionStatus::Idle,
+        });
+        let recs = b.sent.statements();
+        assert_eq!(recs.len(), 1, "{recs:?}");
+        assert_eq!(recs[0].rows, Some(3));
+        assert_eq!(recs[0].error.as_deref(), Some("22012: division by zero"));
+        assert_eq!(recs[0].masked.as_ref().unwrap()["by_detector"]["card"], 2);
+        assert!(b.owed().is_empty(), "{:?}", b.owed());
+    }
+
     /// What the detectors cannot read does not pass on a masking target: binary-format rows on
     /// the simple protocol (a BINARY cursor) where binary results are refused, and COPY data
     /// that is not UTF-8 (FORMAT binary); each ends the session.
@@ -858,6 +939,7 @@ mod tests {
             exprs: None,
             slot: None,
             copy: None,
+            tally: Default::default(),
         };
         let description = |format: i16| RowDescription {
             fields: vec![FieldDescription {
@@ -973,6 +1055,7 @@ mod tests {
             exprs: None,
             slot: None,
             copy: None,
+            tally: Default::default(),
         });
         let message = super::super::deny::denial_message("no-ddl", "");
         let own = ErrorResponse::new("ERROR", "42501", &message)
@@ -1006,6 +1089,7 @@ mod tests {
             exprs: None,
             slot: None,
             copy: None,
+            tally: Default::default(),
         });
         b.receive(error());
         assert!(!b.shared.lock().skipping);
@@ -1055,6 +1139,7 @@ mod tests {
                 exprs: None,
                 slot,
                 copy: None,
+                tally: Default::default(),
             });
             st.expect.push_back(execute);
             st.client_sync();
@@ -1191,6 +1276,7 @@ mod tests {
                             exprs: None,
                             slot,
                             copy: copy.then(|| self.b.shared.lock().open_copy(true)),
+                            tally: Default::default(),
                         })
                     }
                     b'S' => {

@@ -266,6 +266,7 @@ where
                     exprs: None,
                     slot: None,
                     copy: None,
+                    tally: Default::default(),
                 });
                 drop(st);
                 deny::simple(
@@ -497,6 +498,7 @@ async fn on_query<W: AsyncWrite + Unpin>(
             exprs,
             slot,
             copy,
+            tally: Default::default(),
         });
         drop(st);
         out.extend_from_slice(frame.raw());
@@ -700,6 +702,7 @@ fn deny_statement(
             exprs: None,
             slot: None,
             copy: None,
+            tally: Default::default(),
         });
         drop(st);
         deny::simple(deny::SQLSTATE_DENIED, &message, out);

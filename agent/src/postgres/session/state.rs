@@ -127,6 +127,30 @@ impl StmtAudit {
     }
 }
 
+/// The results of a simple Query's statements so far.
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
+    /// A statement's result came (CommandComplete, EmptyQueryResponse or ErrorResponse).
+    pub answered: bool,
+    /// Rows summed over the statements that told them.
+    pub rows: Option<u64>,
+    /// The first error (the server skips the rest of the message after it).
+    pub error: Option<String>,
+}
+
+impl Tally {
+    /// One statement's result.
+    pub fn add(&mut self, rows: Option<u64>, error: Option<&str>) {
+        self.answered = true;
+        if let Some(n) = rows {
+            self.rows = Some(self.rows.unwrap_or(0).saturating_add(n));
+        }
+        if self.error.is_none() {
+            self.error = error.map(str::to_owned);
+        }
+    }
+}
+
 /// What a prepared statement is, learned at Parse (policy) and Describe (columns).
 #[derive(Debug, Clone)]
 pub struct Prepared {
@@ -232,6 +256,9 @@ pub enum Expect {
         slot: Option<Slot>,
         /// The copy window it opened ([`CopyWindow::id`]): it may start a COPY FROM STDIN.
         copy: Option<u32>,
+        /// Its statements' results so far: its record is written at ReadyForQuery, with them
+        /// all.
+        tally: Tally,
     },
     /// ParseComplete (swallowed when tollgate injected the Parse).
     Parse {
@@ -328,7 +355,9 @@ impl Expect {
     /// (or skip it after an error), never pass over it.
     fn is_live(&self) -> bool {
         match self {
-            Expect::Query { stmts, slot, .. } => slot.is_some() && !stmts.is_empty(),
+            Expect::Query {
+                stmts, slot, tally, ..
+            } => slot.is_some() && !stmts.is_empty() && !tally.answered,
             Expect::Execute { slot, .. } => slot.is_some(),
             _ => false,
         }
@@ -1004,6 +1033,7 @@ mod tests {
             exprs: None,
             slot,
             copy: None,
+            tally: Default::default(),
         }
     }
 
