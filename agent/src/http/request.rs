@@ -10,7 +10,7 @@ use hyper::{
 
 use crate::policy::{
     Compressed, HttpCredential, HttpTarget, RequestFacts, decode_query_component, is_plain_host,
-    normalize_host, normalize_path, parse_query, same_header_name,
+    normalize_host, normalize_path, parse_query, same_header_name, same_param_name,
 };
 
 /// What policy sees of a request, owned (see [`Facts::as_policy`]).
@@ -270,12 +270,17 @@ fn set_secret(h: &mut HeaderMap, name: HeaderName, value: &[u8]) -> Result<(), P
 }
 
 /// The raw query without the parameters whose decoded name is `name`.
+/// `query` without parameter `name` under any spelling an upstream may read as it
+/// ([`same_param_name`]: `API_KEY`, `api.key`, `api_key[]` are `api_key` to PHP or ASP.NET).
 fn without_param(query: Option<&str>, name: &str) -> String {
     query
         .unwrap_or_default()
         .split('&')
         .filter(|p| !p.is_empty())
-        .filter(|p| decode_query_component(p.split_once('=').map_or(*p, |(k, _)| k)) != name)
+        .filter(|p| {
+            let k = decode_query_component(p.split_once('=').map_or(*p, |(k, _)| k));
+            !same_param_name(&k, name)
+        })
         .collect::<Vec<_>>()
         .join("&")
 }
@@ -566,7 +571,9 @@ pub(crate) mod tests {
         ];
         for (i, (cred, strip, check)) in cases.into_iter().enumerate() {
             let t = target(cred, strip);
-            let mut p = with_auth("/x?a=1&api_key=client&b=2&api%5Fkey=again");
+            let mut p = with_auth(
+                "/x?a=1&api_key=client&b=2&api%5Fkey=again&API_KEY=case&api.key=dot&api_key[]=arr",
+            );
             credentials(&mut p, &t).unwrap_or_else(|e| panic!("case {i}: {e}"));
             check(&p);
         }
