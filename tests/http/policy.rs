@@ -79,7 +79,11 @@ pub fn policy(s: &Spec<'_>) -> String {
         &mut t,
         WEB_TLS,
         s.web_tls,
-        &format!("tls = \"terminate\"\nca_file = {:?}\n", path(s.ca)),
+        &format!(
+            "tls = \"terminate\"\nca_file = {:?}\nserver_name = {:?}\n",
+            path(s.ca),
+            s.server_name
+        ),
         &bearer,
         MASKING,
     );
@@ -99,7 +103,11 @@ pub fn policy(s: &Spec<'_>) -> String {
         &mut t,
         WEB_BAD_CA,
         s.web_bad_ca,
-        &format!("tls = \"terminate\"\nca_file = {:?}\n", path(s.other_ca)),
+        &format!(
+            "tls = \"terminate\"\nca_file = {:?}\nserver_name = {:?}\n",
+            path(s.other_ca),
+            s.server_name
+        ),
         &bearer,
         "",
     );

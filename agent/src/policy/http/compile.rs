@@ -107,6 +107,21 @@ impl Check<'_, '_> {
             Some(list) if tls == HttpTls::Terminate => self.sni_globs(list),
             _ => Vec::new(),
         };
+        if let Some(cred) = &d.credential
+            && tls.upstream_tls()
+            && d.server_name.is_none()
+        {
+            // Verified for the client's SNI or Host otherwise: on an address shared by many
+            // sites (a CDN), the task could have the credential sent to any of them.
+            self.fail::<()>(
+                cred.span(),
+                format!(
+                    "a credential with tls = \"{tls}\" needs server_name: the name the server \
+                     must prove, so that the credential goes to that server only (not to any \
+                     host the task names on the same address)"
+                ),
+            );
+        }
         let credential = d.credential.and_then(|c| self.http_credential(c));
         let max_request_header = self.size(
             "max_request_header",

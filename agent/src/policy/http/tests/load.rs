@@ -271,7 +271,10 @@ fn credentials() {
         ),
     ];
     for (cred, want, header) in cases {
-        let p = policy(&api("originate", &format!("credential = {cred}\n")));
+        let p = policy(&api(
+            "originate",
+            &format!("server_name = \"api.internal\"\ncredential = {cred}\n"),
+        ));
         let c = http_of(&p, "api").credential.clone().unwrap();
         assert_eq!(shown(&c), want, "{cred}");
         assert_eq!(c.header_name(), header, "{cred}");
@@ -801,6 +804,29 @@ fn request_rule_naming_a_tcp_target_of_another_file() {
     );
 }
 
+/// A credential over TLS goes to the server the policy names: without `server_name` the name
+/// verified would be the task's SNI or Host, any site on a shared address.
+#[test]
+fn a_credential_over_tls_needs_server_name() {
+    for tls in ["originate", "terminate"] {
+        let text = api(tls, "credential = { bearer_env = \"API_TOKEN\" }\n");
+        let errs = errors_of(&text);
+        assert!(
+            errs.iter()
+                .any(|e| e.to_string().contains("needs server_name")),
+            "{tls}: {errs:?}"
+        );
+    }
+    policy(&api(
+        "none",
+        "credential = { bearer_env = \"API_TOKEN\" }\n",
+    ));
+    policy(&api(
+        "terminate",
+        "server_name = \"api.internal\"\ncredential = { bearer_env = \"API_TOKEN\" }\n",
+    ));
+}
+
 /// A policy whose secrets are in `dir`: a bearer token file and a masking hash key.
 fn with_secrets(dir: &Path, token: &str, extra_rule: &str) -> String {
     format!(
@@ -811,6 +837,7 @@ protocol = "http"
 addresses = ["127.0.0.1:8200"]
 [target.http]
 tls = "originate"
+server_name = "api.internal"
 credential = {{ bearer_file = "{token}" }}
 [target.http.masking]
 hash_key_file = "{key}"
