@@ -532,7 +532,9 @@ async fn on_parse<W: AsyncWrite + Unpin>(
             ..audit
         };
         let detail = format!(
-            "the session holds {MAX_PREPARED} prepared statements: close some (Close, DEALLOCATE)"
+            "the session holds {MAX_PREPARED} prepared statements, or {} MiB of them: close some \
+             (Close, DEALLOCATE)",
+            MAX_HELD_BYTES >> 20
         );
         deny_statement(
             ctx,
@@ -603,6 +605,29 @@ const PREPARED_LIMIT: &str = "prepared-limit";
 fn prepared_full(shared: &Shared, name: &str) -> bool {
     let st = shared.lock();
     full(&st.prepared, st.closing.0, name, MAX_PREPARED)
+        || over_budget(&st.prepared, name, Prepared::weight)
+}
+
+/// Bytes, roughly, that a session's named prepared statements may hold (texts, descriptions,
+/// plans), and apart its portals: past it a new named one is refused, as past the count.
+/// Without it 10 000 statements of 1 664 described columns each would take gigabytes of the
+/// agent every session shares.
+pub const MAX_HELD_BYTES: usize = 64 << 20;
+
+/// Entries held before [`over_budget`] adds their weights up (a Parse or Bind pays for it only
+/// when a session holds that many).
+const WEIGH_FROM: usize = 64;
+
+/// Whether a new named entry `name` would be one past [`MAX_HELD_BYTES`] of `held`.
+fn over_budget<V>(
+    held: &std::collections::HashMap<String, V>,
+    name: &str,
+    weight: impl Fn(&V) -> usize,
+) -> bool {
+    !name.is_empty()
+        && !held.contains_key(name)
+        && held.len() >= WEIGH_FROM
+        && held.values().map(weight).sum::<usize>() >= MAX_HELD_BYTES
 }
 
 /// Whether `held` (by name), with `closing` of them closed by a Close the server has not
@@ -632,6 +657,7 @@ const PORTAL_LIMIT: &str = "portal-limit";
 fn portals_full(shared: &Shared, name: &str) -> bool {
     let st = shared.lock();
     full(&st.portals, st.closing.1, name, MAX_PORTALS)
+        || over_budget(&st.portals, name, Portal::weight)
 }
 
 /// The rule named when the audit store cannot take a statement's record.
@@ -818,8 +844,11 @@ fn on_bind(
             "bind of a portal past the session's limit",
             PORTAL_LIMIT,
         );
-        let detail =
-            format!("the session holds {MAX_PORTALS} portals: close some, or end the transaction");
+        let detail = format!(
+            "the session holds {MAX_PORTALS} portals, or {} MiB of them: close some, or end \
+                 the transaction",
+            MAX_HELD_BYTES >> 20
+        );
         deny_statement(ctx, meta, shared, (PORTAL_LIMIT, &detail), audit, out, true);
         return;
     }
@@ -1028,6 +1057,26 @@ fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Past the byte budget a new named entry is refused; a name held already, the unnamed
+    /// one, and a session holding few entries are not weighed.
+    #[test]
+    fn the_byte_budget_bounds_named_entries() {
+        let each = MAX_HELD_BYTES / WEIGH_FROM;
+        let held = |n: usize, w: usize| -> std::collections::HashMap<String, usize> {
+            (0..n).map(|i| (format!("s{i}"), w)).collect()
+        };
+        let weight = |w: &usize| *w;
+        assert!(over_budget(&held(WEIGH_FROM, each), "new", weight));
+        assert!(!over_budget(&held(WEIGH_FROM, each - 1), "new", weight));
+        assert!(!over_budget(&held(WEIGH_FROM, each), "s1", weight));
+        assert!(!over_budget(&held(WEIGH_FROM, each), "", weight));
+        assert!(!over_budget(
+            &held(WEIGH_FROM - 1, MAX_HELD_BYTES),
+            "new",
+            weight
+        ));
+    }
 
     fn fitted(name: &str) -> Result<String, String> {
         fitted_on(name, true)

@@ -151,6 +151,14 @@ impl Tally {
     }
 }
 
+impl Portal {
+    /// Bytes it holds, roughly (for the session's budget).
+    pub fn weight(&self) -> usize {
+        let columns = self.columns.as_ref().map_or(0, |c| c.len() * COLUMN_WEIGHT);
+        std::mem::size_of::<Self>() + self.statement.len() + self.formats.len() * 2 + columns
+    }
+}
+
 /// What a prepared statement is, learned at Parse (policy) and Describe (columns).
 #[derive(Debug, Clone)]
 pub struct Prepared {
@@ -183,7 +191,22 @@ pub struct Decided {
     pub statements: Arc<[crate::postgres::sql::Classified]>,
 }
 
+/// Bytes a described column costs, roughly: its description, and its part of a plan or of a
+/// portal's columns.
+const COLUMN_WEIGHT: usize = 192;
+
 impl Prepared {
+    /// Bytes it holds, roughly (for the session's budget).
+    pub fn weight(&self) -> usize {
+        let text = self.decided.as_ref().map_or(0, |d| d.text.len());
+        let fields = self.fields.as_ref().map_or(0, |f| {
+            f.iter()
+                .map(|f| COLUMN_WEIGHT + f.name.len())
+                .sum::<usize>()
+        });
+        std::mem::size_of::<Self>() + self.audit.text.len() + text + fields
+    }
+
     /// The columns its portals return, as its Describe told them: `None` when not described,
     /// or when it runs what a name holds (`FETCH`, `EXECUTE`): PostgreSQL describes such a
     /// statement once, but a portal bound to it later takes its rows' shape from what the name
