@@ -2901,19 +2901,26 @@ fn a_reload_applies_to_statements_already_prepared() {
                 {"signal": ready.to_string_lossy(), "wait": go.to_string_lossy()},
                 {"send": [["B", "", "s"], ["E", ""], ["S"]]},
                 {"until": "Z"},
+                // Denied again, without being decided again.
+                {"send": [["B", "", "s"], ["E", ""], ["S"]]},
+                {"until": "Z"},
             ]),
         )
     });
-    assert_eq!(out.sqlstates_from(0), ["42501"], "{out}");
+    assert_eq!(out.sqlstates_from(0), ["42501", "42501"], "{out}");
     assert_eq!(out.rows_from(0).len(), 1, "{out}");
     assert_eq!(out.end(), "open", "{out}");
-    let session = f.statements_of(out.pid(), 2);
+    let session = f.statements_of(out.pid(), 3);
     let got: Vec<_> = statements(&session).iter().map(verdict).collect();
     assert_eq!(
         got.iter()
             .map(|(_, d, r)| (d.as_str(), r.as_str()))
             .collect::<Vec<_>>(),
-        [("allow", policy::READS), ("deny", "default-deny")],
+        [
+            ("allow", policy::READS),
+            ("deny", "default-deny"),
+            ("deny", "default-deny")
+        ],
         "{session:#}"
     );
 }

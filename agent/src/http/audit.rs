@@ -208,6 +208,8 @@ pub struct Exchange {
     slot: Option<Slot>,
     /// The request body's `_method` verdict, when its body is watched: the record waits for it.
     body: Option<Verdict>,
+    /// What happened without failing the exchange ([`Self::note`]).
+    notes: Vec<String>,
 }
 
 impl Exchange {
@@ -241,6 +243,7 @@ impl Exchange {
             recorder,
             slot: None,
             body: None,
+            notes: Vec::new(),
         }
     }
 
@@ -307,6 +310,12 @@ impl Exchange {
         if self.rec.error.is_none() {
             self.rec.error = Some(e.into());
         }
+    }
+
+    /// Records something that happened without failing the exchange: written after the
+    /// error, if any (joined with `; `), so that it never hides why an exchange failed.
+    pub fn note(&mut self, n: String) {
+        self.notes.push(n);
     }
 
     /// Sends `resp` to the client: the record is written when its body ends.
@@ -398,6 +407,13 @@ impl Exchange {
 
     /// Sends the record, in `slot` if any (the exchange is over: dropped next).
     fn send(&mut self, slot: Option<Slot>) {
+        if !self.notes.is_empty() {
+            let notes = std::mem::take(&mut self.notes).join("; ");
+            self.rec.error = Some(match self.rec.error.take() {
+                Some(e) => format!("{e}; {notes}"),
+                None => notes,
+            });
+        }
         self.rec.bytes_up = self.tap.bytes.load(Ordering::Relaxed);
         self.rec.body = self.recorded_body();
         debug!(

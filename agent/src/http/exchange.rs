@@ -249,6 +249,19 @@ impl Session {
             }
         };
 
+        // Before anything else answers with these headers, a 101 included.
+        if let Some(cred) = &target.credential {
+            let scrubbed = echo::scrub(resp.headers_mut(), &echo::spellings(cred));
+            if scrubbed > 0 {
+                debug!(
+                    seq,
+                    scrubbed, "the upstream echoed the credential in response headers"
+                );
+                x.note(format!(
+                    "the upstream echoed the credential in {scrubbed} response header value(s): redacted"
+                ));
+            }
+        }
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(client) = on_upgrade else {
                 x.error("upstream switched protocols without an upgrade request");
@@ -259,18 +272,6 @@ impl Session {
             return x.respond(resp.map(|_| empty()));
         }
         request::strip_hop_by_hop(resp.headers_mut(), false);
-        if let Some(cred) = &target.credential {
-            let scrubbed = echo::scrub(resp.headers_mut(), &echo::spellings(cred));
-            if scrubbed > 0 {
-                debug!(
-                    seq,
-                    scrubbed, "the upstream echoed the credential in response headers"
-                );
-                x.error(format!(
-                    "the upstream echoed the credential in {scrubbed} response header value(s): redacted"
-                ));
-            }
-        }
         if resp
             .headers()
             .get_all(hyper::header::WWW_AUTHENTICATE)

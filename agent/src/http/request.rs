@@ -269,17 +269,20 @@ fn set_secret(h: &mut HeaderMap, name: HeaderName, value: &[u8]) -> Result<(), P
     Ok(())
 }
 
-/// The raw query without the parameters whose decoded name is `name`.
-/// `query` without parameter `name` under any spelling an upstream may read as it
-/// ([`same_param_name`]: `API_KEY`, `api.key`, `api_key[]` are `api_key` to PHP or ASP.NET).
+/// The raw query without parameter `name` under any spelling an upstream may read as it
+/// ([`same_param_name`]: `API_KEY`, `api.key`, `api_key[]` are `api_key` to PHP or ASP.NET),
+/// nor a `&`-separated piece that holds it after a `;` (`x=1;api_key=…` is two parameters to
+/// servers that also split at `;`).
 fn without_param(query: Option<&str>, name: &str) -> String {
     query
         .unwrap_or_default()
         .split('&')
         .filter(|p| !p.is_empty())
         .filter(|p| {
-            let k = decode_query_component(p.split_once('=').map_or(*p, |(k, _)| k));
-            !same_param_name(&k, name)
+            !p.split(';').any(|piece| {
+                let k = decode_query_component(piece.split_once('=').map_or(piece, |(k, _)| k));
+                same_param_name(&k, name)
+            })
         })
         .collect::<Vec<_>>()
         .join("&")
@@ -572,7 +575,8 @@ pub(crate) mod tests {
         for (i, (cred, strip, check)) in cases.into_iter().enumerate() {
             let t = target(cred, strip);
             let mut p = with_auth(
-                "/x?a=1&api_key=client&b=2&api%5Fkey=again&API_KEY=case&api.key=dot&api_key[]=arr",
+                "/x?a=1&api_key=client&b=2&api%5Fkey=again&API_KEY=case&api.key=dot&api_key[]=arr\
+                 &x=1;api_key=semi",
             );
             credentials(&mut p, &t).unwrap_or_else(|e| panic!("case {i}: {e}"));
             check(&p);
@@ -608,6 +612,8 @@ pub(crate) mod tests {
             ("te", "gzip, trailers"),
             ("transfer-encoding", "chunked"),
             ("upgrade", "websocket"),
+            // Not named in `Connection`: dropped all the same.
+            ("http2-settings", "AAMAAABkAAQAAP__"),
             ("x-end", "kept"),
         ] {
             h.append(n, HeaderValue::from_static(v));
@@ -621,7 +627,7 @@ pub(crate) mod tests {
         strip_hop_by_hop(&mut up, true);
         assert_eq!(up["upgrade"], "websocket");
         assert_eq!(up["connection"], "upgrade");
-        assert!(!up.contains_key("x-hop"));
+        assert!(!up.contains_key("x-hop") && !up.contains_key("http2-settings"));
     }
 
     #[test]

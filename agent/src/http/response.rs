@@ -253,6 +253,10 @@ fn masked(
             Masked::Refuse(NOT_TEXT)
         };
     };
+    // Nothing to mask (`res.status(201).json()`, a DELETE's answer): not JSON, and fine.
+    if text.trim().is_empty() {
+        return Masked::Send(original(head, raw));
+    }
     // No masker (no masking section): an empty one detects nothing.
     let none = Masker::default();
     let masker = target.masker.as_ref().unwrap_or(&none);
@@ -736,6 +740,13 @@ mod tests {
         .unwrap();
         assert!(matches!(got, Masked::Refuse(NOT_JSON)));
         // Let through as text under `pass`, and where no key rule applies.
+        // An empty body has nothing to mask.
+        for empty in ["", " \r\n"] {
+            let resp = response(&[("content-type", "application/json")], empty.into());
+            let t = Arc::new(keyed.clone());
+            let got = mask(resp, Kind::Json, Coding::Identity, &t, &mut counts).await;
+            assert_eq!(sent(got.unwrap()).await.1, empty.as_bytes());
+        }
         let mut passing = keyed.clone();
         passing.unmaskable = Unmaskable::Pass;
         let mut unkeyed = keyed;

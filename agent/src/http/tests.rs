@@ -259,7 +259,9 @@ async fn upstream_handler(
         "/ws" => {
             let on = hyper::upgrade::on(&mut req);
             tokio::spawn(async move {
-                let mut io = TokioIo::new(on.await.unwrap());
+                // No upgrade came with the request: nothing to echo.
+                let Ok(up) = on.await else { return };
+                let mut io = TokioIo::new(up);
                 let mut buf = [0u8; 4];
                 io.read_exact(&mut buf).await.unwrap();
                 io.write_all(&buf).await.unwrap();
@@ -701,8 +703,9 @@ async fn a_trace_to_a_target_with_a_credential_is_refused() {
     );
 }
 
-/// A request asking for another protocol than WebSocket (`h2c`) goes as a plain request: an
-/// upstream that switches anyway gets no tunnel, and the client a 502.
+/// A request asking for another protocol than WebSocket (`h2c`) is no upgrade: an upstream
+/// that switches anyway (this one always does) gets no tunnel, and the client a 502. (That its
+/// `Upgrade` is dropped is `request`'s unit test.)
 #[tokio::test]
 async fn only_websocket_upgrades_are_spliced() {
     let h = harness(false).await;

@@ -52,7 +52,18 @@ pub fn is_own(fields: &[(u8, String)]) -> bool {
         get(b'C'),
         Some(super::deny::SQLSTATE_DENIED | super::deny::SQLSTATE_REFUSED)
     ) && get(b'M').is_some_and(|m| m.starts_with(super::deny::MESSAGE_PREFIX))
-        && get(b'W') == Some(OWN_CONTEXT)
+        && get(b'W').is_some_and(is_own_context)
+}
+
+/// The context of an anonymous block's RAISE on its line 1, in any language the server speaks
+/// (`lc_messages` translates the words around the name): a function of that name shows its
+/// argument list (`inline_code_block()`).
+fn is_own_context(w: &str) -> bool {
+    w == OWN_CONTEXT
+        || (w.contains("inline_code_block ")
+            && !w.contains("inline_code_block(")
+            && !w.contains('\n')
+            && w.contains(" 1 "))
 }
 
 /// Masks the free text of an error's or notice's `fields` in place (see the module's
@@ -236,6 +247,10 @@ mod tests {
         let mut from_function = fields(&own);
         from_function[2].1 = "PL/pgSQL function inline_code_block() line 3 at RAISE".into();
         assert!(!is_own(&from_function));
+        // The server's messages in another language.
+        let mut german = fields(&own);
+        german[2].1 = "PL/pgSQL-Funktion inline_code_block Zeile 1 bei RAISE".into();
+        assert!(is_own(&german));
         let mut other_state = fields(&own);
         other_state[0].1 = "P0001".into();
         assert!(!is_own(&other_state));

@@ -573,6 +573,7 @@ async fn on_parse<W: AsyncWrite + Unpin>(
                     policy: checked.policy,
                     text: p.query.as_str().into(),
                     statements: checked.statements.clone(),
+                    denial: None,
                 })),
             };
             let name = p.name.clone();
@@ -792,41 +793,49 @@ fn decided_again(
         let st = shared.lock();
         let p = st.prepared.get(statement)?;
         let decided = p.decided.clone()?;
-        if decided.policy == state.generation {
-            return None;
-        }
         (decided, p.audit.clone())
     };
-    // Outside the lock: a rule's regex reads the whole text.
-    let d = check::decide_again(&state, meta, &decided.text, &decided.statements);
-    let audit = StmtAudit {
-        decision: d.label().to_owned(),
-        rule: d.rule.clone(),
-        ..(*audit).clone()
+    let denied = |rule: String, seq: u32| {
+        let audit = StmtAudit {
+            seq,
+            decision: "deny".into(),
+            rule: rule.clone(),
+            ..(*audit).clone()
+        };
+        Some((rule, audit))
     };
-    if d.permits() {
+    if decided.policy == state.generation {
+        let rule = decided.denial.clone()?;
+        return denied(rule, shared.lock().seq());
+    }
+    // Outside the lock: a rule's regex reads the whole text (once per reload).
+    let d = check::decide_again(&state, meta, &decided.text, &decided.statements);
+    let denial = (!d.permits()).then(|| d.rule.clone());
+    {
         let mut st = shared.lock();
         if let Some(p) = st.prepared.get_mut(statement)
             && p.decided
                 .as_ref()
                 .is_some_and(|now| std::sync::Arc::ptr_eq(now, &decided))
         {
-            p.audit = std::sync::Arc::new(audit);
+            if denial.is_none() {
+                p.audit = std::sync::Arc::new(StmtAudit {
+                    decision: d.label().to_owned(),
+                    rule: d.rule.clone(),
+                    ..(*audit).clone()
+                });
+            }
             p.decided = Some(std::sync::Arc::new(Decided {
                 policy: state.generation,
                 text: decided.text.clone(),
                 statements: decided.statements.clone(),
+                denial: denial.clone(),
             }));
         }
-        return None;
     }
-    debug!(target = %meta.target, rule = %d.rule, "prepared statement denied after a policy reload");
-    let audit = StmtAudit {
-        seq: shared.lock().seq(),
-        decision: "deny".into(),
-        ..audit
-    };
-    Some((d.rule, audit))
+    let rule = denial?;
+    debug!(target = %meta.target, %rule, "prepared statement denied after a policy reload");
+    denied(rule, shared.lock().seq())
 }
 
 fn on_bind(

@@ -189,21 +189,21 @@ pub struct Decided {
     pub text: Arc<str>,
     /// Its statements, classified.
     pub statements: Arc<[crate::postgres::sql::Classified]>,
+    /// The rule that denies it under that policy (decided again after a reload, and denied):
+    /// each later Bind is refused at once, not decided once more.
+    pub denial: Option<String>,
 }
 
-/// Bytes a described column costs, roughly: its description, and its part of a plan or of a
-/// portal's columns.
+/// Bytes a described column costs, roughly: its description (a name up to 63 bytes), and its
+/// part of a plan or of a portal's columns.
 const COLUMN_WEIGHT: usize = 192;
 
 impl Prepared {
     /// Bytes it holds, roughly (for the session's budget).
     pub fn weight(&self) -> usize {
         let text = self.decided.as_ref().map_or(0, |d| d.text.len());
-        let fields = self.fields.as_ref().map_or(0, |f| {
-            f.iter()
-                .map(|f| COLUMN_WEIGHT + f.name.len())
-                .sum::<usize>()
-        });
+        // By count only: the budget is weighed under the session's lock.
+        let fields = self.fields.as_ref().map_or(0, |f| f.len() * COLUMN_WEIGHT);
         std::mem::size_of::<Self>() + self.audit.text.len() + text + fields
     }
 
