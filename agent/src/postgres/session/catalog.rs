@@ -45,7 +45,7 @@ impl Catalog {
 /// message). The session cannot go on without it (an alias would hide a masked column): the
 /// caller refuses it on an error. The query runs in a transaction of its own with the timeouts
 /// a client's startup parameters may have set turned off (`statement_timeout=1` would otherwise
-/// make it fail at will) and `search_path` at `pg_catalog` alone (a `~~*` of the client's own
+/// make it fail at will; `transaction_timeout` too, on PostgreSQL 17 and later, where it exists) and `search_path` at `pg_catalog` alone (a `~~*` of the client's own
 /// schema searched first would be its `ILIKE`), and leaves the session as it found it.
 pub async fn load(
     server: &mut BoxStream,
@@ -103,6 +103,8 @@ pub fn catalog_sql(rules: &[ColumnRule]) -> String {
     format!(
         "BEGIN; SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0; \
          SET LOCAL search_path = pg_catalog; \
+         SELECT pg_catalog.set_config(name, '0', true) FROM pg_catalog.pg_settings \
+         WHERE name = 'transaction_timeout'; \
          SELECT a.attrelid::int8, a.attnum, a.attname, c.relname \
          FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
          WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r','p','v','m','f') \
