@@ -241,7 +241,7 @@ http {{
     scgi_temp_path {d}/tmp/scgi;
     types {{ text/plain txt; application/json json; }}
     default_type application/octet-stream;
-    log_format tg '$remote_addr:$remote_port "$request" $status proto=$server_protocol port=$server_port https=$https gzip=$gzip_ratio sent=$body_bytes_sent';
+    log_format tg '$remote_addr:$remote_port "$request" $status proto=$server_protocol port=$server_port https=$https gzip=$gzip_ratio sent=$body_bytes_sent auth="$http_authorization"';
     access_log {d}/logs/access.log tg;
     keepalive_timeout 30;
     server {{

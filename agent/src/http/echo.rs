@@ -2,8 +2,9 @@
 //! that keeps the query (`Location: /dir/?api_key=…`, as Apache's `DirectorySlash` and Django's
 //! `APPEND_SLASH` keep it), a pagination `Link`, a debugging header. The task must never hold
 //! the credential, so every spelling of it is redacted from the response headers before they
-//! reach it. (A `TRACE` answer, which echoes the request whole, is refused outright by the
-//! exchange; a response body that echoes the credential is not scanned, see the README.)
+//! reach it; so is a body tollgate buffers to mask ([`scrub_text`], from `response`). (A
+//! `TRACE` answer, which echoes the request whole, is refused outright by the exchange; a body
+//! that is not masked is not scanned, see the README.)
 use base64::Engine as _;
 use hyper::{HeaderMap, header::HeaderValue};
 use memchr::memmem;
@@ -42,6 +43,25 @@ pub fn spellings(cred: &HttpCredential) -> Vec<Vec<u8>> {
     // Longest first: a spelling inside another is redacted with it.
     out.sort_by_key(|s| std::cmp::Reverse(s.len()));
     out
+}
+
+/// `text` with every spelling redacted, and how many there were; `None` when there were none.
+pub fn scrub_text(text: &str, spellings: &[Vec<u8>]) -> Option<(String, u64)> {
+    let mut out: Option<String> = None;
+    let mut found = 0;
+    for s in spellings {
+        // Spellings are visible ASCII or percent- or base64-encoded: valid UTF-8.
+        let Ok(s) = std::str::from_utf8(s) else {
+            continue;
+        };
+        let current = out.as_deref().unwrap_or(text);
+        let n = current.matches(s).count();
+        if n > 0 {
+            found += n as u64;
+            out = Some(current.replace(s, REDACTED));
+        }
+    }
+    out.map(|o| (o, found))
 }
 
 /// Redacts every spelling in `h`'s values; how many values changed.
@@ -118,6 +138,19 @@ mod tests {
         assert_eq!(scrub(&mut h, &spellings(&basic)), 2);
         assert_eq!(h["x-echo"], format!("Basic {REDACTED}"));
         assert_eq!(h["x-pass"], format!("pw={REDACTED}"));
+    }
+
+    #[test]
+    fn bodies_are_scrubbed_too() {
+        let bearer = HttpCredential::Bearer(secret("tok-3f9a-long"));
+        let body = "{\"headers\": {\"Authorization\": \"Bearer tok-3f9a-long\"}, \"n\": 1}";
+        let (out, n) = scrub_text(body, &spellings(&bearer)).unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(
+            out,
+            format!("{{\"headers\": {{\"Authorization\": \"Bearer {REDACTED}\"}}, \"n\": 1}}")
+        );
+        assert_eq!(scrub_text("nothing here", &spellings(&bearer)), None);
     }
 
     #[test]

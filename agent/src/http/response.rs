@@ -60,6 +60,8 @@ pub const NOT_TEXT: &str = "response body is not UTF-8 text";
 /// (`unmaskable = "refuse"`): its keys cannot be found, and the detectors alone would not mask
 /// what they select.
 pub const NOT_JSON: &str = "JSON response body does not parse: its key rules cannot apply";
+/// The count label of the target's credential found in a masked body (see `echo`).
+pub const CREDENTIAL_ECHO: &str = "credential-echo";
 /// Why a partial response is refused on a masking target: a range can cut a value out of the
 /// context that lets it be recognised (a card number without its JSON key, split across two
 /// ranges), so tollgate drops the request's `Range`; a `206` means the upstream honoured some
@@ -269,6 +271,23 @@ fn masked(
             Err(_) => masker.mask_text(text, counts),
         },
         Kind::Text => masker.mask_text(text, counts),
+    };
+    // A body that echoes the request (a debugging endpoint) would hand the task the
+    // credential: every spelling of it is redacted, and counted.
+    let masked = match target.credential.as_ref().and_then(|c| {
+        super::echo::scrub_text(
+            masked.as_deref().unwrap_or(text),
+            &super::echo::spellings(c),
+        )
+    }) {
+        Some((scrubbed, n)) => {
+            *counts
+                .by_detector
+                .entry(CREDENTIAL_ECHO.into())
+                .or_default() += n;
+            Some(scrubbed)
+        }
+        None => masked,
     };
     let Some(masked) = masked else {
         return Masked::Send(original(head, raw));

@@ -178,6 +178,8 @@ struct Seen {
     requests: AtomicUsize,
     /// Bodies of `/forms/...` requests read to their end.
     whole_forms: AtomicUsize,
+    /// The `Authorization` of each `/echo` request.
+    echo_auth: std::sync::Mutex<Vec<String>>,
 }
 
 async fn upstream_handler(
@@ -204,6 +206,7 @@ async fn upstream_handler(
                     .get(n)
                     .map_or("-".to_owned(), |v| v.to_str().unwrap().to_owned())
             };
+            crate::sync::lock(&seen.echo_auth).push(h("authorization"));
             let text = format!(
                 "auth={} proxy-auth={} host={} query={} accept-encoding={}",
                 h("authorization"),
@@ -436,12 +439,16 @@ async fn requests_are_decided_forwarded_masked_and_audited_over_one_connection()
     )
     .await;
     assert_eq!(
-        body,
-        format!(
-            "auth=Bearer {TOKEN} proxy-auth=- host=api.example:8080 query=x=1&y=2 accept-encoding=gzip"
-        )
+        crate::sync::lock(&h.seen.echo_auth)
+            .last()
+            .map(String::as_str),
+        Some(format!("Bearer {TOKEN}").as_str())
     );
-    // Echoed in a response header, it is redacted (a body is not scanned: see `echo`).
+    // Echoed back, it is redacted: in the body (a masking target's), and in a header.
+    assert_eq!(
+        body,
+        "auth=Bearer [REDACTED] proxy-auth=- host=api.example:8080 query=x=1&y=2 accept-encoding=gzip"
+    );
     assert_eq!(headers["x-echo-auth"], "/next?auth=Bearer [REDACTED]");
 
     // Denied: 403 JSON naming the rule, never forwarded.
