@@ -25,7 +25,8 @@ use crate::{
     tls::{self, ALPN_H2, ALPN_HTTP1, LocalCa, ServerOptions},
 };
 
-/// Longest wait for the client's ClientHello.
+/// Longest wait for the client's ClientHello; and, apart, for the rest of its handshake (a
+/// client that stalls there would hold its connection slot, which every workload shares).
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Any client stream.
@@ -101,9 +102,16 @@ pub async fn accept(
                     alpn: vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()],
                 },
             )?;
-            let stream = tokio_rustls::TlsAcceptor::from(config)
-                .accept(Counted::new(client, counters))
+            let accept =
+                tokio_rustls::TlsAcceptor::from(config).accept(Counted::new(client, counters));
+            let stream = tokio::time::timeout(HELLO_TIMEOUT, accept)
                 .await
+                .map_err(|_| {
+                    ClientTlsError::Handshake(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the client did not finish its handshake in time",
+                    ))
+                })?
                 .map_err(ClientTlsError::Handshake)?;
             let h2 = stream.get_ref().1.alpn_protocol() == Some(ALPN_H2);
             let alpn = if h2 {

@@ -366,9 +366,12 @@ impl Upstream {
                 let name = self.tls_name(t, host);
                 let server_name = ServerName::try_from(name.clone())
                     .map_err(|e| UpstreamError::Tls(format!("server name {name:?}: {e}")))?;
-                let stream = tokio_rustls::TlsConnector::from(t.config.clone())
-                    .connect(server_name, tcp)
+                let connect =
+                    tokio_rustls::TlsConnector::from(t.config.clone()).connect(server_name, tcp);
+                // A server that takes the connection and then stalls would hold the request.
+                let stream = tokio::time::timeout(super::tls::HELLO_TIMEOUT, connect)
                     .await
+                    .map_err(|_| UpstreamError::Tls(format!("{name}: handshake timed out")))?
                     .map_err(|e| UpstreamError::Tls(format!("{name}: {e}")))?;
                 let h2 = stream.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2);
                 self.http(stream, h2).await

@@ -107,20 +107,30 @@ impl Check<'_, '_> {
             Some(list) if tls == HttpTls::Terminate => self.sni_globs(list),
             _ => Vec::new(),
         };
-        if let Some(cred) = &d.credential
-            && tls.upstream_tls()
-            && d.server_name.is_none()
-        {
-            // Verified for the client's SNI or Host otherwise: on an address shared by many
-            // sites (a CDN), the task could have the credential sent to any of them.
-            self.fail::<()>(
-                cred.span(),
-                format!(
-                    "a credential with tls = \"{tls}\" needs server_name: the name the server \
-                     must prove, so that the credential goes to that server only (not to any \
-                     host the task names on the same address)"
-                ),
-            );
+        // Verified for the client's SNI or Host otherwise: on an address shared by many sites
+        // (a CDN, an ingress routing by SNI), the task could have tollgate's credential or
+        // client certificate presented to any of them.
+        let identities = [
+            ("a credential", d.credential.as_ref().map(Spanned::span)),
+            (
+                "a client certificate",
+                d.client_cert_file.as_ref().map(Spanned::span),
+            ),
+        ];
+        for (what, span) in identities {
+            if let Some(span) = span
+                && tls.upstream_tls()
+                && d.server_name.is_none()
+            {
+                self.fail::<()>(
+                    span,
+                    format!(
+                        "{what} with tls = \"{tls}\" needs server_name: the name the server \
+                         must prove, so that it goes to that server only (not to any host the \
+                         task names on the same address)"
+                    ),
+                );
+            }
         }
         let credential = d.credential.and_then(|c| self.http_credential(c));
         let max_request_header = self.size(

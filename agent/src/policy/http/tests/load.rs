@@ -370,21 +370,25 @@ fn error_locations() {
         (
             api(
                 "originate",
-                &format!("client_cert_file = \"{}\"\n", cert.display()),
+                &format!(
+                    "server_name = \"api.internal\"\nclient_cert_file = \"{}\"\n",
+                    cert.display()
+                ),
             ),
-            (12, 20),
+            (13, 20),
             "client_cert_file and client_key_file go together",
         ),
         (
             api(
                 "originate",
                 &format!(
-                    "client_cert_file = \"{}\"\nclient_key_file = \"{}\"\n",
+                    "server_name = \"api.internal\"\nclient_cert_file = \"{}\"\n\
+                     client_key_file = \"{}\"\n",
                     cert.display(),
                     open_key.display()
                 ),
             ),
-            (13, 19),
+            (14, 19),
             "(mode 0640): chmod 600",
         ),
         (t("tls = \"none\"\n"), (12, 1), "duplicate key `tls`"),
@@ -817,6 +821,21 @@ fn a_credential_over_tls_needs_server_name() {
             "{tls}: {errs:?}"
         );
     }
+    // A client certificate is tollgate's identity too.
+    let dir = tempfile::tempdir().unwrap();
+    let cert = secret_file(dir.path(), "c.crt", "-----BEGIN CERTIFICATE-----", 0o644);
+    let key = secret_file(dir.path(), "c.key", "-----BEGIN PRIVATE KEY-----", 0o600);
+    let mtls = format!(
+        "client_cert_file = \"{}\"\nclient_key_file = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    let errs = errors_of(&api("originate", &mtls));
+    assert!(
+        errs.iter()
+            .any(|e| e.to_string().contains("a client certificate")),
+        "{errs:?}"
+    );
     policy(&api(
         "none",
         "credential = { bearer_env = \"API_TOKEN\" }\n",
