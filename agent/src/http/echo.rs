@@ -74,8 +74,13 @@ pub fn scrub(h: &mut HeaderMap, spellings: &[Vec<u8>]) -> usize {
         let mut bytes = value.as_bytes().to_vec();
         let mut hit = false;
         for s in spellings {
-            while let Some(at) = memmem::find(&bytes, s) {
+            // Searched on past each replacement: a secret inside `[REDACTED]` would otherwise
+            // be found in it again, for ever.
+            let mut from = 0;
+            while let Some(at) = memmem::find(&bytes[from..], s) {
+                let at = from + at;
                 bytes.splice(at..at + s.len(), REDACTED.bytes());
+                from = at + REDACTED.len();
                 hit = true;
             }
         }
@@ -151,6 +156,15 @@ mod tests {
             format!("{{\"headers\": {{\"Authorization\": \"Bearer {REDACTED}\"}}, \"n\": 1}}")
         );
         assert_eq!(scrub_text("nothing here", &spellings(&bearer)), None);
+    }
+
+    #[test]
+    fn a_secret_inside_the_mark_is_replaced_once() {
+        let cred = HttpCredential::Bearer(secret("REDACTED"));
+        let mut h = HeaderMap::new();
+        h.insert("x", HeaderValue::from_static("a REDACTED b REDACTED"));
+        assert_eq!(scrub(&mut h, &spellings(&cred)), 1);
+        assert_eq!(h["x"], format!("a {REDACTED} b {REDACTED}"));
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use super::request::Facts;
 use crate::{
-    policy::{Decision, RequestDecision, Verdict, request_readings, shown},
+    policy::{Decision, RequestDecision, Verdict, request_readings, shown_line},
     proxy::{
         Context,
         approval::{ApprovalOutcome, ApprovalRequest},
@@ -81,14 +81,11 @@ impl Gate for LiveGate {
 /// printable ASCII percent-encoded (a header path may hold spaces or bidi controls that would
 /// show the approver something else). Never query values nor headers: they may hold secrets.
 pub fn approval_summary(facts: &Facts) -> String {
-    let line = |method: &str, host: &str, path: &str| {
-        format!("{} {}{}", shown(method), shown(host), shown(path))
-    };
-    let mut s = line(&facts.method, &facts.audit_host(), &facts.audit_path());
+    let mut s = shown_line(&facts.method, &facts.audit_host(), &facts.audit_path());
     if let Ok(readings) = request_readings(&facts.as_policy()) {
         let mut others: Vec<String> = Vec::new();
         for r in readings.iter().skip(1) {
-            let l = line(r.method, &r.host, &r.path);
+            let l = shown_line(r.method, &r.host, &r.path);
             if l != s && !others.contains(&l) {
                 others.push(l);
             }

@@ -402,7 +402,7 @@ impl<'m> Scan<'_, 'm> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::masking::{Detector, DetectorRule, MaskingConfig, Style};
+    use crate::masking::{Detector, Style};
 
     fn keys(patterns: &[&str]) -> Vec<JsonKey> {
         patterns
@@ -412,14 +412,7 @@ mod tests {
     }
 
     fn card_masker() -> Masker {
-        Masker::new(
-            &MaskingConfig {
-                columns: vec![],
-                detectors: vec![DetectorRule::new(Detector::Card, Style::Last4)],
-            },
-            None,
-        )
-        .unwrap()
+        Masker::detecting(Detector::Card, Style::Last4)
     }
 
     fn run(body: &str, k: &[JsonKey], m: &Masker) -> (String, MaskCounts) {

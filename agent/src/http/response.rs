@@ -314,23 +314,14 @@ mod tests {
     use super::*;
     use crate::{
         http::request::tests::target,
-        masking::{Detector, DetectorRule, Masker, MaskingConfig, Style},
+        masking::{Detector, Masker, Style},
         offload::first_poll_ends,
         policy::JsonKey,
     };
 
     pub(crate) fn masking_target() -> HttpTarget {
         let mut t = target(None, true);
-        t.masker = Some(
-            Masker::new(
-                &MaskingConfig {
-                    columns: vec![],
-                    detectors: vec![DetectorRule::new(Detector::Card, Style::Last4)],
-                },
-                None,
-            )
-            .unwrap(),
-        );
+        t.masker = Some(Masker::detecting(Detector::Card, Style::Last4));
         t.max_body_buffer = 100;
         t
     }
@@ -543,6 +534,21 @@ mod tests {
         r
     }
 
+    /// `body` of type `ct` from the upstream, masked as `kind` for target `t`.
+    async fn mask_as(
+        t: &HttpTarget,
+        ct: &'static str,
+        body: impl Into<Vec<u8>>,
+        kind: Kind,
+        coding: Coding,
+        counts: &mut MaskCounts,
+    ) -> Masked {
+        let resp = response(&[("content-type", ct)], body.into());
+        mask(resp, kind, coding, &Arc::new(t.clone()), counts)
+            .await
+            .unwrap()
+    }
+
     async fn sent(m: Masked) -> (HeaderMap, Vec<u8>) {
         let Masked::Send(r) = m else {
             panic!("refused")
@@ -638,16 +644,15 @@ mod tests {
         .await;
         assert_eq!(out, big, "passed unmasked");
         t.unmaskable = Unmaskable::Refuse;
-        let resp = response(&[("content-type", "text/plain")], big);
-        let m = mask(
-            resp,
+        let m = mask_as(
+            &t,
+            "text/plain",
+            big,
             Kind::Text,
             Coding::Identity,
-            &Arc::new(t.clone()),
             &mut counts,
         )
-        .await
-        .unwrap();
+        .await;
         assert!(matches!(m, Masked::Refuse(TOO_LARGE)));
     }
 
@@ -658,27 +663,25 @@ mod tests {
         let bomb = gzip(&[b'a'; 10_000]);
         assert!(bomb.len() < 100);
         let mut counts = MaskCounts::default();
-        let resp = response(&[("content-type", "text/plain")], bomb);
-        let m = mask(
-            resp,
+        let m = mask_as(
+            &t,
+            "text/plain",
+            bomb,
             Kind::Text,
             Coding::Gzip,
-            &Arc::new(t.clone()),
             &mut counts,
         )
-        .await
-        .unwrap();
+        .await;
         assert!(matches!(m, Masked::Refuse(TOO_LARGE)));
-        let resp = response(&[("content-type", "text/plain")], vec![0xff, 0xfe, 0x00]);
-        let m = mask(
-            resp,
+        let m = mask_as(
+            &t,
+            "text/plain",
+            vec![0xff, 0xfe, 0x00],
             Kind::Text,
             Coding::Identity,
-            &Arc::new(t.clone()),
             &mut counts,
         )
-        .await
-        .unwrap();
+        .await;
         assert!(matches!(m, Masked::Refuse(NOT_TEXT)));
     }
 
@@ -717,23 +720,17 @@ mod tests {
     #[tokio::test]
     async fn json_that_is_not_json_is_masked_as_text() {
         let t = masking_target();
-        let resp = response(
-            &[("content-type", "application/json")],
-            b"oops 4111111111111111".to_vec(),
-        );
         let mut counts = MaskCounts::default();
-        let (_, out) = sent(
-            mask(
-                resp,
-                Kind::Json,
-                Coding::Identity,
-                &Arc::new(t.clone()),
-                &mut counts,
-            )
-            .await
-            .unwrap(),
-        )
-        .await;
+        let body = b"oops 4111111111111111".to_vec();
+        let got = mask_as(
+            &t,
+            "application/json",
+            body,
+            Kind::Json,
+            Coding::Identity,
+            &mut counts,
+        );
+        let (_, out) = sent(got.await).await;
         assert_eq!(out, b"oops ************1111");
     }
 
@@ -747,40 +744,43 @@ mod tests {
         keyed.json_keys = vec![JsonKey::new("ssn", Style::Redact).unwrap()];
         keyed.unmaskable = Unmaskable::Refuse;
         let mut counts = MaskCounts::default();
-        let resp = response(&[("content-type", "application/json")], body.to_vec());
-        let got = mask(
-            resp,
+        let got = mask_as(
+            &keyed,
+            "application/json",
+            body.to_vec(),
             Kind::Json,
             Coding::Identity,
-            &Arc::new(keyed.clone()),
             &mut counts,
         )
-        .await
-        .unwrap();
+        .await;
         assert!(matches!(got, Masked::Refuse(NOT_JSON)));
-        // Let through as text under `pass`, and where no key rule applies.
         // An empty body has nothing to mask.
         for empty in ["", " \r\n"] {
-            let resp = response(&[("content-type", "application/json")], empty.into());
-            let t = Arc::new(keyed.clone());
-            let got = mask(resp, Kind::Json, Coding::Identity, &t, &mut counts).await;
-            assert_eq!(sent(got.unwrap()).await.1, empty.as_bytes());
+            let got = mask_as(
+                &keyed,
+                "application/json",
+                empty,
+                Kind::Json,
+                Coding::Identity,
+                &mut counts,
+            );
+            assert_eq!(sent(got.await).await.1, empty.as_bytes());
         }
+        // Let through as text under `pass`, and where no key rule applies.
         let mut passing = keyed.clone();
         passing.unmaskable = Unmaskable::Pass;
         let mut unkeyed = keyed;
         unkeyed.json_keys.clear();
         for t in [passing, unkeyed] {
-            let resp = response(&[("content-type", "application/json")], body.to_vec());
-            let got = mask(
-                resp,
+            let got = mask_as(
+                &t,
+                "application/json",
+                body.to_vec(),
                 Kind::Json,
                 Coding::Identity,
-                &Arc::new(t),
                 &mut counts,
-            )
-            .await;
-            assert_eq!(sent(got.unwrap()).await.1, body.to_vec());
+            );
+            assert_eq!(sent(got.await).await.1, body.to_vec());
         }
     }
 }

@@ -647,22 +647,23 @@ async fn http2_form_denied_by_its_method_leaves_the_connection_usable() {
     assert_eq!(rules, ["no-form-deletes", "etl-api"]);
 }
 
+/// `GET /ws` of `api.example` with `headers`, on a new HTTP/1.1 connection to the proxy.
+async fn get_ws(h: &Harness, headers: &[(&str, &str)]) -> Response<Incoming> {
+    let mut c = h1_client(h.proxy).await;
+    c.ready().await.unwrap();
+    let mut req = Request::get("/ws").header("host", "api.example");
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    c.send_request(req.body(Full::default()).unwrap())
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn websocket_upgrade_is_spliced() {
     let mut h = harness(false).await;
-    let mut c = h1_client(h.proxy).await;
-    c.ready().await.unwrap();
-    let resp = c
-        .send_request(
-            Request::get("/ws")
-                .header("host", "api.example")
-                .header("connection", "upgrade")
-                .header("upgrade", "websocket")
-                .body(Full::default())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    let resp = get_ws(&h, &[("connection", "upgrade"), ("upgrade", "websocket")]).await;
     assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
     let mut io = TokioIo::new(hyper::upgrade::on(resp).await.unwrap());
     io.write_all(b"ping").await.unwrap();
@@ -716,20 +717,15 @@ async fn a_trace_to_a_target_with_a_credential_is_refused() {
 #[tokio::test]
 async fn only_websocket_upgrades_are_spliced() {
     let h = harness(false).await;
-    let mut c = h1_client(h.proxy).await;
-    c.ready().await.unwrap();
-    let resp = c
-        .send_request(
-            Request::get("/ws")
-                .header("host", "api.example")
-                .header("connection", "Upgrade, HTTP2-Settings")
-                .header("upgrade", "h2c")
-                .header("http2-settings", "AAMAAABkAAQAAP__")
-                .body(Full::default())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    let resp = get_ws(
+        &h,
+        &[
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c"),
+            ("http2-settings", "AAMAAABkAAQAAP__"),
+        ],
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
     let recs = h.records.take();
     assert_eq!(recs.len(), 1);

@@ -236,4 +236,19 @@ fn glob(index: usize, field: &'static str, pattern: &str) -> Result<GlobMatcher,
 }
 
 #[cfg(test)]
+impl Masker {
+    /// A masker of one detector in `style` and no column rule (tests).
+    pub fn detecting(detector: Detector, style: Style) -> Self {
+        Masker::new(
+            &MaskingConfig {
+                columns: vec![],
+                detectors: vec![DetectorRule::new(detector, style)],
+            },
+            None,
+        )
+        .expect("one detector")
+    }
+}
+
+#[cfg(test)]
 mod tests;

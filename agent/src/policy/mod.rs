@@ -48,7 +48,7 @@ pub use http::{
         RequestRule, Unmaskable,
     },
     path::{decode_query_component, is_plain_host, normalize_host, normalize_path, parse_query},
-    readings::{readings as request_readings, same_header_name, same_param_name, shown},
+    readings::{readings as request_readings, same_header_name, same_param_name, shown_line},
 };
 pub use load::{load_dir, load_str};
 pub use model::{Mode, Names, Policy, Protocol, Rule, Target, Verdict, Workload};

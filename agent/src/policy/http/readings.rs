@@ -123,13 +123,16 @@ impl Reading<'_> {
             return None;
         }
         Some(format!(
-            "{} {}{} ({})",
-            shown(self.method),
-            shown(&self.host),
-            shown(&self.path),
+            "{} ({})",
+            shown_line(self.method, &self.host, &self.path),
             sources.join(", ")
         ))
     }
+}
+
+/// `METHOD hostpath`, each [`shown`]: how a request or a reading is shown to people.
+pub fn shown_line(method: &str, host: &str, path: &str) -> String {
+    format!("{} {}{}", shown(method), shown(host), shown(path))
 }
 
 /// `s` with every byte outside printable ASCII percent-encoded (as a server would read it), so

@@ -752,18 +752,9 @@ mod tests {
     /// they came.
     #[tokio::test]
     async fn a_large_row_is_masked_off_the_worker() {
-        use crate::masking::{Detector, DetectorRule, MaskingConfig, Style};
+        use crate::masking::{Detector, Style};
         let mut b = Backend::new();
-        b.masker = Arc::new(
-            Masker::new(
-                &MaskingConfig {
-                    columns: vec![],
-                    detectors: vec![DetectorRule::new(Detector::Card, Style::Last4)],
-                },
-                None,
-            )
-            .unwrap(),
-        );
+        b.masker = Arc::new(Masker::detecting(Detector::Card, Style::Last4));
         let execute = b.execute("select note from notes");
         b.shared.lock().expect.push_back(execute);
         let frame = |value: String| {
@@ -865,30 +856,14 @@ mod tests {
     /// summed over its statements, the first error, the values masked in any of them.
     #[test]
     fn a_query_of_several_statements_is_recorded_whole() {
-        use crate::masking::{Detector, DetectorRule, MaskingConfig, Style};
+        use crate::masking::{Detector, Style};
         use crate::postgres::protocol::{DataRow, FieldDescription, RowDescription};
         let mut b = Backend::new();
-        b.masker = Arc::new(
-            Masker::new(
-                &MaskingConfig {
-                    columns: vec![],
-                    detectors: vec![DetectorRule::new(Detector::Card, Style::Last4)],
-                },
-                None,
-            )
-            .unwrap(),
-        );
+        b.masker = Arc::new(Masker::detecting(Detector::Card, Style::Last4));
         let stmts =
             std::iter::once(b.allowed("select 1; select note from t; select 1/0")).collect();
         let slot = b.audit.try_hold();
-        b.shared.lock().expect.push_back(Expect::Query {
-            stmts,
-            columns: None,
-            exprs: None,
-            slot,
-            copy: None,
-            tally: Default::default(),
-        });
+        b.shared.lock().expect.push_back(Expect::query(stmts, slot));
         let rows = |n: usize| CommandComplete {
             tag: format!("SELECT {n}"),
         };
@@ -920,27 +895,11 @@ mod tests {
     /// that is not UTF-8 (FORMAT binary); each ends the session.
     #[test]
     fn unreadable_results_end_the_session_on_a_masking_target() {
-        use crate::masking::{Detector, DetectorRule, MaskingConfig, Style};
+        use crate::masking::{Detector, Style};
         use crate::postgres::protocol::{CopyData, FieldDescription, RowDescription};
         let mut b = Backend::new();
-        b.masker = Arc::new(
-            Masker::new(
-                &MaskingConfig {
-                    columns: vec![],
-                    detectors: vec![DetectorRule::new(Detector::Card, Style::Last4)],
-                },
-                None,
-            )
-            .unwrap(),
-        );
-        let query = || Expect::Query {
-            stmts: Default::default(),
-            columns: None,
-            exprs: None,
-            slot: None,
-            copy: None,
-            tally: Default::default(),
-        };
+        b.masker = Arc::new(Masker::detecting(Detector::Card, Style::Last4));
+        let query = || Expect::query(Default::default(), None);
         let description = |format: i16| RowDescription {
             fields: vec![FieldDescription {
                 format,
@@ -1049,14 +1008,10 @@ mod tests {
         let out = b.receive(note("Ada Lovelace"));
         assert!(!String::from_utf8_lossy(&out).contains("Ada"));
         // tollgate's own denial keeps its text.
-        b.shared.lock().expect.push_back(Expect::Query {
-            stmts: Default::default(),
-            columns: None,
-            exprs: None,
-            slot: None,
-            copy: None,
-            tally: Default::default(),
-        });
+        b.shared
+            .lock()
+            .expect
+            .push_back(Expect::query(Default::default(), None));
         let message = super::super::deny::denial_message("no-ddl", "");
         let own = ErrorResponse::new("ERROR", "42501", &message)
             .with(b'W', "PL/pgSQL function inline_code_block line 1 at RAISE");
@@ -1083,14 +1038,10 @@ mod tests {
 
         // A simple Query's error skips nothing either.
         let b = Backend::new();
-        b.shared.lock().expect.push_back(Expect::Query {
-            stmts: Default::default(),
-            columns: None,
-            exprs: None,
-            slot: None,
-            copy: None,
-            tally: Default::default(),
-        });
+        b.shared
+            .lock()
+            .expect
+            .push_back(Expect::query(Default::default(), None));
         b.receive(error());
         assert!(!b.shared.lock().skipping);
     }
@@ -1133,14 +1084,7 @@ mod tests {
         let execute = b.execute("select 2");
         {
             let mut st = b.shared.lock();
-            st.expect.push_back(Expect::Query {
-                stmts: [query].into(),
-                columns: None,
-                exprs: None,
-                slot,
-                copy: None,
-                tally: Default::default(),
-            });
+            st.expect.push_back(Expect::query([query].into(), slot));
             st.expect.push_back(execute);
             st.client_sync();
             st.injected_error();

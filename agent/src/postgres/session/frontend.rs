@@ -260,14 +260,7 @@ where
                     // Inside a failed batch the server discards the refusal too, unanswered.
                     continue;
                 }
-                st.expect.push_back(Expect::Query {
-                    stmts: Default::default(),
-                    columns: None,
-                    exprs: None,
-                    slot: None,
-                    copy: None,
-                    tally: Default::default(),
-                });
+                st.expect.push_back(Expect::query(Default::default(), None));
                 drop(st);
                 deny::simple(
                     deny::SQLSTATE_DENIED,
@@ -571,7 +564,8 @@ async fn on_parse<W: AsyncWrite + Unpin>(
                 names: name_effects(&checked.statements),
                 decided: Some(std::sync::Arc::new(Decided {
                     policy: checked.policy,
-                    text: p.query.as_str().into(),
+                    // Moved, not copied: the Parse is done with it.
+                    text: std::sync::Arc::new(p.query),
                     statements: checked.statements.clone(),
                     denial: None,
                 })),
@@ -723,14 +717,7 @@ fn deny_statement(
         drop(st);
         deny::extended(deny::SQLSTATE_DENIED, &message, out);
     } else if !st.skipping {
-        st.expect.push_back(Expect::Query {
-            stmts: Default::default(),
-            columns: None,
-            exprs: None,
-            slot: None,
-            copy: None,
-            tally: Default::default(),
-        });
+        st.expect.push_back(Expect::query(Default::default(), None));
         drop(st);
         deny::simple(deny::SQLSTATE_DENIED, &message, out);
     }

@@ -186,7 +186,7 @@ pub struct Decided {
     /// The generation of the policy that decided.
     pub policy: u64,
     /// The Parse's query text.
-    pub text: Arc<str>,
+    pub text: Arc<String>,
     /// Its statements, classified.
     pub statements: Arc<[crate::postgres::sql::Classified]>,
     /// The rule that denies it under that policy (decided again after a reload, and denied):
@@ -340,6 +340,20 @@ pub enum Expect {
 }
 
 impl Expect {
+    /// The results owed for a simple Query of `stmts` (its one record, written in `slot`);
+    /// no statements and no slot for tollgate's own Query (a refusal the server raises, its
+    /// record already written).
+    pub fn query(stmts: VecDeque<StmtAudit>, slot: Option<Slot>) -> Self {
+        Expect::Query {
+            stmts,
+            columns: None,
+            exprs: None,
+            slot,
+            copy: None,
+            tally: Tally::default(),
+        }
+    }
+
     /// The ParseComplete owed for the client's Parse making statement `generation`, which
     /// changed what `undo` tells.
     pub fn parse(generation: u64, undo: Option<Undo>) -> Self {
@@ -1050,14 +1064,7 @@ mod tests {
     }
 
     fn query(slot: Option<Slot>) -> Expect {
-        Expect::Query {
-            stmts: Default::default(),
-            columns: None,
-            exprs: None,
-            slot,
-            copy: None,
-            tally: Default::default(),
-        }
+        Expect::query(Default::default(), slot)
     }
 
     /// A batch whose error the server sent while the rest of the batch was still arriving: what

@@ -206,16 +206,22 @@ fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-fn run(p: &Policy, c: &Case) -> Decision {
+/// Calls `f` with the request of case `c`.
+fn with_facts<T>(c: &Case, f: impl FnOnce(&RequestFacts<'_>) -> T) -> T {
     let (query, headers) = (owned(c.query), owned(c.headers));
-    let facts = RequestFacts {
+    f(&RequestFacts {
         method: c.method,
         host: c.host,
         path: c.path,
         query: &query,
         headers: &headers,
-    };
-    p.evaluate_request(p.workload(c.workload).unwrap(), c.target, &facts)
+    })
+}
+
+fn run(p: &Policy, c: &Case) -> Decision {
+    with_facts(c, |facts| {
+        p.evaluate_request(p.workload(c.workload).unwrap(), c.target, facts)
+    })
 }
 
 #[test]
@@ -639,15 +645,9 @@ fn the_deciding_reading_is_named() {
         ),
     ];
     for (c, want) in &cases {
-        let (query, headers) = (owned(c.query), owned(c.headers));
-        let facts = RequestFacts {
-            method: c.method,
-            host: c.host,
-            path: c.path,
-            query: &query,
-            headers: &headers,
-        };
-        let d = p.decide_request(p.workload(c.workload).unwrap(), c.target, &facts);
+        let d = with_facts(c, |facts| {
+            p.decide_request(p.workload(c.workload).unwrap(), c.target, facts)
+        });
         assert_eq!(
             (
                 d.decision.verdict,
