@@ -1407,6 +1407,105 @@ action = "allow"
         assert_eq!(seen.requests.load(Ordering::SeqCst), 2);
     }
 
+    /// A client that never sends its ClientHello, and one that sends it and then stalls, are
+    /// each dropped at the deadline: either would otherwise hold a connection slot that every
+    /// workload shares. (Paused time: the deadline passes without the wait.)
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_stalls_its_handshake_is_dropped_at_the_deadline() {
+        let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let local_ca = Arc::new(LocalCa::load_or_create(dirs.0.path()).unwrap());
+        let upstream_ca = Arc::new(LocalCa::load_or_create(dirs.1.path()).unwrap());
+        let policy = tls_policy(
+            "terminate",
+            upstream_ca.cert_path(),
+            "server_name = \"upstream.test\"",
+        );
+        let target = policy.target("api").unwrap().http.clone().unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dst = l.local_addr().unwrap();
+        let hello = {
+            let mut conn = rustls::ClientConnection::new(
+                client_config(local_ca.cert_path(), ALPN_HTTP1),
+                ServerName::try_from("api.example").unwrap(),
+            )
+            .unwrap();
+            let mut bytes = Vec::new();
+            conn.write_tls(&mut bytes).unwrap();
+            bytes
+        };
+        for sends_hello in [false, true] {
+            let mut client = TcpStream::connect(dst).await.unwrap();
+            if sends_hello {
+                client.write_all(&hello).await.unwrap();
+            }
+            let (server, _) = l.accept().await.unwrap();
+            let started = tokio::time::Instant::now();
+            let accepted = tokio::time::timeout(
+                Duration::from_secs(60),
+                accept(
+                    local_ca.clone(),
+                    &target,
+                    dst,
+                    server,
+                    Arc::new(Counters::default()),
+                ),
+            )
+            .await
+            .expect("the client's handshake has a deadline");
+            match (sends_hello, accepted) {
+                (false, Err(crate::http::tls::ClientTlsError::NotTls)) => {}
+                (true, Err(crate::http::tls::ClientTlsError::Handshake(e))) => {
+                    assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+                }
+                (_, Err(e)) => panic!("hello sent: {sends_hello}: unexpected error {e}"),
+                (_, Ok(_)) => panic!("hello sent: {sends_hello}: a stalled handshake succeeded"),
+            }
+            assert!(started.elapsed() >= crate::http::tls::HELLO_TIMEOUT);
+        }
+    }
+
+    /// An upstream that takes the connection and never answers the ClientHello fails the request
+    /// at the deadline instead of holding it (and the client's connection) for ever.
+    #[tokio::test(start_paused = true)]
+    async fn an_upstream_that_stalls_its_handshake_fails_at_the_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Arc::new(LocalCa::load_or_create(dir.path()).unwrap());
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (hello_tx, mut hello_rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let n = s.read(&mut buf).await.unwrap_or(0);
+            let _ = hello_tx.send(n);
+            std::future::pending::<()>().await;
+            drop(s);
+        });
+        let connector: Connector =
+            Box::new(move || Box::pin(async move { TcpStream::connect(addr).await }));
+        let tls = UpstreamTls {
+            config: client_config(ca.cert_path(), ALPN_HTTP1),
+            name: Some("upstream.test".into()),
+        };
+        let upstream = Upstream::new(None, connector, Some(tls), None);
+        let started = tokio::time::Instant::now();
+        let ready = tokio::time::timeout(
+            Duration::from_secs(60),
+            upstream.ready("upstream.test", false),
+        )
+        .await
+        .expect("the upstream's handshake has a deadline");
+        match ready {
+            Err(e) => assert!(e.to_string().contains("handshake timed out"), "{e}"),
+            Ok(_) => panic!("a stalled upstream handshake succeeded"),
+        }
+        assert!(started.elapsed() >= crate::http::tls::HELLO_TIMEOUT);
+        assert!(
+            hello_rx.recv().await.unwrap() > 0,
+            "the upstream had a ClientHello"
+        );
+    }
+
     #[tokio::test]
     async fn originate_verifies_the_request_host() {
         let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
