@@ -1,23 +1,31 @@
 //! The client side of a session: a hyper server on the client's stream, HTTP/1.1 (keep-alive,
 //! `Expect: 100-continue`, upgrades) or HTTP/2 (chosen by ALPN when tollgate terminates TLS),
 //! each request handed to [`Session::exchange`]. A request hyper cannot parse is answered by
-//! hyper (400, 431) and recorded; the connection ends, the agent goes on.
+//! hyper (400, 431) and recorded; the connection ends, the agent goes on. An idle connection is
+//! closed after `idle`: by hyper's header read timeout on HTTP/1.1, by [`idle`](super::idle) on
+//! HTTP/2 and on a spliced WebSocket.
 use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};
 
 use hyper::{
     server::conn::{http1, http2},
     service::service_fn,
+    upgrade::{OnUpgrade, Upgraded},
 };
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::debug;
 
-use super::{audit::Exchange, exchange::Session};
+use super::{
+    audit::Exchange,
+    body::boxed,
+    exchange::Session,
+    idle::{Activity, Held, Touched},
+};
 use crate::proxy::copy::CopyEnd;
 
 /// Smallest read buffer hyper accepts for HTTP/1.1.
 const MIN_BUF: usize = 8192;
-/// How long a WebSocket splice may go on after the agent is told to stop.
+/// How long in-flight responses may go on after the connection is told to close.
 const SPLICE_GRACE: Duration = Duration::from_secs(1);
 
 /// Limits of the client side.
@@ -25,7 +33,8 @@ const SPLICE_GRACE: Duration = Duration::from_secs(1);
 pub struct Limits {
     /// Largest request head, bytes.
     pub max_request_header: usize,
-    /// Longest wait for a request head (also between keep-alive requests).
+    /// Longest wait for a request head (also between keep-alive requests); how long an HTTP/2
+    /// connection or a spliced WebSocket may stay idle.
     pub idle: Duration,
 }
 
@@ -40,11 +49,21 @@ pub async fn serve_client<IO>(
 where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
+    // HTTP/2: each stream is in flight from its request until its response body is sent.
+    let streams = h2.then(Activity::new);
     let svc = {
         let session = session.clone();
+        let streams = streams.clone();
         service_fn(move |req| {
             let s = session.clone();
-            async move { Ok::<_, Infallible>(s.exchange(req).await) }
+            let open = streams.as_ref().map(Activity::open);
+            async move {
+                let resp = s.exchange(req).await;
+                Ok::<_, Infallible>(match open {
+                    Some(open) => resp.map(|body| boxed(Held::new(body, open))),
+                    None => resp,
+                })
+            }
         })
     };
     let io = TokioIo::new(io);
@@ -57,11 +76,19 @@ where
             .keep_alive_interval(None)
             .serve_connection(io, svc);
         tokio::pin!(conn);
+        let streams = streams.unwrap_or_else(Activity::new);
         tokio::select! {
             r = conn.as_mut() => r,
             () = &mut stop => {
                 conn.as_mut().graceful_shutdown();
-                return end_after_stop(conn).await;
+                end_after_stop(conn).await;
+                return CopyEnd::Shutdown;
+            }
+            () = streams.idle_for(limits.idle) => {
+                debug!("idle http2 connection closed");
+                conn.as_mut().graceful_shutdown();
+                end_after_stop(conn).await;
+                return CopyEnd::IdleTimeout;
             }
         }
     } else {
@@ -77,7 +104,8 @@ where
             r = conn.as_mut() => r,
             () = &mut stop => {
                 conn.as_mut().graceful_shutdown();
-                return end_after_stop(conn).await;
+                end_after_stop(conn).await;
+                return CopyEnd::Shutdown;
             }
         }
     };
@@ -103,25 +131,46 @@ where
             }
         }
     };
-    // Upgraded (WebSocket) connections outlive the HTTP connection: wait for them.
-    let splices = session.take_splices();
-    if !splices.is_empty() {
-        tokio::select! {
-            _ = futures_join(splices) => {}
-            () = &mut stop => return CopyEnd::Shutdown,
-        }
+    // An upgraded (WebSocket) connection outlives the HTTP connection, which ends with the
+    // switch: splice it now.
+    match session.take_upgrade() {
+        Some((client, server)) => tokio::select! {
+            spliced = splice(client, server, limits.idle) => spliced.unwrap_or(end),
+            () = &mut stop => CopyEnd::Shutdown,
+        },
+        None => end,
     }
-    end
 }
 
-async fn futures_join(handles: Vec<tokio::task::JoinHandle<()>>) {
-    for h in handles {
-        let _ = h.await;
+/// Copies both ways between the upgraded client and upstream connections until both close
+/// (`None`), or neither moved a byte for `idle`.
+async fn splice(client: OnUpgrade, server: OnUpgrade, idle: Duration) -> Option<CopyEnd> {
+    let (client, server): (Upgraded, Upgraded) = match tokio::try_join!(client, server) {
+        Ok(pair) => pair,
+        Err(e) => {
+            debug!(error = %e, "upgrade failed");
+            return None;
+        }
+    };
+    let activity = Activity::new();
+    let mut client = Touched::new(TokioIo::new(client), activity.clone());
+    let mut server = Touched::new(TokioIo::new(server), activity.clone());
+    tokio::select! {
+        copied = tokio::io::copy_bidirectional(&mut client, &mut server) => {
+            if let Err(e) = copied {
+                debug!(error = %e, "upgraded connection ended");
+            }
+            None
+        }
+        () = activity.idle_for(idle) => {
+            debug!("idle upgraded connection closed");
+            Some(CopyEnd::IdleTimeout)
+        }
     }
 }
 
 /// After a graceful shutdown request: let in-flight responses finish, briefly.
-async fn end_after_stop<F, E>(conn: std::pin::Pin<&mut F>) -> CopyEnd
+async fn end_after_stop<F, E>(conn: std::pin::Pin<&mut F>)
 where
     F: Future<Output = Result<(), E>>,
     E: std::fmt::Display,
@@ -129,5 +178,4 @@ where
     if let Ok(Err(e)) = tokio::time::timeout(SPLICE_GRACE, conn).await {
         debug!(error = %e, "connection ended during shutdown");
     }
-    CopyEnd::Shutdown
 }

@@ -11,10 +11,8 @@ use std::{
 use hyper::{
     Request, Response, StatusCode,
     body::{Body as _, Incoming},
-    upgrade::{OnUpgrade, Upgraded},
+    upgrade::OnUpgrade,
 };
-use hyper_util::rt::TokioIo;
-use tokio::task::JoinHandle;
 use tracing::debug;
 
 use super::{
@@ -55,8 +53,8 @@ pub struct Session {
     pub upstream: Upstream,
     /// Last sequence number given.
     seq: AtomicU32,
-    /// WebSocket splices still running.
-    splices: Mutex<Vec<JoinHandle<()>>>,
+    /// The two sides of a WebSocket upgrade, for the connection to splice once it ends.
+    upgrade: Mutex<Option<(OnUpgrade, OnUpgrade)>>,
 }
 
 impl Session {
@@ -79,7 +77,7 @@ impl Session {
             recorder,
             upstream,
             seq: AtomicU32::new(0),
-            splices: Mutex::new(Vec::new()),
+            upgrade: Mutex::new(None),
         }
     }
 
@@ -88,9 +86,9 @@ impl Session {
         self.seq.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// Upgraded connections still being spliced (for the session to wait on).
-    pub fn take_splices(&self) -> Vec<JoinHandle<()>> {
-        std::mem::take(&mut *crate::sync::lock(&self.splices))
+    /// The client and upstream sides of the connection's WebSocket upgrade, if it switched.
+    pub fn take_upgrade(&self) -> Option<(OnUpgrade, OnUpgrade)> {
+        crate::sync::lock(&self.upgrade).take()
     }
 
     /// Serves one request.
@@ -268,7 +266,7 @@ impl Session {
                 return x.respond(deny::bad_gateway("unexpected protocol switch"));
             };
             let server = hyper::upgrade::on(&mut resp);
-            crate::sync::lock(&self.splices).push(tokio::spawn(splice(client, server)));
+            *crate::sync::lock(&self.upgrade) = Some((client, server));
             return x.respond(resp.map(|_| empty()));
         }
         request::strip_hop_by_hop(resp.headers_mut(), false);
@@ -332,22 +330,6 @@ fn head(parts: &hyper::http::request::Parts) -> hyper::http::request::Parts {
     *copy.version_mut() = parts.version;
     *copy.headers_mut() = parts.headers.clone();
     copy.into_parts().0
-}
-
-/// Copies both ways between the upgraded client and upstream connections until both close.
-async fn splice(client: OnUpgrade, server: OnUpgrade) {
-    let (client, server): (Upgraded, Upgraded) = match tokio::try_join!(client, server) {
-        Ok(pair) => pair,
-        Err(e) => {
-            debug!(error = %e, "upgrade failed");
-            return;
-        }
-    };
-    let mut client = TokioIo::new(client);
-    let mut server = TokioIo::new(server);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut server).await {
-        debug!(error = %e, "upgraded connection ended");
-    }
 }
 
 /// Whether an `Authorization` or `WWW-Authenticate` value names a scheme that authenticates the

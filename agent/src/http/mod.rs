@@ -19,6 +19,7 @@ mod echo;
 mod exchange;
 mod form_body;
 mod gate;
+mod idle;
 mod io;
 mod json;
 mod pool;

@@ -33,7 +33,7 @@ use tokio::{
 
 use super::{
     audit::tests::Records,
-    body::{ProxyBody, empty, full},
+    body::{ProxyBody, boxed, empty, full},
     conn::{self, Limits},
     exchange::Session,
     gate::{Gate, approved},
@@ -81,7 +81,7 @@ workloads = ["etl"]
 targets = ["api"]
 action = "allow"
 [rule.http]
-paths = ["/json", "/gzip", "/echo", "/upload", "/ws", "/big", "/img", "/ntlm", "/slow"]
+paths = ["/json", "/gzip", "/echo", "/upload", "/ws", "/ws-echo", "/dribble", "/big", "/img", "/ntlm", "/slow"]
 
 [[rule]]
 name = "no-sys"
@@ -259,6 +259,23 @@ async fn upstream_handler(
             .header("www-authenticate", "NTLM")
             .body(empty())
             .unwrap(),
+        // A body whose second chunk comes after a pause (of a type passed as it streams).
+        "/dribble" => typed("application/octet-stream", boxed(Dribble::default())),
+        // Echoes every byte until the client closes.
+        "/ws-echo" => {
+            let on = hyper::upgrade::on(&mut req);
+            tokio::spawn(async move {
+                let Ok(up) = on.await else { return };
+                let (mut r, mut w) = tokio::io::split(TokioIo::new(up));
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+            Response::builder()
+                .status(StatusCode::SWITCHING_PROTOCOLS)
+                .header("connection", "upgrade")
+                .header("upgrade", "websocket")
+                .body(empty())
+                .unwrap()
+        }
         "/ws" => {
             let on = hyper::upgrade::on(&mut req);
             tokio::spawn(async move {
@@ -283,6 +300,46 @@ async fn upstream_handler(
             .unwrap(),
     };
     Ok(resp)
+}
+
+/// The chunks of `/dribble`.
+const DRIBBLE: [&str; 2] = ["first ", "second"];
+/// The pause before `/dribble`'s second chunk: longer than the idle timeout of the tests that
+/// fetch it.
+const DRIBBLE_PAUSE: Duration = Duration::from_millis(1200);
+
+/// `/dribble`'s body: [`DRIBBLE`]'s first chunk, a pause, the second.
+#[derive(Default)]
+struct Dribble {
+    sent: usize,
+    pause: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl hyper::body::Body for Dribble {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        use std::task::Poll;
+        if self.sent == 1 {
+            let pause = self
+                .pause
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(DRIBBLE_PAUSE)));
+            if pause.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+        let Some(chunk) = DRIBBLE.get(self.sent) else {
+            return Poll::Ready(None);
+        };
+        self.sent += 1;
+        Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from_static(
+            chunk.as_bytes(),
+        )))))
+    }
 }
 
 async fn upstream_server() -> (SocketAddr, Arc<Seen>) {
@@ -318,6 +375,11 @@ struct Harness {
 }
 
 async fn harness(h2: bool) -> Harness {
+    harness_with(h2, Duration::from_secs(30)).await
+}
+
+/// As [`harness`], with client connections closed after `idle`.
+async fn harness_with(h2: bool, idle: Duration) -> Harness {
     let mut secret = tempfile::NamedTempFile::new().unwrap();
     secret.write_all(TOKEN.as_bytes()).unwrap();
     let policy = policy(secret.path());
@@ -348,7 +410,7 @@ async fn harness(h2: bool) -> Harness {
             let io = Counted::new(client, counters.clone());
             let limits = Limits {
                 max_request_header: 16 * 1024,
-                idle: Duration::from_secs(30),
+                idle,
             };
             let tx = tx.clone();
             tokio::spawn(async move {
@@ -649,9 +711,14 @@ async fn http2_form_denied_by_its_method_leaves_the_connection_usable() {
 
 /// `GET /ws` of `api.example` with `headers`, on a new HTTP/1.1 connection to the proxy.
 async fn get_ws(h: &Harness, headers: &[(&str, &str)]) -> Response<Incoming> {
+    get_upgrade(h, "/ws", headers).await
+}
+
+/// `GET path` of `api.example` with `headers`, on a new HTTP/1.1 connection to the proxy.
+async fn get_upgrade(h: &Harness, path: &str, headers: &[(&str, &str)]) -> Response<Incoming> {
     let mut c = h1_client(h.proxy).await;
     c.ready().await.unwrap();
-    let mut req = Request::get("/ws").header("host", "api.example");
+    let mut req = Request::get(path).header("host", "api.example");
     for (name, value) in headers {
         req = req.header(*name, *value);
     }
@@ -681,6 +748,73 @@ async fn websocket_upgrade_is_spliced() {
     let recs = h.records.take();
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0].status, Some(101));
+}
+
+/// An idle WebSocket is closed after the idle timeout, as a tcp target's connection is; one that
+/// moves bytes is not.
+#[tokio::test]
+async fn an_idle_websocket_is_closed() {
+    let idle = Duration::from_millis(400);
+    let mut h = harness_with(false, idle).await;
+    let upgrade = [("connection", "upgrade"), ("upgrade", "websocket")];
+    let resp = get_upgrade(&h, "/ws-echo", &upgrade).await;
+    assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+    let mut io = TokioIo::new(hyper::upgrade::on(resp).await.unwrap());
+    // Bytes more often than `idle`, for more than `idle` in all: kept.
+    for _ in 0..4 {
+        tokio::time::sleep(idle / 2).await;
+        io.write_all(b"x").await.unwrap();
+    }
+    let mut echoed = [0u8; 4];
+    io.read_exact(&mut echoed).await.unwrap();
+    assert_eq!(&echoed, b"xxxx");
+    assert!(h.ends.try_recv().is_err(), "a busy splice was closed");
+    let mut back = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), io.read_to_end(&mut back))
+        .await
+        .expect("the idle splice is closed")
+        .unwrap();
+    let (end, _, _) = tokio::time::timeout(Duration::from_secs(5), h.ends.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(end, CopyEnd::IdleTimeout), "{end:?}");
+}
+
+/// An HTTP/2 connection with no stream in flight is closed after the idle timeout (GOAWAY), as
+/// an HTTP/1.1 one is by its header read timeout; one whose response is still streaming is not.
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed() {
+    let idle = Duration::from_millis(400);
+    let mut h = harness_with(true, idle).await;
+    let stream = TcpStream::connect(h.proxy).await.unwrap();
+    let (mut sender, conn) = client2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+        .await
+        .unwrap();
+    let driver = tokio::spawn(conn);
+    // A response body that takes longer than `idle` to come: its stream is in flight.
+    let req = Request::get("http://api.example/dribble")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], DRIBBLE.concat().as_bytes());
+    assert!(
+        h.ends.try_recv().is_err(),
+        "closed under a streaming response"
+    );
+    tokio::time::timeout(Duration::from_secs(10), driver)
+        .await
+        .expect("the idle connection is closed")
+        .unwrap()
+        .unwrap();
+    let (end, _, _) = tokio::time::timeout(Duration::from_secs(5), h.ends.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(end, CopyEnd::IdleTimeout), "{end:?}");
+    assert_eq!(h.records.take().len(), 1);
 }
 
 /// A TRACE answer echoes the request's headers: to a target that injects a credential it is
