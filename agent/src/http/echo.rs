@@ -15,9 +15,30 @@ use crate::{masking::REDACTED, policy::HttpCredential};
 /// credential that short guards nothing.
 const MIN_SECRET: usize = 6;
 
-/// The spellings of `cred` an upstream may send back: the secret as sent and percent-encoded
-/// (a query credential in a URL), and for Basic the base64 `user:password` and the password.
-pub fn spellings(cred: &HttpCredential) -> Vec<Vec<u8>> {
+/// The spellings of a credential an upstream may send back, computed once per session. `Debug`
+/// prints how many there are, never them.
+pub struct Spellings(Vec<Vec<u8>>);
+
+impl Spellings {
+    /// The spellings of `cred`: the secret as sent and percent-encoded (a query credential in
+    /// a URL), and for Basic the base64 `user:password` and the password.
+    pub fn of(cred: &HttpCredential) -> Self {
+        Self(spellings(cred))
+    }
+
+    /// Whether there is nothing to search for (a secret shorter than [`MIN_SECRET`]).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Spellings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Spellings(<{} redacted>)", self.0.len())
+    }
+}
+
+fn spellings(cred: &HttpCredential) -> Vec<Vec<u8>> {
     let secret = match cred {
         HttpCredential::Bearer(s) => s.expose(),
         HttpCredential::Basic { password, .. } => password.expose(),
@@ -46,10 +67,10 @@ pub fn spellings(cred: &HttpCredential) -> Vec<Vec<u8>> {
 }
 
 /// `text` with every spelling redacted, and how many there were; `None` when there were none.
-pub fn scrub_text(text: &str, spellings: &[Vec<u8>]) -> Option<(String, u64)> {
+pub fn scrub_text(text: &str, spellings: &Spellings) -> Option<(String, u64)> {
     let mut out: Option<String> = None;
     let mut found = 0;
-    for s in spellings {
+    for s in &spellings.0 {
         // Spellings are visible ASCII or percent- or base64-encoded: valid UTF-8.
         let Ok(s) = std::str::from_utf8(s) else {
             continue;
@@ -65,7 +86,7 @@ pub fn scrub_text(text: &str, spellings: &[Vec<u8>]) -> Option<(String, u64)> {
 }
 
 /// Redacts every spelling in `h`'s values; how many values changed.
-pub fn scrub(h: &mut HeaderMap, spellings: &[Vec<u8>]) -> usize {
+pub fn scrub(h: &mut HeaderMap, spellings: &Spellings) -> usize {
     if spellings.is_empty() {
         return 0;
     }
@@ -73,7 +94,7 @@ pub fn scrub(h: &mut HeaderMap, spellings: &[Vec<u8>]) -> usize {
     for value in h.values_mut() {
         let mut bytes = value.as_bytes().to_vec();
         let mut hit = false;
-        for s in spellings {
+        for s in &spellings.0 {
             // Searched on past each replacement: a secret inside `[REDACTED]` would otherwise
             // be found in it again, for ever.
             let mut from = 0;
@@ -121,7 +142,7 @@ mod tests {
             HeaderValue::from_static("</p2?api_key=k3y/with+odd&chars>; rel=\"next\""),
         );
         h.insert("content-type", HeaderValue::from_static("text/html"));
-        assert_eq!(scrub(&mut h, &spellings(&query)), 2);
+        assert_eq!(scrub(&mut h, &Spellings::of(&query)), 2);
         assert_eq!(
             h["location"],
             format!("https://api.example/dir/?x=1&api_key={REDACTED}")
@@ -140,7 +161,7 @@ mod tests {
             HeaderValue::from_static("Basic c3ZjOmh1bnRlcjIhIQ=="),
         );
         h.insert("x-pass", HeaderValue::from_static("pw=hunter2!!"));
-        assert_eq!(scrub(&mut h, &spellings(&basic)), 2);
+        assert_eq!(scrub(&mut h, &Spellings::of(&basic)), 2);
         assert_eq!(h["x-echo"], format!("Basic {REDACTED}"));
         assert_eq!(h["x-pass"], format!("pw={REDACTED}"));
     }
@@ -149,13 +170,13 @@ mod tests {
     fn bodies_are_scrubbed_too() {
         let bearer = HttpCredential::Bearer(secret("tok-3f9a-long"));
         let body = "{\"headers\": {\"Authorization\": \"Bearer tok-3f9a-long\"}, \"n\": 1}";
-        let (out, n) = scrub_text(body, &spellings(&bearer)).unwrap();
+        let (out, n) = scrub_text(body, &Spellings::of(&bearer)).unwrap();
         assert_eq!(n, 1);
         assert_eq!(
             out,
             format!("{{\"headers\": {{\"Authorization\": \"Bearer {REDACTED}\"}}, \"n\": 1}}")
         );
-        assert_eq!(scrub_text("nothing here", &spellings(&bearer)), None);
+        assert_eq!(scrub_text("nothing here", &Spellings::of(&bearer)), None);
     }
 
     #[test]
@@ -163,16 +184,23 @@ mod tests {
         let cred = HttpCredential::Bearer(secret("REDACTED"));
         let mut h = HeaderMap::new();
         h.insert("x", HeaderValue::from_static("a REDACTED b REDACTED"));
-        assert_eq!(scrub(&mut h, &spellings(&cred)), 1);
+        assert_eq!(scrub(&mut h, &Spellings::of(&cred)), 1);
         assert_eq!(h["x"], format!("a {REDACTED} b {REDACTED}"));
+    }
+
+    #[test]
+    fn debug_never_shows_a_spelling() {
+        let bearer = HttpCredential::Bearer(secret("tok-3f9a-long"));
+        let shown = format!("{:?}", Spellings::of(&bearer));
+        assert!(!shown.contains("3f9a"), "{shown}");
     }
 
     #[test]
     fn short_secrets_are_not_searched() {
         let bearer = HttpCredential::Bearer(secret("abc"));
-        assert!(spellings(&bearer).is_empty());
+        assert!(Spellings::of(&bearer).is_empty());
         let mut h = HeaderMap::new();
         h.insert("x", HeaderValue::from_static("abc"));
-        assert_eq!(scrub(&mut h, &spellings(&bearer)), 0);
+        assert_eq!(scrub(&mut h, &Spellings::of(&bearer)), 0);
     }
 }

@@ -51,6 +51,8 @@ pub struct Session {
     pub recorder: Arc<dyn Recorder>,
     /// The upstream connection.
     pub upstream: Upstream,
+    /// The spellings of the target's credential, searched for in what comes back.
+    echo: Option<Arc<echo::Spellings>>,
     /// Last sequence number given.
     seq: AtomicU32,
     /// The two sides of a WebSocket upgrade, for the connection to splice once it ends.
@@ -68,6 +70,10 @@ impl Session {
         recorder: Arc<dyn Recorder>,
         upstream: Upstream,
     ) -> Self {
+        let echo = target
+            .credential
+            .as_ref()
+            .map(|c| Arc::new(echo::Spellings::of(c)));
         Self {
             connection_id,
             workload,
@@ -76,6 +82,7 @@ impl Session {
             gate,
             recorder,
             upstream,
+            echo,
             seq: AtomicU32::new(0),
             upgrade: Mutex::new(None),
         }
@@ -248,8 +255,8 @@ impl Session {
         };
 
         // Before anything else answers with these headers, a 101 included.
-        if let Some(cred) = &target.credential {
-            let scrubbed = echo::scrub(resp.headers_mut(), &echo::spellings(cred));
+        if let Some(spellings) = &self.echo {
+            let scrubbed = echo::scrub(resp.headers_mut(), spellings);
             if scrubbed > 0 {
                 debug!(
                     seq,
@@ -287,7 +294,9 @@ impl Session {
             }
             Plan::Mask { kind, coding } => {
                 let mut counts = MaskCounts::default();
-                let out = response::mask(resp, kind, coding, target, &mut counts).await;
+                let out =
+                    response::mask(resp, kind, coding, target, self.echo.clone(), &mut counts)
+                        .await;
                 x.masked(&counts);
                 match out {
                     Ok(Masked::Send(r)) => x.respond(r),

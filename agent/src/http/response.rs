@@ -14,6 +14,7 @@ use hyper::{
 use super::{
     body::{BodyError, Prefixed, ProxyBody, boxed, full},
     decode::{self, Coding, DecodeError},
+    echo::{Spellings, scrub_text},
     json,
 };
 use crate::{
@@ -154,12 +155,14 @@ const MASK_INLINE: usize = 64 << 10;
 
 /// Reads the body (at most `max_body_buffer` bytes), decodes and masks it. A body found larger
 /// than the limit, or one that turns out not to be decodable or text, is passed through as it is
-/// or refused per `unmaskable`. Masked values are counted into `counts`.
+/// or refused per `unmaskable`. Masked values are counted into `counts`; so are the spellings of
+/// the target's credential (`echo`), which are redacted.
 pub async fn mask<B>(
     resp: Response<B>,
     kind: Kind,
     coding: Coding,
     target: &Arc<HttpTarget>,
+    echo: Option<Arc<Spellings>>,
     counts: &mut MaskCounts,
 ) -> Result<Masked, BodyError>
 where
@@ -196,12 +199,28 @@ where
     }
     let raw = raw.freeze();
     if coding == Coding::Identity && raw.len() <= MASK_INLINE {
-        return Ok(masked(head, raw, kind, coding, target, counts));
+        return Ok(masked(
+            head,
+            raw,
+            kind,
+            coding,
+            target,
+            echo.as_deref(),
+            counts,
+        ));
     }
     let target = target.clone();
     let work = crate::offload::run(move || {
         let mut counts = MaskCounts::default();
-        let m = masked(head, raw, kind, coding, &target, &mut counts);
+        let m = masked(
+            head,
+            raw,
+            kind,
+            coding,
+            &target,
+            echo.as_deref(),
+            &mut counts,
+        );
         (m, counts)
     });
     match work.await {
@@ -224,6 +243,7 @@ fn masked(
     kind: Kind,
     coding: Coding,
     target: &HttpTarget,
+    echo: Option<&Spellings>,
     counts: &mut MaskCounts,
 ) -> Masked {
     let limit = usize::try_from(target.max_body_buffer).unwrap_or(usize::MAX);
@@ -274,12 +294,7 @@ fn masked(
     };
     // A body that echoes the request (a debugging endpoint) would hand the task the
     // credential: every spelling of it is redacted, and counted.
-    let masked = match target.credential.as_ref().and_then(|c| {
-        super::echo::scrub_text(
-            masked.as_deref().unwrap_or(text),
-            &super::echo::spellings(c),
-        )
-    }) {
+    let masked = match echo.and_then(|e| scrub_text(masked.as_deref().unwrap_or(text), e)) {
         Some((scrubbed, n)) => {
             *counts
                 .by_detector
@@ -544,7 +559,8 @@ mod tests {
         counts: &mut MaskCounts,
     ) -> Masked {
         let resp = response(&[("content-type", ct)], body.into());
-        mask(resp, kind, coding, &Arc::new(t.clone()), counts)
+        let echo = t.credential.as_ref().map(|c| Arc::new(Spellings::of(c)));
+        mask(resp, kind, coding, &Arc::new(t.clone()), echo, counts)
             .await
             .unwrap()
     }
@@ -586,6 +602,7 @@ mod tests {
             Kind::Json,
             Coding::Gzip,
             &Arc::new(t.clone()),
+            None,
             &mut counts,
         )
         .await
@@ -613,6 +630,7 @@ mod tests {
                 Kind::Text,
                 Coding::Gzip,
                 &Arc::new(t.clone()),
+                None,
                 &mut counts,
             )
             .await
@@ -636,6 +654,7 @@ mod tests {
                 Kind::Text,
                 Coding::Identity,
                 &Arc::new(t.clone()),
+                None,
                 &mut counts,
             )
             .await
@@ -699,8 +718,15 @@ mod tests {
             b"card ************1111 and some words around it\n".repeat(big.len() / line.len());
         let mut counts = MaskCounts::default();
         let resp = response(&[("content-type", "text/plain")], big.clone());
-        let (ended, m) =
-            first_poll_ends(mask(resp, Kind::Text, Coding::Identity, &t, &mut counts)).await;
+        let (ended, m) = first_poll_ends(mask(
+            resp,
+            Kind::Text,
+            Coding::Identity,
+            &t,
+            None,
+            &mut counts,
+        ))
+        .await;
         assert!(!ended, "masked in place");
         let (_, out) = sent(m.unwrap()).await;
         assert!(out == want, "masked as in place");
@@ -711,8 +737,15 @@ mod tests {
         let small = line.repeat(100);
         let mut counts = MaskCounts::default();
         let resp = response(&[("content-type", "text/plain")], small);
-        let (ended, _) =
-            first_poll_ends(mask(resp, Kind::Text, Coding::Identity, &t, &mut counts)).await;
+        let (ended, _) = first_poll_ends(mask(
+            resp,
+            Kind::Text,
+            Coding::Identity,
+            &t,
+            None,
+            &mut counts,
+        ))
+        .await;
         assert!(ended);
         assert_eq!(counts.by_detector.get("card"), Some(&100));
     }

@@ -614,6 +614,15 @@ async fn requests_are_decided_forwarded_masked_and_audited_over_one_connection()
             ("accept-encoding", "zstd, gzip"),
         ]
     );
+    // The echo is counted (the body's) and noted (the header's), the secret itself never.
+    assert_eq!(
+        echo.masked,
+        Some(serde_json::json!({"by_column": {}, "by_detector": {"credential-echo": 1}}))
+    );
+    assert_eq!(
+        echo.error.as_deref(),
+        Some("the upstream echoed the credential in 1 response header value(s): redacted")
+    );
     assert!(!format!("{recs:?}").contains("client-own") && !format!("{recs:?}").contains(TOKEN));
     let denied = &recs[3];
     assert_eq!(
