@@ -2832,6 +2832,51 @@ fn a_clients_startup_timeouts_do_not_cost_the_catalog() {
     );
 }
 
+/// The catalog query resolves its operators in `pg_catalog` alone: a client whose startup
+/// `search_path` puts a schema of its own first, holding an `ILIKE` operator that matches
+/// nothing, still cannot read a masked column through an alias.
+#[test]
+fn a_clients_search_path_does_not_blind_the_catalog() {
+    let test = "a_clients_search_path_does_not_blind_the_catalog";
+    let Some(f) = Fixture::start(test, "pg-catpath", |t| t.masking = true) else {
+        return;
+    };
+    f.pg.admin_sql(
+        "orders",
+        "CREATE SCHEMA shadow; \
+         CREATE FUNCTION shadow.never(name, text) RETURNS boolean \
+         LANGUAGE sql IMMUTABLE AS 'SELECT false'; \
+         CREATE OPERATOR shadow.~~* (LEFTARG = name, RIGHTARG = text, FUNCTION = shadow.never); \
+         GRANT USAGE ON SCHEMA shadow TO PUBLIC;",
+    );
+    // The premise: searched first, the shadow operator is the one an ILIKE runs.
+    assert_eq!(
+        f.pg.admin_sql(
+            "orders",
+            "SET search_path = shadow, pg_catalog; \
+             SELECT count(*) FROM pg_attribute WHERE attname ILIKE 'card_number'",
+        ),
+        "0"
+    );
+    let params = json!({"search_path": "shadow, pg_catalog, public"});
+    let out = Script::run_with_params(
+        &f,
+        &params,
+        &json!([
+            {"send": [["Q", "SELECT card_number AS c FROM customers WHERE id = 1"]]},
+            {"until": "Z"},
+        ]),
+    );
+    let card = &f.pg.customers[0].card_number;
+    let rows = out.rows_from(0);
+    assert_eq!(rows.len(), 1, "{out}");
+    let value = rows[0][0].as_str().unwrap_or_default();
+    assert!(
+        value.ends_with(&card[card.len() - 4..]) && !value.contains(card.as_str()),
+        "{out}"
+    );
+}
+
 /// PostgreSQL describes a `FETCH` statement once, but a portal bound to it later takes its
 /// rows' shape from the cursor as it is then: a cursor declared again over a masked column
 /// must not be masked by the old description.

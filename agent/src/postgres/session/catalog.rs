@@ -45,8 +45,9 @@ impl Catalog {
 /// message). The session cannot go on without it (an alias would hide a masked column): the
 /// caller refuses it on an error. The query runs in a transaction of its own with the timeouts
 /// a client's startup parameters may have set turned off (`statement_timeout=1` would otherwise
-/// make it fail at will; `transaction_timeout` too, on PostgreSQL 17 and later, where it exists) and `search_path` at `pg_catalog` alone (a `~~*` of the client's own
-/// schema searched first would be its `ILIKE`), and leaves the session as it found it.
+/// make it fail at will; `transaction_timeout` too, on PostgreSQL 17 and later, where it
+/// exists) and `search_path` at `pg_catalog` alone (a `~~*` of the client's own schema searched
+/// first would be its `ILIKE`), and leaves the session as it found it.
 pub async fn load(
     server: &mut BoxStream,
     buf: &mut BytesMut,
