@@ -245,13 +245,15 @@ fn on_frame(
                 Ok(BackendMessage::ErrorResponse(e)) => Some(e),
                 _ => None,
             };
-            // tollgate's own denial, raised by the server: shown without the PL/pgSQL context
-            // and source location of the DO block that raised it. Any other error's text may
-            // hold row values: masked as rows are (`diagnostics`), for the client and the
-            // record alike.
-            let own = decoded
-                .as_ref()
-                .is_some_and(|e| diagnostics::is_own(&e.fields));
+            // tollgate's own denial, raised by the server for tollgate's own statement: shown
+            // without the PL/pgSQL context and source location of the DO block that raised it.
+            // Any other error's text may hold row values (a client's own DO block or function
+            // raising the same words included): masked as rows are (`diagnostics`), for the
+            // client and the record alike.
+            let own = st.expect.front().is_some_and(Expect::is_raising)
+                && decoded
+                    .as_ref()
+                    .is_some_and(|e| diagnostics::is_own(&e.fields));
             let mut counts = MaskCounts::default();
             let masked = match decoded.as_mut() {
                 Some(e) if !own => diagnostics::mask_fields(masker, &mut e.fields, &mut counts),
@@ -686,6 +688,7 @@ mod tests {
                 audit: Some(self.allowed(text)),
                 slot: Some(self.audit.try_hold().expect("a slot")),
                 copy: None,
+                raising: false,
             }
         }
 
@@ -1007,11 +1010,20 @@ mod tests {
         );
         let out = b.receive(note("Ada Lovelace"));
         assert!(!String::from_utf8_lossy(&out).contains("Ada"));
-        // tollgate's own denial keeps its text.
-        b.shared
-            .lock()
-            .expect
-            .push_back(Expect::query(Default::default(), None));
+        // tollgate's own denial keeps its text; the same error answering the client's own
+        // statement (its DO block raising the same words) is withheld.
+        let message = super::super::deny::denial_message("no-ddl", "");
+        let forged = ErrorResponse::new("ERROR", "42501", &message)
+            .with(b'W', "PL/pgSQL function inline_code_block line 1 at RAISE");
+        let client_do = b.execute("do $$ ... $$");
+        b.shared.lock().expect.push_back(client_do);
+        let out = b.receive(forged);
+        let sent = String::from_utf8_lossy(&out);
+        assert!(
+            !sent.contains("tollgate: statement denied") && sent.contains("42501"),
+            "{sent}"
+        );
+        b.shared.lock().expect.push_back(Expect::raising());
         let message = super::super::deny::denial_message("no-ddl", "");
         let own = ErrorResponse::new("ERROR", "42501", &message)
             .with(b'W', "PL/pgSQL function inline_code_block line 1 at RAISE");
@@ -1208,6 +1220,7 @@ mod tests {
                             audit: Some(audit),
                             slot,
                             copy,
+                            raising: false,
                         })
                     }
                     b'Q' => {
@@ -1221,6 +1234,7 @@ mod tests {
                             slot,
                             copy: copy.then(|| self.b.shared.lock().open_copy(true)),
                             tally: Default::default(),
+                            raising: false,
                         })
                     }
                     b'S' => {

@@ -229,6 +229,7 @@ where
                     audit,
                     slot,
                     copy,
+                    raising: false,
                 });
                 drop(guard);
                 out.extend_from_slice(frame.raw());
@@ -492,6 +493,7 @@ async fn on_query<W: AsyncWrite + Unpin>(
             slot,
             copy,
             tally: Default::default(),
+            raising: false,
         });
         drop(st);
         out.extend_from_slice(frame.raw());
@@ -717,7 +719,7 @@ fn deny_statement(
         drop(st);
         deny::extended(deny::SQLSTATE_DENIED, &message, out);
     } else if !st.skipping {
-        st.expect.push_back(Expect::query(Default::default(), None));
+        st.expect.push_back(Expect::raising());
         drop(st);
         deny::simple(deny::SQLSTATE_DENIED, &message, out);
     }

@@ -282,6 +282,9 @@ pub enum Expect {
         /// Its statements' results so far: its record is written at ReadyForQuery, with them
         /// all.
         tally: Tally,
+        /// tollgate's own Query raising a denial ([`Expect::raising`]): an error answering it
+        /// may be that denial, shown as it is (`diagnostics::is_own`).
+        raising: bool,
     },
     /// ParseComplete (swallowed when tollgate injected the Parse).
     Parse {
@@ -329,6 +332,9 @@ pub enum Expect {
         slot: Option<Slot>,
         /// The copy window it opened ([`CopyWindow::id`]): it may start a COPY FROM STDIN.
         copy: Option<u32>,
+        /// tollgate's own raising statement ([`State::injected_error`]): an error answering it
+        /// may be that denial, shown as it is (`diagnostics::is_own`).
+        raising: bool,
     },
     /// CloseComplete.
     Close {
@@ -340,9 +346,8 @@ pub enum Expect {
 }
 
 impl Expect {
-    /// The results owed for a simple Query of `stmts` (its one record, written in `slot`);
-    /// no statements and no slot for tollgate's own Query (a refusal the server raises, its
-    /// record already written).
+    /// The results owed for the client's simple Query of `stmts` (its one record, written in
+    /// `slot`).
     pub fn query(stmts: VecDeque<StmtAudit>, slot: Option<Slot>) -> Self {
         Expect::Query {
             stmts,
@@ -351,7 +356,30 @@ impl Expect {
             slot,
             copy: None,
             tally: Tally::default(),
+            raising: false,
         }
+    }
+
+    /// The result owed for tollgate's own simple Query raising a denial in place of the
+    /// client's (its record already written): no statements, no slot.
+    pub fn raising() -> Self {
+        Expect::Query {
+            stmts: VecDeque::new(),
+            columns: None,
+            exprs: None,
+            slot: None,
+            copy: None,
+            tally: Tally::default(),
+            raising: true,
+        }
+    }
+
+    /// Whether this is tollgate's own raising statement (simple or extended).
+    pub fn is_raising(&self) -> bool {
+        matches!(
+            self,
+            Expect::Query { raising: true, .. } | Expect::Execute { raising: true, .. }
+        )
     }
 
     /// The ParseComplete owed for the client's Parse making statement `generation`, which
@@ -576,6 +604,7 @@ impl State {
             audit: None,
             slot: None,
             copy: None,
+            raising: true,
         });
         self.skipping = true;
     }
@@ -1049,6 +1078,7 @@ mod tests {
             audit: None,
             slot: None,
             copy: None,
+            raising: false,
         }
     }
 
@@ -1060,6 +1090,7 @@ mod tests {
             audit: None,
             slot,
             copy: None,
+            raising: false,
         }
     }
 

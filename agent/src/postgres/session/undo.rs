@@ -523,6 +523,7 @@ mod tests {
             audit,
             slot: None,
             copy: None,
+            raising: false,
         });
     }
 
