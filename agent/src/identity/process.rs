@@ -18,11 +18,16 @@ fn parse_cgroup_v2_line(text: &str) -> Option<&str> {
     text.lines().find_map(|l| l.strip_prefix("0::"))
 }
 
-/// The systemd unit a cgroup path belongs to: its innermost component that names a unit
+/// The systemd unit a cgroup path belongs to: its outermost component that names a unit
 /// (`.service` or `.scope`), e.g. `/system.slice/etl.service/worker` → `etl.service`.
+///
+/// Outermost, because what lies below a unit's cgroup is the unit's to name: a user's own
+/// systemd (`user@1000.service`) names its units as the user likes (`systemd-run --user
+/// --unit=gitlab-runner.service`), and a service with `Delegate=yes` may create `x.scope` below
+/// itself. Taking the innermost name would let either pose as another unit, or leave its own.
 pub fn systemd_unit(cgroup_path: &str) -> Option<&str> {
     cgroup_path
-        .rsplit('/')
+        .split('/')
         .find(|c| c.ends_with(".service") || c.ends_with(".scope"))
 }
 
@@ -39,6 +44,13 @@ mod tests {
                 "/user.slice/user-1000.slice/session-3.scope",
                 Some("session-3.scope"),
             ),
+            // A user's own units are the user manager's.
+            (
+                "/user.slice/user-1000.slice/user@1000.service/app.slice/gitlab-runner.service",
+                Some("user@1000.service"),
+            ),
+            // A scope a delegated service makes below itself stays the service's.
+            ("/system.slice/ci.service/job-7.scope", Some("ci.service")),
             ("/tollgate.slice/run-etl-1", None),
             ("/", None),
         ];
