@@ -191,6 +191,60 @@ fn the_same_commands_outside_any_workload_are_untouched() {
     }
 }
 
+/// Below the attach cgroup, a `connect()` straight at the proxy's port fails (it would carry no
+/// metadata of its own, and could only take another connection's left behind), from an
+/// enrolled cgroup and an unmatched one alike; and a socket carrying the agent's mark, set by
+/// another process (root has `CAP_NET_RAW`), is still intercepted.
+#[test]
+fn a_task_cannot_reach_the_proxy_directly_nor_pass_as_the_agent() {
+    let test = "a_task_cannot_reach_the_proxy_directly_nor_pass_as_the_agent";
+    let Some(env) = setup(test, &[Need::Python3]) else {
+        return;
+    };
+    let py = env.python3.clone().expect("python3");
+    let web = PeerServer::start("127.0.0.1:0");
+    let mut agent = Agent::new(&env, "straight", FailMode::Open);
+    let client = agent.cgroup_dir("client");
+    let other = agent.cgroup_dir("other");
+    cgroup::mkdir(&client);
+    cgroup::mkdir(&other);
+    let policy = PolicyText::new()
+        .workload("client", &agent.cgroup_path("client"), false)
+        .target("web", &[addr(web.addr)])
+        .rule("client-web", &["client"], &["web"], "allow");
+    agent.write_policy("test.toml", policy.text());
+    agent.start();
+
+    for (cg, host) in [
+        (&client, "127.0.0.1"),
+        (&other, "127.0.0.1"),
+        (&client, "0.0.0.0"),
+    ] {
+        let p = python(&py, Some(cg), host, agent.port, 4);
+        assert!(
+            p.error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("PermissionError")),
+            "{host}:{} from {}: {}",
+            agent.port,
+            cg.display(),
+            p.raw
+        );
+    }
+    let marked = harness::client::python_marked(
+        &py,
+        Some(&client),
+        "127.0.0.1",
+        web.addr.port(),
+        agent_common::TOLLGATE_MARK,
+    );
+    assert!(marked.via_proxy(), "{}", marked.raw);
+    let s = agent.wait_ended("marked python", |s| s.pid() == Some(marked.pid));
+    assert_allowed(&s, "client", "client-web", "web", web.addr);
+    let counters = &agent.status()["counters"];
+    assert_eq!(counters["connections_without_metadata"], 0, "{counters}");
+}
+
 /// Under systemd with the default `attach_cgroup = "/"`, the agent runs inside its own attach
 /// cgroup. Even when a workload's glob matches the agent's cgroup, the agent never intercepts
 /// itself: its cgroup is left unenrolled (and its upstream sockets carry the mark), so a

@@ -33,6 +33,9 @@ pub mod settings {
     pub const HOST_NETNS: u32 = 1;
     /// 1 while an agent is serving; 0 after it stopped (pinned programs then refuse).
     pub const AGENT_UP: u32 = 2;
+    /// The agent's process id: only its own sockets go direct by their mark (any process with
+    /// `CAP_NET_RAW` may set a mark, `SO_MARK`).
+    pub const AGENT_TGID: u32 = 3;
 }
 
 /// What the connect hook learned about a redirected connection.

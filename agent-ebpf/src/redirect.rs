@@ -35,6 +35,12 @@ fn is_loopback(ip6: &[u32; 4]) -> bool {
     ip6[0] == 0 && ip6[1] == 0 && ip6[2] == 0 && ip6[3] == u32::to_be(1)
 }
 
+/// True for 0.0.0.0 (v4 mapped) and `::`: a connect to either reaches this host.
+#[inline(always)]
+fn is_unspecified(ip6: &[u32; 4]) -> bool {
+    (ip6[0] == 0 && ip6[1] == 0 && ip6[3] == 0) && (ip6[2] == 0 || is_v4_mapped(ip6))
+}
+
 /// Decides for a TCP `connect()` to `dst_ip6:dst_port` and, when redirecting, stores the
 /// caller and original destination in the socket's local storage.
 #[inline(always)]
@@ -44,10 +50,26 @@ pub fn decide(ctx: &SockAddrContext, dst_ip6: [u32; 4], dst_port: u16, family: u
     if sk.is_null() {
         return Action::Direct;
     }
+    // The agent's own upstream sockets carry its mark. Any process with `CAP_NET_RAW` can set a
+    // mark too: only the agent's count.
     // SAFETY: checked non-null above; `mark` is a readable `bpf_sock` field.
-    if unsafe { (*sk).mark } == TOLLGATE_MARK {
+    if unsafe { (*sk).mark } == TOLLGATE_MARK
+        && bpf_get_current_pid_tgid() >> 32 == setting(settings::AGENT_TGID)
+    {
         count(counters::MARKED);
         return Action::Direct;
+    }
+    let port = setting(settings::PROXY_PORT) as u16;
+    if port != 0 && dst_port == port && (is_loopback(&dst_ip6) || is_unspecified(&dst_ip6)) {
+        // Straight at the proxy, from any cgroup: such a connection carries no metadata of its
+        // own, and could only take another's left behind. Refused, unless the loopback is not
+        // the proxy's (another network namespace).
+        // SAFETY: helper valid for sock_addr programs.
+        let netns = unsafe { bpf_get_netns_cookie(ctx.sock_addr.cast()) };
+        if netns == setting(settings::HOST_NETNS) {
+            count(counters::REFUSED);
+            return Action::Refuse;
+        }
     }
     // SAFETY: helper without preconditions.
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
@@ -58,7 +80,6 @@ pub fn decide(ctx: &SockAddrContext, dst_ip6: [u32; 4], dst_port: u16, family: u
         return Action::Direct;
     }
     // Enrolled, or not classified yet: never direct from here on (fail closed).
-    let port = setting(settings::PROXY_PORT) as u16;
     if port == 0 || setting(settings::AGENT_UP) == 0 {
         count(counters::REFUSED);
         return Action::Refuse;
@@ -69,10 +90,6 @@ pub fn decide(ctx: &SockAddrContext, dst_ip6: [u32; 4], dst_port: u16, family: u
         // The proxy's loopback is not this socket's loopback.
         count(counters::REFUSED);
         return Action::Refuse;
-    }
-    if dst_port == port && is_loopback(&dst_ip6) {
-        // A connection straight at the proxy carries no metadata: the proxy refuses it.
-        return Action::Direct;
     }
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();

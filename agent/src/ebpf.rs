@@ -130,6 +130,9 @@ impl Programs {
             .set(settings::HOST_NETNS, spec.netns_cookie, 0)
             .map_err(|e| EbpfError::Map(settings::MAP, e))?;
         settings
+            .set(settings::AGENT_TGID, u64::from(std::process::id()), 0)
+            .map_err(|e| EbpfError::Map(settings::MAP, e))?;
+        settings
             .set(settings::AGENT_UP, 1, 0)
             .map_err(|e| EbpfError::Map(settings::MAP, e))?;
         let mut cgroup_map: HashMap<MapData, u64, u8> = take_map(&mut ebpf, cgroups::MAP)?;

@@ -121,6 +121,8 @@ host, port, family = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 out = {"pid": os.getpid()}
 s = socket.socket(socket.AF_INET6 if family == "6" else socket.AF_INET, socket.SOCK_STREAM)
 s.settimeout(10)
+if os.environ.get("TOLLGATE_TEST_MARK"):
+    s.setsockopt(socket.SOL_SOCKET, 36, int(os.environ["TOLLGATE_TEST_MARK"]))  # SO_MARK
 try:
     s.connect((host, port))
     out["peer"] = list(s.getpeername()[:2])
@@ -207,6 +209,27 @@ pub fn python_via(
     port: u16,
     family: u8,
 ) -> PyResult {
+    python_with(wrapper, python3, cgroup, (host, port, family), None)
+}
+
+/// Like [`python`], its socket marked `mark` (`SO_MARK`) before it connects.
+pub fn python_marked(
+    python3: &Path,
+    cgroup: Option<&Path>,
+    host: &str,
+    port: u16,
+    mark: u32,
+) -> PyResult {
+    python_with(&[], python3, cgroup, (host, port, 4), Some(mark))
+}
+
+fn python_with(
+    wrapper: &[&str],
+    python3: &Path,
+    cgroup: Option<&Path>,
+    (host, port, family): (&str, u16, u8),
+    mark: Option<u32>,
+) -> PyResult {
     let mut cmd = match wrapper.split_first() {
         Some((program, args)) => {
             let mut cmd = Command::new(program);
@@ -223,6 +246,9 @@ pub fn python_via(
         &family.to_string(),
     ])
     .stdin(Stdio::null());
+    if let Some(mark) = mark {
+        cmd.env("TOLLGATE_TEST_MARK", mark.to_string());
+    }
     if let Some(dir) = cgroup {
         in_cgroup(&mut cmd, dir);
     }

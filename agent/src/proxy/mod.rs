@@ -87,6 +87,9 @@ pub async fn serve(
                 };
                 let Ok(permit) = ctx.limit.clone().try_acquire_owned() else {
                     Stats::inc(&ctx.stats.over_limit);
+                    // Its metadata goes with it: left behind, it would wait for the next
+                    // connection from the same address and port, whoever made it.
+                    let _ = ctx.programs.take_conn(&handoff::tuple_key(peer, local));
                     reset(stream);
                     continue;
                 };
