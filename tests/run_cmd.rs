@@ -99,3 +99,81 @@ fn tollgate_run_intercepts_its_child_and_passes_the_exit_code_through() {
         leftovers()
     );
 }
+
+/// A run's binding lasts as long as its cgroup: a process the command left behind, and a run
+/// under way while the agent restarts, stay the workload's (through the proxy, recorded), even
+/// where no cgroup glob of the policy matches the run cgroup.
+#[test]
+fn a_run_stays_bound_after_its_command_exits_and_across_an_agent_restart() {
+    let test = "a_run_stays_bound_after_its_command_exits_and_across_an_agent_restart";
+    let Some(env) = setup(test, &[Need::Curl]) else {
+        return;
+    };
+    let web = PeerServer::start("127.0.0.1:0");
+    let mut agent = Agent::new(&env, "runbound", FailMode::Open);
+    let policy = PolicyText::new()
+        .workload("bound", "/no-such-slice/*", false)
+        .target("web", &[addr(web.addr)])
+        .rule("bound-web", &["bound"], &["web"], "allow");
+    agent.write_policy("test.toml", policy.text());
+    agent.start();
+
+    // `sh -c SCRIPT sh curl ARGS URL`: SCRIPT runs curl as "$@".
+    let run = |script: &str| {
+        let mut cmd = Command::new(&env.tollgate);
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&agent.config)
+            .args([
+                "--workload",
+                "bound",
+                "--",
+                "sh",
+                "-c",
+                script,
+                "sh",
+                "curl",
+            ])
+            .args(CURL_ARGS)
+            .arg(web.url())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    };
+    let recorded = |agent: &Agent, what: &str, pid_before: usize| {
+        harness::poll(std::time::Duration::from_secs(10), || {
+            let n = agent
+                .sessions()
+                .iter()
+                .filter(|s| s.workload() == "bound" && s.dst() == Some(web.addr))
+                .count();
+            (n > pid_before).then_some(n)
+        })
+        .unwrap_or_else(|| panic!("{what}: not recorded\n{}", agent.sessions_text()))
+    };
+
+    // The command exits at once; the curl it left behind connects a second later, after
+    // `tollgate run` has released its cgroup.
+    let out = run("(sleep 1; exec \"$@\") & exit 0")
+        .output()
+        .expect("tollgate run");
+    assert!(out.status.success(), "{out:?}");
+    let seen = recorded(&agent, "the leftover curl", 0);
+    assert_eq!(web.hits(), 1);
+
+    // A run under way while the agent restarts: its curl comes after the new agent is up.
+    let child = run("sleep 3; exec \"$@\"").spawn().expect("tollgate run");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    agent.terminate();
+    agent.start();
+    let out = child.wait_with_output().expect("tollgate run");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    recorded(&agent, "the curl of a run across a restart", seen);
+    assert_eq!(web.hits(), 2);
+}

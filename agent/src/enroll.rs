@@ -1,9 +1,14 @@
 //! Enrollment: which cgroups go through the proxy, and which workload a connection belongs to.
 //!
-//! A cgroup is *enrolled* when `tollgate run` bound it to a workload, or when some workload's
-//! cgroup-level selectors (cgroup glob, systemd unit) could match it. Connections of enrolled
-//! cgroups are redirected; the workload itself is decided per connection, because uid, gid and
-//! exe selectors are per process.
+//! A cgroup is *enrolled* when `tollgate run` bound it (or a cgroup above it) to a workload, or
+//! when some workload's cgroup-level selectors (cgroup glob, systemd unit) could match it.
+//! Connections of enrolled cgroups are redirected; the workload itself is decided per
+//! connection, because uid, gid and exe selectors are per process.
+//!
+//! A binding lasts as long as its cgroup: it is dropped when `tollgate run`'s command ended and
+//! the cgroup is gone, kept while a process the command left behind still runs in it, and made
+//! again from the cgroup's name (`run-<workload>-<12 hex digits>`) when the agent starts. A task
+//! of a run never goes direct because the agent restarted or the command exited first.
 use crate::sync::lock;
 use std::{collections::HashMap, sync::Mutex};
 
@@ -32,13 +37,66 @@ pub struct Enrollment {
     bindings: Mutex<HashMap<u64, (String, String)>>,
 }
 
+/// The workload a run cgroup's last path component names: `run-<workload>-<12 hex digits>`.
+pub fn run_workload(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix("run-")?;
+    let (workload, id) = rest.rsplit_once('-')?;
+    let valid = !workload.is_empty()
+        && workload
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && id.len() == 12
+        && id.bytes().all(|b| b.is_ascii_hexdigit());
+    valid.then_some(workload)
+}
+
 impl Enrollment {
+    /// The bindings of the run cgroups `tollgate run` made below `run_cgroup` that are still
+    /// there (`walk`: `(id, path)` of every cgroup at or below it): each child named
+    /// `run-<workload>-<12 hex digits>` is bound to that workload. What a previous agent bound
+    /// stays bound across a restart, so its processes never go direct.
+    pub fn restore(&self, run_cgroup: &str, walk: &[(u64, String)]) -> usize {
+        let parent = run_cgroup.trim_end_matches('/');
+        let mut b = lock(&self.bindings);
+        let mut n = 0;
+        for (id, path) in walk {
+            let Some(name) = path
+                .strip_prefix(parent)
+                .and_then(|r| r.strip_prefix('/'))
+                .filter(|r| !r.contains('/'))
+            else {
+                continue;
+            };
+            if let Some(workload) = run_workload(name) {
+                b.insert(*id, (path.clone(), workload.to_owned()));
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Binds cgroup `id` at `path` to `workload`.
     pub fn bind(&self, id: u64, path: String, workload: String) {
         lock(&self.bindings).insert(id, (path, workload));
     }
 
-    /// Removes a binding; returns its path.
+    /// The id of the cgroup bound at `path`.
+    pub fn bound_at(&self, path: &str) -> Option<u64> {
+        lock(&self.bindings)
+            .iter()
+            .find(|(_, (p, _))| p == path)
+            .map(|(id, _)| *id)
+    }
+
+    /// The paths of every binding.
+    pub fn bound_paths(&self) -> Vec<String> {
+        lock(&self.bindings)
+            .values()
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
+    /// Removes a binding; returns its cgroup's id.
     pub fn unbind_path(&self, path: &str) -> Option<u64> {
         let mut b = lock(&self.bindings);
         let id = b.iter().find(|(_, (p, _))| p == path).map(|(id, _)| *id)?;
@@ -46,14 +104,26 @@ impl Enrollment {
         Some(id)
     }
 
-    /// The workload name `id` is bound to.
-    pub fn binding(&self, id: u64) -> Option<String> {
-        lock(&self.bindings).get(&id).map(|(_, w)| w.clone())
+    /// The workload name cgroup `id` at `path` is bound to: its own binding, or that of the
+    /// nearest run cgroup above it (a command may make cgroups of its own below its run cgroup).
+    pub fn binding(&self, id: u64, path: &str) -> Option<String> {
+        let b = lock(&self.bindings);
+        if let Some((_, w)) = b.get(&id) {
+            return Some(w.clone());
+        }
+        b.values()
+            .filter(|(p, _)| {
+                path.len() > p.len()
+                    && path.starts_with(p.as_str())
+                    && path[p.len()..].starts_with('/')
+            })
+            .max_by_key(|(p, _)| p.len())
+            .map(|(_, w)| w.clone())
     }
 
     /// Whether connections of cgroup `id` at `path` go through the proxy.
     pub fn enrolled(&self, policy: &Policy, id: u64, path: &str) -> bool {
-        self.binding(id).is_some() || policy.cgroup_enrolled(path, systemd_unit(path))
+        self.binding(id, path).is_some() || policy.cgroup_enrolled(path, systemd_unit(path))
     }
 
     /// The workload of a connection from cgroup `id` by `subject`.
@@ -63,7 +133,7 @@ impl Enrollment {
         id: u64,
         subject: &Subject,
     ) -> WorkloadMatch<'p> {
-        if let Some(name) = self.binding(id) {
+        if let Some(name) = self.binding(id, &subject.cgroup_path) {
             return match policy.workload(&name) {
                 Some(w) if w.matches_process(subject) => WorkloadMatch::Workload(w),
                 _ => WorkloadMatch::BindingMismatch(name),
@@ -76,5 +146,66 @@ impl Enrollment {
             Some(w) => WorkloadMatch::Workload(w),
             None => WorkloadMatch::None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_cgroup_names_give_their_workload() {
+        assert_eq!(run_workload("run-etl-0123456789ab"), Some("etl"));
+        assert_eq!(
+            run_workload("run-etl-nightly-0123456789ab"),
+            Some("etl-nightly")
+        );
+        for name in [
+            "run-etl",
+            "run--0123456789ab",
+            "run-etl-0123",
+            "run-e/t-0123456789ab",
+            "etl-0123456789ab",
+            "run-etl-0123456789xz",
+        ] {
+            assert_eq!(run_workload(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn run_cgroups_are_bound_again_and_bind_the_cgroups_below_them() {
+        let e = Enrollment::default();
+        let walk = [
+            (1, "/tollgate.slice".to_owned()),
+            (2, "/tollgate.slice/run-etl-0123456789ab".to_owned()),
+            (3, "/tollgate.slice/run-etl-0123456789ab/inner".to_owned()),
+            (4, "/tollgate.slice/other".to_owned()),
+            (5, "/tollgate.slice/other/run-x-0123456789ab".to_owned()),
+        ];
+        assert_eq!(e.restore("/tollgate.slice/", &walk), 1);
+        assert_eq!(
+            e.binding(2, "/tollgate.slice/run-etl-0123456789ab")
+                .as_deref(),
+            Some("etl")
+        );
+        // A cgroup the command made below its run cgroup is the run's.
+        assert_eq!(
+            e.binding(3, "/tollgate.slice/run-etl-0123456789ab/inner")
+                .as_deref(),
+            Some("etl")
+        );
+        assert_eq!(
+            e.binding(9, "/tollgate.slice/run-etl-0123456789ab/a/b")
+                .as_deref(),
+            Some("etl")
+        );
+        // Not a prefix by name alone, nor what is not a run cgroup.
+        assert_eq!(e.binding(8, "/tollgate.slice/run-etl-0123456789abc"), None);
+        assert_eq!(e.binding(4, "/tollgate.slice/other"), None);
+        assert_eq!(
+            e.binding(5, "/tollgate.slice/other/run-x-0123456789ab"),
+            None
+        );
+        assert_eq!(e.bound_at("/tollgate.slice/run-etl-0123456789ab"), Some(2));
     }
 }

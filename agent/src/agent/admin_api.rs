@@ -178,13 +178,17 @@ impl Api {
         else {
             return Response::error(format!("{cgroup_dir} is not under {}", fs.root().display()));
         };
-        let Some(id) = self.ctx.enrollment.unbind_path(&rel) else {
+        let Some(id) = self.ctx.enrollment.bound_at(&rel) else {
             return Response::error(format!("{rel} is not a run cgroup of this agent"));
         };
         if let Err(e) = fs.remove(&rel) {
-            // Still populated (a daemonized child): the binding is gone, the path glob decides.
-            warn!(cgroup = %rel, error = %e, "run cgroup not removed");
+            // Still populated (a process the command left behind): it stays bound to the
+            // workload, never direct; the binding ends with the cgroup (at the agent's next
+            // start, which removes it once empty).
+            warn!(cgroup = %rel, error = %e, "run cgroup still in use: it stays bound");
+            return Response::Ok;
         }
+        self.ctx.enrollment.unbind_path(&rel);
         self.ctx.programs.forget_cgroup(id);
         self.ctx.resolver.forget(id);
         Response::Ok

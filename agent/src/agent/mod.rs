@@ -111,6 +111,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     cgroupfs.create(&config.attach_cgroup)?;
     cgroupfs.create(&config.run_cgroup)?;
     let enrollment = Enrollment::default();
+    restore_runs(&cgroupfs, &config.run_cgroup, &enrollment);
     let own_cgroup = process::cgroup_of(std::process::id()).unwrap_or_default();
     let preclassified = classify_all(
         &cgroupfs,
@@ -277,6 +278,27 @@ fn bind_listeners(config: &Config) -> Result<Vec<tokio::net::TcpListener>, Agent
 }
 
 /// Classifies every cgroup at or below `attach`; the agent's own cgroup is never enrolled.
+/// Binds again the run cgroups an earlier agent made that still hold processes (a command's
+/// leftovers, or a run under way when the agent restarted), so that they never go direct; the
+/// empty ones are removed.
+fn restore_runs(cgroupfs: &CgroupFs, run_cgroup: &str, enrollment: &Enrollment) {
+    enrollment.restore(run_cgroup, &cgroupfs.walk(run_cgroup));
+    let mut kept = 0;
+    for path in enrollment.bound_paths() {
+        if cgroupfs.remove(&path).is_ok() {
+            enrollment.unbind_path(&path);
+        } else {
+            kept += 1;
+        }
+    }
+    if kept > 0 {
+        info!(
+            kept,
+            "run cgroups of an earlier agent still in use: bound again"
+        );
+    }
+}
+
 pub(crate) fn classify_all(
     cgroupfs: &CgroupFs,
     attach: &str,
