@@ -2,8 +2,9 @@
 //!
 //! Links are pinned under `pin_dir` when `fail_mode = "closed"`, so the redirect outlives the
 //! agent (tasks then get a refused connection); with `"open"` they are tied to the agent's file
-//! descriptors and detach when it exits. A new agent attaches its own programs first and then
-//! removes pins left by a previous one, so there is no moment without a redirect.
+//! descriptors and detach when it exits. A new agent attaches its own programs first, pins them
+//! (closed mode), and only then removes pins left by a previous one, so there is no moment
+//! without a redirect, and an agent that fails to pin leaves the previous pins in force.
 use crate::sync::lock;
 use std::{
     fs::File,
@@ -184,21 +185,19 @@ impl Programs {
         }
         info!(cgroup = %spec.cgroup_dir.display(), programs = fresh.len(), "eBPF programs attached");
 
-        // Our programs run now; the previous agent's pinned links can go.
-        remove_stale_pins(spec.pin_dir);
+        // Our programs run now; the previous agent's pinned links can go, once ours are
+        // pinned (closed mode): a failure to pin leaves the previous pins, and the redirect or
+        // refusal they hold, in place.
         let links = match spec.fail_mode {
-            FailMode::Open => fresh.into_iter().map(|(_, l)| Held::Owned(l)).collect(),
+            FailMode::Open => {
+                remove_stale_pins(spec.pin_dir, &[]);
+                fresh.into_iter().map(|(_, l)| Held::Owned(l)).collect()
+            }
             FailMode::Closed => {
-                ensure_bpffs(spec.pin_dir)?;
-                let mut held = Vec::new();
-                for (name, link) in fresh {
-                    let path = spec.pin_dir.join(name);
-                    let pinned = link
-                        .pin(&path)
-                        .map_err(|e| EbpfError::Pin(path.clone(), e.to_string()))?;
-                    held.push(Held::Pinned(pinned));
-                }
-                held
+                let held = pin_all(spec.pin_dir, fresh)?;
+                let own: Vec<PathBuf> = held.iter().map(|(p, _)| p.clone()).collect();
+                remove_stale_pins(spec.pin_dir, &own);
+                held.into_iter().map(|(_, l)| Held::Pinned(l)).collect()
             }
         };
         Ok(Self {
@@ -294,13 +293,42 @@ impl Programs {
     }
 }
 
-/// Removes every pinned link under `pin_dir` (detaching it), e.g. left by a previous agent.
-pub fn remove_stale_pins(pin_dir: &Path) {
+/// Pins `links` under `pin_dir`, named after this agent's process (`<program>_<pid>`; bpffs
+/// takes no dot), so that they never take the previous agent's names before its pins are
+/// removed. All or nothing: on a failure the links pinned so far are unpinned (and detach when
+/// dropped).
+fn pin_all(
+    pin_dir: &Path,
+    links: Vec<(&'static str, FdLink)>,
+) -> Result<Vec<(PathBuf, PinnedLink)>, EbpfError> {
+    ensure_bpffs(pin_dir)?;
+    let mut held = Vec::new();
+    for (name, link) in links {
+        let path = pin_dir.join(format!("{name}_{}", std::process::id()));
+        match link.pin(&path) {
+            Ok(pinned) => held.push((path, pinned)),
+            Err(e) => {
+                for (_, pinned) in held {
+                    let _ = pinned.unpin();
+                }
+                return Err(EbpfError::Pin(path, e.to_string()));
+            }
+        }
+    }
+    Ok(held)
+}
+
+/// Removes every pinned link under `pin_dir` but `keep` (detaching it), e.g. left by a previous
+/// agent.
+pub fn remove_stale_pins(pin_dir: &Path, keep: &[PathBuf]) {
     let Ok(entries) = std::fs::read_dir(pin_dir) else {
         return;
     };
     for entry in entries.flatten() {
         let path = entry.path();
+        if keep.contains(&path) {
+            continue;
+        }
         match PinnedLink::from_pin(&path) {
             Ok(link) => match link.unpin() {
                 Ok(_detached_on_drop) => info!(pin = %path.display(), "removed stale pinned link"),
