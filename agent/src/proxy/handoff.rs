@@ -61,6 +61,13 @@ pub fn original_dst(meta: &ConnMeta) -> SocketAddr {
     SocketAddr::new(ip, meta.dst_port)
 }
 
+/// Records cgroup `id`'s classification for the connect hooks.
+fn classify(ctx: &Context, id: u64, enrolled: bool) {
+    if let Err(e) = ctx.programs.set_cgroup(id, enrolled) {
+        warn!(error = %e, cgroup = id, "could not record cgroup classification");
+    }
+}
+
 /// Handles one accepted connection to the end.
 pub async fn handle(ctx: Arc<Context>, mut client: TcpStream, peer: SocketAddr, local: SocketAddr) {
     let Some(meta) = ctx.programs.take_conn(&tuple_key(peer, local)) else {
@@ -81,10 +88,18 @@ pub async fn handle(ctx: Arc<Context>, mut client: TcpStream, peer: SocketAddr, 
         || ctx
             .enrollment
             .enrolled(policy, meta.cgroup_id, &subject.cgroup_path);
-    if meta.flags & FLAG_UNCLASSIFIED != 0
-        && let Err(e) = ctx.programs.set_cgroup(meta.cgroup_id, enrolled)
-    {
-        warn!(error = %e, cgroup = meta.cgroup_id, "could not record cgroup classification");
+    if meta.flags & FLAG_UNCLASSIFIED != 0 {
+        classify(&ctx, meta.cgroup_id, enrolled);
+        // A reload that classified this cgroup since `state` was loaded must keep the last
+        // word: under the new policy, it is classified again (a reload after this check
+        // classifies it after this write).
+        let now = ctx.policy.load();
+        if now.generation != state.generation && !subject.cgroup_path.is_empty() {
+            let again = ctx
+                .enrollment
+                .enrolled(&now.policy, meta.cgroup_id, &subject.cgroup_path);
+            classify(&ctx, meta.cgroup_id, again);
+        }
     }
     let is_self = ctx
         .settings
