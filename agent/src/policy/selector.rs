@@ -11,9 +11,9 @@ pub struct Subject {
     pub cgroup_path: String,
     /// systemd unit the cgroup belongs to (e.g. `etl-nightly.service`), if any.
     pub systemd_unit: Option<String>,
-    /// Effective uid.
+    /// Real uid of the task that called `connect()`.
     pub uid: u32,
-    /// Effective gid.
+    /// Real gid of the task that called `connect()`.
     pub gid: u32,
     /// Executable path, if it could be read.
     pub exe: Option<PathBuf>,
