@@ -26,19 +26,15 @@ pub fn is_v4_mapped(ip6: &[u32; 4]) -> bool {
     ip6[0] == 0 && ip6[1] == 0 && ip6[2] == u32::to_be(0x0000_ffff)
 }
 
-/// True for 127.0.0.0/8 (v4 mapped) and ::1.
+/// True for the addresses a connect reaches the proxy at: 127.0.0.1 (v4 mapped) and `::1`,
+/// where the hooks redirect to, and 0.0.0.0 and `::`, which reach this host's listeners.
 #[inline(always)]
-fn is_loopback(ip6: &[u32; 4]) -> bool {
+fn is_proxy_addr(ip6: &[u32; 4]) -> bool {
     if is_v4_mapped(ip6) {
-        return u32::from_be(ip6[3]) >> 24 == 127;
+        let v4 = u32::from_be(ip6[3]);
+        return v4 == 0x7f00_0001 || v4 == 0;
     }
-    ip6[0] == 0 && ip6[1] == 0 && ip6[2] == 0 && ip6[3] == u32::to_be(1)
-}
-
-/// True for 0.0.0.0 (v4 mapped) and `::`: a connect to either reaches this host.
-#[inline(always)]
-fn is_unspecified(ip6: &[u32; 4]) -> bool {
-    (ip6[0] == 0 && ip6[1] == 0 && ip6[3] == 0) && (ip6[2] == 0 || is_v4_mapped(ip6))
+    ip6[0] == 0 && ip6[1] == 0 && ip6[2] == 0 && (ip6[3] == 0 || ip6[3] == u32::to_be(1))
 }
 
 /// Decides for a TCP `connect()` to `dst_ip6:dst_port` and, when redirecting, stores the
@@ -60,7 +56,7 @@ pub fn decide(ctx: &SockAddrContext, dst_ip6: [u32; 4], dst_port: u16, family: u
         return Action::Direct;
     }
     let port = setting(settings::PROXY_PORT) as u16;
-    if port != 0 && dst_port == port && (is_loopback(&dst_ip6) || is_unspecified(&dst_ip6)) {
+    if port != 0 && dst_port == port && is_proxy_addr(&dst_ip6) {
         // Straight at the proxy, from any cgroup: such a connection carries no metadata of its
         // own, and could only take another's left behind. Refused, unless the loopback is not
         // the proxy's (another network namespace).

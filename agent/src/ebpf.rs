@@ -131,7 +131,7 @@ impl Programs {
             .set(settings::HOST_NETNS, spec.netns_cookie, 0)
             .map_err(|e| EbpfError::Map(settings::MAP, e))?;
         settings
-            .set(settings::AGENT_TGID, u64::from(std::process::id()), 0)
+            .set(settings::AGENT_TGID, u64::from(host_pid()), 0)
             .map_err(|e| EbpfError::Map(settings::MAP, e))?;
         settings
             .set(settings::AGENT_UP, 1, 0)
@@ -293,18 +293,37 @@ impl Programs {
     }
 }
 
-/// Pins `links` under `pin_dir`, named after this agent's process (`<program>_<pid>`; bpffs
-/// takes no dot), so that they never take the previous agent's names before its pins are
-/// removed. All or nothing: on a failure the links pinned so far are unpinned (and detach when
+/// The agent's pid as the host sees it, which the hooks compare with the calling task's tgid:
+/// the first (outermost) entry of `NSpid` in `/proc/self/status`, the namespace's own pid when
+/// `/proc` shows no other.
+fn host_pid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("NSpid:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|p| p.parse().ok())
+        })
+        .unwrap_or_else(std::process::id)
+}
+
+/// Pins `links` under `pin_dir`, named after this agent's process and start
+/// (`<program>_<pid>_<nanoseconds>`; bpffs takes no dot), so that they never take the previous
+/// agent's names before its pins are removed. All or nothing: on a failure the links pinned so far are unpinned (and detach when
 /// dropped).
 fn pin_all(
     pin_dir: &Path,
     links: Vec<(&'static str, FdLink)>,
 ) -> Result<Vec<(PathBuf, PinnedLink)>, EbpfError> {
     ensure_bpffs(pin_dir)?;
+    // The pid alone may be the previous agent's (a container's pid 1, a pid reused).
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     let mut held = Vec::new();
     for (name, link) in links {
-        let path = pin_dir.join(format!("{name}_{}", std::process::id()));
+        let path = pin_dir.join(format!("{name}_{}_{nonce}", std::process::id()));
         match link.pin(&path) {
             Ok(pinned) => held.push((path, pinned)),
             Err(e) => {

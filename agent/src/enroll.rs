@@ -6,9 +6,11 @@
 //! connection, because uid, gid and exe selectors are per process.
 //!
 //! A binding lasts as long as its cgroup: it is dropped when `tollgate run`'s command ended and
-//! the cgroup is gone, kept while a process the command left behind still runs in it, and made
-//! again from the cgroup's name (`run-<workload>-<12 hex digits>`) when the agent starts. A task
-//! of a run never goes direct because the agent restarted or the command exited first.
+//! the cgroup (with any cgroup the command made below it) is gone, kept while a process the
+//! command left behind still runs there, and made again from the cgroup's name
+//! (`run-<workload>-<12 hex digits>`, root's directories only) when the agent starts. A task of
+//! a run keeps its workload whether the command exited first or the agent restarted (while no
+//! agent runs, `fail_mode` decides, as for every enrolled task).
 use crate::sync::lock;
 use std::{collections::HashMap, sync::Mutex};
 

@@ -181,7 +181,7 @@ impl Api {
         let Some(id) = self.ctx.enrollment.bound_at(&rel) else {
             return Response::error(format!("{rel} is not a run cgroup of this agent"));
         };
-        if let Err(e) = fs.remove(&rel) {
+        if let Err(e) = fs.remove_tree(&rel) {
             // Still populated (a process the command left behind): it stays bound to the
             // workload, never direct; the binding ends with the cgroup (at the agent's next
             // start, which removes it once empty).

@@ -277,15 +277,27 @@ fn bind_listeners(config: &Config) -> Result<Vec<tokio::net::TcpListener>, Agent
     Ok(listeners)
 }
 
-/// Classifies every cgroup at or below `attach`; the agent's own cgroup is never enrolled.
 /// Binds again the run cgroups an earlier agent made that still hold processes (a command's
-/// leftovers, or a run under way when the agent restarted), so that they never go direct; the
-/// empty ones are removed.
+/// leftovers, or a run under way when the agent restarted), so that they keep their workload;
+/// the empty ones are removed. Only directories owned by root count: a run cgroup is made by
+/// the agent, and a name alone must not bind a cgroup someone else made to a workload.
 fn restore_runs(cgroupfs: &CgroupFs, run_cgroup: &str, enrollment: &Enrollment) {
-    enrollment.restore(run_cgroup, &cgroupfs.walk(run_cgroup));
+    use std::os::unix::fs::MetadataExt as _;
+    let walk: Vec<(u64, String)> = cgroupfs
+        .walk(run_cgroup)
+        .into_iter()
+        .filter(|(_, path)| {
+            cgroupfs
+                .dir(path)
+                .ok()
+                .and_then(|d| std::fs::metadata(d).ok())
+                .is_some_and(|m| m.uid() == 0)
+        })
+        .collect();
+    enrollment.restore(run_cgroup, &walk);
     let mut kept = 0;
     for path in enrollment.bound_paths() {
-        if cgroupfs.remove(&path).is_ok() {
+        if cgroupfs.remove_tree(&path).is_ok() {
             enrollment.unbind_path(&path);
         } else {
             kept += 1;
@@ -299,6 +311,7 @@ fn restore_runs(cgroupfs: &CgroupFs, run_cgroup: &str, enrollment: &Enrollment) 
     }
 }
 
+/// Classifies every cgroup at or below `attach`; the agent's own cgroup is never enrolled.
 pub(crate) fn classify_all(
     cgroupfs: &CgroupFs,
     attach: &str,

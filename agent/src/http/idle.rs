@@ -2,7 +2,8 @@
 //! connection (hyper's header read timeout is HTTP/1.1's) and a spliced WebSocket. Each is closed
 //! once nothing moved on it, with nothing in flight, for the agent's `idle_timeout`, as a tcp
 //! target's connection is: otherwise an idle client would hold, for ever, a connection slot that
-//! every workload shares.
+//! every workload shares. (An exchange in flight keeps its connection, as on HTTP/1.1: a client
+//! that never reads a response holds it until the response's own limits end it.)
 use std::{
     io,
     pin::Pin,
@@ -58,7 +59,7 @@ impl Activity {
     }
 
     fn in_flight(&self) -> bool {
-        self.open.load(Ordering::Relaxed) > 0
+        self.open.load(Ordering::Acquire) > 0
     }
 
     /// Resolves once nothing was in flight and nothing happened for `idle`.
@@ -83,8 +84,9 @@ pub struct Open(Arc<Activity>);
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::Relaxed);
+        // Touched first: a watcher that sees nothing in flight must also see this end.
         self.0.touch();
+        self.0.open.fetch_sub(1, Ordering::Release);
     }
 }
 

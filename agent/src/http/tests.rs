@@ -763,7 +763,7 @@ async fn websocket_upgrade_is_spliced() {
 /// moves bytes is not.
 #[tokio::test]
 async fn an_idle_websocket_is_closed() {
-    let idle = Duration::from_millis(400);
+    let idle = Duration::from_millis(1500);
     let mut h = harness_with(false, idle).await;
     let upgrade = [("connection", "upgrade"), ("upgrade", "websocket")];
     let resp = get_upgrade(&h, "/ws-echo", &upgrade).await;
@@ -771,7 +771,7 @@ async fn an_idle_websocket_is_closed() {
     let mut io = TokioIo::new(hyper::upgrade::on(resp).await.unwrap());
     // Bytes more often than `idle`, for more than `idle` in all: kept.
     for _ in 0..4 {
-        tokio::time::sleep(idle / 2).await;
+        tokio::time::sleep(idle / 3).await;
         io.write_all(b"x").await.unwrap();
     }
     let mut echoed = [0u8; 4];

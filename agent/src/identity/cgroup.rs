@@ -81,6 +81,18 @@ impl CgroupFs {
         std::fs::remove_dir(&dir).map_err(|e| CgroupError::Io(dir, e))
     }
 
+    /// Removes a cgroup and the cgroups below it, deepest first; fails (leaving what it could
+    /// not remove) while any of them holds a process.
+    pub fn remove_tree(&self, path: &str) -> Result<(), CgroupError> {
+        let mut below = self.walk(path);
+        // Deepest first: longer paths below `path` before their parents.
+        below.sort_by_key(|(_, p)| std::cmp::Reverse(p.matches('/').count()));
+        for (_, p) in &below {
+            self.remove(p)?;
+        }
+        Ok(())
+    }
+
     /// Finds the path of cgroup `id` by walking the hierarchy (slow path: the process is gone).
     pub fn find_by_id(&self, id: u64) -> Option<String> {
         self.walk("/")
