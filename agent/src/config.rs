@@ -80,9 +80,12 @@ pub struct Config {
     /// Loopback port of the proxy. A privileged port (< 1024) by default, so that no
     /// unprivileged process can take it over while the agent is down.
     pub listen_port: u16,
-    /// IPv4 loopback address the proxy listens on.
+    /// IPv4 loopback address the proxy listens on: `127.0.0.1`, where connect4 redirects
+    /// (another address is a load error: the redirected connections would find no proxy).
+    #[serde(deserialize_with = "redirect_v4")]
     pub listen_v4: Ipv4Addr,
-    /// IPv6 loopback address the proxy listens on (`::1`); connect6 redirects there.
+    /// IPv6 loopback address the proxy listens on: `::1`, where connect6 redirects.
+    #[serde(deserialize_with = "redirect_v6")]
     pub listen_v6: Ipv6Addr,
     /// cgroup v2 mount point; detected (`/sys/fs/cgroup` or `/sys/fs/cgroup/unified`) if unset.
     pub cgroup_root: Option<PathBuf>,
@@ -207,6 +210,28 @@ impl Config {
     }
 }
 
+/// `listen_v4`: the address the eBPF programs redirect to, and no other.
+fn redirect_v4<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Ipv4Addr, D::Error> {
+    let a = Ipv4Addr::deserialize(d)?;
+    if a != Ipv4Addr::LOCALHOST {
+        return Err(serde::de::Error::custom(format!(
+            "listen_v4 = {a}: must be 127.0.0.1, where the eBPF programs redirect connections"
+        )));
+    }
+    Ok(a)
+}
+
+/// `listen_v6`: the address the eBPF programs redirect to, and no other.
+fn redirect_v6<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Ipv6Addr, D::Error> {
+    let a = Ipv6Addr::deserialize(d)?;
+    if a != Ipv6Addr::LOCALHOST {
+        return Err(serde::de::Error::custom(format!(
+            "listen_v6 = {a}: must be ::1, where the eBPF programs redirect connections"
+        )));
+    }
+    Ok(a)
+}
+
 /// 1-based line and column of byte offset `at` in `text`.
 pub fn line_col(text: &str, at: usize) -> (usize, usize) {
     let at = at.min(text.len());
@@ -252,6 +277,29 @@ mod tests {
     }
 
     /// No workers at all is refused at load, with its line (tokio would panic at start).
+    #[test]
+    fn a_listen_address_the_programs_do_not_redirect_to_is_an_error_with_line() {
+        let err = Config::parse(
+            Path::new("t.toml"),
+            "listen_port = 1\nlisten_v4 = \"127.0.0.2\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("t.toml:2:") && err.contains("127.0.0.1"),
+            "{err}"
+        );
+        let err = Config::parse(Path::new("t.toml"), "listen_v6 = \"::2\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("t.toml:1:") && err.contains("::1"), "{err}");
+        let ok = Config::parse(
+            Path::new("t.toml"),
+            "listen_v4 = \"127.0.0.1\"\nlisten_v6 = \"::1\"\n",
+        );
+        assert!(ok.is_ok(), "{ok:?}");
+    }
+
     #[test]
     fn zero_worker_threads_is_an_error_with_line() {
         let err = Config::parse(Path::new("t.toml"), "listen_port = 1\nworker_threads = 0\n")

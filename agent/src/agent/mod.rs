@@ -107,6 +107,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         .filter_map(|l| l.local_addr().ok())
         .collect();
     let port = listen.first().map_or(config.listen_port, SocketAddr::port);
+    warn_if_unprivileged(port, config.fail_mode);
 
     cgroupfs.create(&config.attach_cgroup)?;
     cgroupfs.create(&config.run_cgroup)?;
@@ -275,6 +276,24 @@ fn bind_listeners(config: &Config) -> Result<Vec<tokio::net::TcpListener>, Agent
     let v6 = SocketAddr::new(IpAddr::V6(config.listen_v6), port);
     listeners.extend(proxy::bind(&[v6])?);
     Ok(listeners)
+}
+
+/// With `fail_mode = "closed"` the programs outlive the agent, and after a crash (no orderly
+/// stop to mark it down) they still redirect to its port: on a port any user may bind, that user
+/// would receive the enrolled tasks' connections until an agent runs again.
+fn warn_if_unprivileged(port: u16, fail_mode: crate::config::FailMode) {
+    let start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|s| s.trim().parse::<u16>().ok())
+        .unwrap_or(1024);
+    if fail_mode == crate::config::FailMode::Closed && port >= start {
+        warn!(
+            port,
+            unprivileged_from = start,
+            "listen_port is a port any user may bind: after a crash of the agent, whoever binds \
+             it receives the enrolled tasks' connections; use a port below {start}"
+        );
+    }
 }
 
 /// Binds again the run cgroups an earlier agent made that still hold processes (a command's

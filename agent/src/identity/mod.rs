@@ -35,15 +35,26 @@ impl Resolver {
     }
 
     /// Path (relative to the cgroup root, leading `/`) of cgroup `id`, learned from the
-    /// process `pid` when it still runs, else by walking the hierarchy.
-    pub fn cgroup_path(&self, id: u64, pid: Option<u32>) -> Option<String> {
+    /// process `pid` when it still runs, else by walking the hierarchy. The walk (a process
+    /// that exited or moved before its connection was accepted) reads every cgroup directory:
+    /// it runs on the blocking pool, never on the worker every connection shares.
+    pub async fn cgroup_path(&self, id: u64, pid: Option<u32>) -> Option<String> {
         if let Some(p) = lock(&self.paths).get(&id) {
             return Some(p.clone());
         }
-        let path = pid
+        let from_pid = pid
             .and_then(process::cgroup_of)
-            .filter(|p| self.cgroupfs.id_of(p).ok() == Some(id))
-            .or_else(|| self.cgroupfs.find_by_id(id))?;
+            .filter(|p| self.cgroupfs.id_of(p).ok() == Some(id));
+        let path = match from_pid {
+            Some(p) => p,
+            None => {
+                let fs = self.cgroupfs.clone();
+                tokio::task::spawn_blocking(move || fs.find_by_id(id))
+                    .await
+                    .ok()
+                    .flatten()?
+            }
+        };
         let mut cache = lock(&self.paths);
         if cache.len() >= PATH_CACHE_MAX {
             cache.clear();
@@ -63,9 +74,10 @@ impl Resolver {
     }
 
     /// The subject behind a redirected connection.
-    pub fn subject(&self, meta: &ConnMeta) -> Subject {
+    pub async fn subject(&self, meta: &ConnMeta) -> Subject {
         let cgroup_path = self
             .cgroup_path(meta.cgroup_id, Some(meta.tgid))
+            .await
             .unwrap_or_default();
         Subject {
             systemd_unit: process::systemd_unit(&cgroup_path).map(str::to_owned),

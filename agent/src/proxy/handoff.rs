@@ -79,7 +79,7 @@ pub async fn handle(ctx: Arc<Context>, mut client: TcpStream, peer: SocketAddr, 
         return;
     };
     let dst = original_dst(&meta);
-    let subject = ctx.resolver.subject(&meta);
+    let subject = ctx.resolver.subject(&meta).await;
     let state = ctx.policy.load_full();
     let policy = &state.policy;
     // A cgroup the hook did not know (new, or evicted): record its classification so later
