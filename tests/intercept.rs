@@ -130,15 +130,14 @@ fn an_enrolled_task_inside_another_network_namespace_is_refused() {
     }
 }
 
-#[test]
-fn the_same_commands_outside_any_workload_are_untouched() {
-    let test = "the_same_commands_outside_any_workload_are_untouched";
-    let Some(env) = setup(test, &[Need::Curl, Need::Python3]) else {
-        return;
-    };
-    let py = env.python3.clone().expect("python3");
-    let web = PeerServer::start("127.0.0.1:0");
-    let mut agent = Agent::new(&env, "untouched", FailMode::Open);
+/// A started agent whose cgroup `client` is workload `client`, allowed to `web`, and whose
+/// cgroup `other` (below the attach cgroup too) matches no workload; and the two cgroups.
+fn client_and_other(
+    env: &harness::prereq::Env,
+    tag: &str,
+    web: &PeerServer,
+) -> (Agent, std::path::PathBuf, std::path::PathBuf) {
+    let mut agent = Agent::new(env, tag, FailMode::Open);
     let client = agent.cgroup_dir("client");
     let other = agent.cgroup_dir("other");
     cgroup::mkdir(&client);
@@ -149,6 +148,18 @@ fn the_same_commands_outside_any_workload_are_untouched() {
         .rule("client-web", &["client"], &["web"], "allow");
     agent.write_policy("test.toml", policy.text());
     agent.start();
+    (agent, client, other)
+}
+
+#[test]
+fn the_same_commands_outside_any_workload_are_untouched() {
+    let test = "the_same_commands_outside_any_workload_are_untouched";
+    let Some(env) = setup(test, &[Need::Curl, Need::Python3]) else {
+        return;
+    };
+    let py = env.python3.clone().expect("python3");
+    let web = PeerServer::start("127.0.0.1:0");
+    let (agent, client, other) = client_and_other(&env, "untouched", &web);
 
     // The enrolled client goes through the proxy: the agent is really in the path.
     let enrolled = curl(Some(&client), &web.url());
@@ -203,17 +214,7 @@ fn a_task_cannot_reach_the_proxy_directly_nor_pass_as_the_agent() {
     };
     let py = env.python3.clone().expect("python3");
     let web = PeerServer::start("127.0.0.1:0");
-    let mut agent = Agent::new(&env, "straight", FailMode::Open);
-    let client = agent.cgroup_dir("client");
-    let other = agent.cgroup_dir("other");
-    cgroup::mkdir(&client);
-    cgroup::mkdir(&other);
-    let policy = PolicyText::new()
-        .workload("client", &agent.cgroup_path("client"), false)
-        .target("web", &[addr(web.addr)])
-        .rule("client-web", &["client"], &["web"], "allow");
-    agent.write_policy("test.toml", policy.text());
-    agent.start();
+    let (agent, client, other) = client_and_other(&env, "straight", &web);
 
     for (cg, host) in [
         (&client, "127.0.0.1"),

@@ -19,14 +19,15 @@ use super::{
     audit::Exchange,
     body::boxed,
     exchange::Session,
-    idle::{Activity, Held, Touched},
+    idle::{Activity, Held},
+    io::Counted,
 };
 use crate::proxy::copy::CopyEnd;
 
 /// Smallest read buffer hyper accepts for HTTP/1.1.
 const MIN_BUF: usize = 8192;
 /// How long in-flight responses may go on after the connection is told to close.
-const SPLICE_GRACE: Duration = Duration::from_secs(1);
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Limits of the client side.
 #[derive(Debug, Clone, Copy)]
@@ -50,13 +51,13 @@ where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     // HTTP/2: each stream is in flight from its request until its response body is sent.
-    let streams = h2.then(Activity::new);
+    let streams = Activity::new();
     let svc = {
         let session = session.clone();
         let streams = streams.clone();
         service_fn(move |req| {
             let s = session.clone();
-            let open = streams.as_ref().map(Activity::open);
+            let open = h2.then(|| streams.open());
             async move {
                 let resp = s.exchange(req).await;
                 Ok::<_, Infallible>(match open {
@@ -76,7 +77,6 @@ where
             .keep_alive_interval(None)
             .serve_connection(io, svc);
         tokio::pin!(conn);
-        let streams = streams.unwrap_or_else(Activity::new);
         tokio::select! {
             r = conn.as_mut() => r,
             () = &mut stop => {
@@ -153,8 +153,8 @@ async fn splice(client: OnUpgrade, server: OnUpgrade, idle: Duration) -> Option<
         }
     };
     let activity = Activity::new();
-    let mut client = Touched::new(TokioIo::new(client), activity.clone());
-    let mut server = Touched::new(TokioIo::new(server), activity.clone());
+    let mut client = Counted::new(TokioIo::new(client), activity.clone());
+    let mut server = Counted::new(TokioIo::new(server), activity.clone());
     tokio::select! {
         copied = tokio::io::copy_bidirectional(&mut client, &mut server) => {
             if let Err(e) = copied {
@@ -175,7 +175,7 @@ where
     F: Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
-    if let Ok(Err(e)) = tokio::time::timeout(SPLICE_GRACE, conn).await {
+    if let Ok(Err(e)) = tokio::time::timeout(CLOSE_GRACE, conn).await {
         debug!(error = %e, "connection ended during shutdown");
     }
 }

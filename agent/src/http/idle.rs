@@ -5,7 +5,6 @@
 //! every workload shares. (An exchange in flight keeps its connection, as on HTTP/1.1: a client
 //! that never reads a response holds it until the response's own limits end it.)
 use std::{
-    io,
     pin::Pin,
     sync::{
         Arc,
@@ -17,10 +16,7 @@ use std::{
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
-use tokio::{
-    io::{AsyncRead, AsyncWrite, ReadBuf},
-    time::Instant,
-};
+use tokio::time::Instant;
 
 /// When something last happened on a connection, and how many of its exchanges are in flight.
 #[derive(Debug)]
@@ -126,69 +122,14 @@ where
     }
 }
 
-/// A stream whose reads and writes are activity.
-pub struct Touched<IO> {
-    io: IO,
-    activity: Arc<Activity>,
-}
-
-impl<IO> Touched<IO> {
-    /// `io`, its traffic stamped on `activity`.
-    pub fn new(io: IO, activity: Arc<Activity>) -> Self {
-        Self { io, activity }
-    }
-}
-
-impl<IO: AsyncRead + Unpin> AsyncRead for Touched<IO> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.touch();
-        }
-        polled
-    }
-}
-
-impl<IO: AsyncWrite + Unpin> AsyncWrite for Touched<IO> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        polled
+/// A splice's traffic is activity (`io::Counted<IO, Arc<Activity>>`).
+impl super::io::Tally for Arc<Activity> {
+    fn read(&self, _: usize) {
+        self.touch();
     }
 
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        polled
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+    fn written(&self, _: usize) {
+        self.touch();
     }
 }
 
@@ -232,7 +173,7 @@ mod tests {
     async fn reads_and_writes_are_activity() {
         let a = Activity::new();
         let (mut near, far) = tokio::io::duplex(64);
-        let mut far = Touched::new(far, a.clone());
+        let mut far = super::super::io::Counted::new(far, a.clone());
         tokio::time::advance(IDLE - Duration::from_secs(1)).await;
         near.write_all(b"ping").await.unwrap();
         let mut buf = [0u8; 4];

@@ -1,5 +1,6 @@
-//! A client stream that counts the bytes it reads (up) and writes (down), whatever runs on top
-//! of it (TLS, HTTP/1.1, HTTP/2, an upgraded WebSocket).
+//! A stream that tells what it reads (up) and writes (down) to a [`Tally`], whatever runs on top
+//! of it (TLS, HTTP/1.1, HTTP/2, an upgraded WebSocket): the client connection's byte counts,
+//! or a splice's activity (`idle`).
 use std::{
     io,
     pin::Pin,
@@ -21,21 +22,39 @@ pub struct Counters {
     pub down: AtomicU64,
 }
 
-/// A stream counting into shared [`Counters`].
-#[derive(Debug)]
-pub struct Counted<T> {
-    inner: T,
-    counters: Arc<Counters>,
+/// What a [`Counted`] stream tells of the bytes it moves.
+pub trait Tally {
+    /// `n` bytes were read (`n` > 0).
+    fn read(&self, n: usize);
+    /// `n` bytes were written (`n` > 0).
+    fn written(&self, n: usize);
 }
 
-impl<T> Counted<T> {
+impl Tally for Arc<Counters> {
+    fn read(&self, n: usize) {
+        self.up.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    fn written(&self, n: usize) {
+        self.down.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// A stream telling its traffic to a [`Tally`] (by default, shared [`Counters`]).
+#[derive(Debug)]
+pub struct Counted<T, C = Arc<Counters>> {
+    inner: T,
+    counters: C,
+}
+
+impl<T, C> Counted<T, C> {
     /// Wraps `inner`.
-    pub fn new(inner: T, counters: Arc<Counters>) -> Self {
+    pub fn new(inner: T, counters: C) -> Self {
         Self { inner, counters }
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
+impl<T: AsyncRead + Unpin, C: Tally + Unpin> AsyncRead for Counted<T, C> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -44,20 +63,24 @@ impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         let n = buf.filled().len() - before;
-        self.counters.up.fetch_add(n as u64, Ordering::Relaxed);
+        if n > 0 {
+            self.counters.read(n);
+        }
         r
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
+impl<T: AsyncWrite + Unpin, C: Tally + Unpin> AsyncWrite for Counted<T, C> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = r {
-            self.counters.down.fetch_add(n as u64, Ordering::Relaxed);
+        if let Poll::Ready(Ok(n)) = r
+            && n > 0
+        {
+            self.counters.written(n);
         }
         r
     }
@@ -68,8 +91,10 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = r {
-            self.counters.down.fetch_add(n as u64, Ordering::Relaxed);
+        if let Poll::Ready(Ok(n)) = r
+            && n > 0
+        {
+            self.counters.written(n);
         }
         r
     }

@@ -260,7 +260,15 @@ async fn upstream_handler(
             .body(empty())
             .unwrap(),
         // A body whose second chunk comes after a pause (of a type passed as it streams).
-        "/dribble" => typed("application/octet-stream", boxed(Dribble::default())),
+        "/dribble" => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(async move {
+                let _ = tx.send(Bytes::from_static(DRIBBLE[0].as_bytes()));
+                tokio::time::sleep(DRIBBLE_PAUSE).await;
+                let _ = tx.send(Bytes::from_static(DRIBBLE[1].as_bytes()));
+            });
+            typed("application/octet-stream", boxed(Fed(rx)))
+        }
         // Echoes every byte until the client closes.
         "/ws-echo" => {
             let on = hyper::upgrade::on(&mut req);
@@ -307,40 +315,6 @@ const DRIBBLE: [&str; 2] = ["first ", "second"];
 /// The pause before `/dribble`'s second chunk: longer than the idle timeout of the tests that
 /// fetch it.
 const DRIBBLE_PAUSE: Duration = Duration::from_millis(1200);
-
-/// `/dribble`'s body: [`DRIBBLE`]'s first chunk, a pause, the second.
-#[derive(Default)]
-struct Dribble {
-    sent: usize,
-    pause: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl hyper::body::Body for Dribble {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
-        use std::task::Poll;
-        if self.sent == 1 {
-            let pause = self
-                .pause
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep(DRIBBLE_PAUSE)));
-            if pause.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-        }
-        let Some(chunk) = DRIBBLE.get(self.sent) else {
-            return Poll::Ready(None);
-        };
-        self.sent += 1;
-        Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from_static(
-            chunk.as_bytes(),
-        )))))
-    }
-}
 
 async fn upstream_server() -> (SocketAddr, Arc<Seen>) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1118,7 +1092,7 @@ async fn a_form_denied_after_an_early_answer_is_recorded_as_denied() {
     assert_eq!(h.seen.whole_forms.load(Ordering::SeqCst), 1);
 }
 
-/// A request body the test feeds chunk by chunk.
+/// A body the test feeds chunk by chunk (a request's, or `/dribble`'s response).
 struct Fed(mpsc::UnboundedReceiver<Bytes>);
 
 impl hyper::body::Body for Fed {
